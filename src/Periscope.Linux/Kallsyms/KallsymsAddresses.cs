@@ -1,0 +1,197 @@
+namespace Periscope.Linux.Kallsyms;
+
+/// <summary>The decoded addresses and the layout they came from (image offsets; -1 when absent).</summary>
+internal sealed record KallsymsAddressTable(
+    ulong[] Addresses,
+    int TableOffset,
+    int RelativeBaseOffset,
+    ulong RelativeBase,
+    bool Order64,
+    string Encoding);
+
+/// <summary>
+/// Step 6 of linux-discovery.md §4.3: finds <c>kallsyms_offsets</c> + <c>kallsyms_relative_base</c> in the ≤6.3
+/// or the ≥6.4 position, decodes them with or without ABSOLUTE_PERCPU, and falls back to u64
+/// <c>kallsyms_addresses</c>. A layout is accepted only if the decoded addresses are (almost) in order.
+/// </summary>
+internal static class KallsymsAddresses
+{
+    private const ulong KernelHalfStart = KernelSymbols.KernelHalfStart;
+
+    public static KallsymsAddressTable? TryDecode(ReadOnlySpan<byte> image, ulong imageVa, KallsymsNameTable names,
+        KallsymsTokenTable tokens, out string reason)
+    {
+        int n = names.Count;
+        var reasons = new List<string>(6);
+
+        // ≤ 6.3: offsets | relative_base | num_syms. relative_base is 8-aligned, so offsets start align8(4N) before it.
+        long preBase = names.NumSymsOffset - 8L;
+        long preOffsets = preBase - ((4L * n + 7) & ~7L);
+        var found = TryRelative(image, preOffsets, preBase, n, order64: false, "pre-6.4", reasons);
+        if (found is not null)
+        {
+            reason = "";
+            return found;
+        }
+
+        // ≥ 6.4: token_index | offsets | relative_base | seqs_of_names.
+        long postOffsets = ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, 8);
+        long postBase = ImageBytes.AlignUp(imageVa, postOffsets + 4L * n, 8);
+        found = TryRelative(image, postOffsets, postBase, n, order64: true, "6.4+", reasons);
+        if (found is not null)
+        {
+            reason = "";
+            return found;
+        }
+
+        // Without KALLSYMS_BASE_RELATIVE: u64 kallsyms_addresses right before num_syms, or after token_index.
+        found = TryAbsolute(image, names.NumSymsOffset - 8L * n, n, order64: false, "pre-6.4", reasons)
+                ?? TryAbsolute(image, postOffsets, n, order64: true, "6.4+", reasons);
+        if (found is not null)
+        {
+            reason = "";
+            return found;
+        }
+
+        reason = "no address table fits: " + string.Join("; ", reasons);
+        return null;
+    }
+
+    private static KallsymsAddressTable? TryRelative(ReadOnlySpan<byte> image, long offsetsOffset, long baseOffset,
+        int n, bool order64, string layout, List<string> reasons)
+    {
+        if (!ImageBytes.Fits(image, offsetsOffset, 4L * n) || !ImageBytes.TryU64(image, baseOffset, out ulong relativeBase))
+        {
+            reasons.Add($"{layout} kallsyms_offsets/relative_base (image+0x{offsetsOffset:x}) lie outside the image");
+            return null;
+        }
+        if (relativeBase < KernelHalfStart)
+        {
+            reasons.Add($"{layout} kallsyms_relative_base 0x{relativeBase:x} is not a kernel address");
+            return null;
+        }
+
+        var raw = new int[n];
+        bool anyNegative = false;
+        for (int i = 0; i < n; i++)
+        {
+            int o = (int)ImageBytes.U32(image, offsetsOffset + 4L * i);
+            raw[i] = o;
+            anyNegative |= o < 0;
+        }
+
+        var addresses = new ulong[n];
+        string? why;
+        // With ABSOLUTE_PERCPU every non-per-CPU symbol has a negative offset; with no negative offset that reading
+        // would turn all addresses into small absolutes, so it is tried only when negatives exist.
+        if (anyNegative)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                int o = raw[i];
+                addresses[i] = o >= 0 ? (ulong)o : unchecked(relativeBase - 1 - (ulong)(long)o);
+            }
+            if (Plausible(addresses, out why))
+                return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order64,
+                    KallsymsLocation.EncodingAbsolutePercpu);
+            reasons.Add($"{layout} offsets read as ABSOLUTE_PERCPU: {why}");
+        }
+
+        for (int i = 0; i < n; i++)
+            addresses[i] = unchecked(relativeBase + (uint)raw[i]);
+        if (Plausible(addresses, out why))
+            return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order64,
+                KallsymsLocation.EncodingRelative);
+        reasons.Add($"{layout} offsets read as relative: {why}");
+        return null;
+    }
+
+    private static KallsymsAddressTable? TryAbsolute(ReadOnlySpan<byte> image, long offset, int n, bool order64,
+        string layout, List<string> reasons)
+    {
+        if (!ImageBytes.Fits(image, offset, 8L * n))
+        {
+            reasons.Add($"{layout} kallsyms_addresses (image+0x{offset:x}) lie outside the image");
+            return null;
+        }
+        var addresses = new ulong[n];
+        int kernel = 0;
+        for (int i = 0; i < n; i++)
+        {
+            ulong a = ImageBytes.U64(image, offset + 8L * i);
+            addresses[i] = a;
+            if (a >= KernelHalfStart)
+                kernel++;
+        }
+        if (2L * kernel < n)
+        {
+            reasons.Add($"{layout} kallsyms_addresses: only {kernel} of {n} are kernel addresses");
+            return null;
+        }
+        if (!Plausible(addresses, out string why))
+        {
+            reasons.Add($"{layout} kallsyms_addresses: {why}");
+            return null;
+        }
+        return new KallsymsAddressTable(addresses, (int)offset, -1, 0, order64, KallsymsLocation.EncodingAbsolute);
+    }
+
+    /// <summary>
+    /// kallsyms is sorted by address: fewer than 0.1 % of the steps may go backwards, and at least a quarter must
+    /// go strictly forward (so a zero-filled hole, which is "sorted", is not taken for a table).
+    /// </summary>
+    private static bool Plausible(ulong[] addresses, out string why)
+    {
+        int n = addresses.Length;
+        long backwards = 0, forwards = 0;
+        for (int i = 1; i < n; i++)
+        {
+            if (addresses[i] < addresses[i - 1]) backwards++;
+            else if (addresses[i] > addresses[i - 1]) forwards++;
+        }
+        if (backwards * 1000 >= n)
+        {
+            why = $"{backwards} of {n} addresses are out of order";
+            return false;
+        }
+        if (n > 1 && forwards * 4 < n - 1)
+        {
+            why = $"only {forwards} of {n - 1} steps increase the address";
+            return false;
+        }
+        why = "";
+        return true;
+    }
+
+    /// <summary>Whether <c>kallsyms_seqs_of_names</c> (a permutation of 0…N-1, 3-byte big-endian entries, or u32 in
+    /// the first 6.2 development version) starts at <paramref name="offset"/>, ending by <paramref name="limit"/>.</summary>
+    public static bool IsSeqsOfNames(ReadOnlySpan<byte> image, long offset, long limit, int n)
+    {
+        if (n <= 0)
+            return false;
+        limit = Math.Min(limit, image.Length);
+        if (offset >= 0 && offset + 3L * n <= limit && IsPermutation(image, offset, n, 3))
+            return true;
+        return offset >= 0 && offset + 4L * n <= limit && IsPermutation(image, offset, n, 4);
+    }
+
+    private static bool IsPermutation(ReadOnlySpan<byte> image, long offset, int n, int width)
+    {
+        var seen = new ulong[(n + 63) >> 6];
+        for (int i = 0; i < n; i++)
+        {
+            int at = (int)(offset + (long)width * i);
+            uint v = width == 3
+                ? (uint)(image[at] << 16 | image[at + 1] << 8 | image[at + 2])
+                : ImageBytes.U32(image, at);
+            if (v >= (uint)n)
+                return false;
+            ref ulong word = ref seen[v >> 6];
+            ulong bit = 1UL << (int)(v & 63);
+            if ((word & bit) != 0)
+                return false;
+            word |= bit;
+        }
+        return true;
+    }
+}
