@@ -1,0 +1,58 @@
+using System.CommandLine;
+using Periscope.Memory.Formats;
+using Periscope.Targets;
+
+namespace Periscope.Cli;
+
+/// <summary>Options every command accepts: which target to open and how to print.</summary>
+public sealed class CommonOptions
+{
+    public Option<string?> Dump { get; } = new("--dump") { Description = "Memory dump to read (QEMU ELF core, LiME or raw; detected from content)", Recursive = true };
+    public Option<string?> Qemu { get; } = new("--qemu") { Description = "Live QEMU guest: its RAM file (memory-backend-file, e.g. /dev/shm/NAME)", Recursive = true };
+    public Option<string?> Qmp { get; } = new("--qmp") { Description = "QMP socket of the live guest (registers, --pause)", Recursive = true };
+    public Option<bool> Pause { get; } = new("--pause") { Description = "Pause the live guest while reading, for a consistent view", Recursive = true };
+    public Option<bool> Json { get; } = new("--json") { Description = "Print JSON instead of tables", Recursive = true };
+    public Option<RawLayout> Layout { get; } = new("--raw-layout") { Description = "Physical layout of a raw image: Flat, Q35, I440fx", Recursive = true, DefaultValueFactory = _ => RawLayout.Flat };
+
+    public void AddTo(Command root)
+    {
+        root.Options.Add(Dump);
+        root.Options.Add(Qemu);
+        root.Options.Add(Qmp);
+        root.Options.Add(Pause);
+        root.Options.Add(Json);
+        root.Options.Add(Layout);
+    }
+}
+
+public sealed class CommandContext(CommonOptions options, TextWriter output, TextWriter error)
+{
+    public CommonOptions Options { get; } = options;
+    public TextWriter Output { get; } = output;
+    public TextWriter Error { get; } = error;
+
+    public Target OpenTarget(ParseResult r)
+    {
+        string? dump = r.GetValue(Options.Dump), ram = r.GetValue(Options.Qemu), qmp = r.GetValue(Options.Qmp);
+        if ((dump is null) == (ram is null)) throw new CliUsageException("say which guest to read: --dump FILE or --qemu RAMFILE [--qmp SOCKET]");
+        if (dump is not null) return Target.OpenDump(dump, new TargetOptions { RawLayout = r.GetValue(Options.Layout) });
+        IVmControl? control = qmp is null ? null : null;
+        var target = Target.AttachLive(ram!, control);
+        if (target.ControlWarning is { } w) Error.WriteLine($"periscope: warning: {w}");
+        return target;
+    }
+
+    /// <summary>Runs <paramref name="work"/> against the target, paused if --pause was given.</summary>
+    public int WithTarget(ParseResult r, Func<Target, int> work)
+    {
+        using var target = OpenTarget(r);
+        if (r.GetValue(Options.Pause) && target.IsLive)
+        {
+            using (target.Pause()) return work(target);
+        }
+        if (r.GetValue(Options.Pause)) Error.WriteLine("periscope: --pause ignored: a dump does not change");
+        return work(target);
+    }
+
+    public bool Json(ParseResult r) => r.GetValue(Options.Json);
+}

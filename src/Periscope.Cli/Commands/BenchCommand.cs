@@ -1,0 +1,45 @@
+using System.CommandLine;
+using Periscope.Cli.Output;
+using Periscope.Targets.Benchmarks;
+
+namespace Periscope.Cli.Commands;
+
+/// <summary>`periscope bench --dump FILE`: the performance numbers BENCHMARKS.md reports, measured on this machine.</summary>
+public sealed class BenchCommand : ICliCommand
+{
+    public Command Build(CommandContext context)
+    {
+        var iterations = new Option<int>("--iterations") { Description = "Warm attach runs", DefaultValueFactory = _ => 30 };
+        var command = new Command("bench", "Measure attach+ps, translation rate and page-read speed on a dump") { iterations };
+        command.SetAction(r =>
+        {
+            string dump = r.GetValue(context.Options.Dump) ?? throw new CliUsageException("bench needs --dump FILE");
+            var results = KernelBenchmarks.Run(dump, Math.Max(1, r.GetValue(iterations)));
+            if (context.Json(r))
+            {
+                Json.Write(context.Output, w =>
+                {
+                    w.WriteStartArray();
+                    foreach (var b in results)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", b.Name.Trim());
+                        w.WriteNumber("value", Math.Round(b.Value, 3));
+                        w.WriteString("unit", b.Unit);
+                        w.WriteString("detail", b.Detail);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                });
+            }
+            else
+            {
+                var table = TableWriter.Plain("MEASURE", "VALUE", "UNIT", "DETAIL");
+                foreach (var b in results) table.AddRow(TableWriter.Esc(b.Name), b.Value.ToString("0.00"), b.Unit, TableWriter.Esc(b.Detail));
+                TableWriter.Write(context.Output, table);
+            }
+            return 0;
+        });
+        return command;
+    }
+}

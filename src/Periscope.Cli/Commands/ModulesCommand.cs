@@ -1,0 +1,47 @@
+using System.CommandLine;
+using Periscope.Cli.Output;
+using Periscope.Linux.Model;
+
+namespace Periscope.Cli.Commands;
+
+/// <summary>`periscope modules`: the kernel's module list, as /proc/modules shows it.</summary>
+public sealed class ModulesCommand : ICliCommand
+{
+    public Command Build(CommandContext context)
+    {
+        var command = new Command("modules", "List loaded kernel modules: name, base, size, state, references");
+        command.SetAction(r => context.WithTarget(r, target =>
+        {
+            var modules = target.Kernel.Modules;
+            if (context.Json(r))
+            {
+                Json.Write(context.Output, w =>
+                {
+                    w.WriteStartArray();
+                    foreach (var m in modules)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", m.Name);
+                        w.Address("base", m.Base);
+                        w.WriteNumber("size", m.Size);
+                        w.WriteString("state", m.State.ProcName());
+                        if (m.References is { } refs) w.WriteNumber("references", refs); else w.WriteNull("references");
+                        w.Address("module", m.Address);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                });
+            }
+            else
+            {
+                var table = TableWriter.Plain("NAME", "BASE", "SIZE", "STATE", "REFS");
+                foreach (var m in modules)
+                    table.AddRow(TableWriter.Esc(m.Name), TableWriter.Hex(m.Base), m.Size.ToString(), m.State.ProcName(), m.References?.ToString() ?? "-");
+                TableWriter.Write(context.Output, table);
+            }
+            Warnings.Print(context, target.Kernel);
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,65 @@
+using System.CommandLine;
+using Periscope.Cli.Output;
+using Periscope.Linux.Model;
+
+namespace Periscope.Cli.Commands;
+
+/// <summary>`periscope ps`: processes (thread-group leaders and kernel threads) from the kernel's task list.</summary>
+public sealed class PsCommand : ICliCommand
+{
+    public Command Build(CommandContext context)
+    {
+        var command = new Command("ps", "List processes: pid, tgid, ppid, uid, state, threads, kernel-thread flag, comm, exe path");
+        command.SetAction(r => context.WithTarget(r, target =>
+        {
+            var tasks = target.Kernel.Tasks;
+            if (context.Json(r)) Json.Write(context.Output, w => WriteJson(w, tasks));
+            else
+            {
+                var table = TableWriter.Plain("PID", "TGID", "PPID", "UID", "S", "THR", "K", "COMM", "EXE");
+                foreach (var t in tasks)
+                    table.AddRow(t.Pid.ToString(), t.Tgid.ToString(), t.ParentPid.ToString(), t.Uid?.ToString() ?? "?", t.State.ToString(),
+                        t.ThreadCount.ToString(), t.IsKernelThread ? "K" : "", TableWriter.Esc(t.Comm), TableWriter.Esc(t.ExePath ?? ""));
+                TableWriter.Write(context.Output, table);
+            }
+            Warnings.Print(context, target.Kernel);
+            return 0;
+        }));
+        return command;
+    }
+
+    private static void WriteJson(System.Text.Json.Utf8JsonWriter w, IReadOnlyList<LinuxTask> tasks)
+    {
+        w.WriteStartArray();
+        foreach (var t in tasks)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("pid", t.Pid);
+            w.WriteNumber("tgid", t.Tgid);
+            w.WriteNumber("ppid", t.ParentPid);
+            if (t.Uid is { } uid) w.WriteNumber("uid", uid); else w.WriteNull("uid");
+            if (t.Gid is { } gid) w.WriteNumber("gid", gid); else w.WriteNull("gid");
+            w.WriteString("state", t.State.ToString());
+            w.WriteString("comm", t.Comm);
+            w.WriteBoolean("kernelThread", t.IsKernelThread);
+            w.WriteNumber("threads", t.ThreadCount);
+            w.WriteString("exe", t.ExePath);
+            w.Address("task", t.Address);
+            w.Address("mm", t.Mm);
+            w.Address("pgd", t.PgdPhysical);
+            w.WriteNumber("flags", t.Flags);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+}
+
+/// <summary>Diagnostics from hostile or inconsistent guest structures go to stderr, never into the table.</summary>
+internal static class Warnings
+{
+    public static void Print(CommandContext context, Periscope.Linux.LinuxKernel kernel)
+    {
+        foreach (var w in kernel.Log.Warnings) context.Error.WriteLine($"periscope: warning: {w}");
+        foreach (var d in kernel.Diagnostics.Items) context.Error.WriteLine($"periscope: diagnostic: {d}");
+    }
+}

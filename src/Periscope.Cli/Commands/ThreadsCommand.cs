@@ -1,0 +1,50 @@
+using System.CommandLine;
+using Periscope.Cli.Output;
+
+namespace Periscope.Cli.Commands;
+
+/// <summary>`periscope threads [PID]`: every thread of every process (or of one).</summary>
+public sealed class ThreadsCommand : ICliCommand
+{
+    public Command Build(CommandContext context)
+    {
+        var pid = new Argument<int?>("pid") { Description = "Only this process (thread-group id)", Arity = ArgumentArity.ZeroOrOne };
+        var command = new Command("threads", "List threads: tgid, tid, state, comm") { pid };
+        command.SetAction(r => context.WithTarget(r, target =>
+        {
+            int? only = r.GetValue(pid);
+            var tasks = target.Kernel.Tasks.Where(t => only is null || t.Tgid == only).ToList();
+            if (only is not null && tasks.Count == 0) throw new CliUsageException($"no process with pid {only}");
+            if (context.Json(r))
+            {
+                Json.Write(context.Output, w =>
+                {
+                    w.WriteStartArray();
+                    foreach (var t in tasks)
+                        foreach (var th in t.Threads)
+                        {
+                            w.WriteStartObject();
+                            w.WriteNumber("tgid", t.Tgid);
+                            w.WriteNumber("tid", th.Tid);
+                            w.WriteString("state", th.State.ToString());
+                            w.WriteString("comm", th.Comm);
+                            w.Address("task", th.Address);
+                            w.WriteEndObject();
+                        }
+                    w.WriteEndArray();
+                });
+            }
+            else
+            {
+                var table = TableWriter.Plain("TGID", "TID", "S", "COMM", "TASK");
+                foreach (var t in tasks)
+                    foreach (var th in t.Threads)
+                        table.AddRow(t.Tgid.ToString(), th.Tid.ToString(), th.State.ToString(), TableWriter.Esc(th.Comm), TableWriter.Hex(th.Address));
+                TableWriter.Write(context.Output, table);
+            }
+            Warnings.Print(context, target.Kernel);
+            return 0;
+        }));
+        return command;
+    }
+}

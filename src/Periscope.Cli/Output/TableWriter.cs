@@ -1,0 +1,38 @@
+using Spectre.Console;
+
+namespace Periscope.Cli.Output;
+
+/// <summary>Human output: Spectre.Console tables written to the injected writer, never wrapped when redirected.</summary>
+public static class TableWriter
+{
+    public static IAnsiConsole Console(TextWriter output)
+    {
+        bool redirected = ReferenceEquals(output, System.Console.Out) ? System.Console.IsOutputRedirected : true;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = redirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+            Interactive = InteractionSupport.No,
+        });
+        console.Profile.Width = redirected ? 400 : Math.Max(System.Console.WindowWidth, 80);
+        return console;
+    }
+
+    /// <summary>A borderless, ps-like table: easy to read and to grep.</summary>
+    public static Table Plain(params string[] columns)
+    {
+        var table = new Table().Border(TableBorder.None).HideRowSeparators();
+        foreach (var c in columns)
+        {
+            var column = new TableColumn(c) { NoWrap = true, Padding = new Padding(0, 0, 2, 0) };
+            table.AddColumn(column);
+        }
+        return table;
+    }
+
+    public static void Write(TextWriter output, Table table) => Console(output).Write(table);
+
+    public static string Hex(ulong v) => $"0x{v:x}";
+    public static string Esc(string s) => Markup.Escape(s);
+}

@@ -1,0 +1,3 @@
+using Periscope.Cli;
+
+return CliApp.Run(args, Console.Out, Console.Error);

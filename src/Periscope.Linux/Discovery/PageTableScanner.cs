@@ -1,0 +1,85 @@
+using System.Runtime.CompilerServices;
+using Periscope.Memory;
+using Periscope.X86;
+
+namespace Periscope.Linux.Discovery;
+
+/// <summary>
+/// Finds top-level page tables (PML4/PML5) in physical memory without registers. Linux copies the kernel half of
+/// the top-level table into every new PGD, so all live PGDs share byte-identical entries 256–511; grouping candidates
+/// by those bytes separates the kernel PGDs from PTI user copies and stray lower-level tables.
+/// </summary>
+public static unsafe class PageTableScanner
+{
+    public sealed record Group(IReadOnlyList<ulong> Tables, int PresentKernelEntries);
+
+    public static IReadOnlyList<Group> FindTopLevelGroups(IDirectPhysicalMemory memory)
+    {
+        ulong ramEnd = memory.Map.RamEnd;
+        var candidates = new List<ulong>();
+        foreach (var range in memory.Map.Ram)
+        {
+            ulong first = (range.Start + 0xfff) & ~0xfffUL;
+            byte* p = memory.GetPointer(first, out ulong available);
+            if (p == null) continue;
+            ulong pages = Math.Min(available, range.End - first) / 4096;
+            for (ulong i = 0; i < pages; i++)
+            {
+                byte* page = p + i * 4096;
+                // Cheap pre-filter: slot 511 maps kernel image/modules/fixmap in every Linux PGD.
+                ulong e511 = Unsafe.ReadUnaligned<ulong>(page + 511 * 8);
+                if (!IsSaneUpperEntry(e511, ramEnd)) continue;
+                if (IsTopLevelTable(page, ramEnd)) candidates.Add(first + i * 4096);
+            }
+        }
+
+        var groups = new Dictionary<KernelHalfKey, List<ulong>>();
+        foreach (ulong pa in candidates)
+        {
+            var key = new KernelHalfKey(memory.GetSpan(pa + 256 * 8, 256 * 8).ToArray());
+            if (!groups.TryGetValue(key, out var list)) groups[key] = list = [];
+            list.Add(pa);
+        }
+        return groups
+            .Select(g => new Group(g.Value, CountPresent(g.Key.Bytes)))
+            .OrderByDescending(g => g.Tables.Count > 1)
+            .ThenByDescending(g => g.PresentKernelEntries)
+            .ThenByDescending(g => g.Tables.Count)
+            .ToArray();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool IsSaneUpperEntry(ulong e, ulong ramEnd) =>
+        (e & PageTableEntry.Present) != 0 && (e & PageTableEntry.HighBits) == 0 && (e & PageTableEntry.LargePage) == 0
+        && (e & PageTableEntry.AddressMask) < ramEnd;
+
+    private static bool IsTopLevelTable(byte* page, ulong ramEnd)
+    {
+        int kernelPresent = 0;
+        for (int i = 0; i < 512; i++)
+        {
+            ulong e = Unsafe.ReadUnaligned<ulong>(page + i * 8);
+            if (e == 0) continue;
+            if (!IsSaneUpperEntry(e, ramEnd)) return false;
+            if (i >= 256) kernelPresent++;
+        }
+        return kernelPresent >= 2;
+    }
+
+    private static int CountPresent(byte[] kernelHalf)
+    {
+        int n = 0;
+        for (int i = 0; i < kernelHalf.Length; i += 8) if ((kernelHalf[i] & 1) != 0) n++;
+        return n;
+    }
+
+    private sealed class KernelHalfKey(byte[] bytes) : IEquatable<KernelHalfKey>
+    {
+        public byte[] Bytes { get; } = bytes;
+        private readonly int _hash = ComputeHash(bytes);
+        private static int ComputeHash(byte[] b) { var h = new HashCode(); h.AddBytes(b); return h.ToHashCode(); }
+        public bool Equals(KernelHalfKey? other) => other is not null && Bytes.AsSpan().SequenceEqual(other.Bytes);
+        public override bool Equals(object? obj) => Equals(obj as KernelHalfKey);
+        public override int GetHashCode() => _hash;
+    }
+}

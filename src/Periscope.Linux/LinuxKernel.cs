@@ -1,0 +1,211 @@
+using System.Text;
+using Periscope.Linux.Btf;
+using Periscope.Linux.Discovery;
+using Periscope.Linux.Kallsyms;
+using Periscope.Linux.Model;
+using Periscope.Memory;
+using Periscope.X86;
+
+namespace Periscope.Linux;
+
+/// <summary>
+/// A Linux kernel rebuilt from guest physical memory alone: layout (paging, KASLR), symbols (kallsyms), types (BTF)
+/// and the objects they describe (tasks, modules, memory maps). No profile, System.map or debug package is used.
+/// Not thread-safe; for a live guest call <see cref="Refresh"/> to drop cached views before re-reading.
+/// </summary>
+public sealed class LinuxKernel
+{
+    private const int MaxImageBytes = 128 << 20;
+    private readonly IDirectPhysicalMemory _memory;
+    private IReadOnlyList<LinuxTask>? _tasks;
+    private IReadOnlyList<KernelModule>? _modules;
+    private readonly PathResolver _paths;
+    private readonly TaskList _taskList;
+    private readonly VmaReader _vmas;
+
+    private LinuxKernel(IDirectPhysicalMemory memory, IntrospectionLimits limits, DiscoveryLog log, KernelLayout layout,
+        KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes btf, KernelOffsets offsets, string banner)
+    {
+        _memory = memory;
+        Limits = limits;
+        Log = log;
+        Layout = layout;
+        Symbols = symbols;
+        KallsymsLocation = kallsyms;
+        Btf = btf;
+        Offsets = offsets;
+        Banner = banner;
+        KernelSpace = new AddressSpace(memory, layout.KernelPgd, layout.Mode);
+        Reader = new GuestReader(KernelSpace);
+        _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
+        _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths);
+        _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols));
+    }
+
+    public IntrospectionLimits Limits { get; }
+    public DiscoveryLog Log { get; }
+    public Diagnostics Diagnostics { get; } = new();
+    public KernelLayout Layout { get; }
+    public KernelSymbols Symbols { get; }
+    public KallsymsLocation KallsymsLocation { get; }
+    public BtfTypes Btf { get; }
+    public KernelOffsets Offsets { get; }
+    /// <summary>The kernel's linux_banner: version, builder, build date.</summary>
+    public string Banner { get; }
+    /// <summary>Kernel virtual memory through the kernel PGD.</summary>
+    public AddressSpace KernelSpace { get; }
+    public GuestReader Reader { get; }
+    public IPhysicalMemory Physical => _memory;
+
+    /// <summary>Release string, e.g. "6.1.0-56-amd64", taken from the banner.</summary>
+    public string Release
+    {
+        get
+        {
+            const string prefix = "Linux version ";
+            if (!Banner.StartsWith(prefix, StringComparison.Ordinal)) return "?";
+            int end = Banner.IndexOf(' ', prefix.Length);
+            return end < 0 ? Banner[prefix.Length..] : Banner[prefix.Length..end];
+        }
+    }
+
+    public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", _taskList.Read);
+
+    public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
+        () => new ModuleList(Reader, Offsets, _taskList, Limits, Diagnostics).Read(Symbols.GetAddress("modules")));
+
+    public IReadOnlyList<Vma> GetVmas(LinuxTask task) => _vmas.Read(task.Mm);
+
+    /// <summary>The user address space of a process (its own PGD), or null for kernel threads.</summary>
+    public AddressSpace? GetAddressSpace(LinuxTask task) =>
+        task.PgdPhysical is { } pgd ? new AddressSpace(_memory, pgd, Layout.Mode) : null;
+
+    /// <summary>Drops cached lists and translations: the next read sees the guest as it is now.</summary>
+    public void Refresh()
+    {
+        _tasks = null;
+        _modules = null;
+        KernelSpace.FlushCache();
+    }
+
+    public static LinuxKernel Open(IDirectPhysicalMemory memory, IReadOnlyList<CpuState>? cpus = null, IntrospectionLimits? limits = null, string? vmcoreInfo = null)
+    {
+        limits ??= IntrospectionLimits.Default;
+        cpus ??= [];
+        var log = new DiscoveryLog();
+        var layout = KernelLocator.Locate(memory, cpus, log);
+
+        var image = ImageSpan(memory, layout.TextPa);
+        var diagnostics = new List<string>();
+        KallsymsResult? found;
+        using (log.Stage("kallsyms")) found = KallsymsDecoder.Decode(image, layout.TextVa, limits, diagnostics);
+        var kallsyms = found ?? throw new KernelNotFoundException("kallsyms tables not found in the kernel image: " + string.Join("; ", diagnostics));
+        var symbols = kallsyms.Symbols;
+        log.Fact("kallsyms", $"{symbols.Count} symbols", $"token table at 0x{kallsyms.Location.TokenTableVa:x}, {kallsyms.Location.TableOrder} order, {kallsyms.Location.AddressEncoding} addresses{(kallsyms.Location.HasSeqsOfNames ? ", seqs_of_names" : "")}");
+        if (kallsyms.Location.RelativeBase != 0 && kallsyms.Location.RelativeBase != layout.TextVa)
+            log.Warn($"kallsyms_relative_base 0x{kallsyms.Location.RelativeBase:x} differs from _text 0x{layout.TextVa:x} found in the page tables");
+        else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
+
+        var space = new AddressSpace(memory, layout.KernelPgd, layout.Mode);
+        var reader = new GuestReader(space);
+        layout = RefineWithSymbols(layout, symbols, reader, log);
+
+        string banner;
+        using (log.Stage("banner")) banner = ReadBanner(reader, symbols, image, log);
+        BtfTypes btf;
+        KernelOffsets offsets;
+        using (log.Stage("BTF")) { btf = LoadBtf(memory, layout, symbols, image, limits, log); offsets = KernelOffsets.FromBtf(btf); }
+        ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
+        return new LinuxKernel(memory, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner);
+    }
+
+    private static unsafe ReadOnlySpan<byte> ImageSpan(IDirectPhysicalMemory memory, ulong textPa)
+    {
+        byte* p = memory.GetPointer(textPa, out ulong available);
+        if (p == null) throw new KernelNotFoundException($"kernel image at physical 0x{textPa:x} is not backed by the memory source");
+        return new ReadOnlySpan<byte>(p, (int)Math.Min(available, MaxImageBytes));
+    }
+
+    private static KernelLayout RefineWithSymbols(KernelLayout layout, KernelSymbols symbols, GuestReader reader, DiscoveryLog log)
+    {
+        ulong? Var(string name)
+        {
+            if (!symbols.TryGetAddress(name, out ulong va) || !reader.TryU64(va, out ulong v)) return null;
+            log.Fact(name, $"0x{v:x}", $"read from the kernel variable at 0x{va:x}");
+            return v;
+        }
+        ulong? pob = Var("page_offset_base");
+        if (pob is { } p && layout.PageOffsetBase is { } found && p != found)
+            log.Warn($"page_offset_base variable 0x{p:x} differs from the direct map found by scanning (0x{found:x})");
+        if (symbols.TryGetAddress("__pgtable_l5_enabled", out ulong l5) && reader.TryU32(l5, out uint l5on)
+            && (l5on != 0) != (layout.Mode == PagingMode.FiveLevel))
+            log.Warn($"__pgtable_l5_enabled={l5on} disagrees with the {(int)layout.Mode}-level paging found");
+        return layout with { PageOffsetBase = pob ?? layout.PageOffsetBase, VmallocBase = Var("vmalloc_base"), VmemmapBase = Var("vmemmap_base") };
+    }
+
+    private static string ReadBanner(GuestReader reader, KernelSymbols symbols, ReadOnlySpan<byte> image, DiscoveryLog log)
+    {
+        if (symbols.TryGetAddress("linux_banner", out ulong va) && reader.ReadCString(va, 512) is { } s && s.StartsWith("Linux version ", StringComparison.Ordinal))
+        {
+            log.Fact("banner", s.TrimEnd(), "linux_banner symbol");
+            return s.TrimEnd();
+        }
+        int at = image.IndexOf("Linux version "u8);
+        if (at < 0) return "?";
+        var rest = image[at..];
+        int end = rest.IndexOfAny((byte)0, (byte)'\n');
+        string banner = Encoding.UTF8.GetString(rest[..(end < 0 ? Math.Min(rest.Length, 512) : end)]);
+        log.Fact("banner", banner, "first \"Linux version \" string in the kernel image");
+        return banner;
+    }
+
+    private static BtfTypes LoadBtf(IDirectPhysicalMemory memory, KernelLayout layout, KernelSymbols symbols, ReadOnlySpan<byte> image, IntrospectionLimits limits, DiscoveryLog log)
+    {
+        if (symbols.TryGetAddress("__start_BTF", out ulong start) && symbols.TryGetAddress("__stop_BTF", out ulong stop) && stop > start
+            && stop - start <= (ulong)limits.MaxBtfBytes)
+        {
+            var blob = memory.GetSpan(layout.ImageVaToPa(start), (int)(stop - start));
+            if (!blob.IsEmpty && BtfTypes.LooksLikeHeader(blob))
+            {
+                var types = BtfTypes.Parse(blob, limits);
+                log.Fact("BTF", $"{types.Count} types, {blob.Length} bytes", $"__start_BTF..__stop_BTF at 0x{start:x}");
+                return types;
+            }
+            log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
+        }
+        // Without symbols: search the kernel image. Stale corrupt copies exist outside it, so the image comes first.
+        foreach (int offset in BtfTypes.FindCandidates(image))
+        {
+            try
+            {
+                var types = BtfTypes.Parse(image[offset..], limits);
+                log.Fact("BTF", $"{types.Count} types", $"header found by search at image offset 0x{offset:x}");
+                return types;
+            }
+            catch (BtfFormatException e) { log.Warn($"BTF candidate at image offset 0x{offset:x} rejected: {e.Message}"); }
+        }
+        throw new KernelNotFoundException("no usable BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)");
+    }
+
+    private static void ConfirmWithVmcoreInfo(string? vmcoreInfo, KernelLayout layout, KernelSymbols symbols, DiscoveryLog log)
+    {
+        if (vmcoreInfo is null) return;
+        foreach (var line in vmcoreInfo.Split('\n'))
+        {
+            if (line.StartsWith("KERNELOFFSET=", StringComparison.Ordinal)
+                && ulong.TryParse(line.AsSpan("KERNELOFFSET=".Length), System.Globalization.NumberStyles.HexNumber, null, out ulong off))
+            {
+                if (off == layout.VirtualSlide) log.Fact("VMCOREINFO cross-check", "consistent", $"KERNELOFFSET={off:x} equals the virtual slide found");
+                else log.Warn($"VMCOREINFO KERNELOFFSET={off:x} differs from the virtual slide 0x{layout.VirtualSlide:x} found");
+            }
+            else if (line.StartsWith("SYMBOL(init_task)=", StringComparison.Ordinal) || line.StartsWith("SYMBOL(swapper_pg_dir)=", StringComparison.Ordinal))
+            {
+                int eq = line.IndexOf('=');
+                string name = line[7..(eq - 1)];
+                if (ulong.TryParse(line.AsSpan(eq + 1), System.Globalization.NumberStyles.HexNumber, null, out ulong va)
+                    && symbols.TryGetAddress(name, out ulong ours) && ours != va)
+                    log.Warn($"VMCOREINFO says {name} is at 0x{va:x}, kallsyms says 0x{ours:x}");
+            }
+        }
+    }
+}

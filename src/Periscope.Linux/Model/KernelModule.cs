@@ -1,0 +1,32 @@
+namespace Periscope.Linux.Model;
+
+/// <summary>A loaded module as the kernel's `modules` list describes it; Base/Size are what /proc/modules prints.</summary>
+public sealed record KernelModule
+{
+    public required ulong Address { get; init; }
+    public required string Name { get; init; }
+    public required ulong Base { get; init; }
+    public required ulong Size { get; init; }
+    public required ModuleState State { get; init; }
+    /// <summary>Reference count as /proc/modules prints it, when the kernel tracks it.</summary>
+    public int? References { get; init; }
+    /// <summary>Executable part of the core image (from base), when the layout says.</summary>
+    public ulong? TextSize { get; init; }
+    /// <summary>Text plus read-only data (from base), when the layout says.</summary>
+    public ulong? ReadOnlySize { get; init; }
+}
+
+public enum ModuleState { Live = 0, Coming = 1, Going = 2, Unformed = 3, Unknown = -1 }
+
+public static class ModuleStates
+{
+    /// <summary>The word /proc/modules uses.</summary>
+    public static string ProcName(this ModuleState s) => s switch
+    {
+        ModuleState.Live => "Live",
+        ModuleState.Coming => "Loading",
+        ModuleState.Going => "Unloading",
+        ModuleState.Unformed => "Unformed",
+        _ => "?",
+    };
+}

@@ -1,0 +1,30 @@
+namespace Periscope.Linux.Model;
+
+/// <summary>A thread-group leader (a process) or kernel thread as the kernel's task list describes it.</summary>
+public sealed record LinuxTask
+{
+    /// <summary>Kernel virtual address of the task_struct.</summary>
+    public required ulong Address { get; init; }
+    public required int Pid { get; init; }
+    public required int Tgid { get; init; }
+    public required int ParentPid { get; init; }
+    public required string Comm { get; init; }
+    public required uint Flags { get; init; }
+    /// <summary>The state letter /proc/PID/stat shows (R, S, D, Z, I, ...).</summary>
+    public required char State { get; init; }
+    public required uint? Uid { get; init; }
+    public required uint? Gid { get; init; }
+    /// <summary>Address of the mm_struct, 0 for kernel threads and zombies.</summary>
+    public required ulong Mm { get; init; }
+    /// <summary>Physical address of the process PGD (kernel copy), if it has an mm.</summary>
+    public ulong? PgdPhysical { get; init; }
+    public string? ExePath { get; init; }
+    public required IReadOnlyList<LinuxThread> Threads { get; init; }
+
+    public const uint PfKthread = 0x00200000;
+    public bool IsKernelThread => (Flags & PfKthread) != 0;
+    public int ThreadCount => Threads.Count;
+}
+
+/// <summary>One thread of a thread group (the leader is included).</summary>
+public sealed record LinuxThread(ulong Address, int Tid, string Comm, char State);

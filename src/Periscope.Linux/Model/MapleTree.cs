@@ -1,0 +1,82 @@
+using Periscope.Memory;
+
+namespace Periscope.Linux.Model;
+
+/// <summary>
+/// Reads the entries of a maple tree (Linux 6.1+, mm->mm_mt holds the VMAs). Only the root pointer carries the
+/// "internal node" tag; child pointers inside nodes are plain encoded nodes. The metadata end byte bounds the slots
+/// in use, so stale pointers past it are never taken for live entries.
+/// </summary>
+public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, IntrospectionLimits limits, Diagnostics diagnostics)
+{
+    private const ulong NodeMask = ~0xffUL;
+    private enum NodeType { Dense = 0, Leaf64 = 1, Range64 = 2, Arange64 = 3 }
+
+    /// <summary>Non-null leaf entries in index order. <paramref name="cap"/> bounds the count.</summary>
+    public List<ulong> Entries(ulong root, int cap)
+    {
+        var result = new List<ulong>();
+        if (root == 0) return result;
+        if (!IsInternalNode(root))
+        {
+            // A tree with a single entry stores it directly in the root.
+            if (reader.IsKernelPointer(root)) result.Add(root);
+            return result;
+        }
+        var seen = new HashSet<ulong>();
+        Walk(root, 0, result, seen, cap);
+        return result;
+    }
+
+    private static bool IsInternalNode(ulong entry) => (entry & 3) == 2 && entry > 4096;
+
+    private void Walk(ulong encoded, int depth, List<ulong> result, HashSet<ulong> seen, int cap)
+    {
+        if (depth > limits.MaxMapleTreeDepth) { diagnostics.Report("maple tree", $"deeper than {limits.MaxMapleTreeDepth} levels", encoded); return; }
+        ulong node = encoded & NodeMask;
+        if (!reader.IsKernelPointer(node)) { diagnostics.Report("maple tree", $"node pointer 0x{encoded:x} is not a kernel address"); return; }
+        if (!seen.Add(node)) { diagnostics.Report("maple tree", "node visited twice (cycle)", node); return; }
+        var type = (NodeType)((encoded >> 3) & 0xf);
+        int pivotOff, slotOff, metaOff, slots;
+        switch (type)
+        {
+            case NodeType.Leaf64:
+            case NodeType.Range64:
+                (pivotOff, slotOff, metaOff, slots) = (offsets.RangePivot, offsets.RangeSlot, offsets.RangeMeta, offsets.RangeSlots);
+                break;
+            case NodeType.Arange64:
+                (pivotOff, slotOff, metaOff, slots) = (offsets.ArangePivot, offsets.ArangeSlot, offsets.ArangeMeta, offsets.ArangeSlots);
+                break;
+            default:
+                diagnostics.Report("maple tree", $"unexpected node type {(int)type}", node);
+                return;
+        }
+        int end = UsedSlots(node, type, pivotOff, metaOff, slots);
+        bool leaf = type == NodeType.Leaf64;
+        for (int i = 0; i < end; i++)
+        {
+            if (result.Count >= cap) { diagnostics.Report("maple tree", $"more than {cap} entries", node); return; }
+            if (!reader.TryPointer(node + (ulong)slotOff + (ulong)i * 8, out ulong slot)) { diagnostics.Report("maple tree", "unreadable slot", node); return; }
+            if (slot == 0) continue;
+            if (leaf)
+            {
+                // Leaves may also hold internal values (small tagged integers); only real pointers are entries.
+                if ((slot & 3) == 0 && reader.IsKernelPointer(slot)) result.Add(slot);
+            }
+            else Walk(slot, depth + 1, result, seen, cap);
+        }
+    }
+
+    /// <summary>How many slots hold data: arange nodes always keep metadata; range/leaf nodes keep it only when not
+    /// full (the last pivot is 0), otherwise all slots are used.</summary>
+    private int UsedSlots(ulong node, NodeType type, int pivotOff, int metaOff, int slots)
+    {
+        if (type != NodeType.Arange64)
+        {
+            reader.TryU64(node + (ulong)pivotOff + (ulong)(slots - 2) * 8, out ulong lastPivot);
+            if (lastPivot != 0) return slots;
+        }
+        if (!reader.TryU8(node + (ulong)metaOff + (ulong)offsets.MetaEnd, out byte end)) return 0;
+        return Math.Min(end + 1, slots);
+    }
+}

@@ -1,0 +1,150 @@
+using System.Buffers.Binary;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+
+namespace Periscope.Memory.Formats;
+
+/// <summary>
+/// Parses an x86-64 ELF core (QEMU dump-guest-memory, kdump /proc/vmcore): PT_LOAD segments by physical address,
+/// CPU state from NT_PRSTATUS and QEMU's CPU-state note, and the VMCOREINFO note if the guest published one.
+/// </summary>
+public static class ElfCoreReader
+{
+    private const int EhdrSize = 64;
+    private const int PhdrSize = 56;
+    private const int ShdrSize = 64;
+    private const ushort PnXNum = 0xffff;
+    private const uint PtLoad = 1, PtNote = 4;
+    private const int MaxNoteSegmentBytes = 64 << 20;
+
+    public static bool IsElf(ReadOnlySpan<byte> head) =>
+        head.Length >= 4 && head[0] == 0x7f && head[1] == (byte)'E' && head[2] == (byte)'L' && head[3] == (byte)'F';
+
+    public sealed record Result(IReadOnlyList<FileSegment> Segments, IReadOnlyList<CpuState> Cpus, string? VmcoreInfo, int ProgramHeaderCount);
+
+    public static Result Read(string path, SafeFileHandle file, IntrospectionLimits limits)
+    {
+        long fileLength = RandomAccess.GetLength(file);
+        Span<byte> eh = stackalloc byte[EhdrSize];
+        ReadExactly(path, file, 0, eh, "ELF header");
+        if (!IsElf(eh)) ThrowHelper.Format(path, 0, "no ELF magic");
+        if (eh[4] != 2) ThrowHelper.Format(path, 4, $"ELF class {eh[4]}, expected 2 (64-bit)");
+        if (eh[5] != 1) ThrowHelper.Format(path, 5, $"ELF data encoding {eh[5]}, expected 1 (little-endian)");
+        ushort type = BinaryPrimitives.ReadUInt16LittleEndian(eh[16..]);
+        if (type != 4) ThrowHelper.Format(path, 16, $"ELF type {type}, expected 4 (core)");
+        ushort machine = BinaryPrimitives.ReadUInt16LittleEndian(eh[18..]);
+        if (machine != 62) ThrowHelper.Format(path, 18, $"ELF machine {machine}, expected 62 (x86-64)");
+        ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(eh[32..]);
+        ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(eh[40..]);
+        ushort phentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[54..]);
+        uint phnum = BinaryPrimitives.ReadUInt16LittleEndian(eh[56..]);
+        ushort shentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[58..]);
+        if (phentsize != PhdrSize) ThrowHelper.Format(path, 54, $"program header size {phentsize}, expected {PhdrSize}");
+
+        if (phnum == PnXNum)
+        {
+            // More than 65534 headers: the real count lives in section header 0's sh_info.
+            if (shentsize != ShdrSize || shoff == 0) ThrowHelper.Format(path, 40, "e_phnum is PN_XNUM but there is no section header 0 to hold the count");
+            Span<byte> sh = stackalloc byte[ShdrSize];
+            ReadExactly(path, file, shoff, sh, "section header 0");
+            phnum = BinaryPrimitives.ReadUInt32LittleEndian(sh[44..]);
+        }
+        if (phnum > (uint)limits.MaxElfProgramHeaders)
+            ThrowHelper.Format(path, 56, $"{phnum} program headers exceed the limit of {limits.MaxElfProgramHeaders}");
+        if (phoff > (ulong)fileLength || (ulong)phnum * PhdrSize > (ulong)fileLength - phoff)
+            ThrowHelper.Format(path, phoff, $"{phnum} program headers run past the end of the file (length 0x{fileLength:x})");
+
+        var ph = new byte[phnum * PhdrSize];
+        ReadExactly(path, file, phoff, ph, "program headers");
+        var segments = new List<FileSegment>();
+        var prstatus = new List<CpuState>();
+        var qemu = new List<CpuState>();
+        string? vmcoreinfo = null;
+        int notes = 0;
+        for (int i = 0; i < phnum; i++)
+        {
+            ReadOnlySpan<byte> p = ph.AsSpan(i * PhdrSize, PhdrSize);
+            uint ptype = BinaryPrimitives.ReadUInt32LittleEndian(p);
+            ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(p[8..]);
+            ulong paddr = BinaryPrimitives.ReadUInt64LittleEndian(p[24..]);
+            ulong filesz = BinaryPrimitives.ReadUInt64LittleEndian(p[32..]);
+            ulong headerOffset = phoff + (ulong)(i * PhdrSize);
+            if (offset > (ulong)fileLength || filesz > (ulong)fileLength - offset)
+                ThrowHelper.Format(path, headerOffset, $"program header {i} describes 0x{filesz:x} bytes at file offset 0x{offset:x}, beyond the file end 0x{fileLength:x} (truncated dump?)");
+            if (ptype == PtLoad && filesz > 0)
+            {
+                if (paddr + filesz < paddr) ThrowHelper.Format(path, headerOffset, $"program header {i}: physical range 0x{paddr:x}+0x{filesz:x} wraps around");
+                segments.Add(new FileSegment(paddr, filesz, offset, PhysicalRangeKind.Ram));
+            }
+            else if (ptype == PtNote && filesz > 0)
+            {
+                if (filesz > MaxNoteSegmentBytes) ThrowHelper.Format(path, headerOffset, $"note segment of 0x{filesz:x} bytes exceeds 0x{MaxNoteSegmentBytes:x}");
+                var buf = new byte[filesz];
+                ReadExactly(path, file, offset, buf, "note segment");
+                ParseNotes(path, offset, buf, limits, ref notes, prstatus, qemu, ref vmcoreinfo);
+            }
+        }
+
+        segments.Sort((a, b) => a.PhysicalStart.CompareTo(b.PhysicalStart));
+        for (int i = 1; i < segments.Count; i++)
+        {
+            if (segments[i].PhysicalStart < segments[i - 1].PhysicalEnd)
+                ThrowHelper.Format(path, segments[i].FileOffset, $"PT_LOAD at physical 0x{segments[i].PhysicalStart:x} overlaps the one at 0x{segments[i - 1].PhysicalStart:x}..0x{segments[i - 1].PhysicalEnd:x}");
+        }
+        return new Result(RamClassifier.Classify(segments), MergeCpus(prstatus, qemu), vmcoreinfo, (int)phnum);
+    }
+
+    private static void ParseNotes(string path, ulong segmentOffset, ReadOnlySpan<byte> buf, IntrospectionLimits limits, ref int notes,
+        List<CpuState> prstatus, List<CpuState> qemu, ref string? vmcoreinfo)
+    {
+        int pos = 0;
+        while (buf.Length - pos >= 12)
+        {
+            if (++notes > limits.MaxElfNotes)
+                ThrowHelper.Format(path, segmentOffset + (ulong)pos, $"more than {limits.MaxElfNotes} ELF notes");
+            uint namesz = BinaryPrimitives.ReadUInt32LittleEndian(buf[pos..]);
+            uint descsz = BinaryPrimitives.ReadUInt32LittleEndian(buf[(pos + 4)..]);
+            uint ntype = BinaryPrimitives.ReadUInt32LittleEndian(buf[(pos + 8)..]);
+            ulong nameStart = (ulong)pos + 12;
+            ulong descStart = nameStart + Align4(namesz);
+            ulong next = descStart + Align4(descsz);
+            if (next > (ulong)buf.Length)
+                ThrowHelper.Format(path, segmentOffset + (ulong)pos, $"note (namesz {namesz}, descsz {descsz}) runs past its segment of {buf.Length} bytes");
+            var name = buf.Slice((int)nameStart, (int)namesz).TrimEnd((byte)0);
+            var desc = buf.Slice((int)descStart, (int)descsz);
+            if (name.SequenceEqual("CORE"u8) && ntype == 1) prstatus.Add(ParsePrStatus(path, segmentOffset + descStart, desc, prstatus.Count));
+            else if (name.SequenceEqual("QEMU"u8) && ntype == 0) qemu.Add(QemuCpuStateNote.Parse(path, segmentOffset + descStart, desc, qemu.Count));
+            else if (name.SequenceEqual("VMCOREINFO"u8)) vmcoreinfo = Encoding.ASCII.GetString(desc.TrimEnd((byte)0));
+            pos = (int)next;
+        }
+    }
+
+    private static ulong Align4(uint v) => ((ulong)v + 3) & ~3UL;
+
+    /// <summary>NT_PRSTATUS: pr_reg (27 u64, user_regs_struct order) starts at +112.</summary>
+    private static CpuState ParsePrStatus(string path, ulong offset, ReadOnlySpan<byte> d, int index)
+    {
+        const int RegOff = 112;
+        if (d.Length < RegOff + 27 * 8) ThrowHelper.Format(path, offset, $"NT_PRSTATUS note has {d.Length} bytes, expected at least {RegOff + 27 * 8}");
+        static ulong R(ReadOnlySpan<byte> d, int i) => BinaryPrimitives.ReadUInt64LittleEndian(d[(RegOff + i * 8)..]);
+        return new CpuState
+        {
+            Index = index,
+            R15 = R(d, 0), R14 = R(d, 1), R13 = R(d, 2), R12 = R(d, 3), Rbp = R(d, 4), Rbx = R(d, 5), R11 = R(d, 6), R10 = R(d, 7),
+            R9 = R(d, 8), R8 = R(d, 9), Rax = R(d, 10), Rcx = R(d, 11), Rdx = R(d, 12), Rsi = R(d, 13), Rdi = R(d, 14),
+            Rip = R(d, 16), Cs = new SegmentState((uint)R(d, 17), 0, 0, 0), Rflags = R(d, 18), Rsp = R(d, 19),
+            Fs = new SegmentState((uint)R(d, 25), 0, 0, R(d, 21)), Gs = new SegmentState((uint)R(d, 26), 0, 0, R(d, 22)),
+            Source = "ELF NT_PRSTATUS note",
+        };
+    }
+
+    /// <summary>The QEMU note is richer (control registers, descriptor tables); prefer it, pairing notes by CPU order.</summary>
+    private static IReadOnlyList<CpuState> MergeCpus(List<CpuState> prstatus, List<CpuState> qemu) =>
+        qemu.Count >= prstatus.Count ? qemu : prstatus.Select((p, i) => i < qemu.Count ? qemu[i] : p).ToArray();
+
+    private static void ReadExactly(string path, SafeFileHandle file, ulong offset, Span<byte> buffer, string what)
+    {
+        int n = RandomAccess.Read(file, buffer, (long)offset);
+        if (n != buffer.Length) ThrowHelper.Format(path, offset, $"file ends inside the {what} ({n} of {buffer.Length} bytes)");
+    }
+}

@@ -1,0 +1,125 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+using System.Runtime.CompilerServices;
+
+namespace Periscope.Memory;
+
+/// <summary>
+/// Guest physical memory backed by one file mapped read-only (dump or live QEMU RAM file), described by a list of
+/// segments produced by a format parser. The mapping is never writable.
+/// </summary>
+public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IDisposable
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _base;
+    private readonly ulong _fileLength;
+    private readonly FileSegment[] _segments;
+    // Most reads hit the same segment as the previous one; remember it (benign race: any index is valid).
+    private int _lastSegment;
+
+    public MappedPhysicalMemory(string path, IReadOnlyList<FileSegment> segments)
+    {
+        Path = path;
+        var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        _fileLength = (ulong)fs.Length;
+        if (_fileLength == 0)
+        {
+            fs.Dispose();
+            ThrowHelper.Format(path, "file is empty");
+        }
+        _file = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* p = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _base = p + _view.PointerOffset;
+
+        _segments = segments.OrderBy(s => s.PhysicalStart).ToArray();
+        for (int i = 0; i < _segments.Length; i++)
+        {
+            var s = _segments[i];
+            if (s.FileOffset > _fileLength || s.Length > _fileLength - s.FileOffset)
+                ThrowHelper.Format(path, s.FileOffset, $"segment for physical 0x{s.PhysicalStart:x} needs 0x{s.Length:x} bytes but the file is 0x{_fileLength:x} bytes long (truncated?)");
+            if (i > 0 && s.PhysicalStart < _segments[i - 1].PhysicalEnd)
+                ThrowHelper.Format(path, s.FileOffset, $"segment at physical 0x{s.PhysicalStart:x} overlaps the previous one ending at 0x{_segments[i - 1].PhysicalEnd:x}");
+        }
+        Map = new PhysicalMemoryMap(_segments.Select(s => new PhysicalRange(s.PhysicalStart, s.Length, s.Kind)));
+    }
+
+    public string Path { get; }
+    public PhysicalMemoryMap Map { get; }
+    public IReadOnlyList<FileSegment> Segments => _segments;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int FindSegment(ulong address)
+    {
+        int last = _lastSegment;
+        var segs = _segments;
+        if ((uint)last < (uint)segs.Length && address - segs[last].PhysicalStart < segs[last].Length)
+            return last;
+        return FindSegmentSlow(address);
+    }
+
+    private int FindSegmentSlow(ulong address)
+    {
+        int lo = 0, hi = _segments.Length - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            var s = _segments[mid];
+            if (address < s.PhysicalStart) hi = mid - 1;
+            else if (address - s.PhysicalStart >= s.Length) lo = mid + 1;
+            else { _lastSegment = mid; return mid; }
+        }
+        return -1;
+    }
+
+    public byte* GetPointer(ulong address, out ulong available)
+    {
+        int i = FindSegment(address);
+        if (i < 0) { available = 0; return null; }
+        var s = _segments[i];
+        ulong within = address - s.PhysicalStart;
+        available = s.Length - within;
+        return _base + s.FileOffset + within;
+    }
+
+    public ReadOnlySpan<byte> GetSpan(ulong address, int length)
+    {
+        byte* p = GetPointer(address, out ulong available);
+        if (p == null || length < 0 || (ulong)length > available) return default;
+        return new ReadOnlySpan<byte>(p, length);
+    }
+
+    /// <summary>Fast path for page-table walks and pointer chasing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryReadUInt64(ulong address, out ulong value)
+    {
+        byte* p = GetPointer(address, out ulong available);
+        if (p == null || available < 8) { value = 0; return false; }
+        value = Unsafe.ReadUnaligned<ulong>(p);
+        if (!BitConverter.IsLittleEndian) value = BinaryPrimitives.ReverseEndianness(value);
+        return true;
+    }
+
+    public int Read(ulong address, Span<byte> buffer)
+    {
+        int done = 0;
+        while (done < buffer.Length)
+        {
+            byte* p = GetPointer(address + (ulong)done, out ulong available);
+            if (p == null) break;
+            int n = (int)Math.Min(available, (ulong)(buffer.Length - done));
+            new ReadOnlySpan<byte>(p, n).CopyTo(buffer.Slice(done));
+            done += n;
+        }
+        return done;
+    }
+
+    public void Dispose()
+    {
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _file.Dispose();
+    }
+}
