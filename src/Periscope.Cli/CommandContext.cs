@@ -36,7 +36,7 @@ public sealed class CommandContext(CommonOptions options, TextWriter output, Tex
         string? dump = r.GetValue(Options.Dump), ram = r.GetValue(Options.Qemu), qmp = r.GetValue(Options.Qmp);
         if ((dump is null) == (ram is null)) throw new CliUsageException("say which guest to read: --dump FILE or --qemu RAMFILE [--qmp SOCKET]");
         if (dump is not null) return Target.OpenDump(dump, new TargetOptions { RawLayout = r.GetValue(Options.Layout) });
-        IVmControl? control = qmp is null ? null : null;
+        IVmControl? control = qmp is null ? null : QmpVmControl.Connect(qmp);
         var target = Target.AttachLive(ram!, control);
         if (target.ControlWarning is { } w) Error.WriteLine($"periscope: warning: {w}");
         return target;

@@ -73,9 +73,10 @@ public sealed class Target : IDisposable
     public IDisposable Pause()
     {
         if (_control is null) return NoOp.Instance;
-        _control.Stop();
+        bool pausedByUs = _control.Stop();
         _kernel?.Refresh();
-        return new Resume(_control);
+        // A guest someone else had paused stays paused.
+        return pausedByUs ? new Resume(_control) : NoOp.Instance;
     }
 
     public void Dispose()
@@ -107,6 +108,7 @@ public sealed class Target : IDisposable
 public interface IVmControl : IDisposable
 {
     IReadOnlyList<CpuState> ReadCpuStates();
-    void Stop();
+    /// <summary>Pauses the vCPUs; returns false if they were already paused.</summary>
+    bool Stop();
     void Continue();
 }

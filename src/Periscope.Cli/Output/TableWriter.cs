@@ -31,7 +31,20 @@ public static class TableWriter
         return table;
     }
 
-    public static void Write(TextWriter output, Table table) => Console(output).Write(table);
+    /// <summary>Renders off-screen, then drops the padding Spectre adds at line ends so output greps cleanly.</summary>
+    public static void Write(TextWriter output, Table table)
+    {
+        var buffer = new StringWriter();
+        bool terminal = ReferenceEquals(output, System.Console.Out) && !System.Console.IsOutputRedirected;
+        var console = Console(terminal ? output : buffer);
+        if (terminal) { console.Write(table); return; }
+        console.Write(table);
+        foreach (var line in buffer.ToString().Split('\n'))
+        {
+            string trimmed = line.TrimEnd();
+            if (trimmed.Length > 0) output.WriteLine(trimmed);
+        }
+    }
 
     public static string Hex(ulong v) => $"0x{v:x}";
     public static string Esc(string s) => Markup.Escape(s);

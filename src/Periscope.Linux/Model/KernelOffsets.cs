@@ -85,7 +85,7 @@ public sealed class KernelOffsets
             {
                 Pgd = O(mm, "pgd"), MapCount = O(mm, "map_count"), Mmap = Opt(mm, "mmap"),
                 StartCode = O(mm, "start_code"), EndCode = O(mm, "end_code"), StartBrk = O(mm, "start_brk"), Brk = O(mm, "brk"),
-                StartStack = O(mm, "start_stack"), ExeFile = Opt(mm, "exe_file"),
+                StartStack = O(mm, "start_stack"), ExeFile = Opt(mm, "exe_file"), ContextFlags = Opt(mm, "context.flags"),
             },
             Vma = new VmaOffsets
             {
@@ -155,6 +155,8 @@ public sealed record MmOffsets
     public int Brk { get; init; }
     public int StartStack { get; init; }
     public int? ExeFile { get; init; }
+    /// <summary>mm->context.flags (x86): bit 1 is MM_CONTEXT_HAS_VSYSCALL.</summary>
+    public int? ContextFlags { get; init; }
 }
 
 public sealed record VmaOffsets

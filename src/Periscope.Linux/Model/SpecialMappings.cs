@@ -12,6 +12,8 @@ public sealed class SpecialMappings(KernelSymbols symbols)
     private readonly ulong? _specialOps = symbols.TryGetAddress("special_mapping_vmops", out ulong a) ? a : null;
     private readonly ulong? _legacyOps = symbols.TryGetAddress("legacy_special_mapping_vmops", out ulong b) ? b : null;
     private readonly ulong? _gateVma = symbols.TryGetAddress("gate_vma", out ulong g) ? g : null;
+    private readonly ulong? _vsyscallMode = symbols.TryGetAddress("vsyscall_mode", out ulong m) ? m : null;
+    private const uint VsyscallNone = 2; // enum { EMULATE, XONLY, NONE }
 
     public string? Name(GuestReader reader, KernelOffsets offsets, ulong vma)
     {
@@ -26,6 +28,7 @@ public sealed class SpecialMappings(KernelSymbols symbols)
     public Vma? GateVma(GuestReader reader, KernelOffsets offsets)
     {
         if (_gateVma is not { } g) return null;
+        if (_vsyscallMode is { } mode && reader.TryU32(mode, out uint m) && m == VsyscallNone) return null;
         var o = offsets.Vma;
         if (!reader.TryU64(g + (ulong)o.Start, out ulong start) || !reader.TryU64(g + (ulong)o.End, out ulong end) || end <= start) return null;
         reader.TryU64(g + (ulong)o.Flags, out ulong flags);

@@ -38,9 +38,13 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
             if (v is not null) result.Add(v);
         }
         result.Sort((a, b) => a.Start.CompareTo(b.Start));
-        if (special.GateVma(reader, offsets) is { } gate) result.Add(gate);
+        if (HasVsyscallPage(mm) && special.GateVma(reader, offsets) is { } gate) result.Add(gate);
         return result;
     }
+
+    /// <summary>/proc shows the gate area only for mms flagged MM_CONTEXT_HAS_VSYSCALL (none when vsyscall=none).</summary>
+    private bool HasVsyscallPage(ulong mm) =>
+        offsets.Mm.ContextFlags is { } off && reader.TryU64(mm + (ulong)off, out ulong flags) && (flags & (1UL << 1)) != 0;
 
     private IEnumerable<ulong> WalkMmapList(ulong head, int nextOffset, int cap)
     {

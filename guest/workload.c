@@ -1,0 +1,38 @@
+/* Recognisable guest workload for Periscope's tests. One static binary, several roles:
+ *   workload threads N     main thread + N sleeping threads (a multi-threaded process)
+ *   workload rename NAME   renames itself with prctl(PR_SET_NAME) so comm differs from the file name
+ *   workload zombie        forks a child that exits at once and never reaps it (a zombie stays)
+ *   workload mapfile PATH  maps a file read-only and an anonymous executable page, then sleeps
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static void *sleeper(void *arg) { (void)arg; for (;;) pause(); return NULL; }
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "threads") == 0) {
+        int n = argc >= 3 ? atoi(argv[2]) : 3;
+        for (int i = 0; i < n; i++) { pthread_t t; pthread_create(&t, NULL, sleeper, NULL); }
+    } else if (argc >= 3 && strcmp(argv[1], "rename") == 0) {
+        prctl(PR_SET_NAME, argv[2], 0, 0, 0);
+    } else if (argc >= 2 && strcmp(argv[1], "zombie") == 0) {
+        if (fork() == 0) _exit(0);
+    } else if (argc >= 3 && strcmp(argv[1], "mapfile") == 0) {
+        int fd = open(argv[2], O_RDONLY);
+        if (fd >= 0) mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, fd, 4096);
+        void *x = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (x != MAP_FAILED) memset(x, 0xc3, 4096);
+    } else {
+        fprintf(stderr, "usage: workload threads N | rename NAME | zombie | mapfile PATH\n");
+        return 2;
+    }
+    for (;;) pause();
+}

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using Periscope.Qemu;
+using Periscope.Targets;
+
+namespace Periscope.GuestTests;
+
+/// <summary>Locates (or builds, via guest/build.sh) the cached demo guest image.</summary>
+public static class GuestImage
+{
+    public static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Periscope.slnx"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (Periscope.slnx)");
+    }
+
+    public static string Directory()
+    {
+        if (Environment.GetEnvironmentVariable("PERISCOPE_GUEST_DIR") is { Length: > 0 } overridden) return overridden;
+        string root = RepoRoot();
+        string current = Path.Combine(root, ".cache", "guest", "current");
+        if (File.Exists(Path.Combine(current, "initrd.gz"))) return current;
+        var psi = new ProcessStartInfo("bash", [Path.Combine(root, "guest", "build.sh")]) { RedirectStandardOutput = true };
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"guest/build.sh failed with exit code {p.ExitCode}");
+        return output.Split('\n')[^1];
+    }
+}
+
+/// <summary>
+/// One real guest for a whole test class: boots the demo image under QEMU, waits for its ground truth on ttyS1, takes
+/// one ELF dump through QMP, and offers both the dump and the live guest as targets.
+/// </summary>
+public abstract class GuestFixture : IDisposable
+{
+    protected GuestFixture(string cpu)
+    {
+        string image = GuestImage.Directory();
+        Guest = QemuGuest.Start(new QemuGuestOptions
+        {
+            Kernel = Path.Combine(image, "vmlinuz"),
+            Initrd = Path.Combine(image, "initrd.gz"),
+            Cpu = cpu,
+        });
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            Guest.WaitForDataMarker("@@DONE", TimeSpan.FromSeconds(240));
+            BootSeconds = sw.Elapsed.TotalSeconds;
+            Truth = GroundTruth.Parse(ReadShared(Guest.DataLogPath));
+            DumpPath = Path.Combine(Guest.WorkDirectory, "guest.core");
+            sw.Restart();
+            Guest.Qmp.DumpGuestMemory(DumpPath);
+            DumpSeconds = sw.Elapsed.TotalSeconds;
+            Dump = Target.OpenDump(DumpPath);
+        }
+        catch
+        {
+            Guest.Dispose();
+            throw;
+        }
+    }
+
+    public QemuGuest Guest { get; }
+    public GroundTruth Truth { get; }
+    public string DumpPath { get; }
+    public Target Dump { get; }
+    public double BootSeconds { get; }
+    public double DumpSeconds { get; }
+
+    /// <summary>A fresh live target (RAM file + its own QMP connection); the caller disposes it.</summary>
+    public Target AttachLive() => Target.AttachLive(Guest.RamFilePath, QmpVmControl.Connect(Guest.ToolQmpSocketPath));
+
+    private static string ReadShared(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(fs).ReadToEnd();
+    }
+
+    public void Dispose()
+    {
+        Dump.Dispose();
+        Guest.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>-cpu max under TCG: LA57, so 5-level paging; pti=on.</summary>
+public sealed class FiveLevelGuest() : GuestFixture("max");
+
+/// <summary>-cpu qemu64: 4-level paging; pti=on forces PTI even though qemu64 reports AMD.</summary>
+public sealed class FourLevelGuest() : GuestFixture("qemu64");

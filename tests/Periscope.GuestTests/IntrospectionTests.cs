@@ -1,0 +1,175 @@
+using Periscope.Linux.Model;
+using Periscope.X86;
+using Xunit.Abstractions;
+
+namespace Periscope.GuestTests;
+
+/// <summary>
+/// Periscope's view of a real guest compared with the guest's own view (its /proc, printed on ttyS1), from a dump and
+/// live. Processes may start or end between the guest's listing and the read: only short-lived helpers of the
+/// guest's own scripts (cat, the 7-second sleep of the shell loop, subshells) may be missing on either side.
+/// </summary>
+public abstract class IntrospectionTests<TGuest>(TGuest guest, ITestOutputHelper output) where TGuest : GuestFixture
+{
+    private static readonly HashSet<string> Transient = ["cat", "sleep", "sh", "init"];
+
+    protected abstract PagingMode ExpectedPaging { get; }
+
+    [Fact]
+    public void Paging_mode_and_KASLR_base_match_the_guest()
+    {
+        var k = guest.Dump.Kernel;
+        output.WriteLine($"boot {guest.BootSeconds:0.0} s, dump {guest.DumpSeconds:0.0} s");
+        foreach (var f in k.Log.Facts) output.WriteLine($"{f.Name}: {f.Value} ({f.How})");
+        Assert.Equal(ExpectedPaging, k.Layout.Mode);
+        ulong text = guest.Truth.Symbols.First(s => s.Name == "_text").Address;
+        Assert.Equal(text, k.Layout.TextVa);
+        Assert.Equal(guest.Truth.Banner, k.Banner);
+        Assert.Empty(k.Log.Warnings);
+        // The dump's vCPU note agrees with the layout found without it.
+        Assert.Equal(ExpectedPaging, PagingModes.FromCr4(guest.Dump.Cpus[0].Cr4!.Value));
+    }
+
+    [Fact]
+    public void Every_kallsyms_line_is_identical()
+    {
+        var ours = guest.Dump.Kernel.Symbols.All;
+        var truth = guest.Truth.Symbols;
+        Assert.True(truth.Count > 50_000, $"ground truth holds only {truth.Count} symbols");
+        Assert.Equal(truth.Count, ours.Count);
+        for (int i = 0; i < truth.Count; i++)
+        {
+            var (address, type, name) = truth[i];
+            if (ours[i].Address != address || ours[i].Type != type || ours[i].Name != name)
+                Assert.Fail($"symbol {i}: guest says {address:x16} {type} {name}, Periscope says {ours[i].Address:x16} {ours[i].Type} {ours[i].Name}");
+        }
+    }
+
+    [Fact]
+    public void Every_task_and_thread_matches_proc()
+    {
+        var ours = guest.Dump.Kernel.Tasks.Where(t => t.Pid != 0).ToDictionary(t => t.Pid);
+        var truth = guest.Truth.Processes;
+        var missing = truth.Keys.Where(p => !ours.ContainsKey(p)).ToList();
+        var extra = ours.Keys.Where(p => !truth.ContainsKey(p)).ToList();
+        foreach (int p in missing) output.WriteLine($"pid {p} ({truth[p].Leader.Comm}) ended before the dump");
+        foreach (int p in extra) output.WriteLine($"pid {p} ({ours[p].Comm}) started after the guest's listing");
+        Assert.All(missing, p => Assert.Contains(truth[p].Leader.Comm, Transient));
+        Assert.All(extra, p => Assert.Contains(ours[p].Comm, Transient));
+        Assert.True(truth.Count - missing.Count > 40, "too few processes in common");
+
+        foreach (var (pid, stat) in truth)
+        {
+            if (!ours.TryGetValue(pid, out var task)) continue;
+            Assert.True(SameComm(stat.Leader.Comm, task.Comm), $"pid {pid}: /proc comm '{stat.Leader.Comm}', Periscope '{task.Comm}'");
+            Assert.Equal(stat.Leader.ParentPid, task.ParentPid);
+            Assert.Equal(pid, task.Tgid);
+            var threadIds = stat.Threads.Select(t => t.Pid).Order().ToList();
+            Assert.Equal(threadIds, task.Threads.Select(t => t.Tid).Order().ToList());
+        }
+    }
+
+    /// <summary>task->comm holds 15 characters; /proc shows full kthread names and "-workqueue" suffixes of kworkers.</summary>
+    private static bool SameComm(string proc, string ours) =>
+        proc == ours || (proc.StartsWith(ours, StringComparison.Ordinal) && (ours.Length == 15 || proc[ours.Length] == '-'));
+
+    [Fact]
+    public void Workload_processes_are_recognised()
+    {
+        var tasks = guest.Dump.Kernel.Tasks;
+        var threaded = Assert.Single(tasks, t => t.Comm == "workload" && t.ThreadCount == 4);
+        Assert.Equal("/bin/workload", threaded.ExePath);
+        var renamed = Assert.Single(tasks, t => t.Comm == "renamed-proc");
+        Assert.Equal("/bin/workload", renamed.ExePath);
+        var zombie = Assert.Single(tasks, t => t.State == 'Z');
+        Assert.False(zombie.IsKernelThread);
+        Assert.Equal(0UL, zombie.Mm);
+        Assert.Equal('Z', guest.Truth.Processes[zombie.Pid].Leader.State);
+        var init = Assert.Single(tasks, t => t.Pid == 1);
+        Assert.Equal("/bin/busybox", init.ExePath);
+        Assert.Equal(0u, init.Uid);
+        Assert.Contains(tasks, t => t.Comm == "kthreadd" && t.IsKernelThread);
+    }
+
+    [Fact]
+    public void Modules_match_proc_modules()
+    {
+        var ours = guest.Dump.Kernel.Modules;
+        var truth = guest.Truth.Modules;
+        Assert.True(truth.Count >= 4);
+        Assert.Equal(truth.Select(m => (m.Name, m.Base, m.Size, m.State)), ours.Select(m => (m.Name, m.Base, m.Size, m.State.ProcName())));
+        Assert.Equal(truth.Select(m => m.References), ours.Select(m => m.References ?? -1));
+    }
+
+    [Fact]
+    public void Every_user_process_maps_match_proc_maps()
+    {
+        var k = guest.Dump.Kernel;
+        int compared = 0;
+        foreach (var task in k.Tasks.Where(t => t.Mm != 0))
+        {
+            if (!guest.Truth.Maps.TryGetValue(task.Pid, out var truth) || truth.Count == 0) continue;
+            var ours = k.GetVmas(task);
+            var expected = truth.Select(m => $"{m.Start:x}-{m.End:x} {m.Perms} {m.Offset:x} {m.Device} {m.Inode} {m.Path}").ToList();
+            var actual = ours.Select(v => $"{v.Start:x}-{v.End:x} {v.Permissions} {v.Offset:x} {v.DeviceMajor:x2}:{v.DeviceMinor:x2} {v.Inode} {v.Path}").ToList();
+            Assert.True(expected.SequenceEqual(actual), $"pid {task.Pid} ({task.Comm}):\nguest:\n{string.Join('\n', expected)}\nPeriscope:\n{string.Join('\n', actual)}");
+            compared++;
+        }
+        Assert.True(compared >= 6, $"compared maps of only {compared} processes");
+        Assert.Empty(k.Diagnostics.Items);
+    }
+
+    [Fact]
+    public void Anonymous_executable_mapping_is_visible()
+    {
+        var k = guest.Dump.Kernel;
+        var mapper = k.Tasks.Single(t => guest.Truth.Maps.TryGetValue(t.Pid, out var m) && m.Any(x => x.Perms == "r--p" && x.Path == "/bin/busybox" && x.Offset == 0x1000 && x.End - x.Start == 0x2000));
+        var vmas = k.GetVmas(mapper);
+        Assert.Contains(vmas, v => v.Permissions == "rwxp" && v.Path == "" && v.End - v.Start == 0x1000);
+        // Its code can be read through the process's own page tables: the page is filled with RET (0xc3).
+        var anon = vmas.First(v => v.Permissions == "rwxp" && v.Path == "");
+        var space = k.GetAddressSpace(mapper)!;
+        var bytes = new byte[16];
+        Assert.Equal(16, space.Read(anon.Start, bytes));
+        Assert.All(bytes, b => Assert.Equal(0xc3, b));
+    }
+
+    [Fact]
+    public void Live_guest_read_through_its_RAM_file_matches_under_pause()
+    {
+        using var live = guest.AttachLive();
+        Assert.True(live.Cpus.Count >= 1);
+        Assert.NotEqual(0UL, live.Cpus[0].Cr3 ?? 0);
+        using (live.Pause())
+        {
+            Assert.Equal("paused", guest.Guest.Qmp.QueryStatus());
+            var k = live.Kernel;
+            Assert.Equal(guest.Dump.Kernel.Layout.TextVa, k.Layout.TextVa);
+            Assert.Equal(guest.Truth.Modules.Select(m => (m.Name, m.Base)), k.Modules.Select(m => (m.Name, m.Base)));
+            var pids = k.Tasks.Select(t => t.Pid).ToHashSet();
+            foreach (var (pid, stat) in guest.Truth.Processes)
+                Assert.True(pids.Contains(pid) || Transient.Contains(stat.Leader.Comm), $"live: pid {pid} ({stat.Leader.Comm}) missing");
+            var threaded = k.Tasks.Single(t => t.Comm == "workload" && t.ThreadCount == 4);
+            Assert.Equal(guest.Truth.Maps[threaded.Pid].Count, k.GetVmas(threaded).Count);
+        }
+        Assert.Equal("running", guest.Guest.Qmp.QueryStatus());
+    }
+}
+
+[CollectionDefinition("5-level guest")]
+public sealed class FiveLevelCollection : ICollectionFixture<FiveLevelGuest>;
+
+[CollectionDefinition("4-level guest")]
+public sealed class FourLevelCollection : ICollectionFixture<FourLevelGuest>;
+
+[Collection("5-level guest")]
+public sealed class FiveLevelGuestTests(FiveLevelGuest guest, ITestOutputHelper output) : IntrospectionTests<FiveLevelGuest>(guest, output)
+{
+    protected override PagingMode ExpectedPaging => PagingMode.FiveLevel;
+}
+
+[Collection("4-level guest")]
+public sealed class FourLevelGuestTests(FourLevelGuest guest, ITestOutputHelper output) : IntrospectionTests<FourLevelGuest>(guest, output)
+{
+    protected override PagingMode ExpectedPaging => PagingMode.FourLevel;
+}
