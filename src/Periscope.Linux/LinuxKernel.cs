@@ -167,24 +167,29 @@ public sealed class LinuxKernel
             var blob = memory.GetSpan(layout.ImageVaToPa(start), (int)(stop - start));
             if (!blob.IsEmpty && BtfTypes.LooksLikeHeader(blob))
             {
-                var types = BtfTypes.Parse(blob, limits);
-                log.Fact("BTF", $"{types.Count} types, {blob.Length} bytes", $"__start_BTF..__stop_BTF at 0x{start:x}");
-                return types;
+                if (BtfTypes.TryParse(blob, limits, out var types, out var error))
+                {
+                    log.Fact("BTF", $"{types!.Count} types, {blob.Length} bytes", $"__start_BTF..__stop_BTF at 0x{start:x}");
+                    return types;
+                }
+                log.Warn($"BTF at __start_BTF 0x{start:x} is malformed ({error!.Message}); searching the image");
             }
-            log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
+            else log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
         }
         // Without symbols: search the kernel image. Stale corrupt copies exist outside it, so the image comes first.
-        foreach (int offset in BtfTypes.FindCandidates(image))
+        var rejected = new List<string>();
+        foreach (int offset in BtfTypes.FindCandidates(image, limits))
         {
-            try
+            if (BtfTypes.TryParse(image[offset..], limits, out var types, out var error))
             {
-                var types = BtfTypes.Parse(image[offset..], limits);
-                log.Fact("BTF", $"{types.Count} types", $"header found by search at image offset 0x{offset:x}");
+                log.Fact("BTF", $"{types!.Count} types", $"header found by search at image offset 0x{offset:x}");
                 return types;
             }
-            catch (BtfFormatException e) { log.Warn($"BTF candidate at image offset 0x{offset:x} rejected: {e.Message}"); }
+            rejected.Add($"image offset 0x{offset:x}: {error!.Message}");
         }
-        throw new KernelNotFoundException("no usable BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)");
+        throw new KernelNotFoundException(rejected.Count == 0
+            ? "no BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)"
+            : $"no usable BTF in the kernel image; {rejected.Count} candidate(s) rejected: {string.Join("; ", rejected.Take(3))}");
     }
 
     private static void ConfirmWithVmcoreInfo(string? vmcoreInfo, KernelLayout layout, KernelSymbols symbols, DiscoveryLog log)

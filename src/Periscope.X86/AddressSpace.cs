@@ -21,6 +21,13 @@ public sealed class AddressSpace : IVirtualMemory
     private readonly ulong[] _tlbFrame = new ulong[TlbSize];
     private readonly PageFlags[] _tlbFlags = new PageFlags[TlbSize];
     private readonly ulong[] _tlbPageSize = new ulong[TlbSize];
+    // Large-page TLB keyed by 2 MiB virtual frame: direct-map and kernel-image reads mostly land in 2 MiB pages, so one
+    // entry covers 512 small pages (1 GiB leaves are cached per 2 MiB piece).
+    private const int LargeTlbSize = 256;
+    private readonly ulong[] _largeTag = new ulong[LargeTlbSize];
+    private readonly ulong[] _largeFrame = new ulong[LargeTlbSize];
+    private readonly PageFlags[] _largeFlags = new PageFlags[LargeTlbSize];
+    private readonly ulong[] _largeSize = new ulong[LargeTlbSize];
 
     public AddressSpace(IPhysicalMemory memory, ulong rootPhysicalAddress, PagingMode mode)
     {
@@ -39,6 +46,7 @@ public sealed class AddressSpace : IVirtualMemory
     public void FlushCache()
     {
         Array.Clear(_tlbTag);
+        Array.Clear(_largeTag);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -55,7 +63,14 @@ public sealed class AddressSpace : IVirtualMemory
             pa = _tlbFrame[slot] | (va & 0xfff);
             return true;
         }
-        if (TryTranslateUncached(va, out var t))
+        ulong vfn2m = va >> 21;
+        int large = (int)(vfn2m & (LargeTlbSize - 1));
+        if (_largeTag[large] == vfn2m + 1)
+        {
+            pa = _largeFrame[large] | (va & 0x1fffff);
+            return true;
+        }
+        if (TranslateWithoutCache(va, out var t))
         {
             pa = t.PhysicalAddress;
             return true;
@@ -73,10 +88,18 @@ public sealed class AddressSpace : IVirtualMemory
             translation = new Translation(_tlbFrame[slot] | (va & 0xfff), _tlbPageSize[slot], _tlbFlags[slot]);
             return true;
         }
-        return TryTranslateUncached(va, out translation);
+        ulong vfn2m = va >> 21;
+        int large = (int)(vfn2m & (LargeTlbSize - 1));
+        if (_largeTag[large] == vfn2m + 1)
+        {
+            translation = new Translation(_largeFrame[large] | (va & 0x1fffff), _largeSize[large], _largeFlags[large]);
+            return true;
+        }
+        return TranslateWithoutCache(va, out translation);
     }
 
-    private bool TryTranslateUncached(ulong va, out Translation translation)
+    /// <summary>A full page walk (the result is then cached). Public for benchmarks and tests of the walk itself.</summary>
+    public bool TranslateWithoutCache(ulong va, out Translation translation)
     {
         translation = default;
         if (!Mode.IsCanonical(va)) return false;
@@ -99,6 +122,16 @@ public sealed class AddressSpace : IVirtualMemory
                 ulong pa = frameBase | (va & (size - 1));
                 var flags = (writable ? PageFlags.Writable : 0) | (user ? PageFlags.User : 0) | (nx ? 0 : PageFlags.Executable);
                 translation = new Translation(pa, size, flags);
+                if (size > 4096)
+                {
+                    ulong vfn2m = va >> 21;
+                    int large = (int)(vfn2m & (LargeTlbSize - 1));
+                    _largeFrame[large] = pa & ~0x1fffffUL;
+                    _largeFlags[large] = flags;
+                    _largeSize[large] = size;
+                    _largeTag[large] = vfn2m + 1;
+                    return true;
+                }
                 ulong vpn = va >> 12;
                 int slot = (int)(vpn & (TlbSize - 1));
                 _tlbFrame[slot] = pa & ~0xfffUL;
@@ -112,8 +145,18 @@ public sealed class AddressSpace : IVirtualMemory
         }
     }
 
-    public int Read(ulong va, Span<byte> buffer)
+    public unsafe int Read(ulong va, Span<byte> buffer)
     {
+        // Fast path: the read stays inside one page of a mapped source (the common case for guest structures and pages).
+        if (_mapped is not null && (va & 0xfff) + (ulong)buffer.Length <= 4096 && TryTranslate(va, out ulong fastPa))
+        {
+            byte* p = _mapped.GetPointer(fastPa, out ulong available);
+            if (p != null && available >= (ulong)buffer.Length)
+            {
+                new ReadOnlySpan<byte>(p, buffer.Length).CopyTo(buffer);
+                return buffer.Length;
+            }
+        }
         int done = 0;
         while (done < buffer.Length)
         {

@@ -24,13 +24,13 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
             return result;
         }
         var seen = new HashSet<ulong>();
-        Walk(root, 0, result, seen, cap);
+        Walk(root, ulong.MaxValue, 0, result, seen, cap);
         return result;
     }
 
     private static bool IsInternalNode(ulong entry) => (entry & 3) == 2 && entry > 4096;
 
-    private void Walk(ulong encoded, int depth, List<ulong> result, HashSet<ulong> seen, int cap)
+    private void Walk(ulong encoded, ulong max, int depth, List<ulong> result, HashSet<ulong> seen, int cap)
     {
         if (depth > limits.MaxMapleTreeDepth) { diagnostics.Report("maple tree", $"deeper than {limits.MaxMapleTreeDepth} levels", encoded); return; }
         ulong node = encoded & NodeMask;
@@ -51,7 +51,7 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
                 diagnostics.Report("maple tree", $"unexpected node type {(int)type}", node);
                 return;
         }
-        int end = UsedSlots(node, type, pivotOff, metaOff, slots);
+        int end = UsedSlots(node, type, pivotOff, metaOff, slots, max);
         bool leaf = type == NodeType.Leaf64;
         for (int i = 0; i < end; i++)
         {
@@ -62,18 +62,27 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
             {
                 // Leaves may also hold internal values (small tagged integers); only real pointers are entries.
                 if ((slot & 3) == 0 && reader.IsKernelPointer(slot)) result.Add(slot);
+                else diagnostics.Report("maple tree", $"leaf slot {i} holds 0x{slot:x}, not an entry pointer", node);
             }
-            else Walk(slot, depth + 1, result, seen, cap);
+            else
+            {
+                // A child's upper bound is its pivot; the last child inherits this node's bound.
+                ulong childMax = max;
+                if (i < slots - 1 && reader.TryU64(node + (ulong)pivotOff + (ulong)i * 8, out ulong pivot) && pivot != 0) childMax = pivot;
+                Walk(slot, childMax, depth + 1, result, seen, cap);
+            }
         }
     }
 
-    /// <summary>How many slots hold data: arange nodes always keep metadata; range/leaf nodes keep it only when not
-    /// full (the last pivot is 0), otherwise all slots are used.</summary>
-    private int UsedSlots(ulong node, NodeType type, int pivotOff, int metaOff, int slots)
+    /// <summary>How many slots hold data, as the kernel's ma_data_end decides: arange nodes always keep metadata;
+    /// range/leaf nodes keep it while the last pivot is 0; a last pivot equal to the node's maximum means the final
+    /// slot is unused (it holds the metadata); otherwise every slot is used.</summary>
+    private int UsedSlots(ulong node, NodeType type, int pivotOff, int metaOff, int slots, ulong max)
     {
         if (type != NodeType.Arange64)
         {
             reader.TryU64(node + (ulong)pivotOff + (ulong)(slots - 2) * 8, out ulong lastPivot);
+            if (lastPivot == max) return slots - 1;
             if (lastPivot != 0) return slots;
         }
         if (!reader.TryU8(node + (ulong)metaOff + (ulong)offsets.MetaEnd, out byte end)) return 0;
