@@ -16,7 +16,8 @@ public sealed class DemoCommand : ICliCommand
         var image = new Option<string?>("--image") { Description = "Folder holding vmlinuz and initrd.gz (default: .cache/guest/current of the repository)" };
         var cpu = new Option<string>("--cpu") { Description = "QEMU CPU model: max (5-level paging) or qemu64 (4-level)", DefaultValueFactory = _ => "max" };
         var keep = new Option<bool>("--keep") { Description = "Keep the guest running and print how to attach to it" };
-        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep };
+        var dumpTo = new Option<string?>("--dump-to") { Description = "Also write an ELF dump of the guest (QMP dump-guest-memory) to this file" };
+        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo };
         command.SetAction(r =>
         {
             string dir = r.GetValue(image) ?? FindImage() ?? throw new CliUsageException("no demo guest image: run guest/build.sh first, or pass --image DIR");
@@ -31,7 +32,14 @@ public sealed class DemoCommand : ICliCommand
             context.Error.WriteLine($"$ periscope ps --qemu {guest.RamFilePath} --qmp {guest.ToolQmpSocketPath} --pause");
             int code = CliApp.Run(["ps", "--qemu", guest.RamFilePath, "--qmp", guest.ToolQmpSocketPath, "--pause", .. context.Json(r) ? ["--json"] : Array.Empty<string>()],
                 context.Output, context.Error);
-            if (code != 0 || !r.GetValue(keep)) return code;
+            if (code != 0) return code;
+            if (r.GetValue(dumpTo) is { } dumpPath)
+            {
+                sw.Restart();
+                guest.Qmp.DumpGuestMemory(dumpPath);
+                context.Error.WriteLine($"wrote {dumpPath} ({new FileInfo(dumpPath).Length >> 20} MiB) in {sw.Elapsed.TotalSeconds:0.0} s");
+            }
+            if (!r.GetValue(keep)) return 0;
             context.Error.WriteLine($"guest kept running (QEMU pid {guest.ProcessId}); try: periscope info --qemu {guest.RamFilePath} --qmp {guest.ToolQmpSocketPath}");
             context.Error.WriteLine("press Ctrl+C to stop it");
             using var stop = new ManualResetEventSlim();
