@@ -10,24 +10,10 @@ namespace Periscope.X86;
 /// </summary>
 public sealed class AddressSpace : IVirtualMemory
 {
-    private const int TlbBits = 10;
-    private const int TlbSize = 1 << TlbBits;
-
     private readonly IPhysicalMemory _memory;
     private readonly MappedPhysicalMemory? _mapped;
     private readonly ulong _ramEnd;
-    // Direct-mapped TLB keyed by virtual page number; tag holds vpn+1 so zero means empty.
-    private readonly ulong[] _tlbTag = new ulong[TlbSize];
-    private readonly ulong[] _tlbFrame = new ulong[TlbSize];
-    private readonly PageFlags[] _tlbFlags = new PageFlags[TlbSize];
-    private readonly ulong[] _tlbPageSize = new ulong[TlbSize];
-    // Large-page TLB keyed by 2 MiB virtual frame: direct-map and kernel-image reads mostly land in 2 MiB pages, so one
-    // entry covers 512 small pages (1 GiB leaves are cached per 2 MiB piece).
-    private const int LargeTlbSize = 256;
-    private readonly ulong[] _largeTag = new ulong[LargeTlbSize];
-    private readonly ulong[] _largeFrame = new ulong[LargeTlbSize];
-    private readonly PageFlags[] _largeFlags = new PageFlags[LargeTlbSize];
-    private readonly ulong[] _largeSize = new ulong[LargeTlbSize];
+    private readonly TranslationCache _cache = new();
 
     public AddressSpace(IPhysicalMemory memory, ulong rootPhysicalAddress, PagingMode mode)
     {
@@ -43,11 +29,7 @@ public sealed class AddressSpace : IVirtualMemory
     public PagingMode Mode { get; }
     int IVirtualMemory.PointerSize => 8;
 
-    public void FlushCache()
-    {
-        Array.Clear(_tlbTag);
-        Array.Clear(_largeTag);
-    }
+    public void FlushCache() => _cache.Clear();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool ReadEntry(ulong address, out ulong value) =>
@@ -56,43 +38,17 @@ public sealed class AddressSpace : IVirtualMemory
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryTranslate(ulong va, out ulong pa)
     {
-        ulong vpn = va >> 12;
-        int slot = (int)(vpn & (TlbSize - 1));
-        if (_tlbTag[slot] == vpn + 1)
-        {
-            pa = _tlbFrame[slot] | (va & 0xfff);
-            return true;
-        }
-        ulong vfn2m = va >> 21;
-        int large = (int)(vfn2m & (LargeTlbSize - 1));
-        if (_largeTag[large] == vfn2m + 1)
-        {
-            pa = _largeFrame[large] | (va & 0x1fffff);
-            return true;
-        }
-        if (TranslateWithoutCache(va, out var t))
-        {
-            pa = t.PhysicalAddress;
-            return true;
-        }
-        pa = 0;
-        return false;
+        if (_cache.TryLookup(va, out pa, out _, out _)) return true;
+        bool ok = TranslateWithoutCache(va, out var t);
+        pa = t.PhysicalAddress;
+        return ok;
     }
 
     public bool TryTranslate(ulong va, out Translation translation)
     {
-        ulong vpn = va >> 12;
-        int slot = (int)(vpn & (TlbSize - 1));
-        if (_tlbTag[slot] == vpn + 1)
+        if (_cache.TryLookup(va, out ulong pa, out ulong size, out PageFlags flags))
         {
-            translation = new Translation(_tlbFrame[slot] | (va & 0xfff), _tlbPageSize[slot], _tlbFlags[slot]);
-            return true;
-        }
-        ulong vfn2m = va >> 21;
-        int large = (int)(vfn2m & (LargeTlbSize - 1));
-        if (_largeTag[large] == vfn2m + 1)
-        {
-            translation = new Translation(_largeFrame[large] | (va & 0x1fffff), _largeSize[large], _largeFlags[large]);
+            translation = new Translation(pa, size, flags);
             return true;
         }
         return TranslateWithoutCache(va, out translation);
@@ -122,22 +78,7 @@ public sealed class AddressSpace : IVirtualMemory
                 ulong pa = frameBase | (va & (size - 1));
                 var flags = (writable ? PageFlags.Writable : 0) | (user ? PageFlags.User : 0) | (nx ? 0 : PageFlags.Executable);
                 translation = new Translation(pa, size, flags);
-                if (size > 4096)
-                {
-                    ulong vfn2m = va >> 21;
-                    int large = (int)(vfn2m & (LargeTlbSize - 1));
-                    _largeFrame[large] = pa & ~0x1fffffUL;
-                    _largeFlags[large] = flags;
-                    _largeSize[large] = size;
-                    _largeTag[large] = vfn2m + 1;
-                    return true;
-                }
-                ulong vpn = va >> 12;
-                int slot = (int)(vpn & (TlbSize - 1));
-                _tlbFrame[slot] = pa & ~0xfffUL;
-                _tlbFlags[slot] = flags;
-                _tlbPageSize[slot] = size;
-                _tlbTag[slot] = vpn + 1;
+                _cache.Insert(va, translation);
                 return true;
             }
             table = e & PageTableEntry.AddressMask;

@@ -17,19 +17,12 @@ public sealed class BenchCommand : ICliCommand
             var results = KernelBenchmarks.Run(dump, Math.Max(1, r.GetValue(iterations)));
             if (context.Json(r))
             {
-                Json.Write(context.Output, w =>
+                Json.WriteArray(context.Output, results, (w, b) =>
                 {
-                    w.WriteStartArray();
-                    foreach (var b in results)
-                    {
-                        w.WriteStartObject();
-                        w.WriteString("name", b.Name.Trim());
-                        w.WriteNumber("value", Math.Round(b.Value, 3));
-                        w.WriteString("unit", b.Unit);
-                        w.WriteString("detail", b.Detail);
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
+                    w.WriteString("name", b.Name.Trim());
+                    w.WriteNumber("value", Math.Round(b.Value, 3));
+                    w.WriteString("unit", b.Unit);
+                    w.WriteString("detail", b.Detail);
                 });
             }
             else

@@ -18,23 +18,16 @@ public sealed class MapsCommand : ICliCommand
             var vmas = target.Kernel.GetVmas(task);
             if (context.Json(r))
             {
-                Json.Write(context.Output, w =>
+                Json.WriteArray(context.Output, vmas, (w, v) =>
                 {
-                    w.WriteStartArray();
-                    foreach (var v in vmas)
-                    {
-                        w.WriteStartObject();
-                        w.Address("start", v.Start);
-                        w.Address("end", v.End);
-                        w.WriteString("perms", v.Permissions);
-                        w.Address("offset", v.Offset);
-                        w.WriteString("dev", $"{v.DeviceMajor:x2}:{v.DeviceMinor:x2}");
-                        w.WriteNumber("inode", v.Inode);
-                        w.WriteString("path", v.Path);
-                        w.Address("vma", v.Address);
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
+                    w.Address("start", v.Start);
+                    w.Address("end", v.End);
+                    w.WriteString("perms", v.Permissions);
+                    w.Address("offset", v.Offset);
+                    w.WriteString("dev", $"{v.DeviceMajor:x2}:{v.DeviceMinor:x2}");
+                    w.WriteNumber("inode", v.Inode);
+                    w.WriteString("path", v.Path);
+                    w.Address("vma", v.Address);
                 });
             }
             else foreach (var v in vmas) context.Output.WriteLine(v.ToMapsLine());

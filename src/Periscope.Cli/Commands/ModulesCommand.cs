@@ -15,21 +15,14 @@ public sealed class ModulesCommand : ICliCommand
             var modules = target.Kernel.Modules;
             if (context.Json(r))
             {
-                Json.Write(context.Output, w =>
+                Json.WriteArray(context.Output, modules, (w, m) =>
                 {
-                    w.WriteStartArray();
-                    foreach (var m in modules)
-                    {
-                        w.WriteStartObject();
-                        w.WriteString("name", m.Name);
-                        w.Address("base", m.Base);
-                        w.WriteNumber("size", m.Size);
-                        w.WriteString("state", m.State.ProcName());
-                        if (m.References is { } refs) w.WriteNumber("references", refs); else w.WriteNull("references");
-                        w.Address("module", m.Address);
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
+                    w.WriteString("name", m.Name);
+                    w.Address("base", m.Base);
+                    w.WriteNumber("size", m.Size);
+                    w.WriteString("state", m.State.ProcName());
+                    if (m.References is { } refs) w.WriteNumber("references", refs); else w.WriteNull("references");
+                    w.Address("module", m.Address);
                 });
             }
             else

@@ -13,7 +13,7 @@ public sealed class PsCommand : ICliCommand
         command.SetAction(r => context.WithTarget(r, target =>
         {
             var tasks = target.Kernel.Tasks;
-            if (context.Json(r)) Json.Write(context.Output, w => WriteJson(w, tasks));
+            if (context.Json(r)) Json.WriteArray(context.Output, tasks, WriteJson);
             else
             {
                 var table = TableWriter.Plain("PID", "TGID", "PPID", "UID", "S", "THR", "K", "COMM", "EXE");
@@ -28,29 +28,22 @@ public sealed class PsCommand : ICliCommand
         return command;
     }
 
-    private static void WriteJson(System.Text.Json.Utf8JsonWriter w, IReadOnlyList<LinuxTask> tasks)
+    private static void WriteJson(System.Text.Json.Utf8JsonWriter w, LinuxTask t)
     {
-        w.WriteStartArray();
-        foreach (var t in tasks)
-        {
-            w.WriteStartObject();
-            w.WriteNumber("pid", t.Pid);
-            w.WriteNumber("tgid", t.Tgid);
-            w.WriteNumber("ppid", t.ParentPid);
+        w.WriteNumber("pid", t.Pid);
+        w.WriteNumber("tgid", t.Tgid);
+        w.WriteNumber("ppid", t.ParentPid);
             if (t.Uid is { } uid) w.WriteNumber("uid", uid); else w.WriteNull("uid");
             if (t.Gid is { } gid) w.WriteNumber("gid", gid); else w.WriteNull("gid");
-            w.WriteString("state", t.State.ToString());
-            w.WriteString("comm", t.Comm);
-            w.WriteBoolean("kernelThread", t.IsKernelThread);
-            w.WriteNumber("threads", t.ThreadCount);
-            w.WriteString("exe", t.ExePath);
-            w.Address("task", t.Address);
-            w.Address("mm", t.Mm);
-            w.Address("pgd", t.PgdPhysical);
-            w.WriteNumber("flags", t.Flags);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
+        w.WriteString("state", t.State.ToString());
+        w.WriteString("comm", t.Comm);
+        w.WriteBoolean("kernelThread", t.IsKernelThread);
+        w.WriteNumber("threads", t.ThreadCount);
+        w.WriteString("exe", t.ExePath);
+        w.Address("task", t.Address);
+        w.Address("mm", t.Mm);
+        w.Address("pgd", t.PgdPhysical);
+        w.WriteNumber("flags", t.Flags);
     }
 }
 

@@ -17,18 +17,11 @@ public sealed class SymbolsCommand : ICliCommand
             var list = p is null ? symbols.All : symbols.Match(p);
             if (context.Json(r))
             {
-                Json.Write(context.Output, w =>
+                Json.WriteArray(context.Output, list, (w, s) =>
                 {
-                    w.WriteStartArray();
-                    foreach (var s in list)
-                    {
-                        w.WriteStartObject();
-                        w.Address("address", s.Address);
-                        w.WriteString("type", s.Type.ToString());
-                        w.WriteString("name", s.Name);
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
+                    w.Address("address", s.Address);
+                    w.WriteString("type", s.Type.ToString());
+                    w.WriteString("name", s.Name);
                 });
             }
             else

@@ -17,21 +17,13 @@ public sealed class ThreadsCommand : ICliCommand
             if (only is not null && tasks.Count == 0) throw new CliUsageException($"no process with pid {only}");
             if (context.Json(r))
             {
-                Json.Write(context.Output, w =>
+                Json.WriteArray(context.Output, tasks.SelectMany(t => t.Threads.Select(th => (t.Tgid, th))), (w, x) =>
                 {
-                    w.WriteStartArray();
-                    foreach (var t in tasks)
-                        foreach (var th in t.Threads)
-                        {
-                            w.WriteStartObject();
-                            w.WriteNumber("tgid", t.Tgid);
-                            w.WriteNumber("tid", th.Tid);
-                            w.WriteString("state", th.State.ToString());
-                            w.WriteString("comm", th.Comm);
-                            w.Address("task", th.Address);
-                            w.WriteEndObject();
-                        }
-                    w.WriteEndArray();
+                    w.WriteNumber("tgid", x.Tgid);
+                    w.WriteNumber("tid", x.th.Tid);
+                    w.WriteString("state", x.th.State.ToString());
+                    w.WriteString("comm", x.th.Comm);
+                    w.Address("task", x.th.Address);
                 });
             }
             else

@@ -14,6 +14,19 @@ public static class Json
         output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
     }
 
+    /// <summary>A JSON array with one object per item.</summary>
+    public static void WriteArray<T>(TextWriter output, IEnumerable<T> items, Action<Utf8JsonWriter, T> fields) => Write(output, w =>
+    {
+        w.WriteStartArray();
+        foreach (var item in items)
+        {
+            w.WriteStartObject();
+            fields(w, item);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    });
+
     /// <summary>Addresses as "0x..." strings: JSON numbers lose precision above 2^53.</summary>
     public static void Address(this Utf8JsonWriter w, string name, ulong value) => w.WriteString(name, $"0x{value:x}");
 
