@@ -1,0 +1,24 @@
+using System.Diagnostics;
+using Periscope.Integrity.Measurement;
+using Periscope.Integrity.Regions;
+using Periscope.Linux;
+
+namespace Periscope.Integrity.Baselines;
+
+public sealed record BaselineSummary(long Id, string BuildId, int Regions, int Pages, long Bytes, double Milliseconds);
+
+/// <summary>Measures every region of a kernel (SHA-256, XxHash3 and content per page) into the trusted-state store.</summary>
+public static class BaselineRecorder
+{
+    public static BaselineSummary Record(LinuxKernel kernel, BaselineStore store, string target)
+    {
+        var sw = Stopwatch.StartNew();
+        var measured = RegionCatalog.Kernel(kernel)
+            .Select(r => RegionMeasurer.Measure(kernel.KernelSpace, r, sha256: true, keepContent: true))
+            .ToList();
+        string buildId = KernelIdentity.BuildId(kernel);
+        long id = store.Save(buildId, kernel.Banner, kernel.Layout.TextVa, target, measured);
+        return new BaselineSummary(id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),
+            measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds);
+    }
+}

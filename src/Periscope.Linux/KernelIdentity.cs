@@ -1,0 +1,41 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Periscope.Linux;
+
+/// <summary>
+/// Which kernel build this is: the GNU build-id note the linker put in the image (read from guest memory between
+/// __start_notes and __stop_notes), or, if absent, a hash of the banner. Baselines are keyed by it.
+/// </summary>
+public static class KernelIdentity
+{
+    public static string BuildId(LinuxKernel kernel)
+    {
+        if (kernel.Symbols.TryGetAddress("__start_notes", out ulong start) && kernel.Symbols.TryGetAddress("__stop_notes", out ulong stop)
+            && stop > start && stop - start <= 64 * 1024)
+        {
+            var notes = new byte[stop - start];
+            if (kernel.KernelSpace.Read(start, notes) == notes.Length && FindGnuBuildId(notes) is { } id) return id;
+        }
+        return "banner-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(kernel.Banner)))[..40];
+    }
+
+    /// <summary>Walks ELF notes {namesz, descsz, type, name, desc} looking for NT_GNU_BUILD_ID (3) named "GNU".</summary>
+    public static string? FindGnuBuildId(ReadOnlySpan<byte> notes)
+    {
+        int pos = 0;
+        while (notes.Length - pos >= 12)
+        {
+            uint namesz = BinaryPrimitives.ReadUInt32LittleEndian(notes[pos..]);
+            uint descsz = BinaryPrimitives.ReadUInt32LittleEndian(notes[(pos + 4)..]);
+            uint type = BinaryPrimitives.ReadUInt32LittleEndian(notes[(pos + 8)..]);
+            long nameStart = pos + 12, descStart = nameStart + ((namesz + 3) & ~3L), next = descStart + ((descsz + 3) & ~3L);
+            if (namesz > 4096 || descsz > 4096 || next > notes.Length) return null;
+            if (type == 3 && namesz == 4 && notes.Slice((int)nameStart, 3).SequenceEqual("GNU"u8) && descsz is > 0 and <= 64)
+                return Convert.ToHexStringLower(notes.Slice((int)descStart, (int)descsz));
+            pos = (int)next;
+        }
+        return null;
+    }
+}
