@@ -55,6 +55,9 @@ public sealed class LinuxKernel
     /// <summary>Kernel virtual memory through the kernel PGD.</summary>
     public AddressSpace KernelSpace { get; }
     public GuestReader Reader { get; }
+    /// <summary>Bounded, cycle-checked list_head walks that report into <see cref="Diagnostics"/>.</summary>
+    public ListWalker Lists => _lists ??= new ListWalker(Reader, Diagnostics);
+    private ListWalker? _lists;
     public IPhysicalMemory Physical => _memory;
 
     /// <summary>Release string, e.g. "6.1.0-56-amd64", taken from the banner.</summary>
@@ -72,7 +75,7 @@ public sealed class LinuxKernel
     public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", _taskList.Read);
 
     public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
-        () => new ModuleList(Reader, Offsets, _taskList, Limits, Diagnostics).Read(Symbols.GetAddress("modules")));
+        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics).Read(Symbols.GetAddress("modules")));
 
     public IReadOnlyList<Vma> GetVmas(LinuxTask task) => _vmas.Read(task.Mm);
 

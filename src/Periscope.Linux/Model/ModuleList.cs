@@ -3,7 +3,7 @@ using Periscope.Memory;
 namespace Periscope.Linux.Model;
 
 /// <summary>Walks the `modules` list. Handles the 6.1 core_layout/init_layout and the 6.4+ mem[] layouts.</summary>
-public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, TaskList lists, IntrospectionLimits limits, Diagnostics diagnostics)
+public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWalker lists, IntrospectionLimits limits, Diagnostics diagnostics)
 {
     // enum mod_mem_type in 6.4+: MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*
     private const int ModText = 0, ModRodata = 2;
@@ -12,7 +12,7 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, TaskLi
     {
         var o = offsets.Module;
         var result = new List<KernelModule>();
-        foreach (ulong module in lists.WalkList(modulesHead, o.List, limits.MaxModules, "module list", includeHead: false))
+        foreach (ulong module in lists.Walk(modulesHead, o.List, limits.MaxModules, "module list", includeHead: false))
         {
             string? name = reader.ReadFixedString(module + (ulong)o.Name, o.NameSize);
             if (name is null) { diagnostics.Report("module", "unreadable struct module", module); continue; }

@@ -9,40 +9,17 @@ namespace Periscope.Linux.Model;
 public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong initTask, IntrospectionLimits limits, Diagnostics diagnostics, PathResolver paths)
 {
     private readonly TaskOffsets _t = offsets.Task;
+    private readonly ListWalker _lists = new(reader, diagnostics);
 
     public IReadOnlyList<LinuxTask> Read()
     {
         var result = new List<LinuxTask>();
-        foreach (ulong task in WalkList(initTask + (ulong)_t.Tasks, _t.Tasks, limits.MaxTasks, "task list"))
+        foreach (ulong task in _lists.Walk(initTask + (ulong)_t.Tasks, _t.Tasks, limits.MaxTasks, "task list"))
         {
             var t = ReadTask(task);
             if (t is not null) result.Add(t);
         }
         return result;
-    }
-
-    /// <summary>
-    /// Follows a circular list_head from <paramref name="head"/>, yielding container addresses (node − offset) and
-    /// including the head's own container. Stops at the head, at a revisited node (cycle), at an unreadable or
-    /// non-kernel pointer, or at the cap.
-    /// </summary>
-    public IEnumerable<ulong> WalkList(ulong head, int nodeOffset, int cap, string what, bool includeHead = true)
-    {
-        var seen = new HashSet<ulong> { head };
-        if (includeHead) yield return head - (ulong)nodeOffset;
-        ulong node = head;
-        for (int i = 0; ; i++)
-        {
-            if (i >= cap) { diagnostics.Report(what, $"walk stopped at the limit of {cap} entries", head); yield break; }
-            if (!reader.TryPointer(node, out ulong next)) { diagnostics.Report(what, "unreadable list link", node); yield break; }
-            if (next == head) yield break;
-            if (!reader.IsKernelPointer(next)) { diagnostics.Report(what, $"link 0x{next:x} is not a kernel pointer", node); yield break; }
-            if (!seen.Add(next)) { diagnostics.Report(what, $"cycle: 0x{next:x} revisited without returning to the head", node); yield break; }
-            if (reader.TryPointer(next + 8, out ulong prev) && prev != node)
-                diagnostics.Report(what, $"inconsistent links: next 0x{next:x} has prev 0x{prev:x}, expected 0x{node:x}", node);
-            yield return next - (ulong)nodeOffset;
-            node = next;
-        }
     }
 
     private LinuxTask? ReadTask(ulong task)
@@ -92,9 +69,9 @@ public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong in
         var threads = new List<LinuxThread>();
         IEnumerable<ulong> members;
         if (_t.ThreadGroup is { } tg)
-            members = WalkList(leader + (ulong)tg, tg, limits.MaxThreadsPerProcess, $"threads of pid {pid}");
+            members = _lists.Walk(leader + (ulong)tg, tg, limits.MaxThreadsPerProcess, $"threads of pid {pid}");
         else if (_t.ThreadNode is { } tn && _t.SignalThreadHead is { } th && reader.TryPointer(leader + (ulong)_t.Signal, out ulong signal) && reader.IsKernelPointer(signal))
-            members = WalkList(signal + (ulong)th, tn, limits.MaxThreadsPerProcess, $"threads of pid {pid}", includeHead: false);
+            members = _lists.Walk(signal + (ulong)th, tn, limits.MaxThreadsPerProcess, $"threads of pid {pid}", includeHead: false);
         else
             members = [leader];
 
