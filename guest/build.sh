@@ -49,6 +49,7 @@ mkdir -p "$out.tmp"
 cp "$work/kernel/boot/vmlinuz-$version" "$out.tmp/vmlinuz"
 ( cd "$rootfs" && find . | cpio -o -H newc --quiet | gzip -1 ) > "$out.tmp/initrd.gz"
 echo "$version" > "$out.tmp/kernel-version"
+cp -a "$rootfs" "$out.tmp/rootfs"   # the guest's files, for tests that import expected code-page hashes
 rm -rf "$out"
 mv "$out.tmp" "$out"
 ln -sfn "$key" "$cache/guest/current"

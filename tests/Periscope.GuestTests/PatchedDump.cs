@@ -34,6 +34,11 @@ public sealed class PatchedDump : IDisposable
     public void Write(ulong va, byte[] bytes)
     {
         Assert.True(_kernel.KernelSpace.TryTranslate(va, out ulong pa), $"0x{va:x} is not mapped");
+        WritePhysical(pa, bytes);
+    }
+
+    public void WritePhysical(ulong pa, byte[] bytes)
+    {
         var seg = _original.Memory.Segments.Single(s => pa >= s.PhysicalStart && pa < s.PhysicalEnd);
         _file.Position = (long)(seg.FileOffset + (pa - seg.PhysicalStart));
         _file.Write(bytes);

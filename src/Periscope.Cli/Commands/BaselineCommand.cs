@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Periscope.Cli.Output;
 using Periscope.Integrity.Baselines;
+using Periscope.Integrity.ProcessCode;
 
 namespace Periscope.Cli.Commands;
 
@@ -17,6 +18,8 @@ public sealed class BaselineCommand : ICliCommand
         {
             using var store = BaselineStore.Open(r.GetValue(db)!);
             var summary = BaselineRecorder.Record(target.Kernel, store, target.Description);
+            var sweep = ProcessCodeMeasurer.Sweep(target.Kernel);
+            int codePages = store.AddCodePages(sweep.Resident.Select(p => (p.File, p.FileOffset, p.Sha256)), "first use at baseline");
             if (context.Json(r))
                 Json.Write(context.Output, w =>
                 {
@@ -27,10 +30,12 @@ public sealed class BaselineCommand : ICliCommand
                     w.WriteNumber("pages", summary.Pages);
                     w.WriteNumber("bytes", summary.Bytes);
                     w.WriteNumber("milliseconds", Math.Round(summary.Milliseconds, 1));
+                    w.WriteNumber("processCodePages", codePages);
+                    w.WriteNumber("processCodePagesNotResident", sweep.NotResident);
                     w.WriteEndObject();
                 });
             else
-                context.Output.WriteLine($"baseline {summary.Id}: {summary.Regions} regions, {summary.Pages} pages, {summary.Bytes / 1024} KiB measured in {summary.Milliseconds:0} ms (kernel build {summary.BuildId})");
+                context.Output.WriteLine($"baseline {summary.Id}: {summary.Regions} regions, {summary.Pages} pages, {summary.Bytes / 1024} KiB measured in {summary.Milliseconds:0} ms (kernel build {summary.BuildId}); {codePages} new process code pages, {sweep.NotResident} not resident yet");
             return 0;
         }));
 
@@ -45,6 +50,29 @@ public sealed class BaselineCommand : ICliCommand
             TableWriter.Write(context.Output, table);
             return 0;
         });
-        return new Command("baseline", "Trusted-state baselines") { create, list };
+        var importDb = DbOption();
+        var root = new Option<string?>("--root") { Description = "Guest root folder: files are keyed by their path below it (default: the path as given)" };
+        var paths = new Argument<string[]>("paths") { Description = "Executables, shared libraries or folders of them", Arity = ArgumentArity.OneOrMore };
+        var import = new Command("import-files", "Expected per-page hashes of executable code, computed from the ELF files themselves") { importDb, root, paths };
+        import.SetAction(r =>
+        {
+            using var store = BaselineStore.Open(r.GetValue(importDb)!);
+            string? rootDir = r.GetValue(root) is { } rd ? Path.GetFullPath(rd) : null;
+            int files = 0, pages = 0, added = 0;
+            foreach (var file in r.GetValue(paths)!.SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p, "*", SearchOption.AllDirectories) : [p]))
+            {
+                if (new FileInfo(file).LinkTarget is not null) continue; // the target is imported under its own name
+                var codePages = ElfCodePages.Read(file);
+                if (codePages.Count == 0) continue;
+                string full = Path.GetFullPath(file);
+                string key = rootDir is not null && full.StartsWith(rootDir, StringComparison.Ordinal) ? "/" + Path.GetRelativePath(rootDir, full) : full;
+                added += store.AddCodePages(codePages.Select(c => (key, c.Offset, c.Sha256)), "imported from file", authoritative: true);
+                files++;
+                pages += codePages.Count;
+            }
+            context.Output.WriteLine($"imported {pages} code pages of {files} ELF files ({added} new)");
+            return 0;
+        });
+        return new Command("baseline", "Trusted-state baselines") { create, list, import };
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Periscope.Cli.Output;
 using Periscope.Integrity.Baselines;
+using Periscope.Integrity.ProcessCode;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
 
@@ -23,25 +24,30 @@ public sealed class VerifyCommand : ICliCommand
             string buildId = KernelIdentity.BuildId(kernel);
             var baseline = store.Latest(buildId, kernel.Layout.TextVa)
                 ?? throw new CliUsageException($"no baseline in {r.GetValue(db)} for kernel build {buildId} with _text at 0x{kernel.Layout.TextVa:x} (different kernel or a new boot?)");
-            var result = Verifier.Verify(kernel, baseline);
-            if (target.IsLive && result.Findings.Count > 0)
+            var result = Run(kernel, baseline, store, record: !target.IsLive, out var code);
+            if (target.IsLive && (result.Findings.Count > 0 || code.FirstSeen > 0))
             {
-                // Confirm under pause: only what is still different with the vCPUs stopped is reported.
-                var changed = result.Findings.Select(f => f.Region).ToHashSet();
+                // A running guest can be caught mid-write: confirm under pause, and only then record first-seen pages.
                 using (target.Pause())
                 {
                     kernel.Refresh();
-                    result = Verifier.Verify(kernel, baseline, region => changed.Contains(region.Name)) with
-                    {
-                        RegionsChecked = result.RegionsChecked, PagesChecked = result.PagesChecked, BytesChecked = result.BytesChecked,
-                    };
+                    result = Run(kernel, baseline, store, record: true, out code);
                 }
             }
+            if (!context.Json(r))
+                context.Output.WriteLine($"process code: {code.Compared} resident pages compared, {code.FirstSeen} seen for the first time (recorded), {code.NotResident} not resident, {code.Bytes / 1024} KiB");
             if (context.Json(r)) WriteJson(context.Output, baseline.Info, result);
             else WriteText(context.Output, baseline.Info, result);
-            return result.Findings.Count == 0 ? 0 : 1;
+            return result.Findings.Any(f => f.Severity != Severity.Info) ? 1 : 0;
         }));
         return command;
+    }
+
+    private static VerificationResult Run(LinuxKernel kernel, StoredBaseline baseline, BaselineStore store, bool record, out ProcessCodeResult code)
+    {
+        var result = Verifier.Verify(kernel, baseline);
+        code = ProcessCodeVerifier.Verify(kernel, store, record);
+        return result with { Findings = [.. result.Findings, .. code.Findings], BytesChecked = result.BytesChecked + code.Bytes };
     }
 
     private static void WriteText(TextWriter output, BaselineInfo baseline, VerificationResult result)

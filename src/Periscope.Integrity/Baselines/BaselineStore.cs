@@ -49,6 +49,8 @@ public sealed class BaselineStore : IDisposable
                     va INTEGER NOT NULL, pa INTEGER, length INTEGER NOT NULL, xxh3 INTEGER NOT NULL, sha256 BLOB, content BLOB,
                     PRIMARY KEY(region_id, idx));
                 CREATE INDEX baselines_by_kernel ON baselines(kernel_id, text_va);
+                CREATE TABLE code_pages(file TEXT NOT NULL, offset INTEGER NOT NULL, sha256 BLOB NOT NULL, source TEXT NOT NULL,
+                    first_seen TEXT NOT NULL, PRIMARY KEY(file, offset));
                 """);
             Exec($"INSERT INTO meta(key, value) VALUES('schema_version', '{SchemaVersion}')");
         }
@@ -84,6 +86,35 @@ public sealed class BaselineStore : IDisposable
         }
         tx.Commit();
         return baselineId;
+    }
+
+    /// <summary>Adds reference hashes of process code pages, keyed by (file path, file offset). A page already known
+    /// keeps its first reference (later sightings are compared with it), unless the new one is authoritative.</summary>
+    public int AddCodePages(IEnumerable<(string File, ulong Offset, byte[] Sha256)> pages, string source, bool authoritative = false)
+    {
+        using var tx = _db.BeginTransaction();
+        // References computed from the files themselves outrank ones taken on first use.
+        using var cmd = Command(authoritative
+            ? "INSERT INTO code_pages(file, offset, sha256, source, first_seen) VALUES($f, $o, $h, $s, $t) ON CONFLICT(file, offset) DO UPDATE SET sha256=excluded.sha256, source=excluded.source"
+            : "INSERT OR IGNORE INTO code_pages(file, offset, sha256, source, first_seen) VALUES($f, $o, $h, $s, $t)");
+        string now = DateTime.UtcNow.ToString("O");
+        int added = 0;
+        foreach (var (file, offset, sha) in pages)
+        {
+            Bind(cmd, ("$f", file), ("$o", unchecked((long)offset)), ("$h", sha), ("$s", source), ("$t", now));
+            added += cmd.ExecuteNonQuery();
+        }
+        tx.Commit();
+        return added;
+    }
+
+    public Dictionary<(string File, ulong Offset), (byte[] Sha256, string Source)> CodePages()
+    {
+        using var cmd = Command("SELECT file, offset, sha256, source FROM code_pages");
+        using var rd = cmd.ExecuteReader();
+        var map = new Dictionary<(string, ulong), (byte[], string)>();
+        while (rd.Read()) map[(rd.GetString(0), unchecked((ulong)rd.GetInt64(1)))] = ((byte[])rd[2], rd.GetString(3));
+        return map;
     }
 
     public IReadOnlyList<BaselineInfo> List()

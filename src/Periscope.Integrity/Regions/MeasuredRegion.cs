@@ -9,6 +9,7 @@ public enum RegionKind
     InterruptTable,
     ModuleText,
     ModuleReadOnlyData,
+    ProcessCode,
 }
 
 /// <summary>A range of guest kernel virtual memory whose content is measured page by page.</summary>

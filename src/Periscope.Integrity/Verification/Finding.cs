@@ -35,4 +35,6 @@ public static class Classifications
     public const string PageMissing = "page no longer mapped";
     public const string RegionGone = "region gone";
     public const string RegionMoved = "region moved";
+    public const string ProcessCodeModified = "process code modified";
+    public const string AnonymousCode = "anonymous executable memory";
 }
