@@ -86,6 +86,15 @@ public sealed class AddressSpace : IVirtualMemory
         }
     }
 
+    /// <summary>Zero-copy view of [va, va+length) when it lies in one page of a file-mapped source; empty otherwise.
+    /// Valid until the source is disposed; for hashing pages without copying them.</summary>
+    public unsafe ReadOnlySpan<byte> GetSpan(ulong va, int length)
+    {
+        if (_mapped is null || length <= 0 || (va & 0xfff) + (ulong)length > 4096 || !TryTranslate(va, out ulong pa)) return default;
+        byte* p = _mapped.GetPointer(pa, out ulong available);
+        return p == null || available < (ulong)length ? default : new ReadOnlySpan<byte>(p, length);
+    }
+
     public unsafe int Read(ulong va, Span<byte> buffer)
     {
         // Fast path: the read stays inside one page of a mapped source (the common case for guest structures and pages).

@@ -13,9 +13,7 @@ public static class BaselineRecorder
     public static BaselineSummary Record(LinuxKernel kernel, BaselineStore store, string target)
     {
         var sw = Stopwatch.StartNew();
-        var measured = RegionCatalog.Kernel(kernel)
-            .Select(r => RegionMeasurer.Measure(kernel.KernelSpace, r, sha256: true, keepContent: true))
-            .ToList();
+        var measured = RegionMeasurer.MeasureAll(kernel.KernelSpace, RegionCatalog.Kernel(kernel), sha256: true, keepContent: true);
         string buildId = KernelIdentity.BuildId(kernel);
         long id = store.Save(buildId, kernel.Banner, kernel.Layout.TextVa, target, measured);
         return new BaselineSummary(id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Periscope.Integrity.Measurement;
 using Periscope.Linux;
 using Periscope.Linux.Model;
 
@@ -25,6 +26,7 @@ public static class ProcessCodeMeasurer
         int notResident = 0;
         long bytes = 0;
         var page = new byte[4096];
+        using var hasher = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var task in kernel.Tasks)
         {
             if (task.Mm == 0 || task.IsKernelThread || (only is not null && !only(task))) continue;
@@ -41,9 +43,15 @@ public static class ProcessCodeMeasurer
                 for (ulong va = vma.Start; va < vma.End; va += 4096)
                 {
                     // Only a present PTE counts: the walk fails for pages never faulted in or swapped out.
-                    if (!space.TryTranslate(va, out ulong pa) || space.Read(va, page) != page.Length) { notResident++; continue; }
-                    resident.Add(new CodePage(task.Pid, task.Comm, va, pa, vma.Path, vma.Offset + (va - vma.Start), SHA256.HashData(page)));
-                    bytes += page.Length;
+                    if (!space.TryTranslate(va, out ulong pa)) { notResident++; continue; }
+                    ReadOnlySpan<byte> bytes4k = space.GetSpan(va, 4096);
+                    if (bytes4k.IsEmpty)
+                    {
+                        if (space.Read(va, page) != page.Length) { notResident++; continue; }
+                        bytes4k = page;
+                    }
+                    resident.Add(new CodePage(task.Pid, task.Comm, va, pa, vma.Path, vma.Offset + (va - vma.Start), PageHash.Sha256(hasher, bytes4k)));
+                    bytes += 4096;
                 }
             }
         }

@@ -29,6 +29,10 @@ public static class Verifier
         var current = RegionCatalog.Kernel(kernel).ToDictionary(r => r.Name);
         var findings = new List<Finding>();
         int regions = 0, pages = 0;
+        // Hash everything first, on all cores; explain differences afterwards.
+        var toMeasure = baseline.Regions.Select(s => s.Region)
+            .Where(r => (only is null || only(r)) && current.TryGetValue(r.Name, out var c) && c.Start == r.Start && c.Length == r.Length).ToList();
+        var measuredNow = RegionMeasurer.MeasureAll(kernel.KernelSpace, toMeasure, sha256: false, keepContent: false).ToDictionary(m => m.Region.Name);
         long bytes = 0;
         foreach (var stored in baseline.Regions)
         {
@@ -45,7 +49,7 @@ public static class Verifier
                 continue;
             }
             regions++;
-            var measured = RegionMeasurer.Measure(kernel.KernelSpace, region, sha256: false, keepContent: false);
+            var measured = measuredNow[region.Name];
             for (int i = 0; i < stored.Pages.Count && i < measured.Pages.Count; i++)
             {
                 var before = stored.Pages[i];

@@ -44,6 +44,7 @@ public static class KernelBenchmarks
 
         results.AddRange(Translation(image, k));
         results.AddRange(PageReads(image, k));
+        results.AddRange(IntegrityBenchmarks.Run(k));
         return results;
     }
 

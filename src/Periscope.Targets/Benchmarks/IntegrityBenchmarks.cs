@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Measurement;
+using Periscope.Integrity.ProcessCode;
+using Periscope.Integrity.Regions;
+using Periscope.Integrity.Verification;
+using Periscope.Linux;
+
+namespace Periscope.Targets.Benchmarks;
+
+/// <summary>
+/// Integrity sweep speed, measured in one run against this machine's own single-core SHA-256 speed: a full sweep
+/// (kernel, modules and every resident process code page, SHA-256 + XxHash3) and an incremental re-verify (XxHash3,
+/// SHA-256 only for changed pages).
+/// </summary>
+public static class IntegrityBenchmarks
+{
+    public static IEnumerable<BenchResult> Run(LinuxKernel kernel, int repetitions = 5)
+    {
+        var data = new byte[64 << 20];
+        new Random(3).NextBytes(data);
+        SHA256.HashData(data);
+        double shaBest = Best(repetitions, () => SHA256.HashData(data));
+        double shaRate = data.Length / shaBest;
+        yield return new BenchResult("SHA-256, one core, 64 MiB buffer", shaRate / 1e9, "GB/s", "reference for the sweep ratio");
+
+        var regions = RegionCatalog.Kernel(kernel);
+        long sweepBytes = 0;
+        List<RegionMeasurement> measured = [];
+        double sweepBest = Best(repetitions, () =>
+        {
+            measured = RegionMeasurer.MeasureAll(kernel.KernelSpace, regions, sha256: true, keepContent: false).ToList();
+            var code = ProcessCodeMeasurer.Sweep(kernel);
+            sweepBytes = measured.Sum(m => m.Pages.Where(p => p.Present).Sum(p => (long)p.Length)) + code.Bytes;
+        });
+        double sweepRate = sweepBytes / sweepBest;
+        yield return new BenchResult("full sweep: kernel + modules + resident process code (SHA-256 + XxHash3)", sweepBest * 1000, "ms",
+            $"{sweepBytes / 1024} KiB, {sweepRate / 1e9:0.00} GB/s on {Environment.ProcessorCount} cores (kernel regions in parallel chunks)");
+        yield return new BenchResult("full sweep throughput as a share of single-core SHA-256 speed", sweepRate / shaRate * 100, "%", "target ≥ 80%");
+
+        var withContent = RegionMeasurer.MeasureAll(kernel.KernelSpace, regions, sha256: true, keepContent: true);
+        var baseline = new StoredBaseline(new BaselineInfo(0, "bench", kernel.Banner, kernel.Layout.TextVa, DateTime.UtcNow, "bench", withContent.Count, 0), withContent);
+        long verifyBytes = 0;
+        double verifyBest = Best(repetitions, () => verifyBytes = Verifier.Verify(kernel, baseline).BytesChecked);
+        yield return new BenchResult("incremental re-verify of the kernel regions (XxHash3; SHA-256 only on change)", verifyBytes / verifyBest / 1e9, "GB/s",
+            $"{verifyBytes / 1024} KiB in {verifyBest * 1000:0.0} ms, target ≥ 5 GB/s");
+    }
+
+    private static double Best(int repetitions, Action work)
+    {
+        work();
+        double best = double.MaxValue;
+        for (int i = 0; i < repetitions; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            work();
+            best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        return best;
+    }
+}
