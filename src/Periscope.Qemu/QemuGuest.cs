@@ -20,7 +20,8 @@ public sealed record QemuGuestOptions
 
 /// <summary>
 /// A QEMU guest started for introspection: RAM in a shared file under /dev/shm (mapped read-only by Periscope), QMP on
-/// a unix socket, console on ttyS0 and bulk ground truth on ttyS1. Dispose kills only this QEMU and removes its files.
+/// a unix socket, console on ttyS0, bulk ground truth on ttyS1 and a command port on ttyS2 (a unix socket on the host,
+/// see <see cref="RunCommand"/>). Dispose kills only this QEMU and removes its files.
 /// </summary>
 public sealed class QemuGuest : IDisposable
 {
@@ -28,6 +29,7 @@ public sealed class QemuGuest : IDisposable
     private readonly Process _process;
     private readonly bool _ownsWorkDirectory;
     private QmpClient? _qmp;
+    private GuestCommandChannel? _commands;
 
     private QemuGuest(Process process, QemuGuestOptions options, string workDirectory, string ramFile, bool ownsWorkDirectory)
     {
@@ -46,6 +48,8 @@ public sealed class QemuGuest : IDisposable
     public string ToolQmpSocketPath => Path.Combine(WorkDirectory, "qmp-tools.sock");
     public string ConsoleLogPath => Path.Combine(WorkDirectory, "console.log");
     public string DataLogPath => Path.Combine(WorkDirectory, "data.log");
+    /// <summary>The host end of the guest's ttyS2: QEMU listens here, guest/init serves shell commands on it.</summary>
+    public string CommandSocketPath => Path.Combine(WorkDirectory, "cmd.sock");
     public int ProcessId => _process.Id;
     public bool HasExited => _process.HasExited;
 
@@ -88,6 +92,7 @@ public sealed class QemuGuest : IDisposable
         "-object", $"memory-backend-file,id=mem,size={o.MemoryMiB}M,mem-path={ramFile},share=on",
         "-kernel", o.Kernel, "-initrd", o.Initrd, "-append", o.Append,
         "-serial", $"file:{Path.Combine(dir, "console.log")}", "-serial", $"file:{Path.Combine(dir, "data.log")}",
+        "-chardev", $"socket,id=cmd,path={Path.Combine(dir, "cmd.sock")},server=on,wait=off", "-serial", "chardev:cmd",
         "-qmp", $"unix:{Path.Combine(dir, "qmp.sock")},server=on,wait=off",
         "-qmp", $"unix:{Path.Combine(dir, "qmp-tools.sock")},server=on,wait=off",
         "-device", "vmcoreinfo", "-display", "none", "-monitor", "none", "-no-reboot",
@@ -101,6 +106,17 @@ public sealed class QemuGuest : IDisposable
             try { return QmpClient.Connect(QmpSocketPath); }
             catch (IOException) when (deadline.Elapsed < TimeSpan.FromSeconds(20) && !_process.HasExited) { Thread.Sleep(100); }
         }
+    }
+
+    /// <summary>
+    /// Runs one line of shell in the guest (guest/init serves its ttyS2 once it has printed @@DONE) and returns the
+    /// exit code and the combined stdout/stderr. Commands run one at a time; a timeout leaves the guest's shell
+    /// running the command, and its late reply is skipped by later calls.
+    /// </summary>
+    public (int ExitCode, string Output) RunCommand(string shellCommand, TimeSpan timeout)
+    {
+        var channel = LazyInitializer.EnsureInitialized(ref _commands, () => new GuestCommandChannel(CommandSocketPath, () => !_process.HasExited));
+        return channel.Run(shellCommand, timeout);
     }
 
     /// <summary>Waits until the data port (ttyS1) carries <paramref name="marker"/> on a line of its own.</summary>
@@ -149,9 +165,10 @@ public sealed class QemuGuest : IDisposable
         finally
         {
             _qmp?.Dispose();
+            _commands?.Dispose();
             _process.Dispose();
             try { File.Delete(RamFilePath); } catch (IOException) { }
-            try { File.Delete(QmpSocketPath); File.Delete(ToolQmpSocketPath); } catch (IOException) { }
+            try { File.Delete(QmpSocketPath); File.Delete(ToolQmpSocketPath); File.Delete(CommandSocketPath); } catch (IOException) { }
             if (_ownsWorkDirectory) try { Directory.Delete(WorkDirectory, recursive: true); } catch (IOException) { }
         }
     }

@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * periscope_tamper: rootkit-style attacks ON COMMAND, for Periscope's integrity tests.
+ *
+ * Loaded only inside Periscope's QEMU test guest (Debian's 6.1 kernel), never on a host. It does nothing at load
+ * time except create /proc/periscope_tamper. Writing one command line to that file performs one attack; reading the
+ * file returns the report of the last command (the same line is also printed with printk). Every report names the
+ * exact addresses involved, so tests can compare them with what Periscope reads from outside.
+ *
+ *   syscall NR                     sys_call_table[NR] := address of tamper_fake_syscall (a function in this module)
+ *   patch SYMBOL OFFSET [HEX]      write HEX (default 9090909090) into core kernel text at SYMBOL+OFFSET
+ *   ftrace SYMBOL                  register an ftrace_ops (counting callback) filtered on SYMBOL
+ *   hide                           unlink this module from the `modules` list and delete its /sys/module kobject
+ *   hidepid PID                    unlink a process (thread-group leader) from the init_task.tasks list
+ *   usercode PID ADDR              change one byte of a process's memory at ADDR (int3), COW like a debugger
+ *   restore                        undo syscall, patch, ftrace, hidepid and usercode (not hide: see below)
+ *   status                         what is currently in effect, and the ftrace hit count
+ *
+ * One attack of each kind may be in effect at a time; a second one is refused until `restore`.
+ *
+ * How read-only kernel memory is written (syscall, patch): with interrupts off on this CPU, CR0.WP is cleared by a
+ * direct `mov %cr0` (the kernel's write_cr0() pins WP back on since 5.3, so it cannot be used), the bytes are
+ * stored through the kernel's own mapping, and CR0 is restored. Refused if CR4.CET is set (clearing WP would #GP);
+ * TCG does not offer CET, and Debian's 6.1 config has no kernel IBT.
+ *
+ * Facts of this kernel that shape the attacks:
+ *  - 6.1.y stable (>= 6.1.85) dispatches x86-64 system calls through x64_sys_call(), a switch statement, not through
+ *    sys_call_table (BHI mitigation backport). Overwriting a slot is therefore a data-only change: detectable in the
+ *    table, harmless to the guest, and tamper_fake_syscall is never actually called.
+ *  - kallsyms_lookup_name is not exported since 5.7; its address is taken from a kprobe registered on it.
+ *  - CONFIG_DEBUG_LIST and CONFIG_BUG_ON_DATA_CORRUPTION are set: any later list_del on a node we unlinked must find
+ *    it self-consistent, or the kernel BUGs. hide and hidepid therefore wait for an RCU grace period after unlinking
+ *    and then point the node at itself (INIT_LIST_HEAD), so readers that were on it have left and a later
+ *    list_del_rcu by the kernel is harmless.
+ *
+ * Safe targets (used by the tests):
+ *  - patch __x64_sys_sysfs 0: replaces the 5-byte NOP at the function's ftrace site (0f 1f 44 00 00, there is no
+ *    ENDBR on this kernel) with five 1-byte NOPs: semantically a no-op, and sysfs(2) is obsolete and never called.
+ *    Do not patch a site that ftrace later enables (ftrace checks the old bytes and disables itself on a mismatch),
+ *    and do not patch x64_sys_call or anything else on a hot path.
+ *  - ftrace __x64_sys_newuname: the callback only counts calls.
+ *
+ * Limits, stated rather than hidden:
+ *  - hide cannot be undone: the module is no longer in `modules`, so it cannot be unloaded either.
+ *  - hidepid: if the hidden process is reaped within the RCU grace period that follows the unlink, or execs from a
+ *    non-leader thread while hidden, the kernel's list checks fire. Hide a long-running single-threaded process.
+ *    `restore` links it back (at the tail of the task list).
+ *  - usercode restores the old byte, but the process keeps its private copy of the page.
+ */
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/kprobes.h>
+#include <linux/proc_fs.h>
+#include <linux/uaccess.h>
+#include <linux/mutex.h>
+#include <linux/rculist.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/mm.h>
+#include <linux/ftrace.h>
+#include <linux/string.h>
+#include <linux/kobject.h>
+#include <asm/special_insns.h>
+#include <asm/processor-flags.h>
+#include <asm/unistd.h>
+#include <asm/unaligned.h>
+
+#define TAMPER_NAME "periscope_tamper"
+#define MAX_PATCH 16
+
+typedef unsigned long (*kallsyms_lookup_name_t)(const char *name);
+static kallsyms_lookup_name_t lookup;
+
+static DEFINE_MUTEX(tamper_lock);   /* serialises commands and the result buffer */
+static char result[1024];
+static size_t result_len;
+
+/* What is in effect, so that restore can undo it. */
+static struct {
+	bool active;
+	unsigned int nr;
+	unsigned long *slot;
+	unsigned long old, new;
+} sc;
+
+static struct {
+	bool active;
+	char sym[KSYM_NAME_LEN];
+	unsigned long off;
+	u8 *addr;
+	u8 old[MAX_PATCH], new[MAX_PATCH];
+	size_t len;
+} tp;
+
+static struct {
+	bool active;
+	char sym[KSYM_NAME_LEN];
+	unsigned long func, site;
+} ft;
+
+static struct {
+	bool active;
+	struct task_struct *task;   /* referenced while hidden */
+	pid_t pid;
+} hp;
+
+static struct {
+	bool active;
+	struct task_struct *task;   /* referenced while changed */
+	pid_t pid;
+	unsigned long addr;
+	u8 old, new;
+} uc;
+
+static bool hidden;
+static atomic64_t ftrace_hits = ATOMIC64_INIT(0);
+
+/* Appends one line to the result that reading /proc/periscope_tamper returns, and printk's it. */
+static __printf(1, 0) void vreport(const char *fmt, va_list ap)
+{
+	size_t start = result_len;
+
+	result_len += vscnprintf(result + result_len, sizeof(result) - result_len, fmt, ap);
+	if (result_len < sizeof(result) - 1)
+		result[result_len++] = '\n';
+	result[result_len] = '\0';
+	pr_info(TAMPER_NAME ": %.*s", (int)(result_len - start), result + start);
+}
+
+static __printf(1, 2) void report(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(fmt, ap);
+	va_end(ap);
+}
+
+/* Reports an "error ..." line and returns err (a negative errno), which the write then returns. */
+static __printf(2, 3) int fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* kallsyms_lookup_name is not exported: a kprobe on it tells its address. */
+static int find_lookup(void)
+{
+	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
+	int ret = register_kprobe(&kp);
+
+	if (ret < 0)
+		return ret;
+	lookup = (kallsyms_lookup_name_t)kp.addr;
+	unregister_kprobe(&kp);
+	return lookup ? 0 : -ENOENT;
+}
+
+static inline void raw_write_cr0(unsigned long v)
+{
+	asm volatile("mov %0, %%cr0" : : "r"(v) : "memory");
+}
+
+/*
+ * Writes len bytes to read-only kernel memory (rodata or text) through its kernel mapping, with CR0.WP cleared on
+ * this CPU for the duration of the copy. Interrupts are off so nothing else runs here with WP clear.
+ */
+static int write_ro(void *dst, const void *src, size_t len)
+{
+	unsigned long flags, cr0;
+
+	if (native_read_cr4() & X86_CR4_CET)
+		return -EOPNOTSUPP;   /* WP may not be cleared while CET is on */
+	local_irq_save(flags);
+	cr0 = native_read_cr0();
+	raw_write_cr0(cr0 & ~X86_CR0_WP);
+	memcpy(dst, src, len);
+	raw_write_cr0(cr0);     /* mov to CR0 is serialising: this CPU fetches the new bytes from here on */
+	local_irq_restore(flags);
+	return 0;
+}
+
+/* The value put into sys_call_table. Never called on this kernel (dispatch goes through x64_sys_call). */
+static long tamper_fake_syscall(const struct pt_regs *regs)
+{
+	return -ENOSYS;
+}
+
+static int cmd_syscall(char *arg)
+{
+	unsigned long *table;
+	unsigned int nr;
+	unsigned long fake = (unsigned long)tamper_fake_syscall;
+	int ret;
+
+	if (!arg || kstrtouint(arg, 0, &nr))
+		return fail(-EINVAL, "error syscall: usage: syscall NR");
+	if (nr >= NR_syscalls)
+		return fail(-EINVAL, "error syscall: %u is not below NR_syscalls (%d)", nr, NR_syscalls);
+	if (sc.active)
+		return fail(-EBUSY, "error syscall: slot %u already replaced; restore first", sc.nr);
+	table = (unsigned long *)lookup("sys_call_table");
+	if (!table)
+		return fail(-ENOENT, "error syscall: sys_call_table not found");
+	sc.slot = &table[nr];
+	sc.old = READ_ONCE(*sc.slot);
+	sc.new = fake;
+	ret = write_ro(sc.slot, &sc.new, sizeof(sc.new));
+	if (ret)
+		return fail(ret, "error syscall: CR4.CET is set, cannot clear CR0.WP");
+	sc.nr = nr;
+	sc.active = true;
+	report("syscall %u slot=0x%lx old=0x%lx new=0x%lx", nr, (unsigned long)sc.slot, sc.old, sc.new);
+	return 0;
+}
+
+static bool overlaps(unsigned long a, size_t alen, unsigned long b, size_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+static int cmd_patch(char *sym, char *offs, char *hex)
+{
+	unsigned long base, off, addr, stext, etext;
+	u8 bytes[MAX_PATCH];
+	size_t len = 5;
+	int ret;
+
+	if (!sym || !offs || kstrtoul(offs, 0, &off))
+		return fail(-EINVAL, "error patch: usage: patch SYMBOL OFFSET [HEXBYTES]");
+	if (hex) {
+		len = strlen(hex) / 2;
+		if (len == 0 || len > MAX_PATCH || strlen(hex) % 2 || hex2bin(bytes, hex, len))
+			return fail(-EINVAL, "error patch: HEXBYTES must be 1 to %d bytes of hex", MAX_PATCH);
+	} else {
+		memset(bytes, 0x90, len);
+	}
+	if (tp.active)
+		return fail(-EBUSY, "error patch: %s+0x%lx already patched; restore first", tp.sym, tp.off);
+	base = lookup(sym);
+	if (!base)
+		return fail(-ENOENT, "error patch: unknown symbol %s", sym);
+	addr = base + off;
+	stext = lookup("_stext");
+	etext = lookup("_etext");
+	if (!stext || !etext || addr < stext || addr + len > etext)
+		return fail(-EINVAL, "error patch: 0x%lx is not in core kernel text", addr);
+	if (ft.active && overlaps(addr, len, ft.site, 5))
+		return fail(-EBUSY, "error patch: 0x%lx overlaps the active ftrace site", addr);
+	ret = copy_from_kernel_nofault(tp.old, (void *)addr, len);
+	if (ret)
+		return fail(ret, "error patch: cannot read 0x%lx", addr);
+	memcpy(tp.new, bytes, len);
+	ret = write_ro((void *)addr, tp.new, len);
+	if (ret)
+		return fail(ret, "error patch: CR4.CET is set, cannot clear CR0.WP");
+	strscpy(tp.sym, sym, sizeof(tp.sym));
+	tp.off = off;
+	tp.addr = (u8 *)addr;
+	tp.len = len;
+	tp.active = true;
+	report("patch %s+0x%lx addr=0x%lx old=%*phN new=%*phN", sym, off, addr, (int)len, tp.old, (int)len, tp.new);
+	return 0;
+}
+
+/* The ftrace callback: counts calls, nothing else. notrace so it cannot trace itself. */
+static void notrace tamper_ftrace_cb(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+				     struct ftrace_regs *fregs)
+{
+	atomic64_inc(&ftrace_hits);
+}
+
+static struct ftrace_ops tamper_fops = {
+	.func = tamper_ftrace_cb,
+	.flags = FTRACE_OPS_FL_RECURSION,
+};
+
+static int cmd_ftrace(char *sym)
+{
+	unsigned long func, site;
+	u8 before[5], after[5];
+	int ret;
+
+	if (!sym)
+		return fail(-EINVAL, "error ftrace: usage: ftrace SYMBOL");
+	if (ft.active)
+		return fail(-EBUSY, "error ftrace: %s already hooked; restore first", ft.sym);
+	func = lookup(sym);
+	if (!func)
+		return fail(-ENOENT, "error ftrace: unknown symbol %s", sym);
+	/* The ftrace site is the function's first instruction (no ENDBR on this kernel); skip one if there is. */
+	site = func;
+	if (!copy_from_kernel_nofault(before, (void *)func, 4) && !memcmp(before, "\xf3\x0f\x1e\xfa", 4))
+		site = func + 4;
+	if (tp.active && overlaps(site, 5, (unsigned long)tp.addr, tp.len))
+		return fail(-EBUSY, "error ftrace: %s's site is patched by `patch`; restore first", sym);
+	if (copy_from_kernel_nofault(before, (void *)site, 5))
+		return fail(-EFAULT, "error ftrace: cannot read 0x%lx", site);
+	ret = ftrace_set_filter_ip(&tamper_fops, func, 0, 1);
+	if (ret)
+		return fail(ret, "error ftrace: ftrace_set_filter_ip(%s) failed: %d", sym, ret);
+	ret = register_ftrace_function(&tamper_fops);
+	if (ret) {
+		ftrace_set_filter_ip(&tamper_fops, func, 1, 0);
+		return fail(ret, "error ftrace: register_ftrace_function failed: %d", ret);
+	}
+	atomic64_set(&ftrace_hits, 0);
+	strscpy(ft.sym, sym, sizeof(ft.sym));
+	ft.func = func;
+	ft.site = site;
+	ft.active = true;
+	if (copy_from_kernel_nofault(after, (void *)site, 5))
+		memset(after, 0, sizeof(after));
+	if (after[0] == 0xe8)
+		report("ftrace %s func=0x%lx site=0x%lx old=%5phN new=%5phN call=0x%lx", sym, func, site, before, after,
+		       site + 5 + (long)(s32)get_unaligned_le32(after + 1));
+	else
+		report("ftrace %s func=0x%lx site=0x%lx old=%5phN new=%5phN", sym, func, site, before, after);
+	return 0;
+}
+
+static int cmd_hide(void)
+{
+	struct module *mod = THIS_MODULE;
+	struct mutex *module_mutex_p;
+	unsigned long prev, next;
+
+	if (hidden)
+		return fail(-EBUSY, "error hide: already hidden");
+	module_mutex_p = (struct mutex *)lookup("module_mutex");
+	if (!module_mutex_p)
+		return fail(-ENOENT, "error hide: module_mutex not found");
+	mutex_lock(module_mutex_p);
+	prev = (unsigned long)mod->list.prev;
+	next = (unsigned long)mod->list.next;
+	list_del_rcu(&mod->list);
+	synchronize_rcu();            /* every reader that was on our node has left it */
+	INIT_LIST_HEAD(&mod->list);   /* self-linked: a later list_del passes the DEBUG_LIST checks */
+	mutex_unlock(module_mutex_p);
+	kobject_del(&mod->mkobj.kobj); /* /sys/module/periscope_tamper disappears */
+	hidden = true;
+	report("hide module=0x%lx base=0x%lx size=%u list_prev=0x%lx list_next=0x%lx kobject=deleted",
+	       (unsigned long)mod, (unsigned long)mod->core_layout.base, mod->core_layout.size, prev, next);
+	return 0;
+}
+
+static struct task_struct *get_task(pid_t pid)
+{
+	struct task_struct *t;
+
+	rcu_read_lock();
+	t = pid_task(find_vpid(pid), PIDTYPE_PID);
+	if (t)
+		get_task_struct(t);
+	rcu_read_unlock();
+	return t;
+}
+
+static int cmd_hidepid(char *arg)
+{
+	rwlock_t *tasklist;
+	struct task_struct *t;
+	pid_t pid;
+
+	if (!arg || kstrtoint(arg, 0, &pid) || pid <= 1)
+		return fail(-EINVAL, "error hidepid: usage: hidepid PID (PID > 1)");
+	if (hp.active)
+		return fail(-EBUSY, "error hidepid: pid %d already hidden; restore first", hp.pid);
+	tasklist = (rwlock_t *)lookup("tasklist_lock");
+	if (!tasklist)
+		return fail(-ENOENT, "error hidepid: tasklist_lock not found");
+	t = get_task(pid);
+	if (!t)
+		return fail(-ESRCH, "error hidepid: no process %d", pid);
+
+	write_lock_irq(tasklist);
+	if (!thread_group_leader(t) || !pid_alive(t) || (t->flags & PF_EXITING) || t->exit_state) {
+		write_unlock_irq(tasklist);
+		put_task_struct(t);
+		return fail(-EINVAL, "error hidepid: %d is not a live process (thread-group leader)", pid);
+	}
+	list_del_rcu(&t->tasks);
+	write_unlock_irq(tasklist);
+
+	synchronize_rcu();            /* RCU walkers of the task list that were on t have moved on */
+
+	write_lock_irq(tasklist);
+	INIT_LIST_HEAD(&t->tasks);    /* self-linked: the exit path's list_del_rcu stays harmless */
+	write_unlock_irq(tasklist);
+
+	hp.task = t;
+	hp.pid = pid;
+	hp.active = true;
+	report("hidepid %d task=0x%lx comm=%s", pid, (unsigned long)t, t->comm);
+	return 0;
+}
+
+static int cmd_usercode(char *pids, char *addrs)
+{
+	struct task_struct *t;
+	unsigned long addr;
+	u8 old, new;
+	pid_t pid;
+
+	if (!pids || !addrs || kstrtoint(pids, 0, &pid) || kstrtoul(addrs, 0, &addr))
+		return fail(-EINVAL, "error usercode: usage: usercode PID ADDR");
+	if (uc.active)
+		return fail(-EBUSY, "error usercode: pid %d already changed; restore first", uc.pid);
+	t = get_task(pid);
+	if (!t)
+		return fail(-ESRCH, "error usercode: no process %d", pid);
+	if (access_process_vm(t, addr, &old, 1, FOLL_FORCE) != 1) {
+		put_task_struct(t);
+		return fail(-EFAULT, "error usercode: cannot read pid %d at 0x%lx", pid, addr);
+	}
+	new = old == 0xcc ? 0x90 : 0xcc;   /* int3, as a debugger's breakpoint */
+	/* FOLL_FORCE|FOLL_WRITE on a private read-only mapping breaks COW: the process gets its own copy of the page. */
+	if (access_process_vm(t, addr, &new, 1, FOLL_FORCE | FOLL_WRITE) != 1) {
+		put_task_struct(t);
+		return fail(-EFAULT, "error usercode: cannot write pid %d at 0x%lx", pid, addr);
+	}
+	uc.task = t;
+	uc.pid = pid;
+	uc.addr = addr;
+	uc.old = old;
+	uc.new = new;
+	uc.active = true;
+	report("usercode %d addr=0x%lx old=0x%02x new=0x%02x", pid, addr, old, new);
+	return 0;
+}
+
+static void undo_all(void)
+{
+	bool any = false;
+
+	if (sc.active) {
+		if (READ_ONCE(*sc.slot) == sc.new && !write_ro(sc.slot, &sc.old, sizeof(sc.old)))
+			report("restore syscall %u slot=0x%lx value=0x%lx", sc.nr, (unsigned long)sc.slot, sc.old);
+		else
+			report("restore syscall %u slot=0x%lx changed by someone else, left alone", sc.nr,
+			       (unsigned long)sc.slot);
+		sc.active = false;
+		any = true;
+	}
+	if (tp.active) {
+		if (!memcmp(tp.addr, tp.new, tp.len) && !write_ro(tp.addr, tp.old, tp.len))
+			report("restore patch %s+0x%lx addr=0x%lx bytes=%*phN", tp.sym, tp.off, (unsigned long)tp.addr,
+			       (int)tp.len, tp.old);
+		else
+			report("restore patch addr=0x%lx changed by someone else, left alone", (unsigned long)tp.addr);
+		tp.active = false;
+		any = true;
+	}
+	if (ft.active) {
+		unregister_ftrace_function(&tamper_fops);
+		/* Empty the filter again. Not ftrace_free_filter(): it frees the hashes but leaves the ops pointing at
+		 * them, which is only right for an ops that is about to be freed; this one is registered again later. */
+		ftrace_set_filter_ip(&tamper_fops, ft.func, 1, 0);
+		report("restore ftrace %s site=0x%lx hits=%lld", ft.sym, ft.site, atomic64_read(&ftrace_hits));
+		ft.active = false;
+		any = true;
+	}
+	if (hp.active) {
+		rwlock_t *tasklist = (rwlock_t *)lookup("tasklist_lock");
+		bool relinked = false;
+
+		write_lock_irq(tasklist);
+		/* Still hashed (not reaped) and still self-linked as we left it: link it back at the tail. */
+		if (pid_alive(hp.task) && hp.task->tasks.next == &hp.task->tasks) {
+			list_add_tail_rcu(&hp.task->tasks, &init_task.tasks);
+			relinked = true;
+		}
+		write_unlock_irq(tasklist);
+		report("restore hidepid %d task=0x%lx %s", hp.pid, (unsigned long)hp.task,
+		       relinked ? "relinked" : "gone (exited)");
+		put_task_struct(hp.task);
+		hp.active = false;
+		any = true;
+	}
+	if (uc.active) {
+		u8 now = 0;
+		bool ok = access_process_vm(uc.task, uc.addr, &now, 1, FOLL_FORCE) == 1 && now == uc.new &&
+			  access_process_vm(uc.task, uc.addr, &uc.old, 1, FOLL_FORCE | FOLL_WRITE) == 1;
+
+		report("restore usercode %d addr=0x%lx %s", uc.pid, uc.addr, ok ? "restored" : "not restored");
+		put_task_struct(uc.task);
+		uc.active = false;
+		any = true;
+	}
+	if (!any)
+		report("restore nothing");
+}
+
+static void cmd_status(void)
+{
+	report("status syscall=%s patch=%s ftrace=%s hidden=%s hidepid=%s usercode=%s ftrace_hits=%lld",
+	       sc.active ? "on" : "off", tp.active ? "on" : "off", ft.active ? "on" : "off",
+	       hidden ? "yes" : "no", hp.active ? "on" : "off", uc.active ? "on" : "off",
+	       atomic64_read(&ftrace_hits));
+}
+
+static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
+{
+	char buf[256], *p = buf, *verb, *a1, *a2, *a3;
+	int ret;
+
+	if (count >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	p = strim(buf);
+	verb = strsep(&p, " \t");
+	a1 = strsep(&p, " \t");
+	a2 = strsep(&p, " \t");
+	a3 = strsep(&p, " \t");
+
+	mutex_lock(&tamper_lock);
+	result_len = 0;
+	result[0] = '\0';
+	if (!strcmp(verb, "syscall"))
+		ret = cmd_syscall(a1);
+	else if (!strcmp(verb, "patch"))
+		ret = cmd_patch(a1, a2, a3);
+	else if (!strcmp(verb, "ftrace"))
+		ret = cmd_ftrace(a1);
+	else if (!strcmp(verb, "hide"))
+		ret = cmd_hide();
+	else if (!strcmp(verb, "hidepid"))
+		ret = cmd_hidepid(a1);
+	else if (!strcmp(verb, "usercode"))
+		ret = cmd_usercode(a1, a2);
+	else if (!strcmp(verb, "restore")) {
+		undo_all();
+		ret = 0;
+	} else if (!strcmp(verb, "status")) {
+		cmd_status();
+		ret = 0;
+	} else
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, hidepid, usercode, restore, status)",
+			   verb);
+	mutex_unlock(&tamper_lock);
+	return ret ? ret : count;
+}
+
+static ssize_t tamper_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos)
+{
+	ssize_t n;
+
+	mutex_lock(&tamper_lock);
+	n = simple_read_from_buffer(ubuf, count, ppos, result, result_len);
+	mutex_unlock(&tamper_lock);
+	return n;
+}
+
+static const struct proc_ops tamper_proc_ops = {
+	.proc_read = tamper_read,
+	.proc_write = tamper_write,
+	.proc_lseek = default_llseek,
+};
+
+static int __init tamper_init(void)
+{
+	int ret = find_lookup();
+
+	if (ret) {
+		pr_err(TAMPER_NAME ": cannot find kallsyms_lookup_name: %d\n", ret);
+		return ret;
+	}
+	if (!proc_create(TAMPER_NAME, 0600, NULL, &tamper_proc_ops))
+		return -ENOMEM;
+	report("loaded module=0x%lx base=0x%lx kallsyms_lookup_name=0x%lx", (unsigned long)THIS_MODULE,
+	       (unsigned long)THIS_MODULE->core_layout.base, (unsigned long)lookup);
+	return 0;
+}
+
+static void __exit tamper_exit(void)
+{
+	remove_proc_entry(TAMPER_NAME, NULL);
+	mutex_lock(&tamper_lock);
+	undo_all();
+	mutex_unlock(&tamper_lock);
+}
+
+module_init(tamper_init);
+module_exit(tamper_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Rootkit-style attacks on command, for Periscope's integrity tests (test guests only)");

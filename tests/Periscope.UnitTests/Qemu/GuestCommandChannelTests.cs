@@ -1,0 +1,80 @@
+using System.Net.Sockets;
+using System.Text;
+using Periscope.Qemu;
+
+namespace Periscope.UnitTests.Qemu;
+
+/// <summary>The host side of the guest command port, against a fake guest on a unix socket.</summary>
+public sealed class GuestCommandChannelTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("periscope-cmd-").FullName;
+    private string SocketPath => Path.Combine(_dir, "cmd.sock");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>Accepts one connection and answers each of <paramref name="requests"/> lines with <paramref name="reply"/>(id, command).</summary>
+    private Task FakeGuest(Socket listener, int requests, Func<string, string, string> reply) => Task.Run(() =>
+    {
+        using var s = listener.Accept();
+        using var reader = new StreamReader(new NetworkStream(s), Encoding.UTF8);
+        for (int i = 0; i < requests; i++)
+        {
+            string line = reader.ReadLine() ?? throw new IOException("host closed");
+            int space = line.IndexOf(' ');
+            byte[] bytes = Encoding.UTF8.GetBytes(reply(line[..space], line[(space + 1)..]));
+            // In two pieces, split inside the frame, as a serial port would deliver it.
+            s.Send(bytes.AsSpan(0, bytes.Length / 2));
+            Thread.Sleep(20);
+            s.Send(bytes.AsSpan(bytes.Length / 2));
+        }
+        reader.ReadToEnd();   // stay connected until the host closes
+    });
+
+    private Socket Listen()
+    {
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
+        listener.Listen(1);
+        return listener;
+    }
+
+    [Fact]
+    public async Task Replies_are_matched_by_id_with_exact_output_and_exit_code()
+    {
+        using var listener = Listen();
+        var guest = FakeGuest(listener, 3, (id, cmd) => cmd switch
+        {
+            // Console noise and a stale reply to an earlier request come first.
+            "echo hi" => $"noise\n@@OUT c0\nstale\n\n@@END c0 0\n@@OUT {id}\nhi\n\n@@END {id} 0\n",
+            "false" => $"@@OUT {id}\n\n@@END {id} 1\n",
+            _ => $"@@OUT {id}\nno newline, ünïcode\n@@END {id} 127\n",
+        });
+        using (var channel = new GuestCommandChannel(SocketPath))
+        {
+            Assert.Equal((0, "hi\n"), channel.Run("echo hi", TimeSpan.FromSeconds(10)));
+            Assert.Equal((1, ""), channel.Run("false", TimeSpan.FromSeconds(10)));
+            Assert.Equal((127, "no newline, ünïcode"), channel.Run("printf x", TimeSpan.FromSeconds(10)));
+        }
+        await guest.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task Multi_line_commands_are_refused_and_silence_times_out()
+    {
+        using var listener = Listen();
+        var guest = FakeGuest(listener, 1, (_, _) => "");
+        using (var channel = new GuestCommandChannel(SocketPath))
+        {
+            Assert.Throws<ArgumentException>(() => channel.Run("a\nb", TimeSpan.FromSeconds(1)));
+            Assert.Throws<TimeoutException>(() => channel.Run("sleep 100", TimeSpan.FromMilliseconds(300)));
+        }
+        await guest.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void No_listener_is_an_io_error()
+    {
+        using var channel = new GuestCommandChannel(SocketPath, isAlive: () => false);
+        Assert.Throws<IOException>(() => channel.Run("true", TimeSpan.FromSeconds(5)));
+    }
+}
