@@ -52,6 +52,21 @@ public sealed class TamperGuest : GuestFixture
 
     public ulong Symbol(string name) => Truth.Symbols.Single(s => s.Name == name).Address;
 
+    public int StartSleep(int seconds) =>
+        int.Parse(Run($"sleep {seconds} > /dev/null 2>&1 & echo $!").Trim(), CultureInfo.InvariantCulture);
+
+    public void Restore() => Run($"echo restore > {Proc}");
+
+    /// <summary>The guest kernel logged no warning, BUG or oops (its console is ttyS0), and still runs commands.</summary>
+    public void AssertKernelHealthy()
+    {
+        using var fs = new FileStream(Guest.ConsoleLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        string console = new StreamReader(fs).ReadToEnd();
+        foreach (var bad in new[] { "WARNING:", "BUG:", "Oops", "corruption", "Call Trace" })
+            Assert.False(console.Contains(bad, StringComparison.Ordinal), $"guest console shows '{bad}':\n{console[^Math.Min(console.Length, 3000)..]}");
+        Assert.Equal("ok\n", Run("echo ok"));
+    }
+
     private static string[] Lines(string output) => output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
 }
 
@@ -113,20 +128,8 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
     }
 
     /// <summary>Starts a long sleep in the guest (reparented to init when the command's shell exits); returns its pid.</summary>
-    private int StartSleep(int seconds) =>
-        int.Parse(guest.Run($"sleep {seconds} > /dev/null 2>&1 & echo $!").Trim(), CultureInfo.InvariantCulture);
 
-    private void Restore() => guest.Run($"echo restore > {TamperGuest.Proc}");
 
-    /// <summary>The guest kernel logged no warning, BUG or oops (its console is ttyS0), and still runs commands.</summary>
-    private void AssertKernelHealthy()
-    {
-        using var fs = new FileStream(guest.Guest.ConsoleLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        string console = new StreamReader(fs).ReadToEnd();
-        foreach (var bad in new[] { "WARNING:", "BUG:", "Oops", "corruption", "Call Trace" })
-            Assert.False(console.Contains(bad, StringComparison.Ordinal), $"guest console shows '{bad}':\n{console[^Math.Min(console.Length, 3000)..]}");
-        Assert.Equal("ok\n", guest.Run("echo ok"));
-    }
 
     [Fact]
     public void Module_is_loaded_but_not_at_boot()
@@ -160,8 +163,8 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
             Assert.True(Fresh(live).Reader.TryU64(slot, out seen));
             Assert.Equal(old, seen);
         }
-        finally { Restore(); }
-        AssertKernelHealthy();
+        finally { guest.Restore(); }
+        guest.AssertKernelHealthy();
     }
 
     [Fact]
@@ -180,11 +183,11 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
             Assert.Equal(Convert.FromHexString("9090909090"), r.Bytes("new"));
             Assert.Equal(r.Bytes("new"), ReadKernel(Fresh(live), addr, 5));
 
-            Restore();
+            guest.Restore();
             Assert.Equal(r.Bytes("old"), ReadKernel(Fresh(live), addr, 5));
         }
-        finally { Restore(); }
-        AssertKernelHealthy();
+        finally { guest.Restore(); }
+        guest.AssertKernelHealthy();
     }
 
     [Fact]
@@ -212,11 +215,11 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
             status = TamperReport.Parse(guest.Tamper("status")[0], "status");
             Assert.True(long.Parse(status["ftrace_hits"], CultureInfo.InvariantCulture) > before, status.Line);
 
-            Restore();
+            guest.Restore();
             Assert.Equal(r.Bytes("old"), ReadKernel(Fresh(live), site, 5));
         }
-        finally { Restore(); }
-        AssertKernelHealthy();
+        finally { guest.Restore(); }
+        guest.AssertKernelHealthy();
     }
 
     [Fact]
@@ -239,13 +242,13 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
         // Hidden, not gone: the proc file answers, /proc/modules and /sys/module no longer show it.
         Assert.StartsWith("status ", guest.Tamper("status")[0]);
         Assert.Equal("", guest.Run("grep periscope_tamper /proc/modules; ls /sys/module | grep periscope_tamper; true"));
-        AssertKernelHealthy();
+        guest.AssertKernelHealthy();
     }
 
     [Fact]
     public void Hidden_pid_leaves_the_task_list_and_comes_back_on_restore()
     {
-        int pid = StartSleep(3000);
+        int pid = guest.StartSleep(3000);
         using var live = guest.AttachLive();
         try
         {
@@ -263,22 +266,22 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
             Assert.Empty(k.Diagnostics.Items);
             guest.Run($"kill -0 {pid}");   // still alive, still in the pid hash (so still in /proc)
 
-            Restore();
+            guest.Restore();
             Assert.Equal(task.Address, Assert.Single(Fresh(live).Tasks, t => t.Pid == pid).Address);
         }
         finally
         {
-            Restore();
+            guest.Restore();
             guest.Run($"kill {pid}");
         }
-        AssertKernelHealthy();
+        guest.AssertKernelHealthy();
     }
 
     [Fact]
     public void User_code_byte_changes_in_the_process_private_copy_only()
     {
-        int pid = StartSleep(3001);
-        int other = StartSleep(3002);
+        int pid = guest.StartSleep(3001);
+        int other = guest.StartSleep(3002);
         using var live = guest.AttachLive();
         try
         {
@@ -314,7 +317,7 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
             Assert.True(space.TryTranslate(addr, out ulong privatePa));
             Assert.NotEqual(sharedPa, privatePa);   // COW: the process got its own copy of the page
 
-            Restore();
+            guest.Restore();
             k = Fresh(live);
             space = k.GetAddressSpace(k.Tasks.Single(t => t.Pid == pid))!;
             Assert.Equal(1, space.Read(addr, now));
@@ -322,9 +325,9 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
         }
         finally
         {
-            Restore();
+            guest.Restore();
             guest.Run($"kill {pid} {other}");
         }
-        AssertKernelHealthy();
+        guest.AssertKernelHealthy();
     }
 }

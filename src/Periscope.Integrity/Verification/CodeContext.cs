@@ -16,6 +16,7 @@ public sealed class CodeContext
     private const int MaxJumpEntries = 1 << 20;
     private readonly LinuxKernel _kernel;
     private readonly Dictionary<ulong, ulong> _jumpSites = [];
+    private readonly HashSet<ulong> _staticCallSites = [];
     private readonly IReadOnlyList<KernelModule> _modules;
 
     public CodeContext(LinuxKernel kernel)
@@ -23,7 +24,35 @@ public sealed class CodeContext
         _kernel = kernel;
         _modules = kernel.Modules;
         LoadJumpTable();
+        LoadStaticCallSites();
     }
+
+    /// <summary>Inline static-call sites: {s32 addr, s32 key} relative entries between __start/__stop_static_call_sites.
+    /// static_call_update() rewrites the call at each site at run time (tracepoints, preempt=dynamic, perf).</summary>
+    private void LoadStaticCallSites()
+    {
+        var s = _kernel.Symbols;
+        if (!s.TryGetAddress("__start_static_call_sites", out ulong start) || !s.TryGetAddress("__stop_static_call_sites", out ulong stop) || stop <= start) return;
+        ulong count = Math.Min((stop - start) / 8, MaxJumpEntries);
+        var buffer = new byte[count * 8];
+        if (_kernel.KernelSpace.Read(start, buffer) != buffer.Length) return;
+        for (ulong i = 0; i < count; i++)
+            _staticCallSites.Add(start + i * 8 + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(buffer.AsSpan((int)(i * 8))));
+    }
+
+    public bool TryGetStaticCallSite(ulong from, ulong to, out ulong site)
+    {
+        for (ulong c = from >= 5 ? from - 4 : 0; c <= from; c++)
+            if (_staticCallSites.Contains(c) && to <= c + 5) { site = c; return true; }
+        site = 0;
+        return false;
+    }
+
+    /// <summary>The symbol holding <paramref name="va"/>, if any.</summary>
+    public string? SymbolName(ulong va) => _kernel.Symbols.TryFindContaining(va, out var sym, out ulong off) && off < 1 << 20 ? sym.Name : null;
+
+    /// <summary>Code a legitimate branch may go to: kernel text or a listed module.</summary>
+    public bool IsKnownCode(ulong va) => ModuleAt(va) is not null || (_kernel.Symbols.TryGetAddress("_stext", out ulong s) && va >= s && va < KernelTextEnd());
 
     /// <summary>Jump-label code address → jump target, from the kernel's own __jump_table.</summary>
     public IReadOnlyDictionary<ulong, ulong> JumpSites => _jumpSites;

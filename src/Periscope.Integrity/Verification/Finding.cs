@@ -30,6 +30,9 @@ public static class Classifications
     public const string StaticKeyFlipped = "static key flipped";
     public const string FunctionTraced = "function traced";
     public const string FunctionHooked = "function hooked (unknown/hidden owner)";
+    public const string FtraceDispatcher = "ftrace dispatcher updated";
+    public const string StaticCallUpdated = "static call updated";
+    public const string StaticCallHijacked = "static call hijacked";
     public const string SyscallHooked = "syscall hooked";
     public const string InterruptGateChanged = "interrupt gate changed";
     public const string PageMissing = "page no longer mapped";

@@ -180,6 +180,24 @@ public static class Verifier
             if (CodeContext.IsNop(now) || CodeContext.BranchTarget(now, site) == target)
                 return (Classifications.StaticKeyFlipped, Severity.Info, $"jump label at {context.Describe(site)} now {(CodeContext.IsNop(now) ? "a NOP" : $"jumps to {context.Describe(target)}")}");
         }
+        // Static calls: inline call sites (from the kernel's own site table) and the __SCT__ trampolines they default to.
+        string? symbol = context.SymbolName(va);
+        bool trampoline = symbol is not null && symbol.StartsWith("__SCT__", StringComparison.Ordinal);
+        if (context.TryGetStaticCallSite(va, va + length, out ulong staticSite) || trampoline)
+        {
+            ulong at = trampoline ? context.FunctionStart(va) : staticSite;
+            kernel.KernelSpace.Read(at, now);
+            ulong? to = CodeContext.BranchTarget(now, at);
+            if (to is { } t && !context.IsKnownCode(t))
+                return (Classifications.StaticCallHijacked, Severity.Critical, $"static call at {context.Describe(at)} now goes to 0x{t:x}, outside kernel text and modules");
+            string what = to is { } dest ? $"now goes to {context.Describe(dest)}" : CodeContext.IsNop(now) ? "now a NOP" : $"now {Convert.ToHexStringLower(now)}";
+            return (Classifications.StaticCallUpdated, Severity.Info, $"{(trampoline ? "static call trampoline" : "static call site")} {context.Describe(at)} {what}");
+        }
+        // ftrace's own dispatch points inside ftrace_caller/ftrace_regs_caller are repointed as tracers come and go.
+        if (symbol is "ftrace_call" or "ftrace_regs_call" or "ftrace_caller" or "ftrace_regs_caller")
+        {
+            return (Classifications.FtraceDispatcher, Severity.Info, $"{context.Describe(va)} repointed by ftrace");
+        }
         // ftrace call sites sit at a function's first instruction, or right after its ENDBR64 (IBT kernels).
         ulong fn = context.FunctionStart(va);
         foreach (ulong callSite in new[] { fn, fn + 4 })

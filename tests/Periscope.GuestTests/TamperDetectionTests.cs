@@ -1,0 +1,194 @@
+using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Checks;
+using Periscope.Integrity.ProcessCode;
+using Periscope.Integrity.Verification;
+using Periscope.Linux;
+using Periscope.Targets;
+using Xunit.Abstractions;
+
+namespace Periscope.GuestTests;
+
+/// <summary>
+/// The integrity detectors against real attacks: tamper/periscope_tamper.ko attacks the running guest from inside,
+/// Periscope measures it from outside (live, through its RAM file, confirming under QMP stop), and every finding is
+/// asserted at the exact address the module reports. Each test takes its own baseline right before its attack.
+/// </summary>
+[Collection("tamper guest")]
+public sealed class TamperDetectionTests(TamperGuest guest, ITestOutputHelper output) : IDisposable
+{
+    private readonly string _db = Path.Combine(guest.Guest.WorkDirectory, $"tamper-{Guid.NewGuid():n}.db");
+    private readonly Target _live = guest.AttachLive();
+
+    private LinuxKernel Paused()
+    {
+        _live.Kernel.Refresh();
+        return _live.Kernel;
+    }
+
+    private StoredBaseline Baseline()
+    {
+        using var pause = _live.Pause();
+        var k = Paused();
+        using var store = BaselineStore.Open(_db);
+        var summary = BaselineRecorder.Record(k, store, "tamper test");
+        store.AddCodePages(ProcessCodeMeasurer.Sweep(k).Resident.Select(p => (p.File, p.FileOffset, p.Sha256)), "first use at baseline");
+        return store.Latest(summary.BuildId, k.Layout.TextVa)!;
+    }
+
+    private IReadOnlyList<Finding> Verify(StoredBaseline baseline)
+    {
+        using var pause = _live.Pause();
+        var k = Paused();
+        var findings = Verifier.Verify(k, baseline).Findings.ToList();
+        using var store = BaselineStore.Open(_db);
+        findings.AddRange(ProcessCodeVerifier.Verify(k, store, recordFirstSeen: false).Findings);
+        foreach (var f in findings) output.WriteLine($"{f.Severity} {f.Classification} {f.Location} 0x{f.VirtualAddress:x} {f.Detail}");
+        return findings;
+    }
+
+    private IReadOnlyList<CheckFinding> Check()
+    {
+        using var pause = _live.Pause();
+        var findings = new InvariantChecks(Paused()).Run();
+        foreach (var f in findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} 0x{f.Address:x} {f.Detail}");
+        return findings;
+    }
+
+    private static IEnumerable<Finding> Critical(IEnumerable<Finding> findings) =>
+        findings.Where(f => f.Severity == Severity.Critical && f.Classification != Classifications.RegionGone);
+
+    [Fact]
+    public void Syscall_table_overwrite_is_found_by_verify_and_by_check()
+    {
+        var baseline = Baseline();
+        try
+        {
+            var r = TamperReport.Parse(guest.Tamper("syscall 139")[0], "syscall");
+            ulong slot = r.Hex("slot");
+            var f = Assert.Single(Critical(Verify(baseline)));
+            Assert.Equal(Classifications.SyscallHooked, f.Classification);
+            Assert.Equal(slot, f.VirtualAddress);
+            Assert.Equal("sys_call_table[139]", f.Location);
+            Assert.Contains("__x64_sys_sysfs", f.Detail);
+            var c = Assert.Single(Check(), x => x.Check == "syscall table");
+            Assert.Equal(slot, c.Address);
+        }
+        finally { guest.Restore(); }
+        Assert.Empty(Critical(Verify(baseline)));
+        guest.AssertKernelHealthy();
+    }
+
+    [Fact]
+    public void Kernel_text_patch_is_code_modified_at_the_reported_address()
+    {
+        var baseline = Baseline();
+        try
+        {
+            var r = TamperReport.Parse(guest.Tamper("patch __x64_sys_sysfs 0")[0], "patch");
+            var f = Assert.Single(Critical(Verify(baseline)));
+            Assert.Equal(Classifications.CodeModified, f.Classification);
+            Assert.Equal(r.Hex("addr"), f.VirtualAddress);
+            Assert.Equal("__x64_sys_sysfs", f.Location);
+            Assert.Contains("nop", f.FoundDisassembly);
+        }
+        finally { guest.Restore(); }
+        guest.AssertKernelHealthy();
+    }
+
+    [Fact]
+    public void Ftrace_hook_is_traced_with_its_owner_or_flagged_as_hidden()
+    {
+        var baseline = Baseline();
+        bool moduleListed = Paused().Modules.Any(m => m.Name == "periscope_tamper");
+        try
+        {
+            var r = TamperReport.Parse(guest.Tamper("ftrace __x64_sys_newuname")[0], "ftrace");
+            var findings = Verify(baseline);
+            var f = Assert.Single(findings, x => x.Location == "__x64_sys_newuname");
+            Assert.Equal(r.Hex("site"), f.VirtualAddress);
+            if (moduleListed)
+            {
+                Assert.Equal(Classifications.FunctionTraced, f.Classification);
+                Assert.Contains("periscope_tamper", f.Detail);
+                Assert.Empty(Critical(findings));
+            }
+            else Assert.Equal(Classifications.FunctionHooked, f.Classification); // the owner hid itself
+        }
+        finally { guest.Restore(); }
+        guest.AssertKernelHealthy();
+    }
+
+    [Fact]
+    public void Hidden_module_and_hidden_process_are_found_by_check()
+    {
+        int pid = guest.StartSleep(3100);
+        try
+        {
+            ulong task = TamperReport.Parse(guest.Tamper($"hidepid {pid}")[0], "hidepid").Hex("task");
+            // Hiding the module cannot be undone; later tests in this guest see it hidden, which they allow for.
+            var hide = TamperReport.Parse(guest.Tamper("hide")[0], "hide");
+            var findings = Check();
+            var m = Assert.Single(findings, x => x.Check == "hidden module");
+            Assert.Equal("periscope_tamper", m.Subject);
+            Assert.Equal(hide.Hex("module"), m.Address);
+            var t = Assert.Single(findings, x => x.Check == "hidden task");
+            Assert.Equal(task, t.Address);
+            Assert.Equal($"pid {pid} (sleep)", t.Subject);
+        }
+        finally
+        {
+            guest.Restore();
+            guest.Run($"kill {pid}");
+        }
+        guest.AssertKernelHealthy();
+    }
+
+    [Fact]
+    public void Changed_user_code_page_is_found_with_process_file_and_offset()
+    {
+        int pid = guest.StartSleep(3200);
+        var baseline = Baseline();
+        try
+        {
+            var k = Paused();
+            var text = k.GetVmas(k.Tasks.Single(t => t.Pid == pid)).First(v => v.Permissions == "r-xp" && v.Path == "/bin/busybox");
+            ulong addr = text.Start + 0x40;
+            TamperReport.Parse(guest.Tamper($"usercode {pid} 0x{addr:x}")[0], "usercode");
+            var f = Assert.Single(Critical(Verify(baseline)));
+            Assert.Equal(Classifications.ProcessCodeModified, f.Classification);
+            Assert.Equal(addr & ~0xfffUL, f.VirtualAddress);
+            Assert.StartsWith($"pid {pid} (sleep) /bin/busybox+0x", f.Location);
+        }
+        finally
+        {
+            guest.Restore();
+            guest.Run($"kill {pid}");
+        }
+        guest.AssertKernelHealthy();
+    }
+
+    [Fact]
+    public void Enabling_a_tracepoint_flips_static_keys_and_stays_clean()
+    {
+        guest.Run("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing");
+        var baseline = Baseline();
+        const string Event = "/sys/kernel/tracing/events/sched/sched_process_fork/enable";
+        try
+        {
+            guest.Run($"echo 1 > {Event}");
+            guest.Run("sleep 0"); // a fork, so the tracepoint fires
+            var findings = Verify(baseline);
+            Assert.Contains(findings, f => f.Classification == Classifications.StaticKeyFlipped && f.Severity == Severity.Info);
+            Assert.Contains(findings, f => f.Classification == Classifications.StaticCallUpdated && f.Severity == Severity.Info);
+            Assert.Empty(Critical(findings));
+        }
+        finally { guest.Run($"echo 0 > {Event}"); }
+        guest.AssertKernelHealthy();
+    }
+
+    public void Dispose()
+    {
+        _live.Dispose();
+        try { File.Delete(_db); } catch (IOException) { }
+    }
+}
