@@ -125,12 +125,13 @@ public sealed class TamperDetectionTests(TamperGuest guest, ITestOutputHelper ou
         try
         {
             ulong task = TamperReport.Parse(guest.Tamper($"hidepid {pid}")[0], "hidepid").Hex("task");
-            // Hiding the module cannot be undone; later tests in this guest see it hidden, which they allow for.
-            var hide = TamperReport.Parse(guest.Tamper("hide")[0], "hide");
+            // Hiding the module cannot be undone: another test in this guest may have done it already.
+            if (Paused().Modules.Any(x => x.Name == "periscope_tamper"))
+                Assert.Equal(guest.ModuleAddress, TamperReport.Parse(guest.Tamper("hide")[0], "hide").Hex("module"));
             var findings = Check();
             var m = Assert.Single(findings, x => x.Check == "hidden module");
             Assert.Equal("periscope_tamper", m.Subject);
-            Assert.Equal(hide.Hex("module"), m.Address);
+            Assert.Equal(guest.ModuleAddress, m.Address);
             var t = Assert.Single(findings, x => x.Check == "hidden task");
             Assert.Equal(task, t.Address);
             Assert.Equal($"pid {pid} (sleep)", t.Subject);
