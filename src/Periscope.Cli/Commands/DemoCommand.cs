@@ -17,7 +17,8 @@ public sealed class DemoCommand : ICliCommand
         var cpu = new Option<string>("--cpu") { Description = "QEMU CPU model: max (5-level paging) or qemu64 (4-level)", DefaultValueFactory = _ => "max" };
         var keep = new Option<bool>("--keep") { Description = "Keep the guest running and print how to attach to it" };
         var dumpTo = new Option<string?>("--dump-to") { Description = "Also write an ELF dump of the guest (QMP dump-guest-memory) to this file" };
-        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo };
+        var benchLive = new Option<bool>("--bench-live") { Description = "Also run the integrity sweep benchmarks on the running guest" };
+        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo, benchLive };
         command.SetAction(r =>
         {
             string dir = r.GetValue(image) ?? FindImage() ?? throw new CliUsageException("no demo guest image: run guest/build.sh first, or pass --image DIR");
@@ -39,6 +40,8 @@ public sealed class DemoCommand : ICliCommand
                 guest.Qmp.DumpGuestMemory(dumpPath);
                 context.Error.WriteLine($"wrote {dumpPath} ({new FileInfo(dumpPath).Length >> 20} MiB) in {sw.Elapsed.TotalSeconds:0.0} s");
             }
+            if (r.GetValue(benchLive))
+                CliApp.Run(["bench", "--qemu", guest.RamFilePath, "--qmp", guest.ToolQmpSocketPath, "--iterations", "5"], context.Output, context.Error);
             if (!r.GetValue(keep)) return 0;
             context.Error.WriteLine($"guest kept running (QEMU pid {guest.ProcessId}); try: periscope info --qemu {guest.RamFilePath} --qmp {guest.ToolQmpSocketPath}");
             context.Error.WriteLine("press Ctrl+C to stop it");
