@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Periscope.Cli;
+using Periscope.Tests.Shared;
 
 namespace Periscope.GuestTests;
 
@@ -7,13 +7,7 @@ namespace Periscope.GuestTests;
 [Collection("5-level guest")]
 public sealed class CliTests(FiveLevelGuest guest)
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = CliApp.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRun.Run(args);
 
     [Fact]
     public void Ps_prints_a_table_with_exe_paths()

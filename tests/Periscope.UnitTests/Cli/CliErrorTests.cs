@@ -1,17 +1,11 @@
-using Periscope.Cli;
+using Periscope.Tests.Shared;
 using Periscope.UnitTests.Support;
 
 namespace Periscope.UnitTests.Cli;
 
 public class CliErrorTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = CliApp.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRun.Run(args);
 
     [Fact]
     public void Missing_target_is_a_usage_error()
