@@ -50,9 +50,23 @@ public sealed class CheckTests(FiveLevelGuest guest)
     {
         var victim = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
         var findings = CheckPatched(d => Unlink(d, victim.Address + (ulong)Kernel.Offsets.Task.Tasks));
-        var f = Assert.Single(findings, x => x.Check == "hidden task");
+        // Found twice, independently: through the pid namespace and through its parent's children list.
+        var hidden = findings.Where(x => x.Check == "hidden task").ToList();
+        Assert.Equal(2, hidden.Count);
+        Assert.All(hidden, f => Assert.Equal(victim.Address, f.Address));
+        Assert.All(hidden, f => Assert.Equal($"pid {victim.Pid} (sleep)", f.Subject));
+        Assert.Contains(hidden, f => f.Detail.Contains("pid namespace"));
+        Assert.Contains(hidden, f => f.Detail.Contains($"child of pid {victim.ParentPid}"));
+    }
+
+    [Fact]
+    public void User_process_flagged_as_kernel_thread_is_critical()
+    {
+        var victim = Kernel.Tasks.Single(t => t.Comm == "renamed-proc");
+        uint flags = victim.Flags | Periscope.Linux.Model.LinuxTask.PfKthread;
+        var findings = CheckPatched(d => d.Write(victim.Address + (ulong)Kernel.Offsets.Task.Flags, BitConverter.GetBytes(flags)));
+        var f = Assert.Single(findings, x => x.Check == "task flags" && x.Severity == Severity.Critical);
         Assert.Equal(victim.Address, f.Address);
-        Assert.Equal($"pid {victim.Pid} (sleep)", f.Subject);
     }
 
     [Fact]

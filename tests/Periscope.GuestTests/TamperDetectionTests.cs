@@ -132,9 +132,10 @@ public sealed class TamperDetectionTests(TamperGuest guest, ITestOutputHelper ou
             var m = Assert.Single(findings, x => x.Check == "hidden module");
             Assert.Equal("periscope_tamper", m.Subject);
             Assert.Equal(guest.ModuleAddress, m.Address);
-            var t = Assert.Single(findings, x => x.Check == "hidden task");
-            Assert.Equal(task, t.Address);
-            Assert.Equal($"pid {pid} (sleep)", t.Subject);
+            var hidden = findings.Where(x => x.Check == "hidden task").ToList();
+            Assert.NotEmpty(hidden);
+            Assert.All(hidden, t => Assert.Equal(task, t.Address));
+            Assert.All(hidden, t => Assert.Equal($"pid {pid} (sleep)", t.Subject));
         }
         finally
         {

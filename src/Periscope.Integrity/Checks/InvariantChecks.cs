@@ -27,6 +27,8 @@ public sealed class InvariantChecks(LinuxKernel kernel)
         findings.AddRange(InterruptTable());
         findings.AddRange(ModuleArea());
         findings.AddRange(PidNamespace());
+        findings.AddRange(ChildrenLists());
+        findings.AddRange(TaskFlags());
         foreach (var d in kernel.Diagnostics.Items.Where(d => d.Area is "module list" or "task list"))
             findings.Add(new CheckFinding(d.Area, Severity.Warning, "list integrity", d.Address ?? 0, d.Message));
         return findings;
@@ -151,6 +153,44 @@ public sealed class InvariantChecks(LinuxKernel kernel)
             if (exitState != 0) continue; // exiting tasks leave the list before their pid is freed
             yield return new CheckFinding("hidden task", Severity.Critical, $"pid {nr} ({comm})", t,
                 $"task_struct 0x{t:x} is in the pid namespace but on neither the task list nor a thread list");
+        }
+    }
+
+    /// <summary>Second cross-view: every child on a parent's children list (linked through sibling) must be on the task list.</summary>
+    public IEnumerable<CheckFinding> ChildrenLists()
+    {
+        var task = kernel.Btf.FindStruct("task_struct");
+        if (task is null || !task.HasMember("children") || !task.HasMember("sibling")) yield break;
+        int children = (int)task.Offset("children"), sibling = (int)task.Offset("sibling");
+        var known = new HashSet<ulong>();
+        foreach (var t in kernel.Tasks) { known.Add(t.Address); foreach (var th in t.Threads) known.Add(th.Address); }
+        var reported = new HashSet<ulong>();
+        foreach (var parent in kernel.Tasks)
+        {
+            foreach (ulong child in kernel.Lists.Walk(parent.Address + (ulong)children, sibling, kernel.Limits.MaxTasks, $"children of pid {parent.Pid}", includeHead: false))
+            {
+                if (known.Contains(child) || !reported.Add(child)) continue;
+                _r.TryI32(child + (ulong)kernel.Offsets.Task.Pid, out int pid);
+                string comm = _r.ReadFixedString(child + (ulong)kernel.Offsets.Task.Comm, kernel.Offsets.Task.CommSize) ?? "?";
+                yield return new CheckFinding("hidden task", Severity.Critical, $"pid {pid} ({comm})", child,
+                    $"task_struct 0x{child:x} is a child of pid {parent.Pid} but not on the task list");
+            }
+        }
+    }
+
+    /// <summary>Flag combinations the kernel never produces: a kernel thread with a user address space, or a user
+    /// process claiming to be a kernel thread (hiding from tools that skip kthreads).</summary>
+    public IEnumerable<CheckFinding> TaskFlags()
+    {
+        foreach (var t in kernel.Tasks)
+        {
+            if (t.Pid == 0) continue;
+            if (t.IsKernelThread && t.Mm != 0)
+                yield return new CheckFinding("task flags", Severity.Critical, $"pid {t.Pid} ({t.Comm})", t.Address,
+                    $"PF_KTHREAD set but the task has a user address space (mm 0x{t.Mm:x})");
+            if (t.IsKernelThread && t.ParentPid is not (0 or 2))
+                yield return new CheckFinding("task flags", Severity.Warning, $"pid {t.Pid} ({t.Comm})", t.Address,
+                    $"kernel thread whose parent is pid {t.ParentPid}, not kthreadd");
         }
     }
 
