@@ -23,7 +23,7 @@ public sealed class LinuxKernel
     private readonly TaskList _taskList;
     private readonly VmaReader _vmas;
 
-    private LinuxKernel(IDirectPhysicalMemory memory, IntrospectionLimits limits, DiscoveryLog log, KernelLayout layout,
+    private LinuxKernel(IDirectPhysicalMemory memory, GuestReader reader, IntrospectionLimits limits, DiscoveryLog log, KernelLayout layout,
         KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes btf, KernelOffsets offsets, string banner)
     {
         _memory = memory;
@@ -35,10 +35,11 @@ public sealed class LinuxKernel
         Btf = btf;
         Offsets = offsets;
         Banner = banner;
-        KernelSpace = new AddressSpace(memory, layout.KernelPgd, layout.Mode);
-        Reader = new GuestReader(KernelSpace);
+        Reader = reader;
+        KernelSpace = reader.Space;
+        Lists = new ListWalker(Reader, Diagnostics);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
-        _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths);
+        _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths, Lists);
         _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols));
     }
 
@@ -56,8 +57,7 @@ public sealed class LinuxKernel
     public AddressSpace KernelSpace { get; }
     public GuestReader Reader { get; }
     /// <summary>Bounded, cycle-checked list_head walks that report into <see cref="Diagnostics"/>.</summary>
-    public ListWalker Lists => _lists ??= new ListWalker(Reader, Diagnostics);
-    private ListWalker? _lists;
+    public ListWalker Lists { get; }
     public IPhysicalMemory Physical => _memory;
 
     /// <summary>Release string, e.g. "6.1.0-56-amd64", taken from the banner.</summary>
@@ -109,8 +109,8 @@ public sealed class LinuxKernel
             log.Warn($"kallsyms_relative_base 0x{kallsyms.Location.RelativeBase:x} differs from _text 0x{layout.TextVa:x} found in the page tables");
         else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
 
-        var space = new AddressSpace(memory, layout.KernelPgd, layout.Mode);
-        var reader = new GuestReader(space);
+        // One kernel address space from here on: its translation cache warmed by discovery serves the model too.
+        var reader = new GuestReader(new AddressSpace(memory, layout.KernelPgd, layout.Mode));
         layout = RefineWithSymbols(layout, symbols, reader, log);
 
         string banner;
@@ -119,7 +119,7 @@ public sealed class LinuxKernel
         KernelOffsets offsets;
         using (log.Stage("BTF")) { btf = LoadBtf(memory, layout, symbols, image, limits, log); offsets = KernelOffsets.FromBtf(btf); }
         ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
-        return new LinuxKernel(memory, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner);
+        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner);
     }
 
     private static unsafe ReadOnlySpan<byte> ImageSpan(IDirectPhysicalMemory memory, ulong textPa)

@@ -5,9 +5,12 @@ namespace Periscope.Cli.Output;
 /// <summary>Human output: Spectre.Console tables written to the injected writer, never wrapped when redirected.</summary>
 public static class TableWriter
 {
+    /// <summary>Only the process's own, non-redirected stdout is a terminal; any injected writer is not.</summary>
+    private static bool IsTerminal(TextWriter output) => ReferenceEquals(output, System.Console.Out) && !System.Console.IsOutputRedirected;
+
     public static IAnsiConsole Console(TextWriter output)
     {
-        bool redirected = ReferenceEquals(output, System.Console.Out) ? System.Console.IsOutputRedirected : true;
+        bool redirected = !IsTerminal(output);
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(output),
@@ -34,11 +37,9 @@ public static class TableWriter
     /// <summary>Renders off-screen, then drops the padding Spectre adds at line ends so output greps cleanly.</summary>
     public static void Write(TextWriter output, Table table)
     {
+        if (IsTerminal(output)) { Console(output).Write(table); return; }
         var buffer = new StringWriter();
-        bool terminal = ReferenceEquals(output, System.Console.Out) && !System.Console.IsOutputRedirected;
-        var console = Console(terminal ? output : buffer);
-        if (terminal) { console.Write(table); return; }
-        console.Write(table);
+        Console(buffer).Write(table);
         foreach (var line in buffer.ToString().Split('\n'))
         {
             string trimmed = line.TrimEnd();

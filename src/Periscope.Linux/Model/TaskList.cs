@@ -6,15 +6,14 @@ namespace Periscope.Linux.Model;
 /// Walks init_task.tasks (thread-group leaders only) and each leader's thread list. Every walk is bounded by the
 /// limits object and detects cycles; a broken link ends the walk with a diagnostic.
 /// </summary>
-public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong initTask, IntrospectionLimits limits, Diagnostics diagnostics, PathResolver paths)
+public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong initTask, IntrospectionLimits limits, Diagnostics diagnostics, PathResolver paths, ListWalker lists)
 {
     private readonly TaskOffsets _t = offsets.Task;
-    private readonly ListWalker _lists = new(reader, diagnostics);
 
     public IReadOnlyList<LinuxTask> Read()
     {
         var result = new List<LinuxTask>();
-        foreach (ulong task in _lists.Walk(initTask + (ulong)_t.Tasks, _t.Tasks, limits.MaxTasks, "task list"))
+        foreach (ulong task in lists.Walk(initTask + (ulong)_t.Tasks, _t.Tasks, limits.MaxTasks, "task list"))
         {
             var t = ReadTask(task);
             if (t is not null) result.Add(t);
@@ -69,9 +68,9 @@ public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong in
         var threads = new List<LinuxThread>();
         IEnumerable<ulong> members;
         if (_t.ThreadGroup is { } tg)
-            members = _lists.Walk(leader + (ulong)tg, tg, limits.MaxThreadsPerProcess, $"threads of pid {pid}");
+            members = lists.Walk(leader + (ulong)tg, tg, limits.MaxThreadsPerProcess, $"threads of pid {pid}");
         else if (_t.ThreadNode is { } tn && _t.SignalThreadHead is { } th && reader.TryPointer(leader + (ulong)_t.Signal, out ulong signal) && reader.IsKernelPointer(signal))
-            members = _lists.Walk(signal + (ulong)th, tn, limits.MaxThreadsPerProcess, $"threads of pid {pid}", includeHead: false);
+            members = lists.Walk(signal + (ulong)th, tn, limits.MaxThreadsPerProcess, $"threads of pid {pid}", includeHead: false);
         else
             members = [leader];
 
