@@ -1,15 +1,14 @@
 using System.CommandLine;
 using Periscope.Cli.Output;
 using Periscope.Integrity.Baselines;
-using Periscope.Integrity.ProcessCode;
 using Periscope.Integrity.Verification;
-using Periscope.Linux;
+using Periscope.Targets;
 
 namespace Periscope.Cli.Commands;
 
 /// <summary>
 /// `periscope verify --db FILE`: re-measure against the newest matching baseline. Exit 0 clean, 1 findings, 2 error.
-/// On a live guest, changed regions are re-read under QMP stop before being reported, so torn reads never become findings.
+/// On a live guest, differences are re-read under QMP stop before being reported (see TargetVerification).
 /// </summary>
 public sealed class VerifyCommand : ICliCommand
 {
@@ -19,21 +18,8 @@ public sealed class VerifyCommand : ICliCommand
         var command = new Command("verify", "Re-measure and report every difference from the trusted baseline") { db };
         command.SetAction(r => context.WithTarget(r, target =>
         {
-            var kernel = target.Kernel;
             using var store = BaselineStore.Open(r.GetValue(db)!);
-            string buildId = KernelIdentity.BuildId(kernel);
-            var baseline = store.Latest(buildId, kernel.Layout.TextVa)
-                ?? throw new CliUsageException($"no baseline in {r.GetValue(db)} for kernel build {buildId} with _text at 0x{kernel.Layout.TextVa:x} (different kernel or a new boot?)");
-            var result = Run(kernel, baseline, store, record: !target.IsLive, out var code);
-            if (target.IsLive && (result.Findings.Count > 0 || code.FirstSeen > 0))
-            {
-                // A running guest can be caught mid-write: confirm under pause, and only then record first-seen pages.
-                using (target.Pause())
-                {
-                    kernel.Refresh();
-                    result = Run(kernel, baseline, store, record: true, out code);
-                }
-            }
+            var (baseline, result, code) = TargetVerification.Verify(target, store);
             if (!context.Json(r))
                 context.Output.WriteLine($"process code: {code.Compared} resident pages compared, {code.FirstSeen} seen for the first time (recorded), {code.NotResident} not resident, {code.Bytes / 1024} KiB");
             if (context.Json(r)) WriteJson(context.Output, baseline.Info, result);
@@ -41,13 +27,6 @@ public sealed class VerifyCommand : ICliCommand
             return result.Findings.Any(f => f.Severity != Severity.Info) ? 1 : 0;
         }));
         return command;
-    }
-
-    private static VerificationResult Run(LinuxKernel kernel, StoredBaseline baseline, BaselineStore store, bool record, out ProcessCodeResult code)
-    {
-        var result = Verifier.Verify(kernel, baseline);
-        code = ProcessCodeVerifier.Verify(kernel, store, record);
-        return result with { Findings = [.. result.Findings, .. code.Findings], BytesChecked = result.BytesChecked + code.Bytes };
     }
 
     private static void WriteText(TextWriter output, BaselineInfo baseline, VerificationResult result)

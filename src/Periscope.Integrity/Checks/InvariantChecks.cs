@@ -34,8 +34,13 @@ public sealed class InvariantChecks(LinuxKernel kernel)
         return findings;
     }
 
-    private bool InKernelText(ulong va) =>
-        kernel.Symbols.TryGetAddress("_stext", out ulong s) && kernel.Symbols.TryGetAddress("_etext", out ulong e) && va >= s && va < e;
+    private bool InKernelText(ulong va) => _context.InKernelText(va);
+
+    /// <summary>Every task_struct the task list and the thread lists lead to: the view the cross-checks compare with.</summary>
+    private HashSet<ulong> ListedTasks => _listed ??= kernel.Tasks.SelectMany(t => t.Threads.Select(th => th.Address).Append(t.Address)).ToHashSet();
+    private HashSet<ulong>? _listed;
+
+    private string Comm(ulong task) => _r.ReadFixedString(task + (ulong)kernel.Offsets.Task.Comm, kernel.Offsets.Task.CommSize) ?? "?";
 
     private string Where(ulong va) => _context.ModuleAt(va) is { } m ? $"module {m.Name}" : InKernelText(va) ? "kernel text" : "outside kernel text and modules";
 
@@ -135,9 +140,6 @@ public sealed class InvariantChecks(LinuxKernel kernel)
         int tasksOff = (int)pid.Offset("tasks"), nrOff = (int)pid.Offset("numbers") + (int)(btf.FindStruct("upid")?.Offset("nr") ?? 0);
         int linksOff = (int)task.Offset("pid_links");
 
-        var known = new HashSet<ulong>();
-        foreach (var t in kernel.Tasks) { known.Add(t.Address); foreach (var th in t.Threads) known.Add(th.Address); }
-
         var pids = new List<ulong>();
         if (!_r.TryPointer(xaHead, out ulong root)) yield break;
         var seen = new HashSet<ulong>();
@@ -146,12 +148,11 @@ public sealed class InvariantChecks(LinuxKernel kernel)
         {
             if (!_r.TryPointer(p + (ulong)tasksOff, out ulong first) || first == 0 || !_r.IsKernelPointer(first)) continue;
             ulong t = first - (ulong)linksOff;
-            if (known.Contains(t)) continue;
+            if (ListedTasks.Contains(t)) continue;
             _r.TryI32(p + (ulong)nrOff, out int nr);
-            string comm = _r.ReadFixedString(t + (ulong)kernel.Offsets.Task.Comm, kernel.Offsets.Task.CommSize) ?? "?";
             _r.TryU32(t + (ulong)kernel.Offsets.Task.ExitState, out uint exitState);
             if (exitState != 0) continue; // exiting tasks leave the list before their pid is freed
-            yield return new CheckFinding("hidden task", Severity.Critical, $"pid {nr} ({comm})", t,
+            yield return new CheckFinding("hidden task", Severity.Critical, $"pid {nr} ({Comm(t)})", t,
                 $"task_struct 0x{t:x} is in the pid namespace but on neither the task list nor a thread list");
         }
     }
@@ -162,17 +163,14 @@ public sealed class InvariantChecks(LinuxKernel kernel)
         var task = kernel.Btf.FindStruct("task_struct");
         if (task is null || !task.HasMember("children") || !task.HasMember("sibling")) yield break;
         int children = (int)task.Offset("children"), sibling = (int)task.Offset("sibling");
-        var known = new HashSet<ulong>();
-        foreach (var t in kernel.Tasks) { known.Add(t.Address); foreach (var th in t.Threads) known.Add(th.Address); }
         var reported = new HashSet<ulong>();
         foreach (var parent in kernel.Tasks)
         {
             foreach (ulong child in kernel.Lists.Walk(parent.Address + (ulong)children, sibling, kernel.Limits.MaxTasks, $"children of pid {parent.Pid}", includeHead: false))
             {
-                if (known.Contains(child) || !reported.Add(child)) continue;
+                if (ListedTasks.Contains(child) || !reported.Add(child)) continue;
                 _r.TryI32(child + (ulong)kernel.Offsets.Task.Pid, out int pid);
-                string comm = _r.ReadFixedString(child + (ulong)kernel.Offsets.Task.Comm, kernel.Offsets.Task.CommSize) ?? "?";
-                yield return new CheckFinding("hidden task", Severity.Critical, $"pid {pid} ({comm})", child,
+                yield return new CheckFinding("hidden task", Severity.Critical, $"pid {pid} ({Comm(child)})", child,
                     $"task_struct 0x{child:x} is a child of pid {parent.Pid} but not on the task list");
             }
         }

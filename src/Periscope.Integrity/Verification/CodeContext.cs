@@ -18,11 +18,14 @@ public sealed class CodeContext
     private readonly Dictionary<ulong, ulong> _jumpSites = [];
     private readonly HashSet<ulong> _staticCallSites = [];
     private readonly IReadOnlyList<KernelModule> _modules;
+    private readonly ulong _textStart, _textEnd;
 
     public CodeContext(LinuxKernel kernel)
     {
         _kernel = kernel;
         _modules = kernel.Modules;
+        // [_stext, _etext); an empty range when the symbols are missing, so nothing counts as kernel text.
+        if (kernel.Symbols.TryGetAddress("_stext", out ulong s) && kernel.Symbols.TryGetAddress("_etext", out ulong e)) (_textStart, _textEnd) = (s, e);
         LoadJumpTable();
         LoadStaticCallSites();
     }
@@ -52,7 +55,9 @@ public sealed class CodeContext
     public string? SymbolName(ulong va) => _kernel.Symbols.TryFindContaining(va, out var sym, out ulong off) && off < 1 << 20 ? sym.Name : null;
 
     /// <summary>Code a legitimate branch may go to: kernel text or a listed module.</summary>
-    public bool IsKnownCode(ulong va) => ModuleAt(va) is not null || (_kernel.Symbols.TryGetAddress("_stext", out ulong s) && va >= s && va < KernelTextEnd());
+    public bool IsKnownCode(ulong va) => ModuleAt(va) is not null || InKernelText(va);
+
+    public bool InKernelText(ulong va) => va >= _textStart && va < _textEnd;
 
     /// <summary>Jump-label code address → jump target, from the kernel's own __jump_table.</summary>
     public IReadOnlyDictionary<ulong, ulong> JumpSites => _jumpSites;
@@ -146,7 +151,7 @@ public sealed class CodeContext
     public string? FtraceOwner(ulong target)
     {
         if (ModuleAt(target) is { } m) return $"module {m.Name}";
-        if (_kernel.Symbols.TryFindContaining(target, out var sym, out ulong off) && off < 0x1000 && sym.Type is 'T' or 't' && target < KernelTextEnd())
+        if (_kernel.Symbols.TryFindContaining(target, out var sym, out ulong off) && off < 0x1000 && sym.Type is 'T' or 't' && InKernelText(target))
             return $"kernel ({sym.Name})";
         var tramp = new byte[1024];
         int n = _kernel.KernelSpace.Read(target, tramp);
@@ -159,6 +164,4 @@ public sealed class CodeContext
         }
         return null;
     }
-
-    private ulong KernelTextEnd() => _kernel.Symbols.TryGetAddress("_etext", out ulong e) ? e : ulong.MaxValue;
 }
