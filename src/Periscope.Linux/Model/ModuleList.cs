@@ -60,6 +60,7 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
                     if (i == o.MemRodata) ro = s;
                 }
             }
+            if (size == 0 && state != ModuleState.Unformed) implausible ??= $"a {state} module with no memory";
             if (implausible is not null)
             {
                 diagnostics.ReportIncomplete(Area, $"module '{name}': {implausible}: not a struct module, skipped", module);
