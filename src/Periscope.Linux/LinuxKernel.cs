@@ -39,7 +39,7 @@ public sealed class LinuxKernel
         Reader = reader;
         KernelSpace = reader.Space;
         ModuleArea = KernelMacros.ModuleArea(symbols, layout.VirtualSlide);
-        foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea)) log.Warn($"kernel macro check: {problem}");
+        foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea, offsets)) log.Warn($"kernel macro check: {problem}");
         Lists = new ListWalker(Reader, Diagnostics, offsets.ListHeadPrev);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
         _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths, Lists);

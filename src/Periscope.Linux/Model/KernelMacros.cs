@@ -55,6 +55,20 @@ public static class KernelMacros
     /// </summary>
     public const int PID_MAX_LIMIT = 4 * 1024 * 1024;
 
+    /// <summary>
+    /// vm_flags bits (include/linux/mm.h): VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE — unchanged since 2.6 and what
+    /// /proc/PID/maps's permission column is built from. Confirmed: the x86-64 gate_vma (the vsyscall page) is
+    /// VM_READ | VM_EXEC (VM_EXEC alone with vsyscall=xonly).
+    /// </summary>
+    public const ulong VM_READ = 0x1, VM_WRITE = 0x2, VM_EXEC = 0x4, VM_MAYSHARE = 0x80;
+
+    /// <summary>PAGE_SHIFT on x86 (4 KiB base pages): vm_pgoff counts pages; VMAs start and end on page boundaries.</summary>
+    public const int PAGE_SHIFT = 12;
+    public const ulong PAGE_MASK_LOW = (1UL << PAGE_SHIFT) - 1;
+
+    /// <summary>MINORBITS (include/linux/kdev_t.h): an in-kernel dev_t is major &lt;&lt; 20 | minor, as maps prints it.</summary>
+    public const int MINORBITS = 20;
+
     /// <summary>MODULE_REF_BASE (kernel/module/main.c): the refcount of a live module starts at 1.</summary>
     public const int MODULE_REF_BASE = 1;
 
@@ -94,9 +108,13 @@ public static class KernelMacros
     /// Checks the macros above against the running kernel where it can say. Returns one line per disagreement
     /// (empty when everything that could be checked agrees).
     /// </summary>
-    public static IReadOnlyList<string> Confirm(KernelSymbols symbols, GuestReader reader, VirtualRange moduleArea)
+    public static IReadOnlyList<string> Confirm(KernelSymbols symbols, GuestReader reader, VirtualRange moduleArea, KernelOffsets offsets)
     {
         var problems = new List<string>();
+        // gate_vma is VM_READ | VM_EXEC, or VM_EXEC alone with vsyscall=xonly.
+        if (symbols.TryGetAddress("gate_vma", out ulong gate) && reader.TryU64(gate + (ulong)offsets.Vma.Flags, out ulong gateFlags)
+            && (gateFlags & (VM_READ | VM_WRITE | VM_EXEC | VM_MAYSHARE)) is not (VM_READ | VM_EXEC) and not VM_EXEC)
+            problems.Add($"gate_vma.vm_flags = 0x{gateFlags:x}: expected VM_READ | VM_EXEC (0x{VM_READ | VM_EXEC:x}) or VM_EXEC among the permission bits");
         if (symbols.TryGetAddress("_end", out ulong end) && end > moduleArea.Start)
             problems.Add($"kernel image ends at 0x{end:x}, inside the module area assumed to start at 0x{moduleArea.Start:x}");
         if (symbols.TryGetAddress("pid_max", out ulong pidMaxVa) && reader.TryI32(pidMaxVa, out int pidMax) && (pidMax <= 0 || pidMax > PID_MAX_LIMIT))

@@ -71,7 +71,7 @@ public sealed class PathResolver(GuestReader reader, KernelOffsets offsets, Intr
         reader.TryU64(inode + (ulong)_p.InodeIno, out ulong ino);
         uint dev = 0;
         if (reader.TryPointer(inode + (ulong)_p.InodeSb, out ulong sb) && reader.IsKernelPointer(sb)) reader.TryU32(sb + (ulong)_p.SuperBlockDev, out dev);
-        return (ino, dev >> 20, dev & 0xfffff);
+        return (ino, dev >> KernelMacros.MINORBITS, dev & ((1u << KernelMacros.MINORBITS) - 1));
     }
 
     private static string Join(List<string> parts)

@@ -9,7 +9,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
     {
         if (mm == 0 || !reader.IsKernelPointer(mm)) return [];
         reader.TryI32(mm + (ulong)offsets.Mm.MapCount, out int mapCount);
-        int cap = Math.Clamp(mapCount + 16, 16, limits.MaxVmasPerProcess);
+        int cap = (int)Math.Clamp(mapCount + 16L, 16, limits.MaxVmasPerProcess); // map_count is the guest's word: long, no wrap
         IEnumerable<ulong> vmas;
         if (offsets.Maple is { } maple)
         {
@@ -70,7 +70,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
             return null;
         }
         if (vmMm != mm) { diagnostics.ReportIncomplete("vma", $"vm_mm 0x{vmMm:x} does not point back to mm 0x{mm:x}", vma); return null; }
-        if (end <= start || (start & 0xfff) != 0 || (end & 0xfff) != 0) { diagnostics.ReportIncomplete("vma", $"implausible range 0x{start:x}-0x{end:x}", vma); return null; }
+        if (end <= start || (start & KernelMacros.PAGE_MASK_LOW) != 0 || (end & KernelMacros.PAGE_MASK_LOW) != 0) { diagnostics.ReportIncomplete("vma", $"implausible range 0x{start:x}-0x{end:x}", vma); return null; }
         reader.TryU64(vma + (ulong)o.Flags, out ulong flags);
         reader.TryU64(vma + (ulong)o.PgOff, out ulong pgoff);
         reader.TryPointer(vma + (ulong)o.File, out ulong file);
@@ -80,7 +80,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         if (file != 0)
         {
             path = paths.FilePath(file) ?? "?";
-            offset = pgoff << 12;
+            offset = pgoff << KernelMacros.PAGE_SHIFT;
             (inode, major, minor) = paths.FileIdentity(file);
         }
         else if (special.Name(reader, offsets, vma) is { } name) path = name;
