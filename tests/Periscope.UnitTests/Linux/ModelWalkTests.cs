@@ -106,6 +106,33 @@ public class ModelWalkTests
         Assert.Contains(diagnostics.Items, d => d.Message.Contains("implausible pid"));
     }
 
+    [Fact]
+    public void Bytes_read_through_the_model_reader_are_bounded_per_command()
+    {
+        using var g = new SyntheticGuest();
+        WriteTaskList(g, 200);
+        var (tasks, diagnostics, reader) = ReadTasks(g, IntrospectionLimits.Default with { MaxModelBytesRead = 4096 });
+        Assert.InRange(tasks.Count, 1, 199);
+        Assert.True(reader.Budget.IsExhausted(WorkKind.BytesRead));
+        Assert.True(reader.Budget.Used(WorkKind.BytesRead) <= 4096);
+        Assert.True(diagnostics.IsIncomplete);
+    }
+
+    [Fact]
+    public void List_back_links_are_checked_at_the_BTF_offset_of_list_head_prev()
+    {
+        using var g = new SyntheticGuest();
+        ulong[] nodes = [.. Enumerable.Range(0, 5).Select(i => SyntheticGuest.Base + 0x1000 + (ulong)i * 0x100)];
+        g.CircularList(nodes, prevOffset: 16);
+        var reader = g.Reader(IntrospectionLimits.Default);
+        var atSixteen = new Diagnostics();
+        Assert.Equal(5, new ListWalker(reader, atSixteen, prevOffset: 16).Walk(nodes[0], 0, 100, "list").Count());
+        Assert.Empty(atSixteen.Items);
+        var atEight = new Diagnostics();
+        Assert.Equal(5, new ListWalker(reader, atEight, prevOffset: 8).Walk(nodes[0], 0, 100, "list").Count());
+        Assert.Equal(4, atEight.Items.Count(d => d.Message.Contains("inconsistent links") && !d.Incomplete));
+    }
+
     // ---------------------------------------------------------------- modules
 
     private const ulong ModulesHead = SyntheticGuest.Base + 0x30_0000;
