@@ -3,6 +3,8 @@
  *   workload rename NAME   renames itself with prctl(PR_SET_NAME) so comm differs from the file name
  *   workload zombie        forks a child that exits at once and never reaps it (a zombie stays)
  *   workload mapfile PATH  maps a file read-only and an anonymous executable page, then sleeps
+ *   workload forkthread    names itself thread-forker; a second thread forks a child named thread-child that sleeps
+ *                          (the child's real_parent is that thread: /proc's PPid is still the forker's tgid)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -15,6 +17,17 @@
 #include <unistd.h>
 
 static void *sleeper(void *arg) { (void)arg; for (;;) pause(); return NULL; }
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    if (fork() == 0) {
+        prctl(PR_SET_NAME, "thread-child", 0, 0, 0);
+        for (;;) pause();
+    }
+    for (;;) pause(); /* stay alive: if this thread exited, the child would be reparented to the main thread */
+    return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -30,8 +43,12 @@ int main(int argc, char **argv)
         if (fd >= 0) mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, fd, 4096);
         void *x = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (x != MAP_FAILED) memset(x, 0xc3, 4096);
+    } else if (argc >= 2 && strcmp(argv[1], "forkthread") == 0) {
+        prctl(PR_SET_NAME, "thread-forker", 0, 0, 0);
+        pthread_t t;
+        pthread_create(&t, NULL, forker, NULL);
     } else {
-        fprintf(stderr, "usage: workload threads N | rename NAME | zombie | mapfile PATH\n");
+        fprintf(stderr, "usage: workload threads N | rename NAME | zombie | mapfile PATH | forkthread\n");
         return 2;
     }
     for (;;) pause();

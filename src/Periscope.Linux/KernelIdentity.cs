@@ -13,7 +13,7 @@ public static class KernelIdentity
     public static string BuildId(LinuxKernel kernel)
     {
         if (kernel.Symbols.TryGetAddress("__start_notes", out ulong start) && kernel.Symbols.TryGetAddress("__stop_notes", out ulong stop)
-            && stop > start && stop - start <= 64 * 1024)
+            && stop > start && stop - start <= (ulong)kernel.Limits.MaxKernelNotesBytes)
         {
             var notes = new byte[stop - start];
             if (kernel.KernelSpace.Read(start, notes) == notes.Length && FindGnuBuildId(notes) is { } id) return id;

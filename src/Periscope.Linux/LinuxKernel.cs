@@ -12,10 +12,11 @@ namespace Periscope.Linux;
 /// A Linux kernel rebuilt from guest physical memory alone: layout (paging, KASLR), symbols (kallsyms), types (BTF)
 /// and the objects they describe (tasks, modules, memory maps). No profile, System.map or debug package is used.
 /// Not thread-safe; for a live guest call <see cref="Refresh"/> to drop cached views before re-reading.
+/// Every walk draws from one <see cref="WorkBudget"/> per kernel (per command); a walk cut short by a cap, a budget
+/// or a corrupt structure marks the model <see cref="IsIncomplete"/>, with the reasons in <see cref="IncompleteReasons"/>.
 /// </summary>
 public sealed class LinuxKernel
 {
-    private const int MaxImageBytes = 128 << 20;
     private readonly IDirectPhysicalMemory _memory;
     private IReadOnlyList<LinuxTask>? _tasks;
     private IReadOnlyList<KernelModule>? _modules;
@@ -37,7 +38,9 @@ public sealed class LinuxKernel
         Banner = banner;
         Reader = reader;
         KernelSpace = reader.Space;
-        Lists = new ListWalker(Reader, Diagnostics);
+        ModuleArea = KernelMacros.ModuleArea(symbols, layout.VirtualSlide);
+        foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea, offsets)) log.Warn($"kernel macro check: {problem}");
+        Lists = new ListWalker(Reader, Diagnostics, offsets.ListHeadPrev);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
         _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths, Lists);
         _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols));
@@ -59,6 +62,20 @@ public sealed class LinuxKernel
     /// <summary>Bounded, cycle-checked list_head walks that report into <see cref="Diagnostics"/>.</summary>
     public ListWalker Lists { get; }
     public IPhysicalMemory Physical => _memory;
+    /// <summary>Total work allowed to this kernel's walks (tasks, threads, modules, VMAs, maple nodes, paths, bytes read).</summary>
+    public WorkBudget Budget => Reader.Budget;
+    /// <summary>MODULES_VADDR..MODULES_END of this kernel (see <see cref="KernelMacros.ModuleArea"/>).</summary>
+    public VirtualRange ModuleArea { get; }
+
+    /// <summary>True when some result left something out: a walk stopped early, an object was rejected, a budget ran out.</summary>
+    public bool IsIncomplete => Diagnostics.IsIncomplete || Budget.AnyExhausted;
+
+    /// <summary>Why the model is incomplete, one line each (budgets first, then the diagnostics that cost results).</summary>
+    public IReadOnlyList<string> IncompleteReasons =>
+        Budget.Exhausted.Select(Budget.Describe)
+            .Concat(Diagnostics.Items.Where(d => d.Incomplete).Select(d => d.ToString()))
+            .Concat(Diagnostics.Dropped > 0 ? [$"{Diagnostics.Dropped} further diagnostics were not kept"] : [])
+            .ToArray();
 
     /// <summary>Release string, e.g. "6.1.0-56-amd64", taken from the banner.</summary>
     public string Release
@@ -72,10 +89,19 @@ public sealed class LinuxKernel
         }
     }
 
-    public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", _taskList.Read);
+    public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", ReadTasks);
 
     public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
-        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics).Read(Symbols.GetAddress("modules")));
+        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea).Read(Symbols.GetAddress("modules")));
+
+    private IReadOnlyList<LinuxTask> ReadTasks()
+    {
+        var tasks = _taskList.Read();
+        // PF_KTHREAD is a macro, not in BTF: confirm it on this kernel's own tasks (once per read).
+        foreach (var problem in KernelMacros.ConfirmKthreadFlag(tasks, t => t.ExitState != 0 || (t.Flags & KernelMacros.PF_EXITING) != 0).Take(8))
+            Diagnostics.Report("kernel macros", problem);
+        return tasks;
+    }
 
     public IReadOnlyList<Vma> GetVmas(LinuxTask task) => _vmas.Read(task.Mm);
 
@@ -93,12 +119,12 @@ public sealed class LinuxKernel
 
     public static LinuxKernel Open(IDirectPhysicalMemory memory, IReadOnlyList<CpuState>? cpus = null, IntrospectionLimits? limits = null, string? vmcoreInfo = null)
     {
-        limits ??= IntrospectionLimits.Default;
+        limits = (limits ?? IntrospectionLimits.Default).Validate();
         cpus ??= [];
         var log = new DiscoveryLog();
         var layout = KernelLocator.Locate(memory, cpus, log);
 
-        var image = ImageSpan(memory, layout.TextPa);
+        var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();
         KallsymsResult? found;
         using (log.Stage("kallsyms")) found = KallsymsDecoder.Decode(image, layout.TextVa, limits, diagnostics);
@@ -110,7 +136,7 @@ public sealed class LinuxKernel
         else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
 
         // One kernel address space from here on: its translation cache warmed by discovery serves the model too.
-        var reader = new GuestReader(new AddressSpace(memory, layout.KernelPgd, layout.Mode));
+        var reader = new GuestReader(new AddressSpace(memory, layout.KernelPgd, layout.Mode), limits, new WorkBudget(limits));
         layout = RefineWithSymbols(layout, symbols, reader, log);
 
         string banner;
@@ -122,11 +148,11 @@ public sealed class LinuxKernel
         return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner);
     }
 
-    private static unsafe ReadOnlySpan<byte> ImageSpan(IDirectPhysicalMemory memory, ulong textPa)
+    private static unsafe ReadOnlySpan<byte> ImageSpan(IDirectPhysicalMemory memory, ulong textPa, int maxImageBytes)
     {
         byte* p = memory.GetPointer(textPa, out ulong available);
         if (p == null) throw new KernelNotFoundException($"kernel image at physical 0x{textPa:x} is not backed by the memory source");
-        return new ReadOnlySpan<byte>(p, (int)Math.Min(available, MaxImageBytes));
+        return new ReadOnlySpan<byte>(p, (int)Math.Min(available, (ulong)maxImageBytes));
     }
 
     private static KernelLayout RefineWithSymbols(KernelLayout layout, KernelSymbols symbols, GuestReader reader, DiscoveryLog log)

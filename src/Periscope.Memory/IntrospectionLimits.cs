@@ -29,4 +29,75 @@ public sealed record IntrospectionLimits
     public int MaxMapleTreeDepth { get; init; } = 16;
     public int MaxPathComponents { get; init; } = 256;
     public int MaxStringLength { get; init; } = 4_096;
+
+    // Kernel model work budgets (model robustness): totals per command/target, shared by every walk of one family,
+    // so that many small lists cannot multiply into unbounded work. Consumed through one WorkBudget per kernel.
+    /// <summary>task_structs visited over all task-list walks of one command (one list is also capped by MaxTasks).</summary>
+    public int MaxTaskNodesTotal { get; init; } = 262_144;
+    /// <summary>Threads visited over all thread lists of all processes together.</summary>
+    public int MaxThreadsTotal { get; init; } = 262_144;
+    /// <summary>struct modules visited over all module-list walks.</summary>
+    public int MaxModuleNodesTotal { get; init; } = 16_384;
+    /// <summary>Bytes of module core images accepted in total; no more than fits in the x86-64 module area (~1 GiB).</summary>
+    public long MaxModuleBytesTotal { get; init; } = 1L << 30;
+    /// <summary>VMAs visited over all processes together (one process is also capped by MaxVmasPerProcess).</summary>
+    public int MaxVmasTotal { get; init; } = 4_194_304;
+    /// <summary>Maple-tree nodes visited over all trees together.</summary>
+    public int MaxMapleNodesTotal { get; init; } = 1_048_576;
+    /// <summary>Dentry/mount steps over all path resolutions together (one path is also capped by MaxPathComponents).</summary>
+    public int MaxPathComponentsTotal { get; init; } = 4_194_304;
+    /// <summary>Bytes read from guest memory through the kernel model's reader per command.</summary>
+    public long MaxModelBytesRead { get; init; } = 4L << 30;
+    /// <summary>Page touches (a read spanning two pages counts two) through the kernel model's reader per command.</summary>
+    public long MaxModelPagesRead { get; init; } = 64L << 20;
+    /// <summary>Largest single buffer allocated from a size the guest or its BTF supplies (strings, arrays, notes).</summary>
+    public int MaxGuestAllocation { get; init; } = 1 << 20;
+    /// <summary>Largest kernel image span (from _text) searched for kallsyms and BTF.</summary>
+    public int MaxKernelImageBytes { get; init; } = 128 << 20;
+    /// <summary>Largest .notes section (between __start_notes and __stop_notes) read for the build id.</summary>
+    public int MaxKernelNotesBytes { get; init; } = 64 << 10;
+
+    /// <summary>
+    /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
+    /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
+    /// the accepted range.
+    /// </summary>
+    public IntrospectionLimits Validate()
+    {
+        const long Counts = 1L << 30, Bytes = 1L << 40;
+        Check(nameof(MaxElfProgramHeaders), MaxElfProgramHeaders, Counts);
+        Check(nameof(MaxElfNotes), MaxElfNotes, Counts);
+        Check(nameof(MaxLimeRanges), MaxLimeRanges, Counts);
+        Check(nameof(MaxKallsymsSymbols), MaxKallsymsSymbols, Counts);
+        Check(nameof(MaxBtfTypes), MaxBtfTypes, Counts);
+        Check(nameof(MaxBtfBytes), MaxBtfBytes, int.MaxValue);
+        Check(nameof(MaxBtfMembers), MaxBtfMembers, Counts);
+        Check(nameof(MaxTypeChainDepth), MaxTypeChainDepth, 4_096);
+        Check(nameof(MaxTasks), MaxTasks, Counts);
+        Check(nameof(MaxThreadsPerProcess), MaxThreadsPerProcess, Counts);
+        Check(nameof(MaxModules), MaxModules, Counts);
+        Check(nameof(MaxVmasPerProcess), MaxVmasPerProcess, Counts);
+        Check(nameof(MaxMapleTreeDepth), MaxMapleTreeDepth, 64);
+        Check(nameof(MaxPathComponents), MaxPathComponents, Counts);
+        Check(nameof(MaxStringLength), MaxStringLength, 1 << 30);
+        Check(nameof(MaxTaskNodesTotal), MaxTaskNodesTotal, Counts);
+        Check(nameof(MaxThreadsTotal), MaxThreadsTotal, Counts);
+        Check(nameof(MaxModuleNodesTotal), MaxModuleNodesTotal, Counts);
+        Check(nameof(MaxModuleBytesTotal), MaxModuleBytesTotal, Bytes);
+        Check(nameof(MaxVmasTotal), MaxVmasTotal, Counts);
+        Check(nameof(MaxMapleNodesTotal), MaxMapleNodesTotal, Counts);
+        Check(nameof(MaxPathComponentsTotal), MaxPathComponentsTotal, Counts);
+        Check(nameof(MaxModelBytesRead), MaxModelBytesRead, Bytes);
+        Check(nameof(MaxModelPagesRead), MaxModelPagesRead, Bytes >> 12);
+        Check(nameof(MaxGuestAllocation), MaxGuestAllocation, 1 << 30);
+        Check(nameof(MaxKernelImageBytes), MaxKernelImageBytes, int.MaxValue);
+        Check(nameof(MaxKernelNotesBytes), MaxKernelNotesBytes, 1 << 30);
+        return this;
+    }
+
+    private static void Check(string name, long value, long max)
+    {
+        if (value < 1 || value > max)
+            throw new ArgumentOutOfRangeException(name, value, $"IntrospectionLimits.{name} = {value}: expected 1..{max}");
+    }
 }

@@ -113,6 +113,58 @@ public sealed class HostileGuestTests(FiveLevelGuest guest)
     }
 
     [Fact]
+    public void Modules_head_pointed_into_a_task_struct_yields_no_garbage_modules()
+    {
+        using var d = Patch();
+        d.WriteU64(Clean.Symbols.GetAddress("modules"), TasksNode(5)); // issue 6 #7: the walk now runs along the task list
+        using var t = d.Open();
+        var modules = t.Kernel.Modules;
+        Assert.Empty(modules);
+        Assert.True(t.Kernel.IsIncomplete);
+        Assert.Contains(t.Kernel.Diagnostics.Items, x => x.Area == "module list" && x.Incomplete && x.Message.Contains("not a struct module"));
+    }
+
+    [Fact]
+    public void Thread_lists_sharing_nodes_list_each_thread_once()
+    {
+        var threaded = Clean.Tasks.Single(x => x.Comm == "workload" && x.ThreadCount == 4);
+        int tg = Clean.Offsets.Task.ThreadGroup!.Value;
+        int cleanTotal = Clean.Tasks.Sum(x => x.ThreadCount);
+        var victims = Clean.Tasks.Where(x => x.ThreadCount == 1 && x.Pid > 0).Take(40).ToList();
+        using var d = Patch();
+        // Issue 6 #9: 40 thread groups all lead into the workload's thread list.
+        foreach (var v in victims) d.WriteU64(v.Address + (ulong)tg, threaded.Threads[1].Address + (ulong)tg);
+        using var t = d.Open();
+        int total = t.Kernel.Tasks.Sum(x => x.ThreadCount);
+        Assert.True(total <= cleanTotal + 1, $"{total} threads listed, {cleanTotal} in the clean dump");
+        Assert.Contains(t.Kernel.Diagnostics.Items, x => x.Incomplete && x.Message.Contains("already listed under pid"));
+        Assert.True(t.Kernel.IsIncomplete);
+    }
+
+    [Fact]
+    public void Thread_total_budget_from_the_limits_object_is_enforced()
+    {
+        using var t = Target.OpenDump(guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxThreadsTotal = 25 } });
+        Assert.True(t.Kernel.Tasks.Sum(x => x.ThreadCount) <= 25);
+        Assert.True(t.Kernel.IsIncomplete);
+        Assert.Contains(t.Kernel.IncompleteReasons, r => r.Contains("MaxThreadsTotal = 25"));
+    }
+
+    [Fact]
+    public void Random_bytes_over_the_task_list_head_mark_the_model_incomplete()
+    {
+        ulong initTasks = Clean.Symbols.GetAddress("init_task") + (ulong)Clean.Offsets.Task.Tasks;
+        var noise = new byte[64];
+        new Random(6).NextBytes(noise);
+        using var d = Patch();
+        d.Write(initTasks, noise);
+        using var t = d.Open();
+        Assert.True(t.Kernel.Tasks.Count <= 1);
+        Assert.True(t.Kernel.IsIncomplete);
+        Assert.Contains(t.Kernel.IncompleteReasons, r => r.StartsWith("task list", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Corrupt_BTF_is_a_clear_error()
     {
         using var d = Patch();

@@ -92,6 +92,40 @@ public abstract class IntrospectionTests<TGuest>(TGuest guest, ITestOutputHelper
     }
 
     [Fact]
+    public void Process_forked_by_a_secondary_thread_has_the_forkers_tgid_as_parent()
+    {
+        var k = guest.Dump.Kernel;
+        var forker = Assert.Single(k.Tasks, t => t.Comm == "thread-forker");
+        var child = Assert.Single(k.Tasks, t => t.Comm == "thread-child");
+        // The case under test: the child's real_parent is the forker's second thread, not its leader.
+        Assert.True(k.Reader.TryPointer(child.Address + (ulong)k.Offsets.Task.RealParent, out ulong realParent));
+        var thread = Assert.Single(forker.Threads, th => th.Address == realParent);
+        Assert.NotEqual(forker.Pid, thread.Tid);
+        // /proc/<child>/stat says PPid is the forker's tgid; so must Periscope.
+        Assert.Equal(forker.Pid, guest.Truth.Processes[child.Pid].Leader.ParentPid);
+        Assert.Equal(forker.Pid, child.ParentPid);
+    }
+
+    [Fact]
+    public void Clean_guest_gives_a_complete_model_and_confirms_the_kernel_macros()
+    {
+        var k = guest.Dump.Kernel;
+        foreach (var t in k.Tasks) k.GetVmas(t);
+        Assert.NotEmpty(k.Modules);
+        Assert.False(k.IsIncomplete, string.Join("\n", k.IncompleteReasons));
+        Assert.True(k.Symbols.TryGetAddress("task_state_array", out _), "the state-letter check needs task_state_array");
+        Assert.Empty(KernelMacros.Confirm(k.Symbols, k.Reader, k.ModuleArea, k.Offsets));
+        Assert.Empty(KernelMacros.ConfirmKthreadFlag(k.Tasks, t => t.ExitState != 0));
+        Assert.Equal(new VirtualRange(0xffffffffc0000000, 0xffffffffff000000), k.ModuleArea);
+        Assert.All(guest.Truth.Modules, m => Assert.True(k.ModuleArea.Contains(m.Base, m.Size), $"{m.Name} at 0x{m.Base:x}"));
+        // Enum values read from this kernel's BTF agree with what its /proc shows (modules are Live, maps matched above).
+        Assert.Equal(8, k.Offsets.ListHeadPrev);
+        Assert.Equal(0, k.Offsets.Module.StateLive);
+        Assert.Equal(ModuleState.Live, Assert.Single(k.Modules, m => m.Name == guest.Truth.Modules[0].Name).State);
+        Assert.Equal(0, k.Offsets.Pid!.PidTypePid);
+    }
+
+    [Fact]
     public void Modules_match_proc_modules()
     {
         var ours = guest.Dump.Kernel.Modules;

@@ -54,5 +54,6 @@ internal static class Warnings
     {
         foreach (var w in kernel.Log.Warnings) context.Error.WriteLine($"periscope: warning: {w}");
         foreach (var d in kernel.Diagnostics.Items) context.Error.WriteLine($"periscope: diagnostic: {d}");
+        if (kernel.IsIncomplete) context.Error.WriteLine($"periscope: warning: results are incomplete ({kernel.IncompleteReasons.Count} reason(s) above)");
     }
 }

@@ -1,23 +1,47 @@
 using System.Buffers.Binary;
 using System.Text;
+using Periscope.Memory;
 using Periscope.X86;
 
 namespace Periscope.Linux.Model;
 
-/// <summary>Typed reads of guest kernel memory through an address space. Failed reads return false; nothing throws.</summary>
-public sealed class GuestReader(AddressSpace space)
+/// <summary>
+/// Typed reads of guest kernel memory through an address space. Failed reads return false; nothing throws.
+/// Every read is charged to the <see cref="WorkBudget"/> (bytes and page touches); once that is spent, reads fail,
+/// walks stop as on an unreadable pointer, and the budget records that the results are incomplete.
+/// </summary>
+public sealed class GuestReader(AddressSpace space, IntrospectionLimits? limits = null, WorkBudget? budget = null)
 {
     public AddressSpace Space { get; } = space;
     public PagingMode Mode => Space.Mode;
+    public IntrospectionLimits Limits { get; } = limits ?? IntrospectionLimits.Default;
+    public WorkBudget Budget { get; } = budget ?? new WorkBudget(limits ?? IntrospectionLimits.Default);
 
-    public bool TryU64(ulong va, out ulong value) => Space.TryReadUInt64(va, out value);
+    /// <summary>Charges a read of <paramref name="length"/> bytes at <paramref name="va"/>; false when the budget is spent.</summary>
+    private bool Charge(ulong va, int length)
+    {
+        if (length <= 0) return true;
+        ulong last = va + (ulong)length - 1;
+        long pages = last < va ? 2 : (long)((last >> 12) - (va >> 12) + 1);
+        return Budget.TryConsume(WorkKind.BytesRead, length) && Budget.TryConsume(WorkKind.PagesRead, pages);
+    }
 
-    public bool TryPointer(ulong va, out ulong value) => Space.TryReadUInt64(va, out value);
+    /// <summary>Reads into <paramref name="buffer"/>; returns the bytes read (0 when unmapped or out of budget).</summary>
+    public int Read(ulong va, Span<byte> buffer) => Charge(va, buffer.Length) ? Space.Read(va, buffer) : 0;
+
+    public bool TryU64(ulong va, out ulong value)
+    {
+        if (Charge(va, 8)) return Space.TryReadUInt64(va, out value);
+        value = 0;
+        return false;
+    }
+
+    public bool TryPointer(ulong va, out ulong value) => TryU64(va, out value);
 
     public bool TryU32(ulong va, out uint value)
     {
         Span<byte> b = stackalloc byte[4];
-        if (Space.Read(va, b) != 4) { value = 0; return false; }
+        if (Read(va, b) != 4) { value = 0; return false; }
         value = BinaryPrimitives.ReadUInt32LittleEndian(b);
         return true;
     }
@@ -32,7 +56,7 @@ public sealed class GuestReader(AddressSpace space)
     public bool TryU8(ulong va, out byte value)
     {
         Span<byte> b = stackalloc byte[1];
-        bool ok = Space.Read(va, b) == 1;
+        bool ok = Read(va, b) == 1;
         value = b[0];
         return ok;
     }
@@ -42,12 +66,16 @@ public sealed class GuestReader(AddressSpace space)
     /// <summary>A kernel pointer that is canonical and in the kernel half (a plausibility check, not a guarantee).</summary>
     public bool IsKernelPointer(ulong va) => Mode.IsKernelAddress(va);
 
-    /// <summary>Reads a NUL-terminated string of at most <paramref name="maxLength"/> bytes. Null if unreadable.</summary>
+    /// <summary>
+    /// Reads a NUL-terminated string of at most <paramref name="maxLength"/> bytes, itself capped by MaxStringLength
+    /// and MaxGuestAllocation (the length usually comes from BTF or the guest). Null if unreadable.
+    /// </summary>
     public string? ReadCString(ulong va, int maxLength)
     {
+        maxLength = Math.Min(maxLength, Math.Min(Limits.MaxStringLength, Limits.MaxGuestAllocation));
         if (maxLength <= 0) return "";
         Span<byte> buf = maxLength <= 512 ? stackalloc byte[maxLength] : new byte[maxLength];
-        int n = Space.Read(va, buf);
+        int n = Read(va, buf);
         if (n == 0) return null;
         var s = buf[..n];
         int nul = s.IndexOf((byte)0);

@@ -17,106 +17,240 @@ public sealed class KernelOffsets
     public required int CredUid { get; init; }
     public required int CredGid { get; init; }
     public required int CredEuid { get; init; }
+    /// <summary>list_head.prev: where a node's back link sits (the walkers check next->prev == node).</summary>
+    public required int ListHeadPrev { get; init; }
+    /// <summary>vm_special_mapping.name (the [vdso]/[vvar] name pointer), when BTF describes the struct.</summary>
+    public required int? SpecialMappingName { get; init; }
+    /// <summary>struct pid and enum pid_type, for cross-views through the pid namespace; null when BTF lacks them.</summary>
+    public required PidOffsets? Pid { get; init; }
 
+    /// <summary>
+    /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
+    /// or size that does not fit its struct, a string array larger than MaxStringLength or an array of implausible
+    /// length is corrupt type data and raises <see cref="KernelModelException"/> with one line naming the member.
+    /// </summary>
+    /// <exception cref="KernelModelException">A struct, member or enumerator is missing, or a value is out of range.</exception>
     public static KernelOffsets FromBtf(BtfTypes btf)
     {
-        StructLayout S(string name) => btf.FindStruct(name) ?? throw new KernelModelException($"BTF has no definition of struct {name}");
-        static int O(StructLayout s, string path) => checked((int)s.Offset(path));
-        static int? Opt(StructLayout s, string path) => s.HasMember(path) ? checked((int)s.Offset(path)) : null;
-        static int First(StructLayout s, params string[] paths)
+        try
         {
-            foreach (var p in paths) if (s.HasMember(p)) return checked((int)s.Offset(p));
-            throw new KernelModelException($"struct {s.Name} has none of the members {string.Join(", ", paths)}");
+            return Read(new BtfReader(btf));
         }
+        catch (Exception e) when (e is BtfFormatException or KeyNotFoundException or ArgumentException or OverflowException)
+        {
+            throw new KernelModelException($"BTF: {e.Message}");
+        }
+    }
 
-        var task = S("task_struct");
-        var signal = S("signal_struct");
-        var mm = S("mm_struct");
-        var vma = S("vm_area_struct");
-        var module = S("module");
-        var cred = S("cred");
-        var file = S("file");
-        var path = S("path");
-        var dentry = S("dentry");
-        var mount = S("mount");
-        var vfsmount = S("vfsmount");
-        var qstr = S("qstr");
-        var inode = S("inode");
-        var superBlock = S("super_block");
+    private static KernelOffsets Read(BtfReader b)
+    {
+        var limits = b.Btf.Limits;
+        int maxString = Math.Min(limits.MaxStringLength, limits.MaxGuestAllocation);
+        var task = b.Struct("task_struct");
+        var signal = b.Struct("signal_struct");
+        var mm = b.Struct("mm_struct");
+        var vma = b.Struct("vm_area_struct");
+        var module = b.Struct("module");
+        var cred = b.Struct("cred");
+        var file = b.Struct("file");
+        var path = b.Struct("path");
+        var dentry = b.Struct("dentry");
+        var mount = b.Struct("mount");
+        var vfsmount = b.Struct("vfsmount");
+        var qstr = b.Struct("qstr");
+        var inode = b.Struct("inode");
+        var superBlock = b.Struct("super_block");
+        var listHead = b.Struct("list_head");
 
         MapleOffsets? maple = null;
         if (mm.HasMember("mm_mt"))
         {
-            var tree = S("maple_tree");
-            var range = S("maple_range_64");
-            var arange = S("maple_arange_64");
-            var meta = S("maple_metadata");
+            var tree = b.Struct("maple_tree");
+            var range = b.Struct("maple_range_64");
+            var arange = b.Struct("maple_arange_64");
+            var meta = b.Struct("maple_metadata");
             maple = new MapleOffsets
             {
-                Root = O(mm, "mm_mt") + O(tree, "ma_root"),
-                RangePivot = O(range, "pivot"), RangeSlot = O(range, "slot"), RangeMeta = O(range, "meta"),
-                RangeSlots = range.MemberSize("slot") / 8,
-                ArangePivot = O(arange, "pivot"), ArangeSlot = O(arange, "slot"), ArangeMeta = O(arange, "meta"),
-                ArangeSlots = arange.MemberSize("slot") / 8,
-                MetaEnd = O(meta, "end"),
+                Root = b.O(mm, "mm_mt") + b.O(tree, "ma_root"),
+                RangePivot = b.O(range, "pivot"), RangeSlot = b.O(range, "slot"), RangeMeta = b.O(range, "meta"),
+                RangeSlots = b.Count(range, "slot", 8, 2, MaxMapleSlots),
+                ArangePivot = b.O(arange, "pivot"), ArangeSlot = b.O(arange, "slot"), ArangeMeta = b.O(arange, "meta"),
+                ArangeSlots = b.Count(arange, "slot", 8, 2, MaxMapleSlots),
+                MetaEnd = b.O(meta, "end"),
+                TypeDense = b.Enumerator("maple_type", "maple_dense"),
+                TypeLeaf64 = b.Enumerator("maple_type", "maple_leaf_64"),
+                TypeRange64 = b.Enumerator("maple_type", "maple_range_64"),
+                TypeArange64 = b.Enumerator("maple_type", "maple_arange_64"),
             };
         }
 
-        // 6.4+ replaced core_layout/init_layout with mem[MOD_MEM_NUM_TYPES].
-        int? coreLayout = Opt(module, "core_layout");
-        int? memArray = Opt(module, "mem");
-        var moduleMemory = btf.FindStruct(memArray is not null ? "module_memory" : "module_layout")
+        // 6.4+ replaced core_layout/init_layout with mem[MOD_MEM_NUM_TYPES], indexed by enum mod_mem_type.
+        int? coreLayout = b.Opt(module, "core_layout");
+        int? memArray = b.Opt(module, "mem");
+        var moduleMemory = b.Btf.FindStruct(memArray is not null ? "module_memory" : "module_layout")
             ?? throw new KernelModelException("BTF describes neither module_memory nor module_layout");
+        int memCount = 0;
+        int? modText = null, modRodata = null;
+        if (memArray is not null)
+        {
+            int types = b.Enumerator("mod_mem_type", "MOD_MEM_NUM_TYPES");
+            if (types is < 1 or > MaxModuleMemTypes)
+                throw new KernelModelException($"BTF: enum mod_mem_type has MOD_MEM_NUM_TYPES = {types}, expected 1..{MaxModuleMemTypes}");
+            memCount = b.Count(module, "mem", moduleMemory.Size, 1, types);
+            modText = b.Enumerator("mod_mem_type", "MOD_TEXT");
+            modRodata = b.Enumerator("mod_mem_type", "MOD_RODATA");
+            if (modText >= memCount || modRodata >= memCount || modText < 0 || modRodata < 0)
+                throw new KernelModelException($"BTF: MOD_TEXT = {modText} or MOD_RODATA = {modRodata} lies outside module.mem[{memCount}]");
+        }
+
+        var pid = b.Btf.FindStruct("pid");
+        var upid = b.Btf.FindStruct("upid");
+        PidOffsets? pidOffsets = null;
+        if (pid is not null && upid is not null && task.HasMember("pid_links") && pid.HasMember("tasks") && pid.HasMember("numbers"))
+        {
+            int pidTypePid = b.Enumerator("pid_type", "PIDTYPE_PID");
+            int pidTypes = b.Enumerator("pid_type", "PIDTYPE_MAX");
+            int tasksCount = b.Count(pid, "tasks", 8, 1, MaxPidTypes); // struct hlist_head tasks[PIDTYPE_MAX]
+            if (pidTypePid < 0 || pidTypePid >= tasksCount || pidTypes != tasksCount)
+                throw new KernelModelException($"BTF: PIDTYPE_PID = {pidTypePid}, PIDTYPE_MAX = {pidTypes}, but struct pid has tasks[{tasksCount}]");
+            pidOffsets = new PidOffsets
+            {
+                TaskPidLinks = b.O(task, "pid_links"),
+                Tasks = b.O(pid, "tasks") + pidTypePid * 8,
+                NumbersNr = b.O(pid, "numbers") + b.O(upid, "nr"),
+                PidTypePid = pidTypePid,
+            };
+        }
+
+        var special = b.Btf.FindStruct("vm_special_mapping");
 
         return new KernelOffsets
         {
             Task = new TaskOffsets
             {
                 Size = task.Size,
-                Tasks = O(task, "tasks"), Pid = O(task, "pid"), Tgid = O(task, "tgid"),
-                Comm = O(task, "comm"), CommSize = task.MemberSize("comm"),
-                Mm = O(task, "mm"), RealParent = O(task, "real_parent"), Parent = O(task, "parent"),
-                GroupLeader = O(task, "group_leader"), ThreadGroup = Opt(task, "thread_group"), ThreadNode = Opt(task, "thread_node"),
-                Signal = O(task, "signal"), SignalThreadHead = Opt(signal, "thread_head"), SignalNrThreads = Opt(signal, "nr_threads"),
-                Flags = O(task, "flags"), State = First(task, "__state", "state"), ExitState = O(task, "exit_state"),
-                RealCred = O(task, "real_cred"), Cred = O(task, "cred"),
+                Tasks = b.O(task, "tasks"), Pid = b.O(task, "pid"), Tgid = b.O(task, "tgid"),
+                Comm = b.O(task, "comm"), CommSize = b.Count(task, "comm", 1, 1, maxString),
+                Mm = b.O(task, "mm"), RealParent = b.O(task, "real_parent"), Parent = b.O(task, "parent"),
+                GroupLeader = b.O(task, "group_leader"), ThreadGroup = b.Opt(task, "thread_group"), ThreadNode = b.Opt(task, "thread_node"),
+                Signal = b.O(task, "signal"), SignalThreadHead = b.Opt(signal, "thread_head"), SignalNrThreads = b.Opt(signal, "nr_threads"),
+                Flags = b.O(task, "flags"), State = b.First(task, "__state", "state"), ExitState = b.O(task, "exit_state"),
+                RealCred = b.O(task, "real_cred"), Cred = b.O(task, "cred"),
             },
             Mm = new MmOffsets
             {
-                Pgd = O(mm, "pgd"), MapCount = O(mm, "map_count"), Mmap = Opt(mm, "mmap"),
-                StartCode = O(mm, "start_code"), EndCode = O(mm, "end_code"), StartBrk = O(mm, "start_brk"), Brk = O(mm, "brk"),
-                StartStack = O(mm, "start_stack"), ExeFile = Opt(mm, "exe_file"), ContextFlags = Opt(mm, "context.flags"),
+                Pgd = b.O(mm, "pgd"), MapCount = b.O(mm, "map_count"), Mmap = b.Opt(mm, "mmap"),
+                StartCode = b.O(mm, "start_code"), EndCode = b.O(mm, "end_code"), StartBrk = b.O(mm, "start_brk"), Brk = b.O(mm, "brk"),
+                StartStack = b.O(mm, "start_stack"), ExeFile = b.Opt(mm, "exe_file"), ContextFlags = b.Opt(mm, "context.flags"),
             },
             Vma = new VmaOffsets
             {
-                Start = O(vma, "vm_start"), End = O(vma, "vm_end"), Mm = O(vma, "vm_mm"), Flags = O(vma, "vm_flags"),
-                PgOff = O(vma, "vm_pgoff"), File = O(vma, "vm_file"), Next = Opt(vma, "vm_next"),
-                Ops = O(vma, "vm_ops"), PrivateData = O(vma, "vm_private_data"),
+                Start = b.O(vma, "vm_start"), End = b.O(vma, "vm_end"), Mm = b.O(vma, "vm_mm"), Flags = b.O(vma, "vm_flags"),
+                PgOff = b.O(vma, "vm_pgoff"), File = b.O(vma, "vm_file"), Next = b.Opt(vma, "vm_next"),
+                Ops = b.O(vma, "vm_ops"), PrivateData = b.O(vma, "vm_private_data"),
             },
             Module = new ModuleOffsets
             {
-                List = O(module, "list"), Name = O(module, "name"), NameSize = module.MemberSize("name"), State = O(module, "state"),
-                CoreLayout = coreLayout, InitLayout = Opt(module, "init_layout"), Mem = memArray,
-                MemCount = memArray is not null ? module.MemberSize("mem") / moduleMemory.Size : 0,
-                MemSize = moduleMemory.Size,
-                LayoutBase = O(moduleMemory, "base"), LayoutSize = O(moduleMemory, "size"),
-                LayoutTextSize = Opt(moduleMemory, "text_size"), LayoutRoSize = Opt(moduleMemory, "ro_size"),
-                RefCount = Opt(module, "refcnt"),
+                List = b.O(module, "list"), Name = b.O(module, "name"), NameSize = b.Count(module, "name", 1, 1, maxString), State = b.O(module, "state"),
+                CoreLayout = coreLayout, InitLayout = b.Opt(module, "init_layout"), Mem = memArray,
+                MemCount = memCount, MemSize = moduleMemory.Size, MemText = modText, MemRodata = modRodata,
+                LayoutBase = b.O(moduleMemory, "base"), LayoutSize = b.O(moduleMemory, "size"),
+                LayoutTextSize = b.Opt(moduleMemory, "text_size"), LayoutRoSize = b.Opt(moduleMemory, "ro_size"),
+                RefCount = b.Opt(module, "refcnt"),
+                StateLive = b.Enumerator("module_state", "MODULE_STATE_LIVE"),
+                StateComing = b.Enumerator("module_state", "MODULE_STATE_COMING"),
+                StateGoing = b.Enumerator("module_state", "MODULE_STATE_GOING"),
+                StateUnformed = b.Enumerator("module_state", "MODULE_STATE_UNFORMED"),
             },
             Path = new PathOffsets
             {
-                FilePath = O(file, "f_path"), FileInode = O(file, "f_inode"),
-                PathMnt = O(path, "mnt"), PathDentry = O(path, "dentry"),
-                DentryParent = O(dentry, "d_parent"), DentryName = O(dentry, "d_name") + O(qstr, "name"),
-                DentryNameLength = O(dentry, "d_name") + First(qstr, "len", "hash_len"),
-                MountMnt = O(mount, "mnt"), MountParent = O(mount, "mnt_parent"), MountMountpoint = O(mount, "mnt_mountpoint"),
-                VfsMountRoot = O(vfsmount, "mnt_root"),
-                InodeIno = O(inode, "i_ino"), InodeSb = O(inode, "i_sb"), SuperBlockDev = O(superBlock, "s_dev"),
-                DentryUnlinkedHint = Opt(dentry, "d_hash"),
+                FilePath = b.O(file, "f_path"), FileInode = b.O(file, "f_inode"),
+                PathMnt = b.O(path, "mnt"), PathDentry = b.O(path, "dentry"),
+                DentryParent = b.O(dentry, "d_parent"), DentryName = b.O(dentry, "d_name") + b.O(qstr, "name"),
+                DentryNameLength = b.O(dentry, "d_name") + b.First(qstr, "len", "hash_len"),
+                MountMnt = b.O(mount, "mnt"), MountParent = b.O(mount, "mnt_parent"), MountMountpoint = b.O(mount, "mnt_mountpoint"),
+                VfsMountRoot = b.O(vfsmount, "mnt_root"),
+                InodeIno = b.O(inode, "i_ino"), InodeSb = b.O(inode, "i_sb"), SuperBlockDev = b.O(superBlock, "s_dev"),
+                DentryUnlinkedHint = b.Opt(dentry, "d_hash"),
             },
             Maple = maple,
-            CredUid = O(cred, "uid"), CredGid = O(cred, "gid"), CredEuid = O(cred, "euid"),
+            CredUid = b.O(cred, "uid"), CredGid = b.O(cred, "gid"), CredEuid = b.O(cred, "euid"),
+            ListHeadPrev = b.O(listHead, "prev"),
+            SpecialMappingName = special is not null ? b.Opt(special, "name") : null,
+            Pid = pidOffsets,
         };
+    }
+
+    /// <summary>A maple node is 256 bytes (MAPLE_NODE_SLOTS = 31 on 64-bit): more slots than this is corrupt BTF.</summary>
+    private const int MaxMapleSlots = 64;
+    /// <summary>enum mod_mem_type has 7 types in 6.4..7.x; room for growth, not for 2^31 entries.</summary>
+    private const int MaxModuleMemTypes = 64;
+    /// <summary>enum pid_type has 4 types (PID, TGID, PGID, SID) plus PIDTYPE_MAX.</summary>
+    private const int MaxPidTypes = 16;
+
+    /// <summary>
+    /// Checked member lookups over BTF: every offset must lie inside its struct (nested anonymous members may add up
+    /// to anything in hostile BTF), every size must fit what holds it.
+    /// </summary>
+    private sealed class BtfReader(BtfTypes btf)
+    {
+        private readonly Dictionary<string, IReadOnlyList<BtfEnumValue>> _enums = [];
+
+        public BtfTypes Btf { get; } = btf;
+
+        public StructLayout Struct(string name) =>
+            Btf.FindStruct(name) ?? throw new KernelModelException($"BTF has no definition of struct {name}");
+
+        /// <summary>Byte offset of <paramref name="path"/>, checked to lie with its whole type inside the struct.</summary>
+        public int O(StructLayout s, string path)
+        {
+            var m = s.GetMember(path);
+            long offset = m.ByteOffset;
+            long size = m.BitfieldSize != 0 ? (m.BitfieldSize + 7) / 8 : Btf.SizeOf(m.TypeId);
+            if (offset < 0 || offset > s.Size || size < 0 || size > s.Size - offset)
+                throw new KernelModelException(
+                    $"BTF: {s} member '{path}' at byte offset 0x{offset:x} with size 0x{size:x} does not fit in the struct's 0x{s.Size:x} bytes");
+            return (int)offset;
+        }
+
+        public int? Opt(StructLayout s, string path) => s.HasMember(path) ? O(s, path) : null;
+
+        public int First(StructLayout s, params string[] paths)
+        {
+            foreach (var p in paths) if (s.HasMember(p)) return O(s, p);
+            throw new KernelModelException($"BTF: {s} has none of the members {string.Join(", ", paths)}");
+        }
+
+        /// <summary>Element count of the array member <paramref name="path"/> (its size / <paramref name="elementSize"/>), in min..max.</summary>
+        public int Count(StructLayout s, string path, int elementSize, int min, int max)
+        {
+            O(s, path);
+            long size = Btf.SizeOf(s.GetMember(path).TypeId);
+            long count = elementSize > 0 ? size / elementSize : -1;
+            if (elementSize <= 0 || size % elementSize != 0 || count < min || count > max)
+                throw new KernelModelException(
+                    $"BTF: {s} member '{path}' is 0x{size:x} bytes, expected {min}..{max} elements of {elementSize} bytes");
+            return (int)count;
+        }
+
+        /// <summary>Value of <paramref name="enumerator"/> in the named enum (ENUM or ENUM64), which must fit in an int.</summary>
+        public int Enumerator(string enumName, string enumerator)
+        {
+            if (!_enums.TryGetValue(enumName, out var values))
+            {
+                int? id = Btf.FindTypeId(enumName, BtfKind.Enum) ?? Btf.FindTypeId(enumName, BtfKind.Enum64);
+                if (id is null) throw new KernelModelException($"BTF has no enum {enumName}");
+                _enums[enumName] = values = Btf.GetEnumValues(id.Value);
+            }
+            foreach (var v in values)
+            {
+                if (v.Name != enumerator) continue;
+                if (v.Value is < int.MinValue or > int.MaxValue)
+                    throw new KernelModelException($"BTF: enum {enumName} {enumerator} = {v.Value} does not fit in 32 bits");
+                return (int)v.Value;
+            }
+            throw new KernelModelException($"BTF: enum {enumName} has no enumerator {enumerator}");
+        }
     }
 }
 
@@ -155,7 +289,7 @@ public sealed record MmOffsets
     public int Brk { get; init; }
     public int StartStack { get; init; }
     public int? ExeFile { get; init; }
-    /// <summary>mm->context.flags (x86): bit 1 is MM_CONTEXT_HAS_VSYSCALL.</summary>
+    /// <summary>mm->context.flags (x86): see <see cref="KernelMacros.MM_CONTEXT_HAS_VSYSCALL"/>.</summary>
     public int? ContextFlags { get; init; }
 }
 
@@ -188,6 +322,28 @@ public sealed record ModuleOffsets
     public int? LayoutTextSize { get; init; }
     public int? LayoutRoSize { get; init; }
     public int? RefCount { get; init; }
+    /// <summary>Indices into mem[] of MOD_TEXT and MOD_RODATA (enum mod_mem_type), with the 6.4+ layout.</summary>
+    public int? MemText { get; init; }
+    public int? MemRodata { get; init; }
+    /// <summary>enum module_state values.</summary>
+    public int StateLive { get; init; }
+    public int StateComing { get; init; }
+    public int StateGoing { get; init; }
+    public int StateUnformed { get; init; }
+
+    /// <summary>The raw module->state value as a <see cref="ModuleState"/>; values the enum lacks are Unknown.</summary>
+    public ModuleState StateOf(int raw) =>
+        raw == StateLive ? ModuleState.Live : raw == StateComing ? ModuleState.Coming : raw == StateGoing ? ModuleState.Going
+        : raw == StateUnformed ? ModuleState.Unformed : ModuleState.Unknown;
+}
+
+/// <summary>task->pid_links, pid->tasks[PIDTYPE_PID] and pid->numbers[0].nr (the pid in the initial namespace).</summary>
+public sealed record PidOffsets
+{
+    public int TaskPidLinks { get; init; }
+    public int Tasks { get; init; }
+    public int NumbersNr { get; init; }
+    public int PidTypePid { get; init; }
 }
 
 public sealed record PathOffsets
@@ -221,6 +377,11 @@ public sealed record MapleOffsets
     public int ArangeMeta { get; init; }
     public int ArangeSlots { get; init; }
     public int MetaEnd { get; init; }
+    /// <summary>enum maple_type values, as encoded in bits 3..6 of a node pointer.</summary>
+    public int TypeDense { get; init; }
+    public int TypeLeaf64 { get; init; }
+    public int TypeRange64 { get; init; }
+    public int TypeArange64 { get; init; }
 }
 
 public sealed class KernelModelException(string message) : Exception(message);

@@ -7,6 +7,7 @@ public sealed record LinuxTask
     public required ulong Address { get; init; }
     public required int Pid { get; init; }
     public required int Tgid { get; init; }
+    /// <summary>PPid as /proc shows it: the tgid of real_parent (0 for the idle task).</summary>
     public required int ParentPid { get; init; }
     public required string Comm { get; init; }
     public required uint Flags { get; init; }
@@ -20,8 +21,10 @@ public sealed record LinuxTask
     public ulong? PgdPhysical { get; init; }
     public string? ExePath { get; init; }
     public required IReadOnlyList<LinuxThread> Threads { get; init; }
+    /// <summary>task->exit_state: EXIT_ZOMBIE/EXIT_DEAD bits once the task has exited, else 0.</summary>
+    public uint ExitState { get; init; }
 
-    public const uint PfKthread = 0x00200000;
+    public const uint PfKthread = KernelMacros.PF_KTHREAD;
     public bool IsKernelThread => (Flags & PfKthread) != 0;
     public int ThreadCount => Threads.Count;
 }

@@ -5,12 +5,20 @@ namespace Periscope.Linux.Model;
 /// <summary>
 /// Reads the entries of a maple tree (Linux 6.1+, mm->mm_mt holds the VMAs). Only the root pointer carries the
 /// "internal node" tag; child pointers inside nodes are plain encoded nodes. The metadata end byte bounds the slots
-/// in use, so stale pointers past it are never taken for live entries.
+/// in use, so stale pointers past it are never taken for live entries. Node types are enum maple_type values from
+/// BTF; the pointer encoding is in <see cref="KernelMacros"/>. Every node is drawn from the work budget.
 /// </summary>
 public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, IntrospectionLimits limits, Diagnostics diagnostics)
 {
-    private const ulong NodeMask = ~0xffUL;
-    private enum NodeType { Dense = 0, Leaf64 = 1, Range64 = 2, Arange64 = 3 }
+    private const ulong NodeMask = ~KernelMacros.MAPLE_NODE_MASK;
+    private enum NodeType { Dense, Leaf64, Range64, Arange64, Unknown }
+
+    private NodeType TypeOf(ulong encoded)
+    {
+        int raw = (int)((encoded >> KernelMacros.MAPLE_NODE_TYPE_SHIFT) & KernelMacros.MAPLE_NODE_TYPE_MASK);
+        return raw == offsets.TypeLeaf64 ? NodeType.Leaf64 : raw == offsets.TypeRange64 ? NodeType.Range64
+            : raw == offsets.TypeArange64 ? NodeType.Arange64 : raw == offsets.TypeDense ? NodeType.Dense : NodeType.Unknown;
+    }
 
     /// <summary>Non-null leaf entries in index order. <paramref name="cap"/> bounds the count.</summary>
     public List<ulong> Entries(ulong root, int cap)
@@ -28,15 +36,17 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
         return result;
     }
 
+    /// <summary>xa_is_node: the root's tag for "points to a node" (see <see cref="KernelMacros.MAPLE_NODE_MASK"/>).</summary>
     private static bool IsInternalNode(ulong entry) => (entry & 3) == 2 && entry > 4096;
 
     private void Walk(ulong encoded, ulong max, int depth, List<ulong> result, HashSet<ulong> seen, int cap)
     {
-        if (depth > limits.MaxMapleTreeDepth) { diagnostics.Report("maple tree", $"deeper than {limits.MaxMapleTreeDepth} levels", encoded); return; }
+        if (depth > limits.MaxMapleTreeDepth) { diagnostics.ReportIncomplete("maple tree", $"deeper than {limits.MaxMapleTreeDepth} levels", encoded); return; }
         ulong node = encoded & NodeMask;
-        if (!reader.IsKernelPointer(node)) { diagnostics.Report("maple tree", $"node pointer 0x{encoded:x} is not a kernel address"); return; }
-        if (!seen.Add(node)) { diagnostics.Report("maple tree", "node visited twice (cycle)", node); return; }
-        var type = (NodeType)((encoded >> 3) & 0xf);
+        if (!reader.IsKernelPointer(node)) { diagnostics.ReportIncomplete("maple tree", $"node pointer 0x{encoded:x} is not a kernel address"); return; }
+        if (!seen.Add(node)) { diagnostics.ReportIncomplete("maple tree", "node visited twice (cycle)", node); return; }
+        if (!reader.Budget.TryConsume(WorkKind.MapleNodes)) { diagnostics.ReportIncomplete("maple tree", reader.Budget.Describe(WorkKind.MapleNodes), node); return; }
+        var type = TypeOf(encoded);
         int pivotOff, slotOff, metaOff, slots;
         switch (type)
         {
@@ -48,15 +58,15 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
                 (pivotOff, slotOff, metaOff, slots) = (offsets.ArangePivot, offsets.ArangeSlot, offsets.ArangeMeta, offsets.ArangeSlots);
                 break;
             default:
-                diagnostics.Report("maple tree", $"unexpected node type {(int)type}", node);
+                diagnostics.ReportIncomplete("maple tree", $"unexpected node type {(encoded >> KernelMacros.MAPLE_NODE_TYPE_SHIFT) & KernelMacros.MAPLE_NODE_TYPE_MASK}", node);
                 return;
         }
         int end = UsedSlots(node, type, pivotOff, metaOff, slots, max);
         bool leaf = type == NodeType.Leaf64;
         for (int i = 0; i < end; i++)
         {
-            if (result.Count >= cap) { diagnostics.Report("maple tree", $"more than {cap} entries", node); return; }
-            if (!reader.TryPointer(node + (ulong)slotOff + (ulong)i * 8, out ulong slot)) { diagnostics.Report("maple tree", "unreadable slot", node); return; }
+            if (result.Count >= cap) { diagnostics.ReportIncomplete("maple tree", $"more than {cap} entries", node); return; }
+            if (!reader.TryPointer(node + (ulong)slotOff + (ulong)i * 8, out ulong slot)) { diagnostics.ReportIncomplete("maple tree", "unreadable slot", node); return; }
             if (slot == 0) continue;
             if (leaf)
             {

@@ -2,52 +2,88 @@ using Periscope.Memory;
 
 namespace Periscope.Linux.Model;
 
-/// <summary>Walks the `modules` list. Handles the 6.1 core_layout/init_layout and the 6.4+ mem[] layouts.</summary>
-public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWalker lists, IntrospectionLimits limits, Diagnostics diagnostics)
+/// <summary>
+/// Walks the `modules` list. Handles the 6.1 core_layout/init_layout and the 6.4+ mem[] layouts; mem[] indices
+/// (enum mod_mem_type) and states (enum module_state) come from BTF. A node whose state is no module_state value, or
+/// whose memory does not lie inside the module area, is not a struct module (for example the list head was pointed
+/// into a task_struct): it is rejected with a diagnostic and the result is marked incomplete. Module bytes are drawn
+/// from the work budget, so garbage sizes cannot add up to more than the module area holds.
+/// </summary>
+public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWalker lists, IntrospectionLimits limits, Diagnostics diagnostics, VirtualRange moduleArea)
 {
-    // enum mod_mem_type in 6.4+: MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_*
-    private const int ModText = 0, ModRodata = 2;
+    private const string Area = "module list";
 
     public IReadOnlyList<KernelModule> Read(ulong modulesHead)
     {
         var o = offsets.Module;
         var result = new List<KernelModule>();
-        foreach (ulong module in lists.Walk(modulesHead, o.List, limits.MaxModules, "module list", includeHead: false))
+        foreach (ulong module in lists.Walk(modulesHead, o.List, limits.MaxModules, Area, includeHead: false, budget: WorkKind.ModuleNodes))
         {
             string? name = reader.ReadFixedString(module + (ulong)o.Name, o.NameSize);
-            if (name is null) { diagnostics.Report("module", "unreadable struct module", module); continue; }
-            reader.TryI32(module + (ulong)o.State, out int state);
+            if (name is null) { diagnostics.ReportIncomplete(Area, "unreadable struct module", module); continue; }
+            reader.TryI32(module + (ulong)o.State, out int rawState);
+            var state = o.StateOf(rawState);
+            if (state == ModuleState.Unknown)
+            {
+                diagnostics.ReportIncomplete(Area, $"state {rawState} is no enum module_state value: not a struct module, skipped", module);
+                continue;
+            }
             ulong baseAddr = 0, size = 0;
             ulong? text = null, ro = null;
+            string? implausible = null;
             if (o.CoreLayout is { } core)
             {
                 ulong layout = module + (ulong)core;
                 baseAddr = reader.U64OrZero(layout + (ulong)o.LayoutBase);
                 reader.TryU32(layout + (ulong)o.LayoutSize, out uint coreSize);
                 size = coreSize;
-                if (o.InitLayout is { } init && reader.TryU32(module + (ulong)init + (ulong)o.LayoutSize, out uint initSize)) size += initSize;
+                implausible ??= CheckExtent("core_layout", baseAddr, coreSize);
+                if (o.InitLayout is { } init && reader.TryU32(module + (ulong)init + (ulong)o.LayoutSize, out uint initSize))
+                {
+                    implausible ??= CheckExtent("init_layout", reader.U64OrZero(module + (ulong)init + (ulong)o.LayoutBase), initSize);
+                    size += initSize;
+                }
                 if (o.LayoutTextSize is { } ts && reader.TryU32(layout + (ulong)ts, out uint t)) text = t;
                 if (o.LayoutRoSize is { } rs && reader.TryU32(layout + (ulong)rs, out uint r)) ro = r;
+                if (text > size || ro > size) implausible ??= $"text size {text} or read-only size {ro} exceeds the core size {coreSize}";
             }
             else if (o.Mem is { } mem)
             {
                 for (int i = 0; i < o.MemCount; i++)
                 {
-                    ulong m = module + (ulong)mem + (ulong)(i * o.MemSize);
+                    ulong m = module + (ulong)mem + (ulong)i * (ulong)o.MemSize;
                     reader.TryU32(m + (ulong)o.LayoutSize, out uint s);
+                    ulong b = reader.U64OrZero(m + (ulong)o.LayoutBase);
+                    implausible ??= CheckExtent($"mem[{i}]", b, s);
                     size += s;
-                    if (i == ModText) { baseAddr = reader.U64OrZero(m + (ulong)o.LayoutBase); text = s; }
-                    if (i == ModRodata) ro = s;
+                    if (i == o.MemText) { baseAddr = b; text = s; }
+                    if (i == o.MemRodata) ro = s;
                 }
             }
+            if (size == 0 && state != ModuleState.Unformed) implausible ??= $"a {state} module with no memory";
+            if (implausible is not null)
+            {
+                diagnostics.ReportIncomplete(Area, $"module '{name}': {implausible}: not a struct module, skipped", module);
+                continue;
+            }
+            if (!reader.Budget.TryConsume(WorkKind.ModuleBytes, (long)Math.Min(size, long.MaxValue)))
+            {
+                diagnostics.ReportIncomplete(Area, $"module '{name}' of {size} bytes: {reader.Budget.Describe(WorkKind.ModuleBytes)}", module);
+                break;
+            }
             int? refs = null;
-            if (o.RefCount is { } rc && reader.TryI32(module + (ulong)rc, out int count)) refs = count - 1; // MODULE_REF_BASE
+            if (o.RefCount is { } rc && reader.TryI32(module + (ulong)rc, out int count)) refs = count - KernelMacros.MODULE_REF_BASE;
             result.Add(new KernelModule
             {
                 Address = module, Name = name, Base = baseAddr, Size = size, TextSize = text, ReadOnlySize = ro, References = refs,
-                State = state is >= 0 and <= 3 ? (ModuleState)state : ModuleState.Unknown,
+                State = state,
             });
         }
         return result;
     }
+
+    /// <summary>Null when [base, base + size) is empty or lies in the module area; otherwise why not.</summary>
+    private string? CheckExtent(string what, ulong baseAddr, ulong size) =>
+        size == 0 || moduleArea.Contains(baseAddr, size) ? null
+            : $"{what} 0x{baseAddr:x} + {size} bytes lies outside the module area 0x{moduleArea.Start:x}-0x{moduleArea.End:x}";
 }

@@ -4,7 +4,8 @@ namespace Periscope.Linux.Model;
 
 /// <summary>
 /// Rebuilds a file's path the way d_path does: climb dentries to the mount root, then cross to the parent mount at
-/// its mountpoint, until the root mount. Bounded by MaxPathComponents; cycles end the walk with a diagnostic.
+/// its mountpoint, until the root mount. Bounded by MaxPathComponents per path and the PathComponents work budget in
+/// total; cycles end the walk with a diagnostic.
 /// </summary>
 public sealed class PathResolver(GuestReader reader, KernelOffsets offsets, IntrospectionLimits limits, Diagnostics diagnostics)
 {
@@ -26,8 +27,13 @@ public sealed class PathResolver(GuestReader reader, KernelOffsets offsets, Intr
         var seen = new HashSet<ulong>();
         for (int i = 0; i < limits.MaxPathComponents; i++)
         {
+            if (!reader.Budget.TryConsume(WorkKind.PathComponents))
+            {
+                diagnostics.ReportIncomplete("path", reader.Budget.Describe(WorkKind.PathComponents), dentry);
+                return Join(parts);
+            }
             if (!reader.IsKernelPointer(dentry) || !reader.IsKernelPointer(vfsmount)) return Join(parts);
-            if (!seen.Add(dentry)) { diagnostics.Report("path", "dentry cycle", dentry); return Join(parts); }
+            if (!seen.Add(dentry)) { diagnostics.ReportIncomplete("path", "dentry cycle", dentry); return Join(parts); }
             reader.TryPointer(vfsmount + (ulong)_p.VfsMountRoot, out ulong mntRoot);
             if (!reader.TryPointer(dentry + (ulong)_p.DentryParent, out ulong parent)) return Join(parts);
             if (dentry == mntRoot || dentry == parent)
@@ -42,11 +48,11 @@ public sealed class PathResolver(GuestReader reader, KernelOffsets offsets, Intr
                 continue;
             }
             string? name = DentryName(dentry);
-            if (name is null) { diagnostics.Report("path", "unreadable dentry name", dentry); return Join(parts); }
+            if (name is null) { diagnostics.ReportIncomplete("path", "unreadable dentry name", dentry); return Join(parts); }
             parts.Add(name);
             dentry = parent;
         }
-        diagnostics.Report("path", $"path deeper than {limits.MaxPathComponents} components", dentry);
+        diagnostics.ReportIncomplete("path", $"path deeper than {limits.MaxPathComponents} components", dentry);
         return Join(parts);
     }
 
@@ -65,7 +71,7 @@ public sealed class PathResolver(GuestReader reader, KernelOffsets offsets, Intr
         reader.TryU64(inode + (ulong)_p.InodeIno, out ulong ino);
         uint dev = 0;
         if (reader.TryPointer(inode + (ulong)_p.InodeSb, out ulong sb) && reader.IsKernelPointer(sb)) reader.TryU32(sb + (ulong)_p.SuperBlockDev, out dev);
-        return (ino, dev >> 20, dev & 0xfffff);
+        return (ino, dev >> KernelMacros.MINORBITS, dev & ((1u << KernelMacros.MINORBITS) - 1));
     }
 
     private static string Join(List<string> parts)

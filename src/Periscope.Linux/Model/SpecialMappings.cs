@@ -4,8 +4,8 @@ namespace Periscope.Linux.Model;
 
 /// <summary>
 /// Names that /proc/PID/maps gives to special mappings ([vdso], [vvar]) and the x86-64 gate area ([vsyscall]).
-/// Special mappings use special_mapping_vmops, whose vm_private_data points at a vm_special_mapping whose first
-/// member is the name.
+/// Special mappings use special_mapping_vmops, whose vm_private_data points at a vm_special_mapping; the offset of
+/// its name member comes from BTF.
 /// </summary>
 public sealed class SpecialMappings(KernelSymbols symbols)
 {
@@ -13,14 +13,14 @@ public sealed class SpecialMappings(KernelSymbols symbols)
     private readonly ulong? _legacyOps = symbols.TryGetAddress("legacy_special_mapping_vmops", out ulong b) ? b : null;
     private readonly ulong? _gateVma = symbols.TryGetAddress("gate_vma", out ulong g) ? g : null;
     private readonly ulong? _vsyscallMode = symbols.TryGetAddress("vsyscall_mode", out ulong m) ? m : null;
-    private const uint VsyscallNone = 2; // enum { EMULATE, XONLY, NONE }
 
     public string? Name(GuestReader reader, KernelOffsets offsets, ulong vma)
     {
         if (!reader.TryPointer(vma + (ulong)offsets.Vma.Ops, out ulong ops) || ops == 0) return null;
         if (ops != _specialOps && ops != _legacyOps) return null;
+        if (offsets.SpecialMappingName is not { } nameOffset) return null;
         if (!reader.TryPointer(vma + (ulong)offsets.Vma.PrivateData, out ulong sm) || !reader.IsKernelPointer(sm)) return null;
-        if (!reader.TryPointer(sm, out ulong namePtr) || !reader.IsKernelPointer(namePtr)) return null;
+        if (!reader.TryPointer(sm + (ulong)nameOffset, out ulong namePtr) || !reader.IsKernelPointer(namePtr)) return null;
         return reader.ReadCString(namePtr, 64);
     }
 
@@ -28,7 +28,7 @@ public sealed class SpecialMappings(KernelSymbols symbols)
     public Vma? GateVma(GuestReader reader, KernelOffsets offsets)
     {
         if (_gateVma is not { } g) return null;
-        if (_vsyscallMode is { } mode && reader.TryU32(mode, out uint m) && m == VsyscallNone) return null;
+        if (_vsyscallMode is { } mode && reader.TryU32(mode, out uint m) && m == KernelMacros.VSYSCALL_NONE) return null;
         var o = offsets.Vma;
         if (!reader.TryU64(g + (ulong)o.Start, out ulong start) || !reader.TryU64(g + (ulong)o.End, out ulong end) || end <= start) return null;
         reader.TryU64(g + (ulong)o.Flags, out ulong flags);

@@ -16,7 +16,7 @@ public sealed record Vma
     /// <summary>File path, or a pseudo name such as [heap], [stack], [vdso]; empty for anonymous memory.</summary>
     public required string Path { get; init; }
 
-    public const ulong VmRead = 0x1, VmWrite = 0x2, VmExec = 0x4, VmMayShare = 0x80;
+    public const ulong VmRead = KernelMacros.VM_READ, VmWrite = KernelMacros.VM_WRITE, VmExec = KernelMacros.VM_EXEC, VmMayShare = KernelMacros.VM_MAYSHARE;
 
     public bool IsExecutable => (Flags & VmExec) != 0;
 

@@ -9,7 +9,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
     {
         if (mm == 0 || !reader.IsKernelPointer(mm)) return [];
         reader.TryI32(mm + (ulong)offsets.Mm.MapCount, out int mapCount);
-        int cap = Math.Clamp(mapCount + 16, 16, limits.MaxVmasPerProcess);
+        int cap = (int)Math.Clamp(mapCount + 16L, 16, limits.MaxVmasPerProcess); // map_count is the guest's word: long, no wrap
         IEnumerable<ulong> vmas;
         if (offsets.Maple is { } maple)
         {
@@ -22,7 +22,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         }
         else
         {
-            diagnostics.Report("vma", "BTF describes neither mm_mt nor mmap in mm_struct", mm);
+            diagnostics.ReportIncomplete("vma", "BTF describes neither mm_mt nor mmap in mm_struct", mm);
             return [];
         }
 
@@ -34,6 +34,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         foreach (ulong vma in vmas)
         {
             if (!seen.Add(vma)) continue;
+            if (!reader.Budget.TryConsume(WorkKind.Vmas)) { diagnostics.ReportIncomplete("vma", reader.Budget.Describe(WorkKind.Vmas), mm); break; }
             var v = ReadVma(vma, mm, startBrk, brk, startStack);
             if (v is not null) result.Add(v);
         }
@@ -44,7 +45,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
 
     /// <summary>/proc shows the gate area only for mms flagged MM_CONTEXT_HAS_VSYSCALL (none when vsyscall=none).</summary>
     private bool HasVsyscallPage(ulong mm) =>
-        offsets.Mm.ContextFlags is { } off && reader.TryU64(mm + (ulong)off, out ulong flags) && (flags & (1UL << 1)) != 0;
+        offsets.Mm.ContextFlags is { } off && reader.TryU64(mm + (ulong)off, out ulong flags) && (flags & KernelMacros.MM_CONTEXT_HAS_VSYSCALL) != 0;
 
     private IEnumerable<ulong> WalkMmapList(ulong head, int nextOffset, int cap)
     {
@@ -52,8 +53,8 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         reader.TryPointer(head, out ulong vma);
         for (int i = 0; vma != 0; i++)
         {
-            if (i >= cap) { diagnostics.Report("vma", $"mmap list longer than {cap}", head); yield break; }
-            if (!reader.IsKernelPointer(vma) || !seen.Add(vma)) { diagnostics.Report("vma", "bad or repeated vm_next link", vma); yield break; }
+            if (i >= cap) { diagnostics.ReportIncomplete("vma", $"mmap list longer than {cap}", head); yield break; }
+            if (!reader.IsKernelPointer(vma) || !seen.Add(vma)) { diagnostics.ReportIncomplete("vma", "bad or repeated vm_next link", vma); yield break; }
             yield return vma;
             if (!reader.TryPointer(vma + (ulong)nextOffset, out vma)) yield break;
         }
@@ -65,11 +66,11 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         if (!reader.TryU64(vma + (ulong)o.Start, out ulong start) || !reader.TryU64(vma + (ulong)o.End, out ulong end)
             || !reader.TryPointer(vma + (ulong)o.Mm, out ulong vmMm))
         {
-            diagnostics.Report("vma", "unreadable vm_area_struct", vma);
+            diagnostics.ReportIncomplete("vma", "unreadable vm_area_struct", vma);
             return null;
         }
-        if (vmMm != mm) { diagnostics.Report("vma", $"vm_mm 0x{vmMm:x} does not point back to mm 0x{mm:x}", vma); return null; }
-        if (end <= start || (start & 0xfff) != 0 || (end & 0xfff) != 0) { diagnostics.Report("vma", $"implausible range 0x{start:x}-0x{end:x}", vma); return null; }
+        if (vmMm != mm) { diagnostics.ReportIncomplete("vma", $"vm_mm 0x{vmMm:x} does not point back to mm 0x{mm:x}", vma); return null; }
+        if (end <= start || (start & KernelMacros.PAGE_MASK_LOW) != 0 || (end & KernelMacros.PAGE_MASK_LOW) != 0) { diagnostics.ReportIncomplete("vma", $"implausible range 0x{start:x}-0x{end:x}", vma); return null; }
         reader.TryU64(vma + (ulong)o.Flags, out ulong flags);
         reader.TryU64(vma + (ulong)o.PgOff, out ulong pgoff);
         reader.TryPointer(vma + (ulong)o.File, out ulong file);
@@ -79,7 +80,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         if (file != 0)
         {
             path = paths.FilePath(file) ?? "?";
-            offset = pgoff << 12;
+            offset = pgoff << KernelMacros.PAGE_SHIFT;
             (inode, major, minor) = paths.FileIdentity(file);
         }
         else if (special.Name(reader, offsets, vma) is { } name) path = name;
