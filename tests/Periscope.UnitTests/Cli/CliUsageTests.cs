@@ -50,6 +50,15 @@ public class CliUsageTests
     }
 
     [Fact]
+    public void Unreachable_qmp_is_one_line()
+    {
+        using var ram = new TempFile(new byte[2 << 20]);
+        var (code, _, err) = CliRun.Run("ps", "--qemu", ram.Path, "--qmp", "/nonexistent/qmp.sock", "--pause");
+        Assert.Equal(2, code);
+        Assert.StartsWith("periscope: /nonexistent/qmp.sock: cannot connect to QMP:", Assert.Single(Lines(err)));
+    }
+
+    [Fact]
     public void Pause_on_a_dump_keeps_its_warning()
     {
         using var dump = new TempFile(new byte[2 << 20]);
