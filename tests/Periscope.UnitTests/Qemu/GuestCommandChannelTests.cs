@@ -18,7 +18,8 @@ public sealed class GuestCommandChannelTests : IDisposable
     /// answers a request the host is still waiting on, so it never writes to a connection the host has closed.
     /// </summary>
     /// <param name="readAfter">When given, the guest reads nothing before it completes (a guest scheduled late).</param>
-    private Task FakeGuest(Socket listener, int requests, Func<string, string, string?> reply, Task? readAfter = null) => Task.Run(async () =>
+    /// <param name="hangUp">Close the connection after the last reply instead of waiting for the host to close.</param>
+    private Task FakeGuest(Socket listener, int requests, Func<string, string, string?> reply, Task? readAfter = null, bool hangUp = false) => Task.Run(async () =>
     {
         using var s = listener.Accept();
         if (readAfter is not null) await readAfter;
@@ -32,7 +33,7 @@ public sealed class GuestCommandChannelTests : IDisposable
             // In one-byte writes, so the host sees frames split at every point (a serial port delivers them piecemeal).
             for (int b = 0; b < bytes.Length; b++) s.Send(bytes.AsSpan(b, 1));
         }
-        reader.ReadToEnd();   // stay connected until the host closes
+        if (!hangUp) reader.ReadToEnd();   // stay connected until the host closes
     });
 
     private Socket Listen()
@@ -79,6 +80,25 @@ public sealed class GuestCommandChannelTests : IDisposable
         }
         hostClosed.SetResult();
         await guest.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_guest_that_hung_up_is_an_io_error_and_the_next_request_reconnects()
+    {
+        using var listener = Listen();
+        // The first guest answers once, then hangs up (the serial chardev's client is dropped).
+        var first = FakeGuest(listener, 1, (id, _) => $"@@OUT {id}\none\n@@END {id} 0\n", hangUp: true);
+        using var channel = new GuestCommandChannel(SocketPath);
+        Assert.Equal((0, "one"), channel.Run("echo one", TimeSpan.FromSeconds(10)));
+        await first.WaitAsync(TimeSpan.FromSeconds(10));
+        // The peer is gone before the host writes: EPIPE on send, reported as the port failing, not a SocketException.
+        var e = Assert.Throws<IOException>(() => channel.Run("echo two", TimeSpan.FromSeconds(10)));
+        Assert.Contains(SocketPath, e.Message);
+
+        var second = FakeGuest(listener, 1, (id, _) => $"@@OUT {id}\nthree\n@@END {id} 0\n");
+        Assert.Equal((0, "three"), channel.Run("echo three", TimeSpan.FromSeconds(10)));
+        channel.Dispose();
+        await second.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     [Fact]
