@@ -58,11 +58,13 @@ public class CliUsageTests
         Assert.StartsWith("periscope: /nonexistent/qmp.sock: cannot connect to QMP:", Assert.Single(Lines(err)));
     }
 
-    [Fact]
-    public void Pause_on_a_dump_keeps_its_warning()
+    [Theory]
+    [InlineData("ps")]
+    [InlineData("bench --iterations 1")]
+    public void Pause_on_a_dump_keeps_its_warning(string command)
     {
         using var dump = new TempFile(new byte[2 << 20]);
-        var (code, _, err) = CliRun.Run("ps", "--dump", dump.Path, "--pause");
+        var (code, _, err) = CliRun.Run([.. command.Split(' '), "--dump", dump.Path, "--pause"]);
         Assert.Equal(2, code);   // no kernel in zeros; the warning comes first
         var lines = Lines(err);
         Assert.Equal("periscope: --pause ignored: a dump does not change", lines[0]);
