@@ -42,6 +42,9 @@ cp "$work/busybox/bin/busybox" "$rootfs/bin/busybox"
 cp "$src/init" "$rootfs/init"
 chmod +x "$rootfs/init"
 gcc -static -O2 -pthread -o "$rootfs/bin/workload" "$src/workload.c"
+# A second name for workload holding terminal escapes (ESC[2J, BEL), run by /init (CliTests): in the image, so its
+# code pages have a file reference like every other program's.
+ln "$rootfs/bin/workload" "$rootfs/bin/$(printf 'esc\033[2J\007')"
 : > "$rootfs/etc/modules-load"
 for m in $modules; do
   ko=$(find "$work/kernel/lib/modules/$version" -name "$m.ko" -o -name "$m.ko.xz" | head -1)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Periscope.Cli.Output;
 using Periscope.Memory.Formats;
 using Periscope.Targets;
 
@@ -36,9 +37,11 @@ public sealed class CommandContext(CommonOptions options, TextWriter output, Tex
         string? dump = r.GetValue(Options.Dump), ram = r.GetValue(Options.Qemu), qmp = r.GetValue(Options.Qmp);
         if ((dump is null) == (ram is null)) throw new CliUsageException("say which guest to read: --dump FILE or --qemu RAMFILE [--qmp SOCKET]");
         if (dump is not null) return Target.OpenDump(dump, new TargetOptions { RawLayout = r.GetValue(Options.Layout) });
+        // Without QMP a live guest cannot be stopped: reading it "paused" would silently be reading it running.
+        if (qmp is null && r.GetValue(Options.Pause)) throw new CliUsageException("--pause needs --qmp SOCKET: a live guest is paused through QMP");
         IVmControl? control = qmp is null ? null : QmpVmControl.Connect(qmp);
         var target = Target.AttachLive(ram!, control);
-        if (target.ControlWarning is { } w) Error.WriteLine($"periscope: warning: {w}");
+        if (target.ControlWarning is { } w) Error.WriteLine($"periscope: warning: {TerminalText.Escape(w)}");
         return target;
     }
 

@@ -42,24 +42,44 @@ public sealed class GuestCommandChannel : IDisposable
         {
             var sw = Stopwatch.StartNew();
             var socket = _socket ??= Connect(timeout);
-            string id = "c" + (++_nextId).ToString(CultureInfo.InvariantCulture);
-            socket.Send(Encoding.UTF8.GetBytes($"{id} {shellCommand}\n"));
-            var buffer = new byte[4096];
-            var chars = new char[Encoding.UTF8.GetMaxCharCount(buffer.Length)];
-            while (true)
+            try
             {
-                if (TryTakeReply(id, out var reply)) return reply;
-                TimeSpan left = timeout - sw.Elapsed;
-                if (left <= TimeSpan.Zero)
-                    throw new TimeoutException($"guest command '{shellCommand}' did not finish within {timeout.TotalSeconds:0.#} s");
-                if (_isAlive is not null && !_isAlive()) throw new IOException("QEMU exited while a guest command was running");
-                int waitMicros = (int)Math.Min(left.TotalMicroseconds, 250_000);
-                if (!socket.Poll(Math.Max(waitMicros, 1), SelectMode.SelectRead)) continue;
-                int n = socket.Receive(buffer);
-                if (n == 0) throw new IOException($"{_socketPath}: the guest command port closed");
-                int c = _decoder.GetChars(buffer, 0, n, chars, 0);
-                _received.Append(chars, 0, c);
+                return Exchange(socket, shellCommand, timeout, sw);
             }
+            catch (SocketException e)
+            {
+                // The port went away mid-request (QEMU exited, or its chardev dropped us: EPIPE, ECONNRESET). The next
+                // request connects afresh, as QEMU's chardev server accepts a new client.
+                Drop();
+                throw new IOException($"{_socketPath}: the guest command port failed: {e.Message}", e);
+            }
+            catch (IOException)
+            {
+                Drop();
+                throw;
+            }
+        }
+    }
+
+    private (int ExitCode, string Output) Exchange(Socket socket, string shellCommand, TimeSpan timeout, Stopwatch sw)
+    {
+        string id = "c" + (++_nextId).ToString(CultureInfo.InvariantCulture);
+        socket.Send(Encoding.UTF8.GetBytes($"{id} {shellCommand}\n"));
+        var buffer = new byte[4096];
+        var chars = new char[Encoding.UTF8.GetMaxCharCount(buffer.Length)];
+        while (true)
+        {
+            if (TryTakeReply(id, out var reply)) return reply;
+            TimeSpan left = timeout - sw.Elapsed;
+            if (left <= TimeSpan.Zero)
+                throw new TimeoutException($"guest command '{shellCommand}' did not finish within {timeout.TotalSeconds:0.#} s");
+            if (_isAlive is not null && !_isAlive()) throw new IOException("QEMU exited while a guest command was running");
+            int waitMicros = (int)Math.Min(left.TotalMicroseconds, 250_000);
+            if (!socket.Poll(Math.Max(waitMicros, 1), SelectMode.SelectRead)) continue;
+            int n = socket.Receive(buffer);
+            if (n == 0) throw new IOException($"{_socketPath}: the guest command port closed");
+            int c = _decoder.GetChars(buffer, 0, n, chars, 0);
+            _received.Append(chars, 0, c);
         }
     }
 
@@ -114,12 +134,16 @@ public sealed class GuestCommandChannel : IDisposable
         }
     }
 
+    private void Drop()
+    {
+        _socket?.Dispose();
+        _socket = null;
+        _received.Clear();
+        _decoder.Reset();
+    }
+
     public void Dispose()
     {
-        lock (_lock)
-        {
-            _socket?.Dispose();
-            _socket = null;
-        }
+        lock (_lock) Drop();
     }
 }

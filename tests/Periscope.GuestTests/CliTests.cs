@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using System.Text.Json;
+using System.Text.RegularExpressions;
+using Periscope.Cli.Output;
 using Periscope.Tests.Shared;
 
 namespace Periscope.GuestTests;
@@ -87,11 +90,119 @@ public sealed class CliTests(FiveLevelGuest guest)
         Assert.Equal("running", guest.Guest.Qmp.QueryStatus());
     }
 
+    /// <summary>
+    /// guest/init runs /bin/esc ESC[2J BEL (a link to workload) renamed to ESC]0;t BEL ESC[2J: a comm, an exe path and
+    /// a file mapping that would retitle and clear the operator's terminal if printed raw.
+    /// </summary>
+    [Fact]
+    public void Escape_sequences_in_comm_and_file_names_never_reach_the_terminal()
+    {
+        const string Comm = "\u001b]0;t\u0007\u001b[2J", Exe = "/bin/esc\u001b[2J\u0007";
+        const string EscapedComm = @"\x1b]0;t\x07\x1b[2J", EscapedExe = @"/bin/esc\x1b[2J\x07";
+        // The guest's own view: its /proc shows the raw names.
+        int pid = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == Comm).Key;
+        Assert.Contains(guest.Truth.Maps[pid], m => m.Path == Exe);
+
+        var (code, output, error) = Run("ps", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        AssertNoRawControls(output + error);
+        string row = Assert.Single(output.Split('\n'), l => l.StartsWith($"{pid} ", StringComparison.Ordinal));
+        Assert.Contains($" {EscapedComm} ", row);
+        Assert.EndsWith(EscapedExe, row);
+
+        (code, output, error) = Run("threads", pid.ToString(), "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        AssertNoRawControls(output + error);
+        Assert.Contains(EscapedComm, output);
+
+        // maps: the guest's own lines, each escaped, and nothing else.
+        (code, output, error) = Run("maps", pid.ToString(), "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        AssertNoRawControls(output + error);
+        Assert.Contains(output.Split('\n'), l => l.EndsWith(" " + EscapedExe, StringComparison.Ordinal));
+        Assert.Equal(MapsSection(pid).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(TerminalText.Escape),
+            output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+        // JSON carries the real names (the serializer escapes them as JSON).
+        (code, output, _) = Run("ps", "--dump", guest.DumpPath, "--json");
+        Assert.Equal(0, code);
+        AssertNoRawControls(output);
+        using var doc = JsonDocument.Parse(output);
+        var task = doc.RootElement.EnumerateArray().Single(t => t.GetProperty("pid").GetInt32() == pid);
+        Assert.Equal(Comm, task.GetProperty("comm").GetString());
+        Assert.Equal(Exe, task.GetProperty("exe").GetString());
+    }
+
+    private static void AssertNoRawControls(string text)
+    {
+        Assert.DoesNotContain('\u001b', text);
+        Assert.DoesNotContain('\u0007', text);
+    }
+
+    private string MapsSection(int pid)
+    {
+        string raw = File.ReadAllText(guest.Guest.DataLogPath).Replace("\r", "");
+        int at = raw.IndexOf($"@@BEGIN maps {pid}\n", StringComparison.Ordinal);
+        return raw[(raw.IndexOf('\n', at) + 1)..raw.IndexOf("@@", at + 5, StringComparison.Ordinal)];
+    }
+
     [Fact]
     public void Unknown_pid_is_a_one_line_error()
     {
         var (code, _, error) = Run("maps", "999999", "--dump", guest.DumpPath);
         Assert.Equal(2, code);
         Assert.Equal("periscope: no process with pid 999999", error.Trim());
+    }
+}
+
+/// <summary>`periscope demo --keep` as a user runs it: a child process with its own QEMU, ended by SIGTERM.</summary>
+public sealed class DemoCommandTests
+{
+    [Fact]
+    public async Task Demo_keep_stops_QEMU_and_removes_its_RAM_file_on_SIGTERM()
+    {
+        var psi = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "periscope"))
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var a in new[] { "demo", "--keep", "--image", GuestImage.Directory() }) psi.ArgumentList.Add(a);
+        using var demo = Process.Start(psi)!;
+        demo.OutputDataReceived += (_, _) => { };
+        demo.BeginOutputReadLine();
+        try
+        {
+            // stderr says where the RAM file is and, once the guest is kept, QEMU's pid.
+            var ready = Task.Run(() =>
+            {
+                string? ram = null;
+                while (demo.StandardError.ReadLine() is { } line)
+                {
+                    if (Regex.Match(line, @"reading it from outside: RAM (\S+), QMP") is { Success: true } r) ram = r.Groups[1].Value;
+                    if (Regex.Match(line, @"guest kept running \(QEMU pid (\d+)\)") is { Success: true } k) return (Ram: ram, Qemu: int.Parse(k.Groups[1].Value));
+                }
+                return (Ram: ram, Qemu: 0);
+            });
+            var (ramFile, qemuPid) = await ready.WaitAsync(TimeSpan.FromMinutes(5));
+            Assert.True(qemuPid > 0 && ramFile is not null, "demo exited before keeping its guest");
+            Assert.True(File.Exists(ramFile));
+            Assert.True(IsQemu(qemuPid));
+
+            using (var kill = Process.Start("kill", ["-TERM", demo.Id.ToString()])) kill.WaitForExit();
+            await demo.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(0, demo.ExitCode);
+            Assert.False(IsQemu(qemuPid), $"QEMU (pid {qemuPid}) still runs");
+            Assert.False(File.Exists(ramFile), $"{ramFile} was left behind");
+        }
+        finally
+        {
+            if (!demo.HasExited) demo.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>Alive and QEMU: a zombie has an empty cmdline, a reused pid another name.</summary>
+    private static bool IsQemu(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/cmdline").Contains("qemu-system", StringComparison.Ordinal); }
+        catch (IOException) { return false; }
     }
 }

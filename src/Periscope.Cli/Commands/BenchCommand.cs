@@ -18,11 +18,13 @@ public sealed class BenchCommand : ICliCommand
             {
                 // A running guest, not paused: what a monitor sweeping a live VM pays.
                 using var target = context.OpenTarget(r);
+                if (r.GetValue(context.Options.Pause)) context.Error.WriteLine("periscope: --pause ignored: bench measures the running guest");
                 results = IntegrityBenchmarks.Run(target.Kernel, Math.Max(1, r.GetValue(iterations)), "live, unpaused: ").ToList();
             }
             else
             {
                 string dump = r.GetValue(context.Options.Dump) ?? throw new CliUsageException("bench needs --dump FILE or --qemu RAMFILE");
+                if (r.GetValue(context.Options.Pause)) context.Error.WriteLine("periscope: --pause ignored: a dump does not change");
                 results = KernelBenchmarks.Run(dump, Math.Max(1, r.GetValue(iterations)));
             }
             if (context.Json(r))

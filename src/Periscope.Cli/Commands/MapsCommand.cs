@@ -14,7 +14,7 @@ public sealed class MapsCommand : ICliCommand
         {
             int id = r.GetValue(pid);
             var task = target.Kernel.Tasks.FirstOrDefault(t => t.Pid == id) ?? throw new CliUsageException($"no process with pid {id}");
-            if (task.Mm == 0) throw new CliUsageException($"pid {id} ({task.Comm}) has no user address space (kernel thread or zombie)");
+            if (task.Mm == 0) throw new CliUsageException($"pid {id} ({TerminalText.Escape(task.Comm)}) has no user address space (kernel thread or zombie)");
             var vmas = target.Kernel.GetVmas(task);
             if (context.Json(r))
             {
@@ -30,7 +30,8 @@ public sealed class MapsCommand : ICliCommand
                     w.Address("vma", v.Address);
                 });
             }
-            else foreach (var v in vmas) context.Output.WriteLine(v.ToMapsLine());
+            // One line per mapping: a path holding a newline must not forge a mapping (the writer keeps newlines).
+            else foreach (var v in vmas) context.Output.WriteLine(TerminalText.Escape(v.ToMapsLine()));
             Warnings.Print(context, target.Kernel);
             return 0;
         }));

@@ -33,8 +33,8 @@ public sealed class PsCommand : ICliCommand
         w.WriteNumber("pid", t.Pid);
         w.WriteNumber("tgid", t.Tgid);
         w.WriteNumber("ppid", t.ParentPid);
-            if (t.Uid is { } uid) w.WriteNumber("uid", uid); else w.WriteNull("uid");
-            if (t.Gid is { } gid) w.WriteNumber("gid", gid); else w.WriteNull("gid");
+        if (t.Uid is { } uid) w.WriteNumber("uid", uid); else w.WriteNull("uid");
+        if (t.Gid is { } gid) w.WriteNumber("gid", gid); else w.WriteNull("gid");
         w.WriteString("state", t.State.ToString());
         w.WriteString("comm", t.Comm);
         w.WriteBoolean("kernelThread", t.IsKernelThread);
@@ -52,8 +52,9 @@ internal static class Warnings
 {
     public static void Print(CommandContext context, Periscope.Linux.LinuxKernel kernel)
     {
-        foreach (var w in kernel.Log.Warnings) context.Error.WriteLine($"periscope: warning: {w}");
-        foreach (var d in kernel.Diagnostics.Items) context.Error.WriteLine($"periscope: diagnostic: {d}");
+        // Escaped as one-line fields: a diagnostic quoting a guest string must not forge further lines.
+        foreach (var w in kernel.Log.Warnings) context.Error.WriteLine($"periscope: warning: {TerminalText.Escape(w)}");
+        foreach (var d in kernel.Diagnostics.Items) context.Error.WriteLine($"periscope: diagnostic: {TerminalText.Escape(d.ToString() ?? "")}");
         if (kernel.IsIncomplete) context.Error.WriteLine($"periscope: warning: results are incomplete ({kernel.IncompleteReasons.Count} reason(s) above)");
     }
 }

@@ -27,7 +27,7 @@ public sealed class SymbolsCommand : ICliCommand
             else
             {
                 var sb = new System.Text.StringBuilder();
-                foreach (var s in list) sb.Append($"{s.Address:x16} {s.Type} {s.Name}\n");
+                foreach (var s in list) sb.Append($"{s.Address:x16} {s.Type} {TerminalText.Escape(s.Name)}\n");
                 context.Output.Write(sb.ToString());
             }
             return 0;

@@ -5,17 +5,21 @@ namespace Periscope.Cli.Output;
 /// <summary>Human output: Spectre.Console tables written to the injected writer, never wrapped when redirected.</summary>
 public static class TableWriter
 {
-    /// <summary>Only the process's own, non-redirected stdout is a terminal; any injected writer is not.</summary>
-    private static bool IsTerminal(TextWriter output) => ReferenceEquals(output, System.Console.Out) && !System.Console.IsOutputRedirected;
+    /// <summary>Only the process's own, non-redirected stdout (wrapped by CliApp) is a terminal; any injected writer is not.</summary>
+    private static bool IsTerminal(TextWriter output) => output is TerminalSafeWriter { IsTerminal: true };
 
+    /// <summary>
+    /// A Spectre console over <paramref name="output"/>. ANSI stays off even on a terminal: no output uses colour, and
+    /// Spectre's own escape sequences would be escaped by the <see cref="TerminalSafeWriter"/> it writes through.
+    /// </summary>
     public static IAnsiConsole Console(TextWriter output)
     {
         bool redirected = !IsTerminal(output);
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(output),
-            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
-            ColorSystem = redirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
             Interactive = InteractionSupport.No,
         });
         console.Profile.Width = redirected ? 400 : Math.Max(System.Console.WindowWidth, 80);
@@ -48,5 +52,6 @@ public static class TableWriter
     }
 
     public static string Hex(ulong v) => $"0x{v:x}";
-    public static string Esc(string s) => Markup.Escape(s);
+    /// <summary>A table cell from text the guest controls: controls escaped (one line), then markup escaped.</summary>
+    public static string Esc(string s) => Markup.Escape(TerminalText.Escape(s));
 }

@@ -12,22 +12,28 @@ public sealed class GuestCommandChannelTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>Accepts one connection and answers each of <paramref name="requests"/> lines with <paramref name="reply"/>(id, command).</summary>
-    private Task FakeGuest(Socket listener, int requests, Func<string, string, string> reply) => Task.Run(() =>
+    /// <summary>
+    /// Accepts one connection and answers each of <paramref name="requests"/> lines with <paramref name="reply"/>(id,
+    /// command); a null reply means the guest stays silent (a command still running). Everything the guest writes
+    /// answers a request the host is still waiting on, so it never writes to a connection the host has closed.
+    /// </summary>
+    /// <param name="readAfter">When given, the guest reads nothing before it completes (a guest scheduled late).</param>
+    /// <param name="hangUp">Close the connection after the last reply instead of waiting for the host to close.</param>
+    private Task FakeGuest(Socket listener, int requests, Func<string, string, string?> reply, Task? readAfter = null, bool hangUp = false) => Task.Run(async () =>
     {
         using var s = listener.Accept();
+        if (readAfter is not null) await readAfter;
         using var reader = new StreamReader(new NetworkStream(s), Encoding.UTF8);
         for (int i = 0; i < requests; i++)
         {
             string line = reader.ReadLine() ?? throw new IOException("host closed");
             int space = line.IndexOf(' ');
-            byte[] bytes = Encoding.UTF8.GetBytes(reply(line[..space], line[(space + 1)..]));
-            // In two pieces, split inside the frame, as a serial port would deliver it.
-            s.Send(bytes.AsSpan(0, bytes.Length / 2));
-            Thread.Sleep(20);
-            s.Send(bytes.AsSpan(bytes.Length / 2));
+            if (reply(line[..space], line[(space + 1)..]) is not { } answer) continue;
+            byte[] bytes = Encoding.UTF8.GetBytes(answer);
+            // In one-byte writes, so the host sees frames split at every point (a serial port delivers them piecemeal).
+            for (int b = 0; b < bytes.Length; b++) s.Send(bytes.AsSpan(b, 1));
         }
-        reader.ReadToEnd();   // stay connected until the host closes
+        if (!hangUp) reader.ReadToEnd();   // stay connected until the host closes
     });
 
     private Socket Listen()
@@ -62,13 +68,37 @@ public sealed class GuestCommandChannelTests : IDisposable
     public async Task Multi_line_commands_are_refused_and_silence_times_out()
     {
         using var listener = Listen();
-        var guest = FakeGuest(listener, 1, (_, _) => "");
+        // The guest reads the request and never answers: it writes nothing, so the host's close after its timeout
+        // cannot meet a write in flight (it once did: a zero-byte send raced the close and failed with EPIPE).
+        // The worst order, made certain: the guest only reads the request after the host has timed out and closed.
+        var hostClosed = new TaskCompletionSource();
+        var guest = FakeGuest(listener, 1, (_, _) => null, hostClosed.Task);
         using (var channel = new GuestCommandChannel(SocketPath))
         {
             Assert.Throws<ArgumentException>(() => channel.Run("a\nb", TimeSpan.FromSeconds(1)));
             Assert.Throws<TimeoutException>(() => channel.Run("sleep 100", TimeSpan.FromMilliseconds(300)));
         }
+        hostClosed.SetResult();
         await guest.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_guest_that_hung_up_is_an_io_error_and_the_next_request_reconnects()
+    {
+        using var listener = Listen();
+        // The first guest answers once, then hangs up (the serial chardev's client is dropped).
+        var first = FakeGuest(listener, 1, (id, _) => $"@@OUT {id}\none\n@@END {id} 0\n", hangUp: true);
+        using var channel = new GuestCommandChannel(SocketPath);
+        Assert.Equal((0, "one"), channel.Run("echo one", TimeSpan.FromSeconds(10)));
+        await first.WaitAsync(TimeSpan.FromSeconds(10));
+        // The peer is gone before the host writes: EPIPE on send, reported as the port failing, not a SocketException.
+        var e = Assert.Throws<IOException>(() => channel.Run("echo two", TimeSpan.FromSeconds(10)));
+        Assert.Contains(SocketPath, e.Message);
+
+        var second = FakeGuest(listener, 1, (id, _) => $"@@OUT {id}\nthree\n@@END {id} 0\n");
+        Assert.Equal((0, "three"), channel.Run("echo three", TimeSpan.FromSeconds(10)));
+        channel.Dispose();
+        await second.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     [Fact]
