@@ -4,20 +4,33 @@
 # the matching linux-headers package; copied to /lib/modules/periscope_tamper.ko but NOT loaded at boot), packed into
 # an initramfs. Cached under .cache/guest/ and rebuilt only when the kernel version or the files in guest/ or tamper/
 # change. Prints the directory holding vmlinuz and initrd.gz.
+#
+# With PERISCOPE_KERNEL_TREE=DIR (a kernel package extracted by scripts/kernel-matrix: DIR/vmlinuz and
+# DIR/lib/modules/VERSION), the guest is built around that kernel instead, under .cache/guest/VERSION-…; the tamper
+# module is then built only when that kernel's headers are installed (scripts/kernel-matrix does not need it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 src="$root/guest"
 tamper="$root/tamper"
 cache="$root/.cache"
-modules="crc7 crc-itu-t dummy qemu_fw_cfg"
+# Modules loaded at boot; "a|b" takes the first one this kernel has (crc7 is gone from Linux 7.x, crc8 stands in).
+modules="crc7|crc8 crc-itu-t dummy qemu_fw_cfg"
+tree="${PERISCOPE_KERNEL_TREE:-}"
 
-if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then apt-get update -q >&2; fi
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$kpkg" ] || { echo "cannot resolve the kernel package behind linux-image-amd64" >&2; exit 1; }
+if [ -n "$tree" ]; then
+  version=$(ls "$tree/lib/modules" | head -1)
+  [ -f "$tree/vmlinuz" ] && [ -n "$version" ] || { echo "$tree: not a kernel tree from scripts/kernel-matrix" >&2; exit 1; }
+  kpkg="$version"
+else
+  if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then apt-get update -q >&2; fi
+  kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  [ -n "$kpkg" ] || { echo "cannot resolve the kernel package behind linux-image-amd64" >&2; exit 1; }
+fi
 key="$kpkg-$(cat "$src/build.sh" "$src/init" "$src/workload.c" "$tamper/periscope_tamper.c" "$tamper/Makefile" | sha256sum | cut -c1-12)"
 out="$cache/guest/$key"
+current() { [ -n "$tree" ] || ln -sfn "$key" "$cache/guest/current"; }
 if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
-  ln -sfn "$key" "$cache/guest/current"
+  current
   echo "$out"
   exit 0
 fi
@@ -25,16 +38,27 @@ fi
 debs="$cache/debs"
 mkdir -p "$debs"
 ( cd "$debs"
-  ls ${kpkg}_*.deb >/dev/null 2>&1 || apt-get download "$kpkg" >&2
+  [ -n "$tree" ] || ls ${kpkg}_*.deb >/dev/null 2>&1 || apt-get download "$kpkg" >&2
   ls busybox-static_*.deb >/dev/null 2>&1 || apt-get download busybox-static >&2 ) 2>&1 | grep -v "unsandboxed" >&2 || true
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-dpkg-deb -x "$(ls "$debs"/${kpkg}_*.deb | head -1)" "$work/kernel"
+if [ -n "$tree" ]; then
+  kernel_image="$tree/vmlinuz"
+  module_tree="$tree/lib/modules/$version"
+else
+  dpkg-deb -x "$(ls "$debs"/${kpkg}_*.deb | head -1)" "$work/kernel"
+  version=$(ls "$work/kernel/lib/modules")
+  kernel_image="$work/kernel/boot/vmlinuz-$version"
+  module_tree="$work/kernel/lib/modules/$version"
+fi
 dpkg-deb -x "$(ls "$debs"/busybox-static_*.deb | head -1)" "$work/busybox"
-version=$(ls "$work/kernel/lib/modules")
 headers="/usr/src/linux-headers-$version"
-[ -f "$headers/Makefile" ] || { echo "linux-headers-$version is not installed (run scripts/install-deps)" >&2; exit 1; }
+if [ ! -f "$headers/Makefile" ]; then
+  [ -n "$tree" ] || { echo "linux-headers-$version is not installed (run scripts/install-deps)" >&2; exit 1; }
+  echo "linux-headers-$version is not installed: this guest has no tamper module" >&2
+  headers=""
+fi
 
 rootfs="$work/rootfs"
 mkdir -p "$rootfs"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
@@ -46,25 +70,35 @@ gcc -static -O2 -pthread -o "$rootfs/bin/workload" "$src/workload.c"
 # code pages have a file reference like every other program's.
 ln "$rootfs/bin/workload" "$rootfs/bin/$(printf 'esc\033[2J\007')"
 : > "$rootfs/etc/modules-load"
-for m in $modules; do
-  ko=$(find "$work/kernel/lib/modules/$version" -name "$m.ko" -o -name "$m.ko.xz" | head -1)
-  [ -n "$ko" ] || { echo "module $m not found in $kpkg" >&2; exit 1; }
-  case "$ko" in *.xz) xz -dc "$ko" > "$rootfs/lib/modules/$m.ko" ;; *) cp "$ko" "$rootfs/lib/modules/$m.ko" ;; esac
+for wanted in $modules; do
+  ko=""
+  for m in ${wanted//|/ }; do
+    ko=$(find "$module_tree" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" \) | head -1)
+    [ -z "$ko" ] || break
+  done
+  [ -n "$ko" ] || { echo "module $wanted not found in $kpkg" >&2; exit 1; }
+  case "$ko" in
+    *.xz) xz -dc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
+    *.zst) zstd -qdc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
+    *) cp "$ko" "$rootfs/lib/modules/$m.ko" ;;
+  esac
   echo "$m" >> "$rootfs/etc/modules-load"
 done
 
 # The tamper module, built in a scratch copy so that tamper/ stays free of build products.
-mkdir -p "$work/tamper"
-cp "$tamper/periscope_tamper.c" "$tamper/Makefile" "$work/tamper/"
-make -s -C "$work/tamper" KDIR="$headers" >&2
-strip --strip-debug -o "$rootfs/lib/modules/periscope_tamper.ko" "$work/tamper/periscope_tamper.ko"
+if [ -n "$headers" ]; then
+  mkdir -p "$work/tamper"
+  cp "$tamper/periscope_tamper.c" "$tamper/Makefile" "$work/tamper/"
+  make -s -C "$work/tamper" KDIR="$headers" >&2
+  strip --strip-debug -o "$rootfs/lib/modules/periscope_tamper.ko" "$work/tamper/periscope_tamper.ko"
+fi
 
 mkdir -p "$out.tmp"
-cp "$work/kernel/boot/vmlinuz-$version" "$out.tmp/vmlinuz"
+cp "$kernel_image" "$out.tmp/vmlinuz"
 ( cd "$rootfs" && find . | cpio -o -H newc --quiet | gzip -1 ) > "$out.tmp/initrd.gz"
 echo "$version" > "$out.tmp/kernel-version"
 cp -a "$rootfs" "$out.tmp/rootfs"   # the guest's files, for tests that import expected code-page hashes
 rm -rf "$out"
 mv "$out.tmp" "$out"
-ln -sfn "$key" "$cache/guest/current"
+current
 echo "$out"

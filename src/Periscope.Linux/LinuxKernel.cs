@@ -128,10 +128,12 @@ public sealed class LinuxKernel
         var diagnostics = new List<string>();
         KallsymsResult? found;
         using (log.Stage("kallsyms")) found = KallsymsDecoder.Decode(image, layout.TextVa, limits, diagnostics);
-        var kallsyms = found ?? throw new KernelNotFoundException("kallsyms tables not found in the kernel image: " + string.Join("; ", diagnostics));
+        var kallsyms = found ?? throw new KernelNotFoundException(KallsymsNotFound(diagnostics));
         var symbols = kallsyms.Symbols;
-        log.Fact("kallsyms", $"{symbols.Count} symbols", $"token table at 0x{kallsyms.Location.TokenTableVa:x}, {kallsyms.Location.TableOrder} order, {kallsyms.Location.AddressEncoding} addresses{(kallsyms.Location.HasSeqsOfNames ? ", seqs_of_names" : "")}");
-        if (kallsyms.Location.RelativeBase != 0 && kallsyms.Location.RelativeBase != layout.TextVa)
+        log.Fact("kallsyms", $"{symbols.Count} symbols", $"token table at 0x{kallsyms.Location.TokenTableVa:x}, {kallsyms.Location.TableOrder.Describe()} order, {kallsyms.Location.AddressEncoding.Describe()} addresses{(kallsyms.Location.HasSeqsOfNames ? ", seqs_of_names" : "")}");
+        if (kallsyms.Location.RelativeBase == 0)
+            log.Fact("_text cross-check", "not available", $"{kallsyms.Location.AddressEncoding.Describe()} kallsyms addresses carry no relocated base to compare with");
+        else if (kallsyms.Location.RelativeBase != layout.TextVa)
             log.Warn($"kallsyms_relative_base 0x{kallsyms.Location.RelativeBase:x} differs from _text 0x{layout.TextVa:x} found in the page tables");
         else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
 
@@ -146,6 +148,17 @@ public sealed class LinuxKernel
         using (log.Stage("BTF")) { btf = LoadBtf(memory, layout, symbols, image, limits, log); offsets = KernelOffsets.FromBtf(btf); }
         ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
         return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner);
+    }
+
+    /// <summary>One readable line: how many candidates were rejected, and the reasons of the ones that got furthest (a
+    /// parsed token table), each cut short; the digit-pattern decoys that are not token tables at all are only counted.</summary>
+    private static string KallsymsNotFound(IReadOnlyList<string> diagnostics)
+    {
+        const int MaxShown = 2, MaxReason = 240;
+        var furthest = diagnostics.Where(d => !d.Contains("is not a short printable string", StringComparison.Ordinal)).ToList();
+        var shown = (furthest.Count > 0 ? furthest : diagnostics).TakeLast(MaxShown)
+            .Select(d => d.Length <= MaxReason ? d : d[..MaxReason] + "…");
+        return $"kallsyms tables not found in the kernel image ({diagnostics.Count} candidate(s) rejected): {string.Join("; ", shown)}";
     }
 
     private static unsafe ReadOnlySpan<byte> ImageSpan(IDirectPhysicalMemory memory, ulong textPa, int maxImageBytes)

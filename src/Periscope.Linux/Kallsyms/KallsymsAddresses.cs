@@ -1,18 +1,23 @@
 namespace Periscope.Linux.Kallsyms;
 
-/// <summary>The decoded addresses and the layout they came from (image offsets; -1 when absent).</summary>
+/// <summary>The decoded addresses and the layout they came from (image offsets; -1 when absent). <paramref name="TableEnd"/>
+/// is where the address table (with its relative base) ends; <paramref name="Alignment"/> is the <c>.balign</c> of the
+/// labels (8 before Linux 7.0, 4 since).</summary>
 internal sealed record KallsymsAddressTable(
     ulong[] Addresses,
     int TableOffset,
     int RelativeBaseOffset,
     ulong RelativeBase,
-    bool Order64,
-    string Encoding);
+    KallsymsTableOrder Order,
+    KallsymsAddressEncoding Encoding,
+    long TableEnd,
+    int Alignment);
 
 /// <summary>
 /// Step 6 of linux-discovery.md §4.3: finds <c>kallsyms_offsets</c> + <c>kallsyms_relative_base</c> in the ≤6.3
-/// or the ≥6.4 position, decodes them with or without ABSOLUTE_PERCPU, and falls back to u64
-/// <c>kallsyms_addresses</c>. A layout is accepted only if the decoded addresses are (almost) in order.
+/// or the ≥6.4 position, decodes them with or without ABSOLUTE_PERCPU; then the Linux 7.0 place-relative offsets
+/// (no relative base, labels <c>.balign 4</c>); and falls back to u64 <c>kallsyms_addresses</c>. A layout is accepted
+/// only if the decoded addresses are (almost) in order.
 /// </summary>
 internal static class KallsymsAddresses
 {
@@ -27,7 +32,7 @@ internal static class KallsymsAddresses
         // ≤ 6.3: offsets | relative_base | num_syms. relative_base is 8-aligned, so offsets start align8(4N) before it.
         long preBase = names.NumSymsOffset - 8L;
         long preOffsets = preBase - ((4L * n + 7) & ~7L);
-        var found = TryRelative(image, preOffsets, preBase, n, order64: false, "pre-6.4", reasons);
+        var found = TryRelative(image, preOffsets, preBase, n, KallsymsTableOrder.Pre64, reasons);
         if (found is not null)
         {
             reason = "";
@@ -37,7 +42,15 @@ internal static class KallsymsAddresses
         // ≥ 6.4: token_index | offsets | relative_base | seqs_of_names.
         long postOffsets = ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, 8);
         long postBase = ImageBytes.AlignUp(imageVa, postOffsets + 4L * n, 8);
-        found = TryRelative(image, postOffsets, postBase, n, order64: true, "6.4+", reasons);
+        found = TryRelative(image, postOffsets, postBase, n, KallsymsTableOrder.Post64, reasons);
+        if (found is not null)
+        {
+            reason = "";
+            return found;
+        }
+
+        // ≥ 7.0: token_index | offsets | seqs_of_names, 4-aligned, each offset relative to its own entry.
+        found = TryPlaceRelative(image, imageVa, ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, 4), n, reasons);
         if (found is not null)
         {
             reason = "";
@@ -45,8 +58,8 @@ internal static class KallsymsAddresses
         }
 
         // Without KALLSYMS_BASE_RELATIVE: u64 kallsyms_addresses right before num_syms, or after token_index.
-        found = TryAbsolute(image, names.NumSymsOffset - 8L * n, n, order64: false, "pre-6.4", reasons)
-                ?? TryAbsolute(image, postOffsets, n, order64: true, "6.4+", reasons);
+        found = TryAbsolute(image, names.NumSymsOffset - 8L * n, n, KallsymsTableOrder.Pre64, reasons)
+                ?? TryAbsolute(image, postOffsets, n, KallsymsTableOrder.Post64, reasons);
         if (found is not null)
         {
             reason = "";
@@ -58,8 +71,9 @@ internal static class KallsymsAddresses
     }
 
     private static KallsymsAddressTable? TryRelative(ReadOnlySpan<byte> image, long offsetsOffset, long baseOffset,
-        int n, bool order64, string layout, List<string> reasons)
+        int n, KallsymsTableOrder order, List<string> reasons)
     {
+        string layout = order.Describe();
         if (!ImageBytes.Fits(image, offsetsOffset, 4L * n) || !ImageBytes.TryU64(image, baseOffset, out ulong relativeBase))
         {
             reasons.Add($"{layout} kallsyms_offsets/relative_base (image+0x{offsetsOffset:x}) lie outside the image");
@@ -92,23 +106,57 @@ internal static class KallsymsAddresses
                 addresses[i] = o >= 0 ? (ulong)o : unchecked(relativeBase - 1 - (ulong)(long)o);
             }
             if (Plausible(addresses, out why))
-                return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order64,
-                    KallsymsLocation.EncodingAbsolutePercpu);
+                return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order,
+                    KallsymsAddressEncoding.RelativeAbsolutePercpu, baseOffset + 8, 8);
             reasons.Add($"{layout} offsets read as ABSOLUTE_PERCPU: {why}");
         }
 
         for (int i = 0; i < n; i++)
             addresses[i] = unchecked(relativeBase + (uint)raw[i]);
         if (Plausible(addresses, out why))
-            return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order64,
-                KallsymsLocation.EncodingRelative);
+            return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order,
+                KallsymsAddressEncoding.Relative, baseOffset + 8, 8);
         reasons.Add($"{layout} offsets read as relative: {why}");
         return null;
     }
 
-    private static KallsymsAddressTable? TryAbsolute(ReadOnlySpan<byte> image, long offset, int n, bool order64,
-        string layout, List<string> reasons)
+    /// <summary>Linux 7.0+: <c>kallsyms_offsets[i]</c> is emitted as <c>.long _text - . + off</c>, so the address is the
+    /// entry's own virtual address plus the signed value. The table holds no base to check, so the decoded addresses
+    /// must also be kernel addresses (they all lie within ±2 GiB of the table, inside the kernel image's half).</summary>
+    private static KallsymsAddressTable? TryPlaceRelative(ReadOnlySpan<byte> image, ulong imageVa, long offsetsOffset,
+        int n, List<string> reasons)
     {
+        if (!ImageBytes.Fits(image, offsetsOffset, 4L * n))
+        {
+            reasons.Add($"7.0+ place-relative kallsyms_offsets (image+0x{offsetsOffset:x}) lie outside the image");
+            return null;
+        }
+        ulong tableVa = imageVa + (ulong)offsetsOffset;
+        var addresses = new ulong[n];
+        for (int i = 0; i < n; i++)
+        {
+            int o = (int)ImageBytes.U32(image, offsetsOffset + 4L * i);
+            ulong a = unchecked(tableVa + 4UL * (ulong)i + (ulong)(long)o);
+            if (a < KernelHalfStart)
+            {
+                reasons.Add($"7.0+ place-relative kallsyms_offsets[{i}] gives 0x{a:x}, not a kernel address");
+                return null;
+            }
+            addresses[i] = a;
+        }
+        if (!Plausible(addresses, out string why))
+        {
+            reasons.Add($"7.0+ place-relative kallsyms_offsets: {why}");
+            return null;
+        }
+        return new KallsymsAddressTable(addresses, (int)offsetsOffset, -1, 0, KallsymsTableOrder.Post64,
+            KallsymsAddressEncoding.PlaceRelative, offsetsOffset + 4L * n, 4);
+    }
+
+    private static KallsymsAddressTable? TryAbsolute(ReadOnlySpan<byte> image, long offset, int n,
+        KallsymsTableOrder order, List<string> reasons)
+    {
+        string layout = order.Describe();
         if (!ImageBytes.Fits(image, offset, 8L * n))
         {
             reasons.Add($"{layout} kallsyms_addresses (image+0x{offset:x}) lie outside the image");
@@ -133,7 +181,8 @@ internal static class KallsymsAddresses
             reasons.Add($"{layout} kallsyms_addresses: {why}");
             return null;
         }
-        return new KallsymsAddressTable(addresses, (int)offset, -1, 0, order64, KallsymsLocation.EncodingAbsolute);
+        return new KallsymsAddressTable(addresses, (int)offset, -1, 0, order, KallsymsAddressEncoding.Absolute,
+            offset + 8L * n, 8);
     }
 
     /// <summary>

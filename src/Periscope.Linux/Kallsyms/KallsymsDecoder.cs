@@ -116,17 +116,14 @@ public static class KallsymsDecoder
         // seqs_of_names: between the markers and the token table (≤6.3), or after the address table (≥6.4).
         long seqsOffset;
         long seqsLimit;
-        if (!addresses.Order64)
+        if (addresses.Order == KallsymsTableOrder.Pre64)
         {
             seqsOffset = ImageBytes.AlignUp(imageVa, names.MarkersOffset + 4L * names.MarkerCount, 8);
             seqsLimit = tokens.TableOffset;
         }
         else
         {
-            long tableEnd = addresses.RelativeBaseOffset >= 0
-                ? addresses.RelativeBaseOffset + 8L
-                : addresses.TableOffset + 8L * n;
-            seqsOffset = ImageBytes.AlignUp(imageVa, tableEnd, 8);
+            seqsOffset = ImageBytes.AlignUp(imageVa, addresses.TableEnd, addresses.Alignment);
             seqsLimit = image.Length;
         }
         bool hasSeqs = KallsymsAddresses.IsSeqsOfNames(image, seqsOffset, seqsLimit, n);
@@ -143,7 +140,7 @@ public static class KallsymsDecoder
             RelativeBase: addresses.RelativeBase,
             SymbolCount: n,
             HasSeqsOfNames: hasSeqs,
-            TableOrder: addresses.Order64 ? KallsymsLocation.Order64 : KallsymsLocation.OrderPre64,
+            TableOrder: addresses.Order,
             AddressEncoding: addresses.Encoding,
             SeqsOfNamesVa: hasSeqs ? Va(seqsOffset) : 0);
 

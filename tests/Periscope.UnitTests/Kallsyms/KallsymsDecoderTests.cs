@@ -17,13 +17,16 @@ public sealed class KallsymsDecoderTests(ITestOutputHelper output)
         { KallsymsTableOrder.Post64, false, KallsymsAddressMode.Relative, 4_000 },
         { KallsymsTableOrder.Pre64, false, KallsymsAddressMode.Absolute, 4_000 },
         { KallsymsTableOrder.Post64, true, KallsymsAddressMode.Absolute, 4_500 },
+        { KallsymsTableOrder.Post64, true, KallsymsAddressMode.PlaceRelative, 6_000 }, // Linux 7.0+: no relative_base
+        { KallsymsTableOrder.Post64, false, KallsymsAddressMode.PlaceRelative, 3_000 },
     };
 
     [Theory]
     [MemberData(nameof(Layouts))]
     public void RoundTripsEveryLayout(KallsymsTableOrder order, bool seqs, KallsymsAddressMode mode, int count)
     {
-        var symbols = KallsymsTestSymbols.Generate(count, seed: count, percpu: mode != KallsymsAddressMode.Relative);
+        var symbols = KallsymsTestSymbols.Generate(count, seed: count,
+            percpu: mode is KallsymsAddressMode.AbsolutePercpu or KallsymsAddressMode.Absolute);
         var built = new KallsymsTableBuilder { Order = order, SeqsOfNames = seqs, AddressMode = mode, Seed = count }
             .Build(symbols);
         Assert.True(built.BigSymbolCount >= 1, "the test data must contain a 2-byte-length name");
@@ -47,14 +50,15 @@ public sealed class KallsymsDecoderTests(ITestOutputHelper output)
         Assert.Equal(count, at.SymbolCount);
         Assert.Equal(seqs, at.HasSeqsOfNames);
         Assert.Equal(built.Va(built.SeqsOfNames), at.SeqsOfNamesVa);
-        Assert.Equal(order == KallsymsTableOrder.Pre64 ? "pre-6.4" : "6.4+", at.TableOrder);
+        Assert.Equal(order, at.TableOrder);
         Assert.Equal(mode switch
         {
-            KallsymsAddressMode.AbsolutePercpu => "relative+absolute-percpu",
-            KallsymsAddressMode.Relative => "relative",
-            _ => "absolute",
+            KallsymsAddressMode.AbsolutePercpu => KallsymsAddressEncoding.RelativeAbsolutePercpu,
+            KallsymsAddressMode.Relative => KallsymsAddressEncoding.Relative,
+            KallsymsAddressMode.PlaceRelative => KallsymsAddressEncoding.PlaceRelative,
+            _ => KallsymsAddressEncoding.Absolute,
         }, at.AddressEncoding);
-        if (mode != KallsymsAddressMode.Absolute)
+        if (mode is KallsymsAddressMode.AbsolutePercpu or KallsymsAddressMode.Relative)
             Assert.Equal(symbols.First(s => s.Name == "_text").Address, at.RelativeBase);
     }
 

@@ -4,15 +4,14 @@ using Periscope.Linux.Kallsyms;
 
 namespace Periscope.UnitTests.Kallsyms;
 
-public enum KallsymsTableOrder { Pre64, Post64 }
-
-public enum KallsymsAddressMode { AbsolutePercpu, Relative, Absolute }
+public enum KallsymsAddressMode { AbsolutePercpu, Relative, Absolute, PlaceRelative }
 
 /// <summary>
 /// Builds a kernel image holding kallsyms tables laid out the way the kernel's scripts/kallsyms.c emits them
 /// (independent implementation): pair-merging token compression into the unused byte codes, length bytes with
-/// 2-byte ULEB128 for big symbols, markers every 256 names, <c>.balign 8</c> before every table, in the ≤6.3 or
-/// ≥6.4 order, with optional <c>seqs_of_names</c>. The tables sit inside random bytes with decoy digit patterns.
+/// 2-byte ULEB128 for big symbols, markers every 256 names, <c>.balign 8</c> before every table (<c>.balign 4</c> with
+/// the Linux 7.0 place-relative offsets), in the ≤6.3 or ≥6.4 order, with optional <c>seqs_of_names</c>. The tables sit
+/// inside random bytes with decoy digit patterns.
 /// </summary>
 internal sealed class KallsymsTableBuilder
 {
@@ -39,7 +38,10 @@ internal sealed class KallsymsTableBuilder
 
         var (tokens, compressed) = Compress(symbols);
 
-        var blob = new Blob(ImageVa + (ulong)TableOffset);
+        bool placeRelative = AddressMode == KallsymsAddressMode.PlaceRelative;
+        if (placeRelative && Order != KallsymsTableOrder.Post64)
+            throw new ArgumentException("Place-relative offsets (Linux 7.0+) only exist in the 6.4+ order.");
+        var blob = new Blob(ImageVa + (ulong)TableOffset, placeRelative ? 4 : 8);
         var at = new KallsymsImage { ImageVa = ImageVa, Tokens = tokens, Count = n };
 
         // Address table contents.
@@ -50,6 +52,10 @@ internal sealed class KallsymsTableBuilder
             addressTable = new byte[8 * n];
             for (int i = 0; i < n; i++)
                 BinaryPrimitives.WriteUInt64LittleEndian(addressTable.AsSpan(8 * i), symbols[i].Address);
+        }
+        else if (placeRelative)
+        {
+            addressTable = new byte[4 * n]; // filled in once the table's own address is known
         }
         else
         {
@@ -138,7 +144,7 @@ internal sealed class KallsymsTableBuilder
             BinaryPrimitives.WriteUInt32LittleEndian(markerBytes.AsSpan(4 * i), markers[i]);
         var relativeBaseBytes = new byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(relativeBaseBytes, relativeBase);
-        bool relative = AddressMode != KallsymsAddressMode.Absolute;
+        bool relative = AddressMode is KallsymsAddressMode.AbsolutePercpu or KallsymsAddressMode.Relative;
 
         if (Order == KallsymsTableOrder.Pre64)
         {
@@ -161,6 +167,8 @@ internal sealed class KallsymsTableBuilder
             at.TokenTable = blob.Label(tokenTable.ToArray());
             at.TokenIndex = blob.Label(tokenIndex);
             at.Offsets = blob.Label(addressTable);
+            if (placeRelative)
+                blob.Patch(at.Offsets, PlaceRelativeOffsets(symbols, ImageVa + (ulong)(TableOffset + at.Offsets)));
             if (relative)
                 at.RelativeBaseOffset = blob.Label(relativeBaseBytes);
             if (SeqsOfNames)
@@ -181,6 +189,20 @@ internal sealed class KallsymsTableBuilder
         at.Shift(TableOffset);
         at.Image = image;
         return at;
+    }
+
+    /// <summary><c>.long _text - . + off</c> for each symbol: the address minus the entry's own address.</summary>
+    private static byte[] PlaceRelativeOffsets(IReadOnlyList<KernelSymbol> symbols, ulong tableVa)
+    {
+        var table = new byte[4 * symbols.Count];
+        for (int i = 0; i < symbols.Count; i++)
+        {
+            long offset = (long)(symbols[i].Address - (tableVa + 4UL * (ulong)i));
+            if (offset is < int.MinValue or > int.MaxValue)
+                throw new ArgumentException($"Symbol {symbols[i]} is more than 2 GiB from its table entry.");
+            BinaryPrimitives.WriteInt32LittleEndian(table.AsSpan(4 * i), (int)offset);
+        }
+        return table;
     }
 
     /// <summary>Digit patterns that must be rejected: bare ones, one at offset 0, one with plausible tokens before it
@@ -297,18 +319,24 @@ internal sealed class KallsymsTableBuilder
             pairs[(s[i] << 8) | s[i + 1]] += delta;
     }
 
-    /// <summary>Table bytes with <c>.balign 8</c> (zero fill, by virtual address) before each label.</summary>
-    private sealed class Blob(ulong va)
+    /// <summary>Table bytes with <c>.balign</c> (zero fill, by virtual address) before each label.</summary>
+    private sealed class Blob(ulong va, int alignment)
     {
         private readonly List<byte> _bytes = [];
 
         public int Label(byte[] content)
         {
-            while (((va + (ulong)_bytes.Count) & 7) != 0)
+            while (((va + (ulong)_bytes.Count) & (ulong)(alignment - 1)) != 0)
                 _bytes.Add(0);
             int at = _bytes.Count;
             _bytes.AddRange(content);
             return at;
+        }
+
+        public void Patch(int at, byte[] content)
+        {
+            for (int i = 0; i < content.Length; i++)
+                _bytes[at + i] = content[i];
         }
 
         public byte[] ToArray() => _bytes.ToArray();
