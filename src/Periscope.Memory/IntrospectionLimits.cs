@@ -29,4 +29,11 @@ public sealed record IntrospectionLimits
     public int MaxMapleTreeDepth { get; init; } = 16;
     public int MaxPathComponents { get; init; } = 256;
     public int MaxStringLength { get; init; } = 4_096;
+
+    // Baseline-free checks (`periscope check`, Integrity/Checks): total work of each cross-view, whatever the guest's
+    // lists, trees and counts claim. A check that reaches a budget stops and reports itself incomplete.
+    /// <summary>List, tree and xarray nodes one check may visit in all (children lists of every parent, every CPU's run queues, ...).</summary>
+    public int MaxCheckWalkNodes { get; init; } = 1 << 20;
+    /// <summary>CPUs whose run queues are read (nr_cpu_ids is guest data).</summary>
+    public int MaxCheckCpus { get; init; } = 8_192;
 }
