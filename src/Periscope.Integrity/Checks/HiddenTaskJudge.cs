@@ -3,7 +3,16 @@ using Periscope.Integrity.Verification;
 namespace Periscope.Integrity.Checks;
 
 /// <summary>The structures, other than the task list, through which a task can be seen.</summary>
-public enum TaskView { PidNamespace, ChildrenList, RunQueue, ThreadGroup }
+public enum TaskView
+{
+    PidNamespace,
+    ChildrenList,
+    /// <summary>A CPU's running task or a task queued on one of its run queues.</summary>
+    RunQueue,
+    /// <summary>A CPU's idle task (rq->idle): pid 0, PF_IDLE, on no task list except CPU 0's init_task.</summary>
+    IdleTask,
+    ThreadGroup,
+}
 
 /// <summary>A task_struct seen through one view; <see cref="Via"/> says where, in words ("a child of pid 1").</summary>
 public sealed record TaskSighting(ulong Task, TaskView View, string Via);
@@ -42,8 +51,8 @@ public sealed class HiddenTaskJudge(IReadOnlySet<ulong> listed, bool taskListCom
         if (facts.ExitState != 0) return; // exiting tasks leave the task list before their pid, parent link and CPU
         if (facts.Pid == 0)
         {
-            if (seen.View == TaskView.RunQueue && (facts.Flags & TaskFlagBits.Idle) != 0) return; // a CPU's idle task
-            run.Incomplete(GapKind.CorruptStructure, $"task_struct 0x{seen.Task:x}, {seen.Via}, has pid 0 but is not a CPU's idle task: a corrupt view, not a hidden task");
+            if (seen.View == TaskView.IdleTask && (facts.Flags & TaskFlagBits.Idle) != 0) return; // a CPU's idle task
+            run.Incomplete(GapKind.CorruptStructure, $"task_struct 0x{seen.Task:x}, {seen.Via}, has pid 0 but is not a CPU's idle task (rq->idle with PF_IDLE): a corrupt view, not a hidden task");
             return;
         }
         if (facts.Pid < 0 || facts.Tgid <= 0 || facts.OwnPidNumber != facts.Pid)

@@ -418,15 +418,12 @@ public sealed class InvariantChecks
                 _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: the run queue at 0x{rq:x} does not name this cpu");
                 return;
             }
-            foreach (var (off, what) in new[] { (_curr, "running"), (_idle, "idle task") })
-            {
-                if (!_r.TryPointer(rq + off, out ulong task) || !_r.IsKernelPointer(task))
-                {
-                    _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq {what} pointer is unreadable or not a kernel pointer");
-                    continue;
-                }
-                _c.Sighted(_run, task, TaskView.RunQueue, $"the {what} task of cpu {cpu}");
-            }
+            if (!_r.TryPointer(rq + _idle, out ulong idle) || !_r.IsKernelPointer(idle))
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq->idle is unreadable or not a kernel pointer");
+            else _c.Sighted(_run, idle, TaskView.IdleTask, $"the idle task of cpu {cpu}");
+            if (!_r.TryPointer(rq + _curr, out ulong curr) || !_r.IsKernelPointer(curr))
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq->curr is unreadable or not a kernel pointer");
+            else if (curr != idle) _c.Sighted(_run, curr, TaskView.RunQueue, $"the running task of cpu {cpu}");
             WalkFair(cpu, rq + _cfs, 0);
             WalkRealTime(cpu, rq + _rt);
             foreach (ulong node in Tree(cpu, rq + _dl + _dlRoot, "deadline"))

@@ -46,7 +46,8 @@ public sealed class HiddenTaskJudgeTests
     [InlineData(TaskView.ChildrenList)]
     [InlineData(TaskView.PidNamespace)]
     [InlineData(TaskView.ThreadGroup)]
-    public void Pid_0_outside_a_run_queue_is_a_corrupt_view_not_a_hidden_task(TaskView view)
+    [InlineData(TaskView.RunQueue)]
+    public void Pid_0_other_than_a_cpu_idle_task_is_a_corrupt_view_not_a_hidden_task(TaskView view)
     {
         var outcome = Judge(Seen(view), Live with { Pid = 0, Tgid = 0, OwnPidNumber = 0 }, listComplete: true, out var findings);
         Assert.Empty(findings);
@@ -58,10 +59,18 @@ public sealed class HiddenTaskJudgeTests
     [Fact]
     public void Idle_task_of_another_cpu_on_its_run_queue_is_expected()
     {
-        var outcome = Judge(Seen(TaskView.RunQueue), Live with { Pid = 0, Tgid = 0, Flags = TaskFlagBits.Idle | TaskFlagBits.Kthread, OwnPidNumber = 0 },
+        var outcome = Judge(Seen(TaskView.IdleTask), Live with { Pid = 0, Tgid = 0, Flags = TaskFlagBits.Idle | TaskFlagBits.Kthread, OwnPidNumber = 0 },
             listComplete: true, out var findings);
         Assert.Empty(findings);
         Assert.Equal(CheckStatus.Complete, outcome.Status);
+    }
+
+    [Fact]
+    public void Idle_pointer_to_a_task_without_PF_IDLE_is_a_gap()
+    {
+        var outcome = Judge(Seen(TaskView.IdleTask), Live with { Pid = 0, Tgid = 0, OwnPidNumber = 0 }, listComplete: true, out var findings);
+        Assert.Empty(findings);
+        Assert.Equal(GapKind.CorruptStructure, outcome.Gaps.Single().Kind);
     }
 
     [Fact]
