@@ -161,6 +161,37 @@ public sealed class CheckTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Contains("module dummy", f.Detail);
     }
 
+    /// <summary>A check that cannot finish says so: nr_cpu_ids raised past MaxCheckCpus leaves the run-queue view
+    /// incomplete (and the CPUs past the real ones hold no run queue of theirs); no findings, so `check` exits 3.</summary>
+    [Fact]
+    public void Check_that_cannot_finish_is_reported_and_check_exits_3()
+    {
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        d.Write(Kernel.Symbols.GetAddress("nr_cpu_ids"), BitConverter.GetBytes(0x7fffffff));
+        d.CloseWriter();
+
+        var (code, text, err) = CliRun.Run("check", "--dump", d.Path, "--json");
+        output.WriteLine(text + err);
+        Assert.Equal(3, code);
+        using var json = JsonDocument.Parse(text);
+        Assert.Equal("incomplete", json.RootElement.GetProperty("verdict").GetString());
+        Assert.False(json.RootElement.GetProperty("complete").GetBoolean());
+        Assert.DoesNotContain(json.RootElement.GetProperty("findings").EnumerateArray(), f => f.GetProperty("severity").GetString() != "info");
+        var checks = json.RootElement.GetProperty("checks").EnumerateArray().ToDictionary(c => c.GetProperty("check").GetString()!);
+        var runQueues = checks["run-queues"];
+        Assert.Equal("incomplete", runQueues.GetProperty("status").GetString());
+        // The CPUs past the guest's one possible CPU are skipped (cpu_possible_mask), so the budget is the only gap.
+        var gap = Assert.Single(runQueues.GetProperty("gaps").EnumerateArray());
+        Assert.Equal("walk-budget", gap.GetProperty("kind").GetString());
+        Assert.Equal("nr_cpu_ids is 2147483647: only the first 8192 run queues are read (the limit MaxCheckCpus is 8192)", gap.GetProperty("detail").GetString());
+        Assert.All(checks.Where(c => c.Key != "run-queues"), c => Assert.Equal("complete", c.Value.GetProperty("status").GetString()));
+
+        (code, text, _) = CliRun.Run("check", "--dump", d.Path);
+        Assert.Equal(3, code);
+        Assert.Matches(@"run-queues +incomplete +walk-budget +nr_cpu_ids is 2147483647", text);
+        Assert.Contains("verdict incomplete", text);
+    }
+
     /// <summary>Issue 6: random bytes over the task area cut the task list after init_task; every task then seems
     /// "hidden" and a garbage child read as pid 0. Tasks judged against a broken task list are warnings at most,
     /// sightings that do not look like live tasks are gaps, and the run says it is incomplete.</summary>

@@ -296,7 +296,7 @@ public sealed class InvariantChecks
         bool internalNode = (entry & 3) == 2 && entry > 4096;
         if (!internalNode)
         {
-            if ((entry & 3) == 0 && _r.IsKernelPointer(entry)) result.Add(entry);
+            if ((entry & 3) == 0 && _r.IsKernelPointer(entry) && run.Visit()) result.Add(entry);
             return;
         }
         ulong nodeAddr = entry - 2;
@@ -351,9 +351,12 @@ public sealed class InvariantChecks
             run.Incomplete(GapKind.WalkBudget, $"nr_cpu_ids is {cpus}: only the first {run.Limits.MaxCheckCpus} run queues are read (the limit MaxCheckCpus is {run.Limits.MaxCheckCpus})");
             cpus = (uint)run.Limits.MaxCheckCpus;
         }
+        // CPU ids below nr_cpu_ids may still be impossible (holes in cpu_possible_mask): those have no run queue.
+        bool hasPossibleMask = s.TryGetAddress("__cpu_possible_mask", out ulong possibleMask);
         var walker = new RunQueueWalker(this, run);
         for (uint cpu = 0; cpu < cpus && !run.BudgetExhausted; cpu++)
         {
+            if (hasPossibleMask && _r.TryU64(possibleMask + cpu / 64 * 8, out ulong word) && (word >> (int)(cpu % 64) & 1) == 0) continue;
             if (!_r.TryU64(perCpuOffset + cpu * 8, out ulong offset))
             {
                 run.Incomplete(GapKind.UnreadableMemory, $"__per_cpu_offset[{cpu}] is unreadable");
@@ -415,7 +418,7 @@ public sealed class InvariantChecks
         {
             if (!_r.TryI32(rq + _cpuOff, out int owner) || owner != (int)cpu)
             {
-                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: the run queue at 0x{rq:x} does not name this cpu");
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: the run queue at 0x{rq:x} is unreadable or names cpu {owner}");
                 return;
             }
             if (!_r.TryPointer(rq + _idle, out ulong idle) || !_r.IsKernelPointer(idle))
