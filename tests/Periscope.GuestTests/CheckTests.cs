@@ -250,3 +250,68 @@ public sealed class FlagHiddenProcessCheckTests(TamperGuest guest, ITestOutputHe
         guest.AssertKernelHealthy();
     }
 }
+
+/// <summary>The demo guest on two vCPUs: cpu 1 has a run queue of its own, reached through __per_cpu_offset[1], and an
+/// idle task (swapper/1, pid 0) that is on no task list by design.</summary>
+public sealed class TwoCpuGuest() : GuestFixture("max", cpus: 2);
+
+[CollectionDefinition("two-cpu guest")]
+public sealed class TwoCpuCollection : ICollectionFixture<TwoCpuGuest>;
+
+[Collection("two-cpu guest")]
+public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper output)
+{
+    private LinuxKernel Kernel => guest.Dump.Kernel;
+
+    private ulong Offset(string type, string member) => (ulong)Kernel.Btf.FindStruct(type)!.Offset(member);
+
+    private ulong RunQueue(int cpu)
+    {
+        Assert.True(Kernel.Reader.TryU64(Kernel.Symbols.GetAddress("__per_cpu_offset") + (ulong)cpu * 8, out ulong offset));
+        return offset + Kernel.Symbols.GetAddress("runqueues");
+    }
+
+    [Fact]
+    public void Second_cpu_idle_task_is_expected_and_the_guest_checks_clean()
+    {
+        // cpu 1's idle task: pid 0, PF_IDLE, not on the task list (only cpu 0's, init_task, is).
+        Assert.True(Kernel.Reader.TryPointer(RunQueue(1) + Offset("rq", "idle"), out ulong idle));
+        Assert.DoesNotContain(Kernel.Tasks, t => t.Address == idle);
+        Assert.True(Kernel.Reader.TryI32(idle + (ulong)Kernel.Offsets.Task.Pid, out int pid));
+        Assert.Equal(0, pid);
+
+        var report = new InvariantChecks(Kernel).Run();
+        foreach (var o in report.Outcomes) output.WriteLine($"{o.Check} {o.Status} {string.Join("; ", o.Gaps.Select(g => g.Detail))}");
+        Assert.Equal(CheckVerdict.Clean, report.Verdict);
+        Assert.Equal(0, CliRun.Run("check", "--dump", guest.DumpPath).Code);
+    }
+
+    [Fact]
+    public void Task_queued_only_on_the_second_cpu_is_found_there()
+    {
+        var victim = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
+        ulong rq = RunQueue(1);
+        Assert.True(Kernel.Reader.TryI32(rq + Offset("rq", "cpu"), out int cpu));
+        Assert.Equal(1, cpu);
+        ulong root = rq + Offset("rq", "cfs") + Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
+        ulong runNode = victim.Address + Offset("task_struct", "se") + Offset("sched_entity", "run_node");
+        ulong tasksNode = victim.Address + (ulong)Kernel.Offsets.Task.Tasks;
+        Assert.True(Kernel.Reader.TryPointer(tasksNode, out ulong next));
+        Assert.True(Kernel.Reader.TryPointer(tasksNode + 8, out ulong prev));
+
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        d.WriteU64(root, runNode);
+        d.WriteU64(runNode + Offset("rb_node", "rb_left"), 0);
+        d.WriteU64(runNode + Offset("rb_node", "rb_right"), 0);
+        d.WriteU64(prev, next);
+        d.WriteU64(next + 8, prev);
+        using var t = d.Open();
+        var report = new InvariantChecks(t.Kernel).Run();
+        foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} {f.Detail}");
+
+        var found = Assert.Single(report.Findings, x => x.Check == CheckId.RunQueues);
+        Assert.Equal(FindingKind.HiddenTask, found.Kind);
+        Assert.Equal(victim.Address, found.Address);
+        Assert.Contains("fair run queue of cpu 1", found.Detail);
+    }
+}
