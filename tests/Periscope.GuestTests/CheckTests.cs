@@ -123,6 +123,25 @@ public sealed class CheckTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Contains("fair run queue of cpu 0", f.Detail);
     }
 
+    /// <summary>A thread unlinked from its group's thread_group list (the list the model walks on 6.1) stays on
+    /// signal->thread_head: the thread-group view finds it, as does the pid namespace (every thread has a pid).</summary>
+    [Fact]
+    public void Thread_unlinked_from_its_thread_group_is_found_through_signal_thread_head()
+    {
+        var threaded = Kernel.Tasks.Single(x => x.Comm == "workload" && x.ThreadCount == 4);
+        var thread = threaded.Threads[2];
+        Assert.NotEqual(threaded.Address, thread.Address);
+        var report = CheckPatched(d => Unlink(d, thread.Address + (ulong)Kernel.Offsets.Task.ThreadGroup!.Value));
+
+        var found = Assert.Single(report.Findings, x => x.Check == CheckId.ThreadGroups);
+        Assert.Equal(FindingKind.HiddenTask, found.Kind);
+        Assert.Equal(Severity.Critical, found.Severity);
+        Assert.Equal(thread.Address, found.Address);
+        Assert.Equal($"pid {thread.Tid} ({thread.Comm})", found.Subject);
+        Assert.Contains($"a thread of pid {threaded.Pid} (on its signal->thread_head list)", found.Detail);
+        Assert.Contains(report.Findings, x => x.Check == CheckId.PidNamespace && x.Address == thread.Address);
+    }
+
     [Fact]
     public void Process_marked_with_an_undefined_flag_bit_is_critical_with_the_bit_named()
     {
