@@ -20,6 +20,11 @@ public sealed class InvariantChecks
     private const ulong MaxStructModuleSearch = 4UL << 20;
     /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
     private const int MaxGroupDepth = 32;
+    /// <summary>XA_CHUNK_SIZE: slots per xarray node (64; 16 with CONFIG_BASE_SMALL). BTF is guest data, so a larger
+    /// slots array is refused rather than looped over.</summary>
+    private const int MaxXarraySlots = 64;
+    /// <summary>MAX_RT_PRIO: the real-time priority lists of an rt_rq (100 since 2.6); a larger BTF array is refused.</summary>
+    private const int MaxRtPriorities = 100;
     private readonly LinuxKernel _kernel;
     private readonly GuestReader _r;
     private CodeContext? _context;
@@ -264,6 +269,11 @@ public sealed class InvariantChecks
         var node = _kernel.Btf.FindStruct("xa_node")!;
         ulong slotsOff = (ulong)node.Offset("slots");
         int slots = node.MemberSize("slots") / 8;
+        if (slots is <= 0 or > MaxXarraySlots)
+        {
+            run.Incomplete(GapKind.CorruptStructure, $"BTF says xa_node.slots has {slots} entries; an xarray node has at most {MaxXarraySlots}");
+            return;
+        }
         ulong tasksOff = Offset("pid", "tasks"), linksOff = Offset("task_struct", "pid_links");
 
         if (!_r.TryPointer(xaHead, out ulong root))
@@ -354,6 +364,11 @@ public sealed class InvariantChecks
         // CPU ids below nr_cpu_ids may still be impossible (holes in cpu_possible_mask): those have no run queue.
         bool hasPossibleMask = s.TryGetAddress("__cpu_possible_mask", out ulong possibleMask);
         var walker = new RunQueueWalker(this, run);
+        if (walker.RtQueues is <= 0 or > MaxRtPriorities)
+        {
+            run.Incomplete(GapKind.CorruptStructure, $"BTF says rt_rq.active.queue has {walker.RtQueues} lists; MAX_RT_PRIO is {MaxRtPriorities}");
+            return;
+        }
         for (uint cpu = 0; cpu < cpus && !run.BudgetExhausted; cpu++)
         {
             if (hasPossibleMask && _r.TryU64(possibleMask + cpu / 64 * 8, out ulong word) && (word >> (int)(cpu % 64) & 1) == 0) continue;
@@ -376,6 +391,7 @@ public sealed class InvariantChecks
         private readonly ulong _cfsRoot, _seRunNode, _seMyQ, _taskSe;
         private readonly ulong _rtQueue, _rtRunList, _taskRt, _rtMyQ;
         private readonly int _rtQueues, _listHeadSize;
+        public int RtQueues => _rtQueues;
         private readonly ulong _dlRoot, _dlRbNode, _taskDl;
         private readonly ulong _rbLeft, _rbRight;
 
