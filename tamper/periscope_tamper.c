@@ -13,6 +13,8 @@
  *   hide                           unlink this module from the `modules` list and delete its /sys/module kobject
  *   hidepid PID                    unlink a process (thread-group leader) from the init_task.tasks list
  *   usercode PID ADDR              change one byte of a process's memory at ADDR (int3), COW like a debugger
+ *   flaghide PID                   set task->flags bit 0x40000000, which Linux 6.1 does not define, on a process
+ *                                  (its thread-group leader): the mark rootkits use to filter it out of /proc
  *   restore                        undo syscall, patch, ftrace, hidepid and usercode (not hide: see below)
  *   status                         what is currently in effect, and the ftrace hit count
  *
@@ -434,6 +436,36 @@ static int cmd_usercode(char *pids, char *addrs)
 	return 0;
 }
 
+/*
+ * flaghide PID: the "private flag" hiding technique of published rootkits (Diamorphine's PF_INVISIBLE): mark a process
+ * with a task->flags bit and let a getdents/proc hook filter on it. Only the mark is made here (nothing filters /proc);
+ * Periscope must report the marked process. 0x40000000 is a hole in both 6.1 and 6.12 (PF__HOLE__40000000), so the
+ * kernel neither sets nor tests it. The bit is set atomically (set_bit on the flags word) because the task may be
+ * changing its own flags; undone by killing the process, not by `restore`.
+ */
+#define TAMPER_HIDE_FLAG 0x40000000U
+
+static int cmd_flaghide(char *arg)
+{
+	struct task_struct *t;
+	unsigned int old;
+	pid_t pid;
+
+	BUILD_BUG_ON(sizeof(((struct task_struct *)0)->flags) != sizeof(unsigned int));
+	if (!arg || kstrtoint(arg, 0, &pid) || pid <= 1)
+		return fail(-EINVAL, "error flaghide: usage: flaghide PID (PID > 1)");
+	t = get_task(pid);
+	if (!t)
+		return fail(-ESRCH, "error flaghide: no process %d", pid);
+	old = READ_ONCE(t->flags);
+	/* flags is an unsigned int: an atomic OR on the 32-bit word, little-endian bit 30. */
+	asm volatile("lock orl %1, %0" : "+m"(t->flags) : "ir"(TAMPER_HIDE_FLAG) : "memory");
+	report("flaghide %d task=0x%lx comm=%s bit=0x%x old=0x%x new=0x%x", pid, (unsigned long)t, t->comm,
+	       TAMPER_HIDE_FLAG, old, READ_ONCE(t->flags));
+	put_task_struct(t);
+	return 0;
+}
+
 static void undo_all(void)
 {
 	bool any = false;
@@ -535,6 +567,8 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		ret = cmd_hidepid(a1);
 	else if (!strcmp(verb, "usercode"))
 		ret = cmd_usercode(a1, a2);
+	else if (!strcmp(verb, "flaghide"))
+		ret = cmd_flaghide(a1);
 	else if (!strcmp(verb, "restore")) {
 		undo_all();
 		ret = 0;

@@ -57,6 +57,13 @@ public sealed record IntrospectionLimits
     /// <summary>Largest .notes section (between __start_notes and __stop_notes) read for the build id.</summary>
     public int MaxKernelNotesBytes { get; init; } = 64 << 10;
 
+    // Baseline-free checks (`periscope check`, Integrity/Checks): total work of each cross-view, whatever the guest's
+    // lists, trees and counts claim. A check that reaches a budget stops and reports itself incomplete.
+    /// <summary>List, tree and xarray nodes one check may visit in all (children lists of every parent, every CPU's run queues, ...).</summary>
+    public int MaxCheckWalkNodes { get; init; } = 1 << 20;
+    /// <summary>CPUs whose run queues are read (nr_cpu_ids is guest data).</summary>
+    public int MaxCheckCpus { get; init; } = 8_192;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -92,6 +99,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxGuestAllocation), MaxGuestAllocation, 1 << 30);
         Check(nameof(MaxKernelImageBytes), MaxKernelImageBytes, int.MaxValue);
         Check(nameof(MaxKernelNotesBytes), MaxKernelNotesBytes, 1 << 30);
+        Check(nameof(MaxCheckWalkNodes), MaxCheckWalkNodes, Counts);
+        Check(nameof(MaxCheckCpus), MaxCheckCpus, Counts);
         return this;
     }
 

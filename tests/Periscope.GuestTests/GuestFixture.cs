@@ -35,7 +35,7 @@ public static class GuestImage
 /// </summary>
 public abstract class GuestFixture : IDisposable
 {
-    protected GuestFixture(string cpu)
+    protected GuestFixture(string cpu, int cpus = 1)
     {
         string image = GuestImage.Directory();
         Guest = QemuGuest.Start(new QemuGuestOptions
@@ -43,6 +43,7 @@ public abstract class GuestFixture : IDisposable
             Kernel = Path.Combine(image, "vmlinuz"),
             Initrd = Path.Combine(image, "initrd.gz"),
             Cpu = cpu,
+            Cpus = cpus,
         });
         try
         {

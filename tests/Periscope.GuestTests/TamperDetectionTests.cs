@@ -49,7 +49,7 @@ public sealed class TamperDetectionTests(TamperGuest guest, ITestOutputHelper ou
     private IReadOnlyList<CheckFinding> Check()
     {
         using var pause = _live.Pause();
-        var findings = new InvariantChecks(Paused()).Run();
+        var findings = new InvariantChecks(Paused()).Run().Findings;
         foreach (var f in findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} 0x{f.Address:x} {f.Detail}");
         return findings;
     }
@@ -70,7 +70,7 @@ public sealed class TamperDetectionTests(TamperGuest guest, ITestOutputHelper ou
             Assert.Equal(slot, f.VirtualAddress);
             Assert.Equal("sys_call_table[139]", f.Location);
             Assert.Contains("__x64_sys_sysfs", f.Detail);
-            var c = Assert.Single(Check(), x => x.Check == "syscall table");
+            var c = Assert.Single(Check(), x => x.Check == CheckId.SyscallTable);
             Assert.Equal(slot, c.Address);
         }
         finally { guest.Restore(); }
@@ -129,10 +129,10 @@ public sealed class TamperDetectionTests(TamperGuest guest, ITestOutputHelper ou
             if (Paused().Modules.Any(x => x.Name == "periscope_tamper"))
                 Assert.Equal(guest.ModuleAddress, TamperReport.Parse(guest.Tamper("hide")[0], "hide").Hex("module"));
             var findings = Check();
-            var m = Assert.Single(findings, x => x.Check == "hidden module");
+            var m = Assert.Single(findings, x => x.Kind == FindingKind.HiddenModule);
             Assert.Equal("periscope_tamper", m.Subject);
             Assert.Equal(guest.ModuleAddress, m.Address);
-            var hidden = findings.Where(x => x.Check == "hidden task").ToList();
+            var hidden = findings.Where(x => x.Kind == FindingKind.HiddenTask).ToList();
             Assert.NotEmpty(hidden);
             Assert.All(hidden, t => Assert.Equal(task, t.Address));
             Assert.All(hidden, t => Assert.Equal($"pid {pid} (sleep)", t.Subject));

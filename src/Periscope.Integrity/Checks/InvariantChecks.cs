@@ -6,49 +6,171 @@ using Periscope.Linux.Model;
 
 namespace Periscope.Integrity.Checks;
 
-public sealed record CheckFinding(string Check, Severity Severity, string Subject, ulong Address, string Detail);
-
 /// <summary>
 /// Checks that need no history: syscall and interrupt handlers must live in kernel text; module-area memory must
-/// belong to a listed module; every task the pid namespace knows must be on the task list. Each cross-view compares
-/// what the kernel's lists say with another structure a rootkit would also have to falsify.
+/// belong to a listed module; every task another structure knows (pid namespace, parents' children lists, run queues,
+/// thread groups) must be on the task list; task->flags must hold only bits the kernel defines. Each cross-view
+/// compares what the kernel's lists say with another structure a rootkit would also have to falsify. Every check says
+/// what it could not do (<see cref="CheckOutcome"/>); none is silently clean.
 /// </summary>
-public sealed class InvariantChecks(LinuxKernel kernel)
+public sealed class InvariantChecks
 {
     private const ulong ModuleAreaStart = 0xffffffffc0000000UL, ModuleAreaEnd = 0xffffffffff000000UL;
-    private const int MaxVmapAreas = 1 << 20;
-    private readonly CodeContext _context = new(kernel);
-    private readonly GuestReader _r = kernel.Reader;
+    /// <summary>Bytes of an unowned module-area allocation searched for a struct module.</summary>
+    private const ulong MaxStructModuleSearch = 4UL << 20;
+    /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
+    private const int MaxGroupDepth = 32;
+    /// <summary>XA_CHUNK_SIZE: slots per xarray node (64; 16 with CONFIG_BASE_SMALL). BTF is guest data, so a larger
+    /// slots array is refused rather than looped over.</summary>
+    private const int MaxXarraySlots = 64;
+    /// <summary>MAX_RT_PRIO: the real-time priority lists of an rt_rq (100 since 2.6); a larger BTF array is refused.</summary>
+    private const int MaxRtPriorities = 100;
+    private readonly LinuxKernel _kernel;
+    private readonly GuestReader _r;
+    private CodeContext? _context;
+    private IReadOnlyList<Diagnostic> _modelDiagnostics = [];
+    private HashSet<ulong>? _listed;
+    private HiddenTaskJudge? _judge;
 
-    public IReadOnlyList<CheckFinding> Run()
+    public InvariantChecks(LinuxKernel kernel)
     {
-        var findings = new List<CheckFinding>();
-        findings.AddRange(SyscallTable());
-        findings.AddRange(InterruptTable());
-        findings.AddRange(ModuleArea());
-        findings.AddRange(PidNamespace());
-        findings.AddRange(ChildrenLists());
-        findings.AddRange(TaskFlags());
-        foreach (var d in kernel.Diagnostics.Items.Where(d => d.Area is "module list" or "task list"))
-            findings.Add(new CheckFinding(d.Area, Severity.Warning, "list integrity", d.Address ?? 0, d.Message));
-        return findings;
+        _kernel = kernel;
+        _r = kernel.Reader;
     }
 
-    private bool InKernelText(ulong va) => _context.InKernelText(va);
+    private CodeContext Context => _context ??= new CodeContext(_kernel);
+
+    /// <summary>What each check cannot run without; a kernel lacking any of it gets the check skipped, with the reason.</summary>
+    public static CheckRequirements RequirementsOf(CheckId check) => check switch
+    {
+        CheckId.KernelLists => CheckRequirements.None,
+        CheckId.SyscallTable => new() { Symbols = ["sys_call_table", "_stext", "_etext"] },
+        CheckId.InterruptTable => new() { Symbols = ["idt_table", "_stext", "_etext"] },
+        CheckId.ModuleArea => new()
+        {
+            Symbols = ["vmap_area_list", "modules"],
+            Types = [("vmap_area", "list"), ("vmap_area", "va_start"), ("vmap_area", "va_end")],
+        },
+        CheckId.PidNamespace => new()
+        {
+            Symbols = ["init_pid_ns"],
+            Types = [("pid_namespace", "idr.idr_rt.xa_head"), ("xa_node", "slots"), ("pid", "tasks"), ("task_struct", "pid_links"), .. PidLinkTypes],
+        },
+        CheckId.ChildrenLists => new() { Types = [("task_struct", "children"), ("task_struct", "sibling"), .. PidLinkTypes] },
+        CheckId.RunQueues => new()
+        {
+            Symbols = ["runqueues", "__per_cpu_offset", "nr_cpu_ids"],
+            Types =
+            [
+                ("rq", "cfs"), ("rq", "rt"), ("rq", "dl"), ("rq", "curr"), ("rq", "idle"), ("rq", "cpu"),
+                ("cfs_rq", "tasks_timeline.rb_root.rb_node"), ("sched_entity", "run_node"), ("task_struct", "se"),
+                ("rt_rq", "active.queue"), ("sched_rt_entity", "run_list"), ("task_struct", "rt"),
+                ("dl_rq", "root.rb_root.rb_node"), ("sched_dl_entity", "rb_node"), ("task_struct", "dl"),
+                ("rb_node", "rb_left"), ("rb_node", "rb_right"), ("list_head", "next"), .. PidLinkTypes,
+            ],
+        },
+        CheckId.ThreadGroups => new()
+        {
+            Types = [("task_struct", "thread_node"), ("task_struct", "signal"), ("task_struct", "group_leader"), ("signal_struct", "thread_head"), .. PidLinkTypes],
+        },
+        CheckId.TaskFlags => CheckRequirements.None,
+        _ => CheckRequirements.None,
+    };
+
+    /// <summary>A task's own pid link (task->thread_pid->numbers[0].nr), read to tell live tasks from garbage.</summary>
+    private static readonly (string, string?)[] PidLinkTypes = [("task_struct", "thread_pid"), ("pid", "numbers"), ("upid", "nr")];
+
+    public IReadOnlyList<InvariantCheck> Checks =>
+    [
+        new(CheckId.KernelLists, RequirementsOf(CheckId.KernelLists), KernelLists),
+        new(CheckId.SyscallTable, RequirementsOf(CheckId.SyscallTable), SyscallTable),
+        new(CheckId.InterruptTable, RequirementsOf(CheckId.InterruptTable), InterruptTable),
+        new(CheckId.ModuleArea, RequirementsOf(CheckId.ModuleArea), ModuleArea),
+        new(CheckId.PidNamespace, RequirementsOf(CheckId.PidNamespace), PidNamespace),
+        new(CheckId.ChildrenLists, RequirementsOf(CheckId.ChildrenLists), ChildrenLists),
+        new(CheckId.RunQueues, RequirementsOf(CheckId.RunQueues), RunQueues),
+        new(CheckId.ThreadGroups, RequirementsOf(CheckId.ThreadGroups), ThreadGroups),
+        new(CheckId.TaskFlags, RequirementsOf(CheckId.TaskFlags), TaskFlags),
+    ];
+
+    public CheckReport Run()
+    {
+        LoadModel();
+        return CheckRunner.Run(new KernelFacts(_kernel), Checks, _kernel.Limits, _kernel.Diagnostics);
+    }
+
+    /// <summary>Walks the task and module lists before any check, so their diagnostics belong to the lists (reported by
+    /// <see cref="CheckId.KernelLists"/>) and later diagnostics to the check whose walk caused them.</summary>
+    private void LoadModel()
+    {
+        try { _ = _kernel.Tasks; } catch (Exception ex) when (ex is not OutOfMemoryException) { } // reported by the checks that need them
+        try { _ = _kernel.Modules; } catch (Exception ex) when (ex is not OutOfMemoryException) { }
+        _modelDiagnostics = _kernel.Diagnostics.Items;
+    }
+
+    private static bool IsTaskArea(string area) => area is "task list" or "task" or "thread" || area.StartsWith("threads of pid", StringComparison.Ordinal);
 
     /// <summary>Every task_struct the task list and the thread lists lead to: the view the cross-checks compare with.</summary>
-    private HashSet<ulong> ListedTasks => _listed ??= kernel.Tasks.SelectMany(t => t.Threads.Select(th => th.Address).Append(t.Address)).ToHashSet();
-    private HashSet<ulong>? _listed;
+    private HashSet<ulong> Listed => _listed ??= _kernel.Tasks.SelectMany(t => t.Threads.Select(th => th.Address).Append(t.Address)).ToHashSet();
 
-    private string Comm(ulong task) => _r.ReadFixedString(task + (ulong)kernel.Offsets.Task.Comm, kernel.Offsets.Task.CommSize) ?? "?";
+    private HiddenTaskJudge Judge => _judge ??= new HiddenTaskJudge(Listed, !_modelDiagnostics.Any(d => IsTaskArea(d.Area)));
 
-    private string Where(ulong va) => _context.ModuleAt(va) is { } m ? $"module {m.Name}" : InKernelText(va) ? "kernel text" : "outside kernel text and modules";
+    private bool InKernelText(ulong va) => Context.InKernelText(va);
 
-    public IEnumerable<CheckFinding> SyscallTable()
+    private string Comm(ulong task) => _r.ReadFixedString(task + (ulong)_kernel.Offsets.Task.Comm, _kernel.Offsets.Task.CommSize) ?? "?";
+
+    private string Where(ulong va) => Context.ModuleAt(va) is { } m ? $"module {m.Name}" : InKernelText(va) ? "kernel text" : "outside kernel text and modules";
+
+    private ulong Offset(string structName, string path) =>
+        (ulong)(_kernel.Btf.FindStruct(structName) ?? throw new KernelModelException($"BTF has no struct {structName}")).Offset(path);
+
+    /// <summary>Reads what a task_struct says about itself; null when its pid cannot be read at all.</summary>
+    private TaskFacts? ReadFacts(ulong task)
     {
-        if (RegionCatalog.SymbolExtent(kernel, "sys_call_table") is not { } table) yield break;
+        var o = _kernel.Offsets.Task;
+        if (!_r.IsKernelPointer(task) || !_r.TryI32(task + (ulong)o.Pid, out int pid) || !_r.TryI32(task + (ulong)o.Tgid, out int tgid)) return null;
+        _r.TryU32(task + (ulong)o.Flags, out uint flags);
+        _r.TryU32(task + (ulong)o.ExitState, out uint exitState);
+        int? own = null;
+        if (_r.TryPointer(task + Offset("task_struct", "thread_pid"), out ulong pidStruct) && _r.IsKernelPointer(pidStruct)
+            && _r.TryI32(pidStruct + Offset("pid", "numbers") + Offset("upid", "nr"), out int nr))
+            own = nr;
+        return new TaskFacts(pid, tgid, Comm(task), flags, exitState, own);
+    }
+
+    private void Sighted(CheckRun run, ulong task, TaskView view, string via)
+    {
+        if (Listed.Contains(task)) return;
+        Judge.Judge(run, new TaskSighting(task, view, via), ReadFacts(task));
+    }
+
+    /// <summary>The lists the model walked: a broken task or module list is a finding and leaves the task views unsure.</summary>
+    public void KernelLists(CheckRun run)
+    {
+        _ = _kernel.Tasks;
+        _ = _kernel.Modules;
+        foreach (var d in _modelDiagnostics)
+        {
+            if (d.Area is "module list" or "task list")
+                run.Report(FindingKind.ListIntegrity, Severity.Warning, d.Area, d.Address ?? 0, d.Message);
+            if (d.Area != "module list") run.Incomplete(GapKind.CorruptStructure, d.ToString());
+        }
+    }
+
+    public void SyscallTable(CheckRun run)
+    {
+        if (RegionCatalog.SymbolExtent(_kernel, "sys_call_table") is not { } table)
+        {
+            run.Skip(GapKind.MissingSymbol, "sys_call_table has no extent: no symbol follows it");
+            return;
+        }
         var bytes = new byte[table.Length];
-        if (kernel.KernelSpace.Read(table.Start, bytes) != bytes.Length) yield break;
+        int read = _kernel.KernelSpace.Read(table.Start, bytes);
+        if (read != bytes.Length)
+        {
+            run.Incomplete(GapKind.UnreadableMemory, $"sys_call_table at 0x{table.Start:x}: read {read} of {bytes.Length} bytes");
+            return;
+        }
         // The table's extent runs to the next symbol; trailing zero qwords are alignment padding, not entries.
         int length = bytes.Length;
         while (length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(length - 8)) == 0) length -= 8;
@@ -56,31 +178,36 @@ public sealed class InvariantChecks(LinuxKernel kernel)
         {
             ulong target = BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(i));
             if (InKernelText(target)) continue;
-            yield return new CheckFinding("syscall table", Severity.Critical, $"sys_call_table[{i / 8}]", table.Start + (ulong)i,
-                $"handler 0x{target:x} ({_context.Describe(target)}) is in {Where(target)}");
+            run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"sys_call_table[{i / 8}]", table.Start + (ulong)i,
+                $"handler 0x{target:x} ({Context.Describe(target)}) is in {Where(target)}");
         }
     }
 
-    public IEnumerable<CheckFinding> InterruptTable()
+    public void InterruptTable(CheckRun run)
     {
-        if (!kernel.Symbols.TryGetAddress("idt_table", out ulong idt)) yield break;
+        _kernel.Symbols.TryGetAddress("idt_table", out ulong idt);
         var bytes = new byte[256 * 16];
-        if (kernel.KernelSpace.Read(idt, bytes) != bytes.Length) yield break;
+        int read = _kernel.KernelSpace.Read(idt, bytes);
+        if (read != bytes.Length)
+        {
+            run.Incomplete(GapKind.UnreadableMemory, $"idt_table at 0x{idt:x}: read {read} of {bytes.Length} bytes");
+            return;
+        }
         for (int v = 0; v < 256; v++)
         {
             var gate = bytes.AsSpan(v * 16, 16);
             if ((gate[5] & 0x80) == 0) continue; // not present
             ulong handler = Verifier.GateHandler(gate);
             if (InKernelText(handler)) continue;
-            if (v < 32 && kernel.Symbols.TryFindContaining(handler, out var sym, out _) && sym.Name == "early_idt_handler_array")
+            if (v < 32 && _kernel.Symbols.TryFindContaining(handler, out var sym, out _) && sym.Name == "early_idt_handler_array")
             {
                 // Linux leaves the reserved exception vectors on their early boot stubs (in freed init text).
-                yield return new CheckFinding("interrupt table", Severity.Info, $"IDT vector 0x{v:x2}", idt + (ulong)(v * 16),
-                    $"reserved exception vector still on its early boot handler {_context.Describe(handler)}");
+                run.Report(FindingKind.EarlyBootHandler, Severity.Info, $"IDT vector 0x{v:x2}", idt + (ulong)(v * 16),
+                    $"reserved exception vector still on its early boot handler {Context.Describe(handler)}");
                 continue;
             }
-            yield return new CheckFinding("interrupt table", Severity.Critical, $"IDT vector 0x{v:x2}", idt + (ulong)(v * 16),
-                $"handler 0x{handler:x} ({_context.Describe(handler)}) is in {Where(handler)}");
+            run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"IDT vector 0x{v:x2}", idt + (ulong)(v * 16),
+                $"handler 0x{handler:x} ({Context.Describe(handler)}) is in {Where(handler)}");
         }
     }
 
@@ -88,33 +215,42 @@ public sealed class InvariantChecks(LinuxKernel kernel)
     /// Every vmalloc area in the module range must belong to a listed module. An unowned area holding a struct module
     /// (its core base pointing back at the area) is a module unlinked from the list: hidden.
     /// </summary>
-    public IEnumerable<CheckFinding> ModuleArea()
+    public void ModuleArea(CheckRun run)
     {
-        var area = kernel.Btf.FindStruct("vmap_area");
-        if (area is null || !kernel.Symbols.TryGetAddress("vmap_area_list", out ulong head)) yield break;
-        int list = (int)area.Offset("list"), start = (int)area.Offset("va_start"), end = (int)area.Offset("va_end");
-        var modules = kernel.Modules;
-        foreach (ulong va in kernel.Lists.Walk(head, list, MaxVmapAreas, "vmap area list", includeHead: false))
+        _kernel.Symbols.TryGetAddress("vmap_area_list", out ulong head);
+        int list = checked((int)Offset("vmap_area", "list"));
+        ulong start = Offset("vmap_area", "va_start"), end = Offset("vmap_area", "va_end");
+        var modules = _kernel.Modules;
+        foreach (ulong va in _kernel.Lists.Walk(head, list, run.Limits.MaxCheckWalkNodes, "vmap area list", includeHead: false))
         {
-            if (!_r.TryU64(va + (ulong)start, out ulong s) || !_r.TryU64(va + (ulong)end, out ulong e) || s < ModuleAreaStart || s >= ModuleAreaEnd || e <= s) continue;
+            if (!run.Visit()) return;
+            if (!_r.TryU64(va + start, out ulong s) || !_r.TryU64(va + end, out ulong e))
+            {
+                run.Incomplete(GapKind.UnreadableMemory, $"vmap_area 0x{va:x} is unreadable");
+                continue;
+            }
+            if (s < ModuleAreaStart || s >= ModuleAreaEnd || e <= s) continue;
             if (modules.Any(m => m.Base != 0 && m.Base < e && m.Base + Math.Max(m.Size, 1) > s)) continue;
-            if (FindStructModule(s, e) is { } hidden)
-                yield return new CheckFinding("hidden module", Severity.Critical, hidden.Name, hidden.Address,
+            if (FindStructModule(run, s, e) is { } hidden)
+                run.Report(FindingKind.HiddenModule, Severity.Critical, hidden.Name, hidden.Address,
                     $"module '{hidden.Name}' (struct module at 0x{hidden.Address:x}, core 0x{s:x}-0x{e:x}) is not on the modules list");
             else
-                yield return new CheckFinding("module area", Severity.Info, $"0x{s:x}-0x{e:x}", s,
+                run.Report(FindingKind.UnownedModuleMemory, Severity.Info, $"0x{s:x}-0x{e:x}", s,
                     "module-area memory owned by no listed module and holding no struct module (ftrace trampoline, BPF JIT or kprobe slots)");
         }
     }
 
-    private (string Name, ulong Address)? FindStructModule(ulong start, ulong end)
+    private (string Name, ulong Address)? FindStructModule(CheckRun run, ulong start, ulong end)
     {
-        var o = kernel.Offsets.Module;
+        var o = _kernel.Offsets.Module;
         int baseOffset = o.CoreLayout is { } core ? core + o.LayoutBase : o.Mem is { } mem ? mem + o.LayoutBase : -1;
         if (baseOffset < 0) return null;
-        ulong size = Math.Min(end - start, 4UL << 20);
+        ulong size = Math.Min(end - start, MaxStructModuleSearch);
+        // The search reads the area: it costs one walk node per page, so many huge areas cannot add up unbounded.
+        for (ulong page = 0; page < size; page += 4096)
+            if (!run.Visit()) return null;
         var bytes = new byte[size];
-        int n = kernel.KernelSpace.Read(start, bytes);
+        int n = _kernel.KernelSpace.Read(start, bytes);
         for (int off = 0; off + baseOffset + 8 <= n; off += 8)
         {
             if (BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(off + baseOffset)) != start) continue;
@@ -126,85 +262,354 @@ public sealed class InvariantChecks(LinuxKernel kernel)
     }
 
     /// <summary>Every task reachable from the pid namespace's IDR (pid → tasks[PIDTYPE_PID]) must be on the task list.</summary>
-    public IEnumerable<CheckFinding> PidNamespace()
+    public void PidNamespace(CheckRun run)
     {
-        var btf = kernel.Btf;
-        var pidNs = btf.FindStruct("pid_namespace");
-        var pid = btf.FindStruct("pid");
-        var task = btf.FindStruct("task_struct");
-        var node = btf.FindStruct("xa_node");
-        if (pidNs is null || pid is null || task is null || node is null || !kernel.Symbols.TryGetAddress("init_pid_ns", out ulong ns)) yield break;
-        ulong xaHead = ns + (ulong)pidNs.Offset("idr.idr_rt.xa_head");
-        int slotsOff = (int)node.Offset("slots");
+        _kernel.Symbols.TryGetAddress("init_pid_ns", out ulong ns);
+        ulong xaHead = ns + Offset("pid_namespace", "idr.idr_rt.xa_head");
+        var node = _kernel.Btf.FindStruct("xa_node")!;
+        ulong slotsOff = (ulong)node.Offset("slots");
         int slots = node.MemberSize("slots") / 8;
-        int tasksOff = (int)pid.Offset("tasks"), nrOff = (int)pid.Offset("numbers") + (int)(btf.FindStruct("upid")?.Offset("nr") ?? 0);
-        int linksOff = (int)task.Offset("pid_links");
+        if (slots is <= 0 or > MaxXarraySlots)
+        {
+            run.Incomplete(GapKind.CorruptStructure, $"BTF says xa_node.slots has {slots} entries; an xarray node has at most {MaxXarraySlots}");
+            return;
+        }
+        ulong tasksOff = Offset("pid", "tasks"), linksOff = Offset("task_struct", "pid_links");
 
+        if (!_r.TryPointer(xaHead, out ulong root))
+        {
+            run.Incomplete(GapKind.UnreadableMemory, $"init_pid_ns.idr at 0x{xaHead:x} is unreadable");
+            return;
+        }
         var pids = new List<ulong>();
-        if (!_r.TryPointer(xaHead, out ulong root)) yield break;
-        var seen = new HashSet<ulong>();
-        CollectXarray(root, slotsOff, slots, pids, seen, 0);
+        CollectXarray(run, root, slotsOff, slots, pids, [], 0);
         foreach (ulong p in pids)
         {
-            if (!_r.TryPointer(p + (ulong)tasksOff, out ulong first) || first == 0 || !_r.IsKernelPointer(first)) continue;
-            ulong t = first - (ulong)linksOff;
-            if (ListedTasks.Contains(t)) continue;
-            _r.TryI32(p + (ulong)nrOff, out int nr);
-            _r.TryU32(t + (ulong)kernel.Offsets.Task.ExitState, out uint exitState);
-            if (exitState != 0) continue; // exiting tasks leave the list before their pid is freed
-            yield return new CheckFinding("hidden task", Severity.Critical, $"pid {nr} ({Comm(t)})", t,
-                $"task_struct 0x{t:x} is in the pid namespace but on neither the task list nor a thread list");
+            if (!_r.TryPointer(p + tasksOff, out ulong first))
+            {
+                run.Incomplete(GapKind.UnreadableMemory, $"struct pid 0x{p:x} in the pid IDR is unreadable");
+                continue;
+            }
+            if (first == 0) continue; // a pid with no task of type PID (a process group or session id whose leader left)
+            if (!_r.IsKernelPointer(first))
+            {
+                run.Incomplete(GapKind.CorruptStructure, $"struct pid 0x{p:x}: tasks[PIDTYPE_PID] 0x{first:x} is not a kernel pointer");
+                continue;
+            }
+            Sighted(run, first - linksOff, TaskView.PidNamespace, "in the pid namespace");
+        }
+    }
+
+    private void CollectXarray(CheckRun run, ulong entry, ulong slotsOff, int slots, List<ulong> result, HashSet<ulong> seen, int depth)
+    {
+        if (entry == 0) return;
+        bool internalNode = (entry & 3) == 2 && entry > 4096;
+        if (!internalNode)
+        {
+            if ((entry & 3) == 0 && _r.IsKernelPointer(entry) && run.Visit()) result.Add(entry);
+            return;
+        }
+        ulong nodeAddr = entry - 2;
+        if (depth > 8)
+        {
+            run.Incomplete(GapKind.CorruptStructure, $"pid IDR node 0x{nodeAddr:x} is deeper than an xarray of 32-bit ids can be");
+            return;
+        }
+        if (!_r.IsKernelPointer(nodeAddr) || !seen.Add(nodeAddr) || !run.Visit()) return;
+        for (int i = 0; i < slots; i++)
+        {
+            if (!_r.TryPointer(nodeAddr + slotsOff + (ulong)i * 8, out ulong child))
+            {
+                run.Incomplete(GapKind.UnreadableMemory, $"pid IDR node 0x{nodeAddr:x} is unreadable");
+                return;
+            }
+            if (child != 0) CollectXarray(run, child, slotsOff, slots, result, seen, depth + 1);
         }
     }
 
     /// <summary>Second cross-view: every child on a parent's children list (linked through sibling) must be on the task list.</summary>
-    public IEnumerable<CheckFinding> ChildrenLists()
+    public void ChildrenLists(CheckRun run)
     {
-        var task = kernel.Btf.FindStruct("task_struct");
-        if (task is null || !task.HasMember("children") || !task.HasMember("sibling")) yield break;
-        int children = (int)task.Offset("children"), sibling = (int)task.Offset("sibling");
-        var reported = new HashSet<ulong>();
-        foreach (var parent in kernel.Tasks)
+        int children = checked((int)Offset("task_struct", "children")), sibling = checked((int)Offset("task_struct", "sibling"));
+        foreach (var parent in _kernel.Tasks.ToList())
+            foreach (var thread in parent.Threads)
+                foreach (ulong child in _kernel.Lists.Walk(thread.Address + (ulong)children, sibling, _kernel.Limits.MaxTasks, $"children of pid {thread.Tid}", includeHead: false))
+                {
+                    if (!run.Visit()) return;
+                    Sighted(run, child, TaskView.ChildrenList, $"a child of pid {thread.Tid}");
+                }
+    }
+
+    /// <summary>
+    /// Third cross-view: what each CPU runs or will run. Per-CPU run queues (the per-CPU copy of `runqueues` at
+    /// __per_cpu_offset[cpu]) hold the running task (curr), the idle task, and the queued tasks of the fair (cfs
+    /// rb-tree, descending into task groups), real-time (priority lists) and deadline (rb-tree) classes.
+    /// </summary>
+    public void RunQueues(CheckRun run)
+    {
+        var s = _kernel.Symbols;
+        s.TryGetAddress("runqueues", out ulong runqueues);
+        s.TryGetAddress("__per_cpu_offset", out ulong perCpuOffset);
+        s.TryGetAddress("nr_cpu_ids", out ulong nrCpuIds);
+        if (!_r.TryU32(nrCpuIds, out uint cpus))
         {
-            foreach (ulong child in kernel.Lists.Walk(parent.Address + (ulong)children, sibling, kernel.Limits.MaxTasks, $"children of pid {parent.Pid}", includeHead: false))
+            run.Incomplete(GapKind.UnreadableMemory, $"nr_cpu_ids at 0x{nrCpuIds:x} is unreadable");
+            return;
+        }
+        if (cpus > (uint)run.Limits.MaxCheckCpus)
+        {
+            run.Incomplete(GapKind.WalkBudget, $"nr_cpu_ids is {cpus}: only the first {run.Limits.MaxCheckCpus} run queues are read (the limit MaxCheckCpus is {run.Limits.MaxCheckCpus})");
+            cpus = (uint)run.Limits.MaxCheckCpus;
+        }
+        // CPU ids below nr_cpu_ids may still be impossible (holes in cpu_possible_mask): those have no run queue.
+        bool hasPossibleMask = s.TryGetAddress("__cpu_possible_mask", out ulong possibleMask);
+        var walker = new RunQueueWalker(this, run);
+        if (walker.RtQueues is <= 0 or > MaxRtPriorities)
+        {
+            run.Incomplete(GapKind.CorruptStructure, $"BTF says rt_rq.active.queue has {walker.RtQueues} lists; MAX_RT_PRIO is {MaxRtPriorities}");
+            return;
+        }
+        for (uint cpu = 0; cpu < cpus && !run.BudgetExhausted; cpu++)
+        {
+            if (hasPossibleMask && _r.TryU64(possibleMask + cpu / 64 * 8, out ulong word) && (word >> (int)(cpu % 64) & 1) == 0) continue;
+            if (!_r.TryU64(perCpuOffset + cpu * 8, out ulong offset))
             {
-                if (ListedTasks.Contains(child) || !reported.Add(child)) continue;
-                _r.TryI32(child + (ulong)kernel.Offsets.Task.Pid, out int pid);
-                yield return new CheckFinding("hidden task", Severity.Critical, $"pid {pid} ({Comm(child)})", child,
-                    $"task_struct 0x{child:x} is a child of pid {parent.Pid} but not on the task list");
+                run.Incomplete(GapKind.UnreadableMemory, $"__per_cpu_offset[{cpu}] is unreadable");
+                continue;
+            }
+            walker.Walk(cpu, unchecked(offset + runqueues));
+        }
+    }
+
+    /// <summary>Walks one CPU's rq. Layouts from BTF; the fair class's tree nests task groups (se->my_q).</summary>
+    private sealed class RunQueueWalker
+    {
+        private readonly InvariantChecks _c;
+        private readonly CheckRun _run;
+        private readonly GuestReader _r;
+        private readonly ulong _cpuOff, _curr, _idle, _cfs, _rt, _dl, _fairServer;
+        private readonly ulong _cfsRoot, _seRunNode, _seMyQ, _taskSe;
+        private readonly ulong _rtQueue, _rtRunList, _taskRt, _rtMyQ;
+        private readonly int _rtQueues, _listHeadSize;
+        public int RtQueues => _rtQueues;
+        private readonly ulong _dlRoot, _dlRbNode, _taskDl;
+        private readonly ulong _rbLeft, _rbRight;
+
+        public RunQueueWalker(InvariantChecks c, CheckRun run)
+        {
+            _c = c;
+            _run = run;
+            _r = c._r;
+            var btf = c._kernel.Btf;
+            var rq = btf.FindStruct("rq")!;
+            _cpuOff = (ulong)rq.Offset("cpu");
+            _curr = (ulong)rq.Offset("curr");
+            _idle = (ulong)rq.Offset("idle");
+            _cfs = (ulong)rq.Offset("cfs");
+            _rt = (ulong)rq.Offset("rt");
+            _dl = (ulong)rq.Offset("dl");
+            // 6.8+: the fair server is a deadline entity inside struct rq, queued on the dl tree but not a task.
+            _fairServer = rq.HasMember("fair_server") ? (ulong)rq.Offset("fair_server") : ulong.MaxValue;
+            _cfsRoot = c.Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
+            var se = btf.FindStruct("sched_entity")!;
+            _seRunNode = (ulong)se.Offset("run_node");
+            _seMyQ = se.HasMember("my_q") ? (ulong)se.Offset("my_q") : ulong.MaxValue;
+            _taskSe = c.Offset("task_struct", "se");
+            var rtRq = btf.FindStruct("rt_rq")!;
+            _rtQueue = (ulong)rtRq.Offset("active.queue");
+            _listHeadSize = btf.FindStruct("list_head")!.Size;
+            _rtQueues = rtRq.MemberSize("active.queue") / Math.Max(_listHeadSize, 1);
+            var rtSe = btf.FindStruct("sched_rt_entity")!;
+            _rtRunList = (ulong)rtSe.Offset("run_list");
+            _rtMyQ = rtSe.HasMember("my_q") ? (ulong)rtSe.Offset("my_q") : ulong.MaxValue;
+            _taskRt = c.Offset("task_struct", "rt");
+            _dlRoot = c.Offset("dl_rq", "root.rb_root.rb_node");
+            _dlRbNode = c.Offset("sched_dl_entity", "rb_node");
+            _taskDl = c.Offset("task_struct", "dl");
+            _rbLeft = c.Offset("rb_node", "rb_left");
+            _rbRight = c.Offset("rb_node", "rb_right");
+        }
+
+        public void Walk(uint cpu, ulong rq)
+        {
+            if (!_r.TryI32(rq + _cpuOff, out int owner) || owner != (int)cpu)
+            {
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: the run queue at 0x{rq:x} is unreadable or names cpu {owner}");
+                return;
+            }
+            if (!_r.TryPointer(rq + _idle, out ulong idle) || !_r.IsKernelPointer(idle))
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq->idle is unreadable or not a kernel pointer");
+            else _c.Sighted(_run, idle, TaskView.IdleTask, $"the idle task of cpu {cpu}");
+            if (!_r.TryPointer(rq + _curr, out ulong curr) || !_r.IsKernelPointer(curr))
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq->curr is unreadable or not a kernel pointer");
+            else if (curr != idle) _c.Sighted(_run, curr, TaskView.RunQueue, $"the running task of cpu {cpu}");
+            WalkFair(cpu, rq + _cfs, 0);
+            WalkRealTime(cpu, rq + _rt);
+            foreach (ulong node in Tree(cpu, rq + _dl + _dlRoot, "deadline"))
+            {
+                ulong entity = node - _dlRbNode;
+                if (entity == rq + _fairServer) continue;
+                _c.Sighted(_run, entity - _taskDl, TaskView.RunQueue, $"queued on the deadline run queue of cpu {cpu}");
+            }
+        }
+
+        private void WalkFair(uint cpu, ulong cfsRq, int depth)
+        {
+            if (depth > MaxGroupDepth)
+            {
+                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: task groups nested deeper than {MaxGroupDepth} at cfs_rq 0x{cfsRq:x}");
+                return;
+            }
+            foreach (ulong node in Tree(cpu, cfsRq + _cfsRoot, "fair"))
+            {
+                ulong entity = node - _seRunNode;
+                if (_seMyQ != ulong.MaxValue && _r.TryPointer(entity + _seMyQ, out ulong groupQueue) && groupQueue != 0)
+                {
+                    if (_r.IsKernelPointer(groupQueue)) WalkFair(cpu, groupQueue, depth + 1);
+                    else _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: sched_entity 0x{entity:x} has group queue 0x{groupQueue:x}, not a kernel pointer");
+                    continue;
+                }
+                _c.Sighted(_run, entity - _taskSe, TaskView.RunQueue, $"queued on the fair run queue of cpu {cpu}");
+            }
+        }
+
+        private void WalkRealTime(uint cpu, ulong rtRq)
+        {
+            for (int prio = 0; prio < _rtQueues && !_run.BudgetExhausted; prio++)
+            {
+                ulong head = rtRq + _rtQueue + (ulong)(prio * _listHeadSize);
+                foreach (ulong entity in _c._kernel.Lists.Walk(head, checked((int)_rtRunList), _run.Limits.MaxCheckWalkNodes, $"rt run queue {prio} of cpu {cpu}", includeHead: false))
+                {
+                    if (!_run.Visit()) return;
+                    if (_rtMyQ != ulong.MaxValue && _r.TryPointer(entity + _rtMyQ, out ulong groupQueue) && groupQueue != 0)
+                    {
+                        _run.Incomplete(GapKind.UnsupportedKernel, $"cpu {cpu}: real-time task group 0x{groupQueue:x} not followed (RT group scheduling)");
+                        continue;
+                    }
+                    _c.Sighted(_run, entity - _taskRt, TaskView.RunQueue, $"queued on the real-time run queue of cpu {cpu}");
+                }
+            }
+        }
+
+        /// <summary>The nodes of an rb-tree from its root pointer, bounded by the check's budget and cycle-checked.</summary>
+        private IEnumerable<ulong> Tree(uint cpu, ulong rootPointer, string what)
+        {
+            if (!_r.TryPointer(rootPointer, out ulong root))
+            {
+                _run.Incomplete(GapKind.UnreadableMemory, $"cpu {cpu}: {what} run queue root at 0x{rootPointer:x} is unreadable");
+                yield break;
+            }
+            var seen = new HashSet<ulong>();
+            var stack = new Stack<ulong>();
+            if (root != 0) stack.Push(root);
+            while (stack.Count > 0)
+            {
+                ulong node = stack.Pop();
+                if (!_r.IsKernelPointer(node))
+                {
+                    _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: {what} run queue link 0x{node:x} is not a kernel pointer");
+                    continue;
+                }
+                if (!seen.Add(node))
+                {
+                    _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: {what} run queue node 0x{node:x} reached twice (a cycle)");
+                    continue;
+                }
+                if (!_run.Visit()) yield break;
+                if (!_r.TryPointer(node + _rbLeft, out ulong left) || !_r.TryPointer(node + _rbRight, out ulong right))
+                {
+                    _run.Incomplete(GapKind.UnreadableMemory, $"cpu {cpu}: {what} run queue node 0x{node:x} is unreadable");
+                    continue;
+                }
+                if (left != 0) stack.Push(left);
+                if (right != 0) stack.Push(right);
+                yield return node;
             }
         }
     }
 
-    /// <summary>Flag combinations the kernel never produces: a kernel thread with a user address space, or a user
-    /// process claiming to be a kernel thread (hiding from tools that skip kthreads).</summary>
-    public IEnumerable<CheckFinding> TaskFlags()
+    /// <summary>
+    /// Fourth cross-view: thread groups seen from the other side. Each listed process's signal->thread_head list
+    /// (linked through thread_node) and each listed thread's group_leader must lead only to listed tasks.
+    /// </summary>
+    public void ThreadGroups(CheckRun run)
     {
-        foreach (var t in kernel.Tasks)
+        ulong signalOff = Offset("task_struct", "signal"), headOff = Offset("signal_struct", "thread_head");
+        int nodeOff = checked((int)Offset("task_struct", "thread_node"));
+        ulong leaderOff = Offset("task_struct", "group_leader");
+        foreach (var process in _kernel.Tasks.ToList())
         {
+            if (!_r.TryPointer(process.Address + signalOff, out ulong signal) || !_r.IsKernelPointer(signal))
+            {
+                run.Incomplete(GapKind.CorruptStructure, $"pid {process.Pid}: signal pointer unreadable or not a kernel pointer");
+                continue;
+            }
+            foreach (ulong thread in _kernel.Lists.Walk(signal + headOff, nodeOff, _kernel.Limits.MaxThreadsPerProcess, $"signal thread list of pid {process.Pid}", includeHead: false))
+            {
+                if (!run.Visit()) return;
+                Sighted(run, thread, TaskView.ThreadGroup, $"a thread of pid {process.Pid} (on its signal->thread_head list)");
+            }
+            foreach (var thread in process.Threads)
+            {
+                if (!run.Visit()) return;
+                if (_r.TryPointer(thread.Address + leaderOff, out ulong leader) && _r.IsKernelPointer(leader))
+                    Sighted(run, leader, TaskView.ThreadGroup, $"the group leader of tid {thread.Tid}");
+                else
+                    run.Incomplete(GapKind.CorruptStructure, $"tid {thread.Tid}: group_leader unreadable or not a kernel pointer");
+            }
+        }
+    }
+
+    /// <summary>
+    /// task->flags of every listed task and thread: bits the kernel does not define (<see cref="TaskFlagBits"/>: a
+    /// rootkit's private "hidden" marker), and combinations the kernel never produces — a kernel thread with a user
+    /// address space, or a user process claiming to be a kernel thread (hiding from tools that skip kthreads).
+    /// </summary>
+    public void TaskFlags(CheckRun run)
+    {
+        uint? undefined = null;
+        if (!TaskFlagBits.TryParseRelease(_kernel.Release, out int major, out int minor))
+            run.Incomplete(GapKind.UnsupportedKernel, $"kernel release '{_kernel.Release}' has no version: undefined task->flags bits not checked");
+        else if (!TaskFlagBits.TryGetUndefined(major, minor, out uint bits))
+            run.Incomplete(GapKind.UnsupportedKernel, $"no verified list of PF_* task flags for Linux {major}.{minor} (listed: {TaskFlagBits.SupportedVersions}): undefined task->flags bits not checked");
+        else if (ConfirmFlagValues(run)) undefined = bits;
+
+        int flagsOff = _kernel.Offsets.Task.Flags;
+        foreach (var t in _kernel.Tasks)
+        {
+            if (undefined is { } mask)
+                foreach (var th in t.Threads)
+                {
+                    uint flags = th.Address == t.Address ? t.Flags : _r.TryU32(th.Address + (ulong)flagsOff, out uint f) ? f : 0;
+                    if ((flags & mask) == 0) continue;
+                    run.Report(FindingKind.UndefinedTaskFlags, Severity.Critical, $"pid {th.Tid} ({th.Comm})", th.Address,
+                        $"task->flags 0x{flags:x8} carries bits Linux {major}.{minor} does not define: {TaskFlagBits.Describe(flags & mask)}; " +
+                        "a rootkit's private mark (processes marked so are hidden from /proc listings)");
+                }
             if (t.Pid == 0) continue;
             if (t.IsKernelThread && t.Mm != 0)
-                yield return new CheckFinding("task flags", Severity.Critical, $"pid {t.Pid} ({t.Comm})", t.Address,
+                run.Report(FindingKind.KernelThreadWithUserMemory, Severity.Critical, $"pid {t.Pid} ({t.Comm})", t.Address,
                     $"PF_KTHREAD set but the task has a user address space (mm 0x{t.Mm:x})");
             if (t.IsKernelThread && t.ParentPid is not (0 or 2))
-                yield return new CheckFinding("task flags", Severity.Warning, $"pid {t.Pid} ({t.Comm})", t.Address,
+                run.Report(FindingKind.KernelThreadNotFromKthreadd, Severity.Warning, $"pid {t.Pid} ({t.Comm})", t.Address,
                     $"kernel thread whose parent is pid {t.ParentPid}, not kthreadd");
         }
     }
 
-    private void CollectXarray(ulong entry, int slotsOff, int slots, List<ulong> result, HashSet<ulong> seen, int depth)
+    /// <summary>The listed PF_* values hold on this kernel: init_task (pid 0) is PF_IDLE, kthreadd (pid 2) PF_KTHREAD.</summary>
+    private bool ConfirmFlagValues(CheckRun run)
     {
-        if (entry == 0 || depth > 8 || result.Count > kernel.Limits.MaxTasks * 4) return;
-        bool internalNode = (entry & 3) == 2 && entry > 4096;
-        if (!internalNode)
+        var tasks = _kernel.Tasks;
+        if (tasks.FirstOrDefault(t => t.Pid == 0) is { } init && (init.Flags & TaskFlagBits.Idle) == 0)
         {
-            if ((entry & 3) == 0 && _r.IsKernelPointer(entry)) result.Add(entry);
-            return;
+            run.Incomplete(GapKind.UnsupportedKernel, $"init_task flags 0x{init.Flags:x} lack PF_IDLE 0x{TaskFlagBits.Idle:x}: this kernel's PF_* values are not the listed ones; undefined bits not checked");
+            return false;
         }
-        ulong nodeAddr = entry - 2;
-        if (!_r.IsKernelPointer(nodeAddr) || !seen.Add(nodeAddr)) return;
-        for (int i = 0; i < slots; i++)
-            if (_r.TryPointer(nodeAddr + (ulong)slotsOff + (ulong)i * 8, out ulong child) && child != 0)
-                CollectXarray(child, slotsOff, slots, result, seen, depth + 1);
+        if (tasks.FirstOrDefault(t => t.Pid == 2 && t.Comm == "kthreadd") is { } kthreadd && (kthreadd.Flags & TaskFlagBits.Kthread) == 0)
+        {
+            run.Incomplete(GapKind.UnsupportedKernel, $"kthreadd flags 0x{kthreadd.Flags:x} lack PF_KTHREAD 0x{TaskFlagBits.Kthread:x}: this kernel's PF_* values are not the listed ones; undefined bits not checked");
+            return false;
+        }
+        return true;
     }
 }
