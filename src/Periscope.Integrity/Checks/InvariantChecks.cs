@@ -15,7 +15,6 @@ namespace Periscope.Integrity.Checks;
 /// </summary>
 public sealed class InvariantChecks
 {
-    private const ulong ModuleAreaStart = 0xffffffffc0000000UL, ModuleAreaEnd = 0xffffffffff000000UL;
     /// <summary>Bytes of an unowned module-area allocation searched for a struct module.</summary>
     private const ulong MaxStructModuleSearch = 4UL << 20;
     /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
@@ -229,7 +228,7 @@ public sealed class InvariantChecks
                 run.Incomplete(GapKind.UnreadableMemory, $"vmap_area 0x{va:x} is unreadable");
                 continue;
             }
-            if (s < ModuleAreaStart || s >= ModuleAreaEnd || e <= s) continue;
+            if (!_kernel.ModuleArea.Contains(s) || e <= s) continue;
             if (modules.Any(m => m.Base != 0 && m.Base < e && m.Base + Math.Max(m.Size, 1) > s)) continue;
             if (FindStructModule(run, s, e) is { } hidden)
                 run.Report(FindingKind.HiddenModule, Severity.Critical, hidden.Name, hidden.Address,

@@ -16,8 +16,8 @@ public static class TaskFlagBits
 {
     /// <summary>PF_IDLE: the per-CPU idle task (pid 0).</summary>
     public const uint Idle = 0x00000002;
-    /// <summary>PF_KTHREAD: a kernel thread. Same value as <see cref="Periscope.Linux.Model.LinuxTask.PfKthread"/>.</summary>
-    public const uint Kthread = 0x00200000;
+    /// <summary>PF_KTHREAD: a kernel thread (the one definition is <see cref="Periscope.Linux.Model.KernelMacros.PF_KTHREAD"/>).</summary>
+    public const uint Kthread = Periscope.Linux.Model.KernelMacros.PF_KTHREAD;
 
     private sealed record Era(int Major, int Minor, uint Undefined, string Source);
 
