@@ -29,4 +29,22 @@ public sealed record IntrospectionLimits
     public int MaxMapleTreeDepth { get; init; } = 16;
     public int MaxPathComponents { get; init; } = 256;
     public int MaxStringLength { get; init; } = 4_096;
+
+    // Integrity evidence and regions (judge): what baseline create and verify will read from one guest
+    /// <summary>Largest kernel region (text, rodata) measured; Debian's 6.x text is ~16 MiB.</summary>
+    public ulong MaxKernelRegionBytes { get; init; } = 128UL << 20;
+    /// <summary>Largest module region measured; the biggest Debian modules have a few MiB of text.</summary>
+    public ulong MaxModuleRegionBytes { get; init; } = 32UL << 20;
+    /// <summary>Entries read from one allow-list table (jump labels, static-call sites, ftrace records) in total.</summary>
+    public int MaxEvidenceEntries { get; init; } = 1 << 20;
+    /// <summary>ftrace_pages blocks and ftrace_ops list nodes walked.</summary>
+    public int MaxFtraceNodes { get; init; } = 65_536;
+    /// <summary>Symbols read from one module's own symbol table (mod_kallsyms).</summary>
+    public int MaxModuleSymbols { get; init; } = 200_000;
+    /// <summary>vmalloc areas walked when scanning the module area for hidden modules.</summary>
+    public int MaxVmapAreas { get; init; } = 1 << 20;
+    /// <summary>Bytes of one unowned module-area allocation searched for a struct module.</summary>
+    public int MaxHiddenModuleScanBytes { get; init; } = 4 << 20;
+    /// <summary>Decompressed size of one baseline's stored evidence (a Debian 6.1 guest needs ~4 MiB).</summary>
+    public int MaxEvidenceBytes { get; init; } = 64 << 20;
 }
