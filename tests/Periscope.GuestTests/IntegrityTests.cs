@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using Periscope.Cli;
 using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Evidence;
+using Periscope.Integrity.Measurement;
 using Periscope.Integrity.Regions;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
@@ -20,6 +22,7 @@ public sealed class IntegrityTests : IDisposable
     private readonly string _db;
     private readonly BaselineStore _store;
     private readonly StoredBaseline _baseline;
+    private readonly EvidenceSnapshot _evidence;
 
     public IntegrityTests(FiveLevelGuest guest)
     {
@@ -28,6 +31,7 @@ public sealed class IntegrityTests : IDisposable
         _store = BaselineStore.Open(_db);
         var summary = BaselineRecorder.Record(Kernel, _store, "test");
         _baseline = _store.Latest(summary.BuildId, Kernel.Layout.TextVa)!;
+        _evidence = EvidenceStore.Load(_store, summary.Id, Kernel.Limits)!;
     }
 
     private LinuxKernel Kernel => _guest.Dump.Kernel;
@@ -38,7 +42,7 @@ public sealed class IntegrityTests : IDisposable
         using var d = new PatchedDump(_guest.DumpPath, _guest.Dump.Image, Kernel);
         attack(d);
         using var t = d.Open();
-        return Verifier.Verify(t.Kernel, _baseline);
+        return Verifier.Verify(t.Kernel, _baseline, _evidence);
     }
 
     [Fact]
@@ -57,8 +61,9 @@ public sealed class IntegrityTests : IDisposable
     [Fact]
     public void Unchanged_guest_verifies_clean()
     {
-        var result = Verifier.Verify(Kernel, _baseline);
+        var result = Verifier.Verify(Kernel, _baseline, _evidence);
         Assert.Empty(result.Findings);
+        Assert.Empty(result.Incomplete);
         Assert.True(result.BytesChecked > 10 << 20);
     }
 
@@ -133,19 +138,101 @@ public sealed class IntegrityTests : IDisposable
     [Fact]
     public void Static_key_flip_to_its_recorded_target_is_info_not_tamper()
     {
-        var context = new CodeContext(Kernel);
         var nop = new byte[5];
-        var (site, target) = context.JumpSites.First(kv =>
-            kv.Key > Sym("_stext") && kv.Key < Sym("_etext") && Kernel.KernelSpace.Read(kv.Key, nop) == 5 && CodeContext.IsNop(nop)
-            && (long)(kv.Value - (kv.Key + 5)) is > int.MinValue and < int.MaxValue);
-        var jmp = new byte[5];
-        jmp[0] = 0xe9;
-        BinaryPrimitives.WriteInt32LittleEndian(jmp.AsSpan(1), (int)(long)(target - (site + 5)));
-        var result = VerifyPatched(d => d.Write(site, jmp));
+        var (site, target) = _evidence.JumpEntries.First(j =>
+            j.Code > Sym("_stext") && j.Code < Sym("_etext") && Kernel.KernelSpace.Read(j.Code, nop) == 5 && nop.AsSpan().SequenceEqual(Judge.Nop5)
+            && (long)(j.Target - (j.Code + 5)) is > int.MinValue and < int.MaxValue);
+        var result = VerifyPatched(d => d.Write(site, Branch(0xe9, site, target)));
         var f = Assert.Single(result.Findings);
         Assert.Equal(Classifications.StaticKeyFlipped, f.Classification);
         Assert.Equal(Severity.Info, f.Severity);
         Assert.True(result.Clean);
+        // The same site jumping anywhere but its recorded target is critical.
+        var other = VerifyPatched(d => d.Write(site, Branch(0xe9, site, Sym("commit_creds"))));
+        var o = Assert.Single(other.Findings);
+        Assert.Equal(Classification.JumpLabelRetargeted, o.Classification);
+        Assert.Equal(Severity.Critical, o.Severity);
+        Assert.Equal("commit_creds", o.Destination!.Description);
+    }
+
+    private static byte[] Branch(byte opcode, ulong site, ulong to)
+    {
+        var c = new byte[5];
+        c[0] = opcode;
+        BinaryPrimitives.WriteInt32LittleEndian(c.AsSpan(1), (int)(long)(to - (site + 5)));
+        return c;
+    }
+
+    /// <summary>Issue 7: a 5-byte "call commit_creds" over the ftrace site of __x64_sys_sysfs was reported as Info
+    /// "owned by kernel (commit_creds)" and left the result clean.</summary>
+    [Fact]
+    public void Call_to_commit_creds_over_an_ftrace_site_is_a_critical_hook()
+    {
+        ulong site = _evidence.FtraceSites.Single(s => s >= Sym("__x64_sys_sysfs") && s < Sym("__x64_sys_sysfs") + 8);
+        var result = VerifyPatched(d => d.Write(site, Branch(0xe8, site, Sym("commit_creds"))));
+        var f = Assert.Single(result.Findings);
+        Assert.Equal(Classifications.FunctionHooked, f.Classification);
+        Assert.Equal(Severity.Critical, f.Severity);
+        Assert.Equal(CodeOwnerKind.KernelText, f.Destination!.Owner);
+        Assert.Equal("commit_creds", f.Destination.Description);
+        Assert.False(result.Clean);
+    }
+
+    /// <summary>Issue 7: eight int3 bytes inside ftrace_regs_caller were reported as Info "ftrace dispatcher updated".</summary>
+    [Fact]
+    public void Int3_inside_ftrace_regs_caller_off_its_patch_sites_is_critical()
+    {
+        ulong entry = Sym("ftrace_regs_caller");
+        ulong at = entry + 8;
+        Assert.DoesNotContain(_evidence.FtracePatchSites, p => p.Address < at + 8 && p.Address + 5 > at);
+        var result = VerifyPatched(d => d.Write(at, [0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc]));
+        var f = Assert.Single(result.Findings);
+        Assert.Equal(Classification.FtraceEntryPatched, f.Classification);
+        Assert.Equal(Severity.Critical, f.Severity);
+        // At its patch site, to a known target, it is ftrace at work.
+        var site = _evidence.FtracePatchSites.Single(p => p.Name == "ftrace_regs_call");
+        var ok = VerifyPatched(d => d.Write(site.Address, Branch(0xe8, site.Address, Sym("ftrace_ops_list_func"))));
+        var g = Assert.Single(ok.Findings);
+        Assert.Equal(Classification.FtraceDispatcherUpdated, g.Classification);
+        Assert.Equal(Severity.Info, g.Severity);
+    }
+
+    [Fact]
+    public void Evidence_from_the_guest_is_complete_and_survives_the_store()
+    {
+        Assert.Empty(_evidence.Gaps);
+        Assert.True(_evidence.JumpEntries.Count > 1000, $"{_evidence.JumpEntries.Count} jump entries");
+        Assert.NotEmpty(_evidence.StaticCallSites);
+        Assert.Contains(Sym("__x64_sys_sysfs"), _evidence.FtraceSites);
+        Assert.True(_evidence.FtraceSites.Count > 10_000, $"{_evidence.FtraceSites.Count} ftrace sites");
+        Assert.Equal(["ftrace_caller", "ftrace_regs_caller"], _evidence.FtraceEntryCode.Select(r => r.Name));
+        Assert.Contains(_evidence.FtracePatchSites, p => p.Name == "ftrace_regs_call" && p.Address == Sym("ftrace_regs_call"));
+        // Every module the guest lists, by its own name, with its own symbols.
+        Assert.Equal(_guest.Truth.Modules.Select(m => m.Name).Order(), _evidence.Modules.Where(m => !m.Hidden).Select(m => m.Name).Order());
+        Assert.DoesNotContain(_evidence.Modules, m => m.Hidden);
+        var crc7 = _evidence.Modules.Single(m => m.Name == "crc7");
+        Assert.Contains(_evidence.Symbols, s => s.Module == crc7.Address && s.Name == "crc7_be");
+        // Module jump-label entries are read through the module's own table, inside its core.
+        Assert.All(_evidence.JumpEntries.Where(j => !(j.Code >= Sym("_stext") && j.Code < Sym("_etext"))),
+            j => Assert.Contains(_evidence.Modules, m => m.Contains(j.Code)));
+    }
+
+    /// <summary>Issue 6 #4: a stored page length of 100,000 with one changed byte crashed the disassembly of a finding.</summary>
+    [Fact]
+    public void Stored_page_of_100000_bytes_is_an_incomplete_reason_not_a_crash()
+    {
+        var text = _baseline.Regions.Single(r => r.Region.Name == "kernel text");
+        int idx = (int)((Sym("__x64_sys_sysfs") - (text.Region.Start & ~0xfffUL)) / 4096);
+        var page = text.Pages[idx];
+        var content = new byte[100_000];
+        page.Content!.CopyTo(content, 0);
+        content[(int)(Sym("__x64_sys_sysfs") - page.VirtualAddress)] ^= 0xff;
+        var pages = text.Pages.ToArray();
+        pages[idx] = page with { Length = 100_000, Content = content, XxHash3 = page.XxHash3 ^ 1 };
+        var forged = _baseline with { Regions = [.. _baseline.Regions.Select(r => r == text ? text with { Pages = pages } : r)] };
+        var result = Verifier.Verify(Kernel, forged, _evidence);
+        Assert.Contains(result.Incomplete, r => r.Contains("baseline region kernel text: stored page", StringComparison.Ordinal) && r.Contains("length 100000", StringComparison.Ordinal));
+        Assert.DoesNotContain(result.Findings, f => f.Region == "kernel text");
     }
 
     [Fact]
@@ -174,6 +261,8 @@ public sealed class IntegrityTests : IDisposable
         var h = Assert.Single(hooked.Findings);
         Assert.Equal(Classifications.FunctionHooked, h.Classification);
         Assert.Equal(Severity.Critical, h.Severity);
+        Assert.Equal(CodeOwnerKind.Unowned, h.Destination!.Owner);
+        Assert.Contains("unowned executable memory", h.Detail);
     }
 
     [Fact]
