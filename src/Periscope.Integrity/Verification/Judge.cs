@@ -42,41 +42,71 @@ public static class Judge
     /// <summary>A static-call trampoline set to NULL without return thunks: "ret; int3 × 4".</summary>
     public static ReadOnlySpan<byte> Ret5 => [0xc3, 0xcc, 0xcc, 0xcc, 0xcc];
 
-    /// <summary>Judges one changed run of kernel or module text.</summary>
+    /// <summary>
+    /// Judges one changed run of kernel or module text. A run may span several sites the kernel patched at once
+    /// (neighbouring static-call trampolines, a jump label next to a static call): each differing byte must be
+    /// explained by a site that covers it, and the run is as bad as its worst part.
+    /// </summary>
     public static Verdict Code(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w)
     {
-        if (baseline.Snapshot.FtraceEntryCode.FirstOrDefault(r => r.Contains(w.From) || r.Contains(w.To - 1)) is { Name: not null } entry)
-            return FtraceEntry(baseline, current, w, entry);
-        for (ulong c = w.From >= 4 ? w.From - 4 : 0; c <= w.From; c++)
+        var verdicts = new List<Verdict>();
+        for (ulong p = w.From; p < w.To;)
         {
-            if (baseline.TryGetJumpTarget(c, out ulong recorded) && JumpLabel(baseline, current, w, c, recorded) is { } jump) return jump;
-            if (baseline.IsStaticCallSite(c) && w.To <= c + 5) return StaticCall(baseline, current, w, c, "static call site");
-            if (baseline.IsFtraceSite(c) && w.To <= c + 5) return FtraceSite(baseline, current, w, c);
+            if (!Differs(w, p)) { p++; continue; }
+            var (verdict, end) = At(baseline, current, w, p);
+            if (verdict.Severity == Severity.Critical) return verdict;
+            verdicts.Add(verdict);
+            p = Math.Max(end, p + 1);
         }
-        if (baseline.TryFindSymbol(w.From, out var sym) && sym.Module == 0 && sym.Name.StartsWith("__SCT__", StringComparison.Ordinal)
-            && w.From >= sym.Address && w.To <= sym.Address + 5)
-            return StaticCall(baseline, current, w, sym.Address, $"static call trampoline {sym.Name}");
-        var dest = BranchAt(w, w.From) is { } t ? current.Resolve(t) : null;
+        if (verdicts.Count == 0) return Unexplained(current, w, w.From);
+        return verdicts.Count == 1 ? verdicts[0] : verdicts[0] with { Detail = string.Join("; ", verdicts.Select(v => v.Detail)) };
+    }
+
+    private static bool Differs(CodeWindow w, ulong va) =>
+        !w.TryExpected(va, 1, out var e) || !w.TryFound(va, 1, out var f) || e[0] != f[0];
+
+    /// <summary>The verdict for the site covering the changed byte at <paramref name="p"/>, and where that site ends.</summary>
+    private static (Verdict, ulong End) At(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w, ulong p)
+    {
+        if (baseline.Snapshot.FtraceEntryCode.FirstOrDefault(r => r.Contains(p)) is { Name: not null } entry)
+            return FtraceEntry(baseline, current, w, entry, p);
+        for (ulong c = p >= 4 ? p - 4 : 0; c <= p; c++)
+        {
+            if (baseline.TryGetJumpTarget(c, out ulong recorded) && JumpLabel(baseline, current, w, c, recorded, p) is { } jump) return jump;
+            if (baseline.IsStaticCallSite(c)) return (StaticCall(baseline, current, w, c, "static call site"), c + 5);
+            if (baseline.IsFtraceSite(c)) return (FtraceSite(baseline, current, w, c), c + 5);
+        }
+        if (baseline.TryFindSymbol(p, out var sym) && sym.Module == 0 && sym.Name.StartsWith("__SCT__", StringComparison.Ordinal) && p < sym.Address + 5)
+            return (StaticCall(baseline, current, w, sym.Address, $"static call trampoline {sym.Name}"), sym.Address + 5);
+        return (Unexplained(current, w, p), w.To);
+    }
+
+    private static Verdict Unexplained(EvidenceIndex current, CodeWindow w, ulong p)
+    {
+        var dest = BranchAt(w, p) is { } t ? current.Resolve(t) : null;
         return new Verdict(Classification.CodeModified, Severity.Critical,
             dest is null ? "not a transition the kernel makes" : $"not a transition the kernel makes; now branches to {dest}", dest);
     }
 
     /// <summary>Jump label: toggled between its recorded NOP (2 or 5 bytes) and a jump of the same length to its
-    /// recorded target. Null when the run reaches past the site (then it is not this site's change).</summary>
-    private static Verdict? JumpLabel(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w, ulong site, ulong recorded)
+    /// recorded target. Null when <paramref name="p"/> lies past the site.</summary>
+    private static (Verdict, ulong)? JumpLabel(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w, ulong site, ulong recorded, ulong p)
     {
         if (!w.TryExpected(site, 2, out var head)) return null;
         int length = head[0] is 0xeb || head.SequenceEqual(Nop2) ? 2 : 5;
-        if (w.To > site + (ulong)length || !w.TryFound(site, length, out var now)) return null;
+        ulong end = site + (ulong)length;
+        if (p >= end) return null;
         string where = baseline.Describe(site);
+        if (!w.TryFound(site, length, out var now))
+            return (new Verdict(Classification.JumpLabelRetargeted, Severity.Critical, $"jump label at {where}: changed bytes cannot be read whole"), end);
         if (now.SequenceEqual(length == 2 ? Nop2 : Nop5))
-            return new Verdict(Classification.StaticKeyFlipped, Severity.Info, $"jump label at {where} is now its NOP");
+            return (new Verdict(Classification.StaticKeyFlipped, Severity.Info, $"jump label at {where} is now its NOP"), end);
         ulong? target = Branch(now, site, jumpOnly: true);
         if (target == recorded)
-            return new Verdict(Classification.StaticKeyFlipped, Severity.Info, $"jump label at {where} now jumps to its recorded target {baseline.Describe(recorded)}", current.Resolve(recorded));
+            return (new Verdict(Classification.StaticKeyFlipped, Severity.Info, $"jump label at {where} now jumps to its recorded target {baseline.Describe(recorded)}", current.Resolve(recorded)), end);
         var dest = Branch(now, site, jumpOnly: false) is { } t ? current.Resolve(t) : null;
-        return new Verdict(Classification.JumpLabelRetargeted, Severity.Critical,
-            $"jump label at {where} now {(dest is null ? $"holds {Convert.ToHexStringLower(now)}" : $"goes to {dest}")}, not its NOP or its recorded target {baseline.Describe(recorded)}", dest);
+        return (new Verdict(Classification.JumpLabelRetargeted, Severity.Critical,
+            $"jump label at {where} now {(dest is null ? $"holds {Convert.ToHexStringLower(now)}" : $"goes to {dest}")}, not its NOP or its recorded target {baseline.Describe(recorded)}", dest), end);
     }
 
     /// <summary>Static call: a call or jump to the START of a function in kernel text or a listed module, or the
@@ -105,9 +135,11 @@ public static class Judge
         if (!w.TryFound(site, 5, out var now))
             return new Verdict(Classification.FunctionHooked, Severity.Critical, $"ftrace site of {fn}: changed bytes cannot be read whole");
         if (now.SequenceEqual(Nop5)) return new Verdict(Classification.FunctionTraced, Severity.Info, $"ftrace site of {fn} is a NOP again");
-        if (now[0] != 0xe8 || Branch(now, site, jumpOnly: false) is not { } target)
-            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"ftrace site of {fn} now holds {Convert.ToHexStringLower(now)}, not a NOP or a call");
+        if (Branch(now, site, jumpOnly: false) is not { } target)
+            return new Verdict(Classification.CodeModified, Severity.Critical, $"ftrace site of {fn} now holds {Convert.ToHexStringLower(now)}, not a NOP or a call");
         var dest = current.Resolve(target);
+        if (now[0] != 0xe8)
+            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"ftrace site of {fn} now jumps to {dest}; ftrace only ever writes a call", dest);
         if (baseline.Snapshot.FtraceEntryCode.Any(r => r.Start == target))
             return new Verdict(Classification.FunctionTraced, Severity.Info, $"{fn} now calls {dest} (ftrace entry code)", dest);
         foreach (var ops in current.Snapshot.FtraceOps)
@@ -125,26 +157,26 @@ public static class Judge
     }
 
     /// <summary>ftrace_caller / ftrace_regs_caller: only their patch sites change, only to known targets.</summary>
-    private static Verdict FtraceEntry(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w, CodeRange entry)
+    private static (Verdict, ulong End) FtraceEntry(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w, CodeRange entry, ulong at)
     {
         var e = baseline.Snapshot;
         foreach (var p in e.FtracePatchSites)
         {
-            if (w.From < p.Address || w.To > p.Address + 5) continue;
+            if (at < p.Address || at >= p.Address + 5) continue;
             if (!w.TryFound(p.Address, 5, out var now) || now[0] is not (0xe8 or 0xe9) || Branch(now, p.Address, jumpOnly: false) is not { } target)
-                return new Verdict(Classification.FtraceEntryPatched, Severity.Critical, $"{p.Name} in {entry.Name} is no longer a call or jump");
+                return (new Verdict(Classification.FtraceEntryPatched, Severity.Critical, $"{p.Name} in {entry.Name} is no longer a call or jump"), p.Address + 5);
             var dest = current.Resolve(target);
             bool known = p.Kind == FtracePatchKind.GraphJump
                 ? e.FtraceGraphTargets.Contains(target)
                 : e.FtraceDispatchTargets.Contains(target)
                   || current.Snapshot.FtraceOps.Any(o => o.Func == target && current.Resolve(o.Func).Owner is CodeOwnerKind.KernelText or CodeOwnerKind.ListedModule);
-            return known
+            return (known
                 ? new Verdict(Classification.FtraceDispatcherUpdated, Severity.Info, $"{p.Name} in {entry.Name} now goes to {dest}", dest)
-                : new Verdict(Classification.FtraceEntryPatched, Severity.Critical, $"{p.Name} in {entry.Name} now goes to {dest}, not a known ftrace target", dest);
+                : new Verdict(Classification.FtraceEntryPatched, Severity.Critical, $"{p.Name} in {entry.Name} now goes to {dest}, not a known ftrace target", dest), p.Address + 5);
         }
-        var d = BranchAt(w, w.From) is { } t ? current.Resolve(t) : null;
-        return new Verdict(Classification.FtraceEntryPatched, Severity.Critical,
-            $"{entry.Name} changed at {baseline.Describe(w.From)}, off its patch sites ({string.Join(", ", e.FtracePatchSites.Select(s => s.Name))})", d);
+        var d = BranchAt(w, at) is { } t ? current.Resolve(t) : null;
+        return (new Verdict(Classification.FtraceEntryPatched, Severity.Critical,
+            $"{entry.Name} changed at {baseline.Describe(at)}, off its patch sites ({string.Join(", ", e.FtracePatchSites.Select(s => s.Name))})", d), w.To);
     }
 
     /// <summary>A syscall-table slot or an IDT gate: the kernel never rewrites these at run time.</summary>

@@ -25,7 +25,7 @@ public sealed class JudgeTests
         ["ftrace_caller"] = Text + 0x3000, ["ftrace_call"] = Text + 0x3020, ["ftrace_caller_end"] = Text + 0x3080,
         ["ftrace_regs_caller"] = Text + 0x3100, ["ftrace_regs_call"] = Text + 0x3140, ["ftrace_graph_call"] = Text + 0x3160,
         ["ftrace_regs_caller_end"] = Text + 0x3200, ["ftrace_stub"] = Text + 0x3300, ["ftrace_ops_list_func"] = Text + 0x3400,
-        ["ftrace_graph_caller"] = Text + 0x3500, ["__SCT__foo"] = Text + 0x4000, ["target_fn"] = Text + 0x5000,
+        ["ftrace_graph_caller"] = Text + 0x3500, ["__SCT__foo"] = Text + 0x4000, ["__SCT__bar"] = Text + 0x4008, ["target_fn"] = Text + 0x5000,
         ["__x64_sys_sysfs"] = Text + 0x6000,
         ["good_fn"] = Good + 0x100, ["evil_hook"] = Evil + 0x40,
         ["good_tramp"] = GoodTramp, ["evil_tramp"] = EvilTramp, ["unowned_tramp"] = Unowned,
@@ -43,7 +43,7 @@ public sealed class JudgeTests
         [
             .. new[] { "func_a", "jump_target", "commit_creds", "ftrace_caller", "ftrace_call", "ftrace_caller_end", "ftrace_regs_caller",
                 "ftrace_regs_call", "ftrace_graph_call", "ftrace_regs_caller_end", "ftrace_stub", "ftrace_ops_list_func", "ftrace_graph_caller",
-                "__SCT__foo", "target_fn", "__x64_sys_sysfs" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
+                "__SCT__foo", "__SCT__bar", "target_fn", "__x64_sys_sysfs" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
             new CodeSymbol(S("good_fn"), 0x80, "good_fn", Good + 0x3000),
         ],
         JumpEntries = [new JumpEntry(S("jump"), S("jump_target")), new JumpEntry(S("module_jump"), S("good_fn") + 0x40)],
@@ -93,7 +93,8 @@ public sealed class JudgeTests
         ftrace                   nop5                  call:unowned_tramp         FunctionHooked           Critical  Unowned
         ftrace                   nop5                  call:good_tramp+0x10       FunctionHooked           Critical  Unowned
         ftrace                   nop5                  call:good_fn               FunctionHooked           Critical  ListedModule
-        ftrace                   nop5                  jmp:ftrace_caller          FunctionHooked           Critical  -
+        ftrace                   nop5                  jmp:ftrace_caller          FunctionHooked           Critical  KernelText
+        ftrace                   nop5                  hex:9090909090             CodeModified             Critical  -
         good_fn                  nop5                  call:ftrace_caller         FunctionTraced           Info      KernelText
         ftrace_call              call:ftrace_stub      call:ftrace_ops_list_func  FtraceDispatcherUpdated  Info      KernelText
         ftrace_regs_call         call:ftrace_stub      call:good_fn               FtraceDispatcherUpdated  Info      ListedModule
@@ -135,6 +136,36 @@ public sealed class JudgeTests
             Assert.True(Enum.Parse<CodeOwnerKind>(f[5]) == verdict.Destination!.Owner, $"line {line}: destination {verdict.Destination.Owner} {verdict.Destination}");
         }
         Assert.False(string.IsNullOrEmpty(verdict.Detail), $"line {line}: no detail");
+    }
+
+    /// <summary>The kernel repoints neighbouring static-call trampolines at once (enabling sched_wakeup changes
+    /// __SCT__tp_func_sched_wakeup and its neighbours): one diff run, judged site by site.</summary>
+    [Fact]
+    public void A_run_spanning_neighbouring_trampolines_is_judged_site_by_site()
+    {
+        ulong foo = S("__SCT__foo"), bar = S("__SCT__bar");
+        byte[] Pair(string a, string b)
+        {
+            var bytes = new byte[16];
+            Bytes(a, foo).CopyTo(bytes, 0);
+            new byte[] { 0x0f, 0xb9, 0xcc }.CopyTo(bytes, 5);   // ud1 %esp, %ecx: the trampoline's signature
+            Bytes(b, bar).CopyTo(bytes, 8);
+            new byte[] { 0x0f, 0xb9, 0xcc }.CopyTo(bytes, 13);
+            return bytes;
+        }
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(Current());
+        var both = Judge.Code(b, c, Window(foo, Pair("jmp:target_fn", "jmp:target_fn"), Pair("jmp:commit_creds", "jmp:func_a")));
+        Assert.Equal((Classification.StaticCallUpdated, Severity.Info), (both.Classification, both.Severity));
+        Assert.Contains("__SCT__bar", both.Detail);
+        var second = Judge.Code(b, c, Window(foo, Pair("jmp:target_fn", "jmp:target_fn"), Pair("jmp:commit_creds", "jmp:func_a+0x1")));
+        Assert.Equal((Classification.StaticCallHijacked, Severity.Critical), (second.Classification, second.Severity));
+        Assert.Contains("__SCT__bar", second.Detail);
+        // Bytes between the two trampolines are no site's: changing them is critical even if both sites are fine.
+        var between = Pair("jmp:commit_creds", "jmp:func_a");
+        between[6] = 0x90;
+        var off = Judge.Code(b, c, Window(foo, Pair("jmp:target_fn", "jmp:target_fn"), between));
+        Assert.Equal((Classification.CodeModified, Severity.Critical), (off.Classification, off.Severity));
     }
 
     [Fact]
