@@ -10,7 +10,7 @@ internal static class CliErrors
 {
     public static bool IsUserFacing(Exception e) => e is MemoryFormatException or KernelNotFoundException or KernelModelException
         or BtfFormatException or FileNotFoundException or IOException or UnauthorizedAccessException or TimeoutException
-        or CliUsageException or KeyNotFoundException or InvalidOperationException;
+        or CliUsageException or KeyNotFoundException or InvalidOperationException or Periscope.Integrity.Evidence.EvidenceFormatException;
 
     public static string Describe(Exception e) => e switch
     {

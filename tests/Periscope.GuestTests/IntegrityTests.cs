@@ -6,6 +6,7 @@ using Periscope.Integrity.Measurement;
 using Periscope.Integrity.Regions;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
+using Periscope.Memory;
 using Periscope.Targets;
 
 namespace Periscope.GuestTests;
@@ -195,6 +196,52 @@ public sealed class IntegrityTests : IDisposable
         var g = Assert.Single(ok.Findings);
         Assert.Equal(Classification.FtraceDispatcherUpdated, g.Classification);
         Assert.Equal(Severity.Info, g.Severity);
+    }
+
+    /// <summary>Issue 6 #7, region side: a module whose layout claims 86 MB of text must not become an 86 MB region.</summary>
+    [Fact]
+    public void Module_claiming_86_MB_of_text_is_skipped_with_the_numbers_not_measured()
+    {
+        var crc7 = Kernel.Modules.Single(m => m.Name == "crc7");
+        var o = Kernel.Offsets.Module;
+        ulong textSize = crc7.Address + (ulong)(o.CoreLayout!.Value + o.LayoutTextSize!.Value);
+        const uint Claimed = 86u << 20;
+        using var d = new PatchedDump(_guest.DumpPath, _guest.Dump.Image, Kernel);
+        d.Write(textSize, BitConverter.GetBytes(Claimed));
+        using var t = d.Open();
+        string db = Path.Combine(_guest.Guest.WorkDirectory, $"huge-module-{Guid.NewGuid():n}.db");
+        try
+        {
+            using var store = BaselineStore.Open(db);
+            var summary = BaselineRecorder.Record(t.Kernel, store, "test");
+            string reason = $"module crc7 text: length {Claimed} bytes exceeds the limit of {t.Kernel.Limits.MaxModuleRegionBytes} bytes";
+            Assert.Contains(reason, summary.Skipped);
+            Assert.True(summary.Bytes < 64 << 20, $"{summary.Bytes} bytes measured");
+            // Verified against the good baseline: crc7's text is not "gone", it could not be checked.
+            var result = Verifier.Verify(t.Kernel, _baseline, _evidence);
+            Assert.Contains($"region skipped now: {reason}", result.Incomplete);
+            Assert.DoesNotContain(result.Findings, f => f.Region == "module crc7 text");
+            Assert.Equal(3, Periscope.Cli.Commands.VerifyCommand.ExitCode(result));
+        }
+        finally { File.Delete(db); }
+    }
+
+    /// <summary>Issue 6 #5, region side: kernel regions are cut only up to IntrospectionLimits.MaxKernelRegionBytes
+    /// (a forged _etext of 0xfffffffffffff000 made baseline create cut an unbounded region); a skipped region is an
+    /// incomplete reason with the numbers, and verify exits 3 when nothing else is wrong.</summary>
+    [Fact]
+    public void Kernel_text_larger_than_the_limit_is_skipped_and_the_run_is_incomplete()
+    {
+        using var t = Target.OpenDump(_guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxKernelRegionBytes = 1 << 20 } });
+        ulong length = Sym("_etext") - Sym("_stext");
+        var catalog = RegionCatalog.Catalog(t.Kernel);
+        Assert.DoesNotContain(catalog.Regions, r => r.Name == "kernel text");
+        string reason = $"kernel text: length {length} bytes exceeds the limit of 1048576 bytes";
+        Assert.Contains(catalog.Skipped, s => s.Reason == reason);
+        var result = Verifier.Verify(t.Kernel, _baseline, _evidence);
+        Assert.Contains($"region skipped now: {reason}", result.Incomplete);
+        Assert.Empty(result.Findings);
+        Assert.Equal(3, Periscope.Cli.Commands.VerifyCommand.ExitCode(result));
     }
 
     [Fact]

@@ -31,7 +31,7 @@ public static class BaselineRecorder
         return new BaselineSummary(id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),
             measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds)
         {
-            Skipped = [.. catalog.Skipped, .. evidence.Gaps.Select(g => $"evidence, {g}")],
+            Skipped = [.. catalog.Skipped.Select(r => r.Reason), .. evidence.Gaps.Select(g => $"evidence, {g}")],
         };
     }
 }

@@ -3,8 +3,14 @@ using Periscope.Memory;
 
 namespace Periscope.Integrity.Regions;
 
-/// <summary>The regions of a kernel, and those left out (with why: a size past a limit, a range that wraps).</summary>
-public sealed record RegionSet(IReadOnlyList<MeasuredRegion> Regions, IReadOnlyList<string> Skipped);
+/// <summary>A region left out, and why (a size past a limit, a range that wraps, symbols missing).</summary>
+public sealed record SkippedRegion(MeasuredRegion? Region, string Reason)
+{
+    public override string ToString() => Reason;
+}
+
+/// <summary>The regions of a kernel, and those left out.</summary>
+public sealed record RegionSet(IReadOnlyList<MeasuredRegion> Regions, IReadOnlyList<SkippedRegion> Skipped);
 
 /// <summary>
 /// The regions a baseline covers: kernel text and read-only data, the syscall table and the syscall dispatcher
@@ -26,18 +32,18 @@ public static class RegionCatalog
         var limits = kernel.Limits;
         var s = kernel.Symbols;
         var regions = new List<MeasuredRegion>();
-        var skipped = new List<string>();
+        var skipped = new List<SkippedRegion>();
         void Add(MeasuredRegion r, ulong max)
         {
             if (r.Length == 0) return;
-            if (r.Start + r.Length < r.Start || !kernel.Reader.IsKernelPointer(r.Start)) skipped.Add($"{r.Name}: range 0x{r.Start:x}+0x{r.Length:x} is not kernel memory");
-            else if (r.Length > max) skipped.Add($"{r.Name}: length {r.Length} bytes exceeds the limit of {max} bytes");
+            if (r.Start + r.Length < r.Start || !kernel.Reader.IsKernelPointer(r.Start)) skipped.Add(new(r, $"{r.Name}: range 0x{r.Start:x}+0x{r.Length:x} is not kernel memory"));
+            else if (r.Length > max) skipped.Add(new(r, $"{r.Name}: length {r.Length} bytes exceeds the limit of {max} bytes"));
             else regions.Add(r);
         }
         void Span(string name, RegionKind kind, string from, string to)
         {
             if (s.TryGetAddress(from, out ulong a) && s.TryGetAddress(to, out ulong b) && b > a) Add(new MeasuredRegion(name, kind, a, b - a), limits.MaxKernelRegionBytes);
-            else skipped.Add($"{name}: symbols {from}/{to} missing or out of order");
+            else skipped.Add(new(null, $"{name}: symbols {from}/{to} missing or out of order"));
         }
         Span("kernel text", RegionKind.KernelText, "_stext", "_etext");
         Span("kernel rodata", RegionKind.KernelReadOnlyData, "__start_rodata", "__end_rodata");

@@ -49,7 +49,8 @@ public static class Verifier
         if (baselineEvidence is not null) incomplete.AddRange(baselineEvidence.Gaps.Select(g => $"baseline evidence, {g}"));
 
         var catalog = RegionCatalog.Catalog(kernel);
-        incomplete.AddRange(catalog.Skipped.Select(s => $"region skipped now: {s}"));
+        incomplete.AddRange(catalog.Skipped.Select(s => $"region skipped now: {s.Reason}"));
+        var skippedNow = catalog.Skipped.Where(s => s.Region is not null).Select(s => s.Region!.Key).ToHashSet();
         var current = new Dictionary<RegionKey, MeasuredRegion>();
         foreach (var r in catalog.Regions) current.TryAdd(r.Key, r);
         var findings = new List<Finding>();
@@ -66,6 +67,7 @@ public static class Verifier
                 else toCheck.Add(stored);
                 continue;
             }
+            if (skippedNow.Contains(region.Key)) continue;   // not gone: refused by a limit, reported as incomplete
             var moved = catalog.Regions.FirstOrDefault(c => c.Kind == region.Kind && c.Name == region.Name && !baseline.Regions.Any(b => b.Region.Key == c.Key));
             findings.Add(moved is not null
                 ? RegionFinding(region, Classification.RegionMoved, Severity.Warning, $"{region.Name} is now at 0x{moved.Start:x}+0x{moved.Length:x} (module reloaded?)")
