@@ -221,6 +221,7 @@ public sealed class IntegrityTests : IDisposable
             var result = Verifier.Verify(t.Kernel, _baseline, _evidence);
             Assert.Contains($"region skipped now: {reason}", result.Incomplete);
             Assert.DoesNotContain(result.Findings, f => f.Region == "module crc7 text");
+            Assert.True(result.Findings.Count == 0, string.Join("\n", result.Findings.Select(f => $"{f.Classification} {f.Region} {f.Detail}")));
             Assert.Equal(3, Periscope.Cli.Commands.VerifyCommand.ExitCode(result));
         }
         finally { File.Delete(db); }

@@ -56,6 +56,10 @@ public static class RegionCatalog
             Add(new MeasuredRegion($"module {m.Name} text", RegionKind.ModuleText, m.Base, text, m.Name), limits.MaxModuleRegionBytes);
             if (m.ReadOnlySize is { } ro && ro > text)
                 Add(new MeasuredRegion($"module {m.Name} rodata", RegionKind.ModuleReadOnlyData, m.Base + text, ro - text, m.Name), limits.MaxModuleRegionBytes);
+            else if (m.ReadOnlySize is { } small && small < text)
+                // Start unknown (0): text and read-only sizes contradict each other, so neither bounds the other.
+                skipped.Add(new(new MeasuredRegion($"module {m.Name} rodata", RegionKind.ModuleReadOnlyData, 0, 0, m.Name),
+                    $"module {m.Name} rodata: read-only size {small} is below text size {text} (inconsistent layout)"));
         }
         return new RegionSet(regions, skipped);
     }

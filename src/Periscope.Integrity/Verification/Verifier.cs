@@ -67,7 +67,8 @@ public static class Verifier
                 else toCheck.Add(stored);
                 continue;
             }
-            if (skippedNow.Contains(region.Key)) continue;   // not gone: refused by a limit, reported as incomplete
+            // Not gone: refused by a limit or an inconsistent layout (start unknown: 0), reported as incomplete.
+            if (skippedNow.Contains(region.Key) || skippedNow.Contains(region.Key with { Start = 0 })) continue;
             var moved = catalog.Regions.FirstOrDefault(c => c.Kind == region.Kind && c.Name == region.Name && !baseline.Regions.Any(b => b.Region.Key == c.Key));
             findings.Add(moved is not null
                 ? RegionFinding(region, Classification.RegionMoved, Severity.Warning, $"{region.Name} is now at 0x{moved.Start:x}+0x{moved.Length:x} (module reloaded?)")
