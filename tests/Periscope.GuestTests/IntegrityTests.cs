@@ -8,6 +8,7 @@ using Periscope.Integrity.Verification;
 using Periscope.Linux;
 using Periscope.Memory;
 using Periscope.Targets;
+using Xunit.Abstractions;
 
 namespace Periscope.GuestTests;
 
@@ -25,9 +26,12 @@ public sealed class IntegrityTests : IDisposable
     private readonly StoredBaseline _baseline;
     private readonly EvidenceSnapshot _evidence;
 
-    public IntegrityTests(FiveLevelGuest guest)
+    private readonly ITestOutputHelper _output;
+
+    public IntegrityTests(FiveLevelGuest guest, ITestOutputHelper output)
     {
         _guest = guest;
+        _output = output;
         _db = Path.Combine(guest.Guest.WorkDirectory, $"baseline-{Guid.NewGuid():n}.db");
         _store = BaselineStore.Open(_db);
         var summary = BaselineRecorder.Record(Kernel, _store, "test");
@@ -248,6 +252,15 @@ public sealed class IntegrityTests : IDisposable
     [Fact]
     public void Evidence_from_the_guest_is_complete_and_survives_the_store()
     {
+        // Measured, not asserted: what collecting and storing evidence costs on this guest.
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var again = EvidenceCollector.Collect(Kernel);
+        double collectMs = sw.Elapsed.TotalMilliseconds;
+        var blob = EvidenceSerializer.Serialize(again);
+        _output.WriteLine($"evidence: {again.Symbols.Count} symbols, {again.JumpEntries.Count} jump entries, {again.StaticCallSites.Count} static-call sites, "
+            + $"{again.FtraceSites.Count} ftrace sites, {again.FtraceOps.Count} ftrace_ops, {again.Modules.Count} modules; collected in {collectMs:0} ms, stored in {blob.Length} bytes");
+        Assert.Equal(_evidence.JumpEntries, again.JumpEntries);
+        Assert.Equal(_evidence.FtraceSites, again.FtraceSites);
         Assert.Empty(_evidence.Gaps);
         Assert.True(_evidence.JumpEntries.Count > 1000, $"{_evidence.JumpEntries.Count} jump entries");
         Assert.NotEmpty(_evidence.StaticCallSites);
@@ -343,6 +356,18 @@ public sealed class IntegrityTests : IDisposable
         var report = new StringWriter();
         Assert.Equal(1, CliApp.Run(["verify", "--db", db, "--dump", d.Path], report, report));
         Assert.Contains("[CRITICAL] code modified: __x64_sys_sysfs+0x10", report.ToString());
+        var json = new StringWriter();
+        Assert.Equal(1, CliApp.Run(["verify", "--db", db, "--dump", d.Path, "--json"], json, json));
+        using (var doc = System.Text.Json.JsonDocument.Parse(json.ToString()))
+        {
+            var root = doc.RootElement;
+            Assert.Equal(1, root.GetProperty("exitCode").GetInt32());
+            Assert.False(root.GetProperty("clean").GetBoolean());
+            Assert.Equal(0, root.GetProperty("incomplete").GetArrayLength());
+            var code = Assert.Single(root.GetProperty("findings").EnumerateArray(), f => f.GetProperty("severity").GetString() == "critical");
+            Assert.Equal("code-modified", code.GetProperty("classification").GetString());
+            Assert.Equal("__x64_sys_sysfs+0x10", code.GetProperty("location").GetString());
+        }
         Assert.Equal(2, CliApp.Run(["verify", "--db", db + ".missing", "--dump", "/nonexistent"], report, report));
     }
 
