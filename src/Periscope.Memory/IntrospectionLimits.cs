@@ -45,6 +45,8 @@ public sealed record IntrospectionLimits
     public int MaxVmapAreas { get; init; } = 1 << 20;
     /// <summary>Bytes of one unowned module-area allocation searched for a struct module.</summary>
     public int MaxHiddenModuleScanBytes { get; init; } = 4 << 20;
+    /// <summary>Bytes of unowned module-area allocations searched in total (hostile vmap lists can be long).</summary>
+    public long MaxHiddenModuleScanTotalBytes { get; init; } = 256L << 20;
     /// <summary>Decompressed size of one baseline's stored evidence (a Debian 6.1 guest needs ~4 MiB).</summary>
     public int MaxEvidenceBytes { get; init; } = 64 << 20;
 }

@@ -25,13 +25,21 @@ public static class ModuleAreaScanner
         var o = kernel.Offsets.Module;
         int baseOffset = o.CoreLayout is { } core ? core + o.LayoutBase : o.Mem is { } mem ? mem + o.LayoutBase : -1;
         if (baseOffset < 0) { gaps.Add(new(EvidenceFamily.HiddenModules, "struct module has no core layout base in BTF")); return result; }
-        int limit = kernel.Limits.MaxHiddenModuleScanBytes;
+        int perArea = kernel.Limits.MaxHiddenModuleScanBytes;
+        long budget = kernel.Limits.MaxHiddenModuleScanTotalBytes;
         foreach (ulong va in kernel.Lists.Walk(head, area["list"], kernel.Limits.MaxVmapAreas, "vmap area list", includeHead: false))
         {
             if (!kernel.Reader.TryU64(va + (ulong)area["va_start"], out ulong s) || !kernel.Reader.TryU64(va + (ulong)area["va_end"], out ulong e)) continue;
             if (s <= imageEnd || e <= s) continue;
             if (listed.Any(m => m.Base != 0 && m.Base < e && m.Base + Math.Max(m.Size, 1) > s)) continue;
-            if (Search(kernel, s, Math.Min(e - s, (ulong)limit), baseOffset) is { } hidden) result.Add(hidden);
+            ulong length = Math.Min(e - s, (ulong)perArea);
+            if ((long)length > budget)
+            {
+                gaps.Add(new(EvidenceFamily.HiddenModules, $"module-area scan stopped at 0x{s:x}: {kernel.Limits.MaxHiddenModuleScanTotalBytes} bytes searched (the limit)"));
+                break;
+            }
+            budget -= (long)length;
+            if (Search(kernel, s, length, baseOffset) is { } hidden) result.Add(hidden);
         }
         return result;
     }
