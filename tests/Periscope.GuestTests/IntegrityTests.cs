@@ -227,6 +227,10 @@ public sealed class IntegrityTests : IDisposable
             Assert.DoesNotContain(result.Findings, f => f.Region == "module crc7 text");
             Assert.True(result.Findings.Count == 0, string.Join("\n", result.Findings.Select(f => $"{f.Classification} {f.Region} {f.Detail}")));
             Assert.Equal(3, Periscope.Cli.Commands.VerifyCommand.ExitCode(result));
+            // baseline create says what it left out.
+            var cli = new StringWriter();
+            Assert.Equal(0, CliApp.Run(["baseline", "create", "--db", db, "--dump", d.Path], cli, cli));
+            Assert.Contains($"  not in the baseline: {reason}", cli.ToString());
         }
         finally { File.Delete(db); }
     }
