@@ -11,6 +11,9 @@
  *   patch SYMBOL OFFSET [HEX]      write HEX (default 9090909090) into core kernel text at SYMBOL+OFFSET
  *   ftrace SYMBOL                  register an ftrace_ops (counting callback) filtered on SYMBOL
  *   hide                           unlink this module from the `modules` list and delete its /sys/module kobject
+ *   unhide                         link this module back at the head of `modules` (its kobject stays deleted)
+ *   rename NAME                    set this module's name (struct module.name) to NAME, e.g. that of another loaded
+ *                                  module; `rename periscope_tamper` undoes it
  *   hidepid PID                    unlink a process (thread-group leader) from the init_task.tasks list
  *   usercode PID ADDR              change one byte of a process's memory at ADDR (int3), COW like a debugger
  *   flaghide PID                   set task->flags bit 0x40000000, which Linux 6.1 does not define, on a process
@@ -43,7 +46,7 @@
  *  - ftrace __x64_sys_newuname: the callback only counts calls.
  *
  * Limits, stated rather than hidden:
- *  - hide cannot be undone: the module is no longer in `modules`, so it cannot be unloaded either.
+ *  - hide is undone only by `unhide`, which relinks the module but cannot bring back /sys/module/periscope_tamper.
  *  - hidepid: if the hidden process is reaped within the RCU grace period that follows the unlink, or execs from a
  *    non-leader thread while hidden, the kernel's list checks fire. Hide a long-running single-threaded process.
  *    `restore` links it back (at the tail of the task list).
@@ -116,6 +119,7 @@ static struct {
 } uc;
 
 static bool hidden;
+static bool kobject_deleted;   /* by the first hide: a second kobject_del would drop the parent's reference twice */
 static atomic64_t ftrace_hits = ATOMIC64_INIT(0);
 
 /* Appends one line to the result that reading /proc/periscope_tamper returns, and printk's it. */
@@ -344,10 +348,50 @@ static int cmd_hide(void)
 	synchronize_rcu();            /* every reader that was on our node has left it */
 	INIT_LIST_HEAD(&mod->list);   /* self-linked: a later list_del passes the DEBUG_LIST checks */
 	mutex_unlock(module_mutex_p);
-	kobject_del(&mod->mkobj.kobj); /* /sys/module/periscope_tamper disappears */
+	if (!kobject_deleted)
+		kobject_del(&mod->mkobj.kobj); /* /sys/module/periscope_tamper disappears */
+	kobject_deleted = true;
 	hidden = true;
 	report("hide module=0x%lx base=0x%lx size=%u list_prev=0x%lx list_next=0x%lx kobject=deleted",
 	       (unsigned long)mod, (unsigned long)mod->core_layout.base, mod->core_layout.size, prev, next);
+	return 0;
+}
+
+/* Links the module back where it was loaded: at the head of `modules` (the newest module comes first). */
+static int cmd_unhide(void)
+{
+	struct module *mod = THIS_MODULE;
+	struct mutex *module_mutex_p = (struct mutex *)lookup("module_mutex");
+	struct list_head *modules_p = (struct list_head *)lookup("modules");
+
+	if (!hidden)
+		return fail(-EINVAL, "error unhide: not hidden");
+	if (!module_mutex_p || !modules_p)
+		return fail(-ENOENT, "error unhide: module_mutex or modules not found");
+	mutex_lock(module_mutex_p);
+	list_add_rcu(&mod->list, modules_p);
+	mutex_unlock(module_mutex_p);
+	hidden = false;
+	report("unhide module=0x%lx relinked", (unsigned long)mod);
+	return 0;
+}
+
+/* Renames this module (struct module.name, what /proc/modules and the modules list show). */
+static int cmd_rename(char *name)
+{
+	struct module *mod = THIS_MODULE;
+	struct mutex *module_mutex_p = (struct mutex *)lookup("module_mutex");
+	char old[MODULE_NAME_LEN];
+
+	if (!name || !*name || strlen(name) >= MODULE_NAME_LEN)
+		return fail(-EINVAL, "error rename: usage: rename NAME (1 to %d characters)", (int)MODULE_NAME_LEN - 1);
+	if (!module_mutex_p)
+		return fail(-ENOENT, "error rename: module_mutex not found");
+	mutex_lock(module_mutex_p);
+	strscpy(old, mod->name, sizeof(old));
+	strscpy(mod->name, name, sizeof(mod->name));
+	mutex_unlock(module_mutex_p);
+	report("rename module=0x%lx base=0x%lx old=%s new=%s", (unsigned long)mod, (unsigned long)mod->core_layout.base, old, mod->name);
 	return 0;
 }
 
@@ -563,6 +607,10 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		ret = cmd_ftrace(a1);
 	else if (!strcmp(verb, "hide"))
 		ret = cmd_hide();
+	else if (!strcmp(verb, "unhide"))
+		ret = cmd_unhide();
+	else if (!strcmp(verb, "rename"))
+		ret = cmd_rename(a1);
 	else if (!strcmp(verb, "hidepid"))
 		ret = cmd_hidepid(a1);
 	else if (!strcmp(verb, "usercode"))
@@ -576,7 +624,7 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		cmd_status();
 		ret = 0;
 	} else
-		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, hidepid, usercode, restore, status)",
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, restore, status)",
 			   verb);
 	mutex_unlock(&tamper_lock);
 	return ret ? ret : count;

@@ -28,7 +28,8 @@ internal static class CliErrors
     public static bool IsExpected(Exception e) => e switch
     {
         MemoryFormatException or KernelNotFoundException or KernelModelException or BtfFormatException or CliUsageException
-            or IOException or UnauthorizedAccessException or TimeoutException or QmpException or SqliteException => true,
+            or IOException or UnauthorizedAccessException or TimeoutException or QmpException or SqliteException
+            or Periscope.Integrity.Evidence.EvidenceFormatException => true,
         // Generic types: expected only when Periscope threw them on purpose, with a message for the user (a missing
         // kernel symbol or struct member, no matching baseline). Thrown by the BCL (a dictionary indexer, Single(),
         // a collection changed while enumerated) they are bugs.

@@ -64,6 +64,26 @@ public sealed record IntrospectionLimits
     /// <summary>CPUs whose run queues are read (nr_cpu_ids is guest data).</summary>
     public int MaxCheckCpus { get; init; } = 8_192;
 
+    // Integrity evidence and regions (judge): what baseline create and verify will read from one guest
+    /// <summary>Largest kernel region (text, rodata) measured; Debian's 6.x text is ~16 MiB.</summary>
+    public ulong MaxKernelRegionBytes { get; init; } = 128UL << 20;
+    /// <summary>Largest module region measured; the biggest Debian modules have a few MiB of text.</summary>
+    public ulong MaxModuleRegionBytes { get; init; } = 32UL << 20;
+    /// <summary>Entries read from one allow-list table (jump labels, static-call sites, ftrace records) in total.</summary>
+    public int MaxEvidenceEntries { get; init; } = 1 << 20;
+    /// <summary>ftrace_pages blocks and ftrace_ops list nodes walked.</summary>
+    public int MaxFtraceNodes { get; init; } = 65_536;
+    /// <summary>Symbols read from one module's own symbol table (mod_kallsyms).</summary>
+    public int MaxModuleSymbols { get; init; } = 200_000;
+    /// <summary>vmalloc areas walked when scanning the module area for hidden modules.</summary>
+    public int MaxVmapAreas { get; init; } = 1 << 20;
+    /// <summary>Bytes of one unowned module-area allocation searched for a struct module.</summary>
+    public int MaxHiddenModuleScanBytes { get; init; } = 4 << 20;
+    /// <summary>Bytes of unowned module-area allocations searched in total (hostile vmap lists can be long).</summary>
+    public long MaxHiddenModuleScanTotalBytes { get; init; } = 256L << 20;
+    /// <summary>Decompressed size of one baseline's stored evidence (a Debian 6.1 guest needs ~4 MiB).</summary>
+    public int MaxEvidenceBytes { get; init; } = 64 << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -101,6 +121,15 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxKernelNotesBytes), MaxKernelNotesBytes, 1 << 30);
         Check(nameof(MaxCheckWalkNodes), MaxCheckWalkNodes, Counts);
         Check(nameof(MaxCheckCpus), MaxCheckCpus, Counts);
+        Check(nameof(MaxKernelRegionBytes), (long)Math.Min(MaxKernelRegionBytes, (ulong)long.MaxValue), Bytes);
+        Check(nameof(MaxModuleRegionBytes), (long)Math.Min(MaxModuleRegionBytes, (ulong)long.MaxValue), Bytes);
+        Check(nameof(MaxEvidenceEntries), MaxEvidenceEntries, Counts);
+        Check(nameof(MaxFtraceNodes), MaxFtraceNodes, Counts);
+        Check(nameof(MaxModuleSymbols), MaxModuleSymbols, Counts);
+        Check(nameof(MaxVmapAreas), MaxVmapAreas, Counts);
+        Check(nameof(MaxHiddenModuleScanBytes), MaxHiddenModuleScanBytes, Bytes);
+        Check(nameof(MaxHiddenModuleScanTotalBytes), MaxHiddenModuleScanTotalBytes, Bytes);
+        Check(nameof(MaxEvidenceBytes), MaxEvidenceBytes, Bytes);
         return this;
     }
 

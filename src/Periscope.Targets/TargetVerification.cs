@@ -1,4 +1,5 @@
 using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Evidence;
 using Periscope.Integrity.ProcessCode;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
@@ -8,9 +9,9 @@ namespace Periscope.Targets;
 public sealed record TargetVerificationResult(StoredBaseline Baseline, VerificationResult Result, ProcessCodeResult ProcessCode);
 
 /// <summary>
-/// Verification of a whole target against its newest matching baseline: kernel regions and process code. On a live
-/// guest the first pass runs unpaused; anything it finds (or first sees) is re-read with the vCPUs stopped before it is
-/// reported or recorded, so a torn read never becomes a finding or a reference.
+/// Verification of a whole target against its newest matching baseline and that baseline's evidence: kernel regions,
+/// allow-lists and process code. On a live guest the first pass runs unpaused; anything it finds (or first sees) is
+/// re-read with the vCPUs stopped before it is reported or recorded, so a torn read never becomes a finding or a reference.
 /// </summary>
 public static class TargetVerification
 {
@@ -20,21 +21,22 @@ public static class TargetVerification
         string buildId = KernelIdentity.BuildId(kernel);
         var baseline = store.Latest(buildId, kernel.Layout.TextVa)
             ?? throw new InvalidOperationException($"no baseline in {store.Path} for kernel build {buildId} with _text at 0x{kernel.Layout.TextVa:x} (different kernel or a new boot?)");
-        var result = Run(kernel, baseline, store, record: !target.IsLive, out var code);
+        var evidence = EvidenceStore.Load(store, baseline.Info.Id, kernel.Limits);
+        var result = Run(kernel, baseline, evidence, store, record: !target.IsLive, out var code);
         if (target.IsLive && (result.Findings.Count > 0 || code.FirstSeen > 0))
         {
             using (target.Pause())
             {
                 kernel.Refresh();
-                result = Run(kernel, baseline, store, record: true, out code);
+                result = Run(kernel, baseline, evidence, store, record: true, out code);
             }
         }
         return new TargetVerificationResult(baseline, result, code);
     }
 
-    private static VerificationResult Run(LinuxKernel kernel, StoredBaseline baseline, BaselineStore store, bool record, out ProcessCodeResult code)
+    private static VerificationResult Run(LinuxKernel kernel, StoredBaseline baseline, EvidenceSnapshot? evidence, BaselineStore store, bool record, out ProcessCodeResult code)
     {
-        var result = Verifier.Verify(kernel, baseline);
+        var result = Verifier.Verify(kernel, baseline, evidence);
         code = ProcessCodeVerifier.Verify(kernel, store, record);
         return result with { Findings = [.. result.Findings, .. code.Findings], BytesChecked = result.BytesChecked + code.Bytes };
     }

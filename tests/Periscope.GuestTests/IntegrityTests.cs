@@ -1,10 +1,14 @@
 using System.Buffers.Binary;
 using Periscope.Cli;
 using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Evidence;
+using Periscope.Integrity.Measurement;
 using Periscope.Integrity.Regions;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
+using Periscope.Memory;
 using Periscope.Targets;
+using Xunit.Abstractions;
 
 namespace Periscope.GuestTests;
 
@@ -20,14 +24,19 @@ public sealed class IntegrityTests : IDisposable
     private readonly string _db;
     private readonly BaselineStore _store;
     private readonly StoredBaseline _baseline;
+    private readonly EvidenceSnapshot _evidence;
 
-    public IntegrityTests(FiveLevelGuest guest)
+    private readonly ITestOutputHelper _output;
+
+    public IntegrityTests(FiveLevelGuest guest, ITestOutputHelper output)
     {
         _guest = guest;
+        _output = output;
         _db = Path.Combine(guest.Guest.WorkDirectory, $"baseline-{Guid.NewGuid():n}.db");
         _store = BaselineStore.Open(_db);
         var summary = BaselineRecorder.Record(Kernel, _store, "test");
         _baseline = _store.Latest(summary.BuildId, Kernel.Layout.TextVa)!;
+        _evidence = EvidenceStore.Load(_store, summary.Id, Kernel.Limits)!;
     }
 
     private LinuxKernel Kernel => _guest.Dump.Kernel;
@@ -38,7 +47,7 @@ public sealed class IntegrityTests : IDisposable
         using var d = new PatchedDump(_guest.DumpPath, _guest.Dump.Image, Kernel);
         attack(d);
         using var t = d.Open();
-        return Verifier.Verify(t.Kernel, _baseline);
+        return Verifier.Verify(t.Kernel, _baseline, _evidence);
     }
 
     [Fact]
@@ -57,8 +66,9 @@ public sealed class IntegrityTests : IDisposable
     [Fact]
     public void Unchanged_guest_verifies_clean()
     {
-        var result = Verifier.Verify(Kernel, _baseline);
+        var result = Verifier.Verify(Kernel, _baseline, _evidence);
         Assert.Empty(result.Findings);
+        Assert.Empty(result.Incomplete);
         Assert.True(result.BytesChecked > 10 << 20);
     }
 
@@ -133,19 +143,162 @@ public sealed class IntegrityTests : IDisposable
     [Fact]
     public void Static_key_flip_to_its_recorded_target_is_info_not_tamper()
     {
-        var context = new CodeContext(Kernel);
         var nop = new byte[5];
-        var (site, target) = context.JumpSites.First(kv =>
-            kv.Key > Sym("_stext") && kv.Key < Sym("_etext") && Kernel.KernelSpace.Read(kv.Key, nop) == 5 && CodeContext.IsNop(nop)
-            && (long)(kv.Value - (kv.Key + 5)) is > int.MinValue and < int.MaxValue);
-        var jmp = new byte[5];
-        jmp[0] = 0xe9;
-        BinaryPrimitives.WriteInt32LittleEndian(jmp.AsSpan(1), (int)(long)(target - (site + 5)));
-        var result = VerifyPatched(d => d.Write(site, jmp));
+        var (site, target) = _evidence.JumpEntries.First(j =>
+            j.Code > Sym("_stext") && j.Code < Sym("_etext") && Kernel.KernelSpace.Read(j.Code, nop) == 5 && nop.AsSpan().SequenceEqual(Judge.Nop5)
+            && (long)(j.Target - (j.Code + 5)) is > int.MinValue and < int.MaxValue);
+        var result = VerifyPatched(d => d.Write(site, Branch(0xe9, site, target)));
         var f = Assert.Single(result.Findings);
         Assert.Equal(Classifications.StaticKeyFlipped, f.Classification);
         Assert.Equal(Severity.Info, f.Severity);
         Assert.True(result.Clean);
+        // The same site jumping anywhere but its recorded target is critical.
+        var other = VerifyPatched(d => d.Write(site, Branch(0xe9, site, Sym("commit_creds"))));
+        var o = Assert.Single(other.Findings);
+        Assert.Equal(Classification.JumpLabelRetargeted, o.Classification);
+        Assert.Equal(Severity.Critical, o.Severity);
+        Assert.Equal("commit_creds", o.Destination!.Description);
+    }
+
+    private static byte[] Branch(byte opcode, ulong site, ulong to)
+    {
+        var c = new byte[5];
+        c[0] = opcode;
+        BinaryPrimitives.WriteInt32LittleEndian(c.AsSpan(1), (int)(long)(to - (site + 5)));
+        return c;
+    }
+
+    /// <summary>Issue 7: a 5-byte "call commit_creds" over the ftrace site of __x64_sys_sysfs was reported as Info
+    /// "owned by kernel (commit_creds)" and left the result clean.</summary>
+    [Fact]
+    public void Call_to_commit_creds_over_an_ftrace_site_is_a_critical_hook()
+    {
+        ulong site = _evidence.FtraceSites.Single(s => s >= Sym("__x64_sys_sysfs") && s < Sym("__x64_sys_sysfs") + 8);
+        var result = VerifyPatched(d => d.Write(site, Branch(0xe8, site, Sym("commit_creds"))));
+        var f = Assert.Single(result.Findings);
+        Assert.Equal(Classifications.FunctionHooked, f.Classification);
+        Assert.Equal(Severity.Critical, f.Severity);
+        Assert.Equal(CodeOwnerKind.KernelText, f.Destination!.Owner);
+        Assert.Equal("commit_creds", f.Destination.Description);
+        Assert.False(result.Clean);
+    }
+
+    /// <summary>Issue 7: eight int3 bytes inside ftrace_regs_caller were reported as Info "ftrace dispatcher updated".</summary>
+    [Fact]
+    public void Int3_inside_ftrace_regs_caller_off_its_patch_sites_is_critical()
+    {
+        ulong entry = Sym("ftrace_regs_caller");
+        ulong at = entry + 8;
+        Assert.DoesNotContain(_evidence.FtracePatchSites, p => p.Address < at + 8 && p.Address + 5 > at);
+        var result = VerifyPatched(d => d.Write(at, [0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc]));
+        var f = Assert.Single(result.Findings);
+        Assert.Equal(Classification.FtraceEntryPatched, f.Classification);
+        Assert.Equal(Severity.Critical, f.Severity);
+        // At its patch site, to a known target, it is ftrace at work.
+        var site = _evidence.FtracePatchSites.Single(p => p.Name == "ftrace_regs_call");
+        var ok = VerifyPatched(d => d.Write(site.Address, Branch(0xe8, site.Address, Sym("ftrace_ops_list_func"))));
+        var g = Assert.Single(ok.Findings);
+        Assert.Equal(Classification.FtraceDispatcherUpdated, g.Classification);
+        Assert.Equal(Severity.Info, g.Severity);
+    }
+
+    /// <summary>Issue 6 #7, region side: a module whose layout claims 86 MB of text must not become an 86 MB region.</summary>
+    [Fact]
+    public void Module_claiming_86_MB_of_text_is_skipped_with_the_numbers_not_measured()
+    {
+        var crc7 = Kernel.Modules.Single(m => m.Name == "crc7");
+        var o = Kernel.Offsets.Module;
+        ulong textSize = crc7.Address + (ulong)(o.CoreLayout!.Value + o.LayoutTextSize!.Value);
+        const uint Claimed = 86u << 20;
+        using var d = new PatchedDump(_guest.DumpPath, _guest.Dump.Image, Kernel);
+        d.Write(textSize, BitConverter.GetBytes(Claimed));
+        using var t = d.Open();
+        string db = Path.Combine(_guest.Guest.WorkDirectory, $"huge-module-{Guid.NewGuid():n}.db");
+        try
+        {
+            using var store = BaselineStore.Open(db);
+            var summary = BaselineRecorder.Record(t.Kernel, store, "test");
+            string reason = $"module crc7 text: length {Claimed} bytes exceeds the limit of {t.Kernel.Limits.MaxModuleRegionBytes} bytes";
+            Assert.Contains(reason, summary.Skipped);
+            Assert.True(summary.Bytes < 64 << 20, $"{summary.Bytes} bytes measured");
+            // Verified against the good baseline: crc7's text is not "gone", it could not be checked.
+            var result = Verifier.Verify(t.Kernel, _baseline, _evidence);
+            Assert.Contains($"region skipped now: {reason}", result.Incomplete);
+            Assert.DoesNotContain(result.Findings, f => f.Region == "module crc7 text");
+            Assert.True(result.Findings.Count == 0, string.Join("\n", result.Findings.Select(f => $"{f.Classification} {f.Region} {f.Detail}")));
+            Assert.Equal(3, Periscope.Cli.Commands.VerifyCommand.ExitCode(result));
+            // baseline create says what it left out.
+            var cli = new StringWriter();
+            Assert.Equal(0, CliApp.Run(["baseline", "create", "--db", db, "--dump", d.Path], cli, cli));
+            Assert.Contains($"  not in the baseline: {reason}", cli.ToString());
+        }
+        finally { File.Delete(db); }
+    }
+
+    /// <summary>Issue 6 #5, region side: kernel regions are cut only up to IntrospectionLimits.MaxKernelRegionBytes
+    /// (a forged _etext of 0xfffffffffffff000 made baseline create cut an unbounded region); a skipped region is an
+    /// incomplete reason with the numbers, and verify exits 3 when nothing else is wrong.</summary>
+    [Fact]
+    public void Kernel_text_larger_than_the_limit_is_skipped_and_the_run_is_incomplete()
+    {
+        using var t = Target.OpenDump(_guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxKernelRegionBytes = 1 << 20 } });
+        ulong length = Sym("_etext") - Sym("_stext");
+        var catalog = RegionCatalog.Catalog(t.Kernel);
+        Assert.DoesNotContain(catalog.Regions, r => r.Name == "kernel text");
+        string reason = $"kernel text: length {length} bytes exceeds the limit of 1048576 bytes";
+        Assert.Contains(catalog.Skipped, s => s.Reason == reason);
+        var result = Verifier.Verify(t.Kernel, _baseline, _evidence);
+        Assert.Contains($"region skipped now: {reason}", result.Incomplete);
+        Assert.Empty(result.Findings);
+        Assert.Equal(3, Periscope.Cli.Commands.VerifyCommand.ExitCode(result));
+    }
+
+    [Fact]
+    public void Evidence_from_the_guest_is_complete_and_survives_the_store()
+    {
+        // Measured, not asserted: what collecting and storing evidence costs on this guest.
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var again = EvidenceCollector.Collect(Kernel);
+        double collectMs = sw.Elapsed.TotalMilliseconds;
+        var blob = EvidenceSerializer.Serialize(again);
+        _output.WriteLine($"evidence: {again.Symbols.Count} symbols, {again.JumpEntries.Count} jump entries, {again.StaticCallSites.Count} static-call sites, "
+            + $"{again.FtraceSites.Count} ftrace sites, {again.FtraceOps.Count} ftrace_ops, {again.Modules.Count} modules; collected in {collectMs:0} ms, stored in {blob.Length} bytes");
+        Assert.Equal(_evidence.JumpEntries, again.JumpEntries);
+        Assert.Equal(_evidence.FtraceSites, again.FtraceSites);
+        Assert.Empty(_evidence.Gaps);
+        Assert.True(_evidence.JumpEntries.Count > 1000, $"{_evidence.JumpEntries.Count} jump entries");
+        Assert.NotEmpty(_evidence.StaticCallSites);
+        Assert.Contains(Sym("__x64_sys_sysfs"), _evidence.FtraceSites);
+        Assert.True(_evidence.FtraceSites.Count > 10_000, $"{_evidence.FtraceSites.Count} ftrace sites");
+        Assert.Equal(["ftrace_caller", "ftrace_regs_caller"], _evidence.FtraceEntryCode.Select(r => r.Name));
+        Assert.Contains(_evidence.FtracePatchSites, p => p.Name == "ftrace_regs_call" && p.Address == Sym("ftrace_regs_call"));
+        // Every module the guest lists, by its own name, with its own symbols.
+        Assert.Equal(_guest.Truth.Modules.Select(m => m.Name).Order(), _evidence.Modules.Where(m => !m.Hidden).Select(m => m.Name).Order());
+        Assert.DoesNotContain(_evidence.Modules, m => m.Hidden);
+        var crc7 = _evidence.Modules.Single(m => m.Name == "crc7");
+        Assert.Contains(_evidence.Symbols, s => s.Module == crc7.Address && s.Name == "crc7_be");
+        // Entries outside kernel text are in the rest of the image (init code, freed after boot) or in a module, whose
+        // own table they were read from.
+        Assert.All(_evidence.JumpEntries.Where(j => !(j.Code >= Sym("_stext") && j.Code < Sym("_etext"))),
+            j => Assert.True(j.Code >= Sym("_text") && j.Code < Sym("_end") || _evidence.Modules.Any(m => m.Contains(j.Code)), $"jump entry at 0x{j.Code:x}"));
+    }
+
+    /// <summary>Issue 6 #4: a stored page length of 100,000 with one changed byte crashed the disassembly of a finding.</summary>
+    [Fact]
+    public void Stored_page_of_100000_bytes_is_an_incomplete_reason_not_a_crash()
+    {
+        var text = _baseline.Regions.Single(r => r.Region.Name == "kernel text");
+        int idx = (int)((Sym("__x64_sys_sysfs") - (text.Region.Start & ~0xfffUL)) / 4096);
+        var page = text.Pages[idx];
+        var content = new byte[100_000];
+        page.Content!.CopyTo(content, 0);
+        content[(int)(Sym("__x64_sys_sysfs") - page.VirtualAddress)] ^= 0xff;
+        var pages = text.Pages.ToArray();
+        pages[idx] = page with { Length = 100_000, Content = content, XxHash3 = page.XxHash3 ^ 1 };
+        var forged = _baseline with { Regions = [.. _baseline.Regions.Select(r => r == text ? text with { Pages = pages } : r)] };
+        var result = Verifier.Verify(Kernel, forged, _evidence);
+        Assert.Contains(result.Incomplete, r => r.Contains("baseline region kernel text: stored page", StringComparison.Ordinal) && r.Contains("length 100000", StringComparison.Ordinal));
+        Assert.DoesNotContain(result.Findings, f => f.Region == "kernel text");
     }
 
     [Fact]
@@ -174,6 +327,8 @@ public sealed class IntegrityTests : IDisposable
         var h = Assert.Single(hooked.Findings);
         Assert.Equal(Classifications.FunctionHooked, h.Classification);
         Assert.Equal(Severity.Critical, h.Severity);
+        Assert.Equal(CodeOwnerKind.Unowned, h.Destination!.Owner);
+        Assert.Contains("unowned executable memory", h.Detail);
     }
 
     [Fact]
@@ -205,6 +360,18 @@ public sealed class IntegrityTests : IDisposable
         var report = new StringWriter();
         Assert.Equal(1, CliApp.Run(["verify", "--db", db, "--dump", d.Path], report, report));
         Assert.Contains("[CRITICAL] code modified: __x64_sys_sysfs+0x10", report.ToString());
+        var json = new StringWriter();
+        Assert.Equal(1, CliApp.Run(["verify", "--db", db, "--dump", d.Path, "--json"], json, json));
+        using (var doc = System.Text.Json.JsonDocument.Parse(json.ToString()))
+        {
+            var root = doc.RootElement;
+            Assert.Equal(1, root.GetProperty("exitCode").GetInt32());
+            Assert.False(root.GetProperty("clean").GetBoolean());
+            Assert.Equal(0, root.GetProperty("incomplete").GetArrayLength());
+            var code = Assert.Single(root.GetProperty("findings").EnumerateArray(), f => f.GetProperty("severity").GetString() == "critical");
+            Assert.Equal("code-modified", code.GetProperty("classification").GetString());
+            Assert.Equal("__x64_sys_sysfs+0x10", code.GetProperty("location").GetString());
+        }
         Assert.Equal(2, CliApp.Run(["verify", "--db", db + ".missing", "--dump", "/nonexistent"], report, report));
     }
 

@@ -223,25 +223,55 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
     }
 
     [Fact]
-    public void Hidden_module_leaves_the_module_list_but_keeps_answering()
+    public void Hidden_module_leaves_the_module_list_but_keeps_answering_until_unhidden()
     {
         using var live = guest.AttachLive();
         var listed = Assert.Single(Fresh(live).Modules, m => m.Name == "periscope_tamper");
         Assert.Equal(guest.ModuleAddress, listed.Address);
         Assert.Equal(guest.ModuleBase, listed.Base);
+        var before = Fresh(live).Modules.Select(m => m.Name).ToList();
+        try
+        {
+            var r = TamperReport.Parse(guest.Tamper("hide")[0], "hide");
+            output.WriteLine(r.Line);
+            Assert.Equal(guest.ModuleAddress, r.Hex("module"));
+            Assert.Equal(guest.ModuleBase, r.Hex("base"));
 
-        var r = TamperReport.Parse(guest.Tamper("hide")[0], "hide");
-        output.WriteLine(r.Line);
-        Assert.Equal(guest.ModuleAddress, r.Hex("module"));
-        Assert.Equal(guest.ModuleBase, r.Hex("base"));
+            var k = Fresh(live);
+            Assert.DoesNotContain(k.Modules, m => m.Name == "periscope_tamper" || m.Address == guest.ModuleAddress);
+            Assert.Equal(guest.Truth.Modules.Select(m => m.Name), k.Modules.Select(m => m.Name));
+            Assert.Empty(k.Diagnostics.Items);
+            // Hidden, not gone: the proc file answers, /proc/modules and /sys/module no longer show it.
+            Assert.StartsWith("status ", guest.Tamper("status")[0]);
+            Assert.Equal("", guest.Run("grep periscope_tamper /proc/modules; ls /sys/module | grep periscope_tamper; true"));
+        }
+        finally
+        {
+            var u = TamperReport.Parse(guest.Tamper("unhide")[0], "unhide");
+            Assert.Equal(guest.ModuleAddress, u.Hex("module"));
+        }
+        // Back where it was loaded: the same list, in the same order, as before.
+        Assert.Equal(before, Fresh(live).Modules.Select(m => m.Name));
+        Assert.StartsWith("periscope_tamper ", guest.Run("grep '^periscope_tamper ' /proc/modules"));
+        guest.AssertKernelHealthy();
+    }
 
-        var k = Fresh(live);
-        Assert.DoesNotContain(k.Modules, m => m.Name == "periscope_tamper" || m.Address == guest.ModuleAddress);
-        Assert.Equal(guest.Truth.Modules.Select(m => m.Name), k.Modules.Select(m => m.Name));
-        Assert.Empty(k.Diagnostics.Items);
-        // Hidden, not gone: the proc file answers, /proc/modules and /sys/module no longer show it.
-        Assert.StartsWith("status ", guest.Tamper("status")[0]);
-        Assert.Equal("", guest.Run("grep periscope_tamper /proc/modules; ls /sys/module | grep periscope_tamper; true"));
+    [Fact]
+    public void Renamed_module_is_listed_under_the_new_name_at_the_same_address()
+    {
+        using var live = guest.AttachLive();
+        try
+        {
+            var r = TamperReport.Parse(guest.Tamper("rename dummy")[0], "rename");
+            Assert.Equal(guest.ModuleAddress, r.Hex("module"));
+            Assert.Equal("periscope_tamper", r["old"]);
+            var dummies = Fresh(live).Modules.Where(m => m.Name == "dummy").ToList();
+            Assert.Equal(2, dummies.Count);
+            Assert.Contains(dummies, m => m.Address == guest.ModuleAddress && m.Base == guest.ModuleBase);
+            Assert.Equal("2", guest.Run("grep -c '^dummy ' /proc/modules").Trim());
+        }
+        finally { guest.Tamper("rename periscope_tamper"); }
+        Assert.Single(Fresh(live).Modules, m => m.Name == "periscope_tamper" && m.Address == guest.ModuleAddress);
         guest.AssertKernelHealthy();
     }
 

@@ -32,10 +32,17 @@ public sealed class BaselineCommand : ICliCommand
                     w.WriteNumber("milliseconds", Math.Round(summary.Milliseconds, 1));
                     w.WriteNumber("processCodePages", codePages);
                     w.WriteNumber("processCodePagesNotResident", sweep.NotResident);
+                    w.WriteStartArray("skipped");
+                    foreach (var reason in summary.Skipped) w.WriteStringValue(reason);
+                    w.WriteEndArray();
                     w.WriteEndObject();
                 });
             else
+            {
                 context.Output.WriteLine($"baseline {summary.Id}: {summary.Regions} regions, {summary.Pages} pages, {summary.Bytes / 1024} KiB measured in {summary.Milliseconds:0} ms (kernel build {summary.BuildId}); {codePages} new process code pages, {sweep.NotResident} not resident yet");
+                // What the baseline could not cover (a region refused by a limit, evidence that could not be read).
+                foreach (var reason in summary.Skipped) context.Output.WriteLine(VerifyCommand.Safe($"  not in the baseline: {reason}"));
+            }
             return 0;
         }));
 

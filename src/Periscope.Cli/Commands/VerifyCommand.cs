@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text;
 using Periscope.Cli.Output;
 using Periscope.Integrity.Baselines;
 using Periscope.Integrity.Verification;
@@ -7,11 +8,15 @@ using Periscope.Targets;
 namespace Periscope.Cli.Commands;
 
 /// <summary>
-/// `periscope verify --db FILE`: re-measure against the newest matching baseline. Exit 0 clean, 1 findings, 2 error.
+/// `periscope verify --db FILE`: re-measure against the newest matching baseline and judge every difference with the
+/// baseline's evidence. Exit codes (shared with `check`): 0 clean and complete, 1 findings (warning or critical),
+/// 2 error (bad input, usage), 3 no findings but incomplete (the output says what could not be done and why).
 /// On a live guest, differences are re-read under QMP stop before being reported (see TargetVerification).
 /// </summary>
 public sealed class VerifyCommand : ICliCommand
 {
+    public const int Clean = 0, Findings = 1, Incomplete = 3;
+
     public Command Build(CommandContext context)
     {
         var db = BaselineCommand.DbOption();
@@ -20,37 +25,69 @@ public sealed class VerifyCommand : ICliCommand
         {
             using var store = BaselineStore.Open(r.GetValue(db)!);
             var (baseline, result, code) = TargetVerification.Verify(target, store);
-            if (!context.Json(r))
+            int exit = ExitCode(result);
+            if (context.Json(r)) WriteJson(context.Output, baseline.Info, result, exit);
+            else
+            {
                 context.Output.WriteLine($"process code: {code.Compared} resident pages compared, {code.FirstSeen} seen for the first time (recorded), {code.NotResident} not resident, {code.Bytes / 1024} KiB");
-            if (context.Json(r)) WriteJson(context.Output, baseline.Info, result);
-            else WriteText(context.Output, baseline.Info, result);
-            return result.Findings.Any(f => f.Severity != Severity.Info) ? 1 : 0;
+                WriteText(context.Output, baseline.Info, result);
+            }
+            return exit;
         }));
         return command;
+    }
+
+    /// <summary>1 when any warning or critical finding exists, else 3 when something could not be checked, else 0.</summary>
+    public static int ExitCode(VerificationResult result) =>
+        result.Findings.Any(f => f.Severity != Severity.Info) ? Findings : result.Incomplete.Count > 0 ? Incomplete : Clean;
+
+    /// <summary>Guest-controlled text (module and symbol names, comms, paths) with control characters shown as \xNN,
+    /// so that no escape sequence from the guest reaches the operator's terminal.</summary>
+    public static string Safe(string s)
+    {
+        if (!s.Any(char.IsControl)) return s;
+        var sb = new StringBuilder(s.Length + 8);
+        foreach (char c in s)
+        {
+            if (c == '\n') sb.Append('\n');
+            else if (char.IsControl(c)) sb.Append($"\\x{(int)c:x2}");
+            else sb.Append(c);
+        }
+        return sb.ToString();
     }
 
     private static void WriteText(TextWriter output, BaselineInfo baseline, VerificationResult result)
     {
         output.WriteLine($"baseline {baseline.Id} ({baseline.Created:u}): {result.RegionsChecked} regions, {result.PagesChecked} pages, {result.BytesChecked / 1024} KiB checked in {result.Milliseconds:0} ms");
-        if (result.Findings.Count == 0) { output.WriteLine("no differences"); return; }
         foreach (var f in result.Findings)
         {
             output.WriteLine();
-            output.WriteLine($"[{f.Severity.ToString().ToUpperInvariant()}] {f.Classification}: {f.Location} at 0x{f.VirtualAddress:x}{(f.PhysicalAddress is { } pa ? $" (physical 0x{pa:x})" : "")} in {f.Region}");
-            if (f.Detail.Length > 0) output.WriteLine($"  {f.Detail}");
+            output.WriteLine(Safe($"[{f.Severity.ToString().ToUpperInvariant()}] {f.Classification.Text()}: {f.Location} at 0x{f.VirtualAddress:x}{(f.PhysicalAddress is { } pa ? $" (physical 0x{pa:x})" : "")} in {f.Region}"));
+            if (f.Detail.Length > 0) output.WriteLine(Safe($"  {f.Detail}"));
             if (f.Expected.Length > 0) output.WriteLine($"  expected {Convert.ToHexStringLower(f.Expected)}");
             if (f.Found.Length > 0) output.WriteLine($"  found    {Convert.ToHexStringLower(f.Found)}");
-            if (f.ExpectedDisassembly is { Length: > 0 } e) output.WriteLine("  expected code:\n    " + e.Replace("\n", "\n    "));
-            if (f.FoundDisassembly is { Length: > 0 } x) output.WriteLine("  found code:\n    " + x.Replace("\n", "\n    "));
+            if (f.ExpectedDisassembly is { Length: > 0 } e) output.WriteLine("  expected code:\n    " + Safe(e).Replace("\n", "\n    "));
+            if (f.FoundDisassembly is { Length: > 0 } x) output.WriteLine("  found code:\n    " + Safe(x).Replace("\n", "\n    "));
+        }
+        if (result.Incomplete.Count > 0)
+        {
+            output.WriteLine();
+            output.WriteLine($"incomplete: {result.Incomplete.Count} check(s) could not be done:");
+            foreach (var reason in result.Incomplete) output.WriteLine(Safe($"  - {reason}"));
         }
         output.WriteLine();
-        output.WriteLine($"{result.Findings.Count} finding(s): {result.Findings.Count(f => f.Severity == Severity.Critical)} critical");
+        output.WriteLine(result.Findings.Count == 0
+            ? result.Incomplete.Count == 0 ? "no differences" : "no differences in what could be checked (incomplete)"
+            : $"{result.Findings.Count} finding(s): {result.Findings.Count(f => f.Severity == Severity.Critical)} critical");
     }
 
-    private static void WriteJson(TextWriter output, BaselineInfo baseline, VerificationResult result) => Json.Write(output, w =>
+    private static void WriteJson(TextWriter output, BaselineInfo baseline, VerificationResult result, int exit) => Json.Write(output, w =>
     {
         w.WriteStartObject();
         w.WriteNumber("baseline", baseline.Id);
+        w.WriteNumber("exitCode", exit);
+        w.WriteBoolean("clean", result.Clean);
+        w.WriteBoolean("complete", result.Complete);
         w.WriteNumber("regions", result.RegionsChecked);
         w.WriteNumber("pages", result.PagesChecked);
         w.WriteNumber("bytes", result.BytesChecked);
@@ -60,7 +97,7 @@ public sealed class VerifyCommand : ICliCommand
         {
             w.WriteStartObject();
             w.WriteString("severity", f.Severity.ToString().ToLowerInvariant());
-            w.WriteString("classification", f.Classification);
+            w.WriteString("classification", f.Classification.JsonName());
             w.WriteString("region", f.Region);
             w.WriteString("location", f.Location);
             w.Address("address", f.VirtualAddress);
@@ -69,9 +106,21 @@ public sealed class VerifyCommand : ICliCommand
             w.WriteString("found", Convert.ToHexStringLower(f.Found));
             w.WriteString("expectedCode", f.ExpectedDisassembly);
             w.WriteString("foundCode", f.FoundDisassembly);
+            if (f.Destination is { } d)
+            {
+                w.WriteStartObject("destination");
+                w.Address("address", d.Address);
+                w.WriteString("owner", d.Owner.ToString());
+                w.WriteString("module", d.Module?.Name);
+                w.WriteString("description", d.Description);
+                w.WriteEndObject();
+            }
             w.WriteString("detail", f.Detail);
             w.WriteEndObject();
         }
+        w.WriteEndArray();
+        w.WriteStartArray("incomplete");
+        foreach (var reason in result.Incomplete) w.WriteStringValue(reason);
         w.WriteEndArray();
         w.WriteEndObject();
     });

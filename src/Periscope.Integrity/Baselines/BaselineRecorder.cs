@@ -1,22 +1,37 @@
 using System.Diagnostics;
+using Periscope.Integrity.Evidence;
 using Periscope.Integrity.Measurement;
 using Periscope.Integrity.Regions;
 using Periscope.Linux;
 
 namespace Periscope.Integrity.Baselines;
 
-public sealed record BaselineSummary(long Id, string BuildId, int Regions, int Pages, long Bytes, double Milliseconds);
+/// <summary>What a baseline holds, and what it had to leave out (regions refused by a limit, evidence that could not be read).</summary>
+public sealed record BaselineSummary(long Id, string BuildId, int Regions, int Pages, long Bytes, double Milliseconds)
+{
+    public IReadOnlyList<string> Skipped { get; init; } = [];
+}
 
-/// <summary>Measures every region of a kernel (SHA-256, XxHash3 and content per page) into the trusted-state store.</summary>
+/// <summary>
+/// Measures every region of a kernel (SHA-256, XxHash3 and content per page) into the trusted-state store, with the
+/// evidence (allow-lists) that later makes a change legitimate: jump-label and static-call sites, ftrace records and
+/// ops, modules and their symbols.
+/// </summary>
 public static class BaselineRecorder
 {
     public static BaselineSummary Record(LinuxKernel kernel, BaselineStore store, string target)
     {
         var sw = Stopwatch.StartNew();
-        var measured = RegionMeasurer.MeasureAll(kernel.KernelSpace, RegionCatalog.Kernel(kernel), sha256: true, keepContent: true);
+        var catalog = RegionCatalog.Catalog(kernel);
+        var evidence = EvidenceCollector.Collect(kernel);
+        var measured = RegionMeasurer.MeasureAll(kernel.KernelSpace, catalog.Regions, sha256: true, keepContent: true);
         string buildId = KernelIdentity.BuildId(kernel);
         long id = store.Save(buildId, kernel.Banner, kernel.Layout.TextVa, target, measured);
+        EvidenceStore.Save(store, id, evidence);
         return new BaselineSummary(id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),
-            measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds);
+            measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds)
+        {
+            Skipped = [.. catalog.Skipped.Select(r => r.Reason), .. evidence.Gaps.Select(g => $"evidence, {g}")],
+        };
     }
 }

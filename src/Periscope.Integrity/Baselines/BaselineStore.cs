@@ -16,12 +16,15 @@ public sealed record StoredBaseline(BaselineInfo Info, IReadOnlyList<RegionMeasu
 /// </summary>
 public sealed class BaselineStore : IDisposable
 {
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
     private readonly SqliteConnection _db;
 
     private BaselineStore(SqliteConnection db) => _db = db;
 
     public string Path { get; private init; } = "";
+
+    /// <summary>For stores of related data in the same file (see EvidenceStore).</summary>
+    internal SqliteConnection Connection => _db;
 
     public static BaselineStore Open(string path)
     {
@@ -51,6 +54,7 @@ public sealed class BaselineStore : IDisposable
                 CREATE INDEX baselines_by_kernel ON baselines(kernel_id, text_va);
                 CREATE TABLE code_pages(file TEXT NOT NULL, offset INTEGER NOT NULL, sha256 BLOB NOT NULL, source TEXT NOT NULL,
                     first_seen TEXT NOT NULL, PRIMARY KEY(file, offset));
+                CREATE TABLE evidence(baseline_id INTEGER PRIMARY KEY REFERENCES baselines(id) ON DELETE CASCADE, blob BLOB NOT NULL);
                 """);
             Exec($"INSERT INTO meta(key, value) VALUES('schema_version', '{SchemaVersion}')");
         }

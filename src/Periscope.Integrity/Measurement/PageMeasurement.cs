@@ -20,6 +20,8 @@ public sealed record RegionMeasurement(MeasuredRegion Region, IReadOnlyList<Page
 public static class RegionMeasurer
 {
     private const ulong ChunkBytes = 1 << 20;
+    /// <summary>Leaf and table entries one chunk's page-table walk may visit: 256 leaves plus the tables above them.</summary>
+    private const long MaxLeavesPerChunk = 1024;
 
     public static RegionMeasurement Measure(AddressSpace space, MeasuredRegion region, bool sha256, bool keepContent)
     {
@@ -61,12 +63,24 @@ public static class RegionMeasurer
     {
         var pages = new List<PageMeasurement>();
         ulong firstPage = region.Start & ~0xfffUL;
+        // Enumerate, don't probe: which pages of the range are mapped comes from one page-table walk over it, whose
+        // cost is bounded by the tables that exist (a chunk is at most 256 pages, plus the tables above them).
+        var mapped = new List<(ulong Start, ulong End)>();
+        foreach (var m in space.EnumerateMappings(from & ~0xfffUL, to, maxLeaves: MaxLeavesPerChunk)) mapped.Add((m.VirtualAddress, m.VirtualEnd));
+        int nextMapped = 0;
         ulong va = from;
         while (va < to)
         {
             ulong pageEnd = (va & ~0xfffUL) + 4096;
             int length = (int)(Math.Min(pageEnd, to) - va);
             int index = (int)(((va & ~0xfffUL) - firstPage) / 4096);
+            while (nextMapped < mapped.Count && mapped[nextMapped].End <= va) nextMapped++;
+            if (nextMapped >= mapped.Count || mapped[nextMapped].Start > va)
+            {
+                pages.Add(new PageMeasurement(index, va, null, length, 0, null, null));
+                va += (ulong)length;
+                continue;
+            }
             // Hash straight out of the mapping when possible: no copy on the hot path.
             ReadOnlySpan<byte> span = space.GetSpan(va, length);
             bool ok = !span.IsEmpty;

@@ -1,38 +1,67 @@
 using Periscope.Linux;
+using Periscope.Memory;
 
 namespace Periscope.Integrity.Regions;
+
+/// <summary>A region left out, and why (a size past a limit, a range that wraps, symbols missing).</summary>
+public sealed record SkippedRegion(MeasuredRegion? Region, string Reason)
+{
+    public override string ToString() => Reason;
+}
+
+/// <summary>The regions of a kernel, and those left out.</summary>
+public sealed record RegionSet(IReadOnlyList<MeasuredRegion> Regions, IReadOnlyList<SkippedRegion> Skipped);
 
 /// <summary>
 /// The regions a baseline covers: kernel text and read-only data, the syscall table and the syscall dispatcher
 /// (Debian 6.1 dispatches through x64_sys_call's switch, so a table-only check is blind), the IDT, and each module's
-/// core text and read-only data. Sizes come from the guest's own symbols and module layouts.
+/// core text and read-only data. Sizes come from the guest's own symbols and module layouts, so each is checked
+/// against <see cref="IntrospectionLimits.MaxKernelRegionBytes"/> / <see cref="IntrospectionLimits.MaxModuleRegionBytes"/>
+/// before anything is measured: a forged _etext or module size yields a skipped region, not gigabytes of pages.
 /// </summary>
 public static class RegionCatalog
 {
     private const ulong MaxTableBytes = 64 * 1024;
+    /// <summary>x86-64 IDT: 256 gates of 16 bytes (architectural).</summary>
+    private const ulong IdtBytes = 256 * 16;
 
-    public static IReadOnlyList<MeasuredRegion> Kernel(LinuxKernel kernel)
+    public static IReadOnlyList<MeasuredRegion> Kernel(LinuxKernel kernel) => Catalog(kernel).Regions;
+
+    public static RegionSet Catalog(LinuxKernel kernel)
     {
+        var limits = kernel.Limits;
         var s = kernel.Symbols;
         var regions = new List<MeasuredRegion>();
+        var skipped = new List<SkippedRegion>();
+        void Add(MeasuredRegion r, ulong max)
+        {
+            if (r.Length == 0) return;
+            if (r.Start + r.Length < r.Start || !kernel.Reader.IsKernelPointer(r.Start)) skipped.Add(new(r, $"{r.Name}: range 0x{r.Start:x}+0x{r.Length:x} is not kernel memory"));
+            else if (r.Length > max) skipped.Add(new(r, $"{r.Name}: length {r.Length} bytes exceeds the limit of {max} bytes"));
+            else regions.Add(r);
+        }
         void Span(string name, RegionKind kind, string from, string to)
         {
-            if (s.TryGetAddress(from, out ulong a) && s.TryGetAddress(to, out ulong b) && b > a)
-                regions.Add(new MeasuredRegion(name, kind, a, b - a));
+            if (s.TryGetAddress(from, out ulong a) && s.TryGetAddress(to, out ulong b) && b > a) Add(new MeasuredRegion(name, kind, a, b - a), limits.MaxKernelRegionBytes);
+            else skipped.Add(new(null, $"{name}: symbols {from}/{to} missing or out of order"));
         }
         Span("kernel text", RegionKind.KernelText, "_stext", "_etext");
         Span("kernel rodata", RegionKind.KernelReadOnlyData, "__start_rodata", "__end_rodata");
-        if (SymbolExtent(kernel, "sys_call_table") is { } table) regions.Add(new MeasuredRegion("sys_call_table", RegionKind.SyscallTable, table.Start, table.Length));
-        if (SymbolExtent(kernel, "x64_sys_call") is { } dispatcher) regions.Add(new MeasuredRegion("x64_sys_call", RegionKind.SyscallDispatcher, dispatcher.Start, dispatcher.Length));
-        if (s.TryGetAddress("idt_table", out ulong idt)) regions.Add(new MeasuredRegion("idt_table", RegionKind.InterruptTable, idt, 256 * 16));
+        if (SymbolExtent(kernel, "sys_call_table") is { } table) Add(new MeasuredRegion("sys_call_table", RegionKind.SyscallTable, table.Start, table.Length), MaxTableBytes);
+        if (SymbolExtent(kernel, "x64_sys_call") is { } dispatcher) Add(new MeasuredRegion("x64_sys_call", RegionKind.SyscallDispatcher, dispatcher.Start, dispatcher.Length), MaxTableBytes);
+        if (s.TryGetAddress("idt_table", out ulong idt)) Add(new MeasuredRegion("idt_table", RegionKind.InterruptTable, idt, IdtBytes), IdtBytes);
         foreach (var m in kernel.Modules)
         {
             if (m.Base == 0 || m.TextSize is not { } text || text == 0) continue;
-            regions.Add(new MeasuredRegion($"module {m.Name} text", RegionKind.ModuleText, m.Base, text, m.Name));
+            Add(new MeasuredRegion($"module {m.Name} text", RegionKind.ModuleText, m.Base, text, m.Name), limits.MaxModuleRegionBytes);
             if (m.ReadOnlySize is { } ro && ro > text)
-                regions.Add(new MeasuredRegion($"module {m.Name} rodata", RegionKind.ModuleReadOnlyData, m.Base + text, ro - text, m.Name));
+                Add(new MeasuredRegion($"module {m.Name} rodata", RegionKind.ModuleReadOnlyData, m.Base + text, ro - text, m.Name), limits.MaxModuleRegionBytes);
+            else if (m.ReadOnlySize is { } small && small < text)
+                // Start unknown (0): text and read-only sizes contradict each other, so neither bounds the other.
+                skipped.Add(new(new MeasuredRegion($"module {m.Name} rodata", RegionKind.ModuleReadOnlyData, 0, 0, m.Name),
+                    $"module {m.Name} rodata: read-only size {small} is below text size {text} (inconsistent layout)"));
         }
-        return regions;
+        return new RegionSet(regions, skipped);
     }
 
     /// <summary>A symbol's extent: up to the next symbol at a higher address, capped for tables.</summary>

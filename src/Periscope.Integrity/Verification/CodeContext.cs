@@ -7,16 +7,12 @@ using Periscope.Linux.Model;
 namespace Periscope.Integrity.Verification;
 
 /// <summary>
-/// What the kernel knows about its own legitimate text changes: jump-label sites (from __jump_table) and loaded
-/// modules (for ftrace trampoline owners); plus naming and disassembly of addresses.
+/// Naming and disassembly of kernel addresses for checks that need no history. What makes a text change legitimate
+/// is no longer decided here: see <see cref="Judge"/> and the evidence it is given.
 /// </summary>
 public sealed class CodeContext
 {
-    private const int JumpEntrySize = 16;
-    private const int MaxJumpEntries = 1 << 20;
     private readonly LinuxKernel _kernel;
-    private readonly Dictionary<ulong, ulong> _jumpSites = [];
-    private readonly HashSet<ulong> _staticCallSites = [];
     private readonly IReadOnlyList<KernelModule> _modules;
     private readonly ulong _textStart, _textEnd;
 
@@ -26,29 +22,6 @@ public sealed class CodeContext
         _modules = kernel.Modules;
         // [_stext, _etext); an empty range when the symbols are missing, so nothing counts as kernel text.
         if (kernel.Symbols.TryGetAddress("_stext", out ulong s) && kernel.Symbols.TryGetAddress("_etext", out ulong e)) (_textStart, _textEnd) = (s, e);
-        LoadJumpTable();
-        LoadStaticCallSites();
-    }
-
-    /// <summary>Inline static-call sites: {s32 addr, s32 key} relative entries between __start/__stop_static_call_sites.
-    /// static_call_update() rewrites the call at each site at run time (tracepoints, preempt=dynamic, perf).</summary>
-    private void LoadStaticCallSites()
-    {
-        var s = _kernel.Symbols;
-        if (!s.TryGetAddress("__start_static_call_sites", out ulong start) || !s.TryGetAddress("__stop_static_call_sites", out ulong stop) || stop <= start) return;
-        ulong count = Math.Min((stop - start) / 8, MaxJumpEntries);
-        var buffer = new byte[count * 8];
-        if (_kernel.KernelSpace.Read(start, buffer) != buffer.Length) return;
-        for (ulong i = 0; i < count; i++)
-            _staticCallSites.Add(start + i * 8 + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(buffer.AsSpan((int)(i * 8))));
-    }
-
-    public bool TryGetStaticCallSite(ulong from, ulong to, out ulong site)
-    {
-        for (ulong c = from >= 5 ? from - 4 : 0; c <= from; c++)
-            if (_staticCallSites.Contains(c) && to <= c + 5) { site = c; return true; }
-        site = 0;
-        return false;
     }
 
     /// <summary>The symbol holding <paramref name="va"/>, if any.</summary>
@@ -58,39 +31,6 @@ public sealed class CodeContext
     public bool IsKnownCode(ulong va) => ModuleAt(va) is not null || InKernelText(va);
 
     public bool InKernelText(ulong va) => va >= _textStart && va < _textEnd;
-
-    /// <summary>Jump-label code address → jump target, from the kernel's own __jump_table.</summary>
-    public IReadOnlyDictionary<ulong, ulong> JumpSites => _jumpSites;
-
-    /// <summary>x86-64 uses relative jump entries: {s32 code, s32 target, long key}; code and target are relative to
-    /// their own fields.</summary>
-    private void LoadJumpTable()
-    {
-        var s = _kernel.Symbols;
-        if (!s.TryGetAddress("__start___jump_table", out ulong start) || !s.TryGetAddress("__stop___jump_table", out ulong stop) || stop <= start) return;
-        ulong count = Math.Min((stop - start) / JumpEntrySize, MaxJumpEntries);
-        var buffer = new byte[count * JumpEntrySize];
-        if (_kernel.KernelSpace.Read(start, buffer) != buffer.Length) return;
-        for (ulong i = 0; i < count; i++)
-        {
-            ulong entry = start + i * JumpEntrySize;
-            var e = buffer.AsSpan((int)(i * JumpEntrySize));
-            ulong code = entry + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(e);
-            ulong target = entry + 4 + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(e[4..]);
-            _jumpSites.TryAdd(code, target);
-        }
-    }
-
-    public bool TryGetJumpSite(ulong from, ulong to, out ulong site, out ulong target)
-    {
-        // A jump-label site is 2 or 5 bytes long; find one that covers the whole change.
-        for (ulong c = from >= 5 ? from - 4 : 0; c <= from; c++)
-        {
-            if (_jumpSites.TryGetValue(c, out target) && to <= c + 5) { site = c; return true; }
-        }
-        site = target = 0;
-        return false;
-    }
 
     public KernelModule? ModuleAt(ulong va) => _modules.FirstOrDefault(m => m.Base != 0 && va >= m.Base && va < m.Base + m.Size);
 
@@ -142,26 +82,4 @@ public sealed class CodeContext
 
     public static bool IsNop(ReadOnlySpan<byte> bytes) =>
         bytes.StartsWith((ReadOnlySpan<byte>)[0x0f, 0x1f, 0x44, 0x00, 0x00]) || bytes.StartsWith((ReadOnlySpan<byte>)[0x66, 0x90]);
-
-    /// <summary>
-    /// Who owns an ftrace call target: a listed module, the kernel's own ftrace entry code, or (for dynamic trampolines,
-    /// which belong to no module) the module holding the ftrace_ops->func that the trampoline's data points at.
-    /// Null means no owner can be found: a hidden or foreign hook.
-    /// </summary>
-    public string? FtraceOwner(ulong target)
-    {
-        if (ModuleAt(target) is { } m) return $"module {m.Name}";
-        if (_kernel.Symbols.TryFindContaining(target, out var sym, out ulong off) && off < 0x1000 && sym.Type is 'T' or 't' && InKernelText(target))
-            return $"kernel ({sym.Name})";
-        var tramp = new byte[1024];
-        int n = _kernel.KernelSpace.Read(target, tramp);
-        for (int i = 0; i + 8 <= n; i++)
-        {
-            ulong p = BinaryPrimitives.ReadUInt64LittleEndian(tramp.AsSpan(i));
-            if (!_kernel.Reader.IsKernelPointer(p)) continue;
-            if (ModuleAt(p) is { } direct) return $"module {direct.Name} (through a trampoline)";
-            if (_kernel.Reader.TryPointer(p, out ulong func) && ModuleAt(func) is { } viaOps) return $"module {viaOps.Name} (ftrace_ops at 0x{p:x})";
-        }
-        return null;
-    }
 }

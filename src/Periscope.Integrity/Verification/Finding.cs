@@ -1,8 +1,41 @@
+using Periscope.Integrity.Evidence;
 using Periscope.Integrity.Regions;
 
 namespace Periscope.Integrity.Verification;
 
 public enum Severity { Info, Warning, Critical }
+
+/// <summary>What a difference is. The judge's rules (README, "The judge") map each to a severity.</summary>
+public enum Classification
+{
+    CodeModified,
+    DataModified,
+    /// <summary>A jump-label site toggled between its recorded NOP and its recorded target.</summary>
+    StaticKeyFlipped,
+    /// <summary>A jump-label site that now holds something other than its NOP or its recorded jump.</summary>
+    JumpLabelRetargeted,
+    /// <summary>A static-call site or trampoline repointed to the start of a known function (or disabled).</summary>
+    StaticCallUpdated,
+    StaticCallHijacked,
+    /// <summary>An ftrace site switched between NOP and a call to ftrace entry code or a listed module's trampoline.</summary>
+    FunctionTraced,
+    FunctionHooked,
+    /// <summary>ftrace entry code changed at a known patch site to a known target.</summary>
+    FtraceDispatcherUpdated,
+    FtraceEntryPatched,
+    SyscallHooked,
+    InterruptGateChanged,
+    PageMissing,
+    RegionGone,
+    RegionMoved,
+    ModuleAdded,
+    ModuleRenamed,
+    ModuleHidden,
+    AllowListAdded,
+    AllowListChanged,
+    ProcessCodeModified,
+    AnonymousCode,
+}
 
 /// <summary>One difference between the trusted state and now, with enough evidence to act on it.</summary>
 public sealed record Finding
@@ -17,27 +50,59 @@ public sealed record Finding
     public required byte[] Found { get; init; }
     public string? ExpectedDisassembly { get; init; }
     public string? FoundDisassembly { get; init; }
-    /// <summary>"code modified", "static key flipped", "function traced", "syscall hooked", ...</summary>
-    public required string Classification { get; init; }
+    public required Classification Classification { get; init; }
     public required Severity Severity { get; init; }
+    /// <summary>Where control now goes, when the change is a branch, pointer or gate.</summary>
+    public ControlTarget? Destination { get; init; }
     public string Detail { get; init; } = "";
 }
 
+/// <summary>The words used for each classification in human output (and the names older callers used).</summary>
 public static class Classifications
 {
-    public const string CodeModified = "code modified";
-    public const string DataModified = "data modified";
-    public const string StaticKeyFlipped = "static key flipped";
-    public const string FunctionTraced = "function traced";
-    public const string FunctionHooked = "function hooked (unknown/hidden owner)";
-    public const string FtraceDispatcher = "ftrace dispatcher updated";
-    public const string StaticCallUpdated = "static call updated";
-    public const string StaticCallHijacked = "static call hijacked";
-    public const string SyscallHooked = "syscall hooked";
-    public const string InterruptGateChanged = "interrupt gate changed";
-    public const string PageMissing = "page no longer mapped";
-    public const string RegionGone = "region gone";
-    public const string RegionMoved = "region moved";
-    public const string ProcessCodeModified = "process code modified";
-    public const string AnonymousCode = "anonymous executable memory";
+    public const Classification CodeModified = Classification.CodeModified;
+    public const Classification DataModified = Classification.DataModified;
+    public const Classification StaticKeyFlipped = Classification.StaticKeyFlipped;
+    public const Classification FunctionTraced = Classification.FunctionTraced;
+    public const Classification FunctionHooked = Classification.FunctionHooked;
+    public const Classification FtraceDispatcher = Classification.FtraceDispatcherUpdated;
+    public const Classification StaticCallUpdated = Classification.StaticCallUpdated;
+    public const Classification StaticCallHijacked = Classification.StaticCallHijacked;
+    public const Classification SyscallHooked = Classification.SyscallHooked;
+    public const Classification InterruptGateChanged = Classification.InterruptGateChanged;
+    public const Classification PageMissing = Classification.PageMissing;
+    public const Classification RegionGone = Classification.RegionGone;
+    public const Classification RegionMoved = Classification.RegionMoved;
+    public const Classification ProcessCodeModified = Classification.ProcessCodeModified;
+    public const Classification AnonymousCode = Classification.AnonymousCode;
+
+    public static string Text(this Classification c) => c switch
+    {
+        Classification.CodeModified => "code modified",
+        Classification.DataModified => "data modified",
+        Classification.StaticKeyFlipped => "static key flipped",
+        Classification.JumpLabelRetargeted => "jump label retargeted",
+        Classification.StaticCallUpdated => "static call updated",
+        Classification.StaticCallHijacked => "static call hijacked",
+        Classification.FunctionTraced => "function traced",
+        Classification.FunctionHooked => "function hooked",
+        Classification.FtraceDispatcherUpdated => "ftrace dispatcher updated",
+        Classification.FtraceEntryPatched => "ftrace entry code patched",
+        Classification.SyscallHooked => "syscall hooked",
+        Classification.InterruptGateChanged => "interrupt gate changed",
+        Classification.PageMissing => "page no longer mapped",
+        Classification.RegionGone => "region gone",
+        Classification.RegionMoved => "region moved",
+        Classification.ModuleAdded => "module added",
+        Classification.ModuleRenamed => "module renamed",
+        Classification.ModuleHidden => "module hidden",
+        Classification.AllowListAdded => "allow-list entries added",
+        Classification.AllowListChanged => "allow-list entry changed",
+        Classification.ProcessCodeModified => "process code modified",
+        Classification.AnonymousCode => "anonymous executable memory",
+        _ => c.ToString(),
+    };
+
+    /// <summary>kebab-case name for --json.</summary>
+    public static string JsonName(this Classification c) => c.Text().Replace(' ', '-');
 }

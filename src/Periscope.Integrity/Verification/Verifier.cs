@@ -2,80 +2,139 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Evidence;
 using Periscope.Integrity.Measurement;
 using Periscope.Integrity.Regions;
 using Periscope.Linux;
 
 namespace Periscope.Integrity.Verification;
 
+/// <summary>
+/// Findings, what was checked, and what could not be (<see cref="Incomplete"/>: a region or evidence set that could
+/// not be read or was refused by a limit). Clean means no critical finding; Complete means nothing was left out.
+/// </summary>
 public sealed record VerificationResult(IReadOnlyList<Finding> Findings, int RegionsChecked, int PagesChecked, long BytesChecked, double Milliseconds)
 {
+    public IReadOnlyList<string> Incomplete { get; init; } = [];
     public bool Clean => Findings.All(f => f.Severity != Severity.Critical);
+    public bool Complete => Incomplete.Count == 0;
 }
 
 /// <summary>
-/// Re-measures the regions of a baseline and explains every difference: byte runs with addresses, symbol+offset,
-/// expected and found bytes with disassembly, and a classification that tells legitimate run-time patching (static
-/// keys, ftrace) from tampering. XxHash3 decides whether a page changed; SHA-256 is computed only for changed pages.
+/// Re-measures the regions of a baseline, collects the current evidence, and hands every difference to the
+/// <see cref="Judge"/> with the bytes around it. XxHash3 decides whether a page changed; only changed pages are read
+/// again. Regions are matched by <see cref="RegionKey"/> (kind, name, start), so two modules of one name are two regions.
 /// </summary>
 public static class Verifier
 {
     private const int MergeGap = 8;
+    /// <summary>Bytes on each side of a changed run given to the judge: a 5-byte instruction the run only partly covers.</summary>
+    private const int WindowMargin = 8;
+    private const int PageSize = 4096;
 
-    public static VerificationResult Verify(LinuxKernel kernel, StoredBaseline baseline, Func<MeasuredRegion, bool>? only = null)
+    /// <summary>Verification without stored evidence (older callers): every code change is judged against nothing,
+    /// and the result says it is incomplete.</summary>
+    public static VerificationResult Verify(LinuxKernel kernel, StoredBaseline baseline, Func<MeasuredRegion, bool>? only = null) =>
+        Verify(kernel, baseline, null, only);
+
+    public static VerificationResult Verify(LinuxKernel kernel, StoredBaseline baseline, EvidenceSnapshot? baselineEvidence, Func<MeasuredRegion, bool>? only = null)
     {
         var sw = Stopwatch.StartNew();
-        var context = new CodeContext(kernel);
-        var current = RegionCatalog.Kernel(kernel).ToDictionary(r => r.Name);
+        var incomplete = new List<string>();
+        var currentEvidence = EvidenceCollector.Collect(kernel);
+        if (baselineEvidence is null) incomplete.Add("the baseline holds no evidence (allow-lists); no code change can be judged legitimate");
+        var before = new EvidenceIndex(baselineEvidence ?? new EvidenceSnapshot());
+        var now = new EvidenceIndex(currentEvidence);
+        incomplete.AddRange(currentEvidence.Gaps.Select(g => $"current evidence, {g}"));
+        if (baselineEvidence is not null) incomplete.AddRange(baselineEvidence.Gaps.Select(g => $"baseline evidence, {g}"));
+
+        var catalog = RegionCatalog.Catalog(kernel);
+        incomplete.AddRange(catalog.Skipped.Select(s => $"region skipped now: {s.Reason}"));
+        var skippedNow = catalog.Skipped.Where(s => s.Region is not null).Select(s => s.Region!.Key).ToHashSet();
+        var current = new Dictionary<RegionKey, MeasuredRegion>();
+        foreach (var r in catalog.Regions) current.TryAdd(r.Key, r);
         var findings = new List<Finding>();
-        int regions = 0, pages = 0;
-        // Hash everything first, on all cores; explain differences afterwards.
-        var toMeasure = baseline.Regions.Select(s => s.Region)
-            .Where(r => (only is null || only(r)) && current.TryGetValue(r.Name, out var c) && c.Start == r.Start && c.Length == r.Length).ToList();
-        var measuredNow = RegionMeasurer.MeasureAll(kernel.KernelSpace, toMeasure, sha256: false, keepContent: false).ToDictionary(m => m.Region.Name);
-        long bytes = 0;
+        var toCheck = new List<RegionMeasurement>();
+        var seen = new HashSet<RegionKey>();
         foreach (var stored in baseline.Regions)
         {
             var region = stored.Region;
             if (only is not null && !only(region)) continue;
-            if (!current.TryGetValue(region.Name, out var now))
+            if (!seen.Add(region.Key)) { incomplete.Add($"baseline lists region {region.Name} at 0x{region.Start:x} twice; the second is ignored"); continue; }
+            if (current.ContainsKey(region.Key))
             {
-                findings.Add(RegionFinding(region, Classifications.RegionGone, Severity.Warning, $"{region.Name} is no longer present (module unloaded or hidden?)"));
+                if (ValidatePages(stored) is { } bad) incomplete.Add(bad);
+                else toCheck.Add(stored);
                 continue;
             }
-            if (now.Start != region.Start || now.Length != region.Length)
-            {
-                findings.Add(RegionFinding(region, Classifications.RegionMoved, Severity.Warning, $"{region.Name} is now at 0x{now.Start:x}+0x{now.Length:x} (module reloaded?)"));
-                continue;
-            }
-            regions++;
-            var measured = measuredNow[region.Name];
+            // Not gone: refused by a limit or an inconsistent layout (start unknown: 0), reported as incomplete.
+            if (skippedNow.Contains(region.Key) || skippedNow.Contains(region.Key with { Start = 0 })) continue;
+            var moved = catalog.Regions.FirstOrDefault(c => c.Kind == region.Kind && c.Name == region.Name && !baseline.Regions.Any(b => b.Region.Key == c.Key));
+            findings.Add(moved is not null
+                ? RegionFinding(region, Classification.RegionMoved, Severity.Warning, $"{region.Name} is now at 0x{moved.Start:x}+0x{moved.Length:x} (module reloaded?)")
+                : RegionFinding(region, Classification.RegionGone, Severity.Warning, $"{region.Name} at 0x{region.Start:x} is no longer present (module unloaded or hidden?)"));
+        }
+
+        // Hash everything first, on all cores; explain differences afterwards.
+        var measuredNow = RegionMeasurer.MeasureAll(kernel.KernelSpace, toCheck.Select(s => s.Region).ToList(), sha256: false, keepContent: false);
+        int pages = 0;
+        long bytes = 0;
+        for (int r = 0; r < toCheck.Count; r++)
+        {
+            var stored = toCheck[r];
+            var region = stored.Region;
+            var measured = measuredNow[r];
             for (int i = 0; i < stored.Pages.Count && i < measured.Pages.Count; i++)
             {
-                var before = stored.Pages[i];
+                var was = stored.Pages[i];
                 var after = measured.Pages[i];
                 pages++;
                 bytes += after.Length;
-                if (before.Present && !after.Present)
+                if (was.Present && !after.Present)
                 {
-                    findings.Add(RegionFinding(region, Classifications.PageMissing, Severity.Critical, $"page at 0x{before.VirtualAddress:x} was mapped at baseline time") with { VirtualAddress = before.VirtualAddress });
+                    findings.Add(RegionFinding(region, Classification.PageMissing, Severity.Critical, $"page at 0x{was.VirtualAddress:x} was mapped at baseline time") with { VirtualAddress = was.VirtualAddress });
                     continue;
                 }
-                if (!before.Present || !after.Present || before.XxHash3 == after.XxHash3) continue;
+                if (!was.Present || !after.Present || was.XxHash3 == after.XxHash3) continue;
                 var found = new byte[after.Length];
-                kernel.KernelSpace.Read(after.VirtualAddress, found);
-                var expected = before.Content;
+                if (kernel.KernelSpace.Read(after.VirtualAddress, found) != found.Length)
+                {
+                    incomplete.Add($"{region.Name}: page at 0x{after.VirtualAddress:x} changed but could not be read again");
+                    continue;
+                }
+                var expected = was.Content;
                 if (expected is null || expected.Length != found.Length)
                 {
-                    findings.Add(RegionFinding(region, region.IsCode ? Classifications.CodeModified : Classifications.DataModified, Severity.Critical,
+                    findings.Add(RegionFinding(region, region.IsCode ? Classification.CodeModified : Classification.DataModified, Severity.Critical,
                         $"page hash changed, SHA-256 now {Convert.ToHexStringLower(SHA256.HashData(found))}") with { VirtualAddress = after.VirtualAddress, PhysicalAddress = after.PhysicalAddress });
                     continue;
                 }
                 foreach (var (from, to) in DiffRuns(expected, found))
-                    findings.AddRange(Explain(kernel, context, stored, region, after, expected, found, from, to));
+                    findings.AddRange(Explain(kernel, before, now, stored, region, after, expected, found, from, to));
             }
         }
-        return new VerificationResult(WithoutOverlaps(findings, baseline), regions, pages, bytes, sw.Elapsed.TotalMilliseconds);
+        findings = WithoutOverlaps(findings, baseline);
+        if (baselineEvidence is not null) findings.AddRange(Judge.AllowListChanges(before, now));
+        return new VerificationResult(findings, toCheck.Count, pages, bytes, sw.Elapsed.TotalMilliseconds) { Incomplete = incomplete };
+    }
+
+    /// <summary>Stored pages must tile the region as the measurer cuts it (page i at its VA, at most one page long, content
+    /// as long as the page): a hostile or corrupt database gets a reason, not an index past a buffer.</summary>
+    public static string? ValidatePages(RegionMeasurement stored)
+    {
+        var region = stored.Region;
+        ulong firstPage = region.Start & ~0xfffUL;
+        for (int i = 0; i < stored.Pages.Count; i++)
+        {
+            var p = stored.Pages[i];
+            ulong va = i == 0 ? region.Start : firstPage + (ulong)i * PageSize;
+            ulong end = Math.Min((va & ~0xfffUL) + PageSize, region.End);
+            if (p.Index != i || p.VirtualAddress != va || p.Length <= 0 || (ulong)p.Length != end - va || p.Content is { } c && c.Length != p.Length)
+                return $"baseline region {region.Name}: stored page {i} (index {p.Index}, va 0x{p.VirtualAddress:x}, length {p.Length}, content {p.Content?.Length.ToString() ?? "none"}) does not match the region's page at 0x{va:x} of {end - va} bytes; region not verified";
+        }
+        if ((ulong)stored.Pages.Count != (region.End - firstPage + PageSize - 1) / PageSize)
+            return $"baseline region {region.Name}: {stored.Pages.Count} stored pages for {region.Length} bytes; region not verified";
+        return null;
     }
 
     /// <summary>sys_call_table lies inside rodata and x64_sys_call inside kernel text: report a change once, under the
@@ -87,7 +146,7 @@ public static class Verifier
             || !specific.Any(r => f.VirtualAddress >= r.Start && f.VirtualAddress < r.End)).ToList();
     }
 
-    private static Finding RegionFinding(MeasuredRegion region, string classification, Severity severity, string detail) => new()
+    private static Finding RegionFinding(MeasuredRegion region, Classification classification, Severity severity, string detail) => new()
     {
         Region = region.Name, Kind = region.Kind, VirtualAddress = region.Start, Location = region.Name,
         Expected = [], Found = [], Classification = classification, Severity = severity, Detail = detail,
@@ -115,123 +174,96 @@ public static class Verifier
         }
     }
 
-    private static IEnumerable<Finding> Explain(LinuxKernel kernel, CodeContext context, RegionMeasurement stored, MeasuredRegion region,
+    private static IEnumerable<Finding> Explain(LinuxKernel kernel, EvidenceIndex before, EvidenceIndex now, RegionMeasurement stored, MeasuredRegion region,
         PageMeasurement page, byte[] expectedPage, byte[] foundPage, int from, int to)
     {
         ulong va = page.VirtualAddress + (ulong)from;
         ulong? pa = page.PhysicalAddress + (ulong)from;
-        switch (region.Kind)
+        if (region.Kind is RegionKind.SyscallTable or RegionKind.InterruptTable)
         {
-            case RegionKind.SyscallTable:
-            case RegionKind.InterruptTable:
+            int entry = region.Kind == RegionKind.SyscallTable ? 8 : 16;
+            ulong pageOffsetInRegion = page.VirtualAddress - region.Start;
+            ulong first = (pageOffsetInRegion + (ulong)from) / (ulong)entry, last = (pageOffsetInRegion + (ulong)to - 1) / (ulong)entry;
+            for (ulong index = first; index <= last; index++)
             {
-                int entry = region.Kind == RegionKind.SyscallTable ? 8 : 16;
-                ulong pageOffsetInRegion = page.VirtualAddress - region.Start;
-                int first = (int)((pageOffsetInRegion + (ulong)from) / (ulong)entry), last = (int)((pageOffsetInRegion + (ulong)to - 1) / (ulong)entry);
-                for (int index = first; index <= last; index++)
+                long at = (long)(index * (ulong)entry) - (long)pageOffsetInRegion;
+                if (at < 0 || at + entry > foundPage.Length) continue;
+                var was = expectedPage.AsSpan((int)at, entry);
+                var after = foundPage.AsSpan((int)at, entry);
+                if (was.SequenceEqual(after)) continue;
+                ulong oldTarget = region.Kind == RegionKind.SyscallTable ? BinaryPrimitives.ReadUInt64LittleEndian(was) : GateHandler(was);
+                ulong newTarget = region.Kind == RegionKind.SyscallTable ? BinaryPrimitives.ReadUInt64LittleEndian(after) : GateHandler(after);
+                string what = region.Kind == RegionKind.SyscallTable ? $"sys_call_table[{index}]" : $"IDT vector 0x{index:x2}";
+                var verdict = Judge.TableEntry(before, now, region.Kind, what, oldTarget, newTarget);
+                yield return new Finding
                 {
-                    int at = (int)((ulong)(index * entry) - pageOffsetInRegion);
-                    if (at < 0 || at + entry > foundPage.Length) continue;
-                    var before = expectedPage.AsSpan(at, entry);
-                    var after = foundPage.AsSpan(at, entry);
-                    if (before.SequenceEqual(after)) continue;
-                    ulong oldTarget = region.Kind == RegionKind.SyscallTable ? BinaryPrimitives.ReadUInt64LittleEndian(before) : GateHandler(before);
-                    ulong newTarget = region.Kind == RegionKind.SyscallTable ? BinaryPrimitives.ReadUInt64LittleEndian(after) : GateHandler(after);
-                    string what = region.Kind == RegionKind.SyscallTable ? $"sys_call_table[{index}]" : $"IDT vector 0x{index:x2}";
-                    yield return new Finding
-                    {
-                        Region = region.Name, Kind = region.Kind, VirtualAddress = region.Start + (ulong)(index * entry),
-                        PhysicalAddress = page.PhysicalAddress + (ulong)at, Location = what,
-                        Expected = before.ToArray(), Found = after.ToArray(),
-                        Classification = region.Kind == RegionKind.SyscallTable ? Classifications.SyscallHooked : Classifications.InterruptGateChanged,
-                        Severity = Severity.Critical,
-                        Detail = $"{what}: {context.Describe(oldTarget)} (0x{oldTarget:x}) -> {context.Describe(newTarget)} (0x{newTarget:x})",
-                    };
-                }
-                yield break;
+                    Region = region.Name, Kind = region.Kind, VirtualAddress = region.Start + index * (ulong)entry,
+                    PhysicalAddress = page.PhysicalAddress + (ulong)at, Location = what, Expected = was.ToArray(), Found = after.ToArray(),
+                    Classification = verdict.Classification, Severity = verdict.Severity, Detail = verdict.Detail, Destination = verdict.Destination,
+                };
             }
+            yield break;
         }
 
         var expected = expectedPage[from..to];
         var found = foundPage[from..to];
-        string classification = region.IsCode ? Classifications.CodeModified : Classifications.DataModified;
-        var severity = Severity.Critical;
-        string detail = "";
+        var verdictCode = region.IsCode
+            ? Judge.Code(before, now, Window(kernel, stored, va, va + (ulong)(to - from)))
+            : new Verdict(Classification.DataModified, Severity.Critical, "");
         string? expectedAsm = null, foundAsm = null;
-        if (region.IsCode)
-        {
-            (classification, severity, detail) = ClassifyCode(kernel, context, va, (ulong)(to - from));
-            (expectedAsm, foundAsm) = DisassembleBoth(kernel, context, stored, va, va + (ulong)(to - from));
-        }
+        if (region.IsCode) (expectedAsm, foundAsm) = DisassembleBoth(kernel, new CodeContextNames(before), stored, va, va + (ulong)(to - from));
         yield return new Finding
         {
-            Region = region.Name, Kind = region.Kind, VirtualAddress = va, PhysicalAddress = pa, Location = context.Describe(va),
+            Region = region.Name, Kind = region.Kind, VirtualAddress = va, PhysicalAddress = pa, Location = now.ModuleAt(va) is null && before.Snapshot.Symbols.Count > 0 ? before.Describe(va) : now.Describe(va),
             Expected = expected, Found = found, ExpectedDisassembly = expectedAsm, FoundDisassembly = foundAsm,
-            Classification = classification, Severity = severity, Detail = detail,
+            Classification = verdictCode.Classification, Severity = verdictCode.Severity, Detail = verdictCode.Detail, Destination = verdictCode.Destination,
         };
     }
 
-    private static (string, Severity, string) ClassifyCode(LinuxKernel kernel, CodeContext context, ulong va, ulong length)
+    /// <summary>The judge's window around [from, to): current bytes read now, baseline bytes from the stored pages (where
+    /// the baseline kept no content, the current bytes stand in, so only the run itself counts as changed).</summary>
+    private static CodeWindow Window(LinuxKernel kernel, RegionMeasurement stored, ulong from, ulong to)
     {
-        var now = new byte[5];
-        if (context.TryGetJumpSite(va, va + length, out ulong site, out ulong target))
-        {
-            kernel.KernelSpace.Read(site, now);
-            if (CodeContext.IsNop(now) || CodeContext.BranchTarget(now, site) == target)
-                return (Classifications.StaticKeyFlipped, Severity.Info, $"jump label at {context.Describe(site)} now {(CodeContext.IsNop(now) ? "a NOP" : $"jumps to {context.Describe(target)}")}");
-        }
-        // Static calls: inline call sites (from the kernel's own site table) and the __SCT__ trampolines they default to.
-        string? symbol = context.SymbolName(va);
-        bool trampoline = symbol is not null && symbol.StartsWith("__SCT__", StringComparison.Ordinal);
-        if (context.TryGetStaticCallSite(va, va + length, out ulong staticSite) || trampoline)
-        {
-            ulong at = trampoline ? context.FunctionStart(va) : staticSite;
-            kernel.KernelSpace.Read(at, now);
-            ulong? to = CodeContext.BranchTarget(now, at);
-            if (to is { } t && !context.IsKnownCode(t))
-                return (Classifications.StaticCallHijacked, Severity.Critical, $"static call at {context.Describe(at)} now goes to 0x{t:x}, outside kernel text and modules");
-            string what = to is { } dest ? $"now goes to {context.Describe(dest)}" : CodeContext.IsNop(now) ? "now a NOP" : $"now {Convert.ToHexStringLower(now)}";
-            return (Classifications.StaticCallUpdated, Severity.Info, $"{(trampoline ? "static call trampoline" : "static call site")} {context.Describe(at)} {what}");
-        }
-        // ftrace's own dispatch points inside ftrace_caller/ftrace_regs_caller are repointed as tracers come and go.
-        if (symbol is "ftrace_call" or "ftrace_regs_call" or "ftrace_caller" or "ftrace_regs_caller")
-        {
-            return (Classifications.FtraceDispatcher, Severity.Info, $"{context.Describe(va)} repointed by ftrace");
-        }
-        // ftrace call sites sit at a function's first instruction, or right after its ENDBR64 (IBT kernels).
-        ulong fn = context.FunctionStart(va);
-        foreach (ulong callSite in new[] { fn, fn + 4 })
-        {
-            if (va < callSite || va + length > callSite + 5) continue;
-            kernel.KernelSpace.Read(callSite, now);
-            if (CodeContext.BranchTarget(now, callSite) is { } callee && now[0] == 0xe8)
-            {
-                string? owner = context.FtraceOwner(callee);
-                return owner is null
-                    ? (Classifications.FunctionHooked, Severity.Critical, $"{context.Describe(fn)} now calls 0x{callee:x}, which no module or kernel ftrace code owns")
-                    : (Classifications.FunctionTraced, Severity.Info, $"{context.Describe(fn)} now calls {context.Describe(callee)}, owned by {owner}");
-            }
-            if (CodeContext.IsNop(now)) return (Classifications.FunctionTraced, Severity.Info, $"ftrace call site of {context.Describe(fn)} back to a NOP");
-        }
-        return (Classifications.CodeModified, Severity.Critical, "");
+        ulong start = from - WindowMargin, end = to + WindowMargin;
+        var found = new byte[end - start];
+        int n = kernel.KernelSpace.Read(start, found);
+        if (n < found.Length) Array.Resize(ref found, n);
+        var expected = found.ToArray();
+        CopyStored(stored.Pages, start, expected);
+        return new CodeWindow(start, expected, found, from, to);
     }
 
-    private static (string?, string?) DisassembleBoth(LinuxKernel kernel, CodeContext context, RegionMeasurement stored, ulong from, ulong to)
+    /// <summary>Copies the stored content overlapping [start, start + into.Length) into <paramref name="into"/>, never
+    /// past either buffer: page lengths and content lengths come from a database file and are not trusted.</summary>
+    public static void CopyStored(IReadOnlyList<PageMeasurement> pages, ulong start, Span<byte> into)
     {
-        ulong start = context.FunctionStart(from);
+        ulong end = start + (ulong)into.Length;
+        foreach (var p in pages)
+        {
+            if (p.Content is not { } content || p.Length <= 0 || p.Length > PageSize || content.Length != p.Length) continue;
+            if (p.VirtualAddress >= end || p.VirtualAddress + (ulong)p.Length <= start) continue;
+            ulong lo = Math.Max(start, p.VirtualAddress), hi = Math.Min(end, p.VirtualAddress + (ulong)p.Length);
+            content.AsSpan((int)(lo - p.VirtualAddress), (int)(hi - lo)).CopyTo(into[(int)(lo - start)..]);
+        }
+    }
+
+    private static (string?, string?) DisassembleBoth(LinuxKernel kernel, CodeContextNames names, RegionMeasurement stored, ulong from, ulong to)
+    {
+        ulong start = names.FunctionStart(from);
         if (from - start > 16 * 1024) start = from;
         ulong end = to + 16;
         var found = new byte[end - start];
         int n = kernel.KernelSpace.Read(start, found);
         if (n < found.Length) Array.Resize(ref found, n);
         var expected = found.ToArray();
-        foreach (var p in stored.Pages)
-        {
-            if (p.Content is null || p.VirtualAddress >= end || p.VirtualAddress + (ulong)p.Length <= start) continue;
-            ulong lo = Math.Max(start, p.VirtualAddress), hi = Math.Min(end, p.VirtualAddress + (ulong)p.Length);
-            p.Content.AsSpan((int)(lo - p.VirtualAddress), (int)(hi - lo)).CopyTo(expected.AsSpan((int)(lo - start)));
-        }
+        CopyStored(stored.Pages, start, expected);
         return (CodeContext.Disassemble(expected, start, from, to), CodeContext.Disassemble(found, start, from, to));
+    }
+
+    /// <summary>Function starts for disassembly, from the baseline's symbols.</summary>
+    private sealed class CodeContextNames(EvidenceIndex index)
+    {
+        public ulong FunctionStart(ulong va) => index.TryFindSymbol(va, out var s) ? s.Address : va;
     }
 
     /// <summary>An x86-64 interrupt gate's handler: offset bits 0–15 at +0, 16–31 at +6, 32–63 at +8.</summary>

@@ -1,0 +1,65 @@
+namespace Periscope.Integrity.Evidence;
+
+/// <summary>A module as the evidence knows it: identity is the struct module address, not the (forgeable) name.</summary>
+public sealed record ModuleEvidence(ulong Address, string Name, ulong Base, ulong Size, ulong TextSize, bool Hidden)
+{
+    public bool Contains(ulong va) => Base != 0 && va >= Base && va - Base < Size;
+}
+
+/// <summary>A code symbol: kernel text from kallsyms (Size 0 = unknown), or a module's own symtab entry (Module =
+/// struct module address, 0 for the kernel).</summary>
+public readonly record struct CodeSymbol(ulong Address, ulong Size, string Name, ulong Module);
+
+/// <summary>One __jump_table entry: the patched instruction and the jump target the kernel recorded for it.</summary>
+public readonly record struct JumpEntry(ulong Code, ulong Target);
+
+/// <summary>A registered ftrace_ops: its callback, and the dynamic trampoline the kernel built for it (0 if none).</summary>
+public readonly record struct FtraceOpsEvidence(ulong Address, ulong Func, ulong Trampoline, ulong TrampolineSize);
+
+/// <summary>Which ftrace entry-code instruction the kernel rewrites, and what it may point at.</summary>
+public enum FtracePatchKind { Call, GraphJump }
+
+/// <summary>A patch site inside ftrace_caller / ftrace_regs_caller (ftrace_call, ftrace_regs_call, ftrace_graph_call).</summary>
+public readonly record struct FtracePatchSite(ulong Address, string Name, FtracePatchKind Kind);
+
+/// <summary>A named code range (ftrace entry code: ftrace_caller .. ftrace_caller_end).</summary>
+public readonly record struct CodeRange(string Name, ulong Start, ulong End)
+{
+    public bool Contains(ulong va) => va >= Start && va < End;
+}
+
+/// <summary>Which family of evidence a reason refers to.</summary>
+public enum EvidenceFamily { Modules, Symbols, JumpLabels, StaticCalls, FtraceRecords, FtraceOps, FtraceEntry, HiddenModules, Baseline }
+
+/// <summary>Why a part of the evidence could not be collected: the judge cannot allow what it has no record of.</summary>
+public readonly record struct EvidenceGap(EvidenceFamily Family, string Reason)
+{
+    public override string ToString() => $"{Family}: {Reason}";
+}
+
+/// <summary>
+/// Immutable evidence of what makes a kernel text change legitimate, collected in one pass through one BTF-derived
+/// layout (<see cref="EvidenceLayout"/>). The baseline's copy is trusted; the copy taken at verify time is only used
+/// for what must be current (which modules are listed now, which ftrace_ops are registered now) and is itself
+/// compared with the baseline's.
+/// </summary>
+public sealed record EvidenceSnapshot
+{
+    public ulong KernelTextStart { get; init; }
+    public ulong KernelTextEnd { get; init; }
+    public IReadOnlyList<ModuleEvidence> Modules { get; init; } = [];
+    /// <summary>Code symbols sorted by address.</summary>
+    public IReadOnlyList<CodeSymbol> Symbols { get; init; } = [];
+    public IReadOnlyList<JumpEntry> JumpEntries { get; init; } = [];
+    public IReadOnlyList<ulong> StaticCallSites { get; init; } = [];
+    /// <summary>dyn_ftrace record addresses (the 5-byte call sites ftrace toggles).</summary>
+    public IReadOnlyList<ulong> FtraceSites { get; init; } = [];
+    public IReadOnlyList<FtraceOpsEvidence> FtraceOps { get; init; } = [];
+    /// <summary>ftrace_caller, ftrace_regs_caller: code ftrace rewrites only at <see cref="FtracePatchSites"/>.</summary>
+    public IReadOnlyList<CodeRange> FtraceEntryCode { get; init; } = [];
+    public IReadOnlyList<FtracePatchSite> FtracePatchSites { get; init; } = [];
+    /// <summary>Kernel functions ftrace may point its patch sites at (ftrace_stub, ftrace_ops_list_func, ...).</summary>
+    public IReadOnlyList<ulong> FtraceDispatchTargets { get; init; } = [];
+    public IReadOnlyList<ulong> FtraceGraphTargets { get; init; } = [];
+    public IReadOnlyList<EvidenceGap> Gaps { get; init; } = [];
+}

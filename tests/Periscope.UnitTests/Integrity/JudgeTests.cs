@@ -1,0 +1,289 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using Periscope.Integrity.Evidence;
+using Periscope.Integrity.Regions;
+using Periscope.Integrity.Verification;
+
+namespace Periscope.UnitTests.Integrity;
+
+/// <summary>
+/// The judge's rules, no QEMU needed: a synthetic kernel (text, a listed module that registered an ftrace_ops, a
+/// hidden module that registered one too, unowned trampoline memory) and one text vector per change, Iced-style:
+/// where, the baseline bytes, the bytes now, and the expected classification, severity and owner of the destination.
+/// The adversarial rows are the downgrades an informed attacker used against the old rules.
+/// </summary>
+public sealed class JudgeTests
+{
+    private const ulong Text = 0xffffffff81000000, TextEnd = 0xffffffff82000000;
+    private const ulong Good = 0xffffffffc0000000, Evil = 0xffffffffc0200000;
+    private const ulong GoodTramp = 0xffffffffc0100000, EvilTramp = 0xffffffffc0300000, Unowned = 0xffffffffc0400000;
+    private const ulong GoodOps = Good + 0x2000, EvilOps = Evil + 0x2000;
+
+    private static readonly Dictionary<string, ulong> Symbols = new()
+    {
+        ["func_a"] = Text + 0x1000, ["jump_target"] = Text + 0x1080, ["commit_creds"] = Text + 0x2000,
+        ["ftrace_caller"] = Text + 0x3000, ["ftrace_call"] = Text + 0x3020, ["ftrace_caller_end"] = Text + 0x3080,
+        ["ftrace_regs_caller"] = Text + 0x3100, ["ftrace_regs_call"] = Text + 0x3140, ["ftrace_graph_call"] = Text + 0x3160,
+        ["ftrace_regs_caller_end"] = Text + 0x3200, ["ftrace_stub"] = Text + 0x3300, ["ftrace_ops_list_func"] = Text + 0x3400,
+        ["ftrace_graph_caller"] = Text + 0x3500, ["__SCT__foo"] = Text + 0x4000, ["__SCT__bar"] = Text + 0x4008, ["target_fn"] = Text + 0x5000,
+        ["__x64_sys_sysfs"] = Text + 0x6000,
+        ["good_fn"] = Good + 0x100, ["evil_hook"] = Evil + 0x40,
+        ["good_tramp"] = GoodTramp, ["evil_tramp"] = EvilTramp, ["unowned_tramp"] = Unowned,
+        // Sites: a jump label in func_a, an inline static call in func_a, and the ftrace site of __x64_sys_sysfs.
+        ["jump"] = Text + 0x1010, ["static"] = Text + 0x1020, ["ftrace"] = Text + 0x6000, ["module_jump"] = Good + 0x110,
+    };
+
+    private static ulong S(string name) => Symbols[name];
+
+    private static EvidenceSnapshot Baseline() => new()
+    {
+        KernelTextStart = Text, KernelTextEnd = TextEnd,
+        Modules = [new ModuleEvidence(Good + 0x3000, "good", Good, 0x4000, 0x1000, Hidden: false)],
+        Symbols =
+        [
+            .. new[] { "func_a", "jump_target", "commit_creds", "ftrace_caller", "ftrace_call", "ftrace_caller_end", "ftrace_regs_caller",
+                "ftrace_regs_call", "ftrace_graph_call", "ftrace_regs_caller_end", "ftrace_stub", "ftrace_ops_list_func", "ftrace_graph_caller",
+                "__SCT__foo", "__SCT__bar", "target_fn", "__x64_sys_sysfs" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
+            new CodeSymbol(S("good_fn"), 0x80, "good_fn", Good + 0x3000),
+        ],
+        JumpEntries = [new JumpEntry(S("jump"), S("jump_target")), new JumpEntry(S("module_jump"), S("good_fn") + 0x40)],
+        StaticCallSites = [S("static")],
+        FtraceSites = [S("ftrace"), S("good_fn")],
+        FtraceEntryCode = [new CodeRange("ftrace_caller", S("ftrace_caller"), S("ftrace_caller_end")), new CodeRange("ftrace_regs_caller", S("ftrace_regs_caller"), S("ftrace_regs_caller_end"))],
+        FtracePatchSites = [new FtracePatchSite(S("ftrace_call"), "ftrace_call", FtracePatchKind.Call), new FtracePatchSite(S("ftrace_regs_call"), "ftrace_regs_call", FtracePatchKind.Call),
+            new FtracePatchSite(S("ftrace_graph_call"), "ftrace_graph_call", FtracePatchKind.GraphJump)],
+        FtraceDispatchTargets = [S("ftrace_stub"), S("ftrace_ops_list_func")],
+        FtraceGraphTargets = [S("ftrace_graph_caller"), S("ftrace_stub")],
+    };
+
+    /// <summary>Now: the listed module and a hidden one each registered an ftrace_ops with a trampoline.</summary>
+    private static EvidenceSnapshot Current() => Baseline() with
+    {
+        Modules = [.. Baseline().Modules, new ModuleEvidence(Evil + 0x3000, "evil", Evil, 0x4000, 0x1000, Hidden: true)],
+        Symbols = [.. Baseline().Symbols, new CodeSymbol(S("evil_hook"), 0x40, "evil_hook", Evil + 0x3000)],
+        FtraceOps = [new FtraceOpsEvidence(GoodOps, S("good_fn"), GoodTramp, 0x100), new FtraceOpsEvidence(EvilOps, S("evil_hook"), EvilTramp, 0x100)],
+    };
+
+    // where | baseline bytes | bytes now | classification | severity | owner of the destination (- = none)
+    private const string Vectors = """
+        jump                     nop5                  jmp:jump_target            StaticKeyFlipped         Info      KernelText
+        jump                     jmp:jump_target       nop5                       StaticKeyFlipped         Info      -
+        jump                     nop5                  jmp:commit_creds           JumpLabelRetargeted      Critical  KernelText
+        jump                     nop5                  call:jump_target           JumpLabelRetargeted      Critical  KernelText
+        jump                     nop5                  jmp:evil_hook              JumpLabelRetargeted      Critical  HiddenModule
+        jump                     nop5                  hex:cccccccccc             JumpLabelRetargeted      Critical  -
+        module_jump              nop5                  jmp:good_fn+0x40           StaticKeyFlipped         Info      ListedModule
+        static                   call:target_fn        call:commit_creds          StaticCallUpdated        Info      KernelText
+        static                   call:target_fn        call:good_fn               StaticCallUpdated        Info      ListedModule
+        static                   call:target_fn        nop5                       StaticCallUpdated        Info      -
+        static                   call:target_fn        hex:2e2e2e31c0             StaticCallUpdated        Info      -
+        static                   call:target_fn        call:target_fn+0x10        StaticCallHijacked       Critical  KernelText
+        static                   call:target_fn        call:good_fn+0x8           StaticCallHijacked       Critical  ListedModule
+        static                   call:target_fn        call:evil_hook             StaticCallHijacked       Critical  HiddenModule
+        static                   call:target_fn        call:unowned_tramp         StaticCallHijacked       Critical  Unowned
+        __SCT__foo               jmp:target_fn         jmp:commit_creds           StaticCallUpdated        Info      KernelText
+        __SCT__foo               jmp:target_fn         jmp:target_fn+0x3          StaticCallHijacked       Critical  KernelText
+        __SCT__foo               jmp:target_fn         jmp:evil_hook              StaticCallHijacked       Critical  HiddenModule
+        ftrace                   nop5                  call:ftrace_caller         FunctionTraced           Info      KernelText
+        ftrace                   nop5                  call:ftrace_regs_caller    FunctionTraced           Info      KernelText
+        ftrace                   call:ftrace_caller    nop5                       FunctionTraced           Info      -
+        ftrace                   nop5                  call:good_tramp            FunctionTraced           Info      Unowned
+        ftrace                   nop5                  call:commit_creds          FunctionHooked           Critical  KernelText
+        ftrace                   nop5                  call:evil_tramp            FunctionHooked           Critical  HiddenModule
+        ftrace                   nop5                  call:unowned_tramp         FunctionHooked           Critical  Unowned
+        ftrace                   nop5                  call:good_tramp+0x10       FunctionHooked           Critical  Unowned
+        ftrace                   nop5                  call:good_fn               FunctionHooked           Critical  ListedModule
+        ftrace                   nop5                  jmp:ftrace_caller          FunctionHooked           Critical  KernelText
+        ftrace                   nop5                  hex:9090909090             CodeModified             Critical  -
+        good_fn                  nop5                  call:ftrace_caller         FunctionTraced           Info      KernelText
+        ftrace_call              call:ftrace_stub      call:ftrace_ops_list_func  FtraceDispatcherUpdated  Info      KernelText
+        ftrace_regs_call         call:ftrace_stub      call:good_fn               FtraceDispatcherUpdated  Info      ListedModule
+        ftrace_regs_call         call:ftrace_stub      call:commit_creds          FtraceEntryPatched       Critical  KernelText
+        ftrace_regs_call         call:ftrace_stub      call:evil_hook             FtraceEntryPatched       Critical  HiddenModule
+        ftrace_graph_call        jmp:ftrace_stub       jmp:ftrace_graph_caller    FtraceDispatcherUpdated  Info      KernelText
+        ftrace_graph_call        jmp:ftrace_stub       jmp:commit_creds           FtraceEntryPatched       Critical  KernelText
+        ftrace_regs_caller+0x10  hex:4889e54883ec10aa  hex:cccccccccccccccc       FtraceEntryPatched       Critical  -
+        ftrace_caller+0x4        hex:4889e5            call:evil_hook             FtraceEntryPatched       Critical  HiddenModule
+        func_a+0x30              hex:4889e5            hex:cccccc                 CodeModified             Critical  -
+        func_a+0x30              hex:4889e54883        call:evil_hook             CodeModified             Critical  HiddenModule
+        __x64_sys_sysfs+0x40     hex:4889e54883        jmp:unowned_tramp          CodeModified             Critical  Unowned
+        """;
+
+    public static TheoryData<int, string> Rows()
+    {
+        var data = new TheoryData<int, string>();
+        var lines = Vectors.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+            if (lines[i].Trim() is { Length: > 0 } line) data.Add(i + 1, line);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Rows))]
+    public void Change_is_judged_by_the_recorded_evidence(int line, string vector)
+    {
+        var f = vector.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(f.Length == 6, $"line {line}: six columns expected");
+        ulong site = Address(f[0]);
+        var window = Window(site, Bytes(f[1], site), Bytes(f[2], site));
+        var verdict = Judge.Code(new EvidenceIndex(Baseline()), new EvidenceIndex(Current()), window);
+        Assert.True(Enum.Parse<Classification>(f[3]) == verdict.Classification, $"line {line}: {vector}\n  got {verdict.Classification} {verdict.Severity}: {verdict.Detail}");
+        Assert.True(Enum.Parse<Severity>(f[4]) == verdict.Severity, $"line {line}: {vector}\n  got {verdict.Severity}: {verdict.Detail}");
+        if (f[5] == "-") Assert.True(verdict.Destination is null || verdict.Classification is Classification.StaticKeyFlipped, $"line {line}: destination {verdict.Destination}");
+        else
+        {
+            Assert.True(verdict.Destination is not null, $"line {line}: no destination: {verdict.Detail}");
+            Assert.True(Enum.Parse<CodeOwnerKind>(f[5]) == verdict.Destination!.Owner, $"line {line}: destination {verdict.Destination.Owner} {verdict.Destination}");
+        }
+        Assert.False(string.IsNullOrEmpty(verdict.Detail), $"line {line}: no detail");
+    }
+
+    /// <summary>The kernel repoints neighbouring static-call trampolines at once (enabling sched_wakeup changes
+    /// __SCT__tp_func_sched_wakeup and its neighbours): one diff run, judged site by site.</summary>
+    [Fact]
+    public void A_run_spanning_neighbouring_trampolines_is_judged_site_by_site()
+    {
+        ulong foo = S("__SCT__foo"), bar = S("__SCT__bar");
+        byte[] Pair(string a, string b)
+        {
+            var bytes = new byte[16];
+            Bytes(a, foo).CopyTo(bytes, 0);
+            new byte[] { 0x0f, 0xb9, 0xcc }.CopyTo(bytes, 5);   // ud1 %esp, %ecx: the trampoline's signature
+            Bytes(b, bar).CopyTo(bytes, 8);
+            new byte[] { 0x0f, 0xb9, 0xcc }.CopyTo(bytes, 13);
+            return bytes;
+        }
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(Current());
+        var both = Judge.Code(b, c, Window(foo, Pair("jmp:target_fn", "jmp:target_fn"), Pair("jmp:commit_creds", "jmp:func_a")));
+        Assert.Equal((Classification.StaticCallUpdated, Severity.Info), (both.Classification, both.Severity));
+        Assert.Contains("__SCT__bar", both.Detail);
+        var second = Judge.Code(b, c, Window(foo, Pair("jmp:target_fn", "jmp:target_fn"), Pair("jmp:commit_creds", "jmp:func_a+0x1")));
+        Assert.Equal((Classification.StaticCallHijacked, Severity.Critical), (second.Classification, second.Severity));
+        Assert.Contains("__SCT__bar", second.Detail);
+        // Bytes between the two trampolines are no site's: changing them is critical even if both sites are fine.
+        var between = Pair("jmp:commit_creds", "jmp:func_a");
+        between[6] = 0x90;
+        var off = Judge.Code(b, c, Window(foo, Pair("jmp:target_fn", "jmp:target_fn"), between));
+        Assert.Equal((Classification.CodeModified, Severity.Critical), (off.Classification, off.Severity));
+    }
+
+    [Fact]
+    public void A_hook_into_a_hidden_module_names_the_module_and_its_own_symbol()
+    {
+        var v = Judge.Code(new EvidenceIndex(Baseline()), new EvidenceIndex(Current()), Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:evil_hook+0x4", S("ftrace"))));
+        Assert.Equal(Classification.FunctionHooked, v.Classification);
+        Assert.Equal("evil_hook+0x4 in HIDDEN module evil (struct module at 0xffffffffc0203000)", v.Destination!.Description);
+        Assert.Contains("evil_hook+0x4", v.Detail);
+        var unowned = Judge.Code(new EvidenceIndex(Baseline()), new EvidenceIndex(Current()), Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:unowned_tramp", S("ftrace"))));
+        Assert.Contains("unowned executable memory at 0xffffffffc0400000", unowned.Detail);
+    }
+
+    [Fact]
+    public void Allow_lists_are_read_from_the_baseline_not_from_the_suspect()
+    {
+        // The suspect kernel rewrote its own __jump_table entry to point at commit_creds, then jumped there.
+        var current = Current() with { JumpEntries = [new JumpEntry(S("jump"), S("commit_creds"))], FtraceSites = [S("ftrace"), S("func_a") + 0x30] };
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(current);
+        var v = Judge.Code(b, c, Window(S("jump"), Bytes("nop5", S("jump")), Bytes("jmp:commit_creds", S("jump"))));
+        Assert.Equal(Classification.JumpLabelRetargeted, v.Classification);
+        Assert.Equal(Severity.Critical, v.Severity);
+        // An ftrace record the suspect added does not make a call at that address legitimate.
+        ulong added = S("func_a") + 0x30;
+        var t = Judge.Code(b, c, Window(added, Bytes("nop5", added), Bytes("call:ftrace_caller", added)));
+        Assert.Equal(Classification.CodeModified, t.Classification);
+        // And both changes to the allow-lists are reported themselves.
+        var lists = Judge.AllowListChanges(b, c);
+        Assert.Contains(lists, f => f.Classification == Classification.AllowListChanged && f.Severity == Severity.Critical && f.VirtualAddress == S("jump"));
+        Assert.Contains(lists, f => f.Classification == Classification.AllowListAdded && f.Detail.StartsWith("1 ftrace call sites added", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Allow_list_entries_added_at_verify_time_are_reported_with_their_owner()
+    {
+        var b = new EvidenceIndex(Baseline());
+        var current = Current() with
+        {
+            Modules = [.. Current().Modules, new ModuleEvidence(0xffffffffc0503000, "newmod", 0xffffffffc0500000, 0x4000, 0x1000, Hidden: false)],
+            JumpEntries = [.. Baseline().JumpEntries, new JumpEntry(0xffffffffc0500010, 0xffffffffc0500040), new JumpEntry(0xffffffffc0500020, 0xffffffffc0500040)],
+            StaticCallSites = [.. Baseline().StaticCallSites, 0xffffffffc0500030],
+        };
+        var findings = Judge.AllowListChanges(b, new EvidenceIndex(current));
+        string Summary(Finding f) => $"{f.Classification} {f.Severity} {f.Location}";
+        var got = findings.Select(Summary).ToList();
+        Assert.Equal(
+        [
+            "ModuleHidden Critical module evil",
+            "ModuleAdded Warning module newmod",
+            "AllowListAdded Warning module newmod",      // 2 jump-label entries
+            "AllowListAdded Warning module newmod",      // 1 static-call site
+            $"AllowListAdded Warning ftrace_ops 0x{GoodOps:x}",
+            $"AllowListAdded Critical ftrace_ops 0x{EvilOps:x}",
+        ], got);
+        Assert.Contains("2 jump-label entries added", findings[2].Detail);
+        Assert.Contains("1 static-call sites added", findings[3].Detail);
+        Assert.Contains("good_fn", findings[4].Detail);
+        Assert.Equal(CodeOwnerKind.HiddenModule, findings[5].Destination!.Owner);
+    }
+
+    [Fact]
+    public void Unchanged_evidence_reports_nothing_and_a_renamed_module_is_reported()
+    {
+        var b = new EvidenceIndex(Baseline());
+        Assert.Empty(Judge.AllowListChanges(b, new EvidenceIndex(Baseline())));
+        var renamed = Baseline() with { Modules = [Baseline().Modules[0] with { Name = "dummy" }] };
+        var f = Assert.Single(Judge.AllowListChanges(b, new EvidenceIndex(renamed)));
+        Assert.Equal(Classification.ModuleRenamed, f.Classification);
+        Assert.Contains("was good", f.Detail);
+    }
+
+    [Fact]
+    public void Syscall_slot_and_gate_changes_are_critical_and_name_the_destination()
+    {
+        var v = Judge.TableEntry(new EvidenceIndex(Baseline()), new EvidenceIndex(Current()), RegionKind.SyscallTable, "sys_call_table[139]", S("__x64_sys_sysfs"), S("evil_hook"));
+        Assert.Equal((Classification.SyscallHooked, Severity.Critical), (v.Classification, v.Severity));
+        Assert.Equal(CodeOwnerKind.HiddenModule, v.Destination!.Owner);
+        Assert.Contains("__x64_sys_sysfs", v.Detail);
+        var g = Judge.TableEntry(new EvidenceIndex(Baseline()), new EvidenceIndex(Current()), RegionKind.InterruptTable, "IDT vector 0x80", S("func_a"), S("good_fn"));
+        Assert.Equal((Classification.InterruptGateChanged, Severity.Critical), (g.Classification, g.Severity));
+    }
+
+    // ---------------------------------------------------------------- vector parsing
+
+    private static ulong Address(string expr)
+    {
+        int plus = expr.IndexOf("+0x", StringComparison.Ordinal);
+        return plus < 0 ? S(expr) : S(expr[..plus]) + ulong.Parse(expr.AsSpan(plus + 3), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+    }
+
+    private static byte[] Bytes(string spec, ulong at)
+    {
+        if (spec == "nop5") return [0x0f, 0x1f, 0x44, 0x00, 0x00];
+        if (spec.StartsWith("hex:", StringComparison.Ordinal)) return Convert.FromHexString(spec[4..]);
+        int colon = spec.IndexOf(':');
+        byte opcode = spec[..colon] switch { "call" => 0xe8, "jmp" => 0xe9, _ => throw new ArgumentException(spec) };
+        var b = new byte[5];
+        b[0] = opcode;
+        BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(1), checked((int)unchecked((long)(Address(spec[(colon + 1)..]) - (at + 5)))));
+        return b;
+    }
+
+    /// <summary>As the verifier builds it: 8 unchanged bytes either side; the run is where the bytes differ.</summary>
+    private static CodeWindow Window(ulong site, byte[] before, byte[] after)
+    {
+        int n = Math.Max(before.Length, after.Length);
+        var expected = new byte[n + 16];
+        var found = new byte[n + 16];
+        expected.AsSpan().Fill(0x90);
+        found.AsSpan().Fill(0x90);
+        before.CopyTo(expected, 8);
+        after.CopyTo(found, 8);
+        int from = 0, to = expected.Length;
+        while (from < to && expected[from] == found[from]) from++;
+        while (to > from && expected[to - 1] == found[to - 1]) to--;
+        Assert.True(from < to, "vector changes nothing");
+        ulong start = site - 8;
+        return new CodeWindow(start, expected, found, start + (ulong)from, start + (ulong)to);
+    }
+}
