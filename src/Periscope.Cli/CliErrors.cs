@@ -1,3 +1,4 @@
+using Periscope.Integrity.Baselines;
 using Periscope.Linux.Btf;
 using Periscope.Linux.Discovery;
 using Periscope.Linux.Model;
@@ -10,7 +11,7 @@ internal static class CliErrors
 {
     public static bool IsUserFacing(Exception e) => e is MemoryFormatException or KernelNotFoundException or KernelModelException
         or BtfFormatException or FileNotFoundException or IOException or UnauthorizedAccessException or TimeoutException
-        or CliUsageException or KeyNotFoundException or InvalidOperationException;
+        or CliUsageException or KeyNotFoundException or InvalidOperationException or BaselineFormatException;
 
     public static string Describe(Exception e) => e switch
     {

@@ -18,7 +18,7 @@ public sealed class VerifyCommand : ICliCommand
         var command = new Command("verify", "Re-measure and report every difference from the trusted baseline") { db };
         command.SetAction(r => context.WithTarget(r, target =>
         {
-            using var store = BaselineStore.Open(r.GetValue(db)!);
+            using var store = BaselineStore.Open(r.GetValue(db)!, BaselineOpenMode.Existing);
             var (baseline, result, code) = TargetVerification.Verify(target, store);
             if (!context.Json(r))
                 context.Output.WriteLine($"process code: {code.Compared} resident pages compared, {code.FirstSeen} seen for the first time (recorded), {code.NotResident} not resident, {code.Bytes / 1024} KiB");
