@@ -42,9 +42,9 @@ public sealed class BaselineStore : IDisposable
 {
     public const int SchemaVersion = 2;
 
-    private const int SqliteLimitLength = 0, SqliteLimitSqlLength = 1;
+    private const int SqliteTooBig = 18, SqliteLimitLength = 0, SqliteLimitSqlLength = 1;
     private const int DbConfigEnableTrigger = 1003, DbConfigDefensive = 1010, DbConfigEnableView = 1015, DbConfigTrustedSchema = 1017;
-    private const int ProgressEveryInstructions = 10_000;
+    private const int ProgressEveryInstructions = 1_000;
     private const int PageBytes = 4096, Sha256Bytes = 32;
     private static readonly byte[] SqliteHeader = "SQLite format 3\0"u8.ToArray();
 
@@ -537,6 +537,10 @@ public sealed class BaselineStore : IDisposable
         catch (SqliteException e) when (_budgetExceeded)
         {
             throw new BaselineFormatException($"{Path}: baseline database queries exceeded the limit of {_limits.MaxBaselineQuerySteps} SQLite steps ({e.SqliteErrorCode})");
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode == SqliteTooBig)
+        {
+            throw new BaselineFormatException($"{Path}: baseline database is corrupt: a value longer than the limit of {_limits.MaxBaselineValueBytes} bytes (MaxBaselineValueBytes)");
         }
         catch (SqliteException e)
         {
