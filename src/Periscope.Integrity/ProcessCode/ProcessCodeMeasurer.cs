@@ -55,8 +55,15 @@ public static class ProcessCodeMeasurer
             if (space is null) continue;
             foreach (var vma in kernel.GetVmas(task))
             {
-                if (!vma.IsExecutable || vma.Path == "[vsyscall]" || vma.End <= vma.Start) continue;
+                if (!vma.IsExecutable || vma.Path == "[vsyscall]") continue;
                 if (vma.File == 0 && vma.Path == "[vdso]") continue;
+                if (vma.End <= vma.Start || ((vma.Start | vma.End) & (PageBytes - 1)) != 0)
+                {
+                    // The kernel keeps VMAs page-aligned and non-empty (the VMA reader already drops others; this guards
+                    // the page arithmetic below should a VMA reach us some other way).
+                    incomplete.Add($"pid {task.Pid} ({task.Comm}) {vma.Start:x}-{vma.End:x}: executable mapping is empty, inverted or not page-aligned; not measured");
+                    continue;
+                }
                 if (pagesLeft <= 0)
                 {
                     incomplete.Add($"process code sweep stopped at pid {task.Pid}: more than {limits.MaxProcessCodePagesPerPass} resident pages in one pass (MaxProcessCodePagesPerPass)");
