@@ -11,7 +11,7 @@ namespace Periscope.GuestTests;
 /// <summary>Per-page measurement of process code (VMPMS) on the real guest: trust on first use, references imported
 /// from the guest's own ELF files, a modified code page, and anonymous executable memory.</summary>
 [Collection("5-level guest")]
-public sealed class ProcessCodeTests(FiveLevelGuest guest) : IDisposable
+public sealed class ProcessCodeTests(FiveLevelGuest guest, Xunit.Abstractions.ITestOutputHelper log) : IDisposable
 {
     private readonly string _db = Path.Combine(guest.Guest.WorkDirectory, $"code-{Guid.NewGuid():n}.db");
     private LinuxKernel Kernel => guest.Dump.Kernel;
@@ -123,7 +123,9 @@ public sealed class ProcessCodeTests(FiveLevelGuest guest) : IDisposable
     [Fact]
     public void Baseline_create_twice_then_verify_on_the_unchanged_guest_is_clean()
     {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         var (code, output, err) = CliRun.Run("baseline", "create", "--dump", guest.DumpPath, "--db", _db);
+        log.WriteLine($"baseline create: {sw.ElapsedMilliseconds} ms: {output}");
         Assert.True(code == 0, err);
         Assert.Contains("1 anonymous executable mappings (1 new)", output);
         (code, output, err) = CliRun.Run("baseline", "create", "--dump", guest.DumpPath, "--db", _db);
@@ -133,7 +135,9 @@ public sealed class ProcessCodeTests(FiveLevelGuest guest) : IDisposable
         Assert.Equal(0, code);
         Assert.Single(System.Text.Json.JsonDocument.Parse(output).RootElement.EnumerateArray());
         // The workload's anonymous rwx page was part of the baseline: an unchanged guest verifies clean (exit 0).
+        sw.Restart();
         (code, output, err) = CliRun.Run("verify", "--dump", guest.DumpPath, "--db", _db);
+        log.WriteLine($"verify: {sw.ElapsedMilliseconds} ms: {output}");
         Assert.True(code == 0, $"exit {code}: {output}{err}");
         Assert.Contains("no differences", output);
     }

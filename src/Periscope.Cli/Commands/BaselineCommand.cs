@@ -84,6 +84,8 @@ public sealed class BaselineCommand : ICliCommand
                 w.WriteNumber("milliseconds", Math.Round(summary.Milliseconds, 1));
                 w.WriteNumber("processCodePages", codePages);
                 w.WriteNumber("processCodePagesNotResident", sweep.NotResident);
+                w.WriteNumber("processCodeResidentMappings", sweep.Resident.Count);
+                w.WriteNumber("processCodePagesHashed", sweep.Measured);
                 w.WriteNumber("anonymousCode", sweep.Anonymous.Count);
                 w.WriteNumber("anonymousCodeNew", anonymous);
                 w.WriteStartArray("incomplete");
@@ -96,7 +98,7 @@ public sealed class BaselineCommand : ICliCommand
         string head = summary.AlreadyStored
             ? $"baseline {summary.Id} already holds these measurements (unchanged guest): not stored again; {summary.Regions} regions, {summary.Pages} pages checked in {summary.Milliseconds:0} ms"
             : $"baseline {summary.Id}: {summary.Regions} regions, {summary.Pages} pages, {summary.Bytes / 1024} KiB measured in {summary.Milliseconds:0} ms (kernel build {summary.BuildId})";
-        context.Output.WriteLine($"{head}; {codePages} new process code pages, {sweep.NotResident} not resident yet; {sweep.Anonymous.Count} anonymous executable mappings ({anonymous} new)");
+        context.Output.WriteLine($"{head}; process code: {sweep.Resident.Count} resident pages in all processes, {sweep.Measured} distinct pages hashed, {codePages} new references, {sweep.NotResident} not resident yet; {sweep.Anonymous.Count} anonymous executable mappings ({anonymous} new)");
         return 0;
     }
 

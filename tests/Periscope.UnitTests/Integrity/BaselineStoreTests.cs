@@ -325,6 +325,16 @@ public sealed class BaselineStoreTests : IDisposable
     }
 
     [Fact]
+    public void Verify_on_a_non_database_is_one_line_before_the_guest_is_read()
+    {
+        using var dump = new TempFile(new byte[2 << 20]);
+        string path = ValidDatabase();
+        Edit(path, "CREATE VIEW v AS SELECT 1");
+        Assert.Equal($"periscope: {path}: baseline database is corrupt: schema object view 'v' was not created by Periscope (sqlite_master, row 14)",
+            AssertOneLineError(path, "verify", "--dump", dump.Path, "--db", path));
+    }
+
+    [Fact]
     public void Baseline_create_on_a_directory_is_one_line()
     {
         var line = AssertOneLineError(_dir, "baseline", "create", "--dump", "/nonexistent.core", "--db", _dir);
