@@ -78,6 +78,21 @@ public sealed class ImportFilesTests : IDisposable
         Assert.Single(ElfCodePages.Read(HostFile.TryReadRegular(small, 4096, out _)!));
     }
 
+    [Fact]
+    public void File_kinds_come_from_statx_not_from_the_size()
+    {
+        string empty = Path.Combine(_dir, "empty");
+        File.WriteAllBytes(empty, []);
+        // Only statx can tell an empty regular file from a device (both have size 0).
+        Assert.Equal((HostFileKind.Regular, 0L), HostFile.Stat(empty));
+        Assert.Equal(HostFileKind.Special, HostFile.Stat("/dev/zero").Kind);
+        Assert.Equal(HostFileKind.Directory, HostFile.Stat(_dir).Kind);
+        Assert.Equal(HostFileKind.Missing, HostFile.Stat(Path.Combine(_dir, "none")).Kind);
+        File.CreateSymbolicLink(Path.Combine(_dir, "link"), empty);
+        Assert.Equal(HostFileKind.Symlink, HostFile.Stat(Path.Combine(_dir, "link"), followLinks: false).Kind);
+        Assert.Equal(HostFileKind.Regular, HostFile.Stat(Path.Combine(_dir, "link")).Kind);
+    }
+
     [DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
     private static extern int MkFifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 
