@@ -388,7 +388,7 @@ public sealed class BaselineStore : IDisposable
         using var cmd = Command($"""
             SELECT b.id, k.build_id, k.banner, b.text_va, b.created, b.target,
                    (SELECT count(*) FROM regions r WHERE r.baseline_id=b.id),
-                   (SELECT count(*) FROM pages p JOIN regions r ON p.region_id=r.id WHERE r.baseline_id=b.id)
+                   (SELECT count(*) FROM pages p JOIN regions r ON p.region_id=r.id WHERE r.baseline_id=b.id), k.id
             FROM baselines b JOIN kernels k ON k.id=b.kernel_id {where} ORDER BY b.id
             """);
         Bind(cmd, values);
@@ -400,7 +400,8 @@ public sealed class BaselineStore : IDisposable
             string created = Text(rd, 4, "baselines", "created", row);
             if (!DateTime.TryParseExact(created, "O", CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var when))
                 throw Corrupt($"created '{OneLine(created)}' is not a date", "baselines", row);
-            list.Add(new BaselineInfo(row, Text(rd, 1, "kernels", "build_id", row), Text(rd, 2, "kernels", "banner", row),
+            long kernelRow = Int64(rd, 8, "kernels", row, "id");
+            list.Add(new BaselineInfo(row, Text(rd, 1, "kernels", "build_id", kernelRow), Text(rd, 2, "kernels", "banner", kernelRow),
                 unchecked((ulong)Int64(rd, 3, "baselines", row, "text_va")), when, Text(rd, 5, "baselines", "target", row),
                 Count(rd, 6, "regions", row), Count(rd, 7, "pages", row)));
         }

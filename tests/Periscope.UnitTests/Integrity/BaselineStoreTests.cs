@@ -192,6 +192,14 @@ public sealed class BaselineStoreTests : IDisposable
     }
 
     [Fact]
+    public void Banner_of_the_wrong_type_names_the_kernels_row()
+    {
+        string path = ValidDatabase();
+        Edit(path, "UPDATE kernels SET banner = x'07'"); // a TEXT column keeps a blob as a blob
+        Assert.EndsWith("baseline database is corrupt: banner is a blob, expected text (table kernels, row 1)", ListError(path));
+    }
+
+    [Fact]
     public void Value_over_the_limit_states_the_limit()
     {
         string path = ValidDatabase();
