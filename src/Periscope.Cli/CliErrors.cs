@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using Periscope.Cli.Output;
+using Periscope.Integrity.Baselines;
 using Periscope.Linux.Btf;
 using Periscope.Linux.Discovery;
 using Periscope.Linux.Model;
@@ -29,7 +30,7 @@ internal static class CliErrors
     {
         MemoryFormatException or KernelNotFoundException or KernelModelException or BtfFormatException or CliUsageException
             or IOException or UnauthorizedAccessException or TimeoutException or QmpException or SqliteException
-            or Periscope.Integrity.Evidence.EvidenceFormatException => true,
+            or Periscope.Integrity.Evidence.EvidenceFormatException or BaselineFormatException => true,
         // Generic types: expected only when Periscope threw them on purpose, with a message for the user (a missing
         // kernel symbol or struct member, no matching baseline). Thrown by the BCL (a dictionary indexer, Single(),
         // a collection changed while enumerated) they are bugs.

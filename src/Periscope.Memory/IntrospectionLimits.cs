@@ -84,6 +84,23 @@ public sealed record IntrospectionLimits
     /// <summary>Decompressed size of one baseline's stored evidence (a Debian 6.1 guest needs ~4 MiB).</summary>
     public int MaxEvidenceBytes { get; init; } = 64 << 20;
 
+    // Trusted-state database (baseline store) and process code (sweep, import-files)
+    /// <summary>Largest baseline database file opened (quick_check reads all of it).</summary>
+    public long MaxBaselineDatabaseBytes { get; init; } = 8L << 30;
+    /// <summary>Longest single text or blob read from a baseline database (also SQLite's length limit on that connection);
+    /// the largest legitimate value is a baseline's compressed evidence (~0.6 MiB for Debian 6.1, bounded by MaxEvidenceBytes).</summary>
+    public int MaxBaselineValueBytes { get; init; } = 64 << 20;
+    /// <summary>SQLite virtual-machine instructions one store connection may execute in all, so no query on a hostile file runs unbounded.</summary>
+    public long MaxBaselineQuerySteps { get; init; } = 4_000_000_000;
+    /// <summary>Most page rows loaded from one baseline (16 GiB of measured memory).</summary>
+    public int MaxBaselinePages { get; init; } = 4_194_304;
+    /// <summary>Largest executable VMA the process-code sweep measures; a larger one is measured up to this size and the sweep marked incomplete.</summary>
+    public ulong MaxProcessCodeVmaBytes { get; init; } = 1UL << 30;
+    /// <summary>Most page-table leaves the process-code sweep visits in one pass, over all processes.</summary>
+    public long MaxProcessCodePagesPerPass { get; init; } = 4_194_304;
+    /// <summary>Largest file `baseline import-files` reads.</summary>
+    public long MaxImportFileBytes { get; init; } = 512L << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -130,6 +147,13 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxHiddenModuleScanBytes), MaxHiddenModuleScanBytes, Bytes);
         Check(nameof(MaxHiddenModuleScanTotalBytes), MaxHiddenModuleScanTotalBytes, Bytes);
         Check(nameof(MaxEvidenceBytes), MaxEvidenceBytes, Bytes);
+        Check(nameof(MaxBaselineDatabaseBytes), MaxBaselineDatabaseBytes, Bytes);
+        Check(nameof(MaxBaselineValueBytes), MaxBaselineValueBytes, Bytes);
+        Check(nameof(MaxBaselineQuerySteps), MaxBaselineQuerySteps, 1L << 50);
+        Check(nameof(MaxBaselinePages), MaxBaselinePages, Counts);
+        Check(nameof(MaxProcessCodeVmaBytes), (long)Math.Min(MaxProcessCodeVmaBytes, (ulong)long.MaxValue), Bytes);
+        Check(nameof(MaxProcessCodePagesPerPass), MaxProcessCodePagesPerPass, Counts);
+        Check(nameof(MaxImportFileBytes), MaxImportFileBytes, Bytes);
         return this;
     }
 

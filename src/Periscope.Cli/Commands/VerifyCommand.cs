@@ -23,7 +23,7 @@ public sealed class VerifyCommand : ICliCommand
         var command = new Command("verify", "Re-measure and report every difference from the trusted baseline") { db };
         command.SetAction(r => context.WithTarget(r, target =>
         {
-            using var store = BaselineStore.Open(r.GetValue(db)!);
+            using var store = BaselineStore.Open(r.GetValue(db)!, BaselineOpenMode.Existing);
             var (baseline, result, code) = TargetVerification.Verify(target, store);
             int exit = ExitCode(result);
             if (context.Json(r)) WriteJson(context.Output, baseline.Info, result, exit);

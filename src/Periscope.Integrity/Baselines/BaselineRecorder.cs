@@ -6,8 +6,9 @@ using Periscope.Linux;
 
 namespace Periscope.Integrity.Baselines;
 
-/// <summary>What a baseline holds, and what it had to leave out (regions refused by a limit, evidence that could not be read).</summary>
-public sealed record BaselineSummary(long Id, string BuildId, int Regions, int Pages, long Bytes, double Milliseconds)
+/// <summary>What `baseline create` recorded and what it had to leave out (regions refused by a limit, evidence that could
+/// not be read); <paramref name="AlreadyStored"/> when an identical baseline existed and was kept instead.</summary>
+public sealed record BaselineSummary(long Id, string BuildId, int Regions, int Pages, long Bytes, double Milliseconds, bool AlreadyStored = false)
 {
     public IReadOnlyList<string> Skipped { get; init; } = [];
 }
@@ -26,10 +27,11 @@ public static class BaselineRecorder
         var evidence = EvidenceCollector.Collect(kernel);
         var measured = RegionMeasurer.MeasureAll(kernel.KernelSpace, catalog.Regions, sha256: true, keepContent: true);
         string buildId = KernelIdentity.BuildId(kernel);
-        long id = store.Save(buildId, kernel.Banner, kernel.Layout.TextVa, target, measured);
-        EvidenceStore.Save(store, id, evidence);
-        return new BaselineSummary(id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),
-            measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds)
+        var saved = store.Save(buildId, kernel.Banner, kernel.Layout.TextVa, target, measured);
+        // Kept or new, the baseline takes the evidence of this trusted moment (an operator re-baselines to accept it).
+        EvidenceStore.Save(store, saved.Id, evidence);
+        return new BaselineSummary(saved.Id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),
+            measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds, saved.AlreadyStored)
         {
             Skipped = [.. catalog.Skipped.Select(r => r.Reason), .. evidence.Gaps.Select(g => $"evidence, {g}")],
         };

@@ -12,10 +12,9 @@ public static class ElfCodePages
 {
     private const uint PtLoad = 1, PfX = 1;
 
-    /// <summary>(file offset, SHA-256) per code page; empty for files that are not x86-64 ELF.</summary>
-    public static IReadOnlyList<(ulong Offset, byte[] Sha256)> Read(string path)
+    /// <summary>(file offset, SHA-256) per code page of a file's bytes; empty for files that are not x86-64 ELF.</summary>
+    public static IReadOnlyList<(ulong Offset, byte[] Sha256)> Read(byte[] bytes)
     {
-        var bytes = File.ReadAllBytes(path);
         var result = new List<(ulong, byte[])>();
         if (bytes.Length < 64 || !bytes.AsSpan(0, 4).SequenceEqual("\u007fELF"u8) || bytes[4] != 2 || bytes[5] != 1) return result;
         ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(32));

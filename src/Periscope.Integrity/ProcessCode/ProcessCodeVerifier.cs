@@ -5,21 +5,33 @@ using Periscope.Linux;
 
 namespace Periscope.Integrity.ProcessCode;
 
-public sealed record ProcessCodeResult(IReadOnlyList<Finding> Findings, int Compared, int FirstSeen, int NotResident, long Bytes);
+/// <param name="KnownAnonymous">Anonymous executable mappings the baseline recorded, found unchanged (not reported).</param>
+/// <param name="Incomplete">What the sweep could not cover and why; empty when it covered everything.</param>
+public sealed record ProcessCodeResult(IReadOnlyList<Finding> Findings, int Compared, int FirstSeen, long NotResident, long Bytes,
+    int KnownAnonymous = 0, IReadOnlyList<string>? Incomplete = null)
+{
+    public IReadOnlyList<string> Incomplete { get; init; } = Incomplete ?? [];
+}
 
 /// <summary>
 /// Compares every resident code page of every process with the reference for (file, offset): one reference serves
 /// all processes mapping the same binary. Pages never seen before are recorded (trust on first use) unless a
-/// reference imported from the file itself exists. Anonymous executable memory is reported as possible injected code.
+/// reference imported from the file itself exists. Anonymous executable memory is reported as possible injected code,
+/// unless the baseline recorded the same mapping (same process, size, permissions and content) when it was taken.
 /// </summary>
 public static class ProcessCodeVerifier
 {
     public const string RegionName = "process code";
 
-    public static ProcessCodeResult Verify(LinuxKernel kernel, BaselineStore store, bool recordFirstSeen = true)
+    /// <param name="baseline">The baseline whose recorded anonymous code is allowed; by default the newest one for this
+    /// kernel build and layout.</param>
+    public static ProcessCodeResult Verify(LinuxKernel kernel, BaselineStore store, bool recordFirstSeen = true, BaselineInfo? baseline = null)
     {
         var sweep = ProcessCodeMeasurer.Sweep(kernel);
         var references = store.CodePages();
+        baseline ??= store.FindLatest(KernelIdentity.BuildId(kernel), kernel.Layout.TextVa);
+        var knownAnonymous = baseline is null ? [] : store.AnonymousCode(baseline.Id);
+        int known = 0;
         var findings = new List<Finding>();
         var firstSeen = new List<(string, ulong, byte[])>();
         int compared = 0;
@@ -43,15 +55,17 @@ public static class ProcessCodeVerifier
         }
         foreach (var anon in sweep.Anonymous)
         {
+            if (knownAnonymous.Contains(anon.Key)) { known++; continue; }
             findings.Add(new Finding
             {
                 Region = RegionName, Kind = RegionKind.ProcessCode, VirtualAddress = anon.Vma.Start,
                 Location = $"pid {anon.Pid} ({anon.Comm}) {anon.Vma.Start:x}-{anon.Vma.End:x} {anon.Vma.Permissions}",
                 Expected = [], Found = [], Classification = Classifications.AnonymousCode, Severity = Severity.Warning,
-                Detail = "executable memory backed by no file (JIT, or injected code)",
+                Detail = baseline is null ? "executable memory backed by no file (JIT, or injected code)"
+                    : $"executable memory backed by no file (JIT, or injected code), not in baseline {baseline.Id} as it is now ({anon.ResidentPages} resident pages, content sha256 {anon.Key.ContentSha256[..16]}…)",
             });
         }
         if (recordFirstSeen && firstSeen.Count > 0) store.AddCodePages(firstSeen, "first use");
-        return new ProcessCodeResult(findings, compared, firstSeen.Count, sweep.NotResident, sweep.Bytes);
+        return new ProcessCodeResult(findings, compared, firstSeen.Count, sweep.NotResident, sweep.Bytes, known, sweep.Incomplete);
     }
 }

@@ -40,25 +40,4 @@ public sealed class VerifyOutcomeTests
         Assert.Equal("a\\x1b[2Jb\nc", VerifyCommand.Safe("a\u001b[2Jb\nc"));
         Assert.Equal("plain", VerifyCommand.Safe("plain"));
     }
-
-    [Fact]
-    public void A_version_1_database_is_refused_with_one_line_and_exit_2()
-    {
-        string db = Path.Combine(Path.GetTempPath(), $"periscope-v1-{Guid.NewGuid():n}.db");
-        try
-        {
-            using (var c = new SqliteConnection($"Data Source={db};Pooling=False"))
-            {
-                c.Open();
-                using var cmd = c.CreateCommand();
-                cmd.CommandText = "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '1');";
-                cmd.ExecuteNonQuery();
-            }
-            var (code, _, err) = CliRun.Run("baseline", "list", "--db", db);
-            Assert.Equal(2, code);
-            Assert.Contains($"schema version 1, this Periscope reads version {BaselineStore.SchemaVersion}", err);
-            Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        }
-        finally { File.Delete(db); }
-    }
 }
