@@ -38,6 +38,12 @@ public static class TargetVerification
     {
         var result = Verifier.Verify(kernel, baseline, evidence);
         code = ProcessCodeVerifier.Verify(kernel, store, record);
-        return result with { Findings = [.. result.Findings, .. code.Findings], BytesChecked = result.BytesChecked + code.Bytes };
+        return result with
+        {
+            Findings = [.. result.Findings, .. code.Findings], BytesChecked = result.BytesChecked + code.Bytes,
+            // A walk of the kernel model that was cut short (budget, corrupt list) leaves regions or processes unseen.
+            Incomplete = [.. result.Incomplete, .. code.Incomplete.Select(reason => $"process code: {reason}"),
+                .. kernel.IncompleteReasons.Select(reason => $"kernel model: {reason}")],
+        };
     }
 }
