@@ -209,8 +209,12 @@ public sealed class IntegrityTests : IDisposable
         var crc7 = Kernel.Modules.Single(m => m.Name == "crc7");
         var o = Kernel.Offsets.Module;
         ulong textSize = crc7.Address + (ulong)(o.CoreLayout!.Value + o.LayoutTextSize!.Value);
+        ulong coreSize = crc7.Address + (ulong)(o.CoreLayout!.Value + o.LayoutSize);
         const uint Claimed = 86u << 20;
         using var d = new PatchedDump(_guest.DumpPath, _guest.Dump.Image, Kernel);
+        // Core and text both claim 86 MB (a text larger than its core is refused by the model itself, before any
+        // region exists): the module still fits the module area, so it is the region cap that must refuse it.
+        d.Write(coreSize, BitConverter.GetBytes(Claimed));
         d.Write(textSize, BitConverter.GetBytes(Claimed));
         using var t = d.Open();
         string db = Path.Combine(_guest.Guest.WorkDirectory, $"huge-module-{Guid.NewGuid():n}.db");

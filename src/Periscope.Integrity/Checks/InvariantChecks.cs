@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Periscope.Integrity.Evidence;
 using Periscope.Integrity.Regions;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
@@ -248,16 +249,7 @@ public sealed class InvariantChecks
         // The search reads the area: it costs one walk node per page, so many huge areas cannot add up unbounded.
         for (ulong page = 0; page < size; page += 4096)
             if (!run.Visit()) return null;
-        var bytes = new byte[size];
-        int n = _kernel.KernelSpace.Read(start, bytes);
-        for (int off = 0; off + baseOffset + 8 <= n; off += 8)
-        {
-            if (BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(off + baseOffset)) != start) continue;
-            ulong candidate = start + (ulong)off;
-            string? name = _r.ReadFixedString(candidate + (ulong)o.Name, o.NameSize);
-            if (name is { Length: > 0 } && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_' || c == '-')) return (name, candidate);
-        }
-        return null;
+        return ModuleAreaScanner.Search(_kernel, start, size, baseOffset) is { } hidden ? (hidden.Name, hidden.Address) : null;
     }
 
     /// <summary>Every task reachable from the pid namespace's IDR (pid → tasks[PIDTYPE_PID]) must be on the task list.</summary>

@@ -7,8 +7,8 @@ namespace Periscope.Integrity.Evidence;
 public sealed record HiddenModule(ulong Address, string Name, ulong Base, ulong Size, ulong TextSize);
 
 /// <summary>
-/// Finds modules unlinked from the `modules` list: every vmalloc area above the kernel image (where module_alloc
-/// places module cores on x86-64) that no listed module covers is searched for a struct module whose core base points
+/// Finds modules unlinked from the `modules` list: every vmalloc area in the module area (MODULES_VADDR..MODULES_END,
+/// where module_alloc places module cores on x86-64) that no listed module covers is searched for a struct module whose core base points
 /// back at the area. Bounded by <see cref="Periscope.Memory.IntrospectionLimits.MaxVmapAreas"/> and
 /// <see cref="Periscope.Memory.IntrospectionLimits.MaxHiddenModuleScanBytes"/>.
 /// </summary>
@@ -20,7 +20,6 @@ public static class ModuleAreaScanner
         var area = layout.VmapArea;
         if (area is null) { gaps.Add(new(EvidenceFamily.HiddenModules, "struct vmap_area not usable in BTF: " + string.Join("; ", layout.Missing))); return result; }
         if (!kernel.Symbols.TryGetAddress("vmap_area_list", out ulong head)) { gaps.Add(new(EvidenceFamily.HiddenModules, "symbol vmap_area_list not found")); return result; }
-        if (!kernel.Symbols.TryGetAddress("_end", out ulong imageEnd)) { gaps.Add(new(EvidenceFamily.HiddenModules, "symbol _end not found")); return result; }
         var listed = kernel.Modules;
         var o = kernel.Offsets.Module;
         int baseOffset = o.CoreLayout is { } core ? core + o.LayoutBase : o.Mem is { } mem ? mem + o.LayoutBase : -1;
@@ -30,7 +29,7 @@ public static class ModuleAreaScanner
         foreach (ulong va in kernel.Lists.Walk(head, area["list"], kernel.Limits.MaxVmapAreas, "vmap area list", includeHead: false))
         {
             if (!kernel.Reader.TryU64(va + (ulong)area["va_start"], out ulong s) || !kernel.Reader.TryU64(va + (ulong)area["va_end"], out ulong e)) continue;
-            if (s <= imageEnd || e <= s) continue;
+            if (!kernel.ModuleArea.Contains(s) || e <= s) continue;
             if (listed.Any(m => m.Base != 0 && m.Base < e && m.Base + Math.Max(m.Size, 1) > s)) continue;
             ulong length = Math.Min(e - s, (ulong)perArea);
             if ((long)length > budget)
