@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text;
 using Periscope.Cli.Output;
 using Periscope.Integrity.Baselines;
 using Periscope.Integrity.Verification;
@@ -45,15 +44,9 @@ public sealed class VerifyCommand : ICliCommand
     /// so that no escape sequence from the guest reaches the operator's terminal.</summary>
     public static string Safe(string s)
     {
-        if (!s.Any(char.IsControl)) return s;
-        var sb = new StringBuilder(s.Length + 8);
-        foreach (char c in s)
-        {
-            if (c == '\n') sb.Append('\n');
-            else if (char.IsControl(c)) sb.Append($"\\x{(int)c:x2}");
-            else sb.Append(c);
-        }
-        return sb.ToString();
+        var writer = new StringWriter();
+        TerminalText.Write(writer, s, keepLayout: true);
+        return writer.ToString();
     }
 
     private static void WriteText(TextWriter output, BaselineInfo baseline, VerificationResult result)
