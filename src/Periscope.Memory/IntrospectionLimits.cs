@@ -29,4 +29,12 @@ public sealed record IntrospectionLimits
     public int MaxMapleTreeDepth { get; init; } = 16;
     public int MaxPathComponents { get; init; } = 256;
     public int MaxStringLength { get; init; } = 4_096;
+
+    // Dump files: opening and sparseness (fuzzing / lower-layer hardening)
+    /// <summary>Largest dump or RAM file accepted, in bytes (its declared length, holes included).</summary>
+    public ulong MaxDumpFileBytes { get; init; } = 1UL << 40;
+    /// <summary>Data extents of a sparse file tracked before the rest is treated as data.</summary>
+    public int MaxFileDataExtents { get; init; } = 65_536;
+    /// <summary>Largest ELF PT_NOTE segment read into memory.</summary>
+    public int MaxElfNoteSegmentBytes { get; init; } = 64 << 20;
 }
