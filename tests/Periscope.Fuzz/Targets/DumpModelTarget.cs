@@ -28,7 +28,7 @@ public sealed class DumpModelTarget : FuzzTarget
 
     public override string Name => "dump-model";
     public override string Description => "kernel model (tasks, threads, VMAs through the maple tree, modules) over a real guest dump with 8-byte writes into kernel objects";
-    public override int SmokeIterations => 150;
+    public override int SmokeIterations => 2_000;
     public override string? Unavailable => _dumpPath is null ? "no guest dump: set PERISCOPE_FUZZ_DUMP or run scripts/fuzz --make-dump" : null;
     public override IReadOnlyList<ulong> Dictionary => _dictionary;
 

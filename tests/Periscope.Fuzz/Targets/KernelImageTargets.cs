@@ -17,7 +17,7 @@ public sealed class KallsymsTarget : FuzzTarget
     private readonly Dictionary<string, (int Start, int Length)> _tables = [];
     public override string Name => "kallsyms";
     public override string Description => "kallsyms locator and decoder (token table/index, names, markers, seqs_of_names, offsets, relative base)";
-    public override int SmokeIterations => 600;
+    public override int SmokeIterations => 1_500;
 
     public override IReadOnlyList<Seed> Seeds()
     {
@@ -77,7 +77,7 @@ public sealed class BtfTarget : FuzzTarget
 {
     public override string Name => "btf";
     public override string Description => "BTF parser and type queries (struct layouts, member paths, sizes, arrays, enums, typedef chains)";
-    public override int SmokeIterations => 5_000;
+    public override int SmokeIterations => 20_000;
 
     public override IReadOnlyList<Seed> Seeds() => [new("kernel-like", KernelLikeBtf.Build())];
 

@@ -63,7 +63,7 @@ public sealed class PageTableTarget : SyntheticGuestTarget
 {
     public override string Name => "page-tables";
     public override string Description => "X86 page-table walk, translation cache, virtual reads, mapping enumeration over hostile tables";
-    public override int SmokeIterations => 3_000;
+    public override int SmokeIterations => 600;
 
     public override Verdict Run(byte[] input)
     {
@@ -100,7 +100,7 @@ public sealed class KernelLocatorTarget : SyntheticGuestTarget
 {
     public override string Name => "kernel-locator";
     public override string Description => "kernel discovery on a synthetic guest: top-level table scan, 4/5-level detection, KASLR text base, direct-map search";
-    public override int SmokeIterations => 1_500;
+    public override int SmokeIterations => 3_000;
 
     public override Verdict Run(byte[] input)
     {
