@@ -19,6 +19,7 @@ public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAlloca
     private readonly IReadOnlyList<(ulong Start, ulong Length)> _dataExtents;
     // Most reads hit the same segment as the previous one; remember it (benign race: any index is valid).
     private int _lastSegment;
+    private int _disposed;
 
     /// <summary>Maps <paramref name="path"/>, opened here with <see cref="Files.DumpFile.OpenRegular"/>.</summary>
     public MappedPhysicalMemory(string path, IReadOnlyList<FileSegment> segments, IntrospectionLimits? limits = null)
@@ -149,6 +150,8 @@ public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAlloca
 
     public void Dispose()
     {
+        // Dispose may be called more than once (a using block and an owner's cleanup); releasing the pointer twice threw.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();

@@ -109,6 +109,18 @@ public partial class DumpFileTests
         Assert.True(allocated[^1].Start <= 16UL << 20);
     }
 
+    [Fact]
+    public void Disposing_an_image_twice_is_harmless()
+    {
+        // Found by the dump-model fuzz target: the second Dispose released the view pointer again and threw
+        // ObjectDisposedException from a process-exit handler.
+        using var f = new TempFile(new byte[0x2000]);
+        var image = MemoryImage.Open(f.Path);
+        image.Dispose();
+        image.Dispose();
+        image.Memory.Dispose();
+    }
+
     [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int MkFifo(string path, uint mode);
 }
