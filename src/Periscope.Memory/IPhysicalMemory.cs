@@ -33,3 +33,10 @@ public interface ICpuStateSource
 {
     IReadOnlyList<CpuState> Cpus { get; }
 }
+
+/// <summary>Capability of file-backed sources that know which RAM the file really stores (sparse files have holes).</summary>
+public interface IAllocatedPhysicalMemory : IPhysicalMemory
+{
+    /// <summary>RAM ranges backed by allocated file data, sorted; bytes outside them read as zeros.</summary>
+    IEnumerable<PhysicalRange> AllocatedRam { get; }
+}

@@ -101,6 +101,14 @@ public sealed record IntrospectionLimits
     /// <summary>Largest file `baseline import-files` reads.</summary>
     public long MaxImportFileBytes { get; init; } = 512L << 20;
 
+    // Dump files: opening and sparseness (fuzzing / lower-layer hardening)
+    /// <summary>Largest dump or RAM file accepted, in bytes (its declared length, holes included).</summary>
+    public ulong MaxDumpFileBytes { get; init; } = 1UL << 40;
+    /// <summary>Data extents of a sparse file tracked before the rest is treated as data.</summary>
+    public int MaxFileDataExtents { get; init; } = 65_536;
+    /// <summary>Largest ELF PT_NOTE segment read into memory.</summary>
+    public int MaxElfNoteSegmentBytes { get; init; } = 64 << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -154,6 +162,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxProcessCodeVmaBytes), (long)Math.Min(MaxProcessCodeVmaBytes, (ulong)long.MaxValue), Bytes);
         Check(nameof(MaxProcessCodePagesPerPass), MaxProcessCodePagesPerPass, Counts);
         Check(nameof(MaxImportFileBytes), MaxImportFileBytes, Bytes);
+        Check(nameof(MaxDumpFileBytes), (long)Math.Min(MaxDumpFileBytes, (ulong)long.MaxValue), 1L << 50);
+        Check(nameof(MaxFileDataExtents), MaxFileDataExtents, Counts);
+        Check(nameof(MaxElfNoteSegmentBytes), MaxElfNoteSegmentBytes, Bytes);
         return this;
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.CompilerServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace Periscope.Memory;
 
@@ -8,42 +9,73 @@ namespace Periscope.Memory;
 /// Guest physical memory backed by one file mapped read-only (dump or live QEMU RAM file), described by a list of
 /// segments produced by a format parser. The mapping is never writable.
 /// </summary>
-public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IDisposable
+public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAllocatedPhysicalMemory, IDisposable
 {
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
     private readonly byte* _base;
     private readonly ulong _fileLength;
     private readonly FileSegment[] _segments;
+    private readonly IReadOnlyList<(ulong Start, ulong Length)> _dataExtents;
     // Most reads hit the same segment as the previous one; remember it (benign race: any index is valid).
     private int _lastSegment;
+    private int _disposed;
 
-    public MappedPhysicalMemory(string path, IReadOnlyList<FileSegment> segments)
+    /// <summary>Maps <paramref name="path"/>, opened here with <see cref="Files.DumpFile.OpenRegular"/>.</summary>
+    public MappedPhysicalMemory(string path, IReadOnlyList<FileSegment> segments, IntrospectionLimits? limits = null)
+        : this(path, Files.DumpFile.OpenRegular(path, out var info), info, segments, limits ?? IntrospectionLimits.Default)
+    {
+    }
+
+    /// <summary>Maps an already opened regular file; takes ownership of <paramref name="handle"/>.</summary>
+    public MappedPhysicalMemory(string path, SafeFileHandle handle, Files.DumpFileInfo info, IReadOnlyList<FileSegment> segments, IntrospectionLimits limits)
     {
         Path = path;
-        var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        _fileLength = (ulong)fs.Length;
-        if (_fileLength == 0)
+        try
         {
-            fs.Dispose();
-            ThrowHelper.Format(path, "file is empty");
+            _fileLength = (ulong)RandomAccess.GetLength(handle);
+            if (_fileLength == 0) ThrowHelper.Format(path, "file is empty");
+            _segments = segments.OrderBy(s => s.PhysicalStart).ToArray();
+            for (int i = 0; i < _segments.Length; i++)
+            {
+                var s = _segments[i];
+                if (s.FileOffset > _fileLength || s.Length > _fileLength - s.FileOffset)
+                    ThrowHelper.Format(path, s.FileOffset, $"segment for physical 0x{s.PhysicalStart:x} needs 0x{s.Length:x} bytes but the file is 0x{_fileLength:x} bytes long (truncated?)");
+                if (i > 0 && s.PhysicalStart < _segments[i - 1].PhysicalEnd)
+                    ThrowHelper.Format(path, s.FileOffset, $"segment at physical 0x{s.PhysicalStart:x} overlaps the previous one ending at 0x{_segments[i - 1].PhysicalEnd:x}");
+            }
+            // Holes are looked at before anything is mapped or scanned: a sparse 10 GiB file must cost what it holds.
+            _dataExtents = Files.FileExtents.Data(path, handle, _fileLength, info, limits);
+            _file = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
         }
-        _file = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
         _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _base = p + _view.PointerOffset;
-
-        _segments = segments.OrderBy(s => s.PhysicalStart).ToArray();
-        for (int i = 0; i < _segments.Length; i++)
-        {
-            var s = _segments[i];
-            if (s.FileOffset > _fileLength || s.Length > _fileLength - s.FileOffset)
-                ThrowHelper.Format(path, s.FileOffset, $"segment for physical 0x{s.PhysicalStart:x} needs 0x{s.Length:x} bytes but the file is 0x{_fileLength:x} bytes long (truncated?)");
-            if (i > 0 && s.PhysicalStart < _segments[i - 1].PhysicalEnd)
-                ThrowHelper.Format(path, s.FileOffset, $"segment at physical 0x{s.PhysicalStart:x} overlaps the previous one ending at 0x{_segments[i - 1].PhysicalEnd:x}");
-        }
         Map = new PhysicalMemoryMap(_segments.Select(s => new PhysicalRange(s.PhysicalStart, s.Length, s.Kind)));
+    }
+
+    /// <summary>RAM ranges whose bytes the file actually holds (holes of a sparse file left out; they read as zeros).
+    /// Whole-RAM scans use this so their cost is what the file stores, not what it declares.</summary>
+    public IEnumerable<PhysicalRange> AllocatedRam
+    {
+        get
+        {
+            foreach (var s in _segments)
+            {
+                if (s.Kind != PhysicalRangeKind.Ram) continue;
+                foreach (var (start, length) in _dataExtents)
+                {
+                    ulong lo = Math.Max(start, s.FileOffset), hi = Math.Min(start + length, s.FileOffset + s.Length);
+                    if (lo < hi) yield return new PhysicalRange(s.PhysicalStart + (lo - s.FileOffset), hi - lo, PhysicalRangeKind.Ram);
+                }
+            }
+        }
     }
 
     public string Path { get; }
@@ -118,6 +150,8 @@ public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IDispos
 
     public void Dispose()
     {
+        // Dispose may be called more than once (a using block and an owner's cleanup); releasing the pointer twice threw.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();

@@ -137,9 +137,8 @@ public sealed class AddressSpace : IVirtualMemory
     /// </summary>
     public IEnumerable<MappedRange> EnumerateMappings(ulong start = 0, ulong end = ulong.MaxValue, long maxLeaves = 1L << 24)
     {
-        var budget = new WalkBudget { Remaining = maxLeaves };
         MappedRange? pending = null;
-        foreach (var leaf in Walk(Root, Mode.TopLevelShift(), 0, true, true, false, start, end, budget))
+        foreach (var leaf in Walk(start, end, maxLeaves))
         {
             if (pending is { } p && p.VirtualEnd == leaf.VirtualAddress && p.PhysicalAddress + p.Length == leaf.PhysicalAddress
                 && p.Flags == leaf.Flags && p.PageSize == leaf.PageSize)
@@ -153,38 +152,55 @@ public sealed class AddressSpace : IVirtualMemory
         if (pending is { } last) yield return last;
     }
 
-    private IEnumerable<MappedRange> Walk(ulong table, int shift, ulong vaBase, bool writable, bool user, bool nx, ulong start, ulong end, WalkBudget budget)
+    /// <summary>Depth-first walk with an explicit stack (one iterator, not one per level: hostile tables that spend the
+    /// whole budget cost ~20 ns per entry instead of a chain of nested iterators per leaf).</summary>
+    private IEnumerable<MappedRange> Walk(ulong start, ulong end, long budget)
     {
-        ulong span = 1UL << shift;
-        for (ulong i = 0; i < 512; i++)
+        int top = Mode.TopLevelShift();
+        int levels = (top - 12) / 9 + 1;
+        var table = new ulong[levels];
+        var next = new ulong[levels];
+        var vaBase = new ulong[levels];
+        var writable = new bool[levels];
+        var user = new bool[levels];
+        var noExecute = new bool[levels];
+        table[0] = Root;
+        writable[0] = user[0] = true;
+        int depth = 0;
+        while (depth >= 0)
         {
-            if (budget.Remaining <= 0) yield break;
-            ulong va = vaBase + i * span;
-            if (shift == Mode.TopLevelShift() && i >= 256)
+            if (budget <= 0) yield break;
+            if (next[depth] >= 512) { depth--; continue; }
+            ulong i = next[depth]++;
+            int shift = top - 9 * depth;
+            ulong span = 1UL << shift;
+            ulong va = vaBase[depth] + i * span;
+            if (depth == 0 && i >= 256)
                 va |= Mode == PagingMode.FiveLevel ? 0xfe00000000000000UL : 0xffff000000000000UL; // sign-extend the kernel half
             ulong last = va + (span - 1);
             if (last < start || va >= end) continue;
-            if (!ReadEntry(table + i * 8, out ulong e) || (e & PageTableEntry.Present) == 0) continue;
-            bool w = writable && (e & PageTableEntry.Writable) != 0;
-            bool u = user && (e & PageTableEntry.User) != 0;
-            bool x = nx || (e & PageTableEntry.NoExecute) != 0;
+            if (!ReadEntry(table[depth] + i * 8, out ulong e) || (e & PageTableEntry.Present) == 0) continue;
+            bool w = writable[depth] && (e & PageTableEntry.Writable) != 0;
+            bool u = user[depth] && (e & PageTableEntry.User) != 0;
+            bool x = noExecute[depth] || (e & PageTableEntry.NoExecute) != 0;
             bool leaf = shift == 12 || ((shift == 21 || shift == 30) && (e & PageTableEntry.LargePage) != 0);
             if (leaf)
             {
-                budget.Remaining--;
+                budget--;
                 ulong pa = (e & PageTableEntry.AddressMask) & ~(span - 1);
                 yield return new MappedRange(va, pa, span, span, (w ? PageFlags.Writable : 0) | (u ? PageFlags.User : 0) | (x ? 0 : PageFlags.Executable));
                 continue;
             }
-            ulong next = e & PageTableEntry.AddressMask;
-            if (next >= _ramEnd) continue;
-            budget.Remaining--; // tables count too: hostile tables may hold no leaves at all
-            foreach (var r in Walk(next, shift - 9, va, w, u, x, start, end, budget)) yield return r;
+            ulong child = e & PageTableEntry.AddressMask;
+            if (child >= _ramEnd) continue;
+            budget--; // tables count too: hostile tables may hold no leaves at all
+            depth++;
+            table[depth] = child;
+            next[depth] = 0;
+            vaBase[depth] = va;
+            writable[depth] = w;
+            user[depth] = u;
+            noExecute[depth] = x;
         }
-    }
-
-    private sealed class WalkBudget
-    {
-        public long Remaining;
     }
 }

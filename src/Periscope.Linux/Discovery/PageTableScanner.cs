@@ -17,9 +17,12 @@ public static unsafe class PageTableScanner
     {
         ulong ramEnd = memory.Map.RamEnd;
         var candidates = new List<ulong>();
-        foreach (var range in memory.Map.Ram)
+        // Holes of a sparse file read as zeros and hold no page tables: scan only what the file stores.
+        var ram = memory is IAllocatedPhysicalMemory allocated ? allocated.AllocatedRam : memory.Map.Ram;
+        foreach (var range in ram)
         {
             ulong first = (range.Start + 0xfff) & ~0xfffUL;
+            if (first >= range.End) continue;
             byte* p = memory.GetPointer(first, out ulong available);
             if (p == null) continue;
             ulong pages = Math.Min(available, range.End - first) / 4096;

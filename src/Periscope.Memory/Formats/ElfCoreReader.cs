@@ -15,7 +15,6 @@ public static class ElfCoreReader
     private const int ShdrSize = 64;
     private const ushort PnXNum = 0xffff;
     private const uint PtLoad = 1, PtNote = 4;
-    private const int MaxNoteSegmentBytes = 64 << 20;
 
     public static bool IsElf(ReadOnlySpan<byte> head) =>
         head.Length >= 4 && head[0] == 0x7f && head[1] == (byte)'E' && head[2] == (byte)'L' && head[3] == (byte)'F';
@@ -45,6 +44,8 @@ public static class ElfCoreReader
         {
             // More than 65534 headers: the real count lives in section header 0's sh_info.
             if (shentsize != ShdrSize || shoff == 0) ThrowHelper.Format(path, 40, "e_phnum is PN_XNUM but there is no section header 0 to hold the count");
+            if (shoff > (ulong)fileLength || (ulong)fileLength - shoff < ShdrSize)
+                ThrowHelper.Format(path, 40, $"e_phnum is PN_XNUM but section header 0 at 0x{shoff:x} lies past the end of the file (length 0x{fileLength:x})");
             Span<byte> sh = stackalloc byte[ShdrSize];
             ReadExactly(path, file, shoff, sh, "section header 0");
             phnum = BinaryPrimitives.ReadUInt32LittleEndian(sh[44..]);
@@ -78,7 +79,8 @@ public static class ElfCoreReader
             }
             else if (ptype == PtNote && filesz > 0)
             {
-                if (filesz > MaxNoteSegmentBytes) ThrowHelper.Format(path, headerOffset, $"note segment of 0x{filesz:x} bytes exceeds 0x{MaxNoteSegmentBytes:x}");
+                if (filesz > (ulong)limits.MaxElfNoteSegmentBytes)
+                    ThrowHelper.Format(path, headerOffset, $"note segment of 0x{filesz:x} bytes exceeds the limit of 0x{limits.MaxElfNoteSegmentBytes:x} (MaxElfNoteSegmentBytes)");
                 var buf = new byte[filesz];
                 ReadExactly(path, file, offset, buf, "note segment");
                 ParseNotes(path, offset, buf, limits, ref notes, prstatus, qemu, ref vmcoreinfo);
@@ -144,6 +146,8 @@ public static class ElfCoreReader
 
     private static void ReadExactly(string path, SafeFileHandle file, ulong offset, Span<byte> buffer, string what)
     {
+        // Offsets come from the file: one at or past 2^63 would be a negative position for RandomAccess.
+        if (offset > long.MaxValue - (ulong)buffer.Length) ThrowHelper.Format(path, offset, $"the {what} lies past the end of the file");
         int n = RandomAccess.Read(file, buffer, (long)offset);
         if (n != buffer.Length) ThrowHelper.Format(path, offset, $"file ends inside the {what} ({n} of {buffer.Length} bytes)");
     }

@@ -1,11 +1,12 @@
 using Microsoft.Win32.SafeHandles;
+using Periscope.Memory.Files;
 
 namespace Periscope.Memory.Formats;
 
 public enum MemoryImageFormat { ElfCore, Lime, Raw }
 
 /// <summary>An opened memory image: its physical memory, CPU state if it carries any, and how it was recognised.</summary>
-public sealed class MemoryImage : IDirectPhysicalMemory, ICpuStateSource, IDisposable
+public sealed class MemoryImage : IDirectPhysicalMemory, IAllocatedPhysicalMemory, ICpuStateSource, IDisposable
 {
     private readonly MappedPhysicalMemory _memory;
 
@@ -25,21 +26,24 @@ public sealed class MemoryImage : IDirectPhysicalMemory, ICpuStateSource, IDispo
     public MappedPhysicalMemory Memory => _memory;
     public PhysicalMemoryMap Map => _memory.Map;
 
-    /// <summary>Opens a dump, detecting the format from its content (never from the file name).</summary>
+    /// <summary>Opens a dump, detecting the format from its content (never from the file name). Only regular files are
+    /// opened, without blocking (see <see cref="DumpFile"/>).</summary>
     public static MemoryImage Open(string path, IntrospectionLimits? limits = null, RawLayout rawLayout = RawLayout.Flat)
     {
         limits ??= IntrospectionLimits.Default;
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         MemoryImageFormat format;
         IReadOnlyList<FileSegment> segments;
         IReadOnlyList<CpuState> cpus = [];
         string? vmcoreinfo = null;
-        using (SafeFileHandle h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        SafeFileHandle h = DumpFile.OpenRegular(path, out var info);
+        try
         {
             Span<byte> head = stackalloc byte[16];
             int n = RandomAccess.Read(h, head, 0);
             head = head[..n];
             if (n == 0) ThrowHelper.Format(path, "file is empty");
+            if (info.Length > limits.MaxDumpFileBytes)
+                ThrowHelper.Format(path, $"file is 0x{info.Length:x} bytes, more than the limit of 0x{limits.MaxDumpFileBytes:x} bytes (MaxDumpFileBytes)");
             if (ElfCoreReader.IsElf(head))
             {
                 var elf = ElfCoreReader.Read(path, h, limits);
@@ -55,19 +59,37 @@ public sealed class MemoryImage : IDirectPhysicalMemory, ICpuStateSource, IDispo
                     ThrowHelper.Format(path, 0, "compressed kdump (makedumpfile) format is not supported; convert it to ELF with 'makedumpfile -E'");
                 (format, segments) = (MemoryImageFormat.Raw, RawImage.Segments((ulong)RandomAccess.GetLength(h), rawLayout));
             }
+            if (segments.Count == 0) ThrowHelper.Format(path, $"{format} image holds no memory");
         }
-        if (segments.Count == 0) ThrowHelper.Format(path, $"{format} image holds no memory");
-        return new MemoryImage(new MappedPhysicalMemory(path, segments), format, cpus, vmcoreinfo);
+        catch
+        {
+            h.Dispose();
+            throw;
+        }
+        return new MemoryImage(new MappedPhysicalMemory(path, h, info, segments, limits), format, cpus, vmcoreinfo);
     }
 
-    /// <summary>Opens a live QEMU RAM file (memory-backend-file, share=on) read-only.</summary>
-    public static MemoryImage OpenLiveRam(string path, RawLayout layout = RawLayout.Q35)
+    /// <summary>Opens a live QEMU RAM file (memory-backend-file, share=on) read-only. Sparse (untouched guest RAM) is
+    /// normal here: only allocated pages are scanned.</summary>
+    public static MemoryImage OpenLiveRam(string path, RawLayout layout = RawLayout.Q35, IntrospectionLimits? limits = null)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
-        var segments = RawImage.Segments((ulong)new FileInfo(path).Length, layout);
-        return new MemoryImage(new MappedPhysicalMemory(path, segments), MemoryImageFormat.Raw, [], null);
+        limits ??= IntrospectionLimits.Default;
+        SafeFileHandle h = DumpFile.OpenRegular(path, out var info);
+        IReadOnlyList<FileSegment> segments;
+        try
+        {
+            if (info.Length == 0) ThrowHelper.Format(path, "file is empty");
+            segments = RawImage.Segments(info.Length, layout);
+        }
+        catch
+        {
+            h.Dispose();
+            throw;
+        }
+        return new MemoryImage(new MappedPhysicalMemory(path, h, info, segments, limits), MemoryImageFormat.Raw, [], null);
     }
 
+    public IEnumerable<PhysicalRange> AllocatedRam => _memory.AllocatedRam;
     public int Read(ulong address, Span<byte> buffer) => _memory.Read(address, buffer);
     public ReadOnlySpan<byte> GetSpan(ulong address, int length) => _memory.GetSpan(address, length);
     public unsafe byte* GetPointer(ulong address, out ulong available) => _memory.GetPointer(address, out available);
