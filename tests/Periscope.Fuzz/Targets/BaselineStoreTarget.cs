@@ -8,8 +8,7 @@ namespace Periscope.Fuzz.Targets;
 /// <summary>
 /// The trusted-state store opened on a mutated SQLite file: open (schema check), list, load every baseline, read code
 /// pages. The seed is a real store written by BaselineStore itself. Every exception counts as a finding except the
-/// store's own declared one-line errors; the store is being hardened on another branch, so this target runs in
-/// campaigns and is left out of the CI smoke run until then.
+/// store's own declared one-line error, <see cref="BaselineFormatException"/>.
 /// </summary>
 public sealed class BaselineStoreTarget : FuzzTarget
 {
@@ -17,7 +16,6 @@ public sealed class BaselineStoreTarget : FuzzTarget
     public override string Name => "baseline-store";
     public override string Description => "SQLite trusted-state store on mutated database files (header, page headers, records)";
     public override int SmokeIterations => 300;
-    public override string? SmokeExclusion => "Integrity/Baselines is being hardened on the baseline-store branch (issue 6 items 4 and 10)";
 
     public override IReadOnlyList<Seed> Seeds()
     {
@@ -49,10 +47,17 @@ public sealed class BaselineStoreTarget : FuzzTarget
         _scratch ??= new ScratchFile(Name);
         _scratch.Dispose();
         string path = _scratch.Write(input);
-        using var store = BaselineStore.Open(path);
-        foreach (var info in store.List()) _ = store.Load(info).Regions.Count;
-        _ = store.CodePages().Count;
-        return Verdict.Accepted;
+        try
+        {
+            using var store = BaselineStore.Open(path, BaselineOpenMode.Existing);
+            foreach (var info in store.List()) _ = store.Load(info).Regions.Count;
+            _ = store.CodePages().Count;
+            return Verdict.Accepted;
+        }
+        catch (BaselineFormatException)
+        {
+            return Verdict.Rejected;
+        }
     }
 
     public override void Dispose()
