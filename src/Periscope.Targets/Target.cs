@@ -51,7 +51,7 @@ public sealed class Target : IDisposable
     public static Target AttachLive(string ramFile, IVmControl? control, TargetOptions? options = null, RawLayout layout = RawLayout.Q35)
     {
         options ??= new TargetOptions();
-        var image = MemoryImage.OpenLiveRam(ramFile, layout);
+        var image = MemoryImage.OpenLiveRam(ramFile, layout, options.Limits);
         var target = new Target(image, control, options, $"live QEMU guest, RAM {ramFile}", isLive: true);
         if (control is not null)
         {
