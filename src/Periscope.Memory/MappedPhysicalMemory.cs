@@ -134,19 +134,7 @@ public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAlloca
         return true;
     }
 
-    public int Read(ulong address, Span<byte> buffer)
-    {
-        int done = 0;
-        while (done < buffer.Length)
-        {
-            byte* p = GetPointer(address + (ulong)done, out ulong available);
-            if (p == null) break;
-            int n = (int)Math.Min(available, (ulong)(buffer.Length - done));
-            new ReadOnlySpan<byte>(p, n).CopyTo(buffer.Slice(done));
-            done += n;
-        }
-        return done;
-    }
+    public int Read(ulong address, Span<byte> buffer) => this.ReadThroughPointers(address, buffer);
 
     public void Dispose()
     {

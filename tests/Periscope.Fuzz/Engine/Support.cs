@@ -86,19 +86,7 @@ public sealed unsafe class PatchedPhysicalMemory(IDirectPhysicalMemory inner) : 
         return p == null || length < 0 || (ulong)length > available ? default : new ReadOnlySpan<byte>(p, length);
     }
 
-    public int Read(ulong address, Span<byte> buffer)
-    {
-        int done = 0;
-        while (done < buffer.Length)
-        {
-            byte* p = GetPointer(address + (ulong)done, out ulong available);
-            if (p == null) break;
-            int n = (int)Math.Min(available, (ulong)(buffer.Length - done));
-            new ReadOnlySpan<byte>(p, n).CopyTo(buffer[done..]);
-            done += n;
-        }
-        return done;
-    }
+    public int Read(ulong address, Span<byte> buffer) => this.ReadThroughPointers(address, buffer);
 }
 
 /// <summary>One scratch file per target and process, in /dev/shm when it exists (file-format targets open by path).</summary>
