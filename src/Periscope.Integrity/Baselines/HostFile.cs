@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using Periscope.Memory;
+using Periscope.Memory.Files;
 
 namespace Periscope.Integrity.Baselines;
 
@@ -15,15 +17,16 @@ public enum HostFileKind
 
 /// <summary>
 /// What a path on the host is, asked without opening it (an open() of a FIFO blocks until a writer appears), and a
-/// bounded, non-blocking read of regular files. Uses statx(2), whose struct layout is the same on every Linux
-/// architecture; elsewhere falls back to what FileInfo can tell.
+/// bounded read of regular files, opened the one way Periscope opens any file it did not write
+/// (<see cref="DumpFile.OpenRegular"/>: non-blocking, and checked again on the open descriptor). Uses statx(2), whose
+/// struct layout is the same on every Linux architecture (it can also tell symbolic links); elsewhere falls back to
+/// what FileInfo can tell.
 /// </summary>
 public static partial class HostFile
 {
     private const int AtFdCwd = -100, AtSymlinkNoFollow = 0x100, StatxType = 0x1, StatxSize = 0x200;
     private const int StatxModeOffset = 28, StatxSizeOffset = 40, StatxBytes = 256;
     private const ushort SIfMt = 0xf000, SIfReg = 0x8000, SIfDir = 0x4000, SIfLnk = 0xa000;
-    private const int ORdOnly = 0, ONonBlock = 0x800, ONoCtty = 0x100, OCloExec = 0x80000;
 
     /// <summary>The kind and size of <paramref name="path"/>; symbolic links are followed unless <paramref name="followLinks"/> is false.</summary>
     public static (HostFileKind Kind, long Size) Stat(string path, bool followLinks = true)
@@ -65,8 +68,8 @@ public static partial class HostFile
         var (kind, size) = Stat(path);
         if (kind != HostFileKind.Regular) { skipped = $"{path}: not a regular file ({kind.ToString().ToLowerInvariant()}), skipped"; return null; }
         if (size > maxBytes) { skipped = $"{path}: {size} bytes, more than the limit of {maxBytes} bytes, skipped"; return null; }
-        using var handle = OpenNonBlocking(path);
-        if (handle is null) { skipped = $"{path}: cannot be opened, skipped"; return null; }
+        using var handle = OpenNonBlocking(path, out string? notOpened);
+        if (handle is null) { skipped = $"{notOpened}, skipped"; return null; }
         // The path may have been swapped between the stat and the open: ask the open handle again.
         long length;
         try { length = RandomAccess.GetLength(handle); }
@@ -92,8 +95,8 @@ public static partial class HostFile
     public static byte[]? TryReadPrefix(string path, int count, out string? why)
     {
         why = null;
-        using var handle = OpenNonBlocking(path);
-        if (handle is null) { why = $"{path}: cannot be opened"; return null; }
+        using var handle = OpenNonBlocking(path, out why);
+        if (handle is null) return null;
         var buffer = new byte[count];
         int total = 0;
         try
@@ -109,20 +112,21 @@ public static partial class HostFile
         return buffer[..total];
     }
 
-    private static SafeFileHandle? OpenNonBlocking(string path)
+    /// <summary>The file opened as a regular file, or null with why not (a FIFO, device or a path swapped since the stat).</summary>
+    private static SafeFileHandle? OpenNonBlocking(string path, out string? why)
     {
-        if (!OperatingSystem.IsLinux())
+        try
         {
-            try { return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+            why = null;
+            return DumpFile.OpenRegular(path, out _);
         }
-        int fd = Open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
-        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
+        catch (Exception e) when (e is MemoryFormatException or IOException or UnauthorizedAccessException)
+        {
+            why = e.Message;
+            return null;
+        }
     }
 
     [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Statx(int dirfd, string path, int flags, int mask, ref byte buffer);
-
-    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
 }
