@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using Iced.Intel;
 using Periscope.Linux;
@@ -23,12 +22,6 @@ public sealed class CodeContext
         // [_stext, _etext); an empty range when the symbols are missing, so nothing counts as kernel text.
         if (kernel.Symbols.TryGetAddress("_stext", out ulong s) && kernel.Symbols.TryGetAddress("_etext", out ulong e)) (_textStart, _textEnd) = (s, e);
     }
-
-    /// <summary>The symbol holding <paramref name="va"/>, if any.</summary>
-    public string? SymbolName(ulong va) => _kernel.Symbols.TryFindContaining(va, out var sym, out ulong off) && off < 1 << 20 ? sym.Name : null;
-
-    /// <summary>Code a legitimate branch may go to: kernel text or a listed module.</summary>
-    public bool IsKnownCode(ulong va) => ModuleAt(va) is not null || InKernelText(va);
 
     public bool InKernelText(ulong va) => va >= _textStart && va < _textEnd;
 
@@ -71,15 +64,4 @@ public sealed class CodeContext
         }
         return sb.ToString().TrimEnd();
     }
-
-    /// <summary>If the bytes at <paramref name="site"/> are a CALL or JMP rel32, its target.</summary>
-    public static ulong? BranchTarget(ReadOnlySpan<byte> bytes, ulong site)
-    {
-        if (bytes.Length >= 5 && bytes[0] is 0xe8 or 0xe9) return site + 5 + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(bytes[1..]);
-        if (bytes.Length >= 2 && bytes[0] == 0xeb) return site + 2 + (ulong)(long)(sbyte)bytes[1];
-        return null;
-    }
-
-    public static bool IsNop(ReadOnlySpan<byte> bytes) =>
-        bytes.StartsWith((ReadOnlySpan<byte>)[0x0f, 0x1f, 0x44, 0x00, 0x00]) || bytes.StartsWith((ReadOnlySpan<byte>)[0x66, 0x90]);
 }
