@@ -73,13 +73,44 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
             }
             int? refs = null;
             if (o.RefCount is { } rc && reader.TryI32(module + (ulong)rc, out int count)) refs = count - KernelMacros.MODULE_REF_BASE;
+            var (usedBy, permanent) = ReadUsers(module, name);
             result.Add(new KernelModule
             {
                 Address = module, Name = name, Base = baseAddr, Size = size, TextSize = text, ReadOnlySize = ro, References = refs,
-                State = state,
+                State = state, UsedBy = usedBy, Permanent = permanent,
             });
         }
         return result;
+    }
+
+    /// <summary>
+    /// The modules using this one: module->source_list links struct module_use entries (through use->source_list),
+    /// each naming its user in use->source. The walk is capped (MaxModuleUsers) and drawn from the module-node
+    /// budget; a user that is no readable kernel pointer ends the list with an incomplete diagnostic.
+    /// </summary>
+    private (IReadOnlyList<string>? UsedBy, bool Permanent) ReadUsers(ulong module, string name)
+    {
+        if (offsets.ModuleUse is not { } u) return (null, false);
+        bool permanent = u.Init is { } init && u.Exit is { } exit && reader.TryPointer(module + (ulong)init, out ulong initFn) && initFn != 0
+            && reader.TryPointer(module + (ulong)exit, out ulong exitFn) && exitFn == 0;
+        var users = new List<string>();
+        string what = $"users of module '{name}'";
+        foreach (ulong use in lists.Walk(module + (ulong)u.SourceList, u.UseSourceList, limits.MaxModuleUsers, what, includeHead: false, budget: WorkKind.ModuleNodes))
+        {
+            if (!reader.TryPointer(use + (ulong)u.UseSource, out ulong source) || !reader.IsKernelPointer(source))
+            {
+                diagnostics.ReportIncomplete(what, $"module_use 0x{use:x} names no readable user module (source 0x{source:x})", use);
+                break;
+            }
+            string? user = reader.ReadFixedString(source + (ulong)offsets.Module.Name, offsets.Module.NameSize);
+            if (user is null)
+            {
+                diagnostics.ReportIncomplete(what, $"user module 0x{source:x} is unreadable", use);
+                break;
+            }
+            users.Add(user);
+        }
+        return (users, permanent);
     }
 
     /// <summary>Null when [base, base + size) is empty or lies in the module area; otherwise why not.</summary>
