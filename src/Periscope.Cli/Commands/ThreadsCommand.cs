@@ -29,7 +29,7 @@ public sealed class ThreadsCommand : ICliCommand
             }
             else
             {
-                var table = TableWriter.Plain("TGID", "TID", "S", "NAME", "TASK");
+                var table = TableWriter.Plain("TGID", "TID", "S", "COMM", "TASK");
                 foreach (var t in tasks)
                     foreach (var th in t.Threads)
                         table.AddRow(t.Tgid.ToString(), th.Tid.ToString(), th.State.ToString(), TableWriter.Esc(th.Name), TableWriter.Hex(th.Address));

@@ -55,7 +55,11 @@ public sealed class TaskNames(GuestReader reader, KernelOffsets offsets, Diagnos
             diagnostics.Report(Area, $"pid {pid}: a workqueue worker whose kthread data (struct worker) 0x{worker:x} is unreadable or not a kernel pointer", task);
             return null;
         }
-        reader.TryPointer(worker + (ulong)w.WorkerPool, out ulong pool);
+        if (!reader.TryPointer(worker + (ulong)w.WorkerPool, out ulong pool))
+        {
+            diagnostics.Report(Area, $"pid {pid}: struct worker 0x{worker:x} is unreadable; the name stays the comm", task);
+            return null;
+        }
         if (pool != 0 && !reader.IsKernelPointer(pool))
         {
             diagnostics.Report(Area, $"pid {pid}: worker 0x{worker:x} has pool 0x{pool:x}, not a kernel pointer", task);
