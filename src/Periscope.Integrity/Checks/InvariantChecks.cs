@@ -346,7 +346,7 @@ public sealed class InvariantChecks
             return;
         }
         // The possible CPUs and their per-CPU offsets, read where the kernel model reads them (idle tasks).
-        var areas = PerCpuAreas.Read(_r, _kernel.Symbols, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus));
+        var areas = PerCpuAreas.Read(_r, _kernel.Symbols, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus), "run queues");
         foreach (var gap in areas.Gaps)
             run.Incomplete(gap.Kind switch
             {

@@ -33,7 +33,8 @@ public sealed record PerCpuGap(PerCpuGapKind Kind, string Message);
 public sealed record PerCpuAreas(IReadOnlyList<CpuArea> Cpus, uint NrCpuIds, IReadOnlyList<PerCpuGap> Gaps)
 {
     /// <param name="maxCpus">The cap on nr_cpu_ids; <paramref name="limitName"/> names it in the message.</param>
-    public static PerCpuAreas Read(GuestReader reader, KernelSymbols symbols, int maxCpus, string limitName)
+    /// <param name="what">What the caller reads per CPU, for the message ("CPUs", "run queues").</param>
+    public static PerCpuAreas Read(GuestReader reader, KernelSymbols symbols, int maxCpus, string limitName, string what = "CPUs")
     {
         if (!symbols.TryGetAddress("nr_cpu_ids", out ulong nrCpuIds) || !symbols.TryGetAddress("__per_cpu_offset", out ulong offsets))
             return new([], 0, [new(PerCpuGapKind.Unavailable, "kallsyms lists no nr_cpu_ids or __per_cpu_offset (a kernel without CONFIG_SMP or KALLSYMS_ALL?)")]);
@@ -45,7 +46,7 @@ public sealed record PerCpuAreas(IReadOnlyList<CpuArea> Cpus, uint NrCpuIds, IRe
         uint readable = cpus;
         if (cpus > (uint)maxCpus)
         {
-            gaps.Add(new(PerCpuGapKind.CapReached, $"nr_cpu_ids is {cpus}: only the first {maxCpus} CPUs are read (the limit {limitName} is {maxCpus})"));
+            gaps.Add(new(PerCpuGapKind.CapReached, $"nr_cpu_ids is {cpus}: only the first {maxCpus} {what} are read (the limit {limitName} is {maxCpus})"));
             readable = (uint)maxCpus;
         }
         bool hasPossibleMask = symbols.TryGetAddress("__cpu_possible_mask", out ulong possibleMask);
