@@ -124,7 +124,8 @@ public sealed class LinuxKernel
     }
 
     public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
-        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea).Read(Symbols.GetAddress("modules")));
+        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea,
+            Symbols.TryGetAddress("taint_flags", out ulong taintFlags) ? taintFlags : null).Read(Symbols.GetAddress("modules")));
 
     private IReadOnlyList<LinuxTask> ReadTasks()
     {

@@ -39,19 +39,22 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
     }
 
     [Fact]
-    public void Used_by_matches_proc_modules_and_some_module_has_a_user()
+    public void Every_proc_modules_line_is_identical_with_used_by_and_taint_markers()
     {
-        // /proc/modules: "name size refcount usedby state address"; the guest loads omfs, which uses crc-itu-t (named crc_itu_t).
-        var truth = Run("cat /proc/modules").Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ')).ToDictionary(f => f[0], f => (Refs: int.Parse(f[2]), UsedBy: f[3], State: f[4]));
-        var ours = Kernel.Modules;
-        foreach (var m in ours) output.WriteLine($"{m.Name} {m.References} {m.ProcUsedBy} {m.State.ProcName()}");
-        Assert.Equal(truth.Keys.Order(), ours.Select(m => m.Name).Order());
-        foreach (var m in ours)
-        {
-            Assert.Equal((truth[m.Name].Refs, truth[m.Name].UsedBy, truth[m.Name].State), (m.References ?? -1, m.ProcUsedBy, m.State.ProcName()));
-        }
+        // The guest loads omfs, which uses crc-itu-t (named crc_itu_t); periscope_tamper, out of tree and unsigned,
+        // taints the kernel with O and E. Loaded here once (idempotent), compared live on the paused guest.
+        Run("grep -q '^periscope_tamper ' /proc/modules || insmod /lib/modules/periscope_tamper.ko");
+        var truth = Run("cat /proc/modules").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        IReadOnlyList<KernelModule> ours;
+        using (var live = guest.AttachLive())
+        using (live.Pause())
+            ours = live.Kernel.Modules;
+        var lines = ours.Select(m => $"{m.Name} {m.Size} {m.References} {m.ProcUsedBy} {m.State.ProcName()} 0x{m.Base:x16}"
+            + (m.ProcFlags is { } flags ? " " + flags : "")).ToList();
+        foreach (var l in lines) output.WriteLine(l);
+        Assert.Equal(truth, lines);
         Assert.Equal(["omfs"], ours.Single(m => m.Name == "crc_itu_t").UsedBy);
+        Assert.Equal("(OE)", ours.Single(m => m.Name == "periscope_tamper").ProcFlags);
 
         var (code, text, err) = CliRun.Run("modules", "--dump", guest.DumpPath, "--json");
         Assert.True(code == 0, err);

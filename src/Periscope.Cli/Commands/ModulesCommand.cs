@@ -30,15 +30,16 @@ public sealed class ModulesCommand : ICliCommand
                     }
                     else w.WriteNull("usedBy");
                     w.WriteBoolean("permanent", m.Permanent);
+                    w.WriteString("taints", m.Taints);
                     w.Address("module", m.Address);
                 });
             }
             else
             {
-                var table = TableWriter.Plain("NAME", "BASE", "SIZE", "STATE", "REFS", "USED BY");
+                var table = TableWriter.Plain("NAME", "BASE", "SIZE", "STATE", "REFS", "USED BY", "TAINTS");
                 foreach (var m in modules)
                     table.AddRow(TableWriter.Esc(m.Name), TableWriter.Hex(m.Base), m.Size.ToString(), m.State.ProcName(), m.References?.ToString() ?? "-",
-                        TableWriter.Esc(m.ProcUsedBy ?? "?"));
+                        TableWriter.Esc(m.ProcUsedBy ?? "?"), TableWriter.Esc(m.ProcFlags ?? ""));
                 TableWriter.Write(context.Output, table);
             }
             Warnings.Print(context, target.Kernel);

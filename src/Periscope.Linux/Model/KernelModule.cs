@@ -20,6 +20,16 @@ public sealed record KernelModule
     /// <summary>Has an init function but no exit function: it can never be unloaded ("[permanent]" in /proc/modules).</summary>
     public bool Permanent { get; init; }
 
+    /// <summary>The taint letters of this module in TAINT_* order (e.g. "OE"), as module_flags() prints them;
+    /// null when unavailable, empty when the module taints nothing.</summary>
+    public string? Taints { get; init; }
+    /// <summary>module->taints was non-zero: /proc/modules then ends the line with <see cref="ProcFlags"/>.</summary>
+    public bool Tainted { get; init; }
+
+    /// <summary>The last field of a /proc/modules line ("(OE)", "(O+)" while loading), or null when it has none.</summary>
+    public string? ProcFlags => Tainted && Taints is not null
+        ? $"({Taints}{(State == ModuleState.Going ? "-" : State == ModuleState.Coming ? "+" : "")})" : null;
+
     /// <summary>
     /// The "used by" field exactly as /proc/modules prints it (kernel/module/procfs.c, print_unload_info): each user's
     /// name followed by a comma, then "[permanent]," if so, or "-" when there is neither; null when unavailable.

@@ -34,6 +34,8 @@ public sealed class KernelOffsets
     public WorkqueueOffsets? Workqueue { get; init; }
     /// <summary>struct rq (per-CPU runqueues): cpu, curr, idle.</summary>
     public RunQueueOffsets? RunQueue { get; init; }
+    /// <summary>module->taints and struct taint_flag, for the "(OE)" markers of /proc/modules.</summary>
+    public ModuleTaintOffsets? ModuleTaint { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -193,6 +195,7 @@ public sealed class KernelOffsets
             Kthread = ReadKthread(b, task),
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
+            ModuleTaint = ReadModuleTaint(b, module),
         };
     }
 
@@ -237,6 +240,18 @@ public sealed class KernelOffsets
             WqNameSize = wq is not null && wq.HasMember("name") ? b.Count(wq, "name", 1, 1, maxString) : 0,
         };
     }
+
+    /// <summary>module->taints (a bit per TAINT_* number) and kernel/panic.c's struct taint_flag { c_true, c_false, module }.</summary>
+    private static ModuleTaintOffsets? ReadModuleTaint(BtfReader b, StructLayout module)
+    {
+        var flag = b.Btf.FindStruct("taint_flag");
+        if (flag is null || !module.HasMember("taints") || !flag.HasMember("c_true") || !flag.HasMember("module") || flag.Size is < 1 or > MaxTaintFlagSize)
+            return null;
+        return new ModuleTaintOffsets { Taints = b.O(module, "taints"), FlagSize = flag.Size, FlagLetter = b.O(flag, "c_true"), FlagModule = b.O(flag, "module") };
+    }
+
+    /// <summary>struct taint_flag is 3 bytes in 6.1 and 16 with its desc pointer (6.12); more is not that struct.</summary>
+    private const int MaxTaintFlagSize = 64;
 
     /// <summary>kernel/sched/sched.h's struct rq: whose run queue it is, what runs, and the CPU's idle task.</summary>
     private static RunQueueOffsets? ReadRunQueue(BtfReader b)
@@ -483,6 +498,15 @@ public sealed record WorkqueueOffsets
     public int? AttrsNice { get; init; }
     public int? WqName { get; init; }
     public int WqNameSize { get; init; }
+}
+
+/// <summary>module->taints; taint_flags[bit] entries of FlagSize bytes with their letter and module flag.</summary>
+public sealed record ModuleTaintOffsets
+{
+    public int Taints { get; init; }
+    public int FlagSize { get; init; }
+    public int FlagLetter { get; init; }
+    public int FlagModule { get; init; }
 }
 
 /// <summary>struct rq: cpu (the owner, checked against the per-CPU slot), curr, idle.</summary>

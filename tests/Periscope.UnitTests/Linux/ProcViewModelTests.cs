@@ -166,13 +166,15 @@ public class ProcViewModelTests
         g.CircularList([Module(used) + ModuleSourceList, .. users.Select((_, i) => Use(firstUse + i) + UseSourceList)]);
     }
 
+    private const ulong TaintFlags = SyntheticGuest.Base + 0x48_0000;
+
     private static (IReadOnlyList<KernelModule>, Diagnostics) ReadModules(SyntheticGuest g, int count, IntrospectionLimits? limits = null)
     {
         limits ??= IntrospectionLimits.Default;
         g.CircularList([ModulesHead, .. Enumerable.Range(0, count).Select(k => Module(k) + ModuleListAt)]);
         var reader = g.Reader(limits);
         var diagnostics = new Diagnostics();
-        var modules = new ModuleList(reader, Views, new ListWalker(reader, diagnostics, Views.ListHeadPrev), limits, diagnostics, ModuleArea).Read(ModulesHead);
+        var modules = new ModuleList(reader, Views, new ListWalker(reader, diagnostics, Views.ListHeadPrev), limits, diagnostics, ModuleArea, TaintFlags).Read(ModulesHead);
         return (modules, diagnostics);
     }
 
@@ -240,6 +242,39 @@ public class ProcViewModelTests
             Assert.Empty(modules[0].UsedBy!);
             Assert.Contains(diagnostics.Items, d => d.Incomplete && d.Message.Contains("unreadable"));
         }
+    }
+
+    [Fact]
+    public void Taint_letters_are_the_module_flags_of_the_set_bits_as_module_flags_prints_them()
+    {
+        using var g = new SyntheticGuest();
+        // taint_flags[]: bit 0 P (module), 5 B (not a module flag), 12 O (module), 13 E (module).
+        foreach (var (bit, letter, module) in new[] { (0, 'P', 1), (5, 'B', 0), (12, 'O', 1), (13, 'E', 1) })
+            g.Text(TaintFlags + (ulong)(bit * TaintFlagSize), $"{letter}-{(char)module}"); // c_true, c_false, module
+        WriteModule(g, 0, "tamper");
+        g.U64(Module(0) + ModuleTaints, 1UL << 12 | 1UL << 13 | 1UL << 5);
+        WriteModule(g, 1, "loading");
+        g.I32(Module(1) + ModuleStateAt, 1); // MODULE_STATE_COMING
+        g.U64(Module(1) + ModuleTaints, 1UL << 12);
+        WriteModule(g, 2, "clean");
+        WriteModule(g, 3, "only_b");
+        g.U64(Module(3) + ModuleTaints, 1UL << 5); // taints set, but no module flag among them: "()"
+        var (modules, diagnostics) = ReadModules(g, 4);
+        Assert.Equal(["OE", "O", "", ""], modules.Select(m => m.Taints));
+        Assert.Equal(["(OE)", "(O+)", null, "()"], modules.Select(m => m.ProcFlags));
+        Assert.Empty(diagnostics.Items);
+    }
+
+    [Fact]
+    public void A_taint_bit_without_a_taint_flags_entry_makes_taints_unavailable_with_a_diagnostic()
+    {
+        using var g = new SyntheticGuest();
+        WriteModule(g, 0, "tamper");
+        g.U64(Module(0) + ModuleTaints, 1UL << 63); // entry 63: zero bytes, no letter
+        var (modules, diagnostics) = ReadModules(g, 1);
+        Assert.Null(modules[0].Taints);
+        Assert.Null(modules[0].ProcFlags);
+        Assert.Contains(diagnostics.Items, d => d.Message.Contains("taint bit 63"));
     }
 
     // ---------------------------------------------------------------- per-CPU areas and idle tasks

@@ -27,7 +27,7 @@ internal sealed class SyntheticKernelBtf
         UseSourceList = 0x0, UseSource = 0x20, KthreadData = 0x10, KthreadFullName = 0x20,
         WorkerCurrentWork = 0x8, WorkerPool = 0x30, WorkerDesc = 0x40, WorkerDescLength = 24, WorkerId = 0x60, WorkerRescueWq = 0x68,
         PoolCpu = 0x4, PoolId = 0xc, PoolAttrs = 0x20, AttrsNice = 0x0, WqName = 0x10, WqNameLength = 24,
-        RqCpu = 0x8, RqCurr = 0x10, RqIdle = 0x18;
+        RqCpu = 0x8, RqCurr = 0x10, RqIdle = 0x18, ModuleTaints = 0x1e0, TaintFlagSize = 3;
 
     /// <summary>Adds the view types above (module "used by", worker and kthread names, run queues).</summary>
     public bool ViewTypes { get; init; }
@@ -92,7 +92,9 @@ internal sealed class SyntheticKernelBtf
         };
         if (ViewTypes)
         {
-            moduleMembers.AddRange([M("source_list", list, ModuleSourceList), M("init", ptr, ModuleInit), M("exit", ptr, ModuleExit)]);
+            moduleMembers.AddRange([M("source_list", list, ModuleSourceList), M("init", ptr, ModuleInit), M("exit", ptr, ModuleExit), M("taints", u64, ModuleTaints)]);
+            int boolean = b.Int("_Bool", 1);
+            b.Struct("taint_flag", TaintFlagSize, M("c_true", chr, 0), M("c_false", chr, 1), M("module", boolean, 2));
             b.Struct("module_use", 0x30, M("source_list", list, UseSourceList), M("target_list", list, 0x10), M("source", ptr, UseSource), M("target", ptr, 0x28));
             b.Struct("kthread", 0x40, M("data", ptr, KthreadData), M("full_name", ptr, KthreadFullName));
             b.Struct("worker", 0x80, M("current_work", ptr, WorkerCurrentWork), M("pool", ptr, WorkerPool),
