@@ -17,7 +17,9 @@ public sealed class TaskNames(GuestReader reader, KernelOffsets offsets, Diagnos
     public string ProcName(ulong task, int pid, string comm, uint flags)
     {
         string? name = null;
-        if ((flags & KernelMacros.PF_WQ_WORKER) != 0) name = WorkerName(task, pid, comm);
+        if ((flags & KernelMacros.PF_WQ_WORKER) != 0 && (flags & KernelMacros.PF_KTHREAD) == 0)
+            diagnostics.Report(Area, $"pid {pid}: PF_WQ_WORKER (0x{KernelMacros.PF_WQ_WORKER:x}) without PF_KTHREAD (flags 0x{flags:x}): only kernel threads are workers; the name stays the comm", task);
+        else if ((flags & KernelMacros.PF_WQ_WORKER) != 0) name = WorkerName(task, pid, comm);
         else if ((flags & KernelMacros.PF_KTHREAD) != 0) name = KthreadFullName(task, pid);
         name ??= comm;
         return name.Length <= MaxProcNameLength ? name : name[..MaxProcNameLength];

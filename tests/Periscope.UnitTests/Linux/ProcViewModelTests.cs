@@ -125,6 +125,16 @@ public class ProcViewModelTests
     }
 
     [Fact]
+    public void A_user_task_flagged_as_a_worker_keeps_its_comm_with_a_diagnostic()
+    {
+        using var g = new SyntheticGuest();
+        WriteWorker(g, 0, 0, 1, "rcu_gp", false);
+        var (name, diagnostics) = Name(g, "kworker/0:1", KernelMacros.PF_WQ_WORKER, fullWorkerIds: false);
+        Assert.Equal("kworker/0:1", name);
+        Assert.Contains(diagnostics.Items, d => d.Message.Contains("without PF_KTHREAD"));
+    }
+
+    [Fact]
     public void Without_the_view_types_names_stay_the_comm_and_the_groups_are_null()
     {
         var plain = new SyntheticKernelBtf().Offsets();
