@@ -43,7 +43,9 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
     {
         // The guest loads omfs, which uses crc-itu-t (named crc_itu_t); periscope_tamper, out of tree and unsigned,
         // taints the kernel with O and E. Loaded here once (idempotent), compared live on the paused guest.
-        Run("grep -q '^periscope_tamper ' /proc/modules || insmod /lib/modules/periscope_tamper.ko");
+        // A guest built around a kernel without its headers (scripts/kernel-matrix) has no tamper module.
+        bool tamper = Run("test -f /lib/modules/periscope_tamper.ko && echo yes || echo no").Trim() == "yes";
+        if (tamper) Run("grep -q '^periscope_tamper ' /proc/modules || insmod /lib/modules/periscope_tamper.ko");
         var truth = Run("cat /proc/modules").Split('\n', StringSplitOptions.RemoveEmptyEntries);
         IReadOnlyList<KernelModule> ours;
         using (var live = guest.AttachLive())
@@ -54,7 +56,8 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
         foreach (var l in lines) output.WriteLine(l);
         Assert.Equal(truth, lines);
         Assert.Equal(["omfs"], ours.Single(m => m.Name == "crc_itu_t").UsedBy);
-        Assert.Equal("(OE)", ours.Single(m => m.Name == "periscope_tamper").ProcFlags);
+        if (tamper) Assert.Equal("(OE)", ours.Single(m => m.Name == "periscope_tamper").ProcFlags);
+        else output.WriteLine("no tamper module in this guest: taint markers not exercised");
 
         var (code, text, err) = CliRun.Run("modules", "--dump", guest.DumpPath, "--json");
         Assert.True(code == 0, err);
