@@ -105,9 +105,11 @@ public sealed class LinuxKernel
     {
         get
         {
-            var tasks = Tasks;
-            var listed = tasks.Select(t => t.Address).ToHashSet();
-            var idle = IdleTasks.Where(i => !listed.Contains(i.Task.Address)).Select(i => i.Task).ToList();
+            var idleByAddress = new Dictionary<ulong, LinuxTask>();
+            foreach (var i in IdleTasks) idleByAddress.TryAdd(i.Task.Address, i.Task);
+            // init_task is listed already: shown once, as CPU 0's idle task.
+            var tasks = Tasks.Select(t => idleByAddress.Remove(t.Address, out var asIdle) ? t with { IdleCpu = asIdle.IdleCpu } : t).ToList();
+            var idle = IdleTasks.Select(i => i.Task).Where(t => idleByAddress.Remove(t.Address)).ToList(); // CPU order, each once
             if (idle.Count == 0) return tasks;
             int at = tasks.Count > 0 && tasks[0].Pid == 0 ? 1 : 0;
             return [.. tasks.Take(at), .. idle, .. tasks.Skip(at)];

@@ -77,7 +77,8 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
         var idle = Kernel.ProcessTable.Where(t => t.Pid == 0).ToList();
         foreach (var t in idle) output.WriteLine($"pid {t.Pid} {t.Name} cpu {t.IdleCpu} task 0x{t.Address:x}");
         Assert.Equal(Enumerable.Range(0, cpus).Select(c => $"swapper/{c}"), idle.Select(t => t.Name));
-        Assert.Equal(Enumerable.Range(0, cpus).Select(c => (int?)c), Kernel.IdleTasks.Select(i => (int?)i.Cpu));
+        Assert.Equal(Enumerable.Range(0, cpus).Select(c => (int?)c), idle.Select(t => t.IdleCpu));
+        Assert.Equal(Enumerable.Range(0, cpus), Kernel.IdleTasks.Select(i => i.Cpu));
         Assert.Equal(Kernel.Tasks[0].Address, Kernel.IdleTasks[0].Task.Address); // cpu 0's idle task is init_task
         Assert.All(idle, t => Assert.NotEqual(0u, t.Flags & KernelMacros.PF_IDLE));
         Assert.Equal(idle.Count, idle.Select(t => t.Address).Distinct().Count());
