@@ -13,8 +13,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 src="$root/guest"
 tamper="$root/tamper"
 cache="$root/.cache"
-# Modules loaded at boot; "a|b" takes the first one this kernel has (crc7 is gone from Linux 7.x, crc8 stands in).
-modules="crc7|crc8 crc-itu-t dummy qemu_fw_cfg"
+# Modules loaded at boot; "a|b" takes the first one this kernel has (crc7 is gone from Linux 7.x, crc8 stands in);
+# omfs uses crc-itu-t, so /proc/modules has a "used by" entry to compare with.
+modules="crc7|crc8 crc-itu-t omfs dummy qemu_fw_cfg"
 tree="${PERISCOPE_KERNEL_TREE:-}"
 
 if [ -n "$tree" ]; then

@@ -20,6 +20,7 @@ public sealed class LinuxKernel
     private readonly IDirectPhysicalMemory _memory;
     private IReadOnlyList<LinuxTask>? _tasks;
     private IReadOnlyList<KernelModule>? _modules;
+    private IReadOnlyList<IdleTask>? _idleTasks;
     private readonly PathResolver _paths;
     private readonly TaskList _taskList;
     private readonly VmaReader _vmas;
@@ -42,7 +43,8 @@ public sealed class LinuxKernel
         foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea, offsets)) log.Warn($"kernel macro check: {problem}");
         Lists = new ListWalker(Reader, Diagnostics, offsets.ListHeadPrev);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
-        _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths, Lists);
+        var names = new TaskNames(Reader, offsets, Diagnostics, ReleaseVersion(Release) >= KernelMacros.WorkerIdFormatSince);
+        _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths, Lists, names);
         _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols));
     }
 
@@ -91,8 +93,41 @@ public sealed class LinuxKernel
 
     public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", ReadTasks);
 
+    /// <summary>Each possible CPU's idle task (rq->idle), CPU 0's being init_task; empty when unavailable (diagnostic says why).</summary>
+    public IReadOnlyList<IdleTask> IdleTasks => _idleTasks ??= Log.Time("idle tasks",
+        () => new IdleTasks(Reader, Offsets, Symbols, Limits, Diagnostics, _taskList).Read());
+
+    /// <summary>
+    /// The tasks as crash's and drgn's ps list them: the task list with every other CPU's idle task (pid 0,
+    /// swapper/N) right after init_task (CPU 0's). Integrity checks use <see cref="Tasks"/>, the kernel's own list.
+    /// </summary>
+    public IReadOnlyList<LinuxTask> ProcessTable
+    {
+        get
+        {
+            var idleByAddress = new Dictionary<ulong, LinuxTask>();
+            foreach (var i in IdleTasks) idleByAddress.TryAdd(i.Task.Address, i.Task);
+            // init_task is listed already: shown once, as CPU 0's idle task.
+            var tasks = Tasks.Select(t => idleByAddress.Remove(t.Address, out var asIdle) ? t with { IdleCpu = asIdle.IdleCpu } : t).ToList();
+            var idle = IdleTasks.Select(i => i.Task).Where(t => idleByAddress.Remove(t.Address)).ToList(); // CPU order, each once
+            if (idle.Count == 0) return tasks;
+            int at = tasks.Count > 0 && tasks[0].Pid == 0 ? 1 : 0;
+            return [.. tasks.Take(at), .. idle, .. tasks.Skip(at)];
+        }
+    }
+
+    /// <summary>"6.1.0-57-amd64" → 6.1; 0.0 when the release does not start with major.minor.</summary>
+    public static Version ReleaseVersion(string release)
+    {
+        var parts = release.Split('.', 3);
+        return parts.Length >= 2 && int.TryParse(parts[0], out int major)
+            && int.TryParse(new string(parts[1].TakeWhile(char.IsAsciiDigit).ToArray()), out int minor)
+            ? new Version(major, minor) : new Version(0, 0);
+    }
+
     public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
-        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea).Read(Symbols.GetAddress("modules")));
+        () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea,
+            Symbols.TryGetAddress("taint_flags", out ulong taintFlags) ? taintFlags : null).Read(Symbols.GetAddress("modules")));
 
     private IReadOnlyList<LinuxTask> ReadTasks()
     {
@@ -114,6 +149,7 @@ public sealed class LinuxKernel
     {
         _tasks = null;
         _modules = null;
+        _idleTasks = null;
         KernelSpace.FlushCache();
     }
 

@@ -109,6 +109,12 @@ public sealed record IntrospectionLimits
     /// <summary>Largest ELF PT_NOTE segment read into memory.</summary>
     public int MaxElfNoteSegmentBytes { get; init; } = 64 << 20;
 
+    // Views as the guest shows them (views: per-CPU idle tasks, module "used by")
+    /// <summary>CPUs whose per-CPU areas the kernel model reads (nr_cpu_ids is guest data; x86-64's NR_CPUS is at most 8,192).</summary>
+    public int MaxCpus { get; init; } = 8_192;
+    /// <summary>Modules listed as users of one module ("used by" in /proc/modules); also bounded by the module-node budget.</summary>
+    public int MaxModuleUsers { get; init; } = 4_096;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -165,6 +171,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxDumpFileBytes), (long)Math.Min(MaxDumpFileBytes, (ulong)long.MaxValue), 1L << 50);
         Check(nameof(MaxFileDataExtents), MaxFileDataExtents, Counts);
         Check(nameof(MaxElfNoteSegmentBytes), MaxElfNoteSegmentBytes, Bytes);
+        Check(nameof(MaxCpus), MaxCpus, Counts);
+        Check(nameof(MaxModuleUsers), MaxModuleUsers, Counts);
         return this;
     }
 

@@ -9,17 +9,17 @@ public sealed class PsCommand : ICliCommand
 {
     public Command Build(CommandContext context)
     {
-        var command = new Command("ps", "List processes: pid, tgid, ppid, uid, state, threads, kernel-thread flag, comm, exe path");
+        var command = new Command("ps", "List processes: pid, tgid, ppid, uid, state, threads, kernel-thread flag, name (as /proc shows it; one idle task per CPU), exe path");
         command.SetAction(r => context.WithTarget(r, target =>
         {
-            var tasks = target.Kernel.Tasks;
+            var tasks = target.Kernel.ProcessTable;
             if (context.Json(r)) Json.WriteArray(context.Output, tasks, WriteJson);
             else
             {
                 var table = TableWriter.Plain("PID", "TGID", "PPID", "UID", "S", "THR", "K", "COMM", "EXE");
                 foreach (var t in tasks)
                     table.AddRow(t.Pid.ToString(), t.Tgid.ToString(), t.ParentPid.ToString(), t.Uid?.ToString() ?? "?", t.State.ToString(),
-                        t.ThreadCount.ToString(), t.IsKernelThread ? "K" : "", TableWriter.Esc(t.Comm), TableWriter.Esc(t.ExePath ?? ""));
+                        t.ThreadCount.ToString(), t.IsKernelThread ? "K" : "", TableWriter.Esc(t.Name), TableWriter.Esc(t.ExePath ?? ""));
                 TableWriter.Write(context.Output, table);
             }
             Warnings.Print(context, target.Kernel);
@@ -37,6 +37,8 @@ public sealed class PsCommand : ICliCommand
         if (t.Gid is { } gid) w.WriteNumber("gid", gid); else w.WriteNull("gid");
         w.WriteString("state", t.State.ToString());
         w.WriteString("comm", t.Comm);
+        w.WriteString("name", t.Name);
+        if (t.IdleCpu is { } cpu) w.WriteNumber("idleCpu", cpu);
         w.WriteBoolean("kernelThread", t.IsKernelThread);
         w.WriteNumber("threads", t.ThreadCount);
         w.WriteString("exe", t.ExePath);

@@ -9,11 +9,11 @@ public sealed class ThreadsCommand : ICliCommand
     public Command Build(CommandContext context)
     {
         var pid = new Argument<int?>("pid") { Description = "Only this process (thread-group id)", Arity = ArgumentArity.ZeroOrOne };
-        var command = new Command("threads", "List threads: tgid, tid, state, comm") { pid };
+        var command = new Command("threads", "List threads: tgid, tid, state, name (as /proc shows it), task") { pid };
         command.SetAction(r => context.WithTarget(r, target =>
         {
             int? only = r.GetValue(pid);
-            var tasks = target.Kernel.Tasks.Where(t => only is null || t.Tgid == only).ToList();
+            var tasks = target.Kernel.ProcessTable.Where(t => only is null || t.Tgid == only).ToList();
             if (only is not null && tasks.Count == 0) throw new CliUsageException($"no process with pid {only}");
             if (context.Json(r))
             {
@@ -23,6 +23,7 @@ public sealed class ThreadsCommand : ICliCommand
                     w.WriteNumber("tid", x.th.Tid);
                     w.WriteString("state", x.th.State.ToString());
                     w.WriteString("comm", x.th.Comm);
+                    w.WriteString("name", x.th.Name);
                     w.Address("task", x.th.Address);
                 });
             }
@@ -31,7 +32,7 @@ public sealed class ThreadsCommand : ICliCommand
                 var table = TableWriter.Plain("TGID", "TID", "S", "COMM", "TASK");
                 foreach (var t in tasks)
                     foreach (var th in t.Threads)
-                        table.AddRow(t.Tgid.ToString(), th.Tid.ToString(), th.State.ToString(), TableWriter.Esc(th.Comm), TableWriter.Hex(th.Address));
+                        table.AddRow(t.Tgid.ToString(), th.Tid.ToString(), th.State.ToString(), TableWriter.Esc(th.Name), TableWriter.Hex(th.Address));
                 TableWriter.Write(context.Output, table);
             }
             Warnings.Print(context, target.Kernel);

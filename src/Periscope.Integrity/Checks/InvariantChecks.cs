@@ -338,37 +338,27 @@ public sealed class InvariantChecks
     /// </summary>
     public void RunQueues(CheckRun run)
     {
-        var s = _kernel.Symbols;
-        s.TryGetAddress("runqueues", out ulong runqueues);
-        s.TryGetAddress("__per_cpu_offset", out ulong perCpuOffset);
-        s.TryGetAddress("nr_cpu_ids", out ulong nrCpuIds);
-        if (!_r.TryU32(nrCpuIds, out uint cpus))
-        {
-            run.Incomplete(GapKind.UnreadableMemory, $"nr_cpu_ids at 0x{nrCpuIds:x} is unreadable");
-            return;
-        }
-        if (cpus > (uint)run.Limits.MaxCheckCpus)
-        {
-            run.Incomplete(GapKind.WalkBudget, $"nr_cpu_ids is {cpus}: only the first {run.Limits.MaxCheckCpus} run queues are read (the limit MaxCheckCpus is {run.Limits.MaxCheckCpus})");
-            cpus = (uint)run.Limits.MaxCheckCpus;
-        }
-        // CPU ids below nr_cpu_ids may still be impossible (holes in cpu_possible_mask): those have no run queue.
-        bool hasPossibleMask = s.TryGetAddress("__cpu_possible_mask", out ulong possibleMask);
+        _kernel.Symbols.TryGetAddress("runqueues", out ulong runqueues);
         var walker = new RunQueueWalker(this, run);
         if (walker.RtQueues is <= 0 or > MaxRtPriorities)
         {
             run.Incomplete(GapKind.CorruptStructure, $"BTF says rt_rq.active.queue has {walker.RtQueues} lists; MAX_RT_PRIO is {MaxRtPriorities}");
             return;
         }
-        for (uint cpu = 0; cpu < cpus && !run.BudgetExhausted; cpu++)
-        {
-            if (hasPossibleMask && _r.TryU64(possibleMask + cpu / 64 * 8, out ulong word) && (word >> (int)(cpu % 64) & 1) == 0) continue;
-            if (!_r.TryU64(perCpuOffset + cpu * 8, out ulong offset))
+        // The possible CPUs and their per-CPU offsets, read where the kernel model reads them (idle tasks).
+        var areas = PerCpuAreas.Read(_r, _kernel.Symbols, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus), "run queues");
+        foreach (var gap in areas.Gaps)
+            run.Incomplete(gap.Kind switch
             {
-                run.Incomplete(GapKind.UnreadableMemory, $"__per_cpu_offset[{cpu}] is unreadable");
-                continue;
-            }
-            walker.Walk(cpu, unchecked(offset + runqueues));
+                PerCpuGapKind.CapReached => GapKind.WalkBudget,
+                PerCpuGapKind.Corrupt => GapKind.CorruptStructure,
+                PerCpuGapKind.Unavailable => GapKind.MissingSymbol,
+                _ => GapKind.UnreadableMemory,
+            }, gap.Message);
+        foreach (var cpu in areas.Cpus)
+        {
+            if (run.BudgetExhausted) break;
+            walker.Walk((uint)cpu.Cpu, cpu.Of(runqueues));
         }
     }
 

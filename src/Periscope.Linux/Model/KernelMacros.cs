@@ -23,6 +23,28 @@ public static class KernelMacros
     public const uint PF_EXITING = 0x0000_0004;
 
     /// <summary>
+    /// PF_IDLE (include/linux/sched.h): "I am an IDLE thread", set by init_idle() on every CPU's idle task. 0x2 since
+    /// 4.13 (unchanged through 7.x; /proc/PID/stat's flags field is ABI). Confirmed: each rq->idle read must carry it.
+    /// </summary>
+    public const uint PF_IDLE = 0x0000_0002;
+
+    /// <summary>
+    /// PF_WQ_WORKER (include/linux/sched.h): "I'm a workqueue worker", set by worker_thread() and rescuer_thread().
+    /// 0x20 since 2.6.36 (unchanged through 7.x). /proc names such tasks with wq_worker_comm(). Confirmed only
+    /// indirectly: a task carrying it must also carry PF_KTHREAD, or its name stays its comm (with a diagnostic).
+    /// </summary>
+    public const uint PF_WQ_WORKER = 0x0000_0020;
+
+    /// <summary>
+    /// Linux 6.10 (commit "workqueue: Refactor worker ID formatting and make wq_worker_comm() use full ID string")
+    /// changed wq_worker_comm(): before, /proc's name of a worker is its comm plus "+desc"/"-desc"; since, the comm
+    /// part is rebuilt by format_worker_id() ("kworker/R-&lt;wq&gt;", "kworker/&lt;cpu&gt;:&lt;id&gt;[H]",
+    /// "kworker/u&lt;pool&gt;:&lt;id&gt;", "kworker/dying"), which the 15-character comm may truncate. Nothing in BTF
+    /// tells the two apart, so the release decides; the two agree whenever the comm was not truncated.
+    /// </summary>
+    public static readonly Version WorkerIdFormatSince = new(6, 10);
+
+    /// <summary>
     /// Task state bits (include/linux/sched.h) as task_state_index() reports them: TASK_REPORT covers the low seven
     /// bits, in the order of fs/proc/array.c's task_state_array ("R", "S", "D", "T", "t", "X", "Z", "P"), and
     /// TASK_IDLE (TASK_UNINTERRUPTIBLE | TASK_NOLOAD) reports as "I". Unchanged since 4.14. Confirmed against the

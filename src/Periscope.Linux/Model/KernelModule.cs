@@ -14,6 +14,29 @@ public sealed record KernelModule
     public ulong? TextSize { get; init; }
     /// <summary>Text plus read-only data (from base), when the layout says.</summary>
     public ulong? ReadOnlySize { get; init; }
+    /// <summary>Names of the modules using this one (module->source_list, in list order); null when unavailable
+    /// (no CONFIG_MODULE_UNLOAD, or the kernel's types do not describe struct module_use).</summary>
+    public IReadOnlyList<string>? UsedBy { get; init; }
+    /// <summary>Has an init function but no exit function: it can never be unloaded ("[permanent]" in /proc/modules).</summary>
+    public bool Permanent { get; init; }
+
+    /// <summary>The taint letters of this module in TAINT_* order (e.g. "OE"), as module_flags() prints them;
+    /// null when unavailable, empty when the module taints nothing.</summary>
+    public string? Taints { get; init; }
+    /// <summary>module->taints was non-zero: /proc/modules then ends the line with <see cref="ProcFlags"/>.</summary>
+    public bool Tainted { get; init; }
+
+    /// <summary>The last field of a /proc/modules line ("(OE)", "(O+)" while loading), or null when it has none.</summary>
+    public string? ProcFlags => Tainted && Taints is not null
+        ? $"({Taints}{(State == ModuleState.Going ? "-" : State == ModuleState.Coming ? "+" : "")})" : null;
+
+    /// <summary>
+    /// The "used by" field exactly as /proc/modules prints it (kernel/module/procfs.c, print_unload_info): each user's
+    /// name followed by a comma, then "[permanent]," if so, or "-" when there is neither; null when unavailable.
+    /// </summary>
+    public string? ProcUsedBy => UsedBy is null ? null
+        : UsedBy.Count == 0 && !Permanent ? "-"
+        : string.Concat(UsedBy.Select(u => u + ",")) + (Permanent ? "[permanent]," : "");
 }
 
 public enum ModuleState { Live = 0, Coming = 1, Going = 2, Unformed = 3, Unknown = -1 }

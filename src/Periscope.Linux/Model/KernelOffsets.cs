@@ -24,6 +24,19 @@ public sealed class KernelOffsets
     /// <summary>struct pid and enum pid_type, for cross-views through the pid namespace; null when BTF lacks them.</summary>
     public required PidOffsets? Pid { get; init; }
 
+    // Views as the guest shows them (views: "used by", /proc task names, per-CPU idle tasks). Optional groups: null
+    // when BTF lacks a member (or offsets were inferred without BTF), and the feature then says "unavailable".
+    /// <summary>struct module_use and module.source_list/init/exit, for /proc/modules' "used by" column.</summary>
+    public ModuleUseOffsets? ModuleUse { get; init; }
+    /// <summary>struct kthread (task->worker_private) for kernel-thread full names and workqueue workers.</summary>
+    public KthreadOffsets? Kthread { get; init; }
+    /// <summary>struct worker and its pool, for workqueue workers' names as /proc shows them.</summary>
+    public WorkqueueOffsets? Workqueue { get; init; }
+    /// <summary>struct rq (per-CPU runqueues): cpu, curr, idle.</summary>
+    public RunQueueOffsets? RunQueue { get; init; }
+    /// <summary>module->taints and struct taint_flag, for the "(OE)" markers of /proc/modules.</summary>
+    public ModuleTaintOffsets? ModuleTaint { get; init; }
+
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
     /// or size that does not fit its struct, a string array larger than MaxStringLength or an array of implausible
@@ -178,7 +191,74 @@ public sealed class KernelOffsets
             ListHeadPrev = b.O(listHead, "prev"),
             SpecialMappingName = special is not null ? b.Opt(special, "name") : null,
             Pid = pidOffsets,
+            ModuleUse = ReadModuleUse(b, module),
+            Kthread = ReadKthread(b, task),
+            Workqueue = ReadWorkqueue(b, maxString),
+            RunQueue = ReadRunQueue(b),
+            ModuleTaint = ReadModuleTaint(b, module),
         };
+    }
+
+    /// <summary>Null without CONFIG_MODULE_UNLOAD (no source_list) or without struct module_use in BTF.</summary>
+    private static ModuleUseOffsets? ReadModuleUse(BtfReader b, StructLayout module)
+    {
+        var use = b.Btf.FindStruct("module_use");
+        if (use is null || !module.HasMember("source_list") || !use.HasMember("source_list") || !use.HasMember("source")) return null;
+        return new ModuleUseOffsets
+        {
+            SourceList = b.O(module, "source_list"), UseSourceList = b.O(use, "source_list"), UseSource = b.O(use, "source"),
+            Init = b.Opt(module, "init"), Exit = b.Opt(module, "exit"),
+        };
+    }
+
+    /// <summary>to_kthread(): task->worker_private since 5.17, task->set_child_tid before; struct kthread is kernel/kthread.c's.</summary>
+    private static KthreadOffsets? ReadKthread(BtfReader b, StructLayout task)
+    {
+        var kthread = b.Btf.FindStruct("kthread");
+        int? link = b.Opt(task, "worker_private") ?? b.Opt(task, "set_child_tid");
+        if (kthread is null || link is null || !kthread.HasMember("data")) return null;
+        return new KthreadOffsets { TaskKthread = link.Value, Data = b.O(kthread, "data"), FullName = b.Opt(kthread, "full_name") };
+    }
+
+    /// <summary>kernel/workqueue_internal.h's struct worker and workqueue.c's worker_pool/workqueue_struct.</summary>
+    private static WorkqueueOffsets? ReadWorkqueue(BtfReader b, int maxString)
+    {
+        var worker = b.Btf.FindStruct("worker");
+        var pool = b.Btf.FindStruct("worker_pool");
+        if (worker is null || pool is null || !worker.HasMember("desc") || !worker.HasMember("current_work") || !worker.HasMember("pool"))
+            return null;
+        var attrs = b.Btf.FindStruct("workqueue_attrs");
+        var wq = b.Btf.FindStruct("workqueue_struct");
+        return new WorkqueueOffsets
+        {
+            WorkerDesc = b.O(worker, "desc"), WorkerDescSize = b.Count(worker, "desc", 1, 1, maxString),
+            WorkerCurrentWork = b.O(worker, "current_work"), WorkerPool = b.O(worker, "pool"),
+            WorkerId = b.Opt(worker, "id"), WorkerRescueWq = b.Opt(worker, "rescue_wq"),
+            PoolCpu = b.Opt(pool, "cpu"), PoolId = b.Opt(pool, "id"), PoolAttrs = b.Opt(pool, "attrs"),
+            AttrsNice = attrs is not null ? b.Opt(attrs, "nice") : null,
+            WqName = wq is not null ? b.Opt(wq, "name") : null,
+            WqNameSize = wq is not null && wq.HasMember("name") ? b.Count(wq, "name", 1, 1, maxString) : 0,
+        };
+    }
+
+    /// <summary>module->taints (a bit per TAINT_* number) and kernel/panic.c's struct taint_flag { c_true, c_false, module }.</summary>
+    private static ModuleTaintOffsets? ReadModuleTaint(BtfReader b, StructLayout module)
+    {
+        var flag = b.Btf.FindStruct("taint_flag");
+        if (flag is null || !module.HasMember("taints") || !flag.HasMember("c_true") || !flag.HasMember("module") || flag.Size is < 1 or > MaxTaintFlagSize)
+            return null;
+        return new ModuleTaintOffsets { Taints = b.O(module, "taints"), FlagSize = flag.Size, FlagLetter = b.O(flag, "c_true"), FlagModule = b.O(flag, "module") };
+    }
+
+    /// <summary>struct taint_flag is 3 bytes in 6.1 and 16 with its desc pointer (6.12); more is not that struct.</summary>
+    private const int MaxTaintFlagSize = 64;
+
+    /// <summary>kernel/sched/sched.h's struct rq: whose run queue it is, what runs, and the CPU's idle task.</summary>
+    private static RunQueueOffsets? ReadRunQueue(BtfReader b)
+    {
+        var rq = b.Btf.FindStruct("rq");
+        if (rq is null || !rq.HasMember("cpu") || !rq.HasMember("curr") || !rq.HasMember("idle")) return null;
+        return new RunQueueOffsets { Cpu = b.O(rq, "cpu"), Curr = b.O(rq, "curr"), Idle = b.O(rq, "idle") };
     }
 
     /// <summary>A maple node is 256 bytes (MAPLE_NODE_SLOTS = 31 on 64-bit): more slots than this is corrupt BTF.</summary>
@@ -382,6 +462,59 @@ public sealed record MapleOffsets
     public int TypeLeaf64 { get; init; }
     public int TypeRange64 { get; init; }
     public int TypeArange64 { get; init; }
+}
+
+/// <summary>module->source_list (the modules using this one, linked through module_use.source_list), use->source.</summary>
+public sealed record ModuleUseOffsets
+{
+    public int SourceList { get; init; }
+    public int UseSourceList { get; init; }
+    public int UseSource { get; init; }
+    /// <summary>module->init and module->exit: a module with init but no exit is "[permanent]".</summary>
+    public int? Init { get; init; }
+    public int? Exit { get; init; }
+}
+
+/// <summary>task->worker_private (or set_child_tid) points to struct kthread; kthread->data is the worker, full_name the long name.</summary>
+public sealed record KthreadOffsets
+{
+    public int TaskKthread { get; init; }
+    public int Data { get; init; }
+    public int? FullName { get; init; }
+}
+
+/// <summary>struct worker: desc[WORKER_DESC_LEN], current_work, pool, id, rescue_wq; worker_pool: cpu, id, attrs->nice; wq name.</summary>
+public sealed record WorkqueueOffsets
+{
+    public int WorkerDesc { get; init; }
+    public int WorkerDescSize { get; init; }
+    public int WorkerCurrentWork { get; init; }
+    public int WorkerPool { get; init; }
+    public int? WorkerId { get; init; }
+    public int? WorkerRescueWq { get; init; }
+    public int? PoolCpu { get; init; }
+    public int? PoolId { get; init; }
+    public int? PoolAttrs { get; init; }
+    public int? AttrsNice { get; init; }
+    public int? WqName { get; init; }
+    public int WqNameSize { get; init; }
+}
+
+/// <summary>module->taints; taint_flags[bit] entries of FlagSize bytes with their letter and module flag.</summary>
+public sealed record ModuleTaintOffsets
+{
+    public int Taints { get; init; }
+    public int FlagSize { get; init; }
+    public int FlagLetter { get; init; }
+    public int FlagModule { get; init; }
+}
+
+/// <summary>struct rq: cpu (the owner, checked against the per-CPU slot), curr, idle.</summary>
+public sealed record RunQueueOffsets
+{
+    public int Cpu { get; init; }
+    public int Curr { get; init; }
+    public int Idle { get; init; }
 }
 
 public sealed class KernelModelException(string message) : Exception(message);

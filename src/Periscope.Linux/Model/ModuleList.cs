@@ -9,8 +9,12 @@ namespace Periscope.Linux.Model;
 /// into a task_struct): it is rejected with a diagnostic and the result is marked incomplete. Module bytes are drawn
 /// from the work budget, so garbage sizes cannot add up to more than the module area holds.
 /// </summary>
-public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWalker lists, IntrospectionLimits limits, Diagnostics diagnostics, VirtualRange moduleArea)
+public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWalker lists, IntrospectionLimits limits, Diagnostics diagnostics, VirtualRange moduleArea,
+    ulong? taintFlags = null)
 {
+    /// <summary>Bits of module->taints (an unsigned long): no more taint_flags entries are ever read.</summary>
+    private const int TaintBits = 64;
+
     private const string Area = "module list";
 
     public IReadOnlyList<KernelModule> Read(ulong modulesHead)
@@ -73,13 +77,70 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
             }
             int? refs = null;
             if (o.RefCount is { } rc && reader.TryI32(module + (ulong)rc, out int count)) refs = count - KernelMacros.MODULE_REF_BASE;
+            var (usedBy, permanent) = ReadUsers(module, name);
+            var (taints, tainted) = ReadTaints(module, name);
             result.Add(new KernelModule
             {
                 Address = module, Name = name, Base = baseAddr, Size = size, TextSize = text, ReadOnlySize = ro, References = refs,
-                State = state,
+                State = state, UsedBy = usedBy, Permanent = permanent, Taints = taints, Tainted = tainted,
             });
         }
         return result;
+    }
+
+    /// <summary>
+    /// module_flags_taint(): the letter (c_true) of every set bit of module->taints whose taint_flags entry is a
+    /// module flag, in bit order. Only set bits are looked up (at most 64 entries); a letter that is not a printable
+    /// ASCII character is not a taint_flag entry: the taints are then unavailable, with a diagnostic.
+    /// </summary>
+    private (string? Letters, bool Tainted) ReadTaints(ulong module, string name)
+    {
+        if (offsets.ModuleTaint is not { } t || taintFlags is not { } table) return (null, false);
+        if (!reader.TryU64(module + (ulong)t.Taints, out ulong bits)) return (null, false);
+        var letters = new System.Text.StringBuilder();
+        for (int bit = 0; bit < TaintBits; bit++)
+        {
+            if ((bits >> bit & 1) == 0) continue;
+            ulong entry = table + (ulong)(bit * t.FlagSize);
+            if (!reader.TryU8(entry + (ulong)t.FlagLetter, out byte letter) || !reader.TryU8(entry + (ulong)t.FlagModule, out byte isModule)
+                || letter is < 0x21 or > 0x7e)
+            {
+                diagnostics.Report(Area, $"module '{name}': taint bit {bit} has no readable taint_flags entry at 0x{entry:x}", module);
+                return (null, bits != 0);
+            }
+            if (isModule != 0) letters.Append((char)letter);
+        }
+        return (letters.ToString(), bits != 0);
+    }
+
+    /// <summary>
+    /// The modules using this one: module->source_list links struct module_use entries (through use->source_list),
+    /// each naming its user in use->source. The walk is capped (MaxModuleUsers) and drawn from the module-node
+    /// budget; a user that is no readable kernel pointer ends the list with an incomplete diagnostic.
+    /// </summary>
+    private (IReadOnlyList<string>? UsedBy, bool Permanent) ReadUsers(ulong module, string name)
+    {
+        if (offsets.ModuleUse is not { } u) return (null, false);
+        bool permanent = u.Init is { } init && u.Exit is { } exit && reader.TryPointer(module + (ulong)init, out ulong initFn) && initFn != 0
+            && reader.TryPointer(module + (ulong)exit, out ulong exitFn) && exitFn == 0;
+        var users = new List<string>();
+        string what = $"users of module '{name}'";
+        foreach (ulong use in lists.Walk(module + (ulong)u.SourceList, u.UseSourceList, limits.MaxModuleUsers, what, includeHead: false, budget: WorkKind.ModuleNodes))
+        {
+            if (!reader.TryPointer(use + (ulong)u.UseSource, out ulong source) || !reader.IsKernelPointer(source))
+            {
+                diagnostics.ReportIncomplete(what, $"module_use 0x{use:x} names no readable user module (source 0x{source:x})", use);
+                break;
+            }
+            string? user = reader.ReadFixedString(source + (ulong)offsets.Module.Name, offsets.Module.NameSize);
+            if (user is null)
+            {
+                diagnostics.ReportIncomplete(what, $"user module 0x{source:x} is unreadable", use);
+                break;
+            }
+            users.Add(user);
+        }
+        return (users, permanent);
     }
 
     /// <summary>Null when [base, base + size) is empty or lies in the module area; otherwise why not.</summary>

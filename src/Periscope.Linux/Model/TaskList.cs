@@ -8,9 +8,17 @@ namespace Periscope.Linux.Model;
 /// the kernel's work budget in total, and a thread may appear in one thread list only: lists that share nodes (a
 /// corruption that would multiply threads by the number of tasks) end at the first node already seen.
 /// </summary>
-public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong initTask, IntrospectionLimits limits, Diagnostics diagnostics, PathResolver paths, ListWalker lists)
+public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong initTask, IntrospectionLimits limits, Diagnostics diagnostics, PathResolver paths, ListWalker lists, TaskNames? names = null)
 {
     private readonly TaskOffsets _t = offsets.Task;
+
+    /// <summary>
+    /// One task that is not on the task list (a CPU's idle task), read like a listed one, its threads included;
+    /// null with an incomplete diagnostic when it is unreadable or no task_struct.
+    /// </summary>
+    public LinuxTask? ReadOne(ulong task) => ReadTask(task, []);
+
+    private string Name(ulong task, int pid, string comm, uint flags) => names?.ProcName(task, pid, comm, flags) ?? comm;
 
     public IReadOnlyList<LinuxTask> Read()
     {
@@ -71,17 +79,18 @@ public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong in
             }
         }
 
+        string name = Name(task, pid, comm, flags);
         return new LinuxTask
         {
-            Address = task, Pid = pid, Tgid = tgid, ParentPid = ppid, Comm = comm, Flags = flags, State = ReadState(task),
+            Address = task, Pid = pid, Tgid = tgid, ParentPid = ppid, Comm = comm, Name = name, Flags = flags, State = ReadState(task),
             Uid = uid, Gid = gid, Mm = mm, PgdPhysical = pgdPa, ExePath = exe, ExitState = exitState,
-            Threads = ReadThreads(task, pid, comm, threadsSeen),
+            Threads = ReadThreads(task, pid, comm, name, threadsSeen),
         };
     }
 
     private static bool IsPlausiblePid(int pid) => pid is >= 0 and <= KernelMacros.PID_MAX_LIMIT;
 
-    private IReadOnlyList<LinuxThread> ReadThreads(ulong leader, int pid, string comm, Dictionary<ulong, int> threadsSeen)
+    private IReadOnlyList<LinuxThread> ReadThreads(ulong leader, int pid, string comm, string leaderName, Dictionary<ulong, int> threadsSeen)
     {
         var threads = new List<LinuxThread>();
         IEnumerable<ulong> members;
@@ -101,8 +110,14 @@ public sealed class TaskList(GuestReader reader, KernelOffsets offsets, ulong in
             }
             threadsSeen[t] = pid;
             if (!reader.TryI32(t + (ulong)_t.Pid, out int tid) || !IsPlausiblePid(tid)) { diagnostics.ReportIncomplete("thread", "unreadable thread or implausible tid", t); continue; }
-            string name = t == leader ? comm : reader.ReadFixedString(t + (ulong)_t.Comm, _t.CommSize) ?? "?";
-            threads.Add(new LinuxThread(t, tid, name, ReadState(t)));
+            string threadComm = comm, name = leaderName;
+            if (t != leader)
+            {
+                threadComm = reader.ReadFixedString(t + (ulong)_t.Comm, _t.CommSize) ?? "?";
+                reader.TryU32(t + (ulong)_t.Flags, out uint flags);
+                name = Name(t, tid, threadComm, flags);
+            }
+            threads.Add(new LinuxThread(t, tid, threadComm, ReadState(t), name == threadComm ? null : name));
         }
         return threads;
     }

@@ -21,6 +21,17 @@ internal sealed class SyntheticKernelBtf
     public const int ModuleSize = 0x200, ModuleStateAt = 0x0, ModuleListAt = 0x8, ModuleName = 0x18, ModuleNameLength = 56,
         ModuleMem = 0x60, ModuleMemorySize = 16, ModuleRefcnt = 0x1f0;
 
+    // The types of the views as the guest shows them (opt-in, see ViewTypes): task->worker_private, struct kthread,
+    // struct worker and its pool, struct module_use, struct rq.
+    public const int TaskWorkerPrivate = 0x98, ModuleSourceList = 0x1c0, ModuleInit = 0x1d0, ModuleExit = 0x1d8,
+        UseSourceList = 0x0, UseSource = 0x20, KthreadData = 0x10, KthreadFullName = 0x20,
+        WorkerCurrentWork = 0x8, WorkerPool = 0x30, WorkerDesc = 0x40, WorkerDescLength = 24, WorkerId = 0x60, WorkerRescueWq = 0x68,
+        PoolCpu = 0x4, PoolId = 0xc, PoolAttrs = 0x20, AttrsNice = 0x0, WqName = 0x10, WqNameLength = 24,
+        RqCpu = 0x8, RqCurr = 0x10, RqIdle = 0x18, ModuleTaints = 0x1e0, TaintFlagSize = 3;
+
+    /// <summary>Adds the view types above (module "used by", worker and kthread names, run queues).</summary>
+    public bool ViewTypes { get; init; }
+
     /// <summary>Byte offset of list_head.prev (8 in every real kernel; moved here to prove it is read from BTF).</summary>
     public int ListHeadPrev { get; init; } = 8;
     /// <summary>Puts task_struct.pid inside this many nested anonymous structs, each adding ~512 MiB of offset.</summary>
@@ -64,6 +75,7 @@ internal sealed class SyntheticKernelBtf
             M("__state", u32, TaskState), M("exit_state", i32, TaskExitState), M("real_cred", ptr, TaskRealCred), M("cred", ptr, TaskCred),
         };
         taskMembers.Add(pidHolder == 0 ? M("pid", i32, TaskPid) : ("", pidHolder, 0xffff_fff0L, 0));
+        if (ViewTypes) taskMembers.Add(M("worker_private", ptr, TaskWorkerPrivate));
         long taskSize = Math.Max(TaskSize, TaskComm + CommLength);
         b.Struct("task_struct", (int)Math.Min(taskSize, int.MaxValue), [.. taskMembers]);
         b.Struct("signal_struct", 0x40, M("nr_threads", i32, 0));
@@ -74,8 +86,25 @@ internal sealed class SyntheticKernelBtf
         int moduleMemory = b.Struct("module_memory", ModuleMemorySize, M("base", ptr, 0), M("size", u32, 8));
         int mem = b.Array(moduleMemory, u32, ModuleMemCount);
         int name = b.Array(chr, u32, ModuleNameLength);
-        b.Struct("module", ModuleSize, M("state", i32, ModuleStateAt), M("list", list, ModuleListAt), M("name", name, ModuleName),
-            M("mem", mem, ModuleMem), M("refcnt", i32, ModuleRefcnt));
+        var moduleMembers = new List<(string, int, long, int)>
+        {
+            M("state", i32, ModuleStateAt), M("list", list, ModuleListAt), M("name", name, ModuleName), M("mem", mem, ModuleMem), M("refcnt", i32, ModuleRefcnt),
+        };
+        if (ViewTypes)
+        {
+            moduleMembers.AddRange([M("source_list", list, ModuleSourceList), M("init", ptr, ModuleInit), M("exit", ptr, ModuleExit), M("taints", u64, ModuleTaints)]);
+            int boolean = b.Int("_Bool", 1);
+            b.Struct("taint_flag", TaintFlagSize, M("c_true", chr, 0), M("c_false", chr, 1), M("module", boolean, 2));
+            b.Struct("module_use", 0x30, M("source_list", list, UseSourceList), M("target_list", list, 0x10), M("source", ptr, UseSource), M("target", ptr, 0x28));
+            b.Struct("kthread", 0x40, M("data", ptr, KthreadData), M("full_name", ptr, KthreadFullName));
+            b.Struct("worker", 0x80, M("current_work", ptr, WorkerCurrentWork), M("pool", ptr, WorkerPool),
+                M("desc", b.Array(chr, u32, WorkerDescLength), WorkerDesc), M("id", i32, WorkerId), M("rescue_wq", ptr, WorkerRescueWq));
+            b.Struct("worker_pool", 0x40, M("cpu", i32, PoolCpu), M("id", i32, PoolId), M("attrs", ptr, PoolAttrs));
+            b.Struct("workqueue_attrs", 0x10, M("nice", i32, AttrsNice));
+            b.Struct("workqueue_struct", 0x40, M("name", b.Array(chr, u32, WqNameLength), WqName));
+            b.Struct("rq", 0x100, M("cpu", i32, RqCpu), M("curr", ptr, RqCurr), M("idle", ptr, RqIdle));
+        }
+        b.Struct("module", ModuleSize, [.. moduleMembers]);
         b.Enum("module_state", 4, false, ("MODULE_STATE_LIVE", ModuleStates.Live), ("MODULE_STATE_COMING", ModuleStates.Coming),
             ("MODULE_STATE_GOING", ModuleStates.Going), ("MODULE_STATE_UNFORMED", ModuleStates.Unformed));
         b.Enum("mod_mem_type", 4, true, ("MOD_TEXT", ModTextValue), ("MOD_RODATA", ModRodataValue),
