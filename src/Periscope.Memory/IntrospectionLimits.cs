@@ -109,6 +109,13 @@ public sealed record IntrospectionLimits
     /// <summary>Largest ELF PT_NOTE segment read into memory.</summary>
     public int MaxElfNoteSegmentBytes { get; init; } = 64 << 20;
 
+    // Kernel discovery cost (KernelLocator): what finding the kernel PGD may read before the full-RAM scan fallback.
+    /// <summary>Low physical memory searched for the real-mode trampoline's top-level table, whose kernel half is a copy of
+    /// init_top_pgt's: the kernel allocates it below 1 MiB whatever the RAM size or KASLR choose.</summary>
+    public ulong MaxLowMemorySearchBytes { get; init; } = 1UL << 20;
+    /// <summary>Kernel-image pages searched (nearest first, below the image's own L4/L3 table) for init_top_pgt.</summary>
+    public int MaxInitTopPgtSearchPages { get; init; } = 32_768;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -165,6 +172,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxDumpFileBytes), (long)Math.Min(MaxDumpFileBytes, (ulong)long.MaxValue), 1L << 50);
         Check(nameof(MaxFileDataExtents), MaxFileDataExtents, Counts);
         Check(nameof(MaxElfNoteSegmentBytes), MaxElfNoteSegmentBytes, Bytes);
+        Check(nameof(MaxLowMemorySearchBytes), (long)Math.Min(MaxLowMemorySearchBytes, (ulong)long.MaxValue), Bytes);
+        Check(nameof(MaxInitTopPgtSearchPages), MaxInitTopPgtSearchPages, Counts);
         return this;
     }
 
