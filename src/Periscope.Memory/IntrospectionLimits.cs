@@ -115,6 +115,11 @@ public sealed record IntrospectionLimits
     public ulong MaxLowMemorySearchBytes { get; init; } = 1UL << 20;
     /// <summary>Kernel-image pages searched (nearest first, below the image's own L4/L3 table) for init_top_pgt.</summary>
     public int MaxInitTopPgtSearchPages { get; init; } = 32_768;
+    /// <summary>Members of one group of the full scan tried as the route to the kernel image (a hostile dump can hold
+    /// many look-alike tables; Linux needs one).</summary>
+    public int MaxScanTablesTriedPerGroup { get; init; } = 4;
+    /// <summary>Distinct pages remembered to count what discovery read; past it the count shown is a lower bound.</summary>
+    public int MaxDiscoveryPagesCounted { get; init; } = 1 << 20;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -174,6 +179,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxElfNoteSegmentBytes), MaxElfNoteSegmentBytes, Bytes);
         Check(nameof(MaxLowMemorySearchBytes), (long)Math.Min(MaxLowMemorySearchBytes, (ulong)long.MaxValue), Bytes);
         Check(nameof(MaxInitTopPgtSearchPages), MaxInitTopPgtSearchPages, Counts);
+        Check(nameof(MaxScanTablesTriedPerGroup), MaxScanTablesTriedPerGroup, Counts);
+        Check(nameof(MaxDiscoveryPagesCounted), MaxDiscoveryPagesCounted, Counts);
         return this;
     }
 

@@ -14,8 +14,6 @@ public static class KernelLocator
 {
     /// <summary>The first MiB: the real-mode trampoline lives there (the kernel allocates it below 1 MiB).</summary>
     private const ulong LowMemoryEnd = 1UL << 20;
-    /// <summary>Members of one scanned group tried as the route to the kernel image (a hostile dump can hold many).</summary>
-    private const int MaxTablesTriedPerGroup = 4;
 
     private sealed record Found(DiscoveryMethod Method, ulong Pgd, PagingMode Mode, ulong TextVa, ulong TextPa, string How,
         IReadOnlyList<ulong> Group);
@@ -25,7 +23,7 @@ public static class KernelLocator
 
     public static KernelLayout Locate(IPhysicalMemory memory, DiscoveryInputs inputs, IntrospectionLimits limits, DiscoveryLog log)
     {
-        var counted = new PageCountingMemory(memory);
+        var counted = new PageCountingMemory(memory, limits.MaxDiscoveryPagesCounted);
         var failures = new List<string>();
         var hints = VmcoreInfoHints.Parse(inputs.VmcoreInfo);
         var methods = inputs.Methods;
@@ -112,7 +110,7 @@ public static class KernelLocator
     private static Found? FromLowMemory(IPhysicalMemory memory, IntrospectionLimits limits, List<string> failures)
     {
         ulong ramEnd = memory.Map.RamEnd;
-        ulong end = Math.Min(limits.MaxLowMemorySearchBytes, LowMemoryEnd);
+        ulong end = limits.MaxLowMemorySearchBytes;
         string? note = null;
         foreach (var range in memory.Map.Ram)
         {
@@ -148,7 +146,7 @@ public static class KernelLocator
         foreach (var group in groups)
         {
             // CR3's member first, then tables above the first MiB: the trampoline's copy only leads the way.
-            var route = group.Tables.OrderByDescending(roots.Contains).ThenBy(t => t < LowMemoryEnd).Take(MaxTablesTriedPerGroup);
+            var route = group.Tables.OrderByDescending(roots.Contains).ThenBy(t => t < LowMemoryEnd).Take(limits.MaxScanTablesTriedPerGroup);
             foreach (ulong table in route)
             {
                 if (!TryVerifyPgd(counted, table, out var mode, out ulong textVa, out ulong textPa)) continue;
