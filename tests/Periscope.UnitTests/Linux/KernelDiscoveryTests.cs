@@ -251,6 +251,26 @@ public class KernelDiscoveryTests
         Assert.Contains("no x86-64 top-level page table", e.Message);
     }
 
+    [Fact]
+    public void Tables_that_point_to_themselves_are_rejected_with_bounded_reads()
+    {
+        // A hostile dump: CR3 and the first MiB hold "top-level tables" whose every entry points back at the table.
+        var mem = new byte[4 << 20];
+        foreach (ulong t in new ulong[] { 0x9c000, 0x200000 })
+            for (int i = 0; i < 512; i++) BinaryPrimitives.WriteUInt64LittleEndian(mem.AsSpan((int)t + i * 8), t | P | W);
+        var memory = new CountingMemory(new SyntheticRam(mem, (ulong)mem.Length));
+        var inputs = new DiscoveryInputs
+        {
+            Cpus = [new CpuState { Cr3 = 0x200000 }],
+            VmcoreInfo = "SYMBOL(init_top_pgt)=ffffffff81200000\nNUMBER(phys_base)=-16777216\n", // points at 0x200000 too
+        };
+        var e = Assert.Throws<KernelNotFoundException>(() => Locate(memory, inputs, out _));
+        Assert.Contains("none maps a Linux kernel image", e.Message);
+        Assert.Contains("CR3: none of 1 CR3 root(s) (0x200000)", e.Message);
+        Assert.Contains("VMCOREINFO: init_top_pgt", e.Message);
+        Assert.True(memory.DistinctPages <= mem.Length / 4096 + 8, $"{memory.DistinctPages} pages read");
+    }
+
     /// <summary>RAM of any declared size: the backing array, then zeros (what an untouched guest page holds).</summary>
     private sealed class SyntheticRam(byte[] backing, ulong ramBytes) : IPhysicalMemory
     {
