@@ -137,7 +137,7 @@ public sealed class LinuxKernel
         else if (kallsyms.Location.RelativeBase != layout.TextVa)
             log.Warn($"kallsyms_relative_base 0x{kallsyms.Location.RelativeBase:x} differs from _text 0x{layout.TextVa:x} found in the page tables");
         else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
-        KernelLocator.ConfirmWithSymbols(layout, symbols, log);
+        layout = KernelLocator.ConfirmWithSymbols(memory, layout, symbols, log);
 
         // One kernel address space from here on: its translation cache warmed by discovery serves the model too.
         var reader = new GuestReader(new AddressSpace(memory, layout.KernelPgd, layout.Mode), limits, new WorkBudget(limits));

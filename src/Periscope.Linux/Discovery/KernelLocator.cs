@@ -232,13 +232,27 @@ public static class KernelLocator
         return n;
     }
 
-    /// <summary>kallsyms's init_top_pgt, translated through the contiguous image, must be the kernel PGD found.</summary>
-    public static void ConfirmWithSymbols(KernelLayout layout, Periscope.Linux.Kallsyms.KernelSymbols symbols, DiscoveryLog log)
+    /// <summary>
+    /// kallsyms's init_top_pgt, translated through the contiguous image, must be the kernel PGD found. When discovery had
+    /// to settle for CR3's own root (init_top_pgt not next to the image's table), the symbol's table replaces it once it
+    /// verifies: a process PGD is freed when the process exits, init_top_pgt lives as long as the kernel.
+    /// </summary>
+    public static KernelLayout ConfirmWithSymbols(IPhysicalMemory memory, KernelLayout layout, Periscope.Linux.Kallsyms.KernelSymbols symbols, DiscoveryLog log)
     {
-        if (!symbols.TryGetAddress("init_top_pgt", out ulong va)) return;
+        if (!symbols.TryGetAddress("init_top_pgt", out ulong va)) return layout;
         ulong pa = layout.ImageVaToPa(va);
-        if (pa == layout.KernelPgd) log.Fact("init_top_pgt cross-check", "consistent", $"kallsyms init_top_pgt 0x{va:x} is the kernel PGD");
-        else log.Fact("init_top_pgt cross-check", $"0x{pa:x}", $"kallsyms init_top_pgt 0x{va:x} is not the kernel PGD 0x{layout.KernelPgd:x} ({layout.FoundBy.Describe()} used another table with the same kernel image)");
+        if (pa == layout.KernelPgd)
+        {
+            log.Fact("init_top_pgt cross-check", "consistent", $"kallsyms init_top_pgt 0x{va:x} is the kernel PGD");
+            return layout;
+        }
+        if (TryVerifyPgd(memory, pa, out var mode, out ulong textVa, out ulong textPa) && mode == layout.Mode && textVa == layout.TextVa && textPa == layout.TextPa)
+        {
+            log.Fact("kernel PGD", $"0x{pa:x}", $"kallsyms init_top_pgt 0x{va:x}, verified; replaces 0x{layout.KernelPgd:x} that {layout.FoundBy.Describe()} found");
+            return layout with { KernelPgd = pa };
+        }
+        log.Warn($"kallsyms init_top_pgt 0x{va:x} (physical 0x{pa:x}) is not a top-level table mapping this kernel image; kernel PGD 0x{layout.KernelPgd:x} kept");
+        return layout;
     }
 
     /// <summary>4-level: T[511]→PDPT, PDPT[510]→PD. 5-level: T[511]→P4D, P4D[511]→PDPT, PDPT[510]→PD. The right reading

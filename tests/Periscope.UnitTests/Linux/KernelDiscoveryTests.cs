@@ -226,6 +226,34 @@ public class KernelDiscoveryTests
     }
 
     [Fact]
+    public void Kallsyms_init_top_pgt_replaces_a_cr3_root_used_for_want_of_it_and_a_bad_one_is_a_warning()
+    {
+        // The synthetic kernel of KernelLocatorTests's kind: tables below the image, so init_top_pgt is not next to it.
+        var b = new PageTableBuilder(new byte[BackingBytes], PagingMode.FourLevel, 0x200000);
+        const ulong TextVa = 0xffffffff8dc00000UL;
+        b.MapRange(TextVa, TextPa, ImageBytes, 2UL << 20, P | W);
+        b.Map(0xffff888000000000UL, 0, 1UL << 30, P | W | NX);
+        CopyKernelHalf(b, b.Root, ProcessPgd);
+        var memory = new SyntheticRam(b.Memory, BackingBytes);
+        var layout = Locate(memory, new DiscoveryInputs { Cpus = [new CpuState { Cr3 = ProcessPgd }] }, out _);
+        Assert.Equal(ProcessPgd, layout.KernelPgd);
+
+        // A kernel whose image VA of init_top_pgt maps (linearly) to b.Root: the symbol's table is taken, verified.
+        ulong initVa = TextVa + (b.Root - TextPa);
+        var log = new DiscoveryLog();
+        var better = KernelLocator.ConfirmWithSymbols(memory, layout, new Periscope.Linux.Kallsyms.KernelSymbols([new(initVa, 'D', "init_top_pgt")]), log);
+        Assert.Equal(b.Root, better.KernelPgd);
+        Assert.Contains(log.Facts, f => f.Name == "kernel PGD" && f.Value == $"0x{b.Root:x}");
+        Assert.Empty(log.Warnings);
+
+        // A symbol pointing at an empty page: warned about, the PGD found kept.
+        log = new DiscoveryLog();
+        var kept = KernelLocator.ConfirmWithSymbols(memory, layout, new Periscope.Linux.Kallsyms.KernelSymbols([new(TextVa + 0x100000, 'D', "init_top_pgt")]), log);
+        Assert.Equal(ProcessPgd, kept.KernelPgd);
+        Assert.Contains(log.Warnings, w => w.Contains("is not a top-level table mapping this kernel image"));
+    }
+
+    [Fact]
     public void Vmcoreinfo_lines_parse_with_a_signed_phys_base_and_garbage_is_ignored()
     {
         var h = VmcoreInfoHints.Parse("SYMBOL(init_top_pgt)=ffffffff9060a000\nNUMBER(phys_base)=-106954752\nNUMBER(pgtable_l5_enabled)=1\n"
