@@ -153,12 +153,13 @@ public sealed class LinuxKernel
         KernelSpace.FlushCache();
     }
 
-    public static LinuxKernel Open(IDirectPhysicalMemory memory, IReadOnlyList<CpuState>? cpus = null, IntrospectionLimits? limits = null, string? vmcoreInfo = null)
+    public static LinuxKernel Open(IDirectPhysicalMemory memory, IReadOnlyList<CpuState>? cpus = null, IntrospectionLimits? limits = null, string? vmcoreInfo = null,
+        DiscoveryMethods discovery = DiscoveryMethods.All)
     {
         limits = (limits ?? IntrospectionLimits.Default).Validate();
         cpus ??= [];
         var log = new DiscoveryLog();
-        var layout = KernelLocator.Locate(memory, cpus, log);
+        var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = discovery }, limits, log);
 
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();
@@ -172,6 +173,7 @@ public sealed class LinuxKernel
         else if (kallsyms.Location.RelativeBase != layout.TextVa)
             log.Warn($"kallsyms_relative_base 0x{kallsyms.Location.RelativeBase:x} differs from _text 0x{layout.TextVa:x} found in the page tables");
         else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
+        layout = KernelLocator.ConfirmWithSymbols(memory, layout, symbols, log);
 
         // One kernel address space from here on: its translation cache warmed by discovery serves the model too.
         var reader = new GuestReader(new AddressSpace(memory, layout.KernelPgd, layout.Mode), limits, new WorkBudget(limits));

@@ -115,6 +115,18 @@ public sealed record IntrospectionLimits
     /// <summary>Modules listed as users of one module ("used by" in /proc/modules); also bounded by the module-node budget.</summary>
     public int MaxModuleUsers { get; init; } = 4_096;
 
+    // Kernel discovery cost (KernelLocator): what finding the kernel PGD may read before the full-RAM scan fallback.
+    /// <summary>Low physical memory searched for the real-mode trampoline's top-level table, whose kernel half is a copy of
+    /// init_top_pgt's: the kernel allocates it below 1 MiB whatever the RAM size or KASLR choose.</summary>
+    public ulong MaxLowMemorySearchBytes { get; init; } = 1UL << 20;
+    /// <summary>Kernel-image pages searched (nearest first, below the image's own L4/L3 table) for init_top_pgt.</summary>
+    public int MaxInitTopPgtSearchPages { get; init; } = 32_768;
+    /// <summary>Members of one group of the full scan tried as the route to the kernel image (a hostile dump can hold
+    /// many look-alike tables; Linux needs one).</summary>
+    public int MaxScanTablesTriedPerGroup { get; init; } = 4;
+    /// <summary>Distinct pages remembered to count what discovery read; past it the count shown is a lower bound.</summary>
+    public int MaxDiscoveryPagesCounted { get; init; } = 1 << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -173,6 +185,10 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxElfNoteSegmentBytes), MaxElfNoteSegmentBytes, Bytes);
         Check(nameof(MaxCpus), MaxCpus, Counts);
         Check(nameof(MaxModuleUsers), MaxModuleUsers, Counts);
+        Check(nameof(MaxLowMemorySearchBytes), (long)Math.Min(MaxLowMemorySearchBytes, (ulong)long.MaxValue), Bytes);
+        Check(nameof(MaxInitTopPgtSearchPages), MaxInitTopPgtSearchPages, Counts);
+        Check(nameof(MaxScanTablesTriedPerGroup), MaxScanTablesTriedPerGroup, Counts);
+        Check(nameof(MaxDiscoveryPagesCounted), MaxDiscoveryPagesCounted, Counts);
         return this;
     }
 

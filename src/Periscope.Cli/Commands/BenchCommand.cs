@@ -10,7 +10,12 @@ public sealed class BenchCommand : ICliCommand
     public Command Build(CommandContext context)
     {
         var iterations = new Option<int>("--iterations") { Description = "Warm attach runs", DefaultValueFactory = _ => 30 };
-        var command = new Command("bench", "Measure attach+ps, translation, page reads and integrity sweeps on a dump (or sweeps on a live guest)") { iterations };
+        var discovery = new Option<string[]>("--discovery")
+        {
+            Description = "Only the discovery-cost benchmark: attach with CR3, without it, and with the full scan forced, on --dump and these dumps side by side",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var command = new Command("bench", "Measure attach+ps, translation, page reads and integrity sweeps on a dump (or sweeps on a live guest)") { iterations, discovery };
         command.SetAction(r =>
         {
             IReadOnlyList<BenchResult> results;
@@ -25,7 +30,9 @@ public sealed class BenchCommand : ICliCommand
             {
                 string dump = r.GetValue(context.Options.Dump) ?? throw new CliUsageException("bench needs --dump FILE or --qemu RAMFILE");
                 if (r.GetValue(context.Options.Pause)) context.Error.WriteLine("periscope: --pause ignored: a dump does not change");
-                results = KernelBenchmarks.Run(dump, Math.Max(1, r.GetValue(iterations)));
+                results = r.GetResult(discovery) is null
+                    ? KernelBenchmarks.Run(dump, Math.Max(1, r.GetValue(iterations)))
+                    : DiscoveryBenchmarks.Run([dump, .. r.GetValue(discovery) ?? []], Math.Max(1, r.GetValue(iterations)));
             }
             if (context.Json(r))
             {

@@ -21,7 +21,8 @@ public sealed class DemoCommand : ICliCommand
         var keep = new Option<bool>("--keep") { Description = "Keep the guest running and print how to attach to it" };
         var dumpTo = new Option<string?>("--dump-to") { Description = "Also write an ELF dump of the guest (QMP dump-guest-memory) to this file" };
         var benchLive = new Option<bool>("--bench-live") { Description = "Also run the integrity sweep benchmarks on the running guest" };
-        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo, benchLive };
+        var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB (a bigger guest shows how costs grow with RAM)", DefaultValueFactory = _ => 256 };
+        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo, benchLive, memory };
         command.SetAction(r =>
         {
             string dir = r.GetValue(image) ?? FindImage() ?? throw new CliUsageException("no demo guest image: run guest/build.sh first, or pass --image DIR");
@@ -31,6 +32,7 @@ public sealed class DemoCommand : ICliCommand
             using var guest = QemuGuest.Start(new QemuGuestOptions
             {
                 Kernel = Path.Combine(dir, "vmlinuz"), Initrd = Path.Combine(dir, "initrd.gz"), Cpu = r.GetValue(cpu)!,
+                MemoryMiB = r.GetValue(memory) is > 0 and var m ? m : throw new CliUsageException("--memory must be a positive number of MiB"),
             });
             // From here on a signal only asks the demo to stop: `using` then ends QEMU and removes its RAM file, which
             // the runtime's default handling of SIGTERM/SIGHUP (exit without unwinding) would leave behind.

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Periscope.Cli.Output;
 using Periscope.Linux;
+using Periscope.Linux.Discovery;
 using Periscope.Targets;
 
 namespace Periscope.Cli.Commands;
@@ -32,6 +33,7 @@ public sealed class InfoCommand : ICliCommand
         yield return ("release", k.Release);
         yield return ("paging", $"{(int)l.Mode}-level");
         yield return ("kernel PGD", $"0x{l.KernelPgd:x}");
+        yield return ("discovery", $"{l.FoundBy.Describe()}, {l.DiscoveryPagesRead} pages read{(l.FoundBy == DiscoveryMethod.FullScan ? " (fallback: CR3, VMCOREINFO and the low-memory search failed)" : "")}");
         yield return ("_text", $"0x{l.TextVa:x} (physical 0x{l.TextPa:x})");
         yield return ("KASLR slide", $"virtual 0x{l.VirtualSlide:x}, physical {(l.PhysicalSlide < 0 ? "-" : "")}0x{Math.Abs(l.PhysicalSlide):x}");
         yield return ("page_offset_base", l.PageOffsetBase is { } p ? $"0x{p:x}" : "?");
@@ -69,6 +71,8 @@ public sealed class InfoCommand : ICliCommand
         w.WriteString("release", k.Release);
         w.WriteNumber("pagingLevels", (int)l.Mode);
         w.Address("kernelPgd", l.KernelPgd);
+        w.WriteString("discoveryMethod", l.FoundBy.ToString());
+        w.WriteNumber("discoveryPagesRead", l.DiscoveryPagesRead);
         w.Address("textVirtual", l.TextVa);
         w.Address("textPhysical", l.TextPa);
         w.Address("virtualSlide", l.VirtualSlide);

@@ -20,7 +20,7 @@ public sealed class MemoryImage : IDirectPhysicalMemory, IAllocatedPhysicalMemor
 
     public MemoryImageFormat Format { get; }
     public IReadOnlyList<CpuState> Cpus { get; }
-    /// <summary>VMCOREINFO text from the dump's note, if the guest published one. Only ever used to confirm.</summary>
+    /// <summary>VMCOREINFO text from the dump's note, if the guest published one: a hint that discovery verifies before use, never a requirement.</summary>
     public string? VmcoreInfo { get; }
     public string Path => _memory.Path;
     public MappedPhysicalMemory Memory => _memory;

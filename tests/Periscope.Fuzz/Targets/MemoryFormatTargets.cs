@@ -44,8 +44,15 @@ public abstract class DumpFileTarget : FuzzTarget
         foreach (var r in image.AllocatedRam) image.Read(r.Start, buf);
         _ = image.Map.RamEnd + image.Map.RamBytes;
         foreach (var cpu in image.Cpus) _ = cpu.Cr3;
-        // The page-table scan is the whole-RAM pass every command makes; it must survive any layout.
+        // The page-table scan is discovery's whole-RAM fallback; it must survive any layout. So must the cheap ways in,
+        // which trust the dump's own CR3 notes and VMCOREINFO only after verifying them.
         _ = PageTableScanner.FindTopLevelGroups(image).Count;
+        try
+        {
+            var inputs = new DiscoveryInputs { Cpus = image.Cpus, VmcoreInfo = image.VmcoreInfo, Methods = DiscoveryMethods.All & ~DiscoveryMethods.FullScan };
+            _ = KernelLocator.Locate(image, inputs, IntrospectionLimits.Default, new DiscoveryLog()).KernelPgd;
+        }
+        catch (KernelNotFoundException) { }
     }
 
     public override void Dispose()

@@ -105,6 +105,15 @@ public sealed class KernelLocatorTarget : SyntheticGuestTarget
     public override Verdict Run(byte[] input)
     {
         Load(input);
+        // The cheap ways in first: a CR3 (PTI user bit set) at one of the input's pages, then the first MiB; what they
+        // accept is verified against the input's tables, and init_top_pgt is searched below the image's own table.
+        var cr3 = new Periscope.Memory.CpuState { Cr3 = (ulong)(TableArea + (input.Length > 1 ? input[1] % 16 : 0) * 0x1000) | 0x1000 };
+        try
+        {
+            var cheap = new DiscoveryInputs { Cpus = [cr3], Methods = DiscoveryMethods.Cr3 | DiscoveryMethods.LowMemorySearch };
+            _ = KernelLocator.Locate(Memory, cheap, Periscope.Memory.IntrospectionLimits.Default, new DiscoveryLog()).DiscoveryPagesRead;
+        }
+        catch (KernelNotFoundException) { }
         try
         {
             var layout = KernelLocator.Locate(Memory, [], new DiscoveryLog());
