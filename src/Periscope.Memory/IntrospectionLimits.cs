@@ -109,6 +109,12 @@ public sealed record IntrospectionLimits
     /// <summary>Largest ELF PT_NOTE segment read into memory.</summary>
     public int MaxElfNoteSegmentBytes { get; init; } = 64 << 20;
 
+    // Module symbols (`symbols` lists every live module's symbols as /proc/kallsyms does; one module is also capped by MaxModuleSymbols)
+    /// <summary>Module symbols (mod_kallsyms entries) read over all modules together.</summary>
+    public int MaxModuleSymbolsTotal { get; init; } = 1_000_000;
+    /// <summary>Longest module symbol name read: KSYM_NAME_LEN (512) less its NUL, all the kernel's strscpy keeps.</summary>
+    public int MaxModuleSymbolNameLength { get; init; } = 511;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -165,6 +171,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxDumpFileBytes), (long)Math.Min(MaxDumpFileBytes, (ulong)long.MaxValue), 1L << 50);
         Check(nameof(MaxFileDataExtents), MaxFileDataExtents, Counts);
         Check(nameof(MaxElfNoteSegmentBytes), MaxElfNoteSegmentBytes, Bytes);
+        Check(nameof(MaxModuleSymbolsTotal), MaxModuleSymbolsTotal, Counts);
+        Check(nameof(MaxModuleSymbolNameLength), MaxModuleSymbolNameLength, 1 << 20);
         return this;
     }
 

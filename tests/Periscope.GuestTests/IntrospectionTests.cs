@@ -46,6 +46,28 @@ public abstract class IntrospectionTests<TGuest>(TGuest guest, ITestOutputHelper
     }
 
     [Fact]
+    public void Every_module_kallsyms_line_is_identical()
+    {
+        // /proc/kallsyms after the core symbols: each live module's symbols, "ADDRESS TYPE NAME\t[MODULE]", type letter
+        // upper-case for the module's own exports. Lines of pseudo-modules ([bpf], [__builtin__ftrace]) are not modules.
+        var modules = guest.Truth.Modules.Select(m => m.Name).ToHashSet();
+        var truth = guest.Truth.ModuleSymbolLines.Where(l => modules.Contains(l[(l.LastIndexOf('[') + 1)..^1])).ToList();
+        var ours = ModuleSymbols.Read(guest.Dump.Kernel).Select(s => s.ToString()).ToList();
+        Assert.True(modules.Count > 0 && truth.Count > 50, $"ground truth holds only {truth.Count} module symbol lines of {modules.Count} modules");
+        Assert.DoesNotContain(guest.Dump.Kernel.Diagnostics.Items, d => d.Area == "module symbols");
+        Assert.Contains(truth, l => l[17] is >= 'A' and <= 'Z'); // the exported-symbol rule is exercised
+        for (int i = 0; i < Math.Min(truth.Count, ours.Count); i++)
+            if (truth[i] != ours[i])
+                Assert.Fail($"module symbol line {i}: guest says '{truth[i]}', Periscope says '{ours[i]}'");
+        Assert.Equal(truth.Count, ours.Count);
+
+        // --module: one module's lines, in the same order.
+        string one = truth[0][(truth[0].LastIndexOf('[') + 1)..^1];
+        Assert.Equal(truth.Where(l => l.EndsWith($"[{one}]", StringComparison.Ordinal)),
+            ModuleSymbols.Read(guest.Dump.Kernel, one).Select(s => s.ToString()));
+    }
+
+    [Fact]
     public void Every_task_and_thread_matches_proc()
     {
         var ours = guest.Dump.Kernel.Tasks.Where(t => t.Pid != 0).ToDictionary(t => t.Pid);

@@ -197,6 +197,15 @@ public sealed class KernelSymbols
         }
     }
 
+    /// <summary>Whether <paramref name="name"/> matches <paramref name="pattern"/> the way <see cref="Match"/> matches:
+    /// a glob over the whole name when the pattern has <c>*</c> or <c>?</c>, an ordinal substring otherwise.</summary>
+    public static bool NameMatches(string pattern, string name)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(name);
+        return pattern.AsSpan().IndexOfAny('*', '?') >= 0 ? GlobMatch(pattern, name) : name.Contains(pattern, StringComparison.Ordinal);
+    }
+
     /// <summary>Glob with <c>*</c> (any run) and <c>?</c> (one character); linear backtracking, no recursion.</summary>
     internal static bool GlobMatch(ReadOnlySpan<char> pattern, ReadOnlySpan<char> text)
     {
