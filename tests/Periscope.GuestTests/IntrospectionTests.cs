@@ -1,3 +1,5 @@
+using Periscope.Memory;
+using Periscope.Targets;
 using Periscope.Linux.Model;
 using Periscope.X86;
 using Xunit.Abstractions;
@@ -65,6 +67,28 @@ public abstract class IntrospectionTests<TGuest>(TGuest guest, ITestOutputHelper
         string one = truth[0][(truth[0].LastIndexOf('[') + 1)..^1];
         Assert.Equal(truth.Where(l => l.EndsWith($"[{one}]", StringComparison.Ordinal)),
             ModuleSymbols.Read(guest.Dump.Kernel, one).Select(s => s.ToString()));
+    }
+
+    [Fact]
+    public void Module_symbol_caps_stop_the_listing_with_a_diagnostic()
+    {
+        // The per-module and total caps from IntrospectionLimits: a module above the cap is skipped, the total stops
+        // the listing, each with a line stating the number found and the limit, and the result is marked incomplete.
+        int largest = guest.Truth.ModuleSymbolLines.GroupBy(l => l[(l.LastIndexOf('[') + 1)..^1]).Max(g => g.Count());
+        using (var capped = Target.OpenDump(guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxModuleSymbols = 8 } }))
+        {
+            var symbols = ModuleSymbols.Read(capped.Kernel);
+            Assert.True(symbols.Count < largest, $"{symbols.Count} symbols read with a cap of 8 per module");
+            Assert.Contains(capped.Kernel.Diagnostics.Items, d => d.Area == "module symbols"
+                && d.Message.Contains("num_symtab", StringComparison.Ordinal) && d.Message.Contains("exceeds MaxModuleSymbols = 8", StringComparison.Ordinal));
+            Assert.True(capped.Kernel.IsIncomplete);
+        }
+        using (var capped = Target.OpenDump(guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxModuleSymbolsTotal = 1 } }))
+        {
+            Assert.Empty(ModuleSymbols.Read(capped.Kernel));
+            Assert.Contains(capped.Kernel.Diagnostics.Items, d => d.Message.Contains("exceed MaxModuleSymbolsTotal = 1", StringComparison.Ordinal));
+            Assert.True(capped.Kernel.IsIncomplete);
+        }
     }
 
     [Fact]
