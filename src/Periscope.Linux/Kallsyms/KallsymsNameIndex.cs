@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 
 namespace Periscope.Linux.Kallsyms;
@@ -10,8 +11,9 @@ namespace Periscope.Linux.Kallsyms;
 /// <remarks>
 /// Lookups by name use <c>kallsyms_seqs_of_names</c> when the kernel has it (names sorted as scripts/kallsyms.c sorts
 /// them: bytes after the type letter, unsigned, then address, then kallsyms order) — the same binary search
-/// <c>kallsyms_lookup_name</c> does. A hit is always confirmed by an exact comparison, so a corrupted order can only
-/// hide a name, never return a wrong one; a miss is then re-checked through a hash index of all names (built once,
+/// <c>kallsyms_lookup_name</c> does. A hit is always confirmed by an exact comparison, so a corrupted order can never
+/// return a wrong symbol. A miss is believed when the order is sorted at a sample of adjacent pairs
+/// (<see cref="NameOrderLooksSorted"/>); otherwise it is re-checked through a hash index of all names (built once,
 /// without allocating strings), so a scrambled order costs time, not answers.
 /// </remarks>
 internal sealed class KallsymsNameIndex
@@ -144,6 +146,64 @@ internal sealed class KallsymsNameIndex
         for (int p = lo; p < order.Length && CompareName(order[p], name) == 0; p++)
             if (best < 0 || order[p] < best) best = order[p];
         return best;
+    }
+
+    /// <summary>Adjacent pairs of seqs_of_names checked before a miss of the binary search is believed.</summary>
+    private const int SampledPairs = 1_024;
+
+    private int _orderState; // 0 not checked yet, 1 sorted at every sampled pair, -1 not sorted
+
+    /// <summary>
+    /// Whether seqs_of_names is in name order at 1,024 evenly spaced adjacent pairs (checked once, on the first miss).
+    /// When it is, a binary-search miss is an answer (the kernel's own kallsyms_lookup_name trusts this order fully);
+    /// when it is not, misses go to the hash index. Names Periscope looks up and the kernel does not have
+    /// (VMCOREINFO's swapper_pg_dir on x86-64, optional variables) so cost no index of every name.
+    /// </summary>
+    public bool NameOrderLooksSorted
+    {
+        get
+        {
+            if (_orderState == 0) _orderState = SampleOrder() ? 1 : -1;
+            return _orderState > 0;
+        }
+    }
+
+    private bool SampleOrder()
+    {
+        if (_byName is not { } order) return false;
+        int pairs = Math.Min(SampledPairs, order.Length - 1);
+        for (int k = 0; k < pairs; k++)
+        {
+            int p = (int)((long)k * (order.Length - 1) / pairs);
+            int a = order[p], b = order[p + 1];
+            byte[] name = ArrayPool<byte>.Shared.Rent(Math.Max(1, ExpandedLength(a)));
+            try
+            {
+                int length = ExpandName(a, name);
+                if (CompareName(b, name.AsSpan(0, length)) < 0) return false;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(name);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Writes symbol <paramref name="i"/>'s name (without the type letter) into <paramref name="into"/>,
+    /// which holds at least <see cref="ExpandedLength"/> bytes; returns its length.</summary>
+    private int ExpandName(int i, Span<byte> into)
+    {
+        bool skip = true;
+        int at = 0;
+        foreach (byte t in Tokens(i))
+        {
+            var e = Expansion(t);
+            if (skip && !e.IsEmpty) { e = e[1..]; skip = false; }
+            e.CopyTo(into[at..]);
+            at += e.Length;
+        }
+        return at;
     }
 
     /// <summary>The first symbol in kallsyms order named <paramref name="name"/>, through a hash index of all names

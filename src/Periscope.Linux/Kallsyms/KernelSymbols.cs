@@ -121,7 +121,8 @@ public sealed class KernelSymbols
         for (int k = 0; k < name.Length; k++)
             bytes[k] = (byte)name[k];
         int found = names.FindBySortedNames(bytes);
-        return found >= 0 ? found : names.FindByHash(bytes);
+        if (found >= 0 || (names.HasNameOrder && names.NameOrderLooksSorted)) return found;
+        return names.FindByHash(bytes);
     }
 
     /// <summary>The address of the first symbol with this name.</summary>

@@ -44,6 +44,17 @@ public static class KallsymsBenchmarks
 
         var kernel = LinuxKernel.Open(image, image.Cpus, null, image.VmcoreInfo);
         var symbols = kernel.Symbols;
+        _ = kernel.Tasks.Count;
+        yield return new BenchResult("kallsyms names expanded to strings by one attach+ps", symbols.MaterialisedNameCount, "names", $"of {symbols.Count}");
+        // An absent name: the binary search misses, and the first miss samples seqs_of_names once to decide whether a
+        // miss can be believed (sorted) or must go to a hash index of every name (scrambled: O(n) once).
+        long missStart = Stopwatch.GetTimestamp();
+        symbols.TryGetAddress("periscope_no_such_symbol", out _);
+        double firstMiss = Stopwatch.GetElapsedTime(missStart).TotalMilliseconds;
+        missStart = Stopwatch.GetTimestamp();
+        symbols.TryGetAddress("periscope_no_such_symbol_2", out _);
+        double secondMiss = Stopwatch.GetElapsedTime(missStart).TotalMilliseconds;
+        yield return new BenchResult("first lookup of an absent name (miss; samples the name order once)", firstMiss, "ms", $"the second costs {secondMiss * 1000:0.0} µs");
         const int Rounds = 20_000;
         ulong sink = 0;
         long start = Stopwatch.GetTimestamp();
