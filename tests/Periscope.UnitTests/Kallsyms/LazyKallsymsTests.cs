@@ -101,6 +101,28 @@ public sealed class LazyKallsymsTests
         Assert.Equal(0, table.MaterialisedNameCount);
     }
 
+    [Fact]
+    public void DigitRunsWithoutTheFinalNulAreSkippedBeforeTheRealTable()
+    {
+        // The anchor search keys on "0\0" … "9" and checks the NUL after "9" itself: runs ending in anything else
+        // (and one cut off by the end of the image) are passed over without a candidate.
+        var built = new KallsymsTableBuilder { Decoys = false, Seed = 9 }.Build(KallsymsTestSymbols.Generate(3_000, seed: 9));
+        byte[] run = "0\01\02\03\04\05\06\07\08\09"u8.ToArray();
+        for (int at = 0x1000; at < 0x1000 + 64 * 32; at += 32)
+        {
+            run.CopyTo(built.Image, at);
+            built.Image[at + run.Length] = (byte)'x';
+        }
+        var result = Decode(built);
+        Assert.Equal(built.Va(built.TokenTable), result.Location.TokenTableVa);
+
+        var tail = new byte[64];
+        run.CopyTo(tail, tail.Length - run.Length);
+        var diagnostics = new List<string>();
+        Assert.Null(KallsymsDecoder.Decode(tail, 0xffffffff81000000, IntrospectionLimits.Default, diagnostics));
+        Assert.Contains(diagnostics, d => d.Contains("anchor", StringComparison.Ordinal));
+    }
+
     private static KallsymsResult Decode(KallsymsImage built)
     {
         var diagnostics = new List<string>();
