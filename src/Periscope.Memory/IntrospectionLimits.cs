@@ -127,6 +127,12 @@ public sealed record IntrospectionLimits
     /// <summary>Distinct pages remembered to count what discovery read; past it the count shown is a lower bound.</summary>
     public int MaxDiscoveryPagesCounted { get; init; } = 1 << 20;
 
+    // Module symbols (`symbols` lists every live module's symbols as /proc/kallsyms does; one module is also capped by MaxModuleSymbols)
+    /// <summary>Module symbols (mod_kallsyms entries) read over all modules together.</summary>
+    public int MaxModuleSymbolsTotal { get; init; } = 1_000_000;
+    /// <summary>Longest module symbol name read: KSYM_NAME_LEN (512) less its NUL, all the kernel's strscpy keeps.</summary>
+    public int MaxModuleSymbolNameLength { get; init; } = 511;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -189,6 +195,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxInitTopPgtSearchPages), MaxInitTopPgtSearchPages, Counts);
         Check(nameof(MaxScanTablesTriedPerGroup), MaxScanTablesTriedPerGroup, Counts);
         Check(nameof(MaxDiscoveryPagesCounted), MaxDiscoveryPagesCounted, Counts);
+        Check(nameof(MaxModuleSymbolsTotal), MaxModuleSymbolsTotal, Counts);
+        Check(nameof(MaxModuleSymbolNameLength), MaxModuleSymbolNameLength, 1 << 20);
         return this;
     }
 

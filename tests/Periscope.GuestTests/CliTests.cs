@@ -66,6 +66,30 @@ public sealed class CliTests(FiveLevelGuest guest)
     }
 
     [Fact]
+    public void Symbols_prints_proc_kallsyms_core_and_module_lines()
+    {
+        var (code, output, _) = Run("symbols", "--dump", guest.DumpPath);
+        Assert.Equal(0, code);
+        string raw = File.ReadAllText(guest.Guest.DataLogPath).Replace("\r", "");
+        int at = raw.IndexOf("@@BEGIN kallsyms\n", StringComparison.Ordinal);
+        string section = raw[(raw.IndexOf('\n', at) + 1)..raw.IndexOf("@@", at + 5, StringComparison.Ordinal)];
+        // Lines of pseudo-modules ([bpf], [__builtin__ftrace]) are not module symbols.
+        var modules = guest.Truth.Modules.Select(m => $"[{m.Name}]").ToHashSet();
+        var expected = section.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(l => !l.Contains('\t') || modules.Contains(l[(l.IndexOf('\t') + 1)..])).ToList();
+        var ours = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(expected.Count(l => l.Contains('\t')) > 50, "too few module symbol lines in the guest's view");
+        Assert.Equal(expected.Count, ours.Length);
+        for (int i = 0; i < expected.Count; i++)
+            if (expected[i] != ours[i]) Assert.Fail($"line {i}: guest '{expected[i]}', periscope '{ours[i]}'");
+
+        string one = guest.Truth.Modules[0].Name;
+        (code, output, _) = Run("symbols", "--module", one, "--dump", guest.DumpPath);
+        Assert.Equal(0, code);
+        Assert.Equal(expected.Where(l => l.EndsWith($"\t[{one}]", StringComparison.Ordinal)), output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
+    [Fact]
     public void Modules_and_threads_commands()
     {
         var (code, output, _) = Run("modules", "--dump", guest.DumpPath);

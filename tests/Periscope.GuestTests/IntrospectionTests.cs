@@ -1,3 +1,5 @@
+using Periscope.Memory;
+using Periscope.Targets;
 using Periscope.Linux.Model;
 using Periscope.X86;
 using Xunit.Abstractions;
@@ -42,6 +44,50 @@ public abstract class IntrospectionTests<TGuest>(TGuest guest, ITestOutputHelper
             var (address, type, name) = truth[i];
             if (ours[i].Address != address || ours[i].Type != type || ours[i].Name != name)
                 Assert.Fail($"symbol {i}: guest says {address:x16} {type} {name}, Periscope says {ours[i].Address:x16} {ours[i].Type} {ours[i].Name}");
+        }
+    }
+
+    [Fact]
+    public void Every_module_kallsyms_line_is_identical()
+    {
+        // /proc/kallsyms after the core symbols: each live module's symbols, "ADDRESS TYPE NAME\t[MODULE]", type letter
+        // upper-case for the module's own exports. Lines of pseudo-modules ([bpf], [__builtin__ftrace]) are not modules.
+        var modules = guest.Truth.Modules.Select(m => m.Name).ToHashSet();
+        var truth = guest.Truth.ModuleSymbolLines.Where(l => modules.Contains(l[(l.LastIndexOf('[') + 1)..^1])).ToList();
+        var ours = ModuleSymbols.Read(guest.Dump.Kernel).Select(s => s.ToString()).ToList();
+        Assert.True(modules.Count > 0 && truth.Count > 50, $"ground truth holds only {truth.Count} module symbol lines of {modules.Count} modules");
+        Assert.DoesNotContain(guest.Dump.Kernel.Diagnostics.Items, d => d.Area == "module symbols");
+        Assert.Contains(truth, l => l[17] is >= 'A' and <= 'Z'); // the exported-symbol rule is exercised
+        for (int i = 0; i < Math.Min(truth.Count, ours.Count); i++)
+            if (truth[i] != ours[i])
+                Assert.Fail($"module symbol line {i}: guest says '{truth[i]}', Periscope says '{ours[i]}'");
+        Assert.Equal(truth.Count, ours.Count);
+
+        // --module: one module's lines, in the same order.
+        string one = truth[0][(truth[0].LastIndexOf('[') + 1)..^1];
+        Assert.Equal(truth.Where(l => l.EndsWith($"[{one}]", StringComparison.Ordinal)),
+            ModuleSymbols.Read(guest.Dump.Kernel, one).Select(s => s.ToString()));
+    }
+
+    [Fact]
+    public void Module_symbol_caps_stop_the_listing_with_a_diagnostic()
+    {
+        // The per-module and total caps from IntrospectionLimits: a module above the cap is skipped, the total stops
+        // the listing, each with a line stating the number found and the limit, and the result is marked incomplete.
+        int largest = guest.Truth.ModuleSymbolLines.GroupBy(l => l[(l.LastIndexOf('[') + 1)..^1]).Max(g => g.Count());
+        using (var capped = Target.OpenDump(guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxModuleSymbols = 8 } }))
+        {
+            var symbols = ModuleSymbols.Read(capped.Kernel);
+            Assert.True(symbols.Count < largest, $"{symbols.Count} symbols read with a cap of 8 per module");
+            Assert.Contains(capped.Kernel.Diagnostics.Items, d => d.Area == "module symbols"
+                && d.Message.Contains("num_symtab", StringComparison.Ordinal) && d.Message.Contains("exceeds MaxModuleSymbols = 8", StringComparison.Ordinal));
+            Assert.True(capped.Kernel.IsIncomplete);
+        }
+        using (var capped = Target.OpenDump(guest.DumpPath, new TargetOptions { Limits = IntrospectionLimits.Default with { MaxModuleSymbolsTotal = 1 } }))
+        {
+            Assert.Empty(ModuleSymbols.Read(capped.Kernel));
+            Assert.Contains(capped.Kernel.Diagnostics.Items, d => d.Message.Contains("exceed MaxModuleSymbolsTotal = 1", StringComparison.Ordinal));
+            Assert.True(capped.Kernel.IsIncomplete);
         }
     }
 

@@ -68,10 +68,7 @@ public static class RegionCatalog
     public static (ulong Start, ulong Length)? SymbolExtent(LinuxKernel kernel, string name)
     {
         if (!kernel.Symbols.TryGetAddress(name, out ulong start)) return null;
-        ulong next = ulong.MaxValue;
-        foreach (var sym in kernel.Symbols.All)
-            if (sym.Address > start && sym.Address < next) next = sym.Address;
-        if (next == ulong.MaxValue) return null;
+        if (!kernel.Symbols.TryGetNextAddress(start, out ulong next)) return null;
         return (start, Math.Min(next - start, MaxTableBytes));
     }
 }

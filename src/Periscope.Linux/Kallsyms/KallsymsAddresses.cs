@@ -214,19 +214,22 @@ internal static class KallsymsAddresses
 
     /// <summary>Whether <c>kallsyms_seqs_of_names</c> (a permutation of 0…N-1, 3-byte big-endian entries, or u32 in
     /// the first 6.2 development version) starts at <paramref name="offset"/>, ending by <paramref name="limit"/>.</summary>
-    public static bool IsSeqsOfNames(ReadOnlySpan<byte> image, long offset, long limit, int n)
+    /// <summary>kallsyms_seqs_of_names at <paramref name="offset"/> as symbol indexes: n entries of 3 bytes (big-endian,
+    /// as scripts/kallsyms.c writes them) or 4, accepted only when they form a permutation of 0..n-1.</summary>
+    public static int[]? TryReadSeqsOfNames(ReadOnlySpan<byte> image, long offset, long limit, int n)
     {
-        if (n <= 0)
-            return false;
+        if (n <= 0 || offset < 0)
+            return null;
         limit = Math.Min(limit, image.Length);
-        if (offset >= 0 && offset + 3L * n <= limit && IsPermutation(image, offset, n, 3))
-            return true;
-        return offset >= 0 && offset + 4L * n <= limit && IsPermutation(image, offset, n, 4);
+        if (offset + 3L * n <= limit && ReadPermutation(image, offset, n, 3) is { } three)
+            return three;
+        return offset + 4L * n <= limit ? ReadPermutation(image, offset, n, 4) : null;
     }
 
-    private static bool IsPermutation(ReadOnlySpan<byte> image, long offset, int n, int width)
+    private static int[]? ReadPermutation(ReadOnlySpan<byte> image, long offset, int n, int width)
     {
         var seen = new ulong[(n + 63) >> 6];
+        var order = new int[n];
         for (int i = 0; i < n; i++)
         {
             int at = (int)(offset + (long)width * i);
@@ -234,13 +237,14 @@ internal static class KallsymsAddresses
                 ? (uint)(image[at] << 16 | image[at + 1] << 8 | image[at + 2])
                 : ImageBytes.U32(image, at);
             if (v >= (uint)n)
-                return false;
+                return null;
             ref ulong word = ref seen[v >> 6];
             ulong bit = 1UL << (int)(v & 63);
             if ((word & bit) != 0)
-                return false;
+                return null;
             word |= bit;
+            order[i] = (int)v;
         }
-        return true;
+        return order;
     }
 }

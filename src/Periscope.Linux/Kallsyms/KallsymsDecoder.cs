@@ -53,6 +53,12 @@ public static class KallsymsDecoder
             if (relative < 0)
                 break;
             int anchor = from + relative;
+            // The search pattern leaves out the NUL after "9" (see DigitsAnchor): check it here.
+            if (anchor + anchorPattern.Length >= image.Length || image[anchor + anchorPattern.Length] != 0)
+            {
+                from = anchor + 2;
+                continue;
+            }
             if (++hits > MaxAnchorHits)
             {
                 rejections.Add($"kallsyms: stopped after {MaxAnchorHits} token-table candidates");
@@ -105,14 +111,7 @@ public static class KallsymsDecoder
         if (addresses is null)
             return null;
 
-        if (!KallsymsNames.TryDecode(image, names, tokens, limits, out char[] types, out string[] decodedNames, out reason))
-            return null;
-
         int n = names.Count;
-        var symbols = new KernelSymbol[n];
-        for (int i = 0; i < n; i++)
-            symbols[i] = new KernelSymbol(addresses.Addresses[i], types[i], decodedNames[i]);
-
         // seqs_of_names: between the markers and the token table (≤6.3), or after the address table (≥6.4).
         long seqsOffset;
         long seqsLimit;
@@ -126,7 +125,13 @@ public static class KallsymsDecoder
             seqsOffset = ImageBytes.AlignUp(imageVa, addresses.TableEnd, addresses.Alignment);
             seqsLimit = image.Length;
         }
-        bool hasSeqs = KallsymsAddresses.IsSeqsOfNames(image, seqsOffset, seqsLimit, n);
+        int[]? byName = KallsymsAddresses.TryReadSeqsOfNames(image, seqsOffset, seqsLimit, n);
+        bool hasSeqs = byName is not null;
+
+        // The names stay compressed: each is expanded when asked for (lookups by name binary-search seqs_of_names).
+        var nameIndex = KallsymsNames.TryIndex(image, names, tokens, limits, byName, out reason);
+        if (nameIndex is null)
+            return null;
 
         ulong Va(long offset) => imageVa + (ulong)offset;
         var location = new KallsymsLocation(
@@ -145,6 +150,6 @@ public static class KallsymsDecoder
             SeqsOfNamesVa: hasSeqs ? Va(seqsOffset) : 0);
 
         reason = "";
-        return new KallsymsResult(new KernelSymbols(symbols, true), location);
+        return new KallsymsResult(new KernelSymbols(addresses.Addresses, nameIndex), location);
     }
 }

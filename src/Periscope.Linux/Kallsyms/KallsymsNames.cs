@@ -1,4 +1,3 @@
-using System.Text;
 using Periscope.Memory;
 
 namespace Periscope.Linux.Kallsyms;
@@ -206,75 +205,71 @@ internal static class KallsymsNames
     }
 
     /// <summary>
-    /// Decodes all names, checking every marker on the way. Each name is the concatenation of its tokens'
-    /// expansions; the first character is the type.
+    /// Indexes all names without expanding them, checking every marker on the way and that each name expands to
+    /// between 1 (its type letter) and <see cref="IntrospectionLimits.MaxStringLength"/> bytes. The entries are copied
+    /// out of the image so the index outlives the memory mapping.
     /// </summary>
-    public static bool TryDecode(ReadOnlySpan<byte> image, KallsymsNameTable table, KallsymsTokenTable tokens,
-        IntrospectionLimits limits, out char[] types, out string[] names, out string reason)
+    public static KallsymsNameIndex? TryIndex(ReadOnlySpan<byte> image, KallsymsNameTable table, KallsymsTokenTable tokens,
+        IntrospectionLimits limits, int[]? byName, out string reason)
     {
         int n = table.Count;
-        types = new char[n];
-        names = new string[n];
+        var entryStart = new int[n];
+        var entryLength = new ushort[n];
         int maxLength = Math.Max(2, limits.MaxStringLength);
-        var buffer = new byte[maxLength + KallsymsTokenTable.MaxTokenLength];
-        byte[] tokenBytes = tokens.Bytes;
         int[] starts = tokens.Starts;
+        int shortestToken = int.MaxValue, longestToken = 0;
+        for (int t = 0; t < KallsymsTokenTable.TokenCount; t++)
+        {
+            int length = starts[t + 1] - starts[t];
+            shortestToken = Math.Min(shortestToken, length);
+            longestToken = Math.Max(longestToken, length);
+        }
         uint[] markers = table.Markers;
         long names0 = table.NamesOffset;
         long offset = names0;
         long limit = table.MarkersOffset;
-        Encoding latin1 = Encoding.Latin1;
 
         for (int i = 0; i < n; i++)
         {
             if ((i & 0xff) == 0 && offset - names0 != markers[i >> 8])
             {
                 reason = $"kallsyms_markers[{i >> 8}] = 0x{markers[i >> 8]:x}, but name {i} starts at names+0x{offset - names0:x}";
-                return false;
+                return null;
             }
             if (!TryEntryLength(image, offset, limit, out int headerBytes, out int length))
             {
                 reason = $"name {i} at image+0x{offset:x} has a bad length or runs past kallsyms_markers";
-                return false;
+                return null;
             }
-            ReadOnlySpan<byte> compressed = image.Slice((int)offset + headerBytes, length);
-            offset += headerBytes + length;
-
-            int size = 0;
-            foreach (byte token in compressed)
+            entryStart[i] = (int)(offset + headerBytes - names0);
+            entryLength[i] = (ushort)length; // a 2-byte ULEB128 length is below 2^14
+            // Real token tables have no empty token and short tokens, so the bounds settle it without expanding.
+            if (shortestToken == 0 || (long)length * longestToken > maxLength)
             {
-                int start = starts[token];
-                int tokenLength = starts[token + 1] - start;
-                if (tokenLength == 1)
-                {
-                    buffer[size++] = tokenBytes[start];
-                }
-                else
-                {
-                    tokenBytes.AsSpan(start, tokenLength).CopyTo(buffer.AsSpan(size));
-                    size += tokenLength;
-                }
+                long size = 0;
+                foreach (byte token in image.Slice((int)offset + headerBytes, length))
+                    size += starts[token + 1] - starts[token];
                 if (size > maxLength)
                 {
                     reason = $"name {i} expands to more than {nameof(IntrospectionLimits.MaxStringLength)} = {maxLength} bytes";
-                    return false;
+                    return null;
+                }
+                if (size == 0)
+                {
+                    reason = $"name {i} expands to nothing (not even a type letter)";
+                    return null;
                 }
             }
-            if (size == 0)
-            {
-                reason = $"name {i} expands to nothing (not even a type letter)";
-                return false;
-            }
-            types[i] = (char)buffer[0];
-            names[i] = latin1.GetString(buffer, 1, size - 1);
+            offset += headerBytes + length;
         }
 
         if (offset > limit || limit - offset > 7)
         {
             reason = $"the {n} names end at image+0x{offset:x}, not within 7 bytes of kallsyms_markers";
-            return false;
+            return null;
         }
         reason = "";
-        return true;
+        var copy = image.Slice((int)names0, (int)(offset - names0)).ToArray();
+        return new KallsymsNameIndex(copy, entryStart, entryLength, tokens, byName);
     }
 }

@@ -1,10 +1,10 @@
-using System.Collections.ObjectModel;
-
 namespace Periscope.Linux.Kallsyms;
 
 /// <summary>
 /// The kernel's symbol table in kallsyms order (the order of the core part of <c>/proc/kallsyms</c>),
-/// with lookups by name and by address. Immutable; the lookup indexes are built on first use and are thread-safe.
+/// with lookups by name and by address. Immutable and thread-safe. A table the decoder builds keeps the names
+/// compressed and expands one only when it is asked for (by index, by a name lookup's comparisons, or when listing);
+/// lookup indexes are built on first use.
 /// </summary>
 public sealed class KernelSymbols
 {
@@ -12,8 +12,11 @@ public sealed class KernelSymbols
     /// covers 48-bit kernels). Symbols below it are per-CPU offsets or other small absolute values.</summary>
     internal const ulong KernelHalfStart = 0xff00_0000_0000_0000;
 
-    private readonly KernelSymbol[] _symbols;
-    private readonly ReadOnlyCollection<KernelSymbol> _all;
+    private readonly ulong[] _addresses;
+    private readonly KernelSymbol[]? _symbols;
+    private readonly KallsymsNameIndex? _names;
+    private readonly string?[]? _nameCache;
+    private readonly SymbolList _all;
     private Dictionary<string, int>? _byName;
     private AddressIndex? _byAddress;
 
@@ -23,29 +26,68 @@ public sealed class KernelSymbols
     {
         ArgumentNullException.ThrowIfNull(symbols);
         _symbols = symbols.ToArray();
-        foreach (var s in _symbols)
+        _addresses = new ulong[_symbols.Length];
+        for (int i = 0; i < _symbols.Length; i++)
         {
-            if (s.Name is null)
+            if (_symbols[i].Name is null)
                 throw new ArgumentNullException(nameof(symbols), "A kernel symbol has a null name.");
+            _addresses[i] = _symbols[i].Address;
         }
-        _all = Array.AsReadOnly(_symbols);
+        _all = new SymbolList(this);
     }
 
-    /// <summary>Takes ownership of an array the decoder built (names are known to be non-null).</summary>
-    internal KernelSymbols(KernelSymbol[] symbols, bool _)
+    /// <summary>A decoded table: addresses in kallsyms order and the compressed names (same count, checked by the decoder).</summary>
+    internal KernelSymbols(ulong[] addresses, KallsymsNameIndex names)
     {
-        _symbols = symbols;
-        _all = Array.AsReadOnly(_symbols);
+        _addresses = addresses;
+        _names = names;
+        _nameCache = new string?[addresses.Length];
+        _all = new SymbolList(this);
     }
 
-    public int Count => _symbols.Length;
+    public int Count => _addresses.Length;
 
-    public KernelSymbol this[int i] => (uint)i < (uint)_symbols.Length
-        ? _symbols[i]
-        : throw new ArgumentOutOfRangeException(nameof(i), i, $"Symbol index must be in [0, {_symbols.Length}).");
+    public KernelSymbol this[int i] => (uint)i < (uint)_addresses.Length
+        ? Get(i)
+        : throw new ArgumentOutOfRangeException(nameof(i), i, $"Symbol index must be in [0, {_addresses.Length}).");
 
-    /// <summary>All symbols in kallsyms order.</summary>
+    private KernelSymbol Get(int i) =>
+        _symbols is { } s ? s[i] : new KernelSymbol(_addresses[i], _names!.Type(i), NameAt(i));
+
+    /// <summary>Symbol <paramref name="i"/>'s name, expanded once and kept (a benign race may expand it twice).</summary>
+    private string NameAt(int i) => _symbols is { } s ? s[i].Name : (_nameCache![i] ??= _names!.Name(i));
+
+    /// <summary>How many names are held as strings: all of them for a table built from a list, and for a table the
+    /// decoder built only those asked for so far (attaching and listing processes expand a few dozen).</summary>
+    public int MaterialisedNameCount
+    {
+        get
+        {
+            if (_nameCache is not { } cache) return _addresses.Length;
+            int n = 0;
+            foreach (string? name in cache) if (name is not null) n++;
+            return n;
+        }
+    }
+
+    /// <summary>All symbols in kallsyms order (names are expanded as they are read).</summary>
     public IReadOnlyList<KernelSymbol> All => _all;
+
+    /// <summary>The lowest symbol address above <paramref name="address"/> (the end of the symbol that starts
+    /// there, for tables), from the address index; no names are expanded.</summary>
+    public bool TryGetNextAddress(ulong address, out ulong next)
+    {
+        ulong[] addresses = ByAddress.Addresses;
+        int lo = 0, hi = addresses.Length;
+        while (lo < hi)
+        {
+            int mid = lo + ((hi - lo) >> 1);
+            if (addresses[mid] <= address) lo = mid + 1;
+            else hi = mid;
+        }
+        next = lo < addresses.Length ? addresses[lo] : 0;
+        return lo < addresses.Length;
+    }
 
     /// <summary>The address of the first symbol (in kallsyms order) with exactly this name.</summary>
     public bool TryGetAddress(string name, out ulong address)
@@ -63,13 +105,24 @@ public sealed class KernelSymbols
     public bool TryGetSymbol(string name, out KernelSymbol symbol)
     {
         ArgumentNullException.ThrowIfNull(name);
-        if (ByName.TryGetValue(name, out int i))
-        {
-            symbol = _symbols[i];
-            return true;
-        }
-        symbol = default;
-        return false;
+        int i = IndexOf(name);
+        symbol = i >= 0 ? Get(i) : default;
+        return i >= 0;
+    }
+
+    private int IndexOf(string name)
+    {
+        if (_names is not { } names)
+            return ByName.TryGetValue(name, out int i) ? i : -1;
+        // Names are bytes shown as Latin-1; a character above U+00FF names no symbol.
+        if (name.AsSpan().ContainsAnyExceptInRange('\0', '\u00ff'))
+            return -1;
+        Span<byte> bytes = name.Length <= 256 ? stackalloc byte[name.Length] : new byte[name.Length];
+        for (int k = 0; k < name.Length; k++)
+            bytes[k] = (byte)name[k];
+        int found = names.FindBySortedNames(bytes);
+        if (found >= 0 || (names.HasNameOrder && names.NameOrderLooksSorted)) return found;
+        return names.FindByHash(bytes);
     }
 
     /// <summary>The address of the first symbol with this name.</summary>
@@ -78,7 +131,7 @@ public sealed class KernelSymbols
     {
         if (TryGetAddress(name, out ulong address))
             return address;
-        throw new KeyNotFoundException($"Kernel symbol '{name}' is not in kallsyms ({_symbols.Length} symbols).");
+        throw new KeyNotFoundException($"Kernel symbol '{name}' is not in kallsyms ({_addresses.Length} symbols).");
     }
 
     /// <summary>
@@ -109,7 +162,7 @@ public sealed class KernelSymbols
         ulong start = addresses[found];
         while (found > 0 && addresses[found - 1] == start)
             found--;
-        symbol = _symbols[index.Order[found]];
+        symbol = Get(index.Order[found]);
         offset = address - start;
         return true;
     }
@@ -137,11 +190,21 @@ public sealed class KernelSymbols
 
     private IEnumerable<KernelSymbol> MatchIterator(string pattern, bool glob)
     {
-        foreach (var s in _symbols)
+        for (int i = 0; i < _addresses.Length; i++)
         {
-            if (glob ? GlobMatch(pattern, s.Name) : s.Name.Contains(pattern, StringComparison.Ordinal))
-                yield return s;
+            string name = NameAt(i);
+            if (glob ? GlobMatch(pattern, name) : name.Contains(pattern, StringComparison.Ordinal))
+                yield return Get(i);
         }
+    }
+
+    /// <summary>Whether <paramref name="name"/> matches <paramref name="pattern"/> the way <see cref="Match"/> matches:
+    /// a glob over the whole name when the pattern has <c>*</c> or <c>?</c>, an ordinal substring otherwise.</summary>
+    public static bool NameMatches(string pattern, string name)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(name);
+        return pattern.AsSpan().IndexOfAny('*', '?') >= 0 ? GlobMatch(pattern, name) : name.Contains(pattern, StringComparison.Ordinal);
     }
 
     /// <summary>Glob with <c>*</c> (any run) and <c>?</c> (one character); linear backtracking, no recursion.</summary>
@@ -183,22 +246,20 @@ public sealed class KernelSymbols
 
     private Dictionary<string, int> BuildNameIndex()
     {
-        var map = new Dictionary<string, int>(_symbols.Length, StringComparer.Ordinal);
-        for (int i = 0; i < _symbols.Length; i++)
-            map.TryAdd(_symbols[i].Name, i);
+        var symbols = _symbols!;
+        var map = new Dictionary<string, int>(symbols.Length, StringComparer.Ordinal);
+        for (int i = 0; i < symbols.Length; i++)
+            map.TryAdd(symbols[i].Name, i);
         return map;
     }
 
     private AddressIndex BuildAddressIndex()
     {
-        int n = _symbols.Length;
-        var addresses = new ulong[n];
+        int n = _addresses.Length;
+        var addresses = (ulong[])_addresses.Clone();
         var order = new int[n];
         for (int i = 0; i < n; i++)
-        {
-            addresses[i] = _symbols[i].Address;
             order[i] = i;
-        }
         // kallsyms order is address order already (apart from rare exceptions), so check before sorting.
         bool sorted = true;
         for (int i = 1; i < n && sorted; i++)
@@ -220,4 +281,20 @@ public sealed class KernelSymbols
     }
 
     private sealed record AddressIndex(ulong[] Addresses, int[] Order);
+
+    /// <summary>The table as a read-only list; indexing expands one name.</summary>
+    private sealed class SymbolList(KernelSymbols owner) : IReadOnlyList<KernelSymbol>
+    {
+        public KernelSymbol this[int index] => owner[index];
+
+        public int Count => owner.Count;
+
+        public IEnumerator<KernelSymbol> GetEnumerator()
+        {
+            for (int i = 0; i < owner.Count; i++)
+                yield return owner.Get(i);
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
 }

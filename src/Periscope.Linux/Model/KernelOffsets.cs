@@ -23,6 +23,9 @@ public sealed class KernelOffsets
     public required int? SpecialMappingName { get; init; }
     /// <summary>struct pid and enum pid_type, for cross-views through the pid namespace; null when BTF lacks them.</summary>
     public required PidOffsets? Pid { get; init; }
+    /// <summary>Module symbol tables (module.kallsyms → mod_kallsyms, Elf64_Sym, module.syms → kernel_symbol), for
+    /// `symbols` as /proc/kallsyms lists module symbols; null when BTF lacks one of them.</summary>
+    public ModuleSymbolOffsets? ModuleSymbols { get; init; }
 
     // Views as the guest shows them (views: "used by", /proc task names, per-CPU idle tasks). Optional groups: null
     // when BTF lacks a member (or offsets were inferred without BTF), and the feature then says "unavailable".
@@ -196,6 +199,42 @@ public sealed class KernelOffsets
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
             ModuleTaint = ReadModuleTaint(b, module),
+            ModuleSymbols = ReadModuleSymbols(b, module),
+        };
+    }
+
+    /// <summary>struct mod_kallsyms {symtab, num_symtab, strtab, typetab}, Elf64_Sym and struct kernel_symbol (with
+    /// place-relative offsets on x86-64, CONFIG_HAVE_ARCH_PREL32_RELOCATIONS, or absolute pointers elsewhere).</summary>
+    private static ModuleSymbolOffsets? ReadModuleSymbols(BtfReader b, StructLayout module)
+    {
+        var kallsyms = b.Btf.FindStruct("mod_kallsyms");
+        var sym = b.Btf.FindStruct("elf64_sym");
+        if (kallsyms is null || sym is null || !module.HasMember("kallsyms")
+            || !kallsyms.HasMember("symtab") || !kallsyms.HasMember("num_symtab") || !kallsyms.HasMember("strtab") || !kallsyms.HasMember("typetab")
+            || !sym.HasMember("st_name") || !sym.HasMember("st_value"))
+            return null;
+        var ksym = b.Btf.FindStruct("kernel_symbol");
+        int? syms = null, numSyms = null, valueOffset = null, nameOffset = null;
+        bool relative = false;
+        if (ksym is not null && module.HasMember("syms") && module.HasMember("num_syms"))
+        {
+            relative = ksym.HasMember("value_offset") && ksym.HasMember("name_offset");
+            if (relative || (ksym.HasMember("value") && ksym.HasMember("name")))
+            {
+                syms = b.O(module, "syms");
+                numSyms = b.O(module, "num_syms");
+                valueOffset = b.O(ksym, relative ? "value_offset" : "value");
+                nameOffset = b.O(ksym, relative ? "name_offset" : "name");
+            }
+        }
+        return new ModuleSymbolOffsets
+        {
+            Kallsyms = b.O(module, "kallsyms"),
+            Symtab = b.O(kallsyms, "symtab"), NumSymtab = b.O(kallsyms, "num_symtab"),
+            Strtab = b.O(kallsyms, "strtab"), Typetab = b.O(kallsyms, "typetab"),
+            SymSize = sym.Size, SymName = b.O(sym, "st_name"), SymValue = b.O(sym, "st_value"),
+            Syms = syms, NumSyms = numSyms, KernelSymbolSize = ksym?.Size ?? 0,
+            KernelSymbolValue = valueOffset, KernelSymbolName = nameOffset, KernelSymbolRelative = relative,
         };
     }
 
@@ -518,3 +557,27 @@ public sealed record RunQueueOffsets
 }
 
 public sealed class KernelModelException(string message) : Exception(message);
+
+/// <summary>Where a module's own symbol table and its exported symbols are; see <see cref="ModuleSymbols"/>.</summary>
+public sealed record ModuleSymbolOffsets
+{
+    /// <summary>module.kallsyms: an RCU pointer to the live struct mod_kallsyms (core_kallsyms once init finished).</summary>
+    public int Kallsyms { get; init; }
+    public int Symtab { get; init; }
+    public int NumSymtab { get; init; }
+    public int Strtab { get; init; }
+    /// <summary>mod_kallsyms.typetab: one nm-style type letter per symtab entry, as the kernel computed it at load.</summary>
+    public int Typetab { get; init; }
+    /// <summary>sizeof(Elf64_Sym) and its st_name (u32 strtab offset) and st_value members.</summary>
+    public int SymSize { get; init; }
+    public int SymName { get; init; }
+    public int SymValue { get; init; }
+    /// <summary>module.syms / module.num_syms: the module's EXPORT_SYMBOL table (null when BTF lacks it).</summary>
+    public int? Syms { get; init; }
+    public int? NumSyms { get; init; }
+    public int KernelSymbolSize { get; init; }
+    public int? KernelSymbolValue { get; init; }
+    public int? KernelSymbolName { get; init; }
+    /// <summary>kernel_symbol holds s32 offsets relative to each member's own address (value_offset, name_offset).</summary>
+    public bool KernelSymbolRelative { get; init; }
+}

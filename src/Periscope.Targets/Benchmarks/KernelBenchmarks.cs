@@ -41,6 +41,7 @@ public static class KernelBenchmarks
         var k = LinuxKernel.Open(image, image.Cpus);
         var stages = k.Log.Timings.Select(t => $"{t.Stage} {t.Milliseconds:0.00}").ToArray();
         results.Add(new BenchResult("  stages of one warm attach", k.Log.Timings.Sum(t => t.Milliseconds), "ms", string.Join(", ", stages)));
+        results.AddRange(KallsymsBenchmarks.Run(image, iterations));
 
         results.AddRange(Translation(image, k));
         results.AddRange(PageReads(image, k));
