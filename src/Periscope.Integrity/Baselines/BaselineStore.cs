@@ -575,6 +575,19 @@ public sealed class BaselineStore : IDisposable
 
     private static void Bind(SqliteCommand cmd, params (string Name, object Value)[] values)
     {
+        // A command bound again with the same names (one row after another in a batch) keeps its parameters and only
+        // takes the new values: rebuilding them per row was most of the cost of a 100,000-row insert.
+        var bound = cmd.Parameters;
+        if (bound.Count == values.Length)
+        {
+            int same = 0;
+            while (same < values.Length && bound[same].ParameterName == values[same].Name) same++;
+            if (same == values.Length)
+            {
+                for (int i = 0; i < values.Length; i++) bound[i].Value = values[i].Value;
+                return;
+            }
+        }
         cmd.Parameters.Clear();
         foreach (var (n, v) in values) cmd.Parameters.AddWithValue(n, v);
     }
