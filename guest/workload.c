@@ -5,6 +5,8 @@
  *   workload mapfile PATH  maps a file read-only and an anonymous executable page, then sleeps
  *   workload forkthread    names itself thread-forker; a second thread forks a child named thread-child that sleeps
  *                          (the child's real_parent is that thread: /proc's PPid is still the forker's tgid)
+ *   workload vmas N        names itself many-vmas and maps N one-page anonymous regions, alternately read-write (touched)
+ *                          and read-only, each between PROT_NONE guard pages: 2N VMAs that never merge (scale benchmark)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -47,8 +49,19 @@ int main(int argc, char **argv)
         prctl(PR_SET_NAME, "thread-forker", 0, 0, 0);
         pthread_t t;
         pthread_create(&t, NULL, forker, NULL);
+    } else if (argc >= 3 && strcmp(argv[1], "vmas") == 0) {
+        prctl(PR_SET_NAME, "many-vmas", 0, 0, 0);
+        int n = atoi(argv[2]);
+        /* One reserved range, then every page re-mapped on its own with permissions unlike its neighbours'. */
+        char *base = mmap(NULL, (size_t)n * 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED) return 1;
+        for (int i = 0; i < n; i++) {
+            char *p = base + (size_t)i * 2 * 4096;
+            if (mmap(p, 4096, i % 2 ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) return 1;
+            if (i % 2 == 0) p[0] = 1;
+        }
     } else {
-        fprintf(stderr, "usage: workload threads N | rename NAME | zombie | mapfile PATH | forkthread\n");
+        fprintf(stderr, "usage: workload threads N | rename NAME | zombie | mapfile PATH | forkthread | vmas N\n");
         return 2;
     }
     for (;;) pause();

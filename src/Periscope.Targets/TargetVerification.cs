@@ -19,7 +19,8 @@ public static class TargetVerification
     {
         var kernel = target.Kernel;
         string buildId = KernelIdentity.BuildId(kernel);
-        var baseline = store.Latest(buildId, kernel.Layout.TextVa)
+        // Page contents stay compressed until a changed page needs them (to show the expected bytes).
+        var baseline = store.Latest(buildId, kernel.Layout.TextVa, lazyContent: true)
             ?? throw new InvalidOperationException($"no baseline in {store.Path} for kernel build {buildId} with _text at 0x{kernel.Layout.TextVa:x} (different kernel or a new boot?)");
         var evidence = EvidenceStore.Load(store, baseline.Info.Id, kernel.Limits);
         var result = Run(kernel, baseline, evidence, store, record: !target.IsLive, out var code);

@@ -50,6 +50,34 @@ public sealed class CliTests(FiveLevelGuest guest)
     }
 
     [Fact]
+    public void Maps_without_a_pid_lists_every_user_process_as_proc_maps_does()
+    {
+        var (code, output, _) = Run("maps", "--dump", guest.DumpPath);
+        Assert.Equal(0, code);
+        // Sections: "pid N (comm):" then that process's lines.
+        var sections = new Dictionary<int, List<string>>();
+        List<string>? current = null;
+        foreach (string line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var header = System.Text.RegularExpressions.Regex.Match(line, @"^pid (\d+) \(.*\):$");
+            if (header.Success) sections[int.Parse(header.Groups[1].Value)] = current = [];
+            else
+            {
+                Assert.NotNull(current); // no line before the first header
+                current.Add(line);
+            }
+        }
+        var users = guest.Dump.Kernel.Tasks.Where(t => t.Mm != 0 && !t.IsKernelThread).Select(t => t.Pid).Order().ToList();
+        Assert.Equal(users, sections.Keys.Order());
+        // Ground truth: the guest's own /proc/PID/maps of a process that lives on (the threaded workload).
+        var threaded = guest.Dump.Kernel.Tasks.Single(t => t.Comm == "workload" && t.ThreadCount == 4);
+        string raw = File.ReadAllText(guest.Guest.DataLogPath).Replace("\r", "");
+        int at = raw.IndexOf($"@@BEGIN maps {threaded.Pid}\n", StringComparison.Ordinal);
+        string section = raw[(raw.IndexOf('\n', at) + 1)..raw.IndexOf("@@", at + 5, StringComparison.Ordinal)];
+        Assert.Equal(section.Split('\n', StringSplitOptions.RemoveEmptyEntries), sections[threaded.Pid]);
+    }
+
+    [Fact]
     public void Symbols_with_a_pattern_and_info_json()
     {
         var (code, output, _) = Run("symbols", "init_task", "--dump", guest.DumpPath);

@@ -82,6 +82,58 @@ public sealed class ProcessCodeTests(FiveLevelGuest guest, Xunit.Abstractions.IT
     }
 
     [Fact]
+    public void Shared_pages_are_measured_once_and_every_process_keeps_its_own_report()
+    {
+        var sweep = ProcessCodeMeasurer.Sweep(Kernel);
+        // Ground truth: each resident mapping lies in an executable mapping of that file in the guest's own
+        // /proc/PID/maps, at the file offset the guest shows (processes that ended since the listing are skipped).
+        int checkedPages = 0;
+        foreach (var page in sweep.Resident)
+        {
+            if (!guest.Truth.Maps.TryGetValue(page.Pid, out var maps)) continue;
+            var line = Assert.Single(maps, m => m.Start <= page.VirtualAddress && page.VirtualAddress < m.End);
+            Assert.Equal('x', line.Perms[2]);
+            Assert.Equal(line.Path, page.File);
+            Assert.Equal(line.Offset + (page.VirtualAddress - line.Start), page.FileOffset);
+            checkedPages++;
+        }
+        Assert.True(checkedPages > sweep.Measured, $"{checkedPages} mappings checked against the guest's maps, {sweep.Measured} distinct pages");
+        Assert.Equal(sweep.Mappings.Count - sweep.Measured, sweep.SharedMappings);
+        Assert.True(sweep.SharedMappings > 0);
+
+        // One shared busybox page changed: one finding for each process that maps it, at that process's own address.
+        using (var store = BaselineStore.Open(_db)) ProcessCodeVerifier.Verify(Kernel, store); // first use
+        var shared = sweep.Resident.Where(p => p.File == "/bin/busybox").GroupBy(p => p.PhysicalAddress).OrderByDescending(g => g.Count()).First().ToList();
+        Assert.True(shared.Count > 1, "a busybox page mapped by several processes");
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        d.WritePhysical(shared[0].PhysicalAddress + 0x40, [0xcc]);
+        using var t = d.Open();
+        using var again = BaselineStore.Open(_db);
+        var result = ProcessCodeVerifier.Verify(t.Kernel, again);
+        var modified = result.Findings.Where(f => f.Classification == Classifications.ProcessCodeModified).ToList();
+        Assert.Equal(shared.Select(p => (p.Pid, p.VirtualAddress)).Order(),
+            modified.Select(f => (int.Parse(f.Location.Split(' ')[1]), f.VirtualAddress)).Order());
+        Assert.All(modified, f => Assert.EndsWith($"/bin/busybox+0x{shared[0].FileOffset:x}", f.Location));
+        Assert.Equal(sweep.Mappings.Count, result.ResidentMappings);
+        Assert.Equal(sweep.SharedMappings, result.SharedMappings);
+        Assert.Equal(sweep.Measured, result.Compared);
+
+        // The command says how many mappings were shared (measured once).
+        string db = _db + ".cli";
+        try
+        {
+            Assert.Equal(0, CliRun.Run("baseline", "create", "--dump", guest.DumpPath, "--db", db).Code);
+            var (code, output, err) = CliRun.Run("verify", "--dump", guest.DumpPath, "--db", db);
+            Assert.True(code == 0, $"exit {code}: {output}{err}");
+            Assert.Contains($"process code: {sweep.Mappings.Count} resident pages in all processes ({sweep.SharedMappings} shared with another process, measured once), {sweep.Measured} distinct pages compared", output);
+        }
+        finally
+        {
+            foreach (string f in new[] { db, db + "-wal", db + "-shm" }) File.Delete(f);
+        }
+    }
+
+    [Fact]
     public void Anonymous_code_matches_the_guests_own_maps()
     {
         var sweep = ProcessCodeMeasurer.Sweep(Kernel);

@@ -66,7 +66,8 @@ public sealed class BaselineCommand : ICliCommand
     {
         var summary = BaselineRecorder.Record(target.Kernel, store, target.Description);
         var sweep = ProcessCodeMeasurer.Sweep(target.Kernel);
-        int codePages = store.AddCodePages(sweep.Resident.Select(p => (p.File, p.FileOffset, p.Sha256)), "first use at baseline");
+        // One row per distinct page of the pass, not per process mapping it.
+        int codePages = store.AddCodePages(sweep.Pages.Select(p => (p.File, p.FileOffset, p.Sha256)), "first use at baseline");
         // Anonymous executable memory present now belongs to the trusted state: verify reports only what is new.
         int anonymous = store.AddAnonymousCode(summary.Id, sweep.Anonymous.Select(a => a.Key));
         foreach (var reason in sweep.Incomplete) context.Error.WriteLine($"periscope: warning: incomplete: {reason}");
@@ -84,7 +85,8 @@ public sealed class BaselineCommand : ICliCommand
                 w.WriteNumber("milliseconds", Math.Round(summary.Milliseconds, 1));
                 w.WriteNumber("processCodePages", codePages);
                 w.WriteNumber("processCodePagesNotResident", sweep.NotResident);
-                w.WriteNumber("processCodeResidentMappings", sweep.Resident.Count);
+                w.WriteNumber("processCodeResidentMappings", sweep.Mappings.Count);
+                w.WriteNumber("processCodeSharedMappings", sweep.SharedMappings);
                 w.WriteNumber("processCodePagesHashed", sweep.Measured);
                 w.WriteNumber("anonymousCode", sweep.Anonymous.Count);
                 w.WriteNumber("anonymousCodeNew", anonymous);
@@ -101,7 +103,7 @@ public sealed class BaselineCommand : ICliCommand
         string head = summary.AlreadyStored
             ? $"baseline {summary.Id} already holds these measurements (unchanged guest): not stored again; {summary.Regions} regions, {summary.Pages} pages checked in {summary.Milliseconds:0} ms"
             : $"baseline {summary.Id}: {summary.Regions} regions, {summary.Pages} pages, {summary.Bytes / 1024} KiB measured in {summary.Milliseconds:0} ms (kernel build {summary.BuildId})";
-        context.Output.WriteLine($"{head}; process code: {sweep.Resident.Count} resident pages in all processes, {sweep.Measured} distinct pages hashed, {codePages} new references, {sweep.NotResident} not resident yet; {sweep.Anonymous.Count} anonymous executable mappings ({anonymous} new)");
+        context.Output.WriteLine($"{head}; process code: {sweep.Mappings.Count} resident pages in all processes ({sweep.SharedMappings} shared with another process), {sweep.Measured} distinct pages hashed, {codePages} new references, {sweep.NotResident} not resident yet; {sweep.Anonymous.Count} anonymous executable mappings ({anonymous} new)");
         // What the baseline could not cover (a region refused by a limit, evidence that could not be read).
         foreach (var reason in summary.Skipped) context.Output.WriteLine(VerifyCommand.Safe($"  not in the baseline: {reason}"));
         return 0;

@@ -22,7 +22,8 @@ public sealed class DemoCommand : ICliCommand
         var dumpTo = new Option<string?>("--dump-to") { Description = "Also write an ELF dump of the guest (QMP dump-guest-memory) to this file" };
         var benchLive = new Option<bool>("--bench-live") { Description = "Also run the integrity sweep benchmarks on the running guest" };
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB (a bigger guest shows how costs grow with RAM)", DefaultValueFactory = _ => 256 };
-        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo, benchLive, memory };
+        var run = new Option<string[]>("--run") { Description = "Shell command to run in the guest (command port) after boot, before ps and the dump; repeatable" };
+        var command = new Command("demo", "Boot the demo guest under QEMU and show `periscope ps` on it, live") { image, cpu, keep, dumpTo, benchLive, memory, run };
         command.SetAction(r =>
         {
             string dir = r.GetValue(image) ?? FindImage() ?? throw new CliUsageException("no demo guest image: run guest/build.sh first, or pass --image DIR");
@@ -32,13 +33,20 @@ public sealed class DemoCommand : ICliCommand
             using var guest = QemuGuest.Start(new QemuGuestOptions
             {
                 Kernel = Path.Combine(dir, "vmlinuz"), Initrd = Path.Combine(dir, "initrd.gz"), Cpu = r.GetValue(cpu)!,
-                MemoryMiB = r.GetValue(memory) is > 0 and var m ? m : throw new CliUsageException("--memory must be a positive number of MiB"),
+                MemoryMiB = r.GetValue(memory) is >= 128 and var mib ? mib : throw new CliUsageException($"--memory {r.GetValue(memory)}: at least 128 MiB"),
             });
             // From here on a signal only asks the demo to stop: `using` then ends QEMU and removes its RAM file, which
             // the runtime's default handling of SIGTERM/SIGHUP (exit without unwinding) would leave behind.
             using var stop = new StopSignals();
             if (!WaitForBoot(guest, stop, TimeSpan.FromMinutes(4))) return stop.ExitCode;
             context.Error.WriteLine($"guest up in {sw.Elapsed.TotalSeconds:0.0} s; reading it from outside: RAM {guest.RamFilePath}, QMP {guest.ToolQmpSocketPath}");
+            foreach (string shell in r.GetValue(run) ?? [])
+            {
+                var (exit, said) = guest.RunCommand(shell, TimeSpan.FromMinutes(10));
+                context.Error.WriteLine($"guest$ {TerminalText.Escape(shell)}: exit {exit}{(said.Trim() is { Length: > 0 } t ? $": {TerminalText.Escape(t.Length > 400 ? t[..400] + "…" : t)}" : "")}");
+                if (exit != 0) return CliErrors.ErrorExitCode;
+                if (stop.Requested) return stop.ExitCode;
+            }
             context.Error.WriteLine($"$ periscope ps --qemu {guest.RamFilePath} --qmp {guest.ToolQmpSocketPath} --pause");
             var psOutput = json ? new StringWriter() : context.Output;
             int code = CliApp.Run(["ps", "--qemu", guest.RamFilePath, "--qmp", guest.ToolQmpSocketPath, "--pause", .. json ? ["--json"] : Array.Empty<string>()],

@@ -28,7 +28,7 @@ public sealed class VerifyCommand : ICliCommand
             if (context.Json(r)) WriteJson(context.Output, baseline.Info, result, exit);
             else
             {
-                context.Output.WriteLine($"process code: {code.Compared} resident pages compared, {code.FirstSeen} seen for the first time (recorded), {code.NotResident} not resident, {code.Bytes / 1024} KiB");
+                context.Output.WriteLine($"process code: {code.ResidentMappings} resident pages in all processes ({code.SharedMappings} shared with another process, measured once), {code.Compared} distinct pages compared, {code.FirstSeen} seen for the first time (recorded), {code.NotResident} not resident, {code.Bytes / 1024} KiB");
                 WriteText(context.Output, baseline.Info, result);
             }
             return exit;

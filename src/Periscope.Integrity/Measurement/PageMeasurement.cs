@@ -8,6 +8,27 @@ namespace Periscope.Integrity.Measurement;
 /// <summary>One page (or the part of it inside the region) of a measured region.</summary>
 public sealed record PageMeasurement(int Index, ulong VirtualAddress, ulong? PhysicalAddress, int Length, ulong XxHash3, byte[]? Sha256, byte[]? Content)
 {
+    private Func<byte[]?>? _loadContent;
+    private byte[]? _content = Content;
+
+    /// <summary>A stored page whose content is produced on first use (a baseline's page contents are decompressed only
+    /// for the pages a verification finds changed; a clean verify decompresses none).</summary>
+    public static PageMeasurement WithLazyContent(int index, ulong virtualAddress, ulong? physicalAddress, int length, ulong xxHash3, byte[]? sha256, Func<byte[]?> loadContent) =>
+        new(index, virtualAddress, physicalAddress, length, xxHash3, sha256, null) { _loadContent = loadContent };
+
+    /// <summary>The page's bytes, when kept; produced (and checked) on first use for a lazily loaded stored page.</summary>
+    public byte[]? Content
+    {
+        get => _content ??= _loadContent?.Invoke();
+        init => _content = value;
+    }
+
+    /// <summary>The content if it is in memory, without loading it: validation that must not decompress every page.</summary>
+    public byte[]? ContentIfLoaded => _content;
+
+    /// <summary>True when the page has content that has not been loaded yet.</summary>
+    public bool ContentPending => _content is null && _loadContent is not null;
+
     public bool Present => PhysicalAddress is not null;
 }
 

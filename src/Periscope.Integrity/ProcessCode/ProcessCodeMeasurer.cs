@@ -12,48 +12,116 @@ namespace Periscope.Integrity.ProcessCode;
 /// <summary>One resident page of a process's file-backed code, keyed by the file and the page's offset in it.</summary>
 public sealed record CodePage(int Pid, string Comm, ulong VirtualAddress, ulong PhysicalAddress, string File, ulong FileOffset, byte[] Sha256);
 
+/// <summary>One distinct (file, offset, physical page) of a pass, hashed once however many processes map it.</summary>
+public sealed record MeasuredCodePage(string File, ulong FileOffset, ulong PhysicalAddress, byte[] Sha256);
+
+/// <summary>A process the sweep looked at (index <see cref="CodeMapping.Process"/> refers to these).</summary>
+public sealed record SweptProcess(int Pid, string Comm);
+
+/// <summary>One resident code page as one process maps it: indexes into <see cref="ProcessCodeSweep.Processes"/> and
+/// <see cref="ProcessCodeSweep.Pages"/>, so half a million mappings of the same few pages cost no per-mapping objects.</summary>
+public readonly record struct CodeMapping(int Process, ulong VirtualAddress, int Page);
+
 /// <summary>Executable memory with no file behind it: where injected code lives. <see cref="Key"/> identifies it across
 /// re-reads of the same boot (process, size, permissions, content) so that a baseline can record it.</summary>
 public sealed record AnonymousCode(int Pid, string Comm, Vma Vma, AnonymousCodeKey Key, int ResidentPages);
 
-/// <param name="Resident">Every resident code page as each process maps it.</param>
+/// <summary>What the sweep needs of one user process: its identity, page tables and mappings.</summary>
+public sealed record ProcessCodeView(int Pid, string Comm, string? ExePath, AddressSpace Space, IReadOnlyList<Vma> Vmas);
+
+/// <param name="Pages">Distinct (file, offset, physical page) hashed in this pass: a page shared by many processes is here once.</param>
+/// <param name="Mappings">Every resident code page as each process maps it, pointing into <paramref name="Pages"/>.</param>
 /// <param name="NotResident">Pages of executable file mappings with no present page-table entry.</param>
-/// <param name="Measured">Distinct (file, offset, physical page) hashed: a page shared by many processes is hashed once.</param>
 /// <param name="Bytes">Bytes hashed in this pass.</param>
 /// <param name="Incomplete">What the sweep could not cover, and why (a cap from <see cref="IntrospectionLimits"/> with its numbers).</param>
-public sealed record ProcessCodeSweep(IReadOnlyList<CodePage> Resident, long NotResident, IReadOnlyList<AnonymousCode> Anonymous, long Bytes,
-    int Measured = 0, IReadOnlyList<string>? Incomplete = null)
+public sealed record ProcessCodeSweep(IReadOnlyList<MeasuredCodePage> Pages, IReadOnlyList<CodeMapping> Mappings, IReadOnlyList<SweptProcess> Processes,
+    long NotResident, IReadOnlyList<AnonymousCode> Anonymous, long Bytes, IReadOnlyList<string> Incomplete)
 {
-    public IReadOnlyList<string> Incomplete { get; init; } = Incomplete ?? [];
+    private IReadOnlyList<CodePage>? _resident;
+
+    /// <summary>Distinct pages hashed.</summary>
+    public int Measured => Pages.Count;
+
+    /// <summary>Resident mappings that reused a page already measured for another mapping in this pass.</summary>
+    public int SharedMappings => Mappings.Count - Pages.Count;
+
+    /// <summary>Every resident code page as each process maps it (materialised on first use).</summary>
+    public IReadOnlyList<CodePage> Resident => _resident ??= Mappings.Select(m =>
+    {
+        var (proc, page) = (Processes[m.Process], Pages[m.Page]);
+        return new CodePage(proc.Pid, proc.Comm, m.VirtualAddress, page.PhysicalAddress, page.File, page.FileOffset, page.Sha256);
+    }).ToArray();
+}
+
+/// <summary>SHA-256 of code pages through one reused hasher, counting the pages it hashed (what the sweep's "once per
+/// shared page" promise is checked against).</summary>
+public sealed class CodePageHasher : IDisposable
+{
+    private readonly IncrementalHash _hasher = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+    public long PagesHashed { get; private set; }
+
+    public byte[] Sha256(ReadOnlySpan<byte> page)
+    {
+        PagesHashed++;
+        return PageHash.Sha256(_hasher, page);
+    }
+
+    /// <summary>Feeds a page into a running content hash (anonymous code) and counts it.</summary>
+    public void Append(IncrementalHash content, ReadOnlySpan<byte> page)
+    {
+        PagesHashed++;
+        content.AppendData(page);
+    }
+
+    public void Dispose() => _hasher.Dispose();
 }
 
 /// <summary>
 /// VMPMS-style per-page measurement of user code: every executable VMA of every user process, through the process's
 /// own page tables. Resident pages are enumerated from the page tables over the VMA (cost bounded by the tables that
 /// exist, not by the range the VMA declares, which a guest can make huge); the rest are counted and measured on a later
-/// pass. Each (file, offset, physical page) is hashed once per pass however many processes map it.
+/// pass. Each (file, offset, physical page) is read and hashed once per pass however many processes map it: the
+/// thousands of processes of one busybox share its page-cache pages, so the pass costs one hash per distinct page plus
+/// one dictionary probe per mapping.
 /// </summary>
 public static class ProcessCodeMeasurer
 {
     private const ulong PageBytes = 4096;
 
-    public static ProcessCodeSweep Sweep(LinuxKernel kernel, Func<LinuxTask, bool>? only = null)
+    public static ProcessCodeSweep Sweep(LinuxKernel kernel, Func<LinuxTask, bool>? only = null, CodePageHasher? hasher = null) =>
+        Sweep(Processes(kernel, only), kernel.Limits, hasher);
+
+    /// <summary>The user processes of <paramref name="kernel"/>, read one at a time as the sweep reaches them.</summary>
+    public static IEnumerable<ProcessCodeView> Processes(LinuxKernel kernel, Func<LinuxTask, bool>? only = null)
     {
-        var limits = kernel.Limits;
-        var resident = new List<CodePage>();
-        var anonymous = new List<AnonymousCode>();
-        var incomplete = new List<string>();
-        var measuredOnce = new Dictionary<(string File, ulong Offset, ulong Physical), byte[]>();
-        long notResident = 0, bytes = 0, pagesLeft = limits.MaxProcessCodePagesPerPass;
-        var page = new byte[PageBytes];
-        var offset = new byte[8];
-        using var hasher = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var task in kernel.Tasks)
         {
             if (task.Mm == 0 || task.IsKernelThread || (only is not null && !only(task))) continue;
-            var space = kernel.GetAddressSpace(task);
-            if (space is null) continue;
-            foreach (var vma in kernel.GetVmas(task))
+            if (kernel.GetAddressSpace(task) is not { } space) continue;
+            yield return new ProcessCodeView(task.Pid, task.Comm, task.ExePath, space, kernel.GetVmas(task));
+        }
+    }
+
+    public static ProcessCodeSweep Sweep(IEnumerable<ProcessCodeView> processes, IntrospectionLimits limits, CodePageHasher? hasher = null)
+    {
+        var pages = new List<MeasuredCodePage>();
+        var mappings = new List<CodeMapping>();
+        var swept = new List<SweptProcess>();
+        var anonymous = new List<AnonymousCode>();
+        var incomplete = new List<string>();
+        // File paths as small ids, so that the per-mapping key is three integers (no string hashing per page).
+        var fileIds = new Dictionary<string, int>(StringComparer.Ordinal);
+        var measuredOnce = new Dictionary<(int File, ulong Offset, ulong Physical), int>();
+        long notResident = 0, bytes = 0, pagesLeft = limits.MaxProcessCodePagesPerPass;
+        var buffer = new byte[PageBytes];
+        var offset = new byte[8];
+        using var ownHasher = hasher is null ? new CodePageHasher() : null;
+        hasher ??= ownHasher!;
+        foreach (var process in processes)
+        {
+            int processIndex = -1;
+            foreach (var vma in process.Vmas)
             {
                 if (!vma.IsExecutable || vma.Path == "[vsyscall]") continue;
                 if (vma.File == 0 && vma.Path == "[vdso]") continue;
@@ -61,50 +129,57 @@ public static class ProcessCodeMeasurer
                 {
                     // The kernel keeps VMAs page-aligned and non-empty (the VMA reader already drops others; this guards
                     // the page arithmetic below should a VMA reach us some other way).
-                    incomplete.Add($"pid {task.Pid} ({task.Comm}) {vma.Start:x}-{vma.End:x}: executable mapping is empty, inverted or not page-aligned; not measured");
+                    incomplete.Add($"pid {process.Pid} ({process.Comm}) {vma.Start:x}-{vma.End:x}: executable mapping is empty, inverted or not page-aligned; not measured");
                     continue;
                 }
                 if (pagesLeft <= 0)
                 {
-                    incomplete.Add($"process code sweep stopped at pid {task.Pid}: more than {limits.MaxProcessCodePagesPerPass} resident pages in one pass (MaxProcessCodePagesPerPass)");
+                    incomplete.Add($"process code sweep stopped at pid {process.Pid}: more than {limits.MaxProcessCodePagesPerPass} resident pages in one pass (MaxProcessCodePagesPerPass)");
                     return Result();
                 }
                 ulong end = vma.End;
                 if (vma.End - vma.Start > limits.MaxProcessCodeVmaBytes)
                 {
                     end = vma.Start + limits.MaxProcessCodeVmaBytes;
-                    incomplete.Add($"pid {task.Pid} ({task.Comm}) {vma.Start:x}-{vma.End:x}: executable mapping of {vma.End - vma.Start} bytes, more than the limit of {limits.MaxProcessCodeVmaBytes} (MaxProcessCodeVmaBytes); only the first {limits.MaxProcessCodeVmaBytes} bytes measured");
+                    incomplete.Add($"pid {process.Pid} ({process.Comm}) {vma.Start:x}-{vma.End:x}: executable mapping of {vma.End - vma.Start} bytes, more than the limit of {limits.MaxProcessCodeVmaBytes} (MaxProcessCodeVmaBytes); only the first {limits.MaxProcessCodeVmaBytes} bytes measured");
                 }
                 long residentHere = 0;
+                var space = process.Space;
                 if (vma.File == 0)
                 {
                     // Content identity of the whole mapping: resident pages with their offsets, in order.
                     using var content = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                     foreach (var (va, pa) in ResidentPages(space, vma.Start, end, ref pagesLeft))
                     {
-                        if (!TryRead(space.Physical, pa, page, out var data)) continue;
+                        if (!TryRead(space.Physical, pa, buffer, out var data)) continue;
                         BinaryPrimitives.WriteUInt64LittleEndian(offset, va - vma.Start);
                         content.AppendData(offset);
-                        content.AppendData(data);
+                        hasher.Append(content, data);
                         bytes += (long)PageBytes;
                         residentHere++;
                     }
-                    var key = new AnonymousCodeKey(task.ExePath ?? "", task.Comm, vma.Permissions, vma.End - vma.Start, Convert.ToHexStringLower(content.GetHashAndReset()));
-                    anonymous.Add(new AnonymousCode(task.Pid, task.Comm, vma, key, (int)Math.Min(residentHere, int.MaxValue)));
+                    var key = new AnonymousCodeKey(process.ExePath ?? "", process.Comm, vma.Permissions, vma.End - vma.Start, Convert.ToHexStringLower(content.GetHashAndReset()));
+                    anonymous.Add(new AnonymousCode(process.Pid, process.Comm, vma, key, (int)Math.Min(residentHere, int.MaxValue)));
                     continue;
                 }
+                if (!fileIds.TryGetValue(vma.Path, out int fileId)) fileIds.Add(vma.Path, fileId = fileIds.Count);
                 foreach (var (va, pa) in ResidentPages(space, vma.Start, end, ref pagesLeft))
                 {
                     ulong fileOffset = vma.Offset + (va - vma.Start);
-                    var id = (vma.Path, fileOffset, pa);
-                    if (!measuredOnce.TryGetValue(id, out var sha))
+                    if (!measuredOnce.TryGetValue((fileId, fileOffset, pa), out int page))
                     {
-                        if (!TryRead(space.Physical, pa, page, out var data)) continue;
-                        sha = PageHash.Sha256(hasher, data);
-                        measuredOnce.Add(id, sha);
+                        if (!TryRead(space.Physical, pa, buffer, out var data)) continue;
+                        page = pages.Count;
+                        pages.Add(new MeasuredCodePage(vma.Path, fileOffset, pa, hasher.Sha256(data)));
+                        measuredOnce.Add((fileId, fileOffset, pa), page);
                         bytes += (long)PageBytes;
                     }
-                    resident.Add(new CodePage(task.Pid, task.Comm, va, pa, vma.Path, fileOffset, sha));
+                    if (processIndex < 0)
+                    {
+                        processIndex = swept.Count;
+                        swept.Add(new SweptProcess(process.Pid, process.Comm));
+                    }
+                    mappings.Add(new CodeMapping(processIndex, va, page));
                     residentHere++;
                 }
                 notResident += (long)((end - vma.Start) / PageBytes) - residentHere;
@@ -112,7 +187,7 @@ public static class ProcessCodeMeasurer
         }
         return Result();
 
-        ProcessCodeSweep Result() => new(resident, notResident, anonymous, bytes, measuredOnce.Count, incomplete);
+        ProcessCodeSweep Result() => new(pages, mappings, swept, notResident, anonymous, bytes, incomplete);
     }
 
     /// <summary>Present 4 KiB pages of [start, end) from the page tables, at most <paramref name="pagesLeft"/> of them.</summary>

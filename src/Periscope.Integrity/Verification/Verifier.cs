@@ -129,8 +129,9 @@ public static class Verifier
             var p = stored.Pages[i];
             ulong va = i == 0 ? region.Start : firstPage + (ulong)i * PageSize;
             ulong end = Math.Min((va & ~0xfffUL) + PageSize, region.End);
-            if (p.Index != i || p.VirtualAddress != va || p.Length <= 0 || (ulong)p.Length != end - va || p.Content is { } c && c.Length != p.Length)
-                return $"baseline region {region.Name}: stored page {i} (index {p.Index}, va 0x{p.VirtualAddress:x}, length {p.Length}, content {p.Content?.Length.ToString() ?? "none"}) does not match the region's page at 0x{va:x} of {end - va} bytes; region not verified";
+            // Content not loaded yet is checked against the length when it is loaded (BaselineStore): not decompressed here.
+            if (p.Index != i || p.VirtualAddress != va || p.Length <= 0 || (ulong)p.Length != end - va || p.ContentIfLoaded is { } c && c.Length != p.Length)
+                return $"baseline region {region.Name}: stored page {i} (index {p.Index}, va 0x{p.VirtualAddress:x}, length {p.Length}, content {p.ContentIfLoaded?.Length.ToString() ?? (p.ContentPending ? "not loaded" : "none")}) does not match the region's page at 0x{va:x} of {end - va} bytes; region not verified";
         }
         if ((ulong)stored.Pages.Count != (region.End - firstPage + PageSize - 1) / PageSize)
             return $"baseline region {region.Name}: {stored.Pages.Count} stored pages for {region.Length} bytes; region not verified";
@@ -240,8 +241,9 @@ public static class Verifier
         ulong end = start + (ulong)into.Length;
         foreach (var p in pages)
         {
-            if (p.Content is not { } content || p.Length <= 0 || p.Length > PageSize || content.Length != p.Length) continue;
-            if (p.VirtualAddress >= end || p.VirtualAddress + (ulong)p.Length <= start) continue;
+            // Overlap first: the content of a lazily loaded page is decompressed only when it is needed.
+            if (p.Length <= 0 || p.Length > PageSize || p.VirtualAddress >= end || p.VirtualAddress + (ulong)p.Length <= start) continue;
+            if (p.Content is not { } content || content.Length != p.Length) continue;
             ulong lo = Math.Max(start, p.VirtualAddress), hi = Math.Min(end, p.VirtualAddress + (ulong)p.Length);
             content.AsSpan((int)(lo - p.VirtualAddress), (int)(hi - lo)).CopyTo(into[(int)(lo - start)..]);
         }

@@ -47,12 +47,45 @@ public static class IntegrityBenchmarks
         yield return new BenchResult("full sweep on one core, as a share of single-core SHA-256 speed", sweepBytes / singleBest / shaRate * 100, "%",
             $"{singleBest * 1000:0.0} ms; per-page SHA-256 calls cost ~15% against one bulk hash");
 
+        foreach (var stage in ProcessCodeStages(kernel, repetitions, label)) yield return stage;
+
         var withContent = RegionMeasurer.MeasureAll(kernel.KernelSpace, regions, sha256: true, keepContent: true);
         var baseline = new StoredBaseline(new BaselineInfo(0, "bench", kernel.Banner, kernel.Layout.TextVa, DateTime.UtcNow, "bench", withContent.Count, 0), withContent);
         long verifyBytes = 0;
         double verifyBest = Best(repetitions, () => verifyBytes = Verifier.Verify(kernel, baseline).BytesChecked);
         yield return new BenchResult(label + "incremental re-verify of the kernel regions (XxHash3; SHA-256 only on change)", verifyBytes / verifyBest / 1e9, "GB/s",
             $"{verifyBytes / 1024} KiB in {verifyBest * 1000:0.0} ms, target ≥ 5 GB/s");
+    }
+
+    /// <summary>
+    /// Where a process-code pass spends its time, stage by stage (each includes the ones before it): the task and VMA
+    /// walks, the page-table enumeration of every executable mapping, the whole sweep (one hash per distinct page), and
+    /// the comparison with references by (file, offset).
+    /// </summary>
+    public static IEnumerable<BenchResult> ProcessCodeStages(LinuxKernel kernel, int repetitions = 5, string label = "")
+    {
+        var processes = ProcessCodeMeasurer.Processes(kernel).ToList();
+        int vmaCount = 0;
+        double walk = Best(repetitions, () => vmaCount = ProcessCodeMeasurer.Processes(kernel).Sum(p => p.Vmas.Count));
+        long leaves = 0;
+        double tables = Best(repetitions, () =>
+        {
+            leaves = 0;
+            foreach (var p in ProcessCodeMeasurer.Processes(kernel))
+                foreach (var v in p.Vmas)
+                    if (v.IsExecutable && v.End > v.Start)
+                        foreach (var m in p.Space.EnumerateMappings(v.Start, v.End, maxLeaves: kernel.Limits.MaxProcessCodePagesPerPass)) leaves += (long)((m.VirtualEnd - m.VirtualAddress) / 4096);
+        });
+        ProcessCodeSweep sweep = null!;
+        double full = Best(repetitions, () => sweep = ProcessCodeMeasurer.Sweep(kernel));
+        var references = sweep.Pages.GroupBy(p => (p.File, p.FileOffset)).ToDictionary(g => g.Key, g => (g.First().Sha256, "bench"));
+        double compare = Best(repetitions, () => ProcessCodeVerifier.Compare(sweep, new(references), new HashSet<AnonymousCodeKey>(), null));
+        yield return new BenchResult(label + "process code: task and VMA walks of every user process", walk * 1000, "ms",
+            $"{processes.Count} processes, {vmaCount} VMAs, {walk * 1e6 / Math.Max(1, processes.Count):0.0} µs per process");
+        yield return new BenchResult(label + "process code: + page tables of every executable mapping", tables * 1000, "ms", $"{leaves} resident pages");
+        yield return new BenchResult(label + "process code: + read and hash (one SHA-256 per distinct page)", full * 1000, "ms",
+            $"{sweep.Mappings.Count} mappings, {sweep.Measured} distinct pages hashed, {full * 1e6 / Math.Max(1, processes.Count):0.0} µs per process");
+        yield return new BenchResult(label + "process code: compare with references by (file, offset)", compare * 1000, "ms", $"{sweep.Measured} distinct pages compared");
     }
 
     private static double Best(int repetitions, Action work)

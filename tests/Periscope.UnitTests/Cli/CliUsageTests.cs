@@ -11,7 +11,7 @@ public class CliUsageTests
 
     [Theory]
     [InlineData("ps --bogus --dump x", "periscope ps")]
-    [InlineData("maps --dump x", "periscope maps")]                   // the pid argument is missing
+    [InlineData("maps 1 2 --dump x", "periscope maps")]               // one pid at most (none: every process)
     [InlineData("maps notanumber --dump x", "periscope maps")]
     [InlineData("baseline create --dump x", "periscope baseline create")]   // --db is required
     [InlineData("frobnicate", "periscope")]

@@ -281,6 +281,27 @@ public sealed class BaselineStoreTests : IDisposable
     }
 
     [Fact]
+    public void Lazily_loaded_content_is_decompressed_on_first_use_and_checked_then()
+    {
+        string path = ValidDatabase();
+        Edit(path, "UPDATE pages SET length = 100 WHERE region_id = 1 AND idx = 0");
+        using var store = BaselineStore.Open(path, BaselineOpenMode.Existing);
+        // Verify's way: nothing is decompressed at load, so the bad page loads...
+        var loaded = store.Load(Assert.Single(store.List()), lazyContent: true);
+        var bad = loaded.Regions[0].Pages[0];
+        Assert.True(bad.ContentPending);
+        Assert.Null(bad.ContentIfLoaded);
+        // ...and is refused, with the same message, the moment its content is needed.
+        var e = Assert.Throws<BaselineFormatException>(() => bad.Content);
+        Assert.Contains("content does not decompress to the stored length 100 (table pages, row", e.Message);
+        // A good page decompresses to the bytes that were measured.
+        var good = loaded.Regions[1].Pages[0];
+        Assert.True(good.ContentPending);
+        Assert.Equal(good.Sha256, SHA256.HashData(good.Content!));
+        Assert.False(good.ContentPending);
+    }
+
+    [Fact]
     public void Newer_schema_version_is_refused()
     {
         string path = ValidDatabase();
