@@ -281,10 +281,11 @@ public sealed class LinuxKernel
             }
             rejected.Add($"image offset 0x{offset:x}: {error!.Message}");
         }
-        missing = rejected.Count == 0
-            ? "no BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)"
-            : $"no usable BTF in the kernel image; {rejected.Count} candidate(s) rejected: {string.Join("; ", rejected.Take(3))}";
-        log.Warn(missing);
+        // A BTF header that does not parse is corrupt input (an error); no header at all is a kernel without BTF, whose
+        // offsets are then inferred.
+        if (rejected.Count > 0)
+            throw new KernelNotFoundException($"no usable BTF in the kernel image; {rejected.Count} candidate(s) rejected: {string.Join("; ", rejected.Take(3))}");
+        missing = "no BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)";
         return null;
     }
 

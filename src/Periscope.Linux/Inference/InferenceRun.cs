@@ -71,7 +71,7 @@ public sealed partial class OffsetInference
             {
                 List = ModuleListOffset, Name = Need("module", "name", sw), NameSize = ModuleNameLength, State = 0,
                 CoreLayout = Need("module", "core_layout", sw), InitLayout = null, Mem = null, MemCount = 0, MemSize = 0,
-                LayoutBase = LayoutBase, LayoutSize = LayoutSize, LayoutTextSize = LayoutTextSize, LayoutRoSize = LayoutRoSize, RefCount = null,
+                LayoutBase = LayoutBase, LayoutSize = LayoutSize, LayoutTextSize = LayoutTextSize, LayoutRoSize = LayoutRoSize, RefCount = Opt("module", "refcnt", sw),
                 StateLive = ModuleStateLive, StateComing = ModuleStateComing, StateGoing = ModuleStateGoing, StateUnformed = ModuleStateUnformed,
             },
             Path = new PathOffsets

@@ -1,9 +1,18 @@
+using Periscope.Linux.Kallsyms;
 using Periscope.Linux.Model;
 namespace Periscope.Linux.Inference;
 
 /// <summary>init_task without data symbols (CONFIG_KALLSYMS_ALL=n): found by its own structure in the kernel image.</summary>
 public sealed partial class OffsetInference
 {
+    /// <summary>init_task found by its structure alone (whatever kallsyms says): see <see cref="FindInitTaskByStructure"/>.</summary>
+    public static ulong FindInitTask(GuestReader reader, KernelSymbols symbols, Discovery.KernelLayout layout, Periscope.Memory.IntrospectionLimits limits, VirtualRange moduleArea)
+    {
+        var search = new OffsetInference(reader, symbols, layout, limits, moduleArea);
+        try { return search.FindInitTaskByStructure(); }
+        catch (StepBudgetExhausted) { throw new KernelModelException($"init_task search stopped after {search._steps} tests (IntrospectionLimits.MaxInferenceSteps = {limits.MaxInferenceSteps})"); }
+    }
+
     /// <summary>
     /// "swapper/0\0" in the image (init_task.comm), a list_head at a fixed distance d from it that cycles through nodes
     /// each having a printable comm at the same distance (the task list), and a pointer at a fixed distance from comm

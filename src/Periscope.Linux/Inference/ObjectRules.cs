@@ -62,7 +62,29 @@ public sealed partial class OffsetInference
         }
         ev.CoreLayout = _report.Add("module", "core_layout", cores,
             "module_layout { base, size, text_size, ro_size }: base page-aligned in the module area, text_size <= ro_size <= size, the struct module inside [base, base+size)");
+
+        // refcnt (CONFIG_MODULE_UNLOAD): declared after source_list, target_list (list_heads: proper, or empty pointing to
+        // themselves) and the exit function (NULL or in the module's text); MODULE_REF_BASE (1) plus the references.
+        if (ev.CoreLayout is { } core)
+        {
+            var refs = new List<int>();
+            for (int r = RefcntAfterLists; r + 4 <= _structBytes; r += 8)
+            {
+                Step(modules.Count);
+                if (modules.All(m => IsListNode(m.Address, m.W, r - RefcntAfterLists) && IsListNode(m.Address, m.W, r - RefcntAfterLists + 16)
+                    && U64(m.W, r - 8) is var exit && (exit == 0 || (exit >= U64(m.W, core) && exit < U64(m.W, core) + U32(m.W, core + LayoutTextSize)))
+                    && I32(m.W, r) is >= KernelMacros.MODULE_REF_BASE and <= 1 << 20)) refs.Add(r);
+            }
+            _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
+        }
         return ev;
+    }
+
+    private bool IsListNode(ulong objectAddress, byte[] w, int offset)
+    {
+        ulong node = objectAddress + (ulong)offset, next = U64(w, offset), prev = U64(w, offset + 8);
+        if (next == node) return prev == node;
+        return IsKernel(next) && IsKernel(prev) && Ptr(next + ListHeadPrev) == node;
     }
 
     private static bool IsModuleName(ReadOnlySpan<byte> b)

@@ -28,6 +28,8 @@ public static class StructuralFacts
     public const int ModuleNameLength = 56;
     /// <summary>enum module_state: LIVE 0, COMING 1, GOING 2, UNFORMED 3 (unchanged since 3.x).</summary>
     public const int ModuleStateLive = 0, ModuleStateComing = 1, ModuleStateGoing = 2, ModuleStateUnformed = 3;
+    /// <summary>struct module declares list_head source_list, list_head target_list, void (*exit)(void), atomic_t refcnt in this order.</summary>
+    public const int RefcntAfterLists = 40;
     /// <summary>module_layout (6.1..6.3) starts with void *base, unsigned int size; text_size and ro_size follow.</summary>
     public const int LayoutBase = 0, LayoutSize = 8, LayoutTextSize = 12, LayoutRoSize = 16;
 
