@@ -99,6 +99,7 @@ public sealed partial class OffsetInference
         bool hasGate = _symbols.TryGetAddress("gate_vma", out ulong gate);
         byte[]? gw = hasGate ? SmallWindow(gate) : null;
         var pairs = new List<(int S, int E)>();
+        var trees = ev.Vmas.Values.Select(list => list.Select(v => SmallWindow(v)!).ToArray()).ToArray();
         for (int s = 0; s + 8 <= _smallBytes; s += 8)
             for (int e = 0; e + 8 <= _smallBytes; e += 8)
             {
@@ -106,12 +107,11 @@ public sealed partial class OffsetInference
                 Step();
                 if (gw is not null && (U64(gw, s) != VSYSCALL_ADDR || U64(gw, e) != VSYSCALL_ADDR + 4096)) continue;
                 bool ok = true;
-                foreach (var group in ev.Vmas)
+                foreach (var tree in trees)
                 {
                     ulong prevEnd = 0;
-                    foreach (ulong v in group.Value)
+                    foreach (var w in tree)
                     {
-                        var w = SmallWindow(v)!;
                         ulong a = U64(w, s), b = U64(w, e);
                         if (a >= b || (a & 0xfff) != 0 || (b & 0xfff) != 0 || b > userTop || a < prevEnd) { ok = false; break; }
                         prevEnd = b;
