@@ -255,6 +255,7 @@ public sealed class LinuxKernel
         out string? missing)
     {
         missing = null;
+        var rejected = new List<string>();
         if (symbols.TryGetAddress("__start_BTF", out ulong start) && symbols.TryGetAddress("__stop_BTF", out ulong stop) && stop > start
             && stop - start <= (ulong)limits.MaxBtfBytes)
         {
@@ -267,11 +268,16 @@ public sealed class LinuxKernel
                     return types;
                 }
                 log.Warn($"BTF at __start_BTF 0x{start:x} is malformed ({error!.Message}); searching the image");
+                rejected.Add($"__start_BTF 0x{start:x}: {error.Message}");
             }
-            else log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
+            else
+            {
+                log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
+                // The BTF magic with a header that does not hold up is corruption, not a kernel built without BTF.
+                if (blob.Length >= 2 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(blob) == BtfTypes.Magic) rejected.Add($"__start_BTF 0x{start:x}: BTF magic with an implausible header");
+            }
         }
         // Without symbols: search the kernel image. Stale corrupt copies exist outside it, so the image comes first.
-        var rejected = new List<string>();
         foreach (int offset in BtfTypes.FindCandidates(image, limits))
         {
             if (BtfTypes.TryParse(image[offset..], limits, out var types, out var error))
