@@ -47,7 +47,7 @@ public static class CliApp
         foreach (var command in new ICliCommand[]
                  {
                      new InfoCommand(), new PsCommand(), new ThreadsCommand(), new ModulesCommand(), new MapsCommand(),
-                     new SymbolsCommand(), new BaselineCommand(), new VerifyCommand(), new CheckCommand(), new BenchCommand(), new DemoCommand(),
+                     new SymbolsCommand(), new ProfileCommand(), new BaselineCommand(), new VerifyCommand(), new CheckCommand(), new BenchCommand(), new DemoCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

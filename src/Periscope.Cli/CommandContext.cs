@@ -14,6 +14,8 @@ public sealed class CommonOptions
     public Option<bool> Pause { get; } = new("--pause") { Description = "Pause the live guest while reading, for a consistent view", Recursive = true };
     public Option<bool> Json { get; } = new("--json") { Description = "Print JSON instead of tables", Recursive = true };
     public Option<RawLayout> Layout { get; } = new("--raw-layout") { Description = "Physical layout of a raw image: Flat, Q35, I440fx", Recursive = true, DefaultValueFactory = _ => RawLayout.Flat };
+    public Option<bool> NoBtf { get; } = new("--no-btf") { Description = "Ignore the kernel's BTF: infer struct offsets from the data (as for a kernel built without BTF)", Recursive = true };
+    public Option<bool> NoOffsetsCache { get; } = new("--no-offsets-cache") { Description = "Neither read nor write the offsets cache (~/.cache/periscope/offsets)", Recursive = true };
 
     public void AddTo(Command root)
     {
@@ -23,6 +25,8 @@ public sealed class CommonOptions
         root.Options.Add(Pause);
         root.Options.Add(Json);
         root.Options.Add(Layout);
+        root.Options.Add(NoBtf);
+        root.Options.Add(NoOffsetsCache);
     }
 }
 
@@ -36,11 +40,16 @@ public sealed class CommandContext(CommonOptions options, TextWriter output, Tex
     {
         string? dump = r.GetValue(Options.Dump), ram = r.GetValue(Options.Qemu), qmp = r.GetValue(Options.Qmp);
         if ((dump is null) == (ram is null)) throw new CliUsageException("say which guest to read: --dump FILE or --qemu RAMFILE [--qmp SOCKET]");
-        if (dump is not null) return Target.OpenDump(dump, new TargetOptions { RawLayout = r.GetValue(Options.Layout) });
+        var options = new TargetOptions
+        {
+            RawLayout = r.GetValue(Options.Layout), NoBtf = r.GetValue(Options.NoBtf),
+            OffsetsCache = r.GetValue(Options.NoOffsetsCache) ? null : Periscope.Linux.Inference.OffsetsCache.Default(),
+        };
+        if (dump is not null) return Target.OpenDump(dump, options);
         // Without QMP a live guest cannot be stopped: reading it "paused" would silently be reading it running.
         if (qmp is null && r.GetValue(Options.Pause)) throw new CliUsageException("--pause needs --qmp SOCKET: a live guest is paused through QMP");
         IVmControl? control = qmp is null ? null : QmpVmControl.Connect(qmp);
-        var target = Target.AttachLive(ram!, control);
+        var target = Target.AttachLive(ram!, control, options);
         if (target.ControlWarning is { } w) Error.WriteLine($"periscope: warning: {TerminalText.Escape(w)}");
         return target;
     }

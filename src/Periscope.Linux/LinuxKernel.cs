@@ -1,6 +1,7 @@
 using System.Text;
 using Periscope.Linux.Btf;
 using Periscope.Linux.Discovery;
+using Periscope.Linux.Inference;
 using Periscope.Linux.Kallsyms;
 using Periscope.Linux.Model;
 using Periscope.Memory;
@@ -26,7 +27,7 @@ public sealed class LinuxKernel
     private readonly VmaReader _vmas;
 
     private LinuxKernel(IDirectPhysicalMemory memory, GuestReader reader, IntrospectionLimits limits, DiscoveryLog log, KernelLayout layout,
-        KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes btf, KernelOffsets offsets, string banner)
+        KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes? btf, KernelOffsets offsets, string banner, InferenceReport? inference, OffsetSource offsetSource)
     {
         _memory = memory;
         Limits = limits;
@@ -36,6 +37,8 @@ public sealed class LinuxKernel
         KallsymsLocation = kallsyms;
         Btf = btf;
         Offsets = offsets;
+        Inference = inference;
+        OffsetSource = offsetSource;
         Banner = banner;
         Reader = reader;
         KernelSpace = reader.Space;
@@ -43,8 +46,9 @@ public sealed class LinuxKernel
         foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea, offsets)) log.Warn($"kernel macro check: {problem}");
         Lists = new ListWalker(Reader, Diagnostics, offsets.ListHeadPrev);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
+        InitTask = inference?.InitTask is { } found && found != 0 ? found : symbols.GetAddress("init_task");
         var names = new TaskNames(Reader, offsets, Diagnostics, ReleaseVersion(Release) >= KernelMacros.WorkerIdFormatSince);
-        _taskList = new TaskList(Reader, offsets, symbols.GetAddress("init_task"), limits, Diagnostics, _paths, Lists, names);
+        _taskList = new TaskList(Reader, offsets, InitTask, limits, Diagnostics, _paths, Lists, names);
         _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols));
     }
 
@@ -54,8 +58,16 @@ public sealed class LinuxKernel
     public KernelLayout Layout { get; }
     public KernelSymbols Symbols { get; }
     public KallsymsLocation KallsymsLocation { get; }
-    public BtfTypes Btf { get; }
+    /// <summary>The kernel's own type information; null when the kernel has none (or with --no-btf): then
+    /// <see cref="Offsets"/> were inferred from the data (<see cref="Inference"/> says how) or came from the offsets cache.</summary>
+    public BtfTypes? Btf { get; }
     public KernelOffsets Offsets { get; }
+    /// <summary>Where <see cref="Offsets"/> came from.</summary>
+    public OffsetSource OffsetSource { get; }
+    /// <summary>The constraint search's evidence (candidates, rules, decisions) when the offsets were inferred.</summary>
+    public InferenceReport? Inference { get; }
+    /// <summary>init_task: from kallsyms, or found by its own structure when kallsyms has no data symbols.</summary>
+    public ulong InitTask { get; }
     /// <summary>The kernel's linux_banner: version, builder, build date.</summary>
     public string Banner { get; }
     /// <summary>Kernel virtual memory through the kernel PGD.</summary>
@@ -154,12 +166,13 @@ public sealed class LinuxKernel
     }
 
     public static LinuxKernel Open(IDirectPhysicalMemory memory, IReadOnlyList<CpuState>? cpus = null, IntrospectionLimits? limits = null, string? vmcoreInfo = null,
-        DiscoveryMethods discovery = DiscoveryMethods.All)
+        KernelOpenOptions? options = null)
     {
+        options ??= KernelOpenOptions.Default;
         limits = (limits ?? IntrospectionLimits.Default).Validate();
         cpus ??= [];
         var log = new DiscoveryLog();
-        var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = discovery }, limits, log);
+        var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = options.Discovery }, limits, log);
 
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();
@@ -181,11 +194,37 @@ public sealed class LinuxKernel
 
         string banner;
         using (log.Stage("banner")) banner = ReadBanner(reader, symbols, image, log);
-        BtfTypes btf;
+        BtfTypes? btf = null;
         KernelOffsets offsets;
-        using (log.Stage("BTF")) { btf = LoadBtf(memory, layout, symbols, image, limits, log); offsets = KernelOffsets.FromBtf(btf); }
+        InferenceReport? inference = null;
+        var source = OffsetSource.Btf;
+        string? btfMissing = null;
+        if (!options.NoBtf)
+            using (log.Stage("BTF")) btf = LoadBtf(memory, layout, symbols, image, limits, log, out btfMissing);
+        if (btf is not null) offsets = KernelOffsets.FromBtf(btf);
+        else
+        {
+            log.Fact("BTF", "not used", options.NoBtf ? "--no-btf: offsets are inferred from the data" : $"{btfMissing}: offsets are inferred from the data");
+            var moduleArea = KernelMacros.ModuleArea(symbols, layout.VirtualSlide);
+            var cacheKey = options.Cache is null ? null : OffsetsCache.Key(banner, BuildIdOf(reader, symbols, limits));
+            if (cacheKey is not null && options.Cache!.TryLoad(cacheKey, limits, log) is { } cached)
+            {
+                (offsets, inference, source) = (cached.Offsets, cached.Report, OffsetSource.Cache);
+                log.Fact("offsets", "from the offsets cache", $"entry {cacheKey} ({options.Cache.Directory})");
+            }
+            else
+            {
+                using (log.Stage("offset inference")) (offsets, inference) = KernelOffsets.FromInference(reader, symbols, layout, limits, moduleArea);
+                source = OffsetSource.Inferred;
+                log.Fact("offsets", $"{inference.Members.Count(m => m.IsKnown)} members inferred, {inference.Unknown.Count()} unknown",
+                    $"constraint search over {inference.Tasks} tasks, {inference.Threads} threads, {inference.Mms} mms, {inference.Vmas} VMAs, {inference.Files} files, {inference.Modules} modules ({inference.Steps} tests)");
+                if (cacheKey is not null) options.Cache!.Store(cacheKey, offsets, inference, log);
+            }
+            if (inference?.InitTaskFromStructure == true)
+                log.Fact("init_task", $"0x{inference.InitTask:x}", "not in kallsyms: found by its own structure (\"swapper/0\", the task list, real_parent)");
+        }
         ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
-        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner);
+        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner, inference, source);
     }
 
     /// <summary>One readable line: how many candidates were rejected, and the reasons of the ones that got furthest (a
@@ -239,8 +278,21 @@ public sealed class LinuxKernel
         return banner;
     }
 
-    private static BtfTypes LoadBtf(IDirectPhysicalMemory memory, KernelLayout layout, KernelSymbols symbols, ReadOnlySpan<byte> image, IntrospectionLimits limits, DiscoveryLog log)
+    /// <summary>The kernel's build id (GNU note between __start_notes and __stop_notes), or null when it cannot be read.</summary>
+    private static string? BuildIdOf(GuestReader reader, KernelSymbols symbols, IntrospectionLimits limits)
     {
+        if (!symbols.TryGetAddress("__start_notes", out ulong start) || !symbols.TryGetAddress("__stop_notes", out ulong stop)
+            || stop <= start || stop - start > (ulong)limits.MaxKernelNotesBytes) return null;
+        var notes = new byte[stop - start];
+        return reader.Read(start, notes) == notes.Length ? KernelIdentity.FindGnuBuildId(notes) : null;
+    }
+
+    /// <summary>The kernel's BTF, or null (with the reason in <paramref name="missing"/>) when the image holds none.</summary>
+    private static BtfTypes? LoadBtf(IDirectPhysicalMemory memory, KernelLayout layout, KernelSymbols symbols, ReadOnlySpan<byte> image, IntrospectionLimits limits, DiscoveryLog log,
+        out string? missing)
+    {
+        missing = null;
+        var rejected = new List<string>();
         if (symbols.TryGetAddress("__start_BTF", out ulong start) && symbols.TryGetAddress("__stop_BTF", out ulong stop) && stop > start
             && stop - start <= (ulong)limits.MaxBtfBytes)
         {
@@ -253,11 +305,16 @@ public sealed class LinuxKernel
                     return types;
                 }
                 log.Warn($"BTF at __start_BTF 0x{start:x} is malformed ({error!.Message}); searching the image");
+                rejected.Add($"__start_BTF 0x{start:x}: {error.Message}");
             }
-            else log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
+            else
+            {
+                log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
+                // The BTF magic with a header that does not hold up is corruption, not a kernel built without BTF.
+                if (blob.Length >= 2 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(blob) == BtfTypes.Magic) rejected.Add($"__start_BTF 0x{start:x}: BTF magic with an implausible header");
+            }
         }
         // Without symbols: search the kernel image. Stale corrupt copies exist outside it, so the image comes first.
-        var rejected = new List<string>();
         foreach (int offset in BtfTypes.FindCandidates(image, limits))
         {
             if (BtfTypes.TryParse(image[offset..], limits, out var types, out var error))
@@ -267,9 +324,12 @@ public sealed class LinuxKernel
             }
             rejected.Add($"image offset 0x{offset:x}: {error!.Message}");
         }
-        throw new KernelNotFoundException(rejected.Count == 0
-            ? "no BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)"
-            : $"no usable BTF in the kernel image; {rejected.Count} candidate(s) rejected: {string.Join("; ", rejected.Take(3))}");
+        // A BTF header that does not parse is corrupt input (an error); no header at all is a kernel without BTF, whose
+        // offsets are then inferred.
+        if (rejected.Count > 0)
+            throw new KernelNotFoundException($"no usable BTF in the kernel image; {rejected.Count} candidate(s) rejected: {string.Join("; ", rejected.Take(3))}");
+        missing = "no BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)";
+        return null;
     }
 
     private static void ConfirmWithVmcoreInfo(string? vmcoreInfo, KernelLayout layout, KernelSymbols symbols, DiscoveryLog log)

@@ -133,6 +133,20 @@ public sealed record IntrospectionLimits
     /// <summary>Longest module symbol name read: KSYM_NAME_LEN (512) less its NUL, all the kernel's strscpy keeps.</summary>
     public int MaxModuleSymbolNameLength { get; init; } = 511;
 
+    // Offsets without BTF (Linux/Inference): the constraint search's windows and its total work, and the offsets cache
+    /// <summary>Bytes of each task_struct searched for members (Debian 6.1's task_struct is 0x2640 bytes).</summary>
+    public int MaxInferenceTaskBytes { get; init; } = 16 << 10;
+    /// <summary>Bytes of mm_struct and struct module searched (6.1: 0x448 and 0x380 bytes).</summary>
+    public int MaxInferenceStructBytes { get; init; } = 4 << 10;
+    /// <summary>Bytes of the small structs searched: vm_area_struct, file, dentry, inode, signal_struct's head, cred.</summary>
+    public int MaxInferenceSmallStructBytes { get; init; } = 512;
+    /// <summary>Objects of one kind (VMAs of one mm, modules) taken as evidence.</summary>
+    public int MaxInferenceSamples { get; init; } = 4_096;
+    /// <summary>Candidate tests and object reads of the whole search together.</summary>
+    public long MaxInferenceSteps { get; init; } = 100_000_000;
+    /// <summary>Largest offsets-cache entry read (a Debian 6.1 entry is ~10 KiB).</summary>
+    public int MaxOffsetsCacheBytes { get; init; } = 1 << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -197,6 +211,13 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxDiscoveryPagesCounted), MaxDiscoveryPagesCounted, Counts);
         Check(nameof(MaxModuleSymbolsTotal), MaxModuleSymbolsTotal, Counts);
         Check(nameof(MaxModuleSymbolNameLength), MaxModuleSymbolNameLength, 1 << 20);
+        // Offsets without BTF
+        Check(nameof(MaxInferenceTaskBytes), MaxInferenceTaskBytes, 1 << 20);
+        Check(nameof(MaxInferenceStructBytes), MaxInferenceStructBytes, 1 << 20);
+        Check(nameof(MaxInferenceSmallStructBytes), MaxInferenceSmallStructBytes, 1 << 20);
+        Check(nameof(MaxInferenceSamples), MaxInferenceSamples, Counts);
+        Check(nameof(MaxInferenceSteps), MaxInferenceSteps, 1L << 40);
+        Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
         return this;
     }
 

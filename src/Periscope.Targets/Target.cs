@@ -34,7 +34,8 @@ public sealed class Target : IDisposable
     public IntrospectionLimits Limits => _options.Limits;
 
     /// <summary>The guest kernel, discovered on first use.</summary>
-    public LinuxKernel Kernel => _kernel ??= LinuxKernel.Open(_image, _cpus, _options.Limits, _image.VmcoreInfo);
+    public LinuxKernel Kernel => _kernel ??= LinuxKernel.Open(_image, _cpus, _options.Limits, _image.VmcoreInfo,
+        new KernelOpenOptions { NoBtf = _options.NoBtf, Cache = _options.OffsetsCache });
 
     /// <summary>Opens a dump file; the format (ELF core, LiME, raw) is detected from its content.</summary>
     public static Target OpenDump(string path, TargetOptions? options = null)

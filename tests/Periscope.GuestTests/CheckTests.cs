@@ -35,7 +35,7 @@ public sealed class CheckTests(FiveLevelGuest guest, ITestOutputHelper output)
         d.WriteU64(next + 8, prev);
     }
 
-    private ulong Offset(string type, string member) => (ulong)Kernel.Btf.FindStruct(type)!.Offset(member);
+    private ulong Offset(string type, string member) => (ulong)Kernel.Btf!.FindStruct(type)!.Offset(member);
 
     private Periscope.Linux.Model.LinuxTask Sleeper() => Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
 
@@ -282,7 +282,7 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
 {
     private LinuxKernel Kernel => guest.Dump.Kernel;
 
-    private ulong Offset(string type, string member) => (ulong)Kernel.Btf.FindStruct(type)!.Offset(member);
+    private ulong Offset(string type, string member) => (ulong)Kernel.Btf!.FindStruct(type)!.Offset(member);
 
     private ulong RunQueue(int cpu)
     {

@@ -89,7 +89,7 @@ public abstract class DiscoveryTests<TGuest>(TGuest guest, ITestOutputHelper out
     [Fact]
     public void With_only_the_full_scan_allowed_the_fallback_is_used_and_said()
     {
-        var k = LinuxKernel.Open(guest.Dump.Image, guest.Dump.Cpus, vmcoreInfo: guest.Dump.Image.VmcoreInfo, discovery: DiscoveryMethods.FullScan);
+        var k = LinuxKernel.Open(guest.Dump.Image, guest.Dump.Cpus, vmcoreInfo: guest.Dump.Image.VmcoreInfo, options: new KernelOpenOptions { Discovery = DiscoveryMethods.FullScan });
         Assert.Equal(DiscoveryMethod.FullScan, k.Layout.FoundBy);
         Assert.True(k.Layout.DiscoveryPagesRead >= (long)(guest.Dump.Memory.Map.RamBytes / 4096) * 9 / 10);
         Assert.Contains(k.Layout.KernelPgd, k.Layout.KernelPgdGroup);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Periscope.Cli.Output;
 using Periscope.Linux;
 using Periscope.Linux.Discovery;
+using Periscope.Linux.Inference;
 using Periscope.Targets;
 
 namespace Periscope.Cli.Commands;
@@ -11,9 +12,11 @@ public sealed class InfoCommand : ICliCommand
 {
     public Command Build(CommandContext context)
     {
-        var command = new Command("info", "Kernel version, paging mode, KASLR bases, memory layout, how each was found, and timings");
+        var offsetsOption = new Option<bool>("--offsets") { Description = "List every struct offset used, where it came from (BTF, inferred, cache) and, for inferred ones, the candidates and the rule that decided" };
+        var command = new Command("info", "Kernel version, paging mode, KASLR bases, memory layout, how each was found, and timings") { offsetsOption };
         command.SetAction(r => context.WithTarget(r, target =>
         {
+            if (r.GetValue(offsetsOption)) return OffsetsView.Run(context, r, target);
             var k = target.Kernel;
             if (context.Json(r)) Json.Write(context.Output, w => WriteJson(w, target, k));
             else WriteText(context.Output, target, k);
@@ -40,7 +43,7 @@ public sealed class InfoCommand : ICliCommand
         yield return ("vmalloc_base", l.VmallocBase is { } v ? $"0x{v:x}" : "?");
         yield return ("vmemmap_base", l.VmemmapBase is { } m ? $"0x{m:x}" : "?");
         yield return ("symbols", $"{k.Symbols.Count}");
-        yield return ("BTF types", $"{k.Btf.Count}");
+        yield return ("BTF types", k.Btf is { } btf ? $"{btf.Count}" : "none: offsets " + (k.OffsetSource == OffsetSource.Cache ? "from the offsets cache" : "inferred"));
     }
 
     private static void WriteText(TextWriter output, Target target, LinuxKernel k)
@@ -81,7 +84,8 @@ public sealed class InfoCommand : ICliCommand
         w.Address("vmallocBase", l.VmallocBase);
         w.Address("vmemmapBase", l.VmemmapBase);
         w.WriteNumber("symbols", k.Symbols.Count);
-        w.WriteNumber("btfTypes", k.Btf.Count);
+        if (k.Btf is { } btf) w.WriteNumber("btfTypes", btf.Count); else w.WriteNull("btfTypes");
+        w.WriteString("offsetSource", k.OffsetSource.ToString());
         w.WriteNumber("ramBytes", target.Memory.Map.RamBytes);
         w.WriteNumber("cpus", target.Cpus.Count);
         w.WriteStartArray("facts");
@@ -101,5 +105,84 @@ public sealed class InfoCommand : ICliCommand
         foreach (var warn in k.Log.Warnings) w.WriteStringValue(warn);
         w.WriteEndArray();
         w.WriteEndObject();
+    }
+}
+
+/// <summary>`periscope info --offsets`: every offset the model uses, its source, and the inference evidence.</summary>
+internal static class OffsetsView
+{
+    public static int Run(CommandContext context, System.CommandLine.ParseResult r, Target target)
+    {
+        LinuxKernel k;
+        try { k = target.Kernel; }
+        catch (OffsetInferenceException e)
+        {
+            // The search failed for some member: show all it found, then fail as any open does.
+            Write(context, r, null, e.Report, OffsetSource.Inferred);
+            throw;
+        }
+        Write(context, r, k.Offsets, k.Inference, k.OffsetSource);
+        Warnings.Print(context, k);
+        return 0;
+    }
+
+    private static IEnumerable<(string Name, int? Offset, string Source, string Decision, string Candidates, string Rule)> Rows(
+        Periscope.Linux.Model.KernelOffsets? offsets, InferenceReport? report, OffsetSource source)
+    {
+        var seen = new HashSet<string>();
+        if (report is not null)
+            foreach (var m in report.Members)
+            {
+                seen.Add(m.Name);
+                string decision = m.Decision switch { InferenceDecision.NotFound => "unknown (no candidate)", InferenceDecision.Ambiguous => "unknown (ambiguous)", _ => m.Decision.ToString() };
+                yield return (m.Name, m.Offset, source.ToString(), decision, string.Join(" ", m.Candidates.Select(c => $"0x{c:x}")), m.Rule);
+            }
+        if (offsets is not null)
+            foreach (var e in OffsetTable.Of(offsets))
+                if (seen.Add(e.Name))
+                    yield return (e.Name, e.Offset, report is null ? source.ToString() : "constant", report is null ? "BTF" : "Structural", "", report is null ? "read from BTF" : "a fixed layout fact (StructuralFacts)");
+    }
+
+    private static void Write(CommandContext context, System.CommandLine.ParseResult r, Periscope.Linux.Model.KernelOffsets? offsets, InferenceReport? report, OffsetSource source)
+    {
+        var rows = Rows(offsets, report, source).ToList();
+        if (context.Json(r))
+        {
+            Json.Write(context.Output, w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("source", source.ToString());
+                w.WriteStartArray("offsets");
+                foreach (var x in rows)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", x.Name);
+                    if (x.Offset is { } o) w.WriteNumber("offset", o); else w.WriteNull("offset");
+                    w.WriteString("source", x.Source);
+                    w.WriteString("decision", x.Decision);
+                    w.WriteString("candidates", x.Candidates);
+                    w.WriteString("rule", x.Rule);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                if (report is not null)
+                {
+                    w.WriteStartObject("evidence");
+                    w.WriteNumber("tasks", report.Tasks); w.WriteNumber("threads", report.Threads); w.WriteNumber("mms", report.Mms);
+                    w.WriteNumber("vmas", report.Vmas); w.WriteNumber("files", report.Files); w.WriteNumber("modules", report.Modules);
+                    w.WriteNumber("tests", report.Steps);
+                    w.WriteEndObject();
+                }
+                w.WriteEndObject();
+            });
+            return;
+        }
+        context.Output.WriteLine($"Offsets: {source switch { OffsetSource.Btf => "from the kernel's BTF", OffsetSource.Cache => "from the offsets cache (inferred at an earlier attach)", _ => "inferred from the data (no BTF used)" }}");
+        if (report is not null)
+            context.Output.WriteLine($"Evidence: {report.Tasks} tasks, {report.Threads} threads, {report.Mms} mms, {report.Vmas} VMAs, {report.Files} files, {report.Modules} modules; {report.Steps} candidate tests; {report.Unknown.Count()} member(s) unknown");
+        var table = TableWriter.Plain("MEMBER", "OFFSET", "SOURCE", "DECISION", "CANDIDATES", "RULE");
+        foreach (var x in rows)
+            table.AddRow(TableWriter.Esc(x.Name), x.Offset is { } o ? $"0x{o:x}" : "-", x.Source, x.Decision, x.Candidates, TableWriter.Esc(x.Rule));
+        TableWriter.Write(context.Output, table);
     }
 }

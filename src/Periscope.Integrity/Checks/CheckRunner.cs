@@ -12,14 +12,17 @@ public interface IKernelFacts
     bool HasSymbol(string name);
     bool HasStruct(string name);
     bool HasMember(string structName, string path);
+    /// <summary>False when the kernel's offsets were inferred without BTF: checks needing types are skipped.</summary>
+    bool HasBtf => true;
 }
 
 /// <summary>The facts of a kernel rebuilt from guest memory: kallsyms and BTF.</summary>
 public sealed class KernelFacts(LinuxKernel kernel) : IKernelFacts
 {
     public bool HasSymbol(string name) => kernel.Symbols.TryGetAddress(name, out _);
-    public bool HasStruct(string name) => kernel.Btf.FindStruct(name) is not null;
-    public bool HasMember(string structName, string path) => kernel.Btf.FindStruct(structName)?.HasMember(path) == true;
+    public bool HasBtf => kernel.Btf is not null;
+    public bool HasStruct(string name) => kernel.Btf?.FindStruct(name) is not null;
+    public bool HasMember(string structName, string path) => kernel.Btf?.FindStruct(structName)?.HasMember(path) == true;
 }
 
 /// <summary>The symbols and BTF members a check cannot run without.</summary>
@@ -37,7 +40,7 @@ public sealed record CheckRequirements
             if (!facts.HasSymbol(s)) yield return new CheckGap(GapKind.MissingSymbol, $"kallsyms has no symbol {s}");
         foreach (var (type, member) in Types)
         {
-            if (!facts.HasStruct(type)) yield return new CheckGap(GapKind.MissingType, $"BTF has no struct {type}");
+            if (!facts.HasStruct(type)) yield return new CheckGap(GapKind.MissingType, facts.HasBtf ? $"BTF has no struct {type}" : $"skipped: no BTF (offsets inferred), struct {type} is unknown");
             else if (member is not null && !facts.HasMember(type, member)) yield return new CheckGap(GapKind.MissingType, $"BTF struct {type} has no member {member}");
         }
     }

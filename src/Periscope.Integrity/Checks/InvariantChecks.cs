@@ -122,7 +122,7 @@ public sealed class InvariantChecks
     private string Where(ulong va) => Context.ModuleAt(va) is { } m ? $"module {m.Name}" : InKernelText(va) ? "kernel text" : "outside kernel text and modules";
 
     private ulong Offset(string structName, string path) =>
-        (ulong)(_kernel.Btf.FindStruct(structName) ?? throw new KernelModelException($"BTF has no struct {structName}")).Offset(path);
+        (ulong)(_kernel.Btf?.FindStruct(structName) ?? throw new KernelModelException($"BTF has no struct {structName}")).Offset(path);
 
     /// <summary>Reads what a task_struct says about itself; null when its pid cannot be read at all.</summary>
     private TaskFacts? ReadFacts(ulong task)
@@ -257,7 +257,7 @@ public sealed class InvariantChecks
     {
         _kernel.Symbols.TryGetAddress("init_pid_ns", out ulong ns);
         ulong xaHead = ns + Offset("pid_namespace", "idr.idr_rt.xa_head");
-        var node = _kernel.Btf.FindStruct("xa_node")!;
+        var node = _kernel.Btf!.FindStruct("xa_node")!;
         ulong slotsOff = (ulong)node.Offset("slots");
         int slots = node.MemberSize("slots") / 8;
         if (slots is <= 0 or > MaxXarraySlots)
@@ -381,7 +381,7 @@ public sealed class InvariantChecks
             _c = c;
             _run = run;
             _r = c._r;
-            var btf = c._kernel.Btf;
+            var btf = c._kernel.Btf!;
             var rq = btf.FindStruct("rq")!;
             _cpuOff = (ulong)rq.Offset("cpu");
             _curr = (ulong)rq.Offset("curr");

@@ -58,6 +58,15 @@ public sealed class KernelOffsets
         }
     }
 
+    /// <summary>
+    /// Infers the offsets from the live data when the kernel has no BTF (or it is not to be used): see
+    /// <see cref="Inference.OffsetInference"/>. The report carries every member's candidates and the rule that decided.
+    /// </summary>
+    /// <exception cref="KernelModelException">A member the model needs could not be settled.</exception>
+    public static (KernelOffsets Offsets, Inference.InferenceReport Report) FromInference(GuestReader reader, Kallsyms.KernelSymbols symbols,
+        Discovery.KernelLayout layout, Periscope.Memory.IntrospectionLimits limits, VirtualRange moduleArea) =>
+        Inference.OffsetInference.Infer(reader, symbols, layout, limits, moduleArea);
+
     private static KernelOffsets Read(BtfReader b)
     {
         var limits = b.Btf.Limits;
@@ -556,7 +565,7 @@ public sealed record RunQueueOffsets
     public int Idle { get; init; }
 }
 
-public sealed class KernelModelException(string message) : Exception(message);
+public class KernelModelException(string message) : Exception(message);
 
 /// <summary>Where a module's own symbol table and its exported symbols are; see <see cref="ModuleSymbols"/>.</summary>
 public sealed record ModuleSymbolOffsets

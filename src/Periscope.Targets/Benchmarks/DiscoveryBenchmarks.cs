@@ -41,7 +41,7 @@ public static class DiscoveryBenchmarks
                     long rss0 = FileRssKiB();
                     long t0 = Stopwatch.GetTimestamp();
                     using var image = MemoryImage.Open(dumps[d]);
-                    var k = LinuxKernel.Open(image, variant.Notes ? image.Cpus : [], null, variant.Notes ? image.VmcoreInfo : null, variant.Methods);
+                    var k = LinuxKernel.Open(image, variant.Notes ? image.Cpus : [], null, variant.Notes ? image.VmcoreInfo : null, new KernelOpenOptions { Discovery = variant.Methods });
                     double ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                     long grown = FileRssKiB() - rss0;
                     if (round < 0)

@@ -37,6 +37,7 @@ public static class KernelBenchmarks
         times.Sort();
         results.Add(new BenchResult("attach+ps warm (discover kernel from scratch, list tasks): median", times[times.Count / 2], "ms", $"{tasks} tasks, {iterations} runs, min {times[0]:0.00} ms"));
         progress?.Invoke("attach done");
+        results.AddRange(NoBtfAttach(image, iterations));
 
         var k = LinuxKernel.Open(image, image.Cpus);
         var stages = k.Log.Timings.Select(t => $"{t.Stage} {t.Milliseconds:0.00}").ToArray();
@@ -47,6 +48,28 @@ public static class KernelBenchmarks
         results.AddRange(PageReads(image, k));
         results.AddRange(IntegrityBenchmarks.Run(k));
         return results;
+    }
+
+    /// <summary>Attach without BTF (offsets inferred, no cache) against attach with BTF, warm: the inference's own cost.</summary>
+    private static IEnumerable<BenchResult> NoBtfAttach(MemoryImage image, int iterations)
+    {
+        var noBtf = new KernelOpenOptions { NoBtf = true };
+        var attach = new List<double>();
+        var inference = new List<double>();
+        int members = 0;
+        for (int i = 0; i < Math.Max(iterations, 3); i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            var kernel = LinuxKernel.Open(image, image.Cpus, null, image.VmcoreInfo, noBtf);
+            _ = kernel.Tasks.Count;
+            attach.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+            inference.Add(kernel.Log.Timings.Where(t => t.Stage == "offset inference").Sum(t => t.Milliseconds));
+            members = kernel.Inference?.Members.Count(m => m.IsKnown) ?? 0;
+        }
+        attach.Sort();
+        inference.Sort();
+        yield return new BenchResult("attach+ps warm with --no-btf (offsets inferred, no cache): median", attach[attach.Count / 2], "ms", $"{attach.Count} runs, min {attach[0]:0.00} ms");
+        yield return new BenchResult("  of which offset inference: median", inference[inference.Count / 2], "ms", $"{members} members inferred, min {inference[0]:0.00} ms");
     }
 
     private static ulong[] RandomDirectMapPages(MemoryImage image, LinuxKernel k, int count, int seed)

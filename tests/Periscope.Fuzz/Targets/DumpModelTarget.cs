@@ -55,7 +55,7 @@ public sealed class DumpModelTarget : FuzzTarget
         _memory = new PatchedPhysicalMemory(_image);
         _kernel = LinuxKernel.Open(_memory, _image.Cpus, IntrospectionLimits.Default, _image.VmcoreInfo);
         var o = _kernel.Offsets;
-        var btf = _kernel.Btf;
+        var btf = _kernel.Btf!;
         int taskSize = o.Task.Size, mmSize = btf.StructSizeOrNull("mm_struct") ?? 0x400, vmaSize = btf.StructSizeOrNull("vm_area_struct") ?? 0xc0;
         int moduleSize = btf.StructSizeOrNull("module") ?? 0x400;
         foreach (var task in _kernel.Tasks)

@@ -1,0 +1,114 @@
+using Periscope.Memory;
+using Periscope.Linux.Model;
+using static Periscope.Linux.Inference.StructuralFacts;
+
+namespace Periscope.Linux.Inference;
+
+/// <summary>Runs the rules in dependency order and assembles <see cref="KernelOffsets"/>.</summary>
+public sealed partial class OffsetInference
+{
+    private KernelOffsets Run()
+    {
+        var t = InferTasks();
+        var m = InferMmAndVmas(t);
+        InferModules();
+        InferCredIds();
+        var p = InferPaths(m.Files);
+        InferSuperBlockDev(m.Files, p);
+        return Build(_report, _limits);
+    }
+
+    /// <summary>
+    /// Assembles the offsets the model uses from a report's known members (inferred now, or loaded from the offsets
+    /// cache), checking each against the search windows. Throws <see cref="KernelModelException"/> naming every member
+    /// the model needs that is unknown or out of range.
+    /// </summary>
+    public static KernelOffsets Build(InferenceReport report, IntrospectionLimits limits)
+    {
+        var missing = new List<string>();
+        int? Opt(string structName, string member, int window)
+        {
+            if (report.Find(structName, member)?.Offset is not { } v) return null;
+            if (v < 0 || v >= window) { missing.Add($"{structName}.{member} = 0x{v:x} (outside the 0x{window:x}-byte search window)"); return null; }
+            return v;
+        }
+        int Need(string structName, string member, int window)
+        {
+            if (Opt(structName, member, window) is { } v) return v;
+            if (!missing.Any(x => x.StartsWith($"{structName}.{member} ", StringComparison.Ordinal))) missing.Add($"{structName}.{member}");
+            return 0;
+        }
+        int tw = limits.MaxInferenceTaskBytes, sw = limits.MaxInferenceStructBytes, small = Math.Min(limits.MaxInferenceSmallStructBytes, sw);
+        const string T = Task;
+        int startCode = Need(Mm, "start_code", sw);
+        int? root = Opt(Mm, "mm_mt.ma_root", sw);
+        int dName = Need("dentry", "d_name", small);
+        var offsets = new KernelOffsets
+        {
+            Task = new TaskOffsets
+            {
+                Size = 0, // unknown without BTF; nothing the model reads depends on it
+                Tasks = Need(T, "tasks", tw), Pid = Need(T, "pid", tw), Tgid = Need(T, "tgid", tw), Comm = Need(T, "comm", tw), CommSize = TaskCommLength,
+                Mm = Need(T, "mm", tw), RealParent = Need(T, "real_parent", tw), Parent = Need(T, "parent", tw),
+                GroupLeader = Need(T, "group_leader", tw), ThreadGroup = Opt(T, "thread_group", tw), ThreadNode = Opt(T, "thread_node", tw),
+                Signal = Need(T, "signal", tw), SignalThreadHead = Opt("signal_struct", "thread_head", small), SignalNrThreads = Opt("signal_struct", "nr_threads", small),
+                Flags = Need(T, "flags", tw), State = Need(T, "__state", tw), ExitState = Need(T, "exit_state", tw),
+                RealCred = Need(T, "real_cred", tw), Cred = Need(T, "cred", tw),
+            },
+            Mm = new MmOffsets
+            {
+                Pgd = Need(Mm, "pgd", sw), MapCount = Need(Mm, "map_count", sw), Mmap = null,
+                StartCode = startCode, EndCode = startCode + MmEndCode, StartBrk = startCode + MmStartBrk, Brk = startCode + MmBrk, StartStack = startCode + MmStartStack,
+                ExeFile = Opt(Mm, "exe_file", sw), ContextFlags = Opt(Mm, "context.flags", sw),
+            },
+            Vma = new VmaOffsets
+            {
+                Start = Need(Vma, "vm_start", small), End = Need(Vma, "vm_end", small), Mm = Need(Vma, "vm_mm", small),
+                Flags = Need(Vma, "vm_flags", small), PgOff = Need(Vma, "vm_pgoff", small), File = Need(Vma, "vm_file", small),
+                Next = null, Ops = Need(Vma, "vm_ops", small), PrivateData = Need(Vma, "vm_private_data", small),
+            },
+            Module = new ModuleOffsets
+            {
+                List = ModuleListOffset, Name = Need("module", "name", sw), NameSize = ModuleNameLength, State = 0,
+                CoreLayout = Need("module", "core_layout", sw), InitLayout = null, Mem = null, MemCount = 0, MemSize = 0,
+                LayoutBase = LayoutBase, LayoutSize = LayoutSize, LayoutTextSize = LayoutTextSize, LayoutRoSize = LayoutRoSize, RefCount = Opt("module", "refcnt", sw),
+                StateLive = ModuleStateLive, StateComing = ModuleStateComing, StateGoing = ModuleStateGoing, StateUnformed = ModuleStateUnformed,
+            },
+            Path = new PathOffsets
+            {
+                FilePath = Need("file", "f_path", small), FileInode = Need("file", "f_inode", small), PathMnt = PathMnt, PathDentry = PathDentry,
+                DentryParent = Need("dentry", "d_parent", small), DentryName = dName + QstrName, DentryNameLength = dName + QstrLen,
+                MountMnt = Need("mount", "mnt", small), MountParent = Need("mount", "mnt_parent", small), MountMountpoint = Need("mount", "mnt_mountpoint", small),
+                VfsMountRoot = Need("vfsmount", "mnt_root", small), InodeIno = Need("inode", "i_ino", small), InodeSb = Need("inode", "i_sb", small),
+                SuperBlockDev = Need("super_block", "s_dev", small), DentryUnlinkedHint = null,
+            },
+            Maple = root is { } r ? MapleLayout() with { Root = r } : null,
+            CredUid = Need("cred", "uid", small), CredGid = Need("cred", "gid", small), CredEuid = Need("cred", "euid", small),
+            ListHeadPrev = ListHeadPrev,
+            SpecialMappingName = Opt("vm_special_mapping", "name", small),
+            Pid = null,
+        };
+        if (missing.Count > 0)
+            throw new OffsetInferenceException(report, $"offset inference left {missing.Count} member(s) the model needs unknown: {string.Join(", ", missing)} (see `periscope info --offsets --no-btf`)");
+        return offsets;
+    }
+
+    private void InferSuperBlockDev(List<ulong> files, PathEvidence p)
+    {
+        // super_block starts with struct list_head s_list (every super_block is on the super_blocks list), then dev_t s_dev.
+        // Checked: s_list is a proper list node (next->prev == the super_block) in every super_block seen.
+        if (p.FileInode is not { } fi || p.InodeSb is not { } ib)
+        {
+            _report.AddUnknown("super_block", "s_dev", "needs inode.i_sb");
+            return;
+        }
+        var sbs = files.Select(f => Ptr(Ptr(f + (ulong)fi) + (ulong)ib)).Where(IsKernel).Distinct().ToList();
+        Step(sbs.Count);
+        if (sbs.Count == 0 || !sbs.All(sb => Ptr(sb) is var next && IsKernel(next) && Ptr(next + ListHeadPrev) == sb))
+        {
+            _report.AddUnknown("super_block", "s_dev", "s_list at offset 0 is not a proper list node in every super_block");
+            return;
+        }
+        _report.AddStructural("super_block", "s_dev", SuperBlockDev, "declared right after struct list_head s_list (checked: s_list links back)");
+    }
+}

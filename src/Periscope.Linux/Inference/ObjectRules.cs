@@ -1,0 +1,128 @@
+using Periscope.Linux.Model;
+using static Periscope.Linux.Inference.StructuralFacts;
+
+namespace Periscope.Linux.Inference;
+
+/// <summary>Rules for modules, credentials and file paths.</summary>
+public sealed partial class OffsetInference
+{
+    private sealed class ModuleEvidence
+    {
+        public int? Name, CoreLayout;
+    }
+
+    private ModuleEvidence InferModules()
+    {
+        var ev = new ModuleEvidence();
+        if (!_symbols.TryGetAddress("modules", out ulong head))
+        {
+            _report.AddUnknown("module", "name", "needs the modules list head from kallsyms");
+            return ev;
+        }
+        var modules = new List<(ulong Address, byte[] W)>();
+        var walked = WalkThreadList(head, ModuleListOffset, null);
+        foreach (ulong m in walked ?? [])
+        {
+            if (modules.Count >= _limits.MaxInferenceSamples) break;
+            if (StructWindow(m) is { } w) modules.Add((m, w));
+        }
+        _report.Modules = modules.Count;
+        if (modules.Count == 0)
+        {
+            _report.AddUnknown("module", "name", walked is null ? "the modules list is not a proper cycle" : "no module loaded: nothing to take evidence from");
+            return ev;
+        }
+        // The list's container offset is a declaration-order fact; checked: the word before the list is a module_state.
+        bool stateOk = modules.All(m => I32(m.W, 0) is >= ModuleStateLive and <= ModuleStateUnformed);
+        if (!stateOk)
+        {
+            _report.AddUnknown("module", "list", $"the u32 before the list_head is not a module_state in every module (struct module no longer starts with state, list?)");
+            return ev;
+        }
+        _report.AddStructural("module", "state", 0, "first member (enum module_state); checked: 0..3 in every module");
+        _report.AddStructural("module", "list", ModuleListOffset, "second member, after the 4-byte state; checked as above");
+
+        var names = new List<int>();
+        for (int o = ModuleListOffset + 16; o + ModuleNameLength <= _structBytes; o += 8)
+        {
+            Step(modules.Count);
+            if (modules.All(m => IsModuleName(m.W.AsSpan(o, ModuleNameLength)))) names.Add(o);
+        }
+        ev.Name = _report.Add("module", "name", names, "char[56] holding a NUL-terminated [a-z0-9_]+ name in every module");
+
+        // core_layout (6.1..6.3): base page-aligned inside the module area, size at +8, and the struct module itself inside it.
+        var cores = new List<int>();
+        for (int o = 0; o + 24 <= _structBytes; o += 8)
+        {
+            Step(modules.Count);
+            if (modules.All(m => U64(m.W, o + LayoutBase) is var b && (b & 0xfff) == 0 && b >= _moduleArea.Start && b < _moduleArea.End
+                && U32(m.W, o + LayoutSize) is var s && s > 0 && m.Address >= b && m.Address < b + s
+                && U32(m.W, o + LayoutTextSize) is var t && t <= s && U32(m.W, o + LayoutRoSize) is var ro && ro >= t && ro <= s))
+                cores.Add(o);
+        }
+        ev.CoreLayout = _report.Add("module", "core_layout", cores,
+            "module_layout { base, size, text_size, ro_size }: base page-aligned in the module area, text_size <= ro_size <= size, the struct module inside [base, base+size)");
+
+        // refcnt (CONFIG_MODULE_UNLOAD): declared after source_list, target_list (list_heads: proper, or empty pointing to
+        // themselves) and the exit function (NULL or in the module's text); MODULE_REF_BASE (1) plus the references.
+        if (ev.CoreLayout is { } core)
+        {
+            var refs = new List<int>();
+            for (int r = RefcntAfterLists; r + 4 <= _structBytes; r += 8)
+            {
+                Step(modules.Count);
+                if (modules.All(m => IsListNode(m.Address, m.W, r - RefcntAfterLists) && IsListNode(m.Address, m.W, r - RefcntAfterLists + 16)
+                    && U64(m.W, r - 8) is var exit && (exit == 0 || (exit >= U64(m.W, core) && exit < U64(m.W, core) + U32(m.W, core + LayoutTextSize)))
+                    && I32(m.W, r) is >= KernelMacros.MODULE_REF_BASE and <= 1 << 20)) refs.Add(r);
+            }
+            _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
+        }
+        return ev;
+    }
+
+    private bool IsListNode(ulong objectAddress, byte[] w, int offset)
+    {
+        ulong node = objectAddress + (ulong)offset, next = U64(w, offset), prev = U64(w, offset + 8);
+        if (next == node) return prev == node;
+        return IsKernel(next) && IsKernel(prev) && Ptr(next + ListHeadPrev) == node;
+    }
+
+    private static bool IsModuleName(ReadOnlySpan<byte> b)
+    {
+        int n = b.IndexOf((byte)0);
+        if (n <= 0) return false;
+        foreach (byte c in b[..n]) if (!(c is >= (byte)'a' and <= (byte)'z' || c is >= (byte)'0' and <= (byte)'9' || c == '_')) return false;
+        return true;
+    }
+
+    private (int Uid, int Gid, int Euid)? InferCredIds()
+    {
+        // The ids follow the usage counter (atomic_t, or atomic_long_t since 6.7 and its stable backports): uid at 4 or 8.
+        // Which one is told by init_cred: the ids are 0, and after them and securebits come cap_inheritable (0) and
+        // cap_permitted, cap_effective, cap_bset (the full set: equal, non-zero).
+        if (!_symbols.TryGetAddress("init_cred", out ulong initCred) || SmallWindow(initCred) is not { } w)
+        {
+            _report.AddUnknown("cred", "uid", "needs init_cred from kallsyms");
+            return null;
+        }
+        var candidates = new List<int>();
+        foreach (int u in new[] { 4, 8 })
+        {
+            // kernel_cap_t is u32[2] (4-byte aligned) before 6.3 and u64 since: the sets start right after securebits or at the next 8.
+            foreach (int caps in new[] { u + CredIdsBytes, (u + CredIdsBytes + 7) & ~7 }.Distinct())
+            {
+                Step();
+                bool idsZero = true;
+                for (int i = 0; i < 8; i++) idsZero &= U32(w, u + 4 * i) == 0;
+                if (idsZero && U64(w, caps) == 0 && U64(w, caps + 8) != 0 && U64(w, caps + 8) == U64(w, caps + 16) && U64(w, caps + 16) == U64(w, caps + 24)
+                    && !candidates.Contains(u))
+                    candidates.Add(u);
+            }
+        }
+        if (_report.Add("cred", "uid", candidates, "after the usage counter (4 or 8 bytes): init_cred's eight ids are 0, then cap_inheritable 0 and three equal non-zero capability sets") is not { } uid)
+            return null;
+        _report.AddStructural("cred", "gid", uid + CredGidAfterUid, "declared right after uid");
+        _report.AddStructural("cred", "euid", uid + CredEuidAfterUid, "uid, gid, suid, sgid, euid: the fifth id");
+        return (uid, uid + CredGidAfterUid, uid + CredEuidAfterUid);
+    }
+}

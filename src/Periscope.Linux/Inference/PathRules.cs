@@ -1,0 +1,178 @@
+using static Periscope.Linux.Inference.StructuralFacts;
+
+namespace Periscope.Linux.Inference;
+
+/// <summary>file, dentry, mount and inode rules: the evidence is the struct files user processes map (and run).</summary>
+public sealed partial class OffsetInference
+{
+    private sealed class PathEvidence
+    {
+        public int? FilePath, DentryName, DentryParent, MntRoot, MountMnt, MountParent, MountMountpoint, FileInode, InodeSb, InodeIno, MntSb;
+    }
+
+    private PathEvidence InferPaths(List<ulong> files)
+    {
+        var ev = new PathEvidence();
+        var fw = files.Select(f => (F: f, W: SmallWindow(f))).Where(x => x.W is not null).Select(x => (x.F, W: x.W!)).ToList();
+        if (fw.Count == 0)
+        {
+            _report.AddUnknown("file", "f_path", "no mapped file to take evidence from");
+            return ev;
+        }
+
+        // f_path.dentry (fd), dentry.d_name (q) and d_parent (p): from every file's dentry, names are qstrs of printable
+        // bytes without '/', and d_parent climbs to a root (its own parent) named "/" within MaxPathComponents.
+        var triples = new List<(int Fd, int Q, int P)>();
+        var roots = new Dictionary<(int, int, int), List<ulong>>();
+        for (int fd = 8; fd + 8 <= _smallBytes; fd += 8)
+        {
+            Step(fw.Count);
+            if (!fw.All(x => IsKernel(U64(x.W, fd)) && IsKernel(U64(x.W, fd - 8)))) continue;
+            var first = SmallWindow(U64(fw[0].W, fd));
+            if (first is null) continue;
+            for (int q = 0; q + 16 <= _smallBytes; q += 8)
+            {
+                Step();
+                if (DentryName(first, q) is not { } n || n == "/") continue;
+                for (int p = 0; p + 8 <= _smallBytes; p += 8)
+                {
+                    if (p == q || p == q + 8) continue;
+                    Step();
+                    var rootsOf = new List<ulong>();
+                    bool ok = true;
+                    foreach (var (_, w) in fw)
+                    {
+                        if (ClimbToRoot(U64(w, fd), q, p) is { } root) rootsOf.Add(root);
+                        else { ok = false; break; }
+                    }
+                    if (!ok) continue;
+                    triples.Add((fd, q, p));
+                    roots[(fd, q, p)] = rootsOf;
+                }
+            }
+        }
+        const string pathRule = "f_path.dentry in every mapped file; from it, d_name qstrs (len bytes without NUL or '/', then NUL) and d_parent links climb to a root that is its own parent and is named \"/\"";
+        const string slabTieBreak = "lowest offset (a higher one is the same member of the next object in the slab)";
+        int? dentryOff = _report.Add("file", "f_path.dentry", triples.Select(t => t.Fd).Distinct().ToList(), pathRule, c => c.Min(), slabTieBreak);
+        var t1 = triples.Where(t => t.Fd == dentryOff).ToList();
+        ev.DentryName = _report.Add("dentry", "d_name", t1.Select(t => t.Q).Distinct().ToList(), pathRule, c => c.Min(), slabTieBreak);
+        var t2 = t1.Where(t => t.Q == ev.DentryName).ToList();
+        ev.DentryParent = _report.Add("dentry", "d_parent", t2.Select(t => t.P).Distinct().ToList(), pathRule, c => c.Min(), slabTieBreak);
+        if (dentryOff is not { } fdOff || ev.DentryName is not { } qOff || ev.DentryParent is not { } pOff) return ev;
+        ev.FilePath = _report.AddStructural("file", "f_path", fdOff - PathDentry, "struct path { mnt, dentry }: f_path starts 8 bytes before f_path.dentry");
+        var rootOf = roots[(fdOff, qOff, pOff)];
+
+        // vfsmount.mnt_root: the pointer in every file's vfsmount equal to the root its dentries climb to.
+        var mnts = fw.Select(x => U64(x.W, ev.FilePath.Value + PathMnt)).ToList();
+        var mntRoots = new List<int>();
+        for (int r = 0; r + 8 <= 64; r += 8)
+        {
+            Step(mnts.Count);
+            bool ok = true;
+            for (int i = 0; i < mnts.Count && ok; i++) ok = Ptr(mnts[i] + (ulong)r) == rootOf[i];
+            if (ok) mntRoots.Add(r);
+        }
+        ev.MntRoot = _report.Add("vfsmount", "mnt_root", mntRoots, "pointer in every file's vfsmount equal to the root its dentries climb to");
+
+        // struct mount declares mnt_parent and mnt_mountpoint right before the embedded struct vfsmount mnt (since 3.3): a
+        // mount that is its own parent (the root mount) has its mountpoint at its own root; any other mount's parent is a
+        // mount and its mountpoint a named dentry.
+        var distinctMnts = mnts.Distinct().ToList();
+        var mountTriples = new List<(int M, int Pp, int Mp)>();
+        if (ev.MntRoot is { } mr)
+            for (int m = MountParentBeforeMnt; m <= 256; m += 8)
+            {
+                int pp = m - MountParentBeforeMnt, mp = m - MountMountpointBeforeMnt;
+                Step(distinctMnts.Count);
+                bool ok = true, selfParent = false;
+                foreach (ulong mnt in distinctMnts)
+                {
+                    ulong mount = mnt - (ulong)m, parent = Ptr(mount + (ulong)pp), point = Ptr(mount + (ulong)mp);
+                    if (parent == mount) { selfParent = true; ok = point == Ptr(mnt + (ulong)mr); }
+                    else ok = IsKernel(parent) && Ptr(parent + (ulong)m + (ulong)mr) is var pr && IsKernel(pr) && SmallWindow(point) is { } pw && DentryName(pw, qOff) is not null;
+                    if (!ok) break;
+                }
+                if (ok && selfParent) mountTriples.Add((m, pp, mp));
+            }
+        const string mountRule = "struct mount { ..., mnt_parent, mnt_mountpoint, struct vfsmount mnt }: the root mount is its own parent with its mountpoint at its root";
+        ev.MountMnt = _report.Add("mount", "mnt", mountTriples.Select(t => t.M).Distinct().ToList(), mountRule);
+        var mt = mountTriples.Where(t => t.M == ev.MountMnt).ToList();
+        ev.MountParent = _report.Add("mount", "mnt_parent", mt.Select(t => t.Pp).Distinct().ToList(), mountRule);
+        ev.MountMountpoint = _report.Add("mount", "mnt_mountpoint", mt.Where(t => t.Pp == ev.MountParent).Select(t => t.Mp).Distinct().ToList(), mountRule);
+
+        // f_inode and dentry.d_inode: one inode pointer in both, for every file.
+        var dentries = fw.Select(x => SmallWindow(U64(x.W, fdOff))!).ToList();
+        var inodePairs = new List<(int Fi, int Di)>();
+        for (int fi = 0; fi + 8 <= _smallBytes; fi += 8)
+        {
+            if (fi == ev.FilePath || fi == fdOff) continue;
+            Step(fw.Count);
+            if (!fw.All(x => IsKernel(U64(x.W, fi)))) continue;
+            for (int di = 0; di + 8 <= _smallBytes; di += 8)
+            {
+                Step(fw.Count);
+                bool ok = true;
+                for (int i = 0; i < fw.Count && ok; i++) ok = U64(fw[i].W, fi) == U64(dentries[i], di);
+                if (ok) inodePairs.Add((fi, di));
+            }
+        }
+        ev.FileInode = _report.Add("file", "f_inode", inodePairs.Select(p => p.Fi).Distinct().ToList(), "inode pointer in every file equal to one in its dentry (d_inode)",
+            c => c.Min(), "lowest offset (f_inode is declared right after f_path)");
+        if (ev.FileInode is not { } fiOff) return ev;
+
+        // inode.i_sb and vfsmount.mnt_sb: one super_block pointer in both.
+        var inodes = fw.Select(x => U64(x.W, fiOff)).ToList();
+        var sbPairs = new List<(int Ib, int Mb)>();
+        for (int ib = 0; ib + 8 <= _smallBytes; ib += 8)
+            for (int mb = 0; mb + 8 <= 64; mb += 8)
+            {
+                if (mb == ev.MntRoot) continue;
+                Step(inodes.Count);
+                bool ok = true;
+                for (int i = 0; i < inodes.Count && ok; i++)
+                    ok = SmallWindow(inodes[i]) is { } iw && U64(iw, ib) is var sb && IsKernel(sb) && sb == Ptr(mnts[i] + (ulong)mb);
+                if (ok) sbPairs.Add((ib, mb));
+            }
+        ev.InodeSb = _report.Add("inode", "i_sb", sbPairs.Select(p => p.Ib).Distinct().ToList(), "super_block pointer in every mapped file's inode equal to one in its vfsmount (mnt_sb)");
+        ev.MntSb = _report.Add("vfsmount", "mnt_sb", sbPairs.Where(p => p.Ib == ev.InodeSb).Select(p => p.Mb).Distinct().ToList(), "as inode.i_sb");
+
+        // i_ino: a u64 in the inode, non-zero, below 2^32, distinct for distinct inodes, and not the file size.
+        var distinctInodes = inodes.Distinct().Select(i => SmallWindow(i)).Where(w => w is not null).ToList();
+        var inos = new List<int>();
+        for (int o = 0; o + 8 <= _smallBytes && distinctInodes.Count >= 2; o += 8)
+        {
+            Step(distinctInodes.Count);
+            var seen = new HashSet<ulong>();
+            if (distinctInodes.All(w => U64(w!, o) is var v && v != 0 && v < 1UL << 32 && seen.Add(v))) inos.Add(o);
+        }
+        ev.InodeIno = _report.Add("inode", "i_ino", inos, "u64, non-zero, below 2^32, distinct for distinct inodes", c => c.Min(), "lowest offset (i_ino precedes i_size and the times)");
+        return ev;
+    }
+
+    private string? DentryName(byte[] w, int q)
+    {
+        uint len = U32(w, q + QstrLen);
+        ulong name = U64(w, q + QstrName);
+        if (len is 0 or > 255 || !IsKernel(name)) return null;
+        Span<byte> b = stackalloc byte[256];
+        var s = b[..((int)len + 1)];
+        Step();
+        if (_r.Read(name, s) != s.Length || s[^1] != 0) return null;
+        if (s[..^1].Contains((byte)0)) return null; // a name may hold any byte but NUL (and '/', below)
+        if (s.Length > 2 && s[..^1].Contains((byte)'/')) return null;
+        return System.Text.Encoding.UTF8.GetString(s[..^1]);
+    }
+
+    private ulong? ClimbToRoot(ulong dentry, int q, int p)
+    {
+        for (int i = 0; i < _limits.MaxPathComponents; i++)
+        {
+            if (SmallWindow(dentry) is not { } w || DentryName(w, q) is not { } name) return null;
+            ulong parent = U64(w, p);
+            if (parent == dentry) return name == "/" ? dentry : null;
+            if (name.Contains('/') || !IsKernel(parent)) return null;
+            dentry = parent;
+        }
+        return null;
+    }
+}

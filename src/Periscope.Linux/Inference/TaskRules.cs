@@ -1,0 +1,402 @@
+using Periscope.Linux.Model;
+using static Periscope.Linux.Inference.StructuralFacts;
+
+namespace Periscope.Linux.Inference;
+
+/// <summary>task_struct rules (linux-discovery.md §6), with the evidence they gather for the later rules.</summary>
+public sealed partial class OffsetInference
+{
+    private const string Task = "task_struct";
+
+    /// <summary>What the task rules learned, for the mm, VMA and path rules.</summary>
+    private sealed class TaskEvidence
+    {
+        public required ulong Init { get; init; }
+        public required List<ulong> Leaders { get; init; }
+        public required Dictionary<ulong, List<ulong>> Threads { get; init; }
+        public int Comm, TasksOff, Pid, Tgid, Mm, Flags;
+        public int? RealParent, Parent, GroupLeader, RealCred, Cred, Signal, ThreadNode, SignalThreadHead, ThreadGroup, State, ExitState, NrThreads;
+        public List<ulong> UserMms { get; } = [];
+        public int PgdInMm;
+    }
+
+    private TaskEvidence InferTasks()
+    {
+        var (init, fromStructure) = FindInitTask();
+        _report.InitTask = init;
+        _report.InitTaskFromStructure = fromStructure;
+        byte[] I = TaskWindow(init) ?? throw new KernelModelException($"offset inference: init_task at 0x{init:x} is unreadable");
+
+        int comm = Required(_report.Add(Task, "comm", FindAll(I, "swapper/0\0"u8), "\"swapper/0\\0\" inside init_task"), "task_struct.comm");
+
+        // tasks: a circular list through init_task whose every node, minus the offset, has a printable comm.
+        var tasksCandidates = new List<int>();
+        var lists = new Dictionary<int, List<ulong>>();
+        for (int o = 0; o + 16 <= _taskBytes; o += 8)
+        {
+            Step();
+            ulong next = U64(I, o);
+            if (!IsKernel(next) || next == init + (ulong)o) continue;
+            if (WalkTaskList(init, o, comm) is { Count: >= 2 } found) { tasksCandidates.Add(o); lists[o] = found; }
+        }
+        int tasks = Required(_report.Add(Task, "tasks", tasksCandidates,
+            "circular list through init_task (next->prev == node), >= 2 nodes, each node minus the offset holds a printable comm"), "task_struct.tasks");
+        var leaders = lists[tasks];
+        var windows = new List<byte[]>();
+        foreach (ulong t in leaders) windows.Add(TaskWindow(t) ?? new byte[_taskBytes]);
+        _report.Tasks = leaders.Count;
+
+        // pid/tgid: an s32 column, 0 for init_task and 1 for the next task, every value a plausible and distinct pid.
+        var pidColumns = new List<int>();
+        for (int o = 0; o + 4 <= _taskBytes; o += 4)
+        {
+            Step(leaders.Count);
+            if (I32(windows[0], o) != 0 || I32(windows[1], o) != 1) continue;
+            var seen = new HashSet<int>();
+            bool ok = true;
+            foreach (var w in windows)
+            {
+                int v = I32(w, o);
+                if (v < 0 || v > KernelMacros.PID_MAX_LIMIT || !seen.Add(v)) { ok = false; break; }
+            }
+            if (ok) pidColumns.Add(o);
+        }
+
+        var ev = new TaskEvidence { Init = init, Leaders = leaders, Threads = [], Comm = comm, TasksOff = tasks };
+        InferMm(ev, windows);
+        InferFlags(ev, windows);
+        InferParents(ev, windows);
+        InferCreds(ev, windows);
+        InferThreads(ev, windows, pidColumns);
+        InferState(ev, windows);
+        return ev;
+    }
+
+    private List<ulong>? WalkTaskList(ulong init, int o, int comm)
+    {
+        ulong head = init + (ulong)o, node = head;
+        var seen = new HashSet<ulong> { head };
+        var tasks = new List<ulong> { init };
+        for (int i = 0; i < _limits.MaxTasks; i++)
+        {
+            Step();
+            ulong next = Ptr(node);
+            if (next == head) return tasks;
+            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)ListHeadPrev) != node) return null;
+            ulong task = next - (ulong)o;
+            if (!ReadsComm(task, comm)) return null;
+            tasks.Add(task);
+            node = next;
+        }
+        return null;
+    }
+
+    /// <summary>init_task from kallsyms; without data symbols (CONFIG_KALLSYMS_ALL=n), by its own structure.</summary>
+    private (ulong Address, bool FromStructure) FindInitTask()
+    {
+        if (_symbols.TryGetAddress("init_task", out ulong init)) return (init, false);
+        return (FindInitTaskByStructure(), true);
+    }
+
+    private void InferMm(TaskEvidence ev, List<byte[]> windows)
+    {
+        // mm: a pointer column, NULL for init_task, whose non-NULL values all point to objects holding, at one common
+        // offset q, a pointer to a page whose kernel half is byte-identical to the kernel PGD's (Linux copies it into every PGD).
+        var kernelHalf = new byte[2048];
+        _r.Space.Physical.Read(_layout.KernelPgd + 2048, kernelHalf);
+        var candidates = new List<int>();
+        var pgdOffsets = new Dictionary<int, List<int>>();
+        var distinct = new Dictionary<int, int>();
+        var nonNull = new Dictionary<int, int>();
+        for (int o = 0; o + 8 <= _taskBytes; o += 8)
+        {
+            Step(windows.Count);
+            if (U64(windows[0], o) != 0) continue;
+            var values = new HashSet<ulong>();
+            int count = 0;
+            bool ok = true;
+            foreach (var w in windows)
+            {
+                ulong v = U64(w, o);
+                if (v == 0) continue;
+                if (!IsKernel(v) || (v & 7) != 0) { ok = false; break; }
+                values.Add(v);
+                count++;
+            }
+            if (!ok || values.Count == 0) continue;
+            var qs = PgdOffsets(values, kernelHalf);
+            if (qs.Count == 0) continue;
+            candidates.Add(o);
+            pgdOffsets[o] = qs;
+            distinct[o] = values.Count;
+            nonNull[o] = count;
+        }
+        int mm = Required(_report.Add(Task, "mm", candidates,
+            "pointer column, NULL for init_task, every value an object holding at one offset a pointer to a page whose kernel half equals the kernel PGD's",
+            c => c.OrderByDescending(o => distinct[o]).ThenBy(o => nonNull[o]).ThenBy(o => o).First(),
+            "most distinct mms, then fewest non-NULL (active_mm is also set for kernel threads borrowing an mm), then lowest offset"), "task_struct.mm");
+        ev.Mm = mm;
+        foreach (var w in windows) if (U64(w, mm) is var v && v != 0 && !ev.UserMms.Contains(v)) ev.UserMms.Add(v);
+        _report.Mms = ev.UserMms.Count;
+
+        var q = pgdOffsets[mm];
+        if (q.Count > 1 && _symbols.TryGetAddress("init_mm", out ulong initMm))
+        {
+            // init_mm.pgd holds the kernel's own top-level table (an image address).
+            var confirmed = q.Where(x => _r.Space.TryTranslate(Ptr(initMm + (ulong)x), out ulong pa) && pa == _layout.KernelPgd).ToList();
+            if (confirmed.Count > 0) q = confirmed;
+        }
+        ev.PgdInMm = Required(_report.Add("mm_struct", "pgd", q,
+            "pointer, in every task's mm, to a page whose kernel half equals the kernel PGD's (and init_mm.pgd is the kernel PGD, when init_mm is known)"), "mm_struct.pgd");
+    }
+
+    private List<int> PgdOffsets(HashSet<ulong> objects, byte[] kernelHalf)
+    {
+        var result = new List<int>();
+        var buffer = new byte[2048];
+        for (int q = 0; q + 8 <= Math.Min(_structBytes, 1024); q += 8)
+        {
+            bool ok = true;
+            foreach (ulong m in objects)
+            {
+                Step();
+                ulong pgd = Ptr(m + (ulong)q);
+                if ((pgd & 0xfff) != 0 || !IsKernel(pgd) || !_r.Space.TryTranslate(pgd, out ulong pa)
+                    || _r.Space.Physical.Read(pa + 2048, buffer) != 2048 || !buffer.AsSpan().SequenceEqual(kernelHalf)) { ok = false; break; }
+            }
+            if (ok) result.Add(q);
+        }
+        return result;
+    }
+
+    private void InferFlags(TaskEvidence ev, List<byte[]> windows)
+    {
+        var candidates = new List<int>();
+        for (int o = 0; o + 4 <= _taskBytes; o += 4)
+        {
+            Step(windows.Count);
+            bool ok = (U32(windows[0], o) & (KernelMacros.PF_KTHREAD | PF_IDLE)) == (KernelMacros.PF_KTHREAD | PF_IDLE);
+            for (int i = 1; ok && i < windows.Count; i++)
+            {
+                uint f = U32(windows[i], o);
+                bool kthread = (f & KernelMacros.PF_KTHREAD) != 0, noMm = U64(windows[i], ev.Mm) == 0;
+                // An exiting task (a zombie) has dropped its mm without being a kernel thread: PF_EXITING says so.
+                if ((f & PF_IDLE) != 0 || (kthread && !noMm) || (noMm && !kthread && (f & KernelMacros.PF_EXITING) == 0)) ok = false;
+                else if (CommOf(windows[i], ev.Comm).StartsWith("kworker/", StringComparison.Ordinal) && (f & PF_WQ_WORKER) == 0) ok = false;
+            }
+            if (ok) candidates.Add(o);
+        }
+        ev.Flags = Required(_report.Add(Task, "flags", candidates,
+            "u32: init_task has PF_KTHREAD|PF_IDLE, no other task PF_IDLE; PF_KTHREAD exactly when mm is NULL (or PF_EXITING without mm: a zombie); every kworker/* has PF_WQ_WORKER"), "task_struct.flags");
+    }
+
+    private static string CommOf(byte[] w, int comm)
+    {
+        var b = w.AsSpan(comm, TaskCommLength);
+        int n = b.IndexOf((byte)0);
+        return System.Text.Encoding.ASCII.GetString(n < 0 ? b : b[..n]);
+    }
+
+    private void InferParents(TaskEvidence ev, List<byte[]> windows)
+    {
+        var set = new HashSet<ulong>(ev.Leaders);
+        var parents = new List<int>();
+        var identity = new List<int>();
+        for (int o = 0; o + 8 <= _taskBytes; o += 8)
+        {
+            Step(windows.Count);
+            if (U64(windows[0], o) != ev.Init) continue;
+            bool self = true, ok = true;
+            for (int i = 0; i < windows.Count && ok; i++)
+            {
+                ulong v = U64(windows[i], o);
+                if (v != ev.Leaders[i]) self = false;
+                if (!set.Contains(v) && !(IsKernel(v) && ReadsComm(v, ev.Comm))) ok = false;
+            }
+            if (!ok) continue;
+            if (self) identity.Add(o);
+            else if (U64(windows[1], o) == ev.Init) parents.Add(o);
+        }
+        const string rule = "pointer column whose values are tasks: init_task points to itself, the first task after it to init_task, not every task to itself";
+        ev.RealParent = _report.Add(Task, "real_parent", parents, rule, c => c.Min(), "lower offset is real_parent (the two differ only under ptrace)");
+        ev.Parent = _report.Add(Task, "parent", parents, rule, c => c.Max(), "higher offset is parent (the two differ only under ptrace)");
+        ev.GroupLeader = _report.Add(Task, "group_leader", identity,
+            "pointer column where every thread-group leader points to itself",
+            c => c.Where(o => ev.RealParent is not { } rp || o > rp).DefaultIfEmpty(c.Min()).Min(),
+            "the first such column after real_parent (declared after real_parent, parent, children, sibling)");
+    }
+
+    private void InferCreds(TaskEvidence ev, List<byte[]> windows)
+    {
+        if (!_symbols.TryGetAddress("init_cred", out ulong initCred))
+        {
+            _report.AddUnknown(Task, "real_cred", "needs init_cred from kallsyms (not available)");
+            _report.AddUnknown(Task, "cred", "needs init_cred from kallsyms (not available)");
+            return;
+        }
+        var candidates = new List<int>();
+        for (int o = 0; o + 8 <= _taskBytes; o += 8)
+        {
+            Step(windows.Count);
+            if (U64(windows[0], o) != initCred) continue;
+            if (windows.All(w => IsKernel(U64(w, o)))) candidates.Add(o);
+        }
+        const string rule = "pointer column: init_task points to init_cred, every task to a kernel object";
+        ev.RealCred = _report.Add(Task, "real_cred", candidates, rule, c => c.Min(), "lower offset is real_cred (declared before cred)");
+        ev.Cred = _report.Add(Task, "cred", candidates, rule, c => c.Max(), "higher offset is cred");
+    }
+
+    private void InferThreads(TaskEvidence ev, List<byte[]> windows, List<int> pidColumns)
+    {
+        // signal + thread_node + signal_struct.thread_head: a pointer column S, distinct for every leader, such that at
+        // one offset H of *S a list_head starts whose first node is the leader's own list_head at one offset N, and the
+        // list is a proper cycle back to S+H. The cycle's nodes are the threads.
+        var found = new List<(int S, int H, int N, Dictionary<ulong, List<ulong>> Threads)>();
+        for (int s = 0; s + 8 <= _taskBytes; s += 8)
+        {
+            Step(windows.Count);
+            var values = new HashSet<ulong>();
+            bool ok = true;
+            foreach (var w in windows)
+            {
+                ulong v = U64(w, s);
+                if (!IsKernel(v) || !values.Add(v)) { ok = false; break; }
+            }
+            if (!ok) continue;
+            byte[]? first = SmallWindow(U64(windows[0], s));
+            if (first is null) continue;
+            for (int h = 0; h + 16 <= _smallBytes; h += 8)
+            {
+                Step();
+                long n = (long)(U64(first, h) - ev.Leaders[0]);
+                if (n <= 0 || n >= _taskBytes || n % 8 != 0 || n == ev.TasksOff) continue;
+                var threads = new Dictionary<ulong, List<ulong>>();
+                for (int i = 0; i < windows.Count && ok; i++)
+                {
+                    ulong head = U64(windows[i], s) + (ulong)h;
+                    var members = WalkThreadList(head, (int)n, ev.Leaders[i]);
+                    if (members is null) ok = false;
+                    else threads[ev.Leaders[i]] = members;
+                }
+                if (ok) found.Add((s, h, (int)n, threads));
+                ok = true;
+            }
+        }
+        // Every thread of a group shares its leader's signal (a list link next to the thread list, e.g. thread_node.prev,
+        // passes the rest for single-threaded processes only).
+        found = found.Where(f => f.Threads.All(kv => kv.Value.All(t => Ptr(t + (ulong)f.S) == U64(windows[ev.Leaders.IndexOf(kv.Key)], f.S)))).ToList();
+        const string rule = "signal: pointer column distinct for every leader and shared by its threads; signal_struct.thread_head: the list_head in *signal whose first node is the leader's thread_node; the list is a cycle";
+        var ss = found.Select(f => f.S).Distinct().ToList();
+        ev.Signal = _report.Add(Task, "signal", ss, rule);
+        var chosen = found.Where(f => f.S == ev.Signal).ToList();
+        ev.SignalThreadHead = _report.Add("signal_struct", "thread_head", chosen.Select(f => f.H).Distinct().ToList(), rule);
+        ev.ThreadNode = _report.Add(Task, "thread_node", chosen.Select(f => f.N).Distinct().ToList(), rule);
+        var threadSets = chosen.Count == 1 ? chosen[0].Threads : ev.Leaders.ToDictionary(l => l, l => new List<ulong> { l });
+        foreach (var (k, v) in threadSets) ev.Threads[k] = v;
+
+        var others = ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key).Select(t => (Leader: kv.Key, Thread: t))).ToList();
+        _report.Threads = others.Count;
+        // pid vs tgid: a thread that is not its group's leader shares the leader's tgid and has a pid of its own.
+        var tw = others.Select(x => (L: TaskWindow(x.Leader)!, T: TaskWindow(x.Thread))).Where(x => x.T is not null).ToList();
+        var pids = tw.Count == 0 ? pidColumns : pidColumns.Where(o => tw.All(x => I32(x.T!, o) != I32(x.L, o))).ToList();
+        var tgids = tw.Count == 0 ? pidColumns : pidColumns.Where(o => tw.All(x => I32(x.T!, o) == I32(x.L, o))).ToList();
+        const string pidRule = "s32 column: 0 in init_task, 1 in the next task, distinct plausible pids; a non-leader thread has its own pid and its leader's tgid";
+        ev.Pid = Required(_report.Add(Task, "pid", pids, pidRule, c => c.Min(), "no multi-threaded process: lower offset is pid"), "task_struct.pid");
+        ev.Tgid = Required(_report.Add(Task, "tgid", tgids.Where(o => o != ev.Pid).ToList(), pidRule, c => c.Min(), "no multi-threaded process: the other column is tgid"), "task_struct.tgid");
+
+        // thread_group (until 6.6): a list_head column from each leader cycling through exactly its threads.
+        if (tw.Count == 0)
+            _report.AddUnknown(Task, "thread_group", "needs a multi-threaded process as evidence; threads come from signal->thread_head");
+        else
+        {
+            var candidates = new List<int>();
+            for (int o = 0; o + 16 <= _taskBytes; o += 8)
+            {
+                if (o == ev.TasksOff || o == ev.ThreadNode) continue;
+                Step();
+                bool ok = true;
+                foreach (var (leader, members) in ev.Threads)
+                {
+                    var cycle = WalkThreadList(leader + (ulong)o, o, null, includeHead: true);
+                    if (cycle is null || !cycle.ToHashSet().SetEquals(members)) { ok = false; break; }
+                }
+                if (ok) candidates.Add(o);
+            }
+            ev.ThreadGroup = _report.Add(Task, "thread_group", candidates, "list_head column cycling from each leader through exactly the threads of its signal->thread_head list");
+        }
+
+        // nr_threads: an int in signal_struct equal to the thread count of every process.
+        if (ev.Signal is { } sig && tw.Count > 0)
+        {
+            var candidates = new List<int>();
+            for (int o = 0; o + 4 <= _smallBytes; o += 4)
+            {
+                Step(windows.Count);
+                if (ev.Leaders.All(l => SmallWindow(Ptr(l + (ulong)sig)) is { } w && I32(w, o) == ev.Threads[l].Count)) candidates.Add(o);
+            }
+            ev.NrThreads = _report.Add("signal_struct", "nr_threads", candidates, "int equal to every process's thread count");
+        }
+        else _report.AddUnknown("signal_struct", "nr_threads", "needs a multi-threaded process as evidence");
+    }
+
+    /// <summary>Threads on a list_head cycle (node − offset), or null if the links do not form a proper cycle.</summary>
+    private List<ulong>? WalkThreadList(ulong head, int offset, ulong? firstMustBe, bool includeHead = false)
+    {
+        ulong node = head;
+        var seen = new HashSet<ulong> { head };
+        var result = new List<ulong>();
+        if (includeHead) result.Add(head - (ulong)offset);
+        for (int i = 0; i <= _limits.MaxThreadsPerProcess; i++)
+        {
+            Step();
+            ulong next = Ptr(node);
+            if (next == head) return firstMustBe is null || result.Count > 0 ? result : null;
+            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)ListHeadPrev) != node) return null;
+            ulong t = next - (ulong)offset;
+            if (i == 0 && firstMustBe is { } f && t != f) return null;
+            result.Add(t);
+            node = next;
+        }
+        return null;
+    }
+
+    private void InferState(TaskEvidence ev, List<byte[]> windows)
+    {
+        var all = windows.Concat(ev.Threads.Values.SelectMany(v => v).Distinct().Select(TaskWindow).Where(w => w is not null)!).Distinct().ToList();
+        // __state: u32, every value made of state bits only, init_task running (0), some task in TASK_INTERRUPTIBLE and some
+        // (a kernel thread in an idle wait) in TASK_UNINTERRUPTIBLE|TASK_NOLOAD.
+        var candidates = new List<int>();
+        for (int o = 0; o + 4 <= _taskBytes; o += 4)
+        {
+            Step(all.Count);
+            if (U32(windows[0], o) != 0) continue;
+            bool ok = true, sleeping = false, idle = false;
+            foreach (var w in all!)
+            {
+                uint v = U32(w!, o);
+                if (v >= TaskStateBitsLimit) { ok = false; break; }
+                sleeping |= v == TASK_INTERRUPTIBLE;
+                idle |= v == KernelMacros.TASK_IDLE;
+            }
+            if (ok && sleeping && idle) candidates.Add(o);
+        }
+        ev.State = _report.Add(Task, "__state", candidates,
+            "u32 of state bits only (< TASK_STATE_MAX 0x10000): init_task 0, some task TASK_INTERRUPTIBLE, some TASK_IDLE", c => c.Min(), "lowest offset (__state is declared near the start)");
+
+        // exit_state: int in {0, EXIT_DEAD, EXIT_ZOMBIE} for every task, with exit_signal 8 bytes later: SIGCHLD for most user
+        // processes, -1 for every non-leader thread.
+        var exit = new List<int>();
+        var users = windows.Where(w => U64(w, ev.Mm) != 0).ToList();
+        var threads = ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key)).Select(TaskWindow).Where(w => w is not null).ToList();
+        for (int o = 0; o + 4 + ExitSignalAfterExitState <= _taskBytes && users.Count > 0; o += 4)
+        {
+            Step(all.Count);
+            if (!all.All(w => I32(w!, o) is 0 or EXIT_DEAD or EXIT_ZOMBIE)) continue;
+            int sigchld = users.Count(w => I32(w, o + ExitSignalAfterExitState) == SIGCHLD);
+            if (sigchld * 2 <= users.Count || !threads.All(w => I32(w!, o + ExitSignalAfterExitState) == -1)) continue;
+            exit.Add(o);
+        }
+        ev.ExitState = _report.Add(Task, "exit_state", exit,
+            "int in {0, EXIT_DEAD, EXIT_ZOMBIE} for every task, followed 8 bytes later by exit_signal: SIGCHLD for most processes, -1 for threads");
+    }
+}

@@ -1,0 +1,149 @@
+using Periscope.Linux;
+using Periscope.Linux.Inference;
+using Periscope.Linux.Model;
+using Periscope.Targets;
+using Xunit.Abstractions;
+
+namespace Periscope.GuestTests;
+
+/// <summary>
+/// The default guest without BTF: offsets inferred from the data (--no-btf, and a dump whose BTF blob is zeroed) must
+/// equal the kernel's own BTF for every member inferred, and give the same processes, threads, modules and maps, which
+/// must match the guest's own /proc (ground truth on its serial port).
+/// </summary>
+[Collection("5-level guest")]
+public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
+{
+    private LinuxKernel WithBtf => guest.Dump.Kernel;
+
+    private Target OpenNoBtf() => Target.OpenDump(guest.DumpPath, new TargetOptions { NoBtf = true });
+
+    [Fact]
+    public void Every_inferred_offset_equals_the_BTF_offset()
+    {
+        using var t = OpenNoBtf();
+        var k = t.Kernel;
+        Assert.Null(k.Btf);
+        Assert.Equal(OffsetSource.Inferred, k.OffsetSource);
+        var report = k.Inference!;
+        var btf = WithBtf.Btf!;
+        int compared = 0;
+        foreach (var m in report.Members)
+        {
+            output.WriteLine($"{m.Name,-34} {(m.Offset is { } o ? $"0x{o:x}" : "-"),-8} {m.Decision,-10} [{string.Join(" ", m.Candidates.Select(c => $"0x{c:x}"))}]");
+            if (m.Offset is not { } offset) continue;
+            var s = btf.FindStruct(m.Struct);
+            Assert.True(s is not null, $"BTF has no struct {m.Struct}");
+            Assert.True(s!.HasMember(m.Member), $"BTF struct {m.Struct} has no member {m.Member}");
+            Assert.True(s.Offset(m.Member) == offset, $"{m.Name}: inferred 0x{offset:x}, BTF 0x{s.Offset(m.Member):x} ({m.Decision}: {m.Rule})");
+            compared++;
+        }
+        Assert.True(compared >= 50, $"only {compared} members inferred");
+        // Everything the model reads, by name, is what BTF gives (the members without BTF-only counterparts aside).
+        var fromBtf = OffsetTable.Of(WithBtf.Offsets).ToDictionary(e => e.Name, e => e.Offset);
+        foreach (var e in OffsetTable.Of(k.Offsets))
+            Assert.True(fromBtf.TryGetValue(e.Name, out int b) && b == e.Offset, $"{e.Name}: model uses 0x{e.Offset:x} without BTF, 0x{(fromBtf.TryGetValue(e.Name, out int x) ? x : -1):x} with BTF");
+        Assert.Equal(WithBtf.Offsets.Task.CommSize, k.Offsets.Task.CommSize);
+        Assert.Equal(WithBtf.Offsets.Module.NameSize, k.Offsets.Module.NameSize);
+        Assert.Equal(WithBtf.Offsets.Maple, k.Offsets.Maple);
+        Assert.Equal(WithBtf.InitTask, k.InitTask);
+    }
+
+    [Fact]
+    public void Processes_threads_modules_and_maps_are_those_with_BTF_and_match_proc()
+    {
+        using var t = OpenNoBtf();
+        var k = t.Kernel;
+        static string Task(LinuxTask x) =>
+            $"{x.Pid} {x.Tgid} {x.ParentPid} {x.Uid} {x.Gid} {x.State} {x.IsKernelThread} {x.Comm} {x.ExePath} [{string.Join(",", x.Threads.Select(th => $"{th.Tid}:{th.Comm}:{th.State}"))}]";
+        Assert.Equal(WithBtf.Tasks.Select(Task), k.Tasks.Select(Task));
+        static string Module(KernelModule m) => $"{m.Name} {m.Address:x} {m.Base:x} {m.Size} {m.State} {m.References} {m.TextSize}";
+        Assert.Equal(WithBtf.Modules.Select(Module), k.Modules.Select(Module));
+        Assert.Equal(guest.Truth.Modules.Select(m => (m.Name, m.Base, m.Size, m.References)), k.Modules.Select(m => (m.Name, m.Base, m.Size, m.References ?? -1)));
+
+        int compared = 0;
+        foreach (var task in k.Tasks.Where(x => x.Mm != 0))
+        {
+            var ours = k.GetVmas(task).Select(v => $"{v.Start:x}-{v.End:x} {v.Permissions} {v.Offset:x} {v.DeviceMajor:x2}:{v.DeviceMinor:x2} {v.Inode} {v.Path}").ToList();
+            var withBtf = WithBtf.GetVmas(WithBtf.Tasks.Single(x => x.Address == task.Address))
+                .Select(v => $"{v.Start:x}-{v.End:x} {v.Permissions} {v.Offset:x} {v.DeviceMajor:x2}:{v.DeviceMinor:x2} {v.Inode} {v.Path}").ToList();
+            Assert.Equal(withBtf, ours);
+            if (guest.Truth.Maps.TryGetValue(task.Pid, out var truth) && truth.Count > 0)
+            {
+                Assert.Equal(truth.Select(m => $"{m.Start:x}-{m.End:x} {m.Perms} {m.Offset:x} {m.Device} {m.Inode} {m.Path}"), ours);
+                compared++;
+            }
+        }
+        Assert.True(compared >= 6, $"compared maps of only {compared} processes with /proc");
+        Assert.False(k.IsIncomplete, string.Join("\n", k.IncompleteReasons));
+        var threaded = Assert.Single(k.Tasks, x => x.Comm == "workload" && x.ThreadCount == 4);
+        Assert.Equal(guest.Truth.Processes[threaded.Pid].Threads.Select(x => x.Pid).Order(), threaded.Threads.Select(x => x.Tid).Order());
+    }
+
+    [Fact]
+    public void A_dump_with_its_BTF_blob_zeroed_works_like_no_btf()
+    {
+        ulong start = WithBtf.Symbols.GetAddress("__start_BTF"), stop = WithBtf.Symbols.GetAddress("__stop_BTF");
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, WithBtf);
+        for (ulong va = start; va < stop;)
+        {
+            ulong end = Math.Min(stop, (va & ~0xfffUL) + 4096); // page by page: each write is translated on its own
+            d.Write(va, new byte[end - va]);
+            va = end;
+        }
+        using var t = d.Open();
+        var k = t.Kernel;
+        Assert.Null(k.Btf);
+        Assert.Equal(OffsetSource.Inferred, k.OffsetSource);
+        Assert.Contains(k.Log.Facts, f => f.Name == "BTF" && f.How.Contains("no BTF in the kernel image", StringComparison.Ordinal));
+        Assert.Equal(WithBtf.Tasks.Select(x => (x.Pid, x.Comm, x.ParentPid, x.ExePath, x.ThreadCount)), k.Tasks.Select(x => (x.Pid, x.Comm, x.ParentPid, x.ExePath, x.ThreadCount)));
+        Assert.Equal(WithBtf.Modules.Select(m => (m.Name, m.Base, m.Size)), k.Modules.Select(m => (m.Name, m.Base, m.Size)));
+    }
+
+    [Fact]
+    public void Init_task_is_found_by_its_structure_alone()
+    {
+        var k = WithBtf;
+        ulong found = OffsetInference.FindInitTask(k.Reader, k.Symbols, k.Layout, k.Limits, k.ModuleArea);
+        Assert.Equal(k.Symbols.GetAddress("init_task"), found);
+    }
+
+    [Fact]
+    public void Second_attach_takes_the_offsets_from_the_cache_and_a_corrupt_entry_is_ignored()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"periscope-offsets-{Guid.NewGuid():n}");
+        try
+        {
+            var cache = new OffsetsCache(dir);
+            var options = new TargetOptions { NoBtf = true, OffsetsCache = cache };
+            KernelOffsets first;
+            using (var t = Target.OpenDump(guest.DumpPath, options))
+            {
+                Assert.Equal(OffsetSource.Inferred, t.Kernel.OffsetSource);
+                first = t.Kernel.Offsets;
+            }
+            string entry = Assert.Single(Directory.GetFiles(dir, "*.json"));
+            using (var t = Target.OpenDump(guest.DumpPath, options))
+            {
+                Assert.Equal(OffsetSource.Cache, t.Kernel.OffsetSource);
+                Assert.Equal(OffsetTable.Of(first), OffsetTable.Of(t.Kernel.Offsets));
+                Assert.Equal(WithBtf.Tasks.Count, t.Kernel.Tasks.Count);
+                Assert.DoesNotContain(t.Kernel.Log.Timings, x => x.Stage == "offset inference");
+            }
+            // A hostile entry: tasks moved far outside task_struct. Ignored with a warning; the search runs again.
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(entry))!;
+            var tasks = json["members"]!.AsArray().Single(m => (string?)m!["struct"] == "task_struct" && (string?)m["member"] == "tasks")!;
+            tasks["offset"] = 999_999;
+            File.WriteAllText(entry, json.ToJsonString());
+            using (var t = Target.OpenDump(guest.DumpPath, options))
+            {
+                Assert.Equal(OffsetSource.Inferred, t.Kernel.OffsetSource);
+                Assert.Contains(t.Kernel.Log.Warnings, w => w.Contains("offsets cache entry", StringComparison.Ordinal) && w.Contains("task_struct.tasks", StringComparison.Ordinal));
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
