@@ -142,6 +142,8 @@ public sealed record IntrospectionLimits
     public int MaxInferenceSmallStructBytes { get; init; } = 512;
     /// <summary>Objects of one kind (VMAs of one mm, modules) taken as evidence.</summary>
     public int MaxInferenceSamples { get; init; } = 4_096;
+    /// <summary>User address spaces (mm_struct and their VMA trees) taken as evidence; a few dozen settle every rule.</summary>
+    public int MaxInferenceAddressSpaces { get; init; } = 64;
     /// <summary>Candidate tests and object reads of the whole search together.</summary>
     public long MaxInferenceSteps { get; init; } = 100_000_000;
     /// <summary>Largest offsets-cache entry read (a Debian 6.1 entry is ~10 KiB).</summary>
@@ -216,6 +218,7 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxInferenceStructBytes), MaxInferenceStructBytes, 1 << 20);
         Check(nameof(MaxInferenceSmallStructBytes), MaxInferenceSmallStructBytes, 1 << 20);
         Check(nameof(MaxInferenceSamples), MaxInferenceSamples, Counts);
+        Check(nameof(MaxInferenceAddressSpaces), MaxInferenceAddressSpaces, Counts);
         Check(nameof(MaxInferenceSteps), MaxInferenceSteps, 1L << 40);
         Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
         return this;

@@ -15,6 +15,7 @@ public sealed partial class OffsetInference
         InferCredIds();
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
+        _report.Steps = _steps; // before Build, whose error report shows the evidence too
         return Build(_report, _limits);
     }
 

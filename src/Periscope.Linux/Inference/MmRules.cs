@@ -25,7 +25,9 @@ public sealed partial class OffsetInference
     private MmEvidence InferMmAndVmas(TaskEvidence tasks)
     {
         var ev = new MmEvidence();
-        var mms = tasks.UserMms.Select(m => (Mm: m, W: StructWindow(m))).Where(x => x.W is not null).Select(x => (x.Mm, W: x.W!)).ToList();
+        // A few dozen address spaces settle every rule; thousands only cost time (a 2,000-process guest).
+        var mms = tasks.UserMms.Take(_limits.MaxInferenceAddressSpaces).Select(m => (Mm: m, W: StructWindow(m))).Where(x => x.W is not null)
+            .Select(x => (x.Mm, W: x.W!)).ToList();
         if (mms.Count == 0)
         {
             foreach (var m in new[] { "mm_mt", "map_count" }) _report.AddUnknown(Mm, m, "no user process to take evidence from");
@@ -48,15 +50,16 @@ public sealed partial class OffsetInference
             foreach (var (mm, w) in mms)
             {
                 var tree = new MapleTree(_r, maple, _limits, diagnostics);
-                var list = tree.Entries(U64(w, o), _limits.MaxVmasPerProcess).Take(_limits.MaxInferenceSamples).ToList();
+                var list = tree.Entries(U64(w, o), _limits.MaxVmasPerProcess).Take(_limits.MaxInferenceSamples + 1).ToList();
                 Step(list.Count + 1);
-                entries[mm] = list;
+                // A tree longer than the sample cap is not evidence: its count and its last VMAs (the stack) would be missing.
+                if (list.Count <= _limits.MaxInferenceSamples) entries[mm] = list;
             }
             var backs = new List<int>();
             for (int b = 0; b + 8 <= _smallBytes; b += 8)
             {
                 Step();
-                if (entries.All(kv => kv.Value.Count > 0 && kv.Value.All(v => SmallWindow(v) is { } vw && U64(vw, b) == kv.Key))) backs.Add(b);
+                if (entries.Count > 0 && entries.All(kv => kv.Value.Count > 0 && kv.Value.All(v => SmallWindow(v) is { } vw && U64(vw, b) == kv.Key))) backs.Add(b);
             }
             if (backs.Count == 0) continue;
             roots.Add(o);
@@ -71,6 +74,7 @@ public sealed partial class OffsetInference
             return ev;
         }
         foreach (var (k, v) in entriesByRoot[root]) ev.Vmas[k] = v;
+        mms = mms.Where(x => ev.Vmas.ContainsKey(x.Mm)).ToList();
         _report.Vmas = ev.Vmas.Values.Sum(v => v.Count);
         ev.VmMm = _report.Add(Vma, "vm_mm", vmMmByRoot[root], "pointer equal to the owning mm in every VMA of every user mm's tree");
 
@@ -142,7 +146,10 @@ public sealed partial class OffsetInference
             }
         }
         const string rule = "vm_file: NULL or a kernel pointer in every VMA; exe_file: in every user mm, equal to the vm_file of one of its VMAs";
-        ev.VmFile = _report.Add(Vma, "vm_file", pairs.Select(p => p.F).Distinct().ToList(), rule);
+        // The same member of the next VMA in the slab (same mm, same executable) repeats the column one object size higher:
+        // the true member is the lowest.
+        ev.VmFile = _report.Add(Vma, "vm_file", pairs.Select(p => p.F).Distinct().ToList(), rule,
+            c => c.Min(), "lowest offset (a higher one is the same member of the next VMA in the slab)");
         ev.ExeFile = _report.Add(Mm, "exe_file", pairs.Where(p => p.F == ev.VmFile).Select(p => p.E).Distinct().ToList(), rule);
         if (ev.VmFile is { } vf)
             foreach (var v in vmas) if (U64(v.W, vf) is var p && p != 0 && !ev.Files.Contains(p)) ev.Files.Add(p);

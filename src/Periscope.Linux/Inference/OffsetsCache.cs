@@ -4,6 +4,7 @@ using System.Text.Json;
 using Periscope.Linux.Discovery;
 using Periscope.Linux.Model;
 using Periscope.Memory;
+using Periscope.Memory.Files;
 
 namespace Periscope.Linux.Inference;
 
@@ -39,24 +40,21 @@ public sealed class OffsetsCache(string directory)
         string path = PathOf(key);
         try
         {
-            var info = new FileInfo(path);
-            if (!info.Exists) return null;
-            if ((info.Attributes & (FileAttributes.Directory | FileAttributes.ReparsePoint | FileAttributes.Device)) != 0)
-                return Ignore(log, path, "not a regular file");
-            if (info.Length > limits.MaxOffsetsCacheBytes)
-                return Ignore(log, path, $"{info.Length} bytes, larger than IntrospectionLimits.MaxOffsetsCacheBytes = {limits.MaxOffsetsCacheBytes}");
+            if (!File.Exists(path)) return null;
             byte[] bytes;
-            using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None))
+            // The one non-blocking open of a regular file (a FIFO or device planted at the path is refused, not waited on).
+            using (var handle = DumpFile.OpenRegular(path, out var info))
             {
-                if (f.Length > limits.MaxOffsetsCacheBytes) return Ignore(log, path, $"{f.Length} bytes, larger than IntrospectionLimits.MaxOffsetsCacheBytes = {limits.MaxOffsetsCacheBytes}");
-                bytes = new byte[f.Length];
-                f.ReadExactly(bytes);
+                if (info.Length > (ulong)limits.MaxOffsetsCacheBytes)
+                    return Ignore(log, path, $"{info.Length} bytes, larger than IntrospectionLimits.MaxOffsetsCacheBytes = {limits.MaxOffsetsCacheBytes}");
+                bytes = new byte[(int)info.Length];
+                if (RandomAccess.Read(handle, bytes, 0) != bytes.Length) return Ignore(log, path, "it changed size while being read");
             }
             var report = Parse(bytes, key, out string? error);
             if (report is null) return Ignore(log, path, error!);
             return (OffsetInference.Build(report, limits), report);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or KernelModelException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or KernelModelException or MemoryFormatException)
         {
             return Ignore(log, path, e.Message);
         }

@@ -187,7 +187,9 @@ public sealed partial class OffsetInference
             if (ok) candidates.Add(o);
         }
         ev.Flags = Required(_report.Add(Task, "flags", candidates,
-            "u32: init_task has PF_KTHREAD|PF_IDLE, no other task PF_IDLE; PF_KTHREAD exactly when mm is NULL (or PF_EXITING without mm: a zombie); every kworker/* has PF_WQ_WORKER"), "task_struct.flags");
+            "u32: init_task has PF_KTHREAD|PF_IDLE, no other task PF_IDLE; PF_KTHREAD exactly when mm is NULL (or PF_EXITING without mm: a zombie); every kworker/* has PF_WQ_WORKER",
+            // A later column can repeat the flags by chance on a quiet guest (seen at 0x151c on a 2 GiB Debian 6.1 guest).
+            c => c.Min(), "lowest offset: flags has been declared among task_struct's first members (after thread_info, __state, stack, usage) since 2.6"), "task_struct.flags");
     }
 
     private static string CommOf(byte[] w, int comm)
