@@ -1,57 +1,64 @@
-using Spectre.Console;
+using System.Text;
 
 namespace Periscope.Cli.Output;
 
-/// <summary>Human output: Spectre.Console tables written to the injected writer, never wrapped when redirected.</summary>
+/// <summary>
+/// Human output: borderless, ps-like tables (each column as wide as its widest cell, two spaces between columns, no
+/// trailing blanks, never wrapped), easy to read and to grep. Rendered here rather than by a layout library: a
+/// 2,000-process `ps` spent three quarters of its time laying out the table (BENCHMARKS.md, scale section).
+/// </summary>
 public static class TableWriter
 {
-    /// <summary>Only the process's own, non-redirected stdout (wrapped by CliApp) is a terminal; any injected writer is not.</summary>
-    private static bool IsTerminal(TextWriter output) => output is TerminalSafeWriter { IsTerminal: true };
+    private const int ColumnGap = 2;
 
-    /// <summary>
-    /// A Spectre console over <paramref name="output"/>. ANSI stays off even on a terminal: no output uses colour, and
-    /// Spectre's own escape sequences would be escaped by the <see cref="TerminalSafeWriter"/> it writes through.
-    /// </summary>
-    public static IAnsiConsole Console(TextWriter output)
+    public static PlainTable Plain(params string[] columns) => new(columns);
+
+    /// <summary>Writes the header and every row, one line each; cells must already be escaped (<see cref="Esc"/>).</summary>
+    public static void Write(TextWriter output, PlainTable table)
     {
-        bool redirected = !IsTerminal(output);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(output),
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = redirected ? 400 : Math.Max(System.Console.WindowWidth, 80);
-        return console;
+        var widths = new int[table.Columns.Count];
+        for (int c = 0; c < widths.Length; c++) widths[c] = table.Columns[c].Length;
+        foreach (var row in table.Rows)
+            for (int c = 0; c < widths.Length; c++) widths[c] = Math.Max(widths[c], row[c].Length);
+
+        var line = new StringBuilder();
+        WriteLine(output, line, table.Columns, widths);
+        foreach (var row in table.Rows) WriteLine(output, line, row, widths);
     }
 
-    /// <summary>A borderless, ps-like table: easy to read and to grep.</summary>
-    public static Table Plain(params string[] columns)
+    private static void WriteLine(TextWriter output, StringBuilder line, IReadOnlyList<string> cells, int[] widths)
     {
-        var table = new Table().Border(TableBorder.None).HideRowSeparators();
-        foreach (var c in columns)
+        line.Clear();
+        for (int c = 0; c < cells.Count; c++)
         {
-            var column = new TableColumn(c) { NoWrap = true, Padding = new Padding(0, 0, 2, 0) };
-            table.AddColumn(column);
+            line.Append(cells[c]);
+            if (c < cells.Count - 1) line.Append(' ', widths[c] - cells[c].Length + ColumnGap);
         }
-        return table;
-    }
-
-    /// <summary>Renders off-screen, then drops the padding Spectre adds at line ends so output greps cleanly.</summary>
-    public static void Write(TextWriter output, Table table)
-    {
-        if (IsTerminal(output)) { Console(output).Write(table); return; }
-        var buffer = new StringWriter();
-        Console(buffer).Write(table);
-        foreach (var line in buffer.ToString().Split('\n'))
-        {
-            string trimmed = line.TrimEnd();
-            if (trimmed.Length > 0) output.WriteLine(trimmed);
-        }
+        int end = line.Length;
+        while (end > 0 && line[end - 1] == ' ') end--;
+        line.Length = end;
+        if (end > 0) output.WriteLine(line);
     }
 
     public static string Hex(ulong v) => $"0x{v:x}";
-    /// <summary>A table cell from text the guest controls: controls escaped (one line), then markup escaped.</summary>
-    public static string Esc(string s) => Markup.Escape(TerminalText.Escape(s));
+    /// <summary>A table cell from text the guest controls: controls escaped, so that it stays one line and inert.</summary>
+    public static string Esc(string s) => TerminalText.Escape(s);
+}
+
+/// <summary>Rows of text cells under named columns; a row with fewer cells than columns is padded with empty ones.</summary>
+public sealed class PlainTable(IReadOnlyList<string> columns)
+{
+    private readonly List<string[]> _rows = [];
+
+    public IReadOnlyList<string> Columns { get; } = columns;
+    public IReadOnlyList<string[]> Rows => _rows;
+
+    public PlainTable AddRow(params string[] cells)
+    {
+        if (cells.Length > Columns.Count) throw new ArgumentException($"{cells.Length} cells for {Columns.Count} columns", nameof(cells));
+        var row = new string[Columns.Count];
+        for (int c = 0; c < row.Length; c++) row[c] = c < cells.Length ? cells[c] ?? "" : "";
+        _rows.Add(row);
+        return this;
+    }
 }

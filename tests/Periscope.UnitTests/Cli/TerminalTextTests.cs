@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Periscope.Cli.Output;
-using Spectre.Console;
 
 namespace Periscope.UnitTests.Cli;
 
@@ -73,7 +72,7 @@ public class TerminalTextTests
     }
 
     [Fact]
-    public void Table_cells_escape_controls_and_markup()
+    public void Table_cells_escape_controls_and_keep_brackets_literal()
     {
         var table = TableWriter.Plain("COMM");
         table.AddRow(TableWriter.Esc("[red]\u001b[2J\n"));
