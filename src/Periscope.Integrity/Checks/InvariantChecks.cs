@@ -383,9 +383,9 @@ public sealed class InvariantChecks
             _r = c._r;
             var btf = c._kernel.Btf!;
             var rq = btf.FindStruct("rq")!;
-            _cpuOff = (ulong)rq.Offset("cpu");
-            _curr = (ulong)rq.Offset("curr");
-            _idle = (ulong)rq.Offset("idle");
+            // rq->cpu, curr and idle as the kernel model reads them (idle tasks); the requirements guarantee them.
+            var owner = c._kernel.Offsets.RunQueue!;
+            (_cpuOff, _curr, _idle) = ((ulong)owner.Cpu, (ulong)owner.Curr, (ulong)owner.Idle);
             _cfs = (ulong)rq.Offset("cfs");
             _rt = (ulong)rq.Offset("rt");
             _dl = (ulong)rq.Offset("dl");
