@@ -335,22 +335,14 @@ public sealed class LinuxKernel
     private static void ConfirmWithVmcoreInfo(string? vmcoreInfo, KernelLayout layout, KernelSymbols symbols, DiscoveryLog log)
     {
         if (vmcoreInfo is null) return;
-        foreach (var line in vmcoreInfo.Split('\n'))
+        var hints = VmcoreInfoHints.Parse(vmcoreInfo);
+        if (hints.KernelOffset is { } off)
         {
-            if (line.StartsWith("KERNELOFFSET=", StringComparison.Ordinal)
-                && ulong.TryParse(line.AsSpan("KERNELOFFSET=".Length), System.Globalization.NumberStyles.HexNumber, null, out ulong off))
-            {
-                if (off == layout.VirtualSlide) log.Fact("VMCOREINFO cross-check", "consistent", $"KERNELOFFSET={off:x} equals the virtual slide found");
-                else log.Warn($"VMCOREINFO KERNELOFFSET={off:x} differs from the virtual slide 0x{layout.VirtualSlide:x} found");
-            }
-            else if (line.StartsWith("SYMBOL(init_task)=", StringComparison.Ordinal) || line.StartsWith("SYMBOL(swapper_pg_dir)=", StringComparison.Ordinal))
-            {
-                int eq = line.IndexOf('=');
-                string name = line[7..(eq - 1)];
-                if (ulong.TryParse(line.AsSpan(eq + 1), System.Globalization.NumberStyles.HexNumber, null, out ulong va)
-                    && symbols.TryGetAddress(name, out ulong ours) && ours != va)
-                    log.Warn($"VMCOREINFO says {name} is at 0x{va:x}, kallsyms says 0x{ours:x}");
-            }
+            if (off == layout.VirtualSlide) log.Fact("VMCOREINFO cross-check", "consistent", $"KERNELOFFSET={off:x} equals the virtual slide found");
+            else log.Warn($"VMCOREINFO KERNELOFFSET={off:x} differs from the virtual slide 0x{layout.VirtualSlide:x} found");
         }
+        foreach (var (name, va) in new[] { ("init_task", hints.InitTask), ("swapper_pg_dir", hints.SwapperPgDir) })
+            if (va is { } stated && symbols.TryGetAddress(name, out ulong ours) && ours != stated)
+                log.Warn($"VMCOREINFO says {name} is at 0x{stated:x}, kallsyms says 0x{ours:x}");
     }
 }

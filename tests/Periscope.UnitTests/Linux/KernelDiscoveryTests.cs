@@ -262,6 +262,9 @@ public class KernelDiscoveryTests
         Assert.Equal(-106954752L, h.PhysBase);
         Assert.True(h.FiveLevel);
         Assert.Equal(0xcc00000UL, h.KernelOffset);
+        Assert.Equal(0x1234UL, h.SwapperPgDir); // stated, but init_top_pgt is the PGD
+        Assert.Null(h.InitTask);
+        Assert.Equal(0xffffffff82a12940UL, VmcoreInfoHints.Parse("SYMBOL(init_task)=ffffffff82a12940\n").InitTask);
         Assert.Equal(0xffffffff9060a000UL - 0xffffffff80000000UL - 106954752UL, h.PgdPhysical);
         var junk = VmcoreInfoHints.Parse("SYMBOL(init_top_pgt)=zz\nNUMBER(phys_base)=99999999999999999999999\nKERNELOFFSET=\n");
         Assert.Null(junk.PgdPhysical);
