@@ -20,11 +20,12 @@ public sealed class TerminalSafeWriter : TextWriter
     }
 
     /// <summary>Wraps <paramref name="output"/> unless it is already wrapped. Only the process's own stdout, not
-    /// redirected, counts as a terminal (table width follows the window then).</summary>
+    /// redirected, counts as a terminal.</summary>
     public static TerminalSafeWriter Wrap(TextWriter output) => output as TerminalSafeWriter
         ?? new TerminalSafeWriter(output, ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected);
 
-    /// <summary>True when the wrapped writer is an interactive terminal.</summary>
+    /// <summary>True when the wrapped writer is an interactive terminal. Output is the same either way since tables
+    /// stopped following the window width (TableWriter); kept for callers that must know.</summary>
     public bool IsTerminal { get; }
 
     public override Encoding Encoding => _inner.Encoding;
