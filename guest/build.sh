@@ -27,7 +27,9 @@ else
   kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   [ -n "$kpkg" ] || { echo "cannot resolve the kernel package behind linux-image-amd64" >&2; exit 1; }
 fi
-key="$kpkg-$(cat "$src/build.sh" "$src/init" "$src/workload.c" "$tamper/periscope_tamper.c" "$tamper/Makefile" | sha256sum | cut -c1-12)"
+key="$kpkg-$( (cat "$src/build.sh" "$src/init" "$src/workload.c" "$tamper/periscope_tamper.c" "$tamper/Makefile"
+  for f in "$src"/programs/*.c "$src"/start.d/*.sh "$src"/truth.d/*.sh; do [ -f "$f" ] && { echo "$f"; cat "$f"; }; done
+  true) | sha256sum | cut -c1-12)"
 out="$cache/guest/$key"
 current() { [ -n "$tree" ] || ln -sfn "$key" "$cache/guest/current"; }
 if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
@@ -70,6 +72,16 @@ gcc -static -O2 -pthread -o "$rootfs/bin/workload" "$src/workload.c"
 # A second name for workload holding terminal escapes (ESC[2J, BEL), run by /init (CliTests): in the image, so its
 # code pages have a file reference like every other program's.
 ln "$rootfs/bin/workload" "$rootfs/bin/$(printf 'esc\033[2J\007')"
+# Feature hooks: guest/programs/NAME.c becomes the static /bin/NAME; guest/start.d and guest/truth.d scripts are sourced
+# by /init (start: before the ground truth is printed; truth: inside it, on ttyS1).
+for c in "$src"/programs/*.c; do
+  [ -f "$c" ] || continue
+  gcc -static -O2 -pthread -o "$rootfs/bin/$(basename "$c" .c)" "$c"
+done
+mkdir -p "$rootfs/etc/start.d" "$rootfs/etc/truth.d"
+for d in start.d truth.d; do
+  for f in "$src/$d"/*.sh; do [ -f "$f" ] && cp "$f" "$rootfs/etc/$d/"; done
+done
 : > "$rootfs/etc/modules-load"
 for wanted in $modules; do
   ko=""

@@ -46,8 +46,18 @@ public static class CliApp
         var context = new CommandContext(common, output, error);
         foreach (var command in new ICliCommand[]
                  {
-                     new InfoCommand(), new PsCommand(), new ThreadsCommand(), new ModulesCommand(), new MapsCommand(),
-                     new SymbolsCommand(), new ProfileCommand(), new BaselineCommand(), new VerifyCommand(), new CheckCommand(), new BenchCommand(), new DemoCommand(),
+                     new InfoCommand(),
+                     new PsCommand(),
+                     new ThreadsCommand(),
+                     new ModulesCommand(),
+                     new MapsCommand(),
+                     new SymbolsCommand(),
+                     new ProfileCommand(),
+                     new BaselineCommand(),
+                     new VerifyCommand(),
+                     new CheckCommand(),
+                     new BenchCommand(),
+                     new DemoCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));
