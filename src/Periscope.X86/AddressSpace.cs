@@ -8,7 +8,7 @@ namespace Periscope.X86;
 /// virtual reads, and enumeration of mappings. Instances are cheap and not thread-safe (the TLB is per instance);
 /// call <see cref="FlushCache"/> before re-reading a live guest whose page tables may have changed.
 /// </summary>
-public sealed class AddressSpace : IVirtualMemory
+public sealed partial class AddressSpace : IVirtualMemory
 {
     private readonly IPhysicalMemory _memory;
     private readonly MappedPhysicalMemory? _mapped;
@@ -19,7 +19,7 @@ public sealed class AddressSpace : IVirtualMemory
     {
         _memory = memory;
         _mapped = memory as MappedPhysicalMemory ?? (memory as Periscope.Memory.Formats.MemoryImage)?.Memory;
-        Root = rootPhysicalAddress & PageTableEntry.AddressMask;
+        Root = mode == PagingMode.Pae32 ? rootPhysicalAddress & LegacyPaging.PaeRootMask : rootPhysicalAddress & PageTableEntry.AddressMask;
         Mode = mode;
         _ramEnd = memory.Map.Ranges.Count == 0 ? 0 : memory.Map.Ranges[^1].End;
     }
@@ -27,7 +27,7 @@ public sealed class AddressSpace : IVirtualMemory
     public IPhysicalMemory Physical => _memory;
     public ulong Root { get; }
     public PagingMode Mode { get; }
-    int IVirtualMemory.PointerSize => 8;
+    int IVirtualMemory.PointerSize => Mode.PointerSize();
 
     public void FlushCache() => _cache.Clear();
 
@@ -58,6 +58,7 @@ public sealed class AddressSpace : IVirtualMemory
     public bool TranslateWithoutCache(ulong va, out Translation translation)
     {
         translation = default;
+        if (Mode.Is32Bit()) return TranslateLegacy(va, out translation);
         if (!Mode.IsCanonical(va)) return false;
         ulong table = Root;
         int shift = Mode.TopLevelShift();
@@ -155,6 +156,12 @@ public sealed class AddressSpace : IVirtualMemory
     /// <summary>Depth-first walk with an explicit stack (one iterator, not one per level: hostile tables that spend the
     /// whole budget cost ~20 ns per entry instead of a chain of nested iterators per leaf).</summary>
     private IEnumerable<MappedRange> Walk(ulong start, ulong end, long budget)
+    {
+        if (Mode.Is32Bit()) return WalkLegacy(start, end, budget);
+        return Walk64(start, end, budget);
+    }
+
+    private IEnumerable<MappedRange> Walk64(ulong start, ulong end, long budget)
     {
         int top = Mode.TopLevelShift();
         int levels = (top - 12) / 9 + 1;
