@@ -173,6 +173,8 @@ public sealed class LinuxKernel
         cpus ??= [];
         var log = new DiscoveryLog();
         var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = options.Discovery }, limits, log);
+        if (layout.Mode.Is32Bit())
+            throw UnsupportedKernelException.ThirtyTwoBit(layout, Kernel32Locator.DecodeKallsyms(memory, layout, limits, new List<string>())?.Symbols.Count);
 
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();

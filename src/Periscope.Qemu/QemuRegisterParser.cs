@@ -5,7 +5,7 @@ using Periscope.Memory;
 namespace Periscope.Qemu;
 
 /// <summary>
-/// Parses HMP "info registers" text (x86-64) into <see cref="CpuState"/>: general registers, segment bases,
+/// Parses HMP "info registers" text (x86-64, or i386 with EAX…EIP and 8-digit segment bases) into <see cref="CpuState"/>: general registers, segment bases,
 /// descriptor tables and control registers. One block per "CPU#n" header.
 /// </summary>
 public static partial class QemuRegisterParser
@@ -13,16 +13,16 @@ public static partial class QemuRegisterParser
     [GeneratedRegex(@"\b(?<name>[A-Z][A-Z0-9]*)\s*=\s*(?<value>[0-9a-fA-F]+)")]
     private static partial Regex Pair();
 
-    [GeneratedRegex(@"^(?<seg>ES|CS|SS|DS|FS|GS|LDT|TR)\s*=(?<sel>[0-9a-fA-F]{4}) (?<base>[0-9a-fA-F]{16}) (?<limit>[0-9a-fA-F]{8}) (?<flags>[0-9a-fA-F]{8})", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^(?<seg>ES|CS|SS|DS|FS|GS|LDT|TR)\s*=(?<sel>[0-9a-fA-F]{4}) (?<base>[0-9a-fA-F]{8}(?:[0-9a-fA-F]{8})?) (?<limit>[0-9a-fA-F]{8}) (?<flags>[0-9a-fA-F]{8})", RegexOptions.Multiline)]
     private static partial Regex Segment();
 
-    [GeneratedRegex(@"^(?<tbl>GDT|IDT)=\s+(?<base>[0-9a-fA-F]{16}) (?<limit>[0-9a-fA-F]{8})", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^(?<tbl>GDT|IDT)=\s+(?<base>[0-9a-fA-F]{8}(?:[0-9a-fA-F]{8})?) (?<limit>[0-9a-fA-F]{8})", RegexOptions.Multiline)]
     private static partial Regex Table();
 
     public static IReadOnlyList<CpuState> Parse(string text)
     {
         text = text.Replace("\r", "");
-        var blocks = Regex.Split(text, @"^CPU#(?=\d)", RegexOptions.Multiline).Where(b => b.Contains("RIP=")).ToList();
+        var blocks = Regex.Split(text, @"^CPU#(?=\d)", RegexOptions.Multiline).Where(b => b.Contains("RIP=") || b.Contains("EIP=")).ToList();
         var result = new List<CpuState>();
         foreach (var block in blocks)
         {
@@ -38,8 +38,9 @@ public static partial class QemuRegisterParser
                 segs[m.Groups["seg"].Value] = new SegmentState(Hex32(m, "sel"), Hex32(m, "limit"), Hex32(m, "flags"), Hex64(m, "base"));
             foreach (Match m in Table().Matches(block))
                 segs[m.Groups["tbl"].Value] = new SegmentState(0, Hex32(m, "limit"), 0, Hex64(m, "base"));
-            if (!regs.ContainsKey("RIP")) continue;
-            ulong R(string n) => regs.TryGetValue(n, out ulong v) ? v : 0;
+            if (!regs.ContainsKey("RIP") && !regs.ContainsKey("EIP")) continue;
+            // An i386 guest (or qemu-system-i386) prints EAX…EIP and EFL; RAX…RIP otherwise.
+            ulong R(string n) => regs.TryGetValue(n, out ulong v) ? v : n[0] == 'R' && regs.TryGetValue("E" + n[1..], out ulong e) ? e : 0;
             ulong? Opt(string n) => regs.TryGetValue(n, out ulong v) ? v : null;
             SegmentState? S(string n) => segs.TryGetValue(n, out var s) ? s : null;
             result.Add(new CpuState

@@ -34,6 +34,9 @@ public static class KernelLocator
             if (methods.Allows(DiscoveryMethod.Cr3)) found = FromCr3(counted, inputs.Cpus, limits, failures);
             if (found is null && methods.Allows(DiscoveryMethod.VmcoreInfo)) found = FromVmcoreInfo(counted, inputs.VmcoreInfo, hints, failures);
             if (found is null && methods.Allows(DiscoveryMethod.LowMemorySearch)) found = FromLowMemory(counted, limits, failures);
+            // An i386 kernel: before the x86-64 full scan, which cannot find one.
+            if (found is null && Kernel32Locator.Locate(counted, inputs.Cpus, hints, methods, failures) is { } found32)
+                return Kernel32Locator.ToLayout(found32, counted.PagesRead, failures, log);
             if (found is null && methods.Allows(DiscoveryMethod.FullScan)) found = FromFullScan(memory, counted, inputs.Cpus, limits, failures, out scanned);
         }
         if (found is null)

@@ -23,16 +23,25 @@ internal static class KallsymsAddresses
 {
     private const ulong KernelHalfStart = KernelSymbols.KernelHalfStart;
 
+    /// <summary>Lowest kernel address of an i386 kernel: PAGE_OFFSET of VMSPLIT_1G, the lowest split Linux offers.</summary>
+    private const ulong KernelStart32 = 0x40000000;
+
+    /// <summary>Where kernel addresses start for a kernel with <paramref name="pointerSize"/>-byte longs.</summary>
+    private static ulong KernelFloor(int pointerSize) => pointerSize == 4 ? KernelStart32 : KernelHalfStart;
+
+    /// <param name="pointerSize">sizeof(long) of the kernel: 8, or 4 for an i386 kernel, whose kallsyms_relative_base
+    /// is a 4-byte long and whose labels are <c>.balign 4</c> (scripts/kallsyms.c's PTR and ALGN).</param>
     public static KallsymsAddressTable? TryDecode(ReadOnlySpan<byte> image, ulong imageVa, KallsymsNameTable names,
-        KallsymsTokenTable tokens, out string reason)
+        KallsymsTokenTable tokens, out string reason, int pointerSize = 8)
     {
         int n = names.Count;
         var reasons = new List<string>(6);
+        long ptr = pointerSize;
 
-        // ≤ 6.3: offsets | relative_base | num_syms. relative_base is 8-aligned, so offsets start align8(4N) before it.
-        long preBase = names.NumSymsOffset - 8L;
-        long preOffsets = preBase - ((4L * n + 7) & ~7L);
-        var found = TryRelative(image, preOffsets, preBase, n, KallsymsTableOrder.Pre64, reasons);
+        // ≤ 6.3: offsets | relative_base | num_syms. relative_base is pointer-aligned, so offsets start alignP(4N) before it.
+        long preBase = names.NumSymsOffset - ptr;
+        long preOffsets = preBase - ((4L * n + ptr - 1) & ~(ptr - 1));
+        var found = TryRelative(image, preOffsets, preBase, n, KallsymsTableOrder.Pre64, reasons, pointerSize);
         if (found is not null)
         {
             reason = "";
@@ -40,9 +49,9 @@ internal static class KallsymsAddresses
         }
 
         // ≥ 6.4: token_index | offsets | relative_base | seqs_of_names.
-        long postOffsets = ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, 8);
-        long postBase = ImageBytes.AlignUp(imageVa, postOffsets + 4L * n, 8);
-        found = TryRelative(image, postOffsets, postBase, n, KallsymsTableOrder.Post64, reasons);
+        long postOffsets = ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, pointerSize);
+        long postBase = ImageBytes.AlignUp(imageVa, postOffsets + 4L * n, pointerSize);
+        found = TryRelative(image, postOffsets, postBase, n, KallsymsTableOrder.Post64, reasons, pointerSize);
         if (found is not null)
         {
             reason = "";
@@ -50,7 +59,7 @@ internal static class KallsymsAddresses
         }
 
         // ≥ 7.0: token_index | offsets | seqs_of_names, 4-aligned, each offset relative to its own entry.
-        found = TryPlaceRelative(image, imageVa, ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, 4), n, reasons);
+        found = TryPlaceRelative(image, imageVa, ImageBytes.AlignUp(imageVa, tokens.IndexOffset + 512L, 4), n, reasons, KernelFloor(pointerSize));
         if (found is not null)
         {
             reason = "";
@@ -58,8 +67,8 @@ internal static class KallsymsAddresses
         }
 
         // Without KALLSYMS_BASE_RELATIVE: u64 kallsyms_addresses right before num_syms, or after token_index.
-        found = TryAbsolute(image, names.NumSymsOffset - 8L * n, n, KallsymsTableOrder.Pre64, reasons)
-                ?? TryAbsolute(image, postOffsets, n, KallsymsTableOrder.Post64, reasons);
+        found = TryAbsolute(image, names.NumSymsOffset - ptr * n, n, KallsymsTableOrder.Pre64, reasons, pointerSize)
+                ?? TryAbsolute(image, postOffsets, n, KallsymsTableOrder.Post64, reasons, pointerSize);
         if (found is not null)
         {
             reason = "";
@@ -71,15 +80,23 @@ internal static class KallsymsAddresses
     }
 
     private static KallsymsAddressTable? TryRelative(ReadOnlySpan<byte> image, long offsetsOffset, long baseOffset,
-        int n, KallsymsTableOrder order, List<string> reasons)
+        int n, KallsymsTableOrder order, List<string> reasons, int pointerSize)
     {
         string layout = order.Describe();
-        if (!ImageBytes.Fits(image, offsetsOffset, 4L * n) || !ImageBytes.TryU64(image, baseOffset, out ulong relativeBase))
+        ulong relativeBase;
+        bool baseRead;
+        if (pointerSize == 4)
+        {
+            baseRead = ImageBytes.TryU32(image, baseOffset, out uint base32);
+            relativeBase = base32;
+        }
+        else baseRead = ImageBytes.TryU64(image, baseOffset, out relativeBase);
+        if (!ImageBytes.Fits(image, offsetsOffset, 4L * n) || !baseRead)
         {
             reasons.Add($"{layout} kallsyms_offsets/relative_base (image+0x{offsetsOffset:x}) lie outside the image");
             return null;
         }
-        if (relativeBase < KernelHalfStart)
+        if (relativeBase < KernelFloor(pointerSize))
         {
             reasons.Add($"{layout} kallsyms_relative_base 0x{relativeBase:x} is not a kernel address");
             return null;
@@ -107,15 +124,15 @@ internal static class KallsymsAddresses
             }
             if (Plausible(addresses, out why))
                 return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order,
-                    KallsymsAddressEncoding.RelativeAbsolutePercpu, baseOffset + 8, 8);
+                    KallsymsAddressEncoding.RelativeAbsolutePercpu, baseOffset + pointerSize, pointerSize);
             reasons.Add($"{layout} offsets read as ABSOLUTE_PERCPU: {why}");
         }
 
         for (int i = 0; i < n; i++)
-            addresses[i] = unchecked(relativeBase + (uint)raw[i]);
+            addresses[i] = pointerSize == 4 ? (uint)(relativeBase + (uint)raw[i]) : unchecked(relativeBase + (uint)raw[i]);
         if (Plausible(addresses, out why))
             return new KallsymsAddressTable(addresses, (int)offsetsOffset, (int)baseOffset, relativeBase, order,
-                KallsymsAddressEncoding.Relative, baseOffset + 8, 8);
+                KallsymsAddressEncoding.Relative, baseOffset + pointerSize, pointerSize);
         reasons.Add($"{layout} offsets read as relative: {why}");
         return null;
     }
@@ -124,7 +141,7 @@ internal static class KallsymsAddresses
     /// entry's own virtual address plus the signed value. The table holds no base to check, so the decoded addresses
     /// must also be kernel addresses (they all lie within ±2 GiB of the table, inside the kernel image's half).</summary>
     private static KallsymsAddressTable? TryPlaceRelative(ReadOnlySpan<byte> image, ulong imageVa, long offsetsOffset,
-        int n, List<string> reasons)
+        int n, List<string> reasons, ulong kernelFloor)
     {
         if (!ImageBytes.Fits(image, offsetsOffset, 4L * n))
         {
@@ -137,7 +154,7 @@ internal static class KallsymsAddresses
         {
             int o = (int)ImageBytes.U32(image, offsetsOffset + 4L * i);
             ulong a = unchecked(tableVa + 4UL * (ulong)i + (ulong)(long)o);
-            if (a < KernelHalfStart)
+            if (a < kernelFloor)
             {
                 reasons.Add($"7.0+ place-relative kallsyms_offsets[{i}] gives 0x{a:x}, not a kernel address");
                 return null;
@@ -154,10 +171,10 @@ internal static class KallsymsAddresses
     }
 
     private static KallsymsAddressTable? TryAbsolute(ReadOnlySpan<byte> image, long offset, int n,
-        KallsymsTableOrder order, List<string> reasons)
+        KallsymsTableOrder order, List<string> reasons, int pointerSize)
     {
         string layout = order.Describe();
-        if (!ImageBytes.Fits(image, offset, 8L * n))
+        if (!ImageBytes.Fits(image, offset, (long)pointerSize * n))
         {
             reasons.Add($"{layout} kallsyms_addresses (image+0x{offset:x}) lie outside the image");
             return null;
@@ -166,9 +183,9 @@ internal static class KallsymsAddresses
         int kernel = 0;
         for (int i = 0; i < n; i++)
         {
-            ulong a = ImageBytes.U64(image, offset + 8L * i);
+            ulong a = pointerSize == 4 ? ImageBytes.U32(image, offset + 4L * i) : ImageBytes.U64(image, offset + 8L * i);
             addresses[i] = a;
-            if (a >= KernelHalfStart)
+            if (a >= KernelFloor(pointerSize))
                 kernel++;
         }
         if (2L * kernel < n)
@@ -182,7 +199,7 @@ internal static class KallsymsAddresses
             return null;
         }
         return new KallsymsAddressTable(addresses, (int)offset, -1, 0, order, KallsymsAddressEncoding.Absolute,
-            offset + 8L * n, 8);
+            offset + (long)pointerSize * n, pointerSize);
     }
 
     /// <summary>

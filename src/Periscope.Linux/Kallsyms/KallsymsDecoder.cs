@@ -34,8 +34,9 @@ public static class KallsymsDecoder
     /// <paramref name="diagnostics"/> says why each candidate was rejected. Nothing is added on success.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="limits"/> or <paramref name="diagnostics"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The image would extend past the top of the address space.</exception>
+    /// <param name="pointerSize">sizeof(long) of the kernel: 8 on x86-64, 4 on i386.</param>
     public static KallsymsResult? Decode(ReadOnlySpan<byte> image, ulong imageVa, IntrospectionLimits limits,
-        ICollection<string> diagnostics)
+        ICollection<string> diagnostics, int pointerSize = 8)
     {
         ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(diagnostics);
@@ -71,7 +72,7 @@ public static class KallsymsDecoder
                 hits--;
                 break;
             }
-            var result = TryCandidate(image, imageVa, anchor, limits, ref tokenTables, out string why);
+            var result = TryCandidate(image, imageVa, anchor, limits, pointerSize, ref tokenTables, out string why);
             if (result is not null)
                 return result;
             if (rejections.Count < MaxReportedRejections)
@@ -96,7 +97,7 @@ public static class KallsymsDecoder
     }
 
     private static KallsymsResult? TryCandidate(ReadOnlySpan<byte> image, ulong imageVa, int anchor,
-        IntrospectionLimits limits, ref int tokenTables, out string reason)
+        IntrospectionLimits limits, int pointerSize, ref int tokenTables, out string reason)
     {
         var tokens = KallsymsTokenTable.TryParse(image, anchor, out reason);
         if (tokens is null)
@@ -107,7 +108,7 @@ public static class KallsymsDecoder
         if (names is null)
             return null;
 
-        var addresses = KallsymsAddresses.TryDecode(image, imageVa, names, tokens, out reason);
+        var addresses = KallsymsAddresses.TryDecode(image, imageVa, names, tokens, out reason, pointerSize);
         if (addresses is null)
             return null;
 
@@ -117,7 +118,7 @@ public static class KallsymsDecoder
         long seqsLimit;
         if (addresses.Order == KallsymsTableOrder.Pre64)
         {
-            seqsOffset = ImageBytes.AlignUp(imageVa, names.MarkersOffset + 4L * names.MarkerCount, 8);
+            seqsOffset = ImageBytes.AlignUp(imageVa, names.MarkersOffset + 4L * names.MarkerCount, pointerSize);
             seqsLimit = tokens.TableOffset;
         }
         else

@@ -10,52 +10,61 @@ namespace Periscope.Memory.Formats;
 /// </summary>
 public static class ElfCoreReader
 {
-    private const int EhdrSize = 64;
-    private const int PhdrSize = 56;
-    private const int ShdrSize = 64;
     private const ushort PnXNum = 0xffff;
     private const uint PtLoad = 1, PtNote = 4;
 
     public static bool IsElf(ReadOnlySpan<byte> head) =>
         head.Length >= 4 && head[0] == 0x7f && head[1] == (byte)'E' && head[2] == (byte)'L' && head[3] == (byte)'F';
 
-    public sealed record Result(IReadOnlyList<FileSegment> Segments, IReadOnlyList<CpuState> Cpus, string? VmcoreInfo, int ProgramHeaderCount);
+    public sealed record Result(IReadOnlyList<FileSegment> Segments, IReadOnlyList<CpuState> Cpus, string? VmcoreInfo, int ProgramHeaderCount)
+    {
+        /// <summary>The guest's architecture as the core's e_machine states it: EM_386 for a 32-bit guest, whatever the
+        /// ELF class (QEMU's x86-64 binary writes ELF64 + EM_386 for a guest not in long mode when any guest-physical
+        /// block ends above 4 GiB, ELF32 + EM_386 otherwise).</summary>
+        public ElfMachine Machine { get; init; } = ElfMachine.X86_64;
+        public ElfClass Class { get; init; } = ElfClass.Elf64;
+    }
 
     public static Result Read(string path, SafeFileHandle file, IntrospectionLimits limits)
     {
         long fileLength = RandomAccess.GetLength(file);
-        Span<byte> eh = stackalloc byte[EhdrSize];
-        ReadExactly(path, file, 0, eh, "ELF header");
+        Span<byte> eh = stackalloc byte[ElfLayout.Elf64.EhdrSize];
+        ReadExactly(path, file, 0, eh[..ElfLayout.Elf32.EhdrSize], "ELF header");
         if (!IsElf(eh)) ThrowHelper.Format(path, 0, "no ELF magic");
-        if (eh[4] != 2) ThrowHelper.Format(path, 4, $"ELF class {eh[4]}, expected 2 (64-bit)");
+        if (eh[4] is not (1 or 2)) ThrowHelper.Format(path, 4, $"ELF class {eh[4]}, expected 1 (32-bit) or 2 (64-bit)");
+        var layout = eh[4] == 2 ? ElfLayout.Elf64 : ElfLayout.Elf32;
+        if (layout.EhdrSize > ElfLayout.Elf32.EhdrSize) ReadExactly(path, file, 0, eh, "ELF header");
         if (eh[5] != 1) ThrowHelper.Format(path, 5, $"ELF data encoding {eh[5]}, expected 1 (little-endian)");
         ushort type = BinaryPrimitives.ReadUInt16LittleEndian(eh[16..]);
         if (type != 4) ThrowHelper.Format(path, 16, $"ELF type {type}, expected 4 (core)");
         ushort machine = BinaryPrimitives.ReadUInt16LittleEndian(eh[18..]);
-        if (machine != 62) ThrowHelper.Format(path, 18, $"ELF machine {machine}, expected 62 (x86-64)");
-        ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(eh[32..]);
-        ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(eh[40..]);
-        ushort phentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[54..]);
-        uint phnum = BinaryPrimitives.ReadUInt16LittleEndian(eh[56..]);
-        ushort shentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[58..]);
-        if (phentsize != PhdrSize) ThrowHelper.Format(path, 54, $"program header size {phentsize}, expected {PhdrSize}");
+        if (machine is not ((ushort)ElfMachine.X86_64 or (ushort)ElfMachine.I386))
+            ThrowHelper.Format(path, 18, $"ELF machine {machine}, expected 62 (x86-64) or 3 (i386)");
+        ulong phoff = layout.Word(eh, layout.PhOffField);
+        ulong shoff = layout.Word(eh, layout.ShOffField);
+        ushort phentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[layout.PhEntSizeField..]);
+        uint phnum = BinaryPrimitives.ReadUInt16LittleEndian(eh[(layout.PhEntSizeField + 2)..]);
+        ushort shentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[(layout.PhEntSizeField + 4)..]);
+        int phdrSize = layout.PhdrSize;
+        if (phentsize != phdrSize) ThrowHelper.Format(path, (ulong)layout.PhEntSizeField, $"program header size {phentsize}, expected {phdrSize}");
 
         if (phnum == PnXNum)
         {
             // More than 65534 headers: the real count lives in section header 0's sh_info.
-            if (shentsize != ShdrSize || shoff == 0) ThrowHelper.Format(path, 40, "e_phnum is PN_XNUM but there is no section header 0 to hold the count");
-            if (shoff > (ulong)fileLength || (ulong)fileLength - shoff < ShdrSize)
-                ThrowHelper.Format(path, 40, $"e_phnum is PN_XNUM but section header 0 at 0x{shoff:x} lies past the end of the file (length 0x{fileLength:x})");
-            Span<byte> sh = stackalloc byte[ShdrSize];
+            int shdrSize = layout.ShdrSize;
+            if (shentsize != shdrSize || shoff == 0) ThrowHelper.Format(path, (ulong)layout.ShOffField, "e_phnum is PN_XNUM but there is no section header 0 to hold the count");
+            if (shoff > (ulong)fileLength || (ulong)fileLength - shoff < (ulong)shdrSize)
+                ThrowHelper.Format(path, (ulong)layout.ShOffField, $"e_phnum is PN_XNUM but section header 0 at 0x{shoff:x} lies past the end of the file (length 0x{fileLength:x})");
+            Span<byte> sh = stackalloc byte[shdrSize];
             ReadExactly(path, file, shoff, sh, "section header 0");
-            phnum = BinaryPrimitives.ReadUInt32LittleEndian(sh[44..]);
+            phnum = BinaryPrimitives.ReadUInt32LittleEndian(sh[layout.ShInfoField..]);
         }
         if (phnum > (uint)limits.MaxElfProgramHeaders)
-            ThrowHelper.Format(path, 56, $"{phnum} program headers exceed the limit of {limits.MaxElfProgramHeaders}");
-        if (phoff > (ulong)fileLength || (ulong)phnum * PhdrSize > (ulong)fileLength - phoff)
+            ThrowHelper.Format(path, (ulong)layout.PhEntSizeField + 2, $"{phnum} program headers exceed the limit of {limits.MaxElfProgramHeaders}");
+        if (phoff > (ulong)fileLength || (ulong)phnum * (ulong)phdrSize > (ulong)fileLength - phoff)
             ThrowHelper.Format(path, phoff, $"{phnum} program headers run past the end of the file (length 0x{fileLength:x})");
 
-        var ph = new byte[phnum * PhdrSize];
+        var ph = new byte[phnum * phdrSize];
         ReadExactly(path, file, phoff, ph, "program headers");
         var segments = new List<FileSegment>();
         var prstatus = new List<CpuState>();
@@ -64,12 +73,12 @@ public static class ElfCoreReader
         int notes = 0;
         for (int i = 0; i < phnum; i++)
         {
-            ReadOnlySpan<byte> p = ph.AsSpan(i * PhdrSize, PhdrSize);
+            ReadOnlySpan<byte> p = ph.AsSpan(i * phdrSize, phdrSize);
             uint ptype = BinaryPrimitives.ReadUInt32LittleEndian(p);
-            ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(p[8..]);
-            ulong paddr = BinaryPrimitives.ReadUInt64LittleEndian(p[24..]);
-            ulong filesz = BinaryPrimitives.ReadUInt64LittleEndian(p[32..]);
-            ulong headerOffset = phoff + (ulong)(i * PhdrSize);
+            ulong offset = layout.Word(p, layout.POffsetField);
+            ulong paddr = layout.Word(p, layout.PPaddrField);
+            ulong filesz = layout.Word(p, layout.PFileSzField);
+            ulong headerOffset = phoff + (ulong)(i * phdrSize);
             if (offset > (ulong)fileLength || filesz > (ulong)fileLength - offset)
                 ThrowHelper.Format(path, headerOffset, $"program header {i} describes 0x{filesz:x} bytes at file offset 0x{offset:x}, beyond the file end 0x{fileLength:x} (truncated dump?)");
             if (ptype == PtLoad && filesz > 0)
@@ -83,7 +92,7 @@ public static class ElfCoreReader
                     ThrowHelper.Format(path, headerOffset, $"note segment of 0x{filesz:x} bytes exceeds the limit of 0x{limits.MaxElfNoteSegmentBytes:x} (MaxElfNoteSegmentBytes)");
                 var buf = new byte[filesz];
                 ReadExactly(path, file, offset, buf, "note segment");
-                ParseNotes(path, offset, buf, limits, ref notes, prstatus, qemu, ref vmcoreinfo);
+                ParseNotes(path, offset, buf, limits, (ElfMachine)machine, ref notes, prstatus, qemu, ref vmcoreinfo);
             }
         }
 
@@ -93,10 +102,13 @@ public static class ElfCoreReader
             if (segments[i].PhysicalStart < segments[i - 1].PhysicalEnd)
                 ThrowHelper.Format(path, segments[i].FileOffset, $"PT_LOAD at physical 0x{segments[i].PhysicalStart:x} overlaps the one at 0x{segments[i - 1].PhysicalStart:x}..0x{segments[i - 1].PhysicalEnd:x}");
         }
-        return new Result(RamClassifier.Classify(segments), MergeCpus(prstatus, qemu), vmcoreinfo, (int)phnum);
+        return new Result(RamClassifier.Classify(segments), MergeCpus(prstatus, qemu), vmcoreinfo, (int)phnum)
+        {
+            Machine = (ElfMachine)machine, Class = layout.Class,
+        };
     }
 
-    private static void ParseNotes(string path, ulong segmentOffset, ReadOnlySpan<byte> buf, IntrospectionLimits limits, ref int notes,
+    private static void ParseNotes(string path, ulong segmentOffset, ReadOnlySpan<byte> buf, IntrospectionLimits limits, ElfMachine machine, ref int notes,
         List<CpuState> prstatus, List<CpuState> qemu, ref string? vmcoreinfo)
     {
         int pos = 0;
@@ -114,7 +126,9 @@ public static class ElfCoreReader
                 ThrowHelper.Format(path, segmentOffset + (ulong)pos, $"note (namesz {namesz}, descsz {descsz}) runs past its segment of {buf.Length} bytes");
             var name = buf.Slice((int)nameStart, (int)namesz).TrimEnd((byte)0);
             var desc = buf.Slice((int)descStart, (int)descsz);
-            if (name.SequenceEqual("CORE"u8) && ntype == 1) prstatus.Add(ParsePrStatus(path, segmentOffset + descStart, desc, prstatus.Count));
+            if (name.SequenceEqual("CORE"u8) && ntype == 1)
+                prstatus.Add(machine == ElfMachine.I386 ? I386PrStatus.Parse(path, segmentOffset + descStart, desc, prstatus.Count)
+                    : ParsePrStatus(path, segmentOffset + descStart, desc, prstatus.Count));
             else if (name.SequenceEqual("QEMU"u8) && ntype == 0) qemu.Add(QemuCpuStateNote.Parse(path, segmentOffset + descStart, desc, qemu.Count));
             else if (name.SequenceEqual("VMCOREINFO"u8)) vmcoreinfo = Encoding.ASCII.GetString(desc.TrimEnd((byte)0));
             pos = (int)next;

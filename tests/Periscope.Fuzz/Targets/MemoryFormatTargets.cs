@@ -88,6 +88,11 @@ public sealed class ElfCoreTarget : DumpFileTarget
         new("two-cpus", new ElfCoreBuilder().Load(0, Pattern(0x2000, 7))
             .Note("CORE", 1, ElfCoreBuilder.PrStatus(1, 2)).Note("CORE", 1, ElfCoreBuilder.PrStatus(3, 4))
             .Note("QEMU", 0, ElfCoreBuilder.QemuCpuState(0x1000, 0x20)).Build()),
+        new("i386-elf32", new Elf32CoreBuilder().Load(0, Pattern(0x1000, 8)).Load(0x100000, Pattern(0x2000, 9))
+            .Note("CORE", 1, Elf32CoreBuilder.I386PrStatus(0xc1000000, 0xc1ff0000))
+            .Note("QEMU", 0, ElfCoreBuilder.QemuCpuState(0x100020, 0x20, kernelGsBase: null)).Build()),
+        new("i386-elf64", new ElfCoreBuilder { Machine = 3 }.Load(0, Pattern(0x2000, 10))
+            .Note("CORE", 1, Elf32CoreBuilder.I386PrStatus(0xc1000000, 0xc1ff0000)).Build()),
     ];
 
     // Header, program headers, section header 0 and the notes: everything before the first PT_LOAD's data.
