@@ -20,7 +20,15 @@ public abstract class SyntheticGuestTarget : FuzzTarget
 
     protected ArrayPhysicalMemory Memory => _memory ??= new ArrayPhysicalMemory(MemorySize);
 
-    public override IReadOnlyList<Seed> Seeds() => [new("four-level", Build(PagingMode.FourLevel)), new("five-level", Build(PagingMode.FiveLevel))];
+    public override IReadOnlyList<Seed> Seeds() => [new("four-level", Build(PagingMode.FourLevel)), new("five-level", Build(PagingMode.FiveLevel)),
+        new("pae-over-four-level", With32(Build(PagingMode.FourLevel), PagingMode.Pae32)), new("non-pae-over-five-level", With32(Build(PagingMode.FiveLevel), PagingMode.Legacy32))];
+
+    /// <summary>The same table bytes read as i386 tables: byte 0's bit 7 selects the 32-bit modes (bit 0: non-PAE).</summary>
+    private static byte[] With32(byte[] input, PagingMode mode)
+    {
+        input[0] = (byte)(0x80 | (mode == PagingMode.Legacy32 ? 1 : 0));
+        return input;
+    }
 
     public override IReadOnlyList<(int Offset, int Length)>? Focus(Seed seed) => null; // the whole input is tables
 
@@ -54,7 +62,9 @@ public abstract class SyntheticGuestTarget : FuzzTarget
         var area = Memory.Bytes.AsSpan(TableArea, TableAreaLength);
         area.Clear();
         if (input.Length > 1) input.AsSpan(1, Math.Min(input.Length - 1, TableAreaLength)).CopyTo(area);
-        return input.Length > 0 && (input[0] & 1) != 0 ? PagingMode.FiveLevel : PagingMode.FourLevel;
+        if (input.Length == 0) return PagingMode.FourLevel;
+        if ((input[0] & 0x80) != 0) return (input[0] & 1) != 0 ? PagingMode.Legacy32 : PagingMode.Pae32;
+        return (input[0] & 1) != 0 ? PagingMode.FiveLevel : PagingMode.FourLevel;
     }
 }
 
