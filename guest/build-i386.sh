@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the 32-bit test guest: Debian's i386 kernel (FLAVOUR=686-pae, the default, or FLAVOUR=686 for non-PAE paging),
+# i386 busybox-static, and guest/workload.c and guest/programs/*.c built with gcc -m32 -static (libc6-dev-i386 and
+# lib32gcc-12-dev, see scripts/install-deps), around the same guest/init as the 64-bit guest. The i386 packages come
+# through a private apt state under .cache/i386/ (the mirror read from this machine's apt sources, APT::Architecture
+# i386): the system's apt configuration is never changed. No tamper module. Cached under .cache/guest-i386/ and rebuilt
+# only when the kernel package or the guest files change. Prints the directory holding vmlinuz and initrd.gz.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+src="$root/guest"
+state="$root/.cache/i386"
+flavour="${FLAVOUR:-686-pae}"
+case "$flavour" in 686-pae|686) ;; *) echo "FLAVOUR must be 686-pae or 686" >&2; exit 2 ;; esac
+modules="crc7|crc8 crc-itu-t omfs dummy qemu_fw_cfg"
+
+mirror=""
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+  [ -f "$f" ] || continue
+  mirror=$(awk '/^URIs:/ && /debian\/?$/ {print $2; exit} /^deb / && $0 ~ / bookworm / {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' "$f" | head -1)
+  [ -n "$mirror" ] && break
+done
+[ -n "$mirror" ] || { echo "build-i386: no Debian mirror found in this machine's apt sources" >&2; exit 1; }
+mkdir -p "$state/apt/lists/partial" "$state/apt/cache/archives/partial" "$state/debs"
+printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' "$mirror" bookworm "$mirror" bookworm-updates \
+  > "$state/apt/sources.list"
+apt_opts=(-o "Dir::Etc::SourceList=$state/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  -o "Dir::State::Lists=$state/apt/lists" -o "Dir::Cache=$state/apt/cache" -o Dir::State::status=/dev/null
+  -o APT::Architecture=i386 -o APT::Architectures=i386 -o APT::Get::List-Cleanup=0)
+if [ -z "$(find "$state/apt/lists" -name '*i386_Packages*' 2>/dev/null | head -1)" ]; then
+  apt-get "${apt_opts[@]}" update -q >&2 || true
+fi
+kpkg=$(apt-cache "${apt_opts[@]}" depends "linux-image-$flavour" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$kpkg" ] || { echo "build-i386: cannot resolve linux-image-$flavour (i386)" >&2; exit 1; }
+
+key="$kpkg-$( (cat "$src/build-i386.sh" "$src/init" "$src/workload.c"
+  for f in "$src"/programs/*.c "$src"/start.d/*.sh "$src"/truth.d/*.sh; do [ -f "$f" ] && { echo "$f"; cat "$f"; }; done
+  true) | sha256sum | cut -c1-12)"
+out="$root/.cache/guest-i386/$key"
+if [ -f "$out/initrd.gz" ] && [ -f "$out/vmlinuz" ]; then
+  ln -sfn "$key" "$root/.cache/guest-i386/$flavour"
+  echo "$out"; exit 0
+fi
+( cd "$state/debs"
+  ls "${kpkg}"_*.deb >/dev/null 2>&1 || apt-get "${apt_opts[@]}" download "$kpkg" >&2
+  ls busybox-static_*_i386.deb >/dev/null 2>&1 || apt-get "${apt_opts[@]}" download busybox-static >&2 ) 2>&1 | grep -v unsandboxed >&2 || true
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+dpkg-deb -x "$(ls "$state/debs/${kpkg}"_*.deb | head -1)" "$work/kernel"
+version=$(ls "$work/kernel/lib/modules")
+module_tree="$work/kernel/lib/modules/$version"
+dpkg-deb -x "$(ls "$state"/debs/busybox-static_*_i386.deb | head -1)" "$work/busybox"
+
+# gcc -m32 without gcc-multilib: the x86 uapi <asm/*.h> headers serve both word sizes.
+cc32=(gcc -m32 -static -O2 -pthread -idirafter /usr/include/x86_64-linux-gnu)
+rootfs="$work/rootfs"
+mkdir -p "$rootfs"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
+cp "$work/busybox/bin/busybox" "$rootfs/bin/busybox"
+cp "$src/init" "$rootfs/init"
+chmod +x "$rootfs/init"
+"${cc32[@]}" -o "$rootfs/bin/workload" "$src/workload.c"
+ln "$rootfs/bin/workload" "$rootfs/bin/$(printf 'esc\033[2J\007')"
+for c in "$src"/programs/*.c; do
+  [ -f "$c" ] || continue
+  "${cc32[@]}" -o "$rootfs/bin/$(basename "$c" .c)" "$c" || echo "build-i386: $c does not build for i386, skipped" >&2
+done
+mkdir -p "$rootfs/etc/start.d" "$rootfs/etc/truth.d"
+for d in start.d truth.d; do
+  for f in "$src/$d"/*.sh; do [ -f "$f" ] && cp "$f" "$rootfs/etc/$d/"; done
+done
+: > "$rootfs/etc/modules-load"
+for wanted in $modules; do
+  ko=""
+  for m in ${wanted//|/ }; do
+    ko=$(find "$module_tree" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" \) | head -1)
+    [ -z "$ko" ] || break
+  done
+  [ -n "$ko" ] || { echo "build-i386: module $wanted not found in $kpkg" >&2; exit 1; }
+  case "$ko" in
+    *.xz) xz -dc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
+    *.zst) zstd -qdc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
+    *) cp "$ko" "$rootfs/lib/modules/$m.ko" ;;
+  esac
+  echo "$m" >> "$rootfs/etc/modules-load"
+done
+mkdir -p "$out.tmp"
+cp "$work/kernel/boot/vmlinuz-$version" "$out.tmp/vmlinuz"
+( cd "$rootfs" && find . | cpio -o -H newc --quiet | gzip -1 ) > "$out.tmp/initrd.gz"
+echo "$version" > "$out.tmp/kernel-version"
+rm -rf "$out"; mv "$out.tmp" "$out"
+ln -sfn "$key" "$root/.cache/guest-i386/$flavour"
+echo "$out"
