@@ -174,7 +174,7 @@ public sealed class LinuxKernel
         var log = new DiscoveryLog();
         var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = options.Discovery }, limits, log);
         if (layout.Mode.Is32Bit())
-            throw UnsupportedKernelException.ThirtyTwoBit(layout, Kernel32Locator.DecodeKallsyms(memory, layout, limits, new List<string>())?.Symbols.Count);
+            throw UnsupportedKernelException.ThirtyTwoBit(layout, Kernel32Locator.DecodeKallsyms(memory, layout, limits, new List<string>()));
 
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();

@@ -6,7 +6,15 @@ namespace Periscope.Linux.Discovery;
 /// for the user, exit 2; never a crash or a misleading "no kernel found".</summary>
 public sealed class UnsupportedKernelException(string message) : Periscope.Linux.Model.KernelModelException(message)
 {
-    public static UnsupportedKernelException ThirtyTwoBit(KernelLayout layout, int? kallsymsCount) => new(
+    /// <summary>Where the kernel was found.</summary>
+    public KernelLayout? Layout { get; private init; }
+    /// <summary>Its kallsyms when they could be decoded: what a caller can still show (e.g. `symbols`).</summary>
+    public Kallsyms.KallsymsResult? Kallsyms { get; private init; }
+
+    public static UnsupportedKernelException ThirtyTwoBit(KernelLayout layout, Kallsyms.KallsymsResult? kallsyms) =>
+        new(ThirtyTwoBitMessage(layout, kallsyms?.Symbols.Count)) { Layout = layout, Kallsyms = kallsyms };
+
+    private static string ThirtyTwoBitMessage(KernelLayout layout, int? kallsymsCount) => (
         $"32-bit Linux kernel found ({Kernel32Locator.Describe(layout.Mode)}, page directory 0x{layout.KernelPgd:x}, "
         + $"PAGE_OFFSET 0x{layout.PageOffsetBase ?? PagingModes.DefaultI386PageOffset:x}, _text 0x{layout.TextVa:x} at physical 0x{layout.TextPa:x}, found by {layout.FoundBy.Describe()}; "
         + (kallsymsCount is { } n ? $"kallsyms: {n} symbols" : "kallsyms not decoded")
