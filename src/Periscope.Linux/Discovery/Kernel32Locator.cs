@@ -25,6 +25,9 @@ public static class Kernel32Locator
     /// <summary>Upper bound of the lowmem direct map checked: an i386 kernel maps at most 896 MiB of lowmem (3G split).</summary>
     private const ulong MaxLowmemBytes = 896UL << 20;
 
+    /// <summary>The L bit of a code-segment descriptor as QEMU reports its flags (descriptor bits 32–63, L at 53).</summary>
+    private const uint LongModeCodeSegment = 1u << 21;
+
     public sealed record Found(DiscoveryMethod Method, ulong Pgd, PagingMode Mode, ulong PageOffset, ulong TextVa, ulong TextPa, string How);
 
     public static Found? Locate(IPhysicalMemory memory, IReadOnlyList<CpuState> cpus, VmcoreInfoHints hints, DiscoveryMethods methods, List<string> failures)
@@ -40,6 +43,8 @@ public static class Kernel32Locator
         foreach (var cpu in cpus)
         {
             if (cpu.Cr3 is not { } cr3 || cr3 > uint.MaxValue) continue;
+            // A 64-bit code segment (CS.L, bit 21 of QEMU's descriptor flags): long mode, not an i386 kernel.
+            if (cpu.Cs is { } cs && (cs.Flags & LongModeCodeSegment) != 0) continue;
             // CR0.PG off: no paging to follow. CR4 unknown (QMP without it): try both modes.
             if (cpu.Cr0 is { } cr0 && (cr0 & (1UL << 31)) == 0) continue;
             PagingMode[] modes = cpu.Cr4 is { } cr4 ? [(cr4 & (1UL << 5)) != 0 ? PagingMode.Pae32 : PagingMode.Legacy32] : [PagingMode.Pae32, PagingMode.Legacy32];
@@ -52,7 +57,7 @@ public static class Kernel32Locator
                 failures.Add($"32-bit CR3: 0x{cr3:x} as {Describe(mode)}: {why}");
             }
         }
-        if (tried == 0) failures.Add("32-bit CR3: no vCPU with paging on and a 32-bit CR3");
+        // Nothing tried (an x86-64 guest in 64-bit code, or no registers): the x86-64 CR3 failure already says why.
         return null;
     }
 

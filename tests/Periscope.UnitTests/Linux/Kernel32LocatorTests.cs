@@ -117,4 +117,14 @@ public class Kernel32LocatorTests
         Assert.False(ok);
         Assert.Contains("maps no PAGE_OFFSET candidate", why);
     }
+
+    [Fact]
+    public void A_vcpu_in_64_bit_code_is_not_read_as_an_i386_kernel()
+    {
+        // Same tables, but CS.L says long mode: the 32-bit reading is not tried, so nothing is found by CR3.
+        var cpu = new CpuState { Cr0 = 0x80050033, Cr3 = Root, Cr4 = 0x20, Cs = new SegmentState(0x10, 0xffffffff, 0x00af9b00, 0), Source = "test" };
+        var e = With(Pae(0xC0000000), m => Assert.Throws<KernelNotFoundException>(() =>
+            KernelLocator.Locate(m, new DiscoveryInputs { Cpus = [cpu], Methods = DiscoveryMethods.Cr3 }, IntrospectionLimits.Default, new DiscoveryLog())));
+        Assert.DoesNotContain("32-bit CR3", e.Message);
+    }
 }
