@@ -44,6 +44,18 @@ public sealed partial class OffsetInference
         int startCode = Need(Mm, "start_code", sw);
         int? root = Opt(Mm, "mm_mt.ma_root", sw);
         int dName = Need("dentry", "d_name", small);
+        // Modules: core_layout (6.1..6.3) or mem[MOD_MEM_NUM_TYPES] (6.4+), whichever the search found.
+        int? coreLayout = Opt("module", "core_layout", sw), mem = Opt("module", "mem", sw);
+        int memStride = 0, memSizeOffset = LayoutSize;
+        if (coreLayout is null && mem is { } memAt)
+        {
+            memStride = Opt("module_memory", InferenceReport.SizeOfMember, ModuleMemoryRule.MaxStride + 1) ?? 0;
+            memSizeOffset = Opt("module_memory", "size", 16) ?? 0;
+            if (memStride < ModuleMemoryRule.MinStride || memSizeOffset < 8 || memAt + ModMemTypes * memStride > sw)
+            { missing.Add($"module_memory layout (stride {memStride}, size at +{memSizeOffset}) for module.mem = 0x{memAt:x}"); mem = null; }
+        }
+        else if (coreLayout is null) missing.Add("module.core_layout or module.mem");
+        else mem = null;
         var offsets = new KernelOffsets
         {
             Task = new TaskOffsets
@@ -71,8 +83,10 @@ public sealed partial class OffsetInference
             Module = new ModuleOffsets
             {
                 List = ModuleListOffset, Name = Need("module", "name", sw), NameSize = ModuleNameLength, State = 0,
-                CoreLayout = Need("module", "core_layout", sw), InitLayout = null, Mem = null, MemCount = 0, MemSize = 0,
-                LayoutBase = LayoutBase, LayoutSize = LayoutSize, LayoutTextSize = LayoutTextSize, LayoutRoSize = LayoutRoSize, RefCount = Opt("module", "refcnt", sw),
+                CoreLayout = coreLayout, InitLayout = null, Mem = mem, MemCount = mem is null ? 0 : ModMemTypes, MemSize = mem is null ? 0 : memStride,
+                MemText = mem is null ? null : ModMemText, MemRodata = mem is null ? null : ModMemRodata,
+                LayoutBase = LayoutBase, LayoutSize = mem is null ? LayoutSize : memSizeOffset,
+                LayoutTextSize = mem is null ? LayoutTextSize : null, LayoutRoSize = mem is null ? LayoutRoSize : null, RefCount = Opt("module", "refcnt", sw),
                 StateLive = ModuleStateLive, StateComing = ModuleStateComing, StateGoing = ModuleStateGoing, StateUnformed = ModuleStateUnformed,
             },
             Path = new PathOffsets

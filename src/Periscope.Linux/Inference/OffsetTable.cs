@@ -40,6 +40,7 @@ public static class OffsetTable
         var d = o.Module;
         Add("module", "state", d.State); Add("module", "list", d.List); Add("module", "name", d.Name);
         Add("module", "core_layout", d.CoreLayout); Add("module", "init_layout", d.InitLayout); Add("module", "mem", d.Mem); Add("module", "refcnt", d.RefCount);
+        if (d.Mem is not null) { Add("module_memory", "size", d.LayoutSize); Add("module_memory", InferenceReport.SizeOfMember, d.MemSize); }
         var p = o.Path;
         Add("file", "f_path", p.FilePath); Add("file", "f_path.dentry", p.FilePath + p.PathDentry); Add("file", "f_inode", p.FileInode);
         Add("dentry", "d_parent", p.DentryParent); Add("dentry", "d_name", p.DentryName - StructuralFacts.QstrName);

@@ -33,6 +33,14 @@ public static class StructuralFacts
     /// <summary>module_layout (6.1..6.3) starts with void *base, unsigned int size; text_size and ro_size follow.</summary>
     public const int LayoutBase = 0, LayoutSize = 8, LayoutTextSize = 12, LayoutRoSize = 16;
 
+    /// <summary>
+    /// enum mod_mem_type (6.4+): MOD_TEXT 0, MOD_DATA 1, MOD_RODATA 2, MOD_RO_AFTER_INIT 3, then the init types 4..6;
+    /// MOD_MEM_NUM_TYPES 7. struct mod_tree_node starts with struct module *mod, 16 bytes into struct module_memory
+    /// (after base and size). Checked by <see cref="ModuleMemoryRule"/>: MOD_DATA holds the struct module, init entries
+    /// of live modules are empty, mtn.mod points back.
+    /// </summary>
+    public const int ModMemTypes = 7, ModMemText = 0, ModMemData = 1, ModMemRodata = 2, ModMemFirstInit = 4, ModMemTreeNodeMod = 16;
+
     /// <summary>struct path is { struct vfsmount *mnt; struct dentry *dentry; } since 2.6.26.</summary>
     public const int PathMnt = 0, PathDentry = 8;
     /// <summary>struct mount declares struct mount *mnt_parent; struct dentry *mnt_mountpoint; struct vfsmount mnt; in this order (since 3.3).</summary>
