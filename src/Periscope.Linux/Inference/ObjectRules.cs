@@ -6,9 +6,9 @@ namespace Periscope.Linux.Inference;
 /// <summary>Rules for modules, credentials and file paths.</summary>
 public sealed partial class OffsetInference
 {
-    private sealed class ModuleEvidence
+    internal sealed class ModuleEvidence
     {
-        public int? Name, CoreLayout, Mem;
+        public int? Name, CoreLayout, Mem, RefCnt, Init, SourceList, Kallsyms, Syms;
         public ModuleMemoryLayout? MemLayout;
     }
 
@@ -116,8 +116,10 @@ public sealed partial class OffsetInference
                     && U64(m.W, r - 8) is var exit && TextOf(ev, m.W) is var text && (exit == 0 || (exit >= text.Base && exit - text.Base < text.Size))
                     && I32(m.W, r) is >= KernelMacros.MODULE_REF_BASE and <= 1 << 20)) refs.Add(r);
             }
-            _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
+            ev.RefCnt = _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
         }
+        InferModuleUse(ev, modules);
+        InferModuleSymbols(ev, modules);
     }
 
     private bool IsListNode(ulong objectAddress, byte[] w, int offset)
@@ -140,11 +142,46 @@ public sealed partial class OffsetInference
         // The ids follow the usage counter (atomic_t, or atomic_long_t since 6.7 and its stable backports): uid at 4 or 8.
         // Which one is told by init_cred: the ids are 0, and after them and securebits come cap_inheritable (0) and
         // cap_permitted, cap_effective, cap_bset (the full set: equal, non-zero).
-        if (!_symbols.TryGetAddress("init_cred", out ulong initCred) || SmallWindow(initCred) is not { } w)
+        if (InitCred() is not { } initCred || SmallWindow(initCred) is not { } w)
         {
-            _report.AddUnknown("cred", "uid", "needs init_cred from kallsyms");
+            _report.AddUnknown("cred", "uid", "needs init_cred (from kallsyms, or the one init_cred-like object init_task points to)");
             return null;
         }
+        var candidates = InitCredUidOffsets(w);
+        if (_report.Add("cred", "uid", candidates, "after the usage counter (4 or 8 bytes): init_cred's eight ids are 0, then cap_inheritable 0 and three equal non-zero capability sets") is not { } uid)
+            return null;
+        _report.AddStructural("cred", "gid", uid + CredGidAfterUid, "declared right after uid");
+        _report.AddStructural("cred", "euid", uid + CredEuidAfterUid, "uid, gid, suid, sgid, euid: the fifth id");
+        return (uid, uid + CredGidAfterUid, uid + CredEuidAfterUid);
+    }
+
+    private ulong? _initCred;
+    private bool _initCredSearched;
+
+    /// <summary>
+    /// init_cred from kallsyms; without data symbols (CONFIG_KALLSYMS_ALL=n), the one object init_task points to that has
+    /// init_cred's shape (eight zero ids, then the empty inheritable and three equal full capability sets): init_task's
+    /// real_cred and cred both point to it. Null when no or several objects fit.
+    /// </summary>
+    private ulong? InitCred()
+    {
+        if (_symbols.TryGetAddress("init_cred", out ulong symbol)) return symbol;
+        if (_initCredSearched) return _initCred;
+        _initCredSearched = true;
+        if (TaskWindow(_report.InitTask) is not { } init) return null;
+        var found = new HashSet<ulong>();
+        for (int o = 0; o + 8 <= init.Length; o += 8)
+        {
+            Step();
+            ulong v = U64(init, o);
+            if ((v & 7) == 0 && IsKernel(v) && SmallWindow(v) is { } w && InitCredUidOffsets(w).Count > 0) found.Add(v);
+        }
+        _initCred = found.Count == 1 ? found.Single() : null;
+        return _initCred;
+    }
+
+    private List<int> InitCredUidOffsets(byte[] w)
+    {
         var candidates = new List<int>();
         foreach (int u in new[] { 4, 8 })
         {
@@ -159,10 +196,6 @@ public sealed partial class OffsetInference
                     candidates.Add(u);
             }
         }
-        if (_report.Add("cred", "uid", candidates, "after the usage counter (4 or 8 bytes): init_cred's eight ids are 0, then cap_inheritable 0 and three equal non-zero capability sets") is not { } uid)
-            return null;
-        _report.AddStructural("cred", "gid", uid + CredGidAfterUid, "declared right after uid");
-        _report.AddStructural("cred", "euid", uid + CredEuidAfterUid, "uid, gid, suid, sgid, euid: the fifth id");
-        return (uid, uid + CredGidAfterUid, uid + CredEuidAfterUid);
+        return candidates;
     }
 }

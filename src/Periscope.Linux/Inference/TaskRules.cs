@@ -263,10 +263,10 @@ public sealed partial class OffsetInference
 
     private void InferCreds(TaskEvidence ev, List<byte[]> windows)
     {
-        if (!_symbols.TryGetAddress("init_cred", out ulong initCred))
+        if (InitCred() is not { } initCred)
         {
-            _report.AddUnknown(Task, "real_cred", "needs init_cred from kallsyms (not available)");
-            _report.AddUnknown(Task, "cred", "needs init_cred from kallsyms (not available)");
+            _report.AddUnknown(Task, "real_cred", "needs init_cred (not in kallsyms, and no single init_cred-like object found from init_task)");
+            _report.AddUnknown(Task, "cred", "needs init_cred (not in kallsyms, and no single init_cred-like object found from init_task)");
             return;
         }
         var candidates = new List<int>();
