@@ -33,6 +33,17 @@ public class InferenceSamplingTests
     }
 
     [Fact]
+    public void Pid_is_the_column_followed_by_tgid_not_an_earlier_copy_of_the_pids()
+    {
+        // Linux 7.3.4: a pid-valued column at 0x3c8 passes the pid rule too; pid 0xb38 is followed by tgid 0xb3c.
+        Assert.Equal(0xb38, OffsetInference.PickPid([0x3c8, 0xb38], [0xb3c]));
+        // No multi-threaded process: pid and tgid columns are the same two; the lower is pid.
+        Assert.Equal(0x970, OffsetInference.PickPid([0x970, 0x974], [0x970, 0x974]));
+        // Nothing followed by a tgid: the lowest.
+        Assert.Equal(0x100, OffsetInference.PickPid([0x200, 0x100], [0x300]));
+    }
+
+    [Fact]
     public void Without_module_evidence_the_offsets_still_build_and_modules_have_no_layout()
     {
         var members = InferenceCacheTests.Debian61.Where(m => m.Struct != "module");

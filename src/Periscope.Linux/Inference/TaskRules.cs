@@ -93,6 +93,13 @@ public sealed partial class OffsetInference
         return sample;
     }
 
+    /// <summary>
+    /// pid among several pid-valued columns: pid and tgid are declared back to back, so the lowest candidate followed by a
+    /// tgid candidate; the lowest candidate when none is.
+    /// </summary>
+    public static int PickPid(IReadOnlyList<int> pids, IReadOnlyList<int> tgids) =>
+        pids.Where(p => tgids.Contains(p + 4)).DefaultIfEmpty(pids.Min()).Min();
+
     /// <summary>A pid column found on the sample holds a distinct plausible pid in every leader.</summary>
     private bool IsPidColumnOnAll(List<ulong> leaders, int o)
     {
@@ -350,8 +357,11 @@ public sealed partial class OffsetInference
         var pids = tw.Count == 0 ? pidColumns : pidColumns.Where(o => tw.All(x => I32(x.T!, o) != I32(x.L, o))).ToList();
         var tgids = tw.Count == 0 ? pidColumns : pidColumns.Where(o => tw.All(x => I32(x.T!, o) == I32(x.L, o))).ToList();
         const string pidRule = "s32 column: 0 in init_task, 1 in the next task, distinct plausible pids; a non-leader thread has its own pid and its leader's tgid";
-        ev.Pid = Required(_report.Add(Task, "pid", pids, pidRule, c => c.Min(), "no multi-threaded process: lower offset is pid"), "task_struct.pid");
-        ev.Tgid = Required(_report.Add(Task, "tgid", tgids.Where(o => o != ev.Pid).ToList(), pidRule, c => c.Min(), "no multi-threaded process: the other column is tgid"), "task_struct.tgid");
+        ev.Pid = Required(_report.Add(Task, "pid", pids, pidRule, c => PickPid(c, tgids),
+            "pid_t pid; pid_t tgid; are declared together: the lowest candidate with a tgid candidate right after it (7.3.4 has a second pid-valued column at 0x3c8)"), "task_struct.pid");
+        int pidAt = ev.Pid;
+        ev.Tgid = Required(_report.Add(Task, "tgid", tgids.Where(o => o != pidAt).ToList(), pidRule, c => c.Contains(pidAt + 4) ? pidAt + 4 : c.Min(),
+            "the column right after pid (else the lowest)"), "task_struct.tgid");
 
         // thread_group (until 6.6): a list_head column from each leader cycling through exactly its threads.
         if (tw.Count == 0)
