@@ -139,7 +139,15 @@ public sealed class LinuxKernel
 
     public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
         () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea,
-            Symbols.TryGetAddress("taint_flags", out ulong taintFlags) ? taintFlags : null).Read(Symbols.GetAddress("modules")));
+            Symbols.TryGetAddress("taint_flags", out ulong taintFlags) ? taintFlags : null).Read(ModulesHead()));
+
+    /// <summary>The `modules` list head; a kernel whose kallsyms lacks data symbols has none to start from (reported).</summary>
+    private ulong ModulesHead()
+    {
+        if (Symbols.TryGetAddress("modules", out ulong head)) return head;
+        Diagnostics.ReportIncomplete("module list", "kallsyms has no `modules` list head (no data symbols): modules are not listed");
+        return 0;
+    }
 
     private IReadOnlyList<LinuxTask> ReadTasks()
     {
@@ -196,6 +204,11 @@ public sealed class LinuxKernel
 
         string banner;
         using (log.Stage("banner")) banner = ReadBanner(reader, symbols, image, log);
+        if (options.NoDataSymbols)
+        {
+            symbols = new KernelSymbols(symbols.All.Where(s => s.Type is 't' or 'T' or 'w' or 'W'));
+            log.Fact("kallsyms", $"{symbols.Count} text symbols only", "--no-data-symbols: as on a kernel built without CONFIG_KALLSYMS_ALL");
+        }
         BtfTypes? btf = null;
         KernelOffsets offsets;
         InferenceReport? inference = null;

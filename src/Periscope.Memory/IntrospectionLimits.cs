@@ -149,6 +149,11 @@ public sealed record IntrospectionLimits
     /// <summary>Largest offsets-cache entry read (a Debian 6.1 entry is ~10 KiB).</summary>
     public int MaxOffsetsCacheBytes { get; init; } = 1 << 20;
 
+    // Offsets without BTF on big guests (issue 8): the cost must follow what is read, not the number of processes
+    /// <summary>Thread-group leaders whose task_struct windows are searched (init_task, pid 1, and an even spread of the
+    /// rest); the found members are then checked on every leader's few fields, and threads are found on every leader.</summary>
+    public int MaxInferenceTaskSamples { get; init; } = 192;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -221,6 +226,7 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxInferenceAddressSpaces), MaxInferenceAddressSpaces, Counts);
         Check(nameof(MaxInferenceSteps), MaxInferenceSteps, 1L << 40);
         Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
+        Check(nameof(MaxInferenceTaskSamples), MaxInferenceTaskSamples, Counts);
         return this;
     }
 

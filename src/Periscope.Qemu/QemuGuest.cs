@@ -6,7 +6,9 @@ public sealed record QemuGuestOptions
 {
     public required string Kernel { get; init; }
     public required string Initrd { get; init; }
-    public string Append { get; init; } = "console=ttyS0 pti=on panic=-1";
+    /// <summary>Kernel command line. no_timer_check: under TCG on a loaded host the IO-APIC timer check (check_timer)
+    /// misses its ticks and newer kernels (seen on 7.3.4) panic with "IO-APIC + timer doesn't work".</summary>
+    public string Append { get; init; } = "console=ttyS0 pti=on panic=-1 no_timer_check";
     public int MemoryMiB { get; init; } = 256;
     /// <summary>"max" offers LA57 under TCG (5-level paging); "qemu64" gives a 4-level guest.</summary>
     public string Cpu { get; init; } = "max";

@@ -35,7 +35,7 @@ public sealed class Target : IDisposable
 
     /// <summary>The guest kernel, discovered on first use.</summary>
     public LinuxKernel Kernel => _kernel ??= LinuxKernel.Open(_image, _cpus, _options.Limits, _image.VmcoreInfo,
-        new KernelOpenOptions { NoBtf = _options.NoBtf, Cache = _options.OffsetsCache });
+        new KernelOpenOptions { NoBtf = _options.NoBtf, NoDataSymbols = _options.NoDataSymbols, Cache = _options.OffsetsCache });
 
     /// <summary>Opens a dump file; the format (ELF core, LiME, raw) is detected from its content.</summary>
     public static Target OpenDump(string path, TargetOptions? options = null)

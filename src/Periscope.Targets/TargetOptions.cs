@@ -10,6 +10,8 @@ public sealed record TargetOptions
     public RawLayout RawLayout { get; init; } = RawLayout.Flat;
     /// <summary>Ignore the kernel's BTF and infer offsets from the data (what a kernel without BTF gets anyway).</summary>
     public bool NoBtf { get; init; }
+    /// <summary>See only kallsyms' text symbols from the offsets on (a kernel without CONFIG_KALLSYMS_ALL).</summary>
+    public bool NoDataSymbols { get; init; }
     /// <summary>Where inferred offsets are cached per kernel build; null: infer on every attach.</summary>
     public Periscope.Linux.Inference.OffsetsCache? OffsetsCache { get; init; }
 }

@@ -34,6 +34,12 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             if (m.Offset is not { } offset) continue;
             var s = btf.FindStruct(m.Struct);
             Assert.True(s is not null, $"BTF has no struct {m.Struct}");
+            if (m.Member == InferenceReport.SizeOfMember)
+            {
+                Assert.True(s!.Size == offset, $"sizeof({m.Struct}): inferred {offset}, BTF {s.Size} ({m.Decision}: {m.Rule})");
+                compared++;
+                continue;
+            }
             Assert.True(s!.HasMember(m.Member), $"BTF struct {m.Struct} has no member {m.Member}");
             Assert.True(s.Offset(m.Member) == offset, $"{m.Name}: inferred 0x{offset:x}, BTF 0x{s.Offset(m.Member):x} ({m.Decision}: {m.Rule})");
             compared++;
@@ -45,6 +51,10 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             Assert.True(fromBtf.TryGetValue(e.Name, out int b) && b == e.Offset, $"{e.Name}: model uses 0x{e.Offset:x} without BTF, 0x{(fromBtf.TryGetValue(e.Name, out int x) ? x : -1):x} with BTF");
         Assert.Equal(WithBtf.Offsets.Task.CommSize, k.Offsets.Task.CommSize);
         Assert.Equal(WithBtf.Offsets.Module.NameSize, k.Offsets.Module.NameSize);
+        var (mb, mi) = (WithBtf.Offsets.Module, k.Offsets.Module);
+        // (MemSize is the mem[] stride: meaningful with the 6.4+ layout only; BTF gives sizeof(module_layout) before.)
+        Assert.Equal((mb.CoreLayout, mb.Mem, mb.MemCount, mb.Mem is null ? 0 : mb.MemSize, mb.MemText, mb.MemRodata, mb.LayoutBase, mb.LayoutSize),
+            (mi.CoreLayout, mi.Mem, mi.MemCount, mi.Mem is null ? 0 : mi.MemSize, mi.MemText, mi.MemRodata, mi.LayoutBase, mi.LayoutSize));
         Assert.Equal(WithBtf.Offsets.Maple, k.Offsets.Maple);
         Assert.Equal(WithBtf.InitTask, k.InitTask);
     }
@@ -57,7 +67,7 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         static string Task(LinuxTask x) =>
             $"{x.Pid} {x.Tgid} {x.ParentPid} {x.Uid} {x.Gid} {x.State} {x.IsKernelThread} {x.Comm} {x.ExePath} [{string.Join(",", x.Threads.Select(th => $"{th.Tid}:{th.Comm}:{th.State}"))}]";
         Assert.Equal(WithBtf.Tasks.Select(Task), k.Tasks.Select(Task));
-        static string Module(KernelModule m) => $"{m.Name} {m.Address:x} {m.Base:x} {m.Size} {m.State} {m.References} {m.TextSize}";
+        static string Module(KernelModule m) => $"{m.Name} {m.Address:x} {m.Base:x} {m.Size} {m.State} {m.References} {m.TextSize} [{string.Join(",", m.UsedBy ?? ["?"])}] {m.Permanent}";
         Assert.Equal(WithBtf.Modules.Select(Module), k.Modules.Select(Module));
         Assert.Equal(guest.Truth.Modules.Select(m => (m.Name, m.Base, m.Size, m.References)), k.Modules.Select(m => (m.Name, m.Base, m.Size, m.References ?? -1)));
 
@@ -78,6 +88,19 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.False(k.IsIncomplete, string.Join("\n", k.IncompleteReasons));
         var threaded = Assert.Single(k.Tasks, x => x.Comm == "workload" && x.ThreadCount == 4);
         Assert.Equal(guest.Truth.Processes[threaded.Pid].Threads.Select(x => x.Pid).Order(), threaded.Threads.Select(x => x.Tid).Order());
+    }
+
+    [Fact]
+    public void Module_symbols_and_used_by_are_those_with_BTF()
+    {
+        using var t = OpenNoBtf();
+        var k = t.Kernel;
+        var ours = ModuleSymbols.Read(k).Select(s => s.ToString()).ToList();
+        Assert.Equal(ModuleSymbols.Read(WithBtf).Select(s => s.ToString()), ours);
+        Assert.True(ours.Count > 20, $"only {ours.Count} module symbols");
+        Assert.Contains(ours, s => char.IsUpper(s[17])); // exported symbols keep their upper-case letter
+        Assert.Contains(k.Modules, m => m.UsedBy is { Count: > 0 }); // omfs uses crc-itu-t
+        Assert.Equal(WithBtf.Modules.Select(m => string.Join(",", m.UsedBy!)), k.Modules.Select(m => string.Join(",", m.UsedBy ?? ["unavailable"])));
     }
 
     [Fact]
@@ -106,6 +129,33 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         var k = WithBtf;
         ulong found = OffsetInference.FindInitTask(k.Reader, k.Symbols, k.Layout, k.Limits, k.ModuleArea);
         Assert.Equal(k.Symbols.GetAddress("init_task"), found);
+    }
+
+    [Fact]
+    public void Without_data_symbols_init_task_and_init_cred_come_from_structure_and_ps_and_maps_are_those_with_BTF()
+    {
+        using var t = Target.OpenDump(guest.DumpPath, new TargetOptions { NoBtf = true, NoDataSymbols = true });
+        var k = t.Kernel;
+        Assert.False(k.Symbols.TryGetAddress("init_task", out _));
+        Assert.False(k.Symbols.TryGetAddress("init_cred", out _));
+        Assert.True(k.Inference!.InitTaskFromStructure);
+        Assert.Equal(WithBtf.InitTask, k.InitTask);
+        foreach (var member in new[] { "uid", "euid" })
+            Assert.Equal((long)WithBtf.Btf!.FindStruct("cred")!.Offset(member), (long?)k.Inference.Find("cred", member)!.Offset);
+        static string Task(LinuxTask x) => $"{x.Pid} {x.Tgid} {x.ParentPid} {x.Uid} {x.Gid} {x.State} {x.IsKernelThread} {x.Comm} {x.ExePath} {x.ThreadCount}";
+        Assert.Equal(WithBtf.Tasks.Select(Task), k.Tasks.Select(Task));
+        // [vdso]/[vvar] are named through special_mapping_vmops, a data symbol: those names alone are missing.
+        static string VmaLine(Vma v) => $"{v.Start:x}-{v.End:x} {v.Permissions} {v.Offset:x} {v.Inode} {(v.Path is { } p && p.StartsWith("[v", StringComparison.Ordinal) ? "" : v.Path)}";
+        int compared = 0;
+        foreach (var task in k.Tasks.Where(x => x.Mm != 0))
+        {
+            Assert.Equal(WithBtf.GetVmas(WithBtf.Tasks.Single(x => x.Address == task.Address)).Select(VmaLine), k.GetVmas(task).Select(VmaLine));
+            compared++;
+        }
+        Assert.True(compared >= 6, $"compared maps of only {compared} processes");
+        // No `modules` list head without data symbols: stated, not guessed.
+        Assert.Empty(k.Modules);
+        Assert.Contains(k.IncompleteReasons, r => r.Contains("no `modules` list head", StringComparison.Ordinal));
     }
 
     [Fact]

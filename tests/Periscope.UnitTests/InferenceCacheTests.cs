@@ -12,10 +12,10 @@ namespace Periscope.UnitTests;
 /// </summary>
 public class InferenceCacheTests
 {
-    private const string Key = "0123456789abcdef0123456789abcdef";
+    internal const string Key = "0123456789abcdef0123456789abcdef";
 
     /// <summary>Debian 6.1's offsets (from its BTF), as the search reports them.</summary>
-    private static readonly (string Struct, string Member, int Offset)[] Debian61 =
+    internal static readonly (string Struct, string Member, int Offset)[] Debian61 =
     [
         ("task_struct", "comm", 0xba0), ("task_struct", "tasks", 0x890), ("task_struct", "mm", 0x8e0), ("mm_struct", "pgd", 0x48),
         ("task_struct", "flags", 0x2c), ("task_struct", "real_parent", 0x980), ("task_struct", "parent", 0x988), ("task_struct", "group_leader", 0x9b0),
@@ -30,7 +30,7 @@ public class InferenceCacheTests
         ("mount", "mnt_mountpoint", 0x18), ("file", "f_inode", 0x20), ("inode", "i_sb", 0x28), ("inode", "i_ino", 0x40), ("super_block", "s_dev", 0x10),
     ];
 
-    private static JsonObject Entry(IEnumerable<(string Struct, string Member, int Offset)> members, string key = Key)
+    internal static JsonObject Entry(IEnumerable<(string Struct, string Member, int Offset)> members, string key = Key)
     {
         var array = new JsonArray();
         foreach (var (s, m, o) in members)
@@ -38,7 +38,7 @@ public class InferenceCacheTests
         return new JsonObject { ["format"] = OffsetsCache.Format, ["key"] = key, ["members"] = array };
     }
 
-    private static InferenceReport? Parse(JsonNode entry, out string? error) =>
+    internal static InferenceReport? Parse(JsonNode entry, out string? error) =>
         OffsetsCache.Parse(System.Text.Encoding.UTF8.GetBytes(entry.ToJsonString()), Key, out error);
 
     [Fact]

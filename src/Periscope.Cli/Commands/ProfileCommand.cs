@@ -63,7 +63,7 @@ public sealed class ProfileCommand : ICliCommand
         w.WriteEndObject();
         w.WriteString("offsetSource", k.OffsetSource.ToString());
         w.WriteStartArray("offsets");
-        foreach (var e in OffsetTable.Of(k.Offsets))
+        foreach (var e in OffsetTable.Of(k.Offsets).Where(e => e.Member != InferenceReport.SizeOfMember))
         {
             w.WriteStartObject();
             w.WriteString("struct", e.Struct);
@@ -76,6 +76,8 @@ public sealed class ProfileCommand : ICliCommand
         if (k.Btf is { } btf)
             foreach (var s in OffsetTable.Of(k.Offsets).Select(e => e.Struct).Distinct())
                 if (btf.FindStruct(s) is { } layout) w.WriteNumber(s, layout.Size);
+        if (k.Btf is null) // without BTF, the sizes inferred as array strides
+            foreach (var e in OffsetTable.Of(k.Offsets).Where(e => e.Member == InferenceReport.SizeOfMember)) w.WriteNumber(e.Struct, e.Offset);
         w.WriteEndObject();
         w.WriteStartArray("symbols");
         foreach (var (name, address) in Symbols(k))
@@ -133,11 +135,13 @@ public sealed class ProfileCommand : ICliCommand
         w.WriteEndObject();
 
         w.WriteStartObject("user_types");
-        foreach (var group in OffsetTable.Of(k.Offsets).Where(e => !e.Member.Contains('.')).GroupBy(e => e.Struct))
+        var table = OffsetTable.Of(k.Offsets);
+        foreach (var group in table.Where(e => !e.Member.Contains('.') && e.Member != InferenceReport.SizeOfMember).GroupBy(e => e.Struct))
         {
             w.WriteStartObject(group.Key);
             w.WriteString("kind", "struct");
-            w.WriteNumber("size", k.Btf?.FindStruct(group.Key)?.Size ?? group.Max(e => e.Offset) + 8);
+            int? inferredSize = table.Where(e => e.Struct == group.Key && e.Member == InferenceReport.SizeOfMember).Select(e => (int?)e.Offset).FirstOrDefault();
+            w.WriteNumber("size", k.Btf?.FindStruct(group.Key)?.Size ?? inferredSize ?? group.Max(e => e.Offset) + 8);
             w.WriteStartObject("fields");
             foreach (var e in group)
             {

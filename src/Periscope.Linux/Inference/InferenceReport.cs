@@ -39,12 +39,17 @@ public sealed class InferenceReport
 {
     private readonly List<InferredMember> _members = [];
 
+    /// <summary>The member name under which a struct's size (an array stride) is reported: sizeof, not an offset.</summary>
+    public const string SizeOfMember = "(sizeof)";
+
     public IReadOnlyList<InferredMember> Members => _members;
     /// <summary>The init_task address, and whether it came from kallsyms or was found by its own structure.</summary>
     public ulong InitTask { get; internal set; }
     public bool InitTaskFromStructure { get; internal set; }
     /// <summary>Evidence counts: tasks, threads, user mms, VMAs, files and modules the rules were checked against.</summary>
     public int Tasks { get; internal set; }
+    /// <summary>Leaders whose whole task_struct the column rules searched (all of them up to IntrospectionLimits.MaxInferenceTaskSamples).</summary>
+    public int SampledTasks { get; internal set; }
     public int Threads { get; internal set; }
     public int Mms { get; internal set; }
     public int Vmas { get; internal set; }

@@ -15,6 +15,7 @@ public sealed partial class OffsetInference
         InferCredIds();
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
+        ReportNotInferred();
         _report.Steps = _steps; // before Build, whose error report shows the evidence too
         return Build(_report, _limits);
     }
@@ -44,6 +45,24 @@ public sealed partial class OffsetInference
         int startCode = Need(Mm, "start_code", sw);
         int? root = Opt(Mm, "mm_mt.ma_root", sw);
         int dName = Need("dentry", "d_name", small);
+        // Modules: core_layout (6.1..6.3) or mem[MOD_MEM_NUM_TYPES] (6.4+), whichever the search found.
+        int? coreLayout = Opt("module", "core_layout", sw), mem = Opt("module", "mem", sw);
+        int memStride = 0, memSizeOffset = LayoutSize;
+        if (coreLayout is null && mem is { } memAt)
+        {
+            memStride = Opt("module_memory", InferenceReport.SizeOfMember, ModuleMemoryRule.MaxStride + 1) ?? 0;
+            memSizeOffset = Opt("module_memory", "size", 16) ?? 0;
+            if (memStride < ModuleMemoryRule.MinStride || memSizeOffset < 8 || memAt + ModMemTypes * memStride > sw)
+            { missing.Add($"module_memory layout (stride {memStride}, size at +{memSizeOffset}) for module.mem = 0x{memAt:x}"); mem = null; }
+        }
+        else if (coreLayout is null && report.Find("module", "name")?.IsKnown == true) missing.Add("module.core_layout or module.mem");
+        else mem = null;
+        // No module evidence (no module loaded, or no `modules` list head in kallsyms): the module walk then finds no layout
+        // and says so per module; nothing else depends on these members.
+        bool modulesKnown = report.Find("module", "name")?.IsKnown == true;
+        // vm_ops and vm_private_data only name [vdso]/[vvar], through special_mapping_vmops: without that symbol they cannot
+        // be found and are not needed.
+        bool specialKnown = report.Find(Vma, "vm_ops")?.IsKnown == true || report.Find(Vma, "vm_ops") is { Rule: var opsRule } && !opsRule.StartsWith("needs special_mapping_vmops", StringComparison.Ordinal);
         var offsets = new KernelOffsets
         {
             Task = new TaskOffsets
@@ -66,13 +85,15 @@ public sealed partial class OffsetInference
             {
                 Start = Need(Vma, "vm_start", small), End = Need(Vma, "vm_end", small), Mm = Need(Vma, "vm_mm", small),
                 Flags = Need(Vma, "vm_flags", small), PgOff = Need(Vma, "vm_pgoff", small), File = Need(Vma, "vm_file", small),
-                Next = null, Ops = Need(Vma, "vm_ops", small), PrivateData = Need(Vma, "vm_private_data", small),
+                Next = null, Ops = specialKnown ? Need(Vma, "vm_ops", small) : 0, PrivateData = specialKnown ? Need(Vma, "vm_private_data", small) : 0,
             },
             Module = new ModuleOffsets
             {
-                List = ModuleListOffset, Name = Need("module", "name", sw), NameSize = ModuleNameLength, State = 0,
-                CoreLayout = Need("module", "core_layout", sw), InitLayout = null, Mem = null, MemCount = 0, MemSize = 0,
-                LayoutBase = LayoutBase, LayoutSize = LayoutSize, LayoutTextSize = LayoutTextSize, LayoutRoSize = LayoutRoSize, RefCount = Opt("module", "refcnt", sw),
+                List = ModuleListOffset, Name = modulesKnown ? Need("module", "name", sw) : 0, NameSize = ModuleNameLength, State = 0,
+                CoreLayout = coreLayout, InitLayout = null, Mem = mem, MemCount = mem is null ? 0 : ModMemTypes, MemSize = mem is null ? 0 : memStride,
+                MemText = mem is null ? null : ModMemText, MemRodata = mem is null ? null : ModMemRodata,
+                LayoutBase = LayoutBase, LayoutSize = mem is null ? LayoutSize : memSizeOffset,
+                LayoutTextSize = mem is null ? LayoutTextSize : null, LayoutRoSize = mem is null ? LayoutRoSize : null, RefCount = Opt("module", "refcnt", sw),
                 StateLive = ModuleStateLive, StateComing = ModuleStateComing, StateGoing = ModuleStateGoing, StateUnformed = ModuleStateUnformed,
             },
             Path = new PathOffsets
@@ -88,10 +109,33 @@ public sealed partial class OffsetInference
             ListHeadPrev = ListHeadPrev,
             SpecialMappingName = Opt("vm_special_mapping", "name", small),
             Pid = null,
+            ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
+            {
+                SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),
+                Init = Opt("module", "init", sw), Exit = Opt("module", "exit", sw),
+            } : null,
+            ModuleSymbols = Opt("module", "kallsyms", sw) is { } kallsyms ? new ModuleSymbolOffsets
+            {
+                Kallsyms = kallsyms, Symtab = Need("mod_kallsyms", "symtab", small), NumSymtab = Need("mod_kallsyms", "num_symtab", small),
+                Strtab = Need("mod_kallsyms", "strtab", small), Typetab = Need("mod_kallsyms", "typetab", small),
+                SymSize = ElfSymSize, SymName = Need("elf64_sym", "st_name", ElfSymSize), SymValue = Need("elf64_sym", "st_value", ElfSymSize),
+                Syms = Opt("module", "syms", sw), NumSyms = Opt("module", "num_syms", sw),
+                KernelSymbolSize = KernelSymbolSize, KernelSymbolValue = KernelSymbolValueOffset, KernelSymbolName = KernelSymbolNameOffset, KernelSymbolRelative = true,
+            } : null,
         };
         if (missing.Count > 0)
             throw new OffsetInferenceException(report, $"offset inference left {missing.Count} member(s) the model needs unknown: {string.Join(", ", missing)} (see `periscope info --offsets --no-btf`)");
         return offsets;
+    }
+
+    /// <summary>Views that stay unavailable without BTF, each with its reason (shown by `info --offsets`).</summary>
+    private void ReportNotInferred()
+    {
+        _report.AddUnknown("pid", "numbers", "not inferred: struct pid/upid (pid namespace cross-view) have no anchor the search can check against; ps reads task->pid, the cross-view is skipped");
+        _report.AddUnknown("worker", "desc", "not inferred: struct worker and worker_pool are private to kernel/workqueue.c; kworker names show the comm (no -<workqueue> suffix)");
+        _report.AddUnknown("kthread", "full_name", "not inferred: struct kthread is private to kernel/kthread.c; kernel threads show their 15-character comm");
+        _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");
+        _report.AddUnknown("rq", "idle", "not inferred: struct rq is private to the scheduler; only CPU 0's idle task (init_task) is listed");
     }
 
     private void InferSuperBlockDev(List<ulong> files, PathEvidence p)

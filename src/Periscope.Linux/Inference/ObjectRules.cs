@@ -6,9 +6,10 @@ namespace Periscope.Linux.Inference;
 /// <summary>Rules for modules, credentials and file paths.</summary>
 public sealed partial class OffsetInference
 {
-    private sealed class ModuleEvidence
+    internal sealed class ModuleEvidence
     {
-        public int? Name, CoreLayout;
+        public int? Name, CoreLayout, Mem, RefCnt, Init, SourceList, Kallsyms, Syms;
+        public ModuleMemoryLayout? MemLayout;
     }
 
     private ModuleEvidence InferModules()
@@ -50,6 +51,29 @@ public sealed partial class OffsetInference
         }
         ev.Name = _report.Add("module", "name", names, "char[56] holding a NUL-terminated [a-z0-9_]+ name in every module");
 
+        // 6.4+: struct module_memory mem[MOD_MEM_NUM_TYPES]. Tried first: its MOD_DATA entry would also pass for a core_layout.
+        var memLayouts = ModuleMemoryRule.Candidates(modules.Select(m => (m.Address, m.W, I32(m.W, 0) == ModuleStateLive)).ToList(), _moduleArea,
+            ModuleListOffset + 16, n => Step(n));
+        string memRule = "mem[7] of { base; [bool is_rox;] size; [mtn.mod] }: base NULL exactly when size is 0, else in the module area; MOD_TEXT non-empty; "
+            + "MOD_DATA holds the struct module; a live module's init entries empty; mtn.mod points back to the module (taken first when it fits)";
+        if (memLayouts.Count > 0)
+        {
+            ev.Mem = _report.Add("module", "mem", memLayouts.Select(l => l.Offset).ToList(),
+                memLayouts.Count == 1 ? memRule : memRule + $"; {memLayouts.Count} layouts fit: " + string.Join(", ", memLayouts.Select(l => $"mem 0x{l.Offset:x} size +{l.SizeOffset} stride {l.Stride}")));
+            if (memLayouts.Count == 1)
+            {
+                var l = memLayouts[0];
+                ev.MemLayout = l;
+                _report.Add("module_memory", "size", [l.SizeOffset], "u32 after base (6.4..6.12) or after bool is_rox (6.13+): the only placement that fits, see module.mem");
+                _report.Add("module_memory", InferenceReport.SizeOfMember, [l.Stride], "the mem[] stride that fits, see module.mem");
+                if (l.TreeNode) _report.AddStructural("module_memory", "mtn", ModMemTreeNodeMod, "struct mod_tree_node after base and size; checked: mtn.mod points back to the module");
+            }
+            _report.AddUnknown("module", "core_layout", "6.4+ layout (module.mem found): there is no core_layout");
+            InferModuleRefcnt(ev, modules);
+            return ev;
+        }
+        _report.AddUnknown("module", "mem", memRule + ": no layout fits (before 6.4: core_layout)");
+
         // core_layout (6.1..6.3): base page-aligned inside the module area, size at +8, and the struct module itself inside it.
         var cores = new List<int>();
         for (int o = 0; o + 24 <= _structBytes; o += 8)
@@ -65,19 +89,37 @@ public sealed partial class OffsetInference
 
         // refcnt (CONFIG_MODULE_UNLOAD): declared after source_list, target_list (list_heads: proper, or empty pointing to
         // themselves) and the exit function (NULL or in the module's text); MODULE_REF_BASE (1) plus the references.
-        if (ev.CoreLayout is { } core)
+        InferModuleRefcnt(ev, modules);
+        return ev;
+    }
+
+    /// <summary>The module's text [base, base + size): core_layout's text part (6.1..6.3) or mem[MOD_TEXT] (6.4+).</summary>
+    private static (ulong Base, ulong Size) TextOf(ModuleEvidence ev, byte[] w)
+    {
+        if (ev.MemLayout is { } l)
+        {
+            int e = l.Offset + ModMemText * l.Stride;
+            return (U64(w, e), U32(w, e + l.SizeOffset));
+        }
+        return (U64(w, ev.CoreLayout!.Value + LayoutBase), U32(w, ev.CoreLayout.Value + LayoutTextSize));
+    }
+
+    private void InferModuleRefcnt(ModuleEvidence ev, List<(ulong Address, byte[] W)> modules)
+    {
+        if (ev.CoreLayout is not null || ev.MemLayout is not null)
         {
             var refs = new List<int>();
             for (int r = RefcntAfterLists; r + 4 <= _structBytes; r += 8)
             {
                 Step(modules.Count);
                 if (modules.All(m => IsListNode(m.Address, m.W, r - RefcntAfterLists) && IsListNode(m.Address, m.W, r - RefcntAfterLists + 16)
-                    && U64(m.W, r - 8) is var exit && (exit == 0 || (exit >= U64(m.W, core) && exit < U64(m.W, core) + U32(m.W, core + LayoutTextSize)))
+                    && U64(m.W, r - 8) is var exit && TextOf(ev, m.W) is var text && (exit == 0 || (exit >= text.Base && exit - text.Base < text.Size))
                     && I32(m.W, r) is >= KernelMacros.MODULE_REF_BASE and <= 1 << 20)) refs.Add(r);
             }
-            _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
+            ev.RefCnt = _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
         }
-        return ev;
+        InferModuleUse(ev, modules);
+        InferModuleSymbols(ev, modules);
     }
 
     private bool IsListNode(ulong objectAddress, byte[] w, int offset)
@@ -100,11 +142,46 @@ public sealed partial class OffsetInference
         // The ids follow the usage counter (atomic_t, or atomic_long_t since 6.7 and its stable backports): uid at 4 or 8.
         // Which one is told by init_cred: the ids are 0, and after them and securebits come cap_inheritable (0) and
         // cap_permitted, cap_effective, cap_bset (the full set: equal, non-zero).
-        if (!_symbols.TryGetAddress("init_cred", out ulong initCred) || SmallWindow(initCred) is not { } w)
+        if (InitCred() is not { } initCred || SmallWindow(initCred) is not { } w)
         {
-            _report.AddUnknown("cred", "uid", "needs init_cred from kallsyms");
+            _report.AddUnknown("cred", "uid", "needs init_cred (from kallsyms, or the one init_cred-like object init_task points to)");
             return null;
         }
+        var candidates = InitCredUidOffsets(w);
+        if (_report.Add("cred", "uid", candidates, "after the usage counter (4 or 8 bytes): init_cred's eight ids are 0, then cap_inheritable 0 and three equal non-zero capability sets") is not { } uid)
+            return null;
+        _report.AddStructural("cred", "gid", uid + CredGidAfterUid, "declared right after uid");
+        _report.AddStructural("cred", "euid", uid + CredEuidAfterUid, "uid, gid, suid, sgid, euid: the fifth id");
+        return (uid, uid + CredGidAfterUid, uid + CredEuidAfterUid);
+    }
+
+    private ulong? _initCred;
+    private bool _initCredSearched;
+
+    /// <summary>
+    /// init_cred from kallsyms; without data symbols (CONFIG_KALLSYMS_ALL=n), the one object init_task points to that has
+    /// init_cred's shape (eight zero ids, then the empty inheritable and three equal full capability sets): init_task's
+    /// real_cred and cred both point to it. Null when no or several objects fit.
+    /// </summary>
+    private ulong? InitCred()
+    {
+        if (_symbols.TryGetAddress("init_cred", out ulong symbol)) return symbol;
+        if (_initCredSearched) return _initCred;
+        _initCredSearched = true;
+        if (TaskWindow(_report.InitTask) is not { } init) return null;
+        var found = new HashSet<ulong>();
+        for (int o = 0; o + 8 <= init.Length; o += 8)
+        {
+            Step();
+            ulong v = U64(init, o);
+            if ((v & 7) == 0 && IsKernel(v) && SmallWindow(v) is { } w && InitCredUidOffsets(w).Count > 0) found.Add(v);
+        }
+        _initCred = found.Count == 1 ? found.Single() : null;
+        return _initCred;
+    }
+
+    private List<int> InitCredUidOffsets(byte[] w)
+    {
         var candidates = new List<int>();
         foreach (int u in new[] { 4, 8 })
         {
@@ -119,10 +196,6 @@ public sealed partial class OffsetInference
                     candidates.Add(u);
             }
         }
-        if (_report.Add("cred", "uid", candidates, "after the usage counter (4 or 8 bytes): init_cred's eight ids are 0, then cap_inheritable 0 and three equal non-zero capability sets") is not { } uid)
-            return null;
-        _report.AddStructural("cred", "gid", uid + CredGidAfterUid, "declared right after uid");
-        _report.AddStructural("cred", "euid", uid + CredEuidAfterUid, "uid, gid, suid, sgid, euid: the fifth id");
-        return (uid, uid + CredGidAfterUid, uid + CredEuidAfterUid);
+        return candidates;
     }
 }

@@ -40,6 +40,25 @@ public static class OffsetTable
         var d = o.Module;
         Add("module", "state", d.State); Add("module", "list", d.List); Add("module", "name", d.Name);
         Add("module", "core_layout", d.CoreLayout); Add("module", "init_layout", d.InitLayout); Add("module", "mem", d.Mem); Add("module", "refcnt", d.RefCount);
+        if (d.Mem is not null) { Add("module_memory", "size", d.LayoutSize); Add("module_memory", InferenceReport.SizeOfMember, d.MemSize); }
+        if (o.ModuleUse is { } u)
+        {
+            Add("module", "source_list", u.SourceList); Add("module_use", "source_list", u.UseSourceList); Add("module_use", "source", u.UseSource);
+            Add("module", "init", u.Init); Add("module", "exit", u.Exit);
+        }
+        if (o.ModuleSymbols is { } ms)
+        {
+            Add("module", "kallsyms", ms.Kallsyms); Add("mod_kallsyms", "symtab", ms.Symtab); Add("mod_kallsyms", "num_symtab", ms.NumSymtab);
+            Add("mod_kallsyms", "strtab", ms.Strtab); Add("mod_kallsyms", "typetab", ms.Typetab);
+            Add("elf64_sym", "st_name", ms.SymName); Add("elf64_sym", "st_value", ms.SymValue); Add("elf64_sym", InferenceReport.SizeOfMember, ms.SymSize);
+            Add("module", "syms", ms.Syms); Add("module", "num_syms", ms.NumSyms);
+            if (ms.Syms is not null)
+            {
+                Add("kernel_symbol", ms.KernelSymbolRelative ? "value_offset" : "value", ms.KernelSymbolValue);
+                Add("kernel_symbol", ms.KernelSymbolRelative ? "name_offset" : "name", ms.KernelSymbolName);
+                Add("kernel_symbol", InferenceReport.SizeOfMember, ms.KernelSymbolSize);
+            }
+        }
         var p = o.Path;
         Add("file", "f_path", p.FilePath); Add("file", "f_path.dentry", p.FilePath + p.PathDentry); Add("file", "f_inode", p.FileInode);
         Add("dentry", "d_parent", p.DentryParent); Add("dentry", "d_name", p.DentryName - StructuralFacts.QstrName);

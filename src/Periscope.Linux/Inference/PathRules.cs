@@ -84,17 +84,17 @@ public sealed partial class OffsetInference
             {
                 int pp = m - MountParentBeforeMnt, mp = m - MountMountpointBeforeMnt;
                 Step(distinctMnts.Count);
-                bool ok = true, selfParent = false;
+                bool ok = true;
+                var layout = new MountLayout(m, pp, mp, mr);
                 foreach (ulong mnt in distinctMnts)
                 {
-                    ulong mount = mnt - (ulong)m, parent = Ptr(mount + (ulong)pp), point = Ptr(mount + (ulong)mp);
-                    if (parent == mount) { selfParent = true; ok = point == Ptr(mnt + (ulong)mr); }
-                    else ok = IsKernel(parent) && Ptr(parent + (ulong)m + (ulong)mr) is var pr && IsKernel(pr) && SmallWindow(point) is { } pw && DentryName(pw, qOff) is not null;
+                    Step(MountRule.MaxDepth);
+                    ok = MountRule.ClimbsToRoot(mnt, layout, Ptr, IsKernel, point => SmallWindow(point) is { } pw && DentryName(pw, qOff) is not null);
                     if (!ok) break;
                 }
-                if (ok && selfParent) mountTriples.Add((m, pp, mp));
+                if (ok) mountTriples.Add((m, pp, mp));
             }
-        const string mountRule = "struct mount { ..., mnt_parent, mnt_mountpoint, struct vfsmount mnt }: the root mount is its own parent with its mountpoint at its root";
+        const string mountRule = "struct mount { ..., mnt_parent, mnt_mountpoint, struct vfsmount mnt }: every mapped file's mount climbs, through parents whose mountpoints are named dentries, to a root mount that is its own parent with its mountpoint at its root";
         ev.MountMnt = _report.Add("mount", "mnt", mountTriples.Select(t => t.M).Distinct().ToList(), mountRule);
         var mt = mountTriples.Where(t => t.M == ev.MountMnt).ToList();
         ev.MountParent = _report.Add("mount", "mnt_parent", mt.Select(t => t.Pp).Distinct().ToList(), mountRule);

@@ -33,6 +33,24 @@ public static class StructuralFacts
     /// <summary>module_layout (6.1..6.3) starts with void *base, unsigned int size; text_size and ro_size follow.</summary>
     public const int LayoutBase = 0, LayoutSize = 8, LayoutTextSize = 12, LayoutRoSize = 16;
 
+    /// <summary>
+    /// enum mod_mem_type (6.4+): MOD_TEXT 0, MOD_DATA 1, MOD_RODATA 2, MOD_RO_AFTER_INIT 3, then the init types 4..6;
+    /// MOD_MEM_NUM_TYPES 7. struct mod_tree_node starts with struct module *mod, 16 bytes into struct module_memory
+    /// (after base and size). Checked by <see cref="ModuleMemoryRule"/>: MOD_DATA holds the struct module, init entries
+    /// of live modules are empty, mtn.mod points back.
+    /// </summary>
+    public const int ModMemTypes = 7, ModMemText = 0, ModMemData = 1, ModMemRodata = 2, ModMemFirstInit = 4, ModMemTreeNodeMod = 16;
+
+    /// <summary>struct module_use { list_head source_list; list_head target_list; struct module *source, *target; } (since 2.6.35).</summary>
+    public const int ModuleUseSourceList = 0, ModuleUseTargetList = 16, ModuleUseSource = 32, ModuleUseTarget = 40;
+    /// <summary>struct mod_kallsyms { Elf_Sym *symtab; unsigned int num_symtab; char *strtab; char *typetab; }.</summary>
+    public const int ModKallsymsNumSymtab = 8, ModKallsymsStrtab = 16, ModKallsymsTypetab = 24, ModKallsymsBytes = 32;
+    /// <summary>Elf64_Sym as the ELF specification fixes it: { u32 st_name; u8 st_info, st_other; u16 st_shndx; u64 st_value; u64 st_size; }.</summary>
+    public const int ElfSymSize = 24, ElfSymName = 0, ElfSymValue = 8;
+    /// <summary>struct module declares const struct kernel_symbol *syms; const s32 *crcs; unsigned int num_syms; and x86-64's
+    /// kernel_symbol (PREL32 relocations) is { int value_offset; int name_offset; int namespace_offset; }.</summary>
+    public const int KernelSymbolNumAfterSyms = 16, KernelSymbolValueOffset = 0, KernelSymbolNameOffset = 4, KernelSymbolSize = 12;
+
     /// <summary>struct path is { struct vfsmount *mnt; struct dentry *dentry; } since 2.6.26.</summary>
     public const int PathMnt = 0, PathDentry = 8;
     /// <summary>struct mount declares struct mount *mnt_parent; struct dentry *mnt_mountpoint; struct vfsmount mnt; in this order (since 3.3).</summary>

@@ -12,7 +12,10 @@ public sealed partial class OffsetInference
     private sealed class TaskEvidence
     {
         public required ulong Init { get; init; }
+        /// <summary>The leaders whose windows the column rules search (all of them on a small guest), parallel to the windows.</summary>
         public required List<ulong> Leaders { get; init; }
+        /// <summary>Every thread-group leader on the task list.</summary>
+        public required List<ulong> AllLeaders { get; init; }
         public required Dictionary<ulong, List<ulong>> Threads { get; init; }
         public int Comm, TasksOff, Pid, Tgid, Mm, Flags;
         public int? RealParent, Parent, GroupLeader, RealCred, Cred, Signal, ThreadNode, SignalThreadHead, ThreadGroup, State, ExitState, NrThreads;
@@ -41,10 +44,14 @@ public sealed partial class OffsetInference
         }
         int tasks = Required(_report.Add(Task, "tasks", tasksCandidates,
             "circular list through init_task (next->prev == node), >= 2 nodes, each node minus the offset holds a printable comm"), "task_struct.tasks");
-        var leaders = lists[tasks];
+        var allLeaders = lists[tasks];
+        // The column rules read whole task_structs: on a guest with thousands of processes a spread sample of them keeps
+        // the cost bounded by what is read; what the sample settles is then checked on every leader's few fields.
+        var leaders = Sample(allLeaders, Math.Max(2, _limits.MaxInferenceTaskSamples));
         var windows = new List<byte[]>();
         foreach (ulong t in leaders) windows.Add(TaskWindow(t) ?? new byte[_taskBytes]);
-        _report.Tasks = leaders.Count;
+        _report.Tasks = allLeaders.Count;
+        _report.SampledTasks = leaders.Count;
 
         // pid/tgid: an s32 column, 0 for init_task and 1 for the next task, every value a plausible and distinct pid.
         var pidColumns = new List<int>();
@@ -61,8 +68,9 @@ public sealed partial class OffsetInference
             }
             if (ok) pidColumns.Add(o);
         }
+        if (leaders.Count < allLeaders.Count) pidColumns = pidColumns.Where(o => IsPidColumnOnAll(allLeaders, o)).ToList();
 
-        var ev = new TaskEvidence { Init = init, Leaders = leaders, Threads = [], Comm = comm, TasksOff = tasks };
+        var ev = new TaskEvidence { Init = init, Leaders = leaders, AllLeaders = allLeaders, Threads = [], Comm = comm, TasksOff = tasks };
         InferMm(ev, windows);
         InferFlags(ev, windows);
         InferParents(ev, windows);
@@ -70,6 +78,38 @@ public sealed partial class OffsetInference
         InferThreads(ev, windows, pidColumns);
         InferState(ev, windows);
         return ev;
+    }
+
+    /// <summary>
+    /// At most <paramref name="max"/> of <paramref name="all"/>: the first two (init_task and pid 1, which the pid rule
+    /// needs) and an even spread of the rest, in list order.
+    /// </summary>
+    public static List<ulong> Sample(IReadOnlyList<ulong> all, int max)
+    {
+        if (all.Count <= max) return [.. all];
+        var sample = new List<ulong> { all[0], all[1] };
+        int rest = all.Count - 2, take = max - 2;
+        for (int k = 0; k < take; k++) sample.Add(all[2 + (int)((long)k * rest / take)]);
+        return sample;
+    }
+
+    /// <summary>
+    /// pid among several pid-valued columns: pid and tgid are declared back to back, so the lowest candidate followed by a
+    /// tgid candidate; the lowest candidate when none is.
+    /// </summary>
+    public static int PickPid(IReadOnlyList<int> pids, IReadOnlyList<int> tgids) =>
+        pids.Where(p => tgids.Contains(p + 4)).DefaultIfEmpty(pids.Min()).Min();
+
+    /// <summary>A pid column found on the sample holds a distinct plausible pid in every leader.</summary>
+    private bool IsPidColumnOnAll(List<ulong> leaders, int o)
+    {
+        var seen = new HashSet<int>();
+        foreach (ulong t in leaders)
+        {
+            Step();
+            if (!_r.TryI32(t + (ulong)o, out int v) || v < 0 || v > KernelMacros.PID_MAX_LIMIT || !seen.Add(v)) return false;
+        }
+        return true;
     }
 
     private List<ulong>? WalkTaskList(ulong init, int o, int comm)
@@ -201,7 +241,7 @@ public sealed partial class OffsetInference
 
     private void InferParents(TaskEvidence ev, List<byte[]> windows)
     {
-        var set = new HashSet<ulong>(ev.Leaders);
+        var set = new HashSet<ulong>(ev.AllLeaders);
         var parents = new List<int>();
         var identity = new List<int>();
         for (int o = 0; o + 8 <= _taskBytes; o += 8)
@@ -230,10 +270,10 @@ public sealed partial class OffsetInference
 
     private void InferCreds(TaskEvidence ev, List<byte[]> windows)
     {
-        if (!_symbols.TryGetAddress("init_cred", out ulong initCred))
+        if (InitCred() is not { } initCred)
         {
-            _report.AddUnknown(Task, "real_cred", "needs init_cred from kallsyms (not available)");
-            _report.AddUnknown(Task, "cred", "needs init_cred from kallsyms (not available)");
+            _report.AddUnknown(Task, "real_cred", "needs init_cred (not in kallsyms, and no single init_cred-like object found from init_task)");
+            _report.AddUnknown(Task, "cred", "needs init_cred (not in kallsyms, and no single init_cred-like object found from init_task)");
             return;
         }
         var candidates = new List<int>();
@@ -295,16 +335,33 @@ public sealed partial class OffsetInference
         ev.ThreadNode = _report.Add(Task, "thread_node", chosen.Select(f => f.N).Distinct().ToList(), rule);
         var threadSets = chosen.Count == 1 ? chosen[0].Threads : ev.Leaders.ToDictionary(l => l, l => new List<ulong> { l });
         foreach (var (k, v) in threadSets) ev.Threads[k] = v;
+        // Leaders outside the sample: their threads through the list the sample settled (a multi-threaded process anywhere
+        // on a big guest is evidence for pid/tgid and thread_group).
+        if (chosen.Count == 1 && ev.AllLeaders.Count > ev.Leaders.Count)
+        {
+            var (s0, h0, n0, _) = chosen[0];
+            foreach (ulong leader in ev.AllLeaders)
+            {
+                if (ev.Threads.ContainsKey(leader)) continue;
+                ulong signal = Ptr(leader + (ulong)s0);
+                ev.Threads[leader] = IsKernel(signal) && WalkThreadList(signal + (ulong)h0, n0, leader) is { } members ? members : [leader];
+            }
+        }
 
         var others = ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key).Select(t => (Leader: kv.Key, Thread: t))).ToList();
         _report.Threads = others.Count;
+        // Thread windows are read whole: as many as leader windows at most.
+        others = others.Take(Math.Max(2, _limits.MaxInferenceTaskSamples)).ToList();
         // pid vs tgid: a thread that is not its group's leader shares the leader's tgid and has a pid of its own.
         var tw = others.Select(x => (L: TaskWindow(x.Leader)!, T: TaskWindow(x.Thread))).Where(x => x.T is not null).ToList();
         var pids = tw.Count == 0 ? pidColumns : pidColumns.Where(o => tw.All(x => I32(x.T!, o) != I32(x.L, o))).ToList();
         var tgids = tw.Count == 0 ? pidColumns : pidColumns.Where(o => tw.All(x => I32(x.T!, o) == I32(x.L, o))).ToList();
         const string pidRule = "s32 column: 0 in init_task, 1 in the next task, distinct plausible pids; a non-leader thread has its own pid and its leader's tgid";
-        ev.Pid = Required(_report.Add(Task, "pid", pids, pidRule, c => c.Min(), "no multi-threaded process: lower offset is pid"), "task_struct.pid");
-        ev.Tgid = Required(_report.Add(Task, "tgid", tgids.Where(o => o != ev.Pid).ToList(), pidRule, c => c.Min(), "no multi-threaded process: the other column is tgid"), "task_struct.tgid");
+        ev.Pid = Required(_report.Add(Task, "pid", pids, pidRule, c => PickPid(c, tgids),
+            "pid_t pid; pid_t tgid; are declared together: the lowest candidate with a tgid candidate right after it (7.3.4 has a second pid-valued column at 0x3c8)"), "task_struct.pid");
+        int pidAt = ev.Pid;
+        ev.Tgid = Required(_report.Add(Task, "tgid", tgids.Where(o => o != pidAt).ToList(), pidRule, c => c.Contains(pidAt + 4) ? pidAt + 4 : c.Min(),
+            "the column right after pid (else the lowest)"), "task_struct.tgid");
 
         // thread_group (until 6.6): a list_head column from each leader cycling through exactly its threads.
         if (tw.Count == 0)
@@ -317,7 +374,7 @@ public sealed partial class OffsetInference
                 if (o == ev.TasksOff || o == ev.ThreadNode) continue;
                 Step();
                 bool ok = true;
-                foreach (var (leader, members) in ev.Threads)
+                foreach (var (leader, members) in ev.Threads.Where(kv => kv.Value.Count > 1 || ev.Leaders.Contains(kv.Key)))
                 {
                     var cycle = WalkThreadList(leader + (ulong)o, o, null, includeHead: true);
                     if (cycle is null || !cycle.ToHashSet().SetEquals(members)) { ok = false; break; }
@@ -364,7 +421,8 @@ public sealed partial class OffsetInference
 
     private void InferState(TaskEvidence ev, List<byte[]> windows)
     {
-        var all = windows.Concat(ev.Threads.Values.SelectMany(v => v).Distinct().Select(TaskWindow).Where(w => w is not null)!).Distinct().ToList();
+        int cap = Math.Max(2, _limits.MaxInferenceTaskSamples);
+        var all = windows.Concat(ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key)).Distinct().Take(cap).Select(TaskWindow).Where(w => w is not null)!).Distinct().ToList();
         // __state: u32, every value made of state bits only, init_task running (0), some task in TASK_INTERRUPTIBLE and some
         // (a kernel thread in an idle wait) in TASK_UNINTERRUPTIBLE|TASK_NOLOAD.
         var candidates = new List<int>();
@@ -389,7 +447,7 @@ public sealed partial class OffsetInference
         // processes, -1 for every non-leader thread.
         var exit = new List<int>();
         var users = windows.Where(w => U64(w, ev.Mm) != 0).ToList();
-        var threads = ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key)).Select(TaskWindow).Where(w => w is not null).ToList();
+        var threads = ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key)).Take(cap).Select(TaskWindow).Where(w => w is not null).ToList();
         for (int o = 0; o + 4 + ExitSignalAfterExitState <= _taskBytes && users.Count > 0; o += 4)
         {
             Step(all.Count);

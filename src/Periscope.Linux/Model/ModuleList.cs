@@ -21,6 +21,7 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
     {
         var o = offsets.Module;
         var result = new List<KernelModule>();
+        if (modulesHead == 0) return result; // no list head known (the caller said why)
         foreach (ulong module in lists.Walk(modulesHead, o.List, limits.MaxModules, Area, includeHead: false, budget: WorkKind.ModuleNodes))
         {
             string? name = reader.ReadFixedString(module + (ulong)o.Name, o.NameSize);

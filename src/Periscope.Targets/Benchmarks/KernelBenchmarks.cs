@@ -55,10 +55,15 @@ public static class KernelBenchmarks
     {
         var noBtf = new KernelOpenOptions { NoBtf = true };
         var attach = new List<double>();
+        var withBtf = new List<double>();
         var inference = new List<double>();
         int members = 0;
         for (int i = 0; i < Math.Max(iterations, 3); i++)
         {
+            // Interleaved with the BTF attach, so both see the same machine load: the ratio is what holds on a busy host.
+            long b0 = Stopwatch.GetTimestamp();
+            _ = LinuxKernel.Open(image, image.Cpus, null, image.VmcoreInfo).Tasks.Count;
+            withBtf.Add(Stopwatch.GetElapsedTime(b0).TotalMilliseconds);
             long t0 = Stopwatch.GetTimestamp();
             var kernel = LinuxKernel.Open(image, image.Cpus, null, image.VmcoreInfo, noBtf);
             _ = kernel.Tasks.Count;
@@ -67,7 +72,10 @@ public static class KernelBenchmarks
             members = kernel.Inference?.Members.Count(m => m.IsKnown) ?? 0;
         }
         attach.Sort();
+        withBtf.Sort();
         inference.Sort();
+        yield return new BenchResult("attach+ps warm with BTF, interleaved: median", withBtf[withBtf.Count / 2], "ms", $"{withBtf.Count} runs, min {withBtf[0]:0.00} ms");
+        yield return new BenchResult("  --no-btf / BTF attach ratio (medians)", attach[attach.Count / 2] / withBtf[withBtf.Count / 2], "x", "same process, same runs");
         yield return new BenchResult("attach+ps warm with --no-btf (offsets inferred, no cache): median", attach[attach.Count / 2], "ms", $"{attach.Count} runs, min {attach[0]:0.00} ms");
         yield return new BenchResult("  of which offset inference: median", inference[inference.Count / 2], "ms", $"{members} members inferred, min {inference[0]:0.00} ms");
     }
