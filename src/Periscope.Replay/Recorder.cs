@@ -22,9 +22,11 @@ public sealed record RecordOptions
     public double SnapshotEverySeconds { get; init; }
     /// <summary>Host seconds to record before stopping; the run also ends when the guest powers off.</summary>
     public double DurationSeconds { get; init; } = 60;
-    /// <summary>When the data port (ttyS1) first carries this line, a snapshot named "ready" is taken: a clean point
+    /// <summary>When the console (ttyS0) or the data port (ttyS1) first carries this line, a snapshot named "ready" is taken: a clean point
     /// after boot to start analyses from.</summary>
     public string? ReadyMarker { get; init; }
+    /// <summary>End the recording (before the duration) once the console or the data port carries this line.</summary>
+    public string? StopMarker { get; init; }
     public IntrospectionLimits Limits { get; init; } = IntrospectionLimits.Default;
 }
 
@@ -76,11 +78,12 @@ public static class Recorder
             {
                 Thread.Sleep(200);
                 if (qemu.HasExited) break;
-                if (!ready && DataPort.HasLine(files.DataLog, o.ReadyMarker!))
+                if (!ready && (SerialLog.HasLine(files.ConsoleLog, o.ReadyMarker!) || SerialLog.HasLine(files.DataLog, o.ReadyMarker!)))
                 {
                     ready = true;
                     snapshots.Add(Snapshot(qmp, ReadySnapshot, progress));
                 }
+                if (o.StopMarker is { } stop && (SerialLog.HasLine(files.ConsoleLog, stop) || SerialLog.HasLine(files.DataLog, stop))) break;
                 if (clock.Elapsed.TotalSeconds >= nextSnapshot)
                 {
                     snapshots.Add(Snapshot(qmp, $"p{++periodic}", progress));
@@ -158,8 +161,8 @@ public static class Recorder
     }
 }
 
-/// <summary>Reads the guest's data port log (a file QEMU appends to) for a marker line.</summary>
-internal static class DataPort
+/// <summary>Reads a serial log (a file QEMU appends to) for a marker line; only its last 64 KiB, as it grows.</summary>
+internal static class SerialLog
 {
     public static bool HasLine(string path, string marker)
     {

@@ -36,16 +36,37 @@ public sealed class WriteFinder(Recording recording, IntrospectionLimits limits,
     public const int PointsPerRound = 32;
     private int _sessions, _stops;
 
-    /// <summary>Translates a kernel virtual address with the kernel page tables at <paramref name="icount"/>.</summary>
-    public ulong TranslateKernelAddress(ulong va, ulong icount)
+    /// <summary>
+    /// Resolves a kernel address ("0xffff...", "symbol" or "symbol+0x10") with the kernel's symbols and page tables at
+    /// <paramref name="icount"/>, and translates it to the physical address to watch.
+    /// </summary>
+    public (ulong Virtual, ulong Physical) ResolveKernelAddress(string expression, ulong icount)
     {
         using var session = ReplaySession.StartNear(recording, icount, limits);
+        _sessions++;
         session.RunTo(icount);
         using var target = Target.AttachLive(session.RamFile, null, new TargetOptions { Limits = limits });
-        if (!target.Kernel.KernelSpace.TryTranslate(va, out ulong pa))
+        var k = target.Kernel;
+        ulong va;
+        if (ParseNumber(expression) is { } n) va = n;
+        else
+        {
+            int plus = expression.IndexOf('+');
+            string name = plus < 0 ? expression : expression[..plus];
+            ulong offset = plus < 0 ? 0 : ParseNumber(expression[(plus + 1)..]) ?? throw new ArgumentException($"'{expression}': bad offset after '+'");
+            if (!k.Symbols.TryGetAddress(name, out ulong symbol)) throw new ArgumentException($"'{name}': no such kernel symbol");
+            va = symbol + offset;
+        }
+        if (!k.KernelSpace.TryTranslate(va, out ulong pa))
             throw new InvalidOperationException($"0x{va:x} is not mapped in the kernel's address space at icount {icount}");
-        return pa;
+        return (va, pa);
     }
+
+    /// <summary>"0x..." hexadecimal or plain decimal.</summary>
+    public static ulong? ParseNumber(string text) =>
+        text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? ulong.TryParse(text.AsSpan(2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out ulong h) ? h : null
+            : ulong.TryParse(text, out ulong d) ? d : null;
 
     /// <summary>Null when the bytes at <paramref name="to"/> equal those at <paramref name="from"/>.</summary>
     public WriteFound? Find(ulong physical, int length, ulong from, ulong to)
