@@ -42,7 +42,7 @@ public sealed class ReplayCommand : ICliCommand
                 string? point = r.GetValue(atEnd) ? "end" : r.GetValue(at);
                 ulong stepSize = r.GetValue(every);
                 if (stepSize > 0)
-                    return Timeline(context, recording, limits, args, point is null ? recording.Manifest.Snapshots[0].Icount : recording.ParsePoint(point), recording.ParsePoint(r.GetValue(to)!), stepSize);
+                    return Timeline(context, context.Json(r), recording, limits, args, point is null ? recording.Manifest.Snapshots[0].Icount : recording.ParsePoint(point), recording.ParsePoint(r.GetValue(to)!), stepSize);
                 if (point is null) throw new CliUsageException("say where to stop: --at ICOUNT|end, --at-end, or --every N");
                 ulong icount = recording.ParsePoint(point);
                 using var session = ReplaySession.StartNear(recording, icount, limits);
@@ -61,7 +61,7 @@ public sealed class ReplayCommand : ICliCommand
     private static int RunInner(string[] args, ReplaySession session, TextWriter output, TextWriter error) =>
         CliApp.Run([.. args, "--qemu", session.RamFile, "--qmp", session.ToolQmpSocket], output, error);
 
-    private static int Timeline(CommandContext context, Recording recording, IntrospectionLimits limits, string[] args, ulong start, ulong end, ulong step)
+    private static int Timeline(CommandContext context, bool json, Recording recording, IntrospectionLimits limits, string[] args, ulong start, ulong end, ulong step)
     {
         if (start > end) throw new CliUsageException($"the first point {start} is after the last {end}");
         ulong count = (end - start) / step + 1;
@@ -83,6 +83,21 @@ public sealed class ReplayCommand : ICliCommand
             var removed = previous is null ? [] : previous.Except(lines).ToArray();
             points.Add((p, code, added, removed, lines));
             previous = lines;
+        }
+        if (json)
+        {
+            Json.WriteArray(context.Output, points, (w, x) =>
+            {
+                w.WriteNumber("icount", x.Icount);
+                w.WriteNumber("exitCode", x.Code);
+                w.WriteStartArray("added");
+                foreach (var l in x.Added) w.WriteStringValue(l);
+                w.WriteEndArray();
+                w.WriteStartArray("removed");
+                foreach (var l in x.Removed) w.WriteStringValue(l);
+                w.WriteEndArray();
+            });
+            return worst;
         }
         var o = context.Output;
         foreach (var (icount, code, added, removed, lines) in points)
