@@ -32,7 +32,10 @@ public static class RecordingVerifier
         {
             string path = Path.Combine(recording.Folder, f.Name);
             if (!File.Exists(path)) { problems.Add(new(RecordingProblemKind.Missing, f.Name, "listed in the manifest but missing")); continue; }
-            long size = new FileInfo(path).Length;
+            // A recording may link its large files elsewhere: check what the link points at.
+            var info = new FileInfo(path);
+            if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) info = target;
+            long size = info.Length;
             if (size < f.Bytes) problems.Add(new(RecordingProblemKind.Truncated, f.Name, $"truncated: {size} bytes, the manifest says {f.Bytes}"));
             else if (size > f.Bytes) problems.Add(new(RecordingProblemKind.Grown, f.Name, $"{size} bytes, the manifest says {f.Bytes}"));
             else if (Recorder.HashFile(path) is var sha && sha != f.Sha256)
