@@ -58,6 +58,9 @@ public static class CliApp
                      new CheckCommand(),
                      new BenchCommand(),
                      new DemoCommand(),
+                     new RecordCommand(),
+                     new ReplayCommand(),
+                     new RecordingCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));
