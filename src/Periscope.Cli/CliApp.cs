@@ -58,6 +58,8 @@ public static class CliApp
                      new CheckCommand(),
                      new BenchCommand(),
                      new DemoCommand(),
+                     new JournalCommand(),
+                     new WatchCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));
