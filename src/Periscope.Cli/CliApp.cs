@@ -61,6 +61,8 @@ public static class CliApp
                      new RecordCommand(),
                      new ReplayCommand(),
                      new RecordingCommand(),
+                     new JournalCommand(),
+                     new WatchCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

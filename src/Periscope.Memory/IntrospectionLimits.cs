@@ -165,6 +165,26 @@ public sealed record IntrospectionLimits
     public int MaxWatchedBytes { get; init; } = 4096;
     /// <summary>Most points of a `replay --every` timeline.</summary>
     public int MaxTimelinePoints { get; init; } = 1000;
+    // Watch and journal (issue 11: `periscope watch`, `periscope journal`): the journal file and key files are hostile
+    // input like any database a user hands us; the watch loop's own bounds.
+    /// <summary>Largest journal database opened (SQLite file, WAL not counted).</summary>
+    public long MaxJournalDatabaseBytes { get; init; } = 64L << 30;
+    /// <summary>Largest payload of one journal record (a finding with its bytes and disassembly is a few KiB).</summary>
+    public int MaxJournalPayloadBytes { get; init; } = 1 << 20;
+    /// <summary>Records one `journal verify`/`show`/`export` walks before it stops and says it is incomplete.</summary>
+    public long MaxJournalRecordsRead { get; init; } = 1L << 32;
+    /// <summary>Signed heads one verification reads (one per signing period; a year of 1-minute heads is ~525,000).</summary>
+    public int MaxJournalHeads { get; init; } = 4_000_000;
+    /// <summary>SQLite virtual-machine instructions one journal operation may run (a verified record costs ~100).</summary>
+    public long MaxJournalQuerySteps { get; init; } = 1L << 40;
+    /// <summary>Largest key file (PEM) read: a P-256 key is ~250 bytes.</summary>
+    public int MaxJournalKeyFileBytes { get; init; } = 16 << 10;
+    /// <summary>Targets one `watch` monitors at once (each holds a mapped RAM file and QMP connection).</summary>
+    public int MaxWatchTargets { get; init; } = 256;
+    /// <summary>Largest watch config file read.</summary>
+    public int MaxWatchConfigBytes { get; init; } = 1 << 20;
+    /// <summary>Largest GDB remote-protocol packet accepted from the stub (a `g` reply for x86-64 is ~1 KiB of hex).</summary>
+    public int MaxGdbPacketBytes { get; init; } = 64 << 10;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -245,6 +265,16 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxReplaySeekSeconds), MaxReplaySeekSeconds, 1 << 24);
         Check(nameof(MaxWatchedBytes), MaxWatchedBytes, 1 << 24);
         Check(nameof(MaxTimelinePoints), MaxTimelinePoints, Counts);
+        // Watch and journal
+        Check(nameof(MaxJournalDatabaseBytes), MaxJournalDatabaseBytes, 1L << 50);
+        Check(nameof(MaxJournalPayloadBytes), MaxJournalPayloadBytes, 1 << 30);
+        Check(nameof(MaxJournalRecordsRead), MaxJournalRecordsRead, 1L << 50);
+        Check(nameof(MaxJournalHeads), MaxJournalHeads, Counts);
+        Check(nameof(MaxJournalQuerySteps), MaxJournalQuerySteps, 1L << 50);
+        Check(nameof(MaxJournalKeyFileBytes), MaxJournalKeyFileBytes, 1 << 20);
+        Check(nameof(MaxWatchTargets), MaxWatchTargets, 1 << 16);
+        Check(nameof(MaxWatchConfigBytes), MaxWatchConfigBytes, 1 << 30);
+        Check(nameof(MaxGdbPacketBytes), MaxGdbPacketBytes, 1 << 30);
         return this;
     }
 

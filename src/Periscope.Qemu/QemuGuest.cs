@@ -17,6 +17,9 @@ public sealed record QemuGuestOptions
     public int Cpus { get; init; } = 1;
     /// <summary>Folder for the serial logs and the QMP socket; a fresh temp folder when null.</summary>
     public string? WorkDirectory { get; init; }
+    /// <summary>RAM file (memory-backend-file mem-path); a fresh /dev/shm name when null. A guest restarted with the
+    /// same RAM file and work folder looks to a monitor like the same VM coming back.</summary>
+    public string? RamFile { get; init; }
     public string QemuBinary { get; init; } = "qemu-system-x86_64";
 }
 
@@ -65,7 +68,7 @@ public sealed class QemuGuest : IDisposable
         bool owns = options.WorkDirectory is null;
         string dir = options.WorkDirectory ?? Path.Combine(Path.GetTempPath(), name);
         Directory.CreateDirectory(dir);
-        string ram = Path.Combine("/dev/shm", name);
+        string ram = options.RamFile ?? Path.Combine("/dev/shm", name);
         var psi = new ProcessStartInfo(options.QemuBinary)
         {
             RedirectStandardOutput = true,

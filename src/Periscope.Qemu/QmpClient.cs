@@ -80,13 +80,41 @@ public sealed class QmpClient : IDisposable
                 while (true)
                 {
                     var message = ReadMessage();
-                    if (message["event"] is not null) continue; // asynchronous events interleave with replies
+                    if (message["event"] is not null) { KeepEvent(message); continue; } // asynchronous events interleave with replies
                     if (message["error"] is JsonObject error)
                         throw new QmpException(command, error["class"]?.GetValue<string>() ?? "?", error["desc"]?.GetValue<string>() ?? "?");
                     if (message.ContainsKey("return")) return message["return"];
                 }
             }
             finally { _socket.ReceiveTimeout = previous; }
+        }
+    }
+
+    /// <summary>Asynchronous events (GUEST_PANICKED, RESET, SHUTDOWN, STOP, ...) seen while waiting for replies, oldest
+    /// first, at most <see cref="MaxQueuedEvents"/> (older ones are dropped and counted). Taking them empties the queue.</summary>
+    public IReadOnlyList<JsonObject> TakeEvents()
+    {
+        lock (_events)
+        {
+            var taken = _events.ToArray();
+            _events.Clear();
+            return taken;
+        }
+    }
+
+    /// <summary>Events dropped because nobody took them in time.</summary>
+    public long DroppedEvents => Interlocked.Read(ref _droppedEvents);
+
+    public const int MaxQueuedEvents = 1024;
+    private readonly Queue<JsonObject> _events = new();
+    private long _droppedEvents;
+
+    private void KeepEvent(JsonObject message)
+    {
+        lock (_events)
+        {
+            if (_events.Count == MaxQueuedEvents) { _events.Dequeue(); Interlocked.Increment(ref _droppedEvents); }
+            _events.Enqueue(message);
         }
     }
 
