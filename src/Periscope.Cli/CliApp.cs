@@ -58,6 +58,9 @@ public static class CliApp
                      new CheckCommand(),
                      new BenchCommand(),
                      new DemoCommand(),
+                     new StructCommand(),
+                     new ReadCommand(),
+                     new DerefCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));
