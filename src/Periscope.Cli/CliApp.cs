@@ -61,6 +61,7 @@ public static class CliApp
                      new StructCommand(),
                      new ReadCommand(),
                      new DerefCommand(),
+                     new DmesgCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));
