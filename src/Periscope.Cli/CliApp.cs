@@ -62,6 +62,8 @@ public static class CliApp
                      new ReadCommand(),
                      new DerefCommand(),
                      new DmesgCommand(),
+                     new NamespacesCommand(),
+                     new MountsCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

@@ -203,6 +203,9 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             cred.HasMember("cap_ambient") ? Cap("cap_ambient") : 0);
     }
 
+    /// <summary>The task's namespace links as /proc/PID/ns shows them (empty for an exited task without nsproxy).</summary>
+    public IReadOnlyList<NamespaceLink> Namespaces(LinuxTask task) => Namespaces(kernel.Object("task_struct", task.Address));
+
     private IReadOnlyList<NamespaceLink> Namespaces(KernelObject task)
     {
         var links = new List<NamespaceLink>();
