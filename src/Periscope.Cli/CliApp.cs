@@ -64,6 +64,7 @@ public static class CliApp
                      new DmesgCommand(),
                      new NamespacesCommand(),
                      new MountsCommand(),
+                     new TimelineCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

@@ -105,7 +105,8 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
 
         var (code, raw, error) = CliRun.Run("dmesg", "-r", "--dump", guest.DumpPath);
         Assert.True(code == 0, error);
-        Assert.Equal(ours, raw.TrimEnd('\n').Split('\n'));
+        // The table escapes controls (a tab in "rcu: \tRCU restricting ...") so guest text cannot drive the terminal.
+        Assert.Equal(ours.Select(Periscope.Cli.Output.TerminalText.Escape), raw.TrimEnd('\n').Split('\n'));
     }
 
     /// <summary>pid → (key → value) from the views-proc sections (cmdline, environ hex; stat; Uid:, CapEff:, ...; ns NAME; cgroup).</summary>
@@ -215,6 +216,27 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
             Assert.Equal(expected, output.TrimEnd('\n').Split('\n'));
             Assert.True(expected.Count >= 4);
         }
+    }
+
+    [Fact]
+    public void Timeline_starts_at_boot_lists_every_process_start_and_is_sorted()
+    {
+        var (code, output, error) = CliRun.Run("timeline", "--json", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        using var doc = JsonDocument.Parse(output);
+        var events = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal("Boot", events[0].GetProperty("kind").GetString());
+        var times = events.Select(e => e.GetProperty("monotonicNs").GetUInt64()).ToList();
+        Assert.Equal(times.Order(), times);
+        var reader = new ProcessDetailsReader(Kernel);
+        var starts = events.Where(e => e.GetProperty("kind").GetString() == "ProcessStart")
+            .ToDictionary(e => e.GetProperty("pid").GetInt32(), e => e.GetProperty("monotonicNs").GetUInt64());
+        foreach (var t in Kernel.Tasks.Where(t => t.Pid != 0))
+            Assert.Equal(reader.Read(t, false).StartTimeNs, starts[t.Pid]);
+        // QEMU's RTC follows the host clock: the guest booted minutes ago, not in another year.
+        var boot = DateTimeOffset.Parse(events[0].GetProperty("wall").GetString()!, CultureInfo.InvariantCulture);
+        Assert.InRange(boot, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow);
+        Assert.Equal("Snapshot", events[^1].GetProperty("kind").GetString());
     }
 
     [Fact]

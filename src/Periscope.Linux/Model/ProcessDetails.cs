@@ -203,19 +203,19 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             cred.HasMember("cap_ambient") ? Cap("cap_ambient") : 0);
     }
 
-    /// <summary>The task's namespace links as /proc/PID/ns shows them (empty for an exited task without nsproxy).</summary>
+    /// <summary>The task's namespace links as /proc/PID/ns shows them (only pid and user for an exited task).</summary>
     public IReadOnlyList<NamespaceLink> Namespaces(LinuxTask task) => Namespaces(kernel.Object("task_struct", task.Address));
 
     private IReadOnlyList<NamespaceLink> Namespaces(KernelObject task)
     {
         var links = new List<NamespaceLink>();
-        if (task["nsproxy"].ReadPointer() is var nsproxyAddress && nsproxyAddress == 0) return links; // an exited task
-        var nsproxy = task["nsproxy"].Deref();
-        foreach (var (type, member) in NsproxyMembers)
-        {
-            if (!nsproxy.HasMember(member) || !nsproxy[member].TryDeref(out var ns) || !ns.HasMember("ns.inum")) continue;
-            links.Add(new NamespaceLink(type, ns["ns.inum"].ReadUInt64(), ns.Address));
-        }
+        // An exited task (a zombie) has no nsproxy any more, but still its pid and its credentials' user namespace.
+        if (task["nsproxy"].TryDeref(out var nsproxy))
+            foreach (var (type, member) in NsproxyMembers)
+            {
+                if (!nsproxy.HasMember(member) || !nsproxy[member].TryDeref(out var ns) || !ns.HasMember("ns.inum")) continue;
+                links.Add(new NamespaceLink(type, ns["ns.inum"].ReadUInt64(), ns.Address));
+            }
         // pid: task_active_pid_ns() = ns of thread_pid->numbers[thread_pid->level].
         if (task.HasMember("thread_pid") && task["thread_pid"].TryDeref(out var pid))
         {
