@@ -63,6 +63,13 @@ public static class CliApp
                      new RecordingCommand(),
                      new JournalCommand(),
                      new WatchCommand(),
+                     new StructCommand(),
+                     new ReadCommand(),
+                     new DerefCommand(),
+                     new DmesgCommand(),
+                     new NamespacesCommand(),
+                     new MountsCommand(),
+                     new TimelineCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

@@ -160,6 +160,15 @@ public sealed class LinuxKernel
 
     public IReadOnlyList<Vma> GetVmas(LinuxTask task) => _vmas.Read(task.Mm);
 
+    /// <summary>Typed access to any kernel object through BTF (see <see cref="Objects.KernelObjects"/>).</summary>
+    /// <exception cref="KernelModelException">The kernel has no BTF (or --no-btf): types are unknown.</exception>
+    public Objects.KernelObjects Objects => _objects ??= new Objects.KernelObjects(
+        Btf ?? throw new KernelModelException("typed kernel objects need the kernel's BTF (none found, or --no-btf)"), Reader, Symbols);
+    private Objects.KernelObjects? _objects;
+
+    /// <summary>The object of BTF type <paramref name="typeName"/> at <paramref name="address"/>: <c>kernel.Object("task_struct", a)["comm"].ReadString()</c>.</summary>
+    public Objects.KernelObject Object(string typeName, ulong address) => Objects.Object(typeName, address);
+
     /// <summary>The user address space of a process (its own PGD), or null for kernel threads.</summary>
     public AddressSpace? GetAddressSpace(LinuxTask task) =>
         task.PgdPhysical is { } pgd ? new AddressSpace(_memory, pgd, Layout.Mode) : null;

@@ -185,6 +185,25 @@ public sealed record IntrospectionLimits
     public int MaxWatchConfigBytes { get; init; } = 1 << 20;
     /// <summary>Largest GDB remote-protocol packet accepted from the stub (a `g` reply for x86-64 is ~1 KiB of hex).</summary>
     public int MaxGdbPacketBytes { get; init; } = 64 << 10;
+    // Typed kernel objects and guest views (issue 13 part A: struct/read/deref, dmesg, ps details, namespaces, mounts)
+    /// <summary>Pointers one KernelObjects context may follow in all (Deref, members through pointers, list walks).</summary>
+    public int MaxObjectDerefs { get; init; } = 1_000_000;
+    /// <summary>Nesting depth an object printout expands (embedded structs, arrays, followed pointers).</summary>
+    public int MaxObjectPrintDepth { get; init; } = 32;
+    /// <summary>Values (members and elements) one object printout holds in all; the rest is marked as cut.</summary>
+    public int MaxObjectPrintNodes { get; init; } = 200_000;
+    /// <summary>Elements of one array an object printout shows (BTF can declare arrays of millions).</summary>
+    public int MaxObjectArrayElements { get; init; } = 4_096;
+    /// <summary>Bytes one `read` (hex dump) may cover.</summary>
+    public int MaxRawReadBytes { get; init; } = 16 << 20;
+    /// <summary>Bytes of the printk text data ring read (CONFIG_LOG_BUF_SHIFT is at most 25: 32 MiB; log_buf_len= may add).</summary>
+    public int MaxPrintkTextBytes { get; init; } = 64 << 20;
+    /// <summary>printk descriptors (records) read from the descriptor ring.</summary>
+    public int MaxPrintkRecords { get; init; } = 1 << 22;
+    /// <summary>Bytes of one process's command line or environment read from its memory.</summary>
+    public int MaxProcessArgBytes { get; init; } = 2 << 20;
+    /// <summary>Mounts read from one mount namespace.</summary>
+    public int MaxMountsPerNamespace { get; init; } = 65_536;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -275,6 +294,16 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxWatchTargets), MaxWatchTargets, 1 << 16);
         Check(nameof(MaxWatchConfigBytes), MaxWatchConfigBytes, 1 << 30);
         Check(nameof(MaxGdbPacketBytes), MaxGdbPacketBytes, 1 << 30);
+        // Typed kernel objects and guest views
+        Check(nameof(MaxObjectDerefs), MaxObjectDerefs, Counts);
+        Check(nameof(MaxObjectPrintDepth), MaxObjectPrintDepth, 4_096);
+        Check(nameof(MaxObjectPrintNodes), MaxObjectPrintNodes, Counts);
+        Check(nameof(MaxObjectArrayElements), MaxObjectArrayElements, Counts);
+        Check(nameof(MaxRawReadBytes), MaxRawReadBytes, 1 << 30);
+        Check(nameof(MaxPrintkTextBytes), MaxPrintkTextBytes, 1 << 30);
+        Check(nameof(MaxPrintkRecords), MaxPrintkRecords, Counts);
+        Check(nameof(MaxProcessArgBytes), MaxProcessArgBytes, 1 << 30);
+        Check(nameof(MaxMountsPerNamespace), MaxMountsPerNamespace, Counts);
         return this;
     }
 

@@ -9,17 +9,35 @@ public sealed class PsCommand : ICliCommand
 {
     public Command Build(CommandContext context)
     {
-        var command = new Command("ps", "List processes: pid, tgid, ppid, uid, state, threads, kernel-thread flag, name (as /proc shows it; one idle task per CPU), exe path");
+        var tree = new Option<bool>("--tree") { Description = "Show the process tree (children under their parent, indented)" };
+        var pid = new Option<int[]>("--pid") { Description = "Only these process ids (repeatable)", AllowMultipleArgumentsPerToken = true };
+        var comm = new Option<string[]>("--comm") { Description = "Only processes with this name (repeatable; the name as /proc shows it, or the raw comm)", AllowMultipleArgumentsPerToken = true };
+        var full = new Option<bool>("--full") { Description = "Details from each process: start time, credentials, cgroup, container, command line (from its own memory)" };
+        var columns = new Option<string[]>("-o", "--columns")
+        {
+            Description = $"Columns to show, comma-separated: {string.Join(',', ProcessColumns.Names)} (environ only when asked for)",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var command = new Command("ps", "List processes: pid, tgid, ppid, uid, state, threads, kernel-thread flag, name (as /proc shows it; one idle task per CPU), exe path")
+            { tree, pid, comm, full, columns };
         command.SetAction(r => context.WithTarget(r, target =>
         {
             var tasks = target.Kernel.ProcessTable;
+            var pids = r.GetValue(pid) ?? [];
+            var comms = r.GetValue(comm) ?? [];
+            if (pids.Length > 0) tasks = tasks.Where(t => pids.Contains(t.Pid)).ToList();
+            if (comms.Length > 0) tasks = tasks.Where(t => comms.Contains(t.Name) || comms.Contains(t.Comm)).ToList();
+            var depths = r.GetValue(tree) ? ProcessTree.Order(ref tasks) : null;
+            var selected = ProcessColumns.Parse(r.GetValue(columns), r.GetValue(full));
+            if (selected is not null)
+                return ProcessColumns.Print(context, r, target.Kernel, tasks, depths, selected);
             if (context.Json(r)) Json.WriteArray(context.Output, tasks, WriteJson);
             else
             {
                 var table = TableWriter.Plain("PID", "TGID", "PPID", "UID", "S", "THR", "K", "COMM", "EXE");
                 foreach (var t in tasks)
                     table.AddRow(t.Pid.ToString(), t.Tgid.ToString(), t.ParentPid.ToString(), t.Uid?.ToString() ?? "?", t.State.ToString(),
-                        t.ThreadCount.ToString(), t.IsKernelThread ? "K" : "", TableWriter.Esc(t.Name), TableWriter.Esc(t.ExePath ?? ""));
+                        t.ThreadCount.ToString(), t.IsKernelThread ? "K" : "", TableWriter.Esc(ProcessTree.Indent(depths, t) + t.Name), TableWriter.Esc(t.ExePath ?? ""));
                 TableWriter.Write(context.Output, table);
             }
             Warnings.Print(context, target.Kernel);
@@ -28,7 +46,7 @@ public sealed class PsCommand : ICliCommand
         return command;
     }
 
-    private static void WriteJson(System.Text.Json.Utf8JsonWriter w, LinuxTask t)
+    internal static void WriteJson(System.Text.Json.Utf8JsonWriter w, LinuxTask t)
     {
         w.WriteNumber("pid", t.Pid);
         w.WriteNumber("tgid", t.Tgid);

@@ -1,0 +1,62 @@
+namespace Periscope.Linux.Model;
+
+/// <summary>What happened, for <see cref="TimelineEvent"/>.</summary>
+public enum TimelineEventKind
+{
+    /// <summary>CLOCK_MONOTONIC 0: the kernel started timekeeping.</summary>
+    Boot,
+    /// <summary>A process (thread-group leader or kernel thread) started: task->start_time.</summary>
+    ProcessStart,
+    /// <summary>A kernel log record (printk's local_clock timestamp, close to CLOCK_MONOTONIC).</summary>
+    KernelLog,
+    /// <summary>The timekeeper's last update: about when the memory was read or dumped.</summary>
+    Snapshot,
+}
+
+/// <summary>One timestamped event: nanoseconds since boot (CLOCK_MONOTONIC) and, when the timekeeper could be read, the
+/// wall-clock time (UTC as the guest's clock had it).</summary>
+public sealed record TimelineEvent(ulong MonotonicNs, DateTimeOffset? Wall, TimelineEventKind Kind, int? Pid, string Description);
+
+/// <summary>
+/// Everything the kernel timestamps, in one list sorted by time: boot, each process's start (task->start_time), the
+/// kernel log's records (on request), and the timekeeper's last update. Wall-clock times come from the timekeeper's
+/// offs_real (CLOCK_REALTIME − CLOCK_MONOTONIC), read from <c>shadow_timekeeper</c>, the copy timekeeping_advance()
+/// updates first and copies into tk_core (whose enclosing struct is anonymous, so its layout is not in BTF).
+/// Modules are not timestamped by the kernel (struct module has no load time) and so are not listed.
+/// </summary>
+public sealed class TimelineReader(LinuxKernel kernel)
+{
+    public IReadOnlyList<TimelineEvent> Read(bool withKernelLog)
+    {
+        long? offsReal = null;
+        ulong? snapshot = null;
+        if (kernel.Symbols.TryGetAddress("shadow_timekeeper", out ulong tkAddress))
+        {
+            try
+            {
+                var tk = kernel.Object("timekeeper", tkAddress);
+                offsReal = tk["offs_real"].ReadInt64();
+                snapshot = (ulong)tk["tkr_mono.base"].ReadInt64();
+            }
+            catch (Objects.ObjectFaultException e) { kernel.Diagnostics.ReportIncomplete("timeline", $"timekeeper: {e.Message}", e.Address); }
+        }
+        else kernel.Diagnostics.Report("timeline", "kallsyms has no shadow_timekeeper: events carry no wall-clock time");
+        DateTimeOffset? Wall(ulong monotonic) =>
+            offsReal is { } off && off > 0 ? DateTimeOffset.UnixEpoch.AddTicks(((long)monotonic + off) / 100) : null;
+
+        var events = new List<TimelineEvent> { new(0, Wall(0), TimelineEventKind.Boot, null, "boot (CLOCK_MONOTONIC 0)") };
+        foreach (var task in kernel.ProcessTable)
+        {
+            if (task.Pid == 0) continue;
+            var t = kernel.Object("task_struct", task.Address);
+            if (!t.HasMember("start_time") || !t["start_time"].TryReadRaw(out ulong start)) continue;
+            events.Add(new TimelineEvent(start, Wall(start), TimelineEventKind.ProcessStart, task.Pid, task.Name));
+        }
+        if (withKernelLog)
+            foreach (var record in new PrintkLog(kernel).Read())
+                events.Add(new TimelineEvent(record.TimestampNs, Wall(record.TimestampNs), TimelineEventKind.KernelLog, null, record.Text));
+        if (snapshot is { } s) events.Add(new TimelineEvent(s, Wall(s), TimelineEventKind.Snapshot, null, "timekeeper's last update (about when memory was read)"));
+        // Stable: events of one time keep the order above (boot first, the snapshot after what it follows).
+        return events.OrderBy(e => e.MonotonicNs).ToList();
+    }
+}
