@@ -149,6 +149,19 @@ public sealed record IntrospectionLimits
     /// <summary>Largest offsets-cache entry read (a Debian 6.1 entry is ~10 KiB).</summary>
     public int MaxOffsetsCacheBytes { get; init; } = 1 << 20;
 
+    // Cross-views, open files and sockets (psxview, lsof, sockets: issue 13 part B)
+    /// <summary>Nodes visited by all of psxview's walks together (pid IDR nodes, children and thread lists, run-queue
+    /// trees): a 2,000-process guest needs ~10,000; cycles and absurd lists stop here.</summary>
+    public int MaxTaskViewNodes { get; init; } = 4_000_000;
+    /// <summary>fdtable slots read per process: max_fds is guest data (the kernel allows up to sysctl fs.nr_open, 1 Mi by default).</summary>
+    public int MaxOpenFilesPerProcess { get; init; } = 1 << 20;
+    /// <summary>fdtable slots read over all processes together.</summary>
+    public int MaxOpenFilesTotal { get; init; } = 4_000_000;
+    /// <summary>Buckets of one kernel socket hash table read (ehash, listening hash, udp table, unix hash): mask+1 is guest data.</summary>
+    public int MaxSocketHashBuckets { get; init; } = 1 << 22;
+    /// <summary>Sockets read from the kernel's own tables over all of them together.</summary>
+    public int MaxSocketsTotal { get; init; } = 1_000_000;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -221,6 +234,12 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxInferenceAddressSpaces), MaxInferenceAddressSpaces, Counts);
         Check(nameof(MaxInferenceSteps), MaxInferenceSteps, 1L << 40);
         Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
+        // Cross-views, open files and sockets
+        Check(nameof(MaxTaskViewNodes), MaxTaskViewNodes, Counts);
+        Check(nameof(MaxOpenFilesPerProcess), MaxOpenFilesPerProcess, Counts);
+        Check(nameof(MaxOpenFilesTotal), MaxOpenFilesTotal, Counts);
+        Check(nameof(MaxSocketHashBuckets), MaxSocketHashBuckets, Counts);
+        Check(nameof(MaxSocketsTotal), MaxSocketsTotal, Counts);
         return this;
     }
 
