@@ -49,6 +49,8 @@ public static class CliApp
                      new InfoCommand(),
                      new PsCommand(),
                      new ThreadsCommand(),
+                     new PsxviewCommand(),
+                     new LsofCommand(),
                      new ModulesCommand(),
                      new MapsCommand(),
                      new SymbolsCommand(),
