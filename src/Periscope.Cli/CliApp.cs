@@ -51,6 +51,7 @@ public static class CliApp
                      new ThreadsCommand(),
                      new PsxviewCommand(),
                      new LsofCommand(),
+                     new SocketsCommand(),
                      new ModulesCommand(),
                      new MapsCommand(),
                      new SymbolsCommand(),
