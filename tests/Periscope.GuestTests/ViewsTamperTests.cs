@@ -1,3 +1,5 @@
+using System.Globalization;
+using Periscope.Linux.Network;
 using Periscope.Linux.Tasks.Views;
 using Periscope.Tests.Shared;
 using Xunit.Abstractions;
@@ -43,4 +45,44 @@ public sealed class ViewsTamperTests(TamperGuest guest, ITestOutputHelper output
         }
         guest.AssertKernelHealthy();
     }
+
+    [Fact]
+    public void Sockets_finds_a_tcp_listener_unhashed_from_the_listening_hash_through_its_owner()
+    {
+        int netfiles = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "netfiles").Key;
+        try
+        {
+            var r = TamperReport.Parse(guest.Tamper("hidesock 7001")[0], "hidesock");
+            ulong sock = r.Hex("sock");
+            ulong inode = ulong.Parse(r["inode"], CultureInfo.InvariantCulture);
+            // The guest's own view lies: /proc/net/tcp no longer lists the listener.
+            Assert.DoesNotContain($" {inode} ", guest.Run("cat /proc/net/tcp"));
+            using (var live = guest.AttachLive())
+            using (live.Pause())
+            {
+                var report = new Sockets(live.Kernel).Read();
+                var hidden = Assert.Single(report.Sockets, s => s.IsFinding);
+                Assert.Equal(SocketFinding.MissingFromKernelTable, hidden.Finding);
+                Assert.Equal(sock, hidden.Sock);
+                Assert.Equal(inode, hidden.Inode);
+                Assert.Equal([netfiles], hidden.Owners);
+                Assert.Equal("0100007F:1B59", hidden.Local);
+            }
+            var (code, text, err) = CliRun.Run("sockets", "--qemu", guest.Guest.RamFilePath, "--qmp", guest.Guest.ToolQmpSocketPath, "--pause");
+            output.WriteLine(text + err);
+            Assert.Equal(1, code);
+            Assert.Contains($"CRITICAL: tcp socket 0100007F:1B59 (inode {inode}, pid {netfiles}) is held by a process but missing from the kernel's table", text);
+
+            guest.Restore();
+            Assert.Contains($" {inode} ", guest.Run("cat /proc/net/tcp"));
+            using var after = guest.AttachLive();
+            Assert.DoesNotContain(new Sockets(after.Kernel).Read().Sockets, s => s.IsFinding);
+        }
+        finally
+        {
+            guest.Restore();
+        }
+        guest.AssertKernelHealthy();
+    }
 }
+

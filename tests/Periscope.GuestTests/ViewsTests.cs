@@ -3,6 +3,7 @@ using System.Text.Json;
 using Periscope.Linux;
 using Periscope.Linux.Files;
 using Periscope.Linux.Model;
+using Periscope.Linux.Network;
 using Periscope.Linux.Tasks.Views;
 using Periscope.Tests.Shared;
 using Xunit.Abstractions;
@@ -162,4 +163,62 @@ public sealed class ViewsTests(ViewsGuest guest, ITestOutputHelper output) : ICl
         var links = doc.RootElement.EnumerateArray().Select(f => $"{f.GetProperty("fd").GetInt32()}\t{f.GetProperty("path").GetString()}").ToList();
         Assert.Equal(guest.Views.Fds[netfiles].OrderBy(f => f.Fd).Select(f => $"{f.Fd}\t{f.Link}"), links);
     }
+
+    /// <summary>"kind local remote st inode" of every /proc/net/tcp, tcp6, udp, udp6 row (header skipped).</summary>
+    private List<string> ProcNetInet()
+    {
+        var rows = new List<string>();
+        foreach (var kind in new[] { "tcp", "tcp6", "udp", "udp6" })
+            foreach (var line in guest.Views.Net[kind].Skip(1))
+            {
+                var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                rows.Add($"{kind} {f[1]} {f[2]} {f[3]} {f[9]}");
+            }
+        return rows;
+    }
+
+    [Fact]
+    public void Sockets_kernel_tables_equal_proc_net_and_every_one_has_its_owner()
+    {
+        var report = new Sockets(Kernel).Read();
+        Assert.Empty(report.Unavailable);
+        Assert.Empty(report.Gaps);
+        Assert.DoesNotContain(report.Sockets, s => s.IsFinding);
+        var ours = report.Sockets.Where(s => s.Kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6)
+            .Select(s => $"{s.Kind.ToString().ToLowerInvariant()} {s.Local} {s.Remote} {s.State:X2} {s.Inode}").Order().ToList();
+        Assert.Equal(ProcNetInet().Order(), ours);
+        Assert.Equal(6, ours.Count); // netfiles: tcp listener + established pair, tcp6 listener, udp, udp6
+
+        // /proc/net/unix: Flags Type St Inode Path.
+        var unix = guest.Views.Net["unix"].Skip(1).Select(line =>
+        {
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return $"{int.Parse(f[3], NumberStyles.HexNumber, CultureInfo.InvariantCulture):x} {int.Parse(f[4], NumberStyles.HexNumber, CultureInfo.InvariantCulture)} {int.Parse(f[5], NumberStyles.HexNumber, CultureInfo.InvariantCulture)} {f[6]} {(f.Length > 7 ? f[7] : "")}".TrimEnd();
+        }).Order().ToList();
+        var ourUnix = report.Sockets.Where(s => s.Kind == SocketKind.Unix)
+            .Select(s => $"{(s.Listening ? Sockets.SoAcceptCon : 0):x} {s.Type} {s.SocketState} {s.Inode} {s.Local}".TrimEnd()).Order().ToList();
+        Assert.Equal(unix, ourUnix);
+
+        int netfiles = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "netfiles").Key;
+        Assert.All(report.Sockets, s => Assert.Equal([netfiles], s.Owners));
+        Assert.All(report.Sockets.Where(s => s.Kind != SocketKind.Netlink), s => Assert.Equal(SocketViews.FileTable | SocketViews.KernelTable, s.Seen));
+        // netlink through the file table: protocol, port id and inode as /proc/net/netlink prints them (Eth, Pid, Inode).
+        var netlink = guest.Views.Net["netlink"].Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(f => $"{f[1]} {f[2]} {f[9]}").ToHashSet();
+        var ourNetlink = Assert.Single(report.Sockets, s => s.Kind == SocketKind.Netlink);
+        Assert.Contains($"{ourNetlink.Protocol} {ourNetlink.PortId} {ourNetlink.Inode}", netlink);
+    }
+
+    [Fact]
+    public void Sockets_cli_live_json_lists_the_tcp_listener_with_its_owner()
+    {
+        int netfiles = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "netfiles").Key;
+        var (code, json, err) = CliRun.Run("sockets", "--qemu", guest.Guest.RamFilePath, "--qmp", guest.Guest.ToolQmpSocketPath, "--pause", "--json");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(json);
+        var listener = Assert.Single(doc.RootElement.EnumerateArray(), s => s.GetProperty("kind").GetString() == "Tcp" && s.GetProperty("state").GetInt32() == 10);
+        Assert.Equal("0100007F:1B59", listener.GetProperty("local").GetString()); // 127.0.0.1:7001
+        Assert.Equal(netfiles, Assert.Single(listener.GetProperty("pids").EnumerateArray()).GetInt32());
+        Assert.True(listener.GetProperty("inKernelTable").GetBoolean());
+    }
 }
+
