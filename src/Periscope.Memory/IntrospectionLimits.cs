@@ -161,6 +161,8 @@ public sealed record IntrospectionLimits
     public int MaxSocketHashBuckets { get; init; } = 1 << 22;
     /// <summary>Sockets read from the kernel's own tables over all of them together.</summary>
     public int MaxSocketsTotal { get; init; } = 1_000_000;
+    /// <summary>Resident bytes `dump process` writes into one core file.</summary>
+    public long MaxProcessCoreBytes { get; init; } = 64L << 30;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -240,6 +242,7 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxOpenFilesTotal), MaxOpenFilesTotal, Counts);
         Check(nameof(MaxSocketHashBuckets), MaxSocketHashBuckets, Counts);
         Check(nameof(MaxSocketsTotal), MaxSocketsTotal, Counts);
+        Check(nameof(MaxProcessCoreBytes), MaxProcessCoreBytes, Bytes);
         return this;
     }
 
