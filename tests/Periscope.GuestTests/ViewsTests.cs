@@ -220,5 +220,30 @@ public sealed class ViewsTests(ViewsGuest guest, ITestOutputHelper output) : ICl
         Assert.Equal(netfiles, Assert.Single(listener.GetProperty("pids").EnumerateArray()).GetInt32());
         Assert.True(listener.GetProperty("inKernelTable").GetBoolean());
     }
+
+    [Fact]
+    public void Dump_process_writes_a_core_gdb_loads_with_the_known_variable_and_registers()
+    {
+        int netfiles = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "netfiles").Key;
+        string core = Path.Combine(guest.Guest.WorkDirectory, "netfiles.core");
+        var (code, text, err) = CliRun.Run("dump", "process", netfiles.ToString(CultureInfo.InvariantCulture), "--out", core, "--dump", guest.DumpPath);
+        output.WriteLine(text + err);
+        Assert.True(code == 0, err);
+        string exe = Path.Combine(GuestImage.Directory(), "rootfs", "bin", "netfiles");
+        var psi = new System.Diagnostics.ProcessStartInfo("gdb", ["-batch", "-nx", "-ex", "print/x *(unsigned long *)&known_value", "-ex", "info threads", "-ex", "print/x $rip", "-ex", "print/x $fs_base", exe, core])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var gdb = System.Diagnostics.Process.Start(psi)!;
+        string said = gdb.StandardOutput.ReadToEnd() + gdb.StandardError.ReadToEnd();
+        gdb.WaitForExit();
+        output.WriteLine(said);
+        Assert.Contains("$1 = 0x5045524953434f50", said); // "PERISCOP", netfiles.c's known_value, read from the core
+        Assert.Contains("LWP " + netfiles, said);
+        // The thread sleeps in pause(): its saved rip is in the program's text, fs_base (TLS) set by the static libc.
+        var rip = System.Text.RegularExpressions.Regex.Match(said, @"\$2 = 0x([0-9a-f]+)");
+        Assert.True(rip.Success, said);
+        var text0 = Kernel.GetVmas(Kernel.Tasks.Single(t => t.Pid == netfiles)).First(v => v.IsExecutable && v.Path.EndsWith("/netfiles", StringComparison.Ordinal));
+        Assert.InRange(ulong.Parse(rip.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture), text0.Start, text0.End - 1);
+        Assert.Matches(@"\$3 = 0x[1-9a-f][0-9a-f]+", said);
+    }
 }
 
