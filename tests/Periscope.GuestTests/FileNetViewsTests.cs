@@ -11,13 +11,13 @@ using Xunit.Abstractions;
 namespace Periscope.GuestTests;
 
 /// <summary>A two-vCPU guest of its own for the cross-views (psxview, lsof): per-CPU idle tasks and run queues, and
-/// /bin/netfiles (guest/start.d/50-views.sh) holding known files, pipes and sockets.</summary>
-public sealed class ViewsGuest() : GuestFixture("max", cpus: 2)
+/// /bin/netfiles (guest/start.d/51-filenet.sh) holding known files, pipes and sockets.</summary>
+public sealed class FileNetGuest() : GuestFixture("max", cpus: 2)
 {
-    private ViewsTruth? _views;
+    private FileNetTruth? _views;
 
-    /// <summary>The sections guest/truth.d/views.sh printed (read here, so that GroundTruth stays shared and small).</summary>
-    public ViewsTruth Views => _views ??= ViewsTruth.Parse(ReadDataLog());
+    /// <summary>The sections guest/truth.d/filenet.sh printed (read here, so that GroundTruth stays shared and small).</summary>
+    public FileNetTruth Views => _views ??= FileNetTruth.Parse(ReadDataLog());
 
     private string ReadDataLog()
     {
@@ -26,17 +26,17 @@ public sealed class ViewsGuest() : GuestFixture("max", cpus: 2)
     }
 }
 
-/// <summary>guest/truth.d/views.sh's sections: "@@BEGIN fds PID" (fd, link, pos, flags per line) and "@@BEGIN net-NAME".</summary>
-public sealed class ViewsTruth
+/// <summary>guest/truth.d/filenet.sh's sections: "@@BEGIN fds PID" (fd, link, pos, flags per line) and "@@BEGIN net-NAME".</summary>
+public sealed class FileNetTruth
 {
     public Dictionary<int, List<FdLine>> Fds { get; } = [];
     public Dictionary<string, List<string>> Net { get; } = [];
 
     public sealed record FdLine(int Fd, string Link, long Pos, string Flags);
 
-    public static ViewsTruth Parse(string text)
+    public static FileNetTruth Parse(string text)
     {
-        var truth = new ViewsTruth();
+        var truth = new FileNetTruth();
         List<FdLine>? fds = null;
         List<string>? net = null;
         foreach (var raw in text.Split('\n'))
@@ -69,7 +69,7 @@ public sealed class ViewsTruth
 /// psxview and lsof against the guest's own view: every task /proc lists is seen by the task list and the pid IDR,
 /// every process by its parent's children list, each CPU has one idle task; open files equal /proc/PID/fd and fdinfo.
 /// </summary>
-public sealed class ViewsTests(ViewsGuest guest, ITestOutputHelper output) : IClassFixture<ViewsGuest>
+public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper output) : IClassFixture<FileNetGuest>
 {
     private LinuxKernel Kernel => guest.Dump.Kernel;
 

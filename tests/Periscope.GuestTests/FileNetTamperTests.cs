@@ -8,7 +8,7 @@ namespace Periscope.GuestTests;
 
 /// <summary>The cross-views catch the tamper module's hiding attacks on the live guest (paused while read).</summary>
 [Collection("tamper guest")]
-public sealed class ViewsTamperTests(TamperGuest guest, ITestOutputHelper output)
+public sealed class FileNetTamperTests(TamperGuest guest, ITestOutputHelper output)
 {
     [Fact]
     public void Psxview_finds_a_process_unlinked_from_the_task_list_by_its_pid_hash_and_children_views()
