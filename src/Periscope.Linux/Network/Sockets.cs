@@ -1,0 +1,352 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using Periscope.Linux.Files;
+using Periscope.Linux.Model;
+using Periscope.Linux.Tasks.Views;
+
+namespace Periscope.Linux.Network;
+
+/// <summary>What kind of socket, as the /proc/net file that lists it.</summary>
+public enum SocketKind { Tcp, Tcp6, Udp, Udp6, Unix, Netlink, Other }
+
+/// <summary>Where a socket was found.</summary>
+[Flags]
+public enum SocketViews : byte
+{
+    None = 0,
+    /// <summary>A process's file table holds it (socket:[INODE] in /proc/PID/fd).</summary>
+    FileTable = 1,
+    /// <summary>The kernel's own tables hold it: tcp_hashinfo's established or listening hash, udp_table, the unix hash.</summary>
+    KernelTable = 2,
+}
+
+/// <summary>Why a socket is a finding.</summary>
+public enum SocketFinding
+{
+    None,
+    /// <summary>A process holds a socket whose state means the kernel must have hashed it, and the kernel's table lacks it: unhashed (hidden from /proc/net and ss).</summary>
+    MissingFromKernelTable,
+    /// <summary>The kernel's table holds a user socket (it has a file) that no process's file table holds.</summary>
+    NoOwner,
+}
+
+/// <param name="Local">As /proc/net prints it: "0100007F:1B59" (IPv4, port in hex), 32 hex digits for IPv6; the path for unix.</param>
+/// <param name="State">sk_state (TCP_* numbers, also used by UDP and unix) — for unix /proc/net/unix's St is <see cref="SocketState"/>.</param>
+public sealed record SocketEntry(ulong Sock, SocketKind Kind, int State, string Local, string Remote, ulong Inode, uint Uid, IReadOnlyList<int> Owners,
+    SocketViews Seen, SocketFinding Finding, int Type, int SocketState, bool Listening, int Protocol, uint PortId)
+{
+    public bool IsFinding => Finding != SocketFinding.None;
+}
+
+public sealed record SocketReport(IReadOnlyList<SocketEntry> Sockets, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps)
+{
+    public bool IsIncomplete => Gaps.Count > 0;
+}
+
+/// <summary>
+/// Sockets found two ways: through every process's file table (lsof's socket:[INODE] files → struct socket → sock), and
+/// independently through the kernel's own tables — tcp_hashinfo (established hash, listening hash), udp_table, and the
+/// initial network namespace's unix hash. Each socket is compared across the two views: a user socket a process holds
+/// that the kernel's table should hold and does not was unhashed (what rootkits do to hide a listener from /proc/net and
+/// ss); a user socket in a table that no process holds has no owner. Buckets are capped by MaxSocketHashBuckets per
+/// table, sockets by MaxSocketsTotal; chains are cycle-checked. Layouts come from BTF.
+/// </summary>
+public sealed class Sockets
+{
+    /// <summary>AF_UNIX, AF_INET, AF_NETLINK, AF_INET6 (include/linux/socket.h; ABI numbers).</summary>
+    private const int AF_UNIX = 1, AF_INET = 2, AF_NETLINK = 16, AF_INET6 = 10;
+    /// <summary>TCP_ESTABLISHED..TCP_CLOSING, TCP_LISTEN, TCP_TIME_WAIT, TCP_CLOSE, TCP_NEW_SYN_RECV (include/net/tcp_states.h).</summary>
+    private const int TCP_ESTABLISHED = 1, TCP_TIME_WAIT = 6, TCP_CLOSE = 7, TCP_LISTEN = 10, TCP_NEW_SYN_RECV = 12;
+    /// <summary>IPPROTO_TCP and IPPROTO_UDP (include/uapi/linux/in.h).</summary>
+    private const int IPPROTO_TCP = 6, IPPROTO_UDP = 17;
+    /// <summary>UNIX_HASH_SIZE (net/unix: 256 buckets for bound and 256 for unbound sockets, 512 in all since 5.19's per-netns table;
+    /// the global unix_socket_table before had 2 * 256): BTF carries only a pointer, so the count is this macro.</summary>
+    private const int UnixHashBuckets = 512;
+    /// <summary>__SO_ACCEPTCON (include/linux/net.h): /proc/net/unix's flag for a listening socket.</summary>
+    public const int SoAcceptCon = 1 << 16;
+    /// <summary>SS_UNCONNECTED, SS_CONNECTED (include/uapi/linux/net.h): /proc/net/unix's St when a socket has no struct socket.</summary>
+    private const int SS_UNCONNECTED = 1, SS_CONNECTED = 3;
+
+    private readonly LinuxKernel _kernel;
+    private readonly GuestReader _r;
+    private readonly Layout? _l;
+    private readonly List<string> _unavailable = [];
+    private readonly List<string> _gaps = [];
+    private long _total;
+
+    public Sockets(LinuxKernel kernel)
+    {
+        _kernel = kernel;
+        _r = kernel.Reader;
+        if (kernel.Btf is { } btf)
+        {
+            var b = new BtfMembers(btf);
+            _l = Layout.From(b);
+            if (_l is null) _unavailable.Add($"sockets: BTF lacks {string.Join(", ", b.Missing.Distinct())}");
+        }
+        else _unavailable.Add("sockets: the kernel's BTF is not used (offsets were inferred)");
+    }
+
+    public SocketReport Read()
+    {
+        if (_l is not { } l) return new([], _unavailable, _gaps);
+        // View 1: the processes' file tables.
+        var owners = new Dictionary<ulong, List<int>>();
+        var files = new OpenFiles(_kernel);
+        foreach (var t in _kernel.Tasks)
+        {
+            if (t.Pid == 0) continue;
+            var pf = files.Read(t);
+            if (pf.Gap is not null) _gaps.Add(pf.Gap);
+            foreach (var f in pf.Files.Where(f => f.Kind == OpenFileKind.Socket))
+            {
+                if (!_r.TryPointer(f.File + l.FilePrivate, out ulong socket) || !_r.IsKernelPointer(socket)
+                    || !_r.TryPointer(socket + l.SocketSk, out ulong sk) || !_r.IsKernelPointer(sk))
+                {
+                    _gaps.Add($"pid {t.Pid} fd {f.Fd}: socket file 0x{f.File:x} leads to no readable struct sock");
+                    continue;
+                }
+                if (!owners.TryGetValue(sk, out var list)) owners[sk] = list = [];
+                if (!list.Contains(t.Pid)) list.Add(t.Pid);
+            }
+        }
+        // View 2: the kernel's tables.
+        var hashed = new HashSet<ulong>();
+        var order = new List<ulong>();
+        void Add(ulong sk) { if (hashed.Add(sk)) order.Add(sk); }
+        ReadTcp(l, Add);
+        ReadUdp(l, Add);
+        ReadUnix(l, Add);
+
+        var result = new List<SocketEntry>();
+        foreach (ulong sk in order.Concat(owners.Keys.Where(k => !hashed.Contains(k))))
+        {
+            var seen = (hashed.Contains(sk) ? SocketViews.KernelTable : SocketViews.None) | (owners.ContainsKey(sk) ? SocketViews.FileTable : SocketViews.None);
+            if (Describe(l, sk, seen, owners.GetValueOrDefault(sk) ?? []) is { } e) result.Add(e);
+        }
+        return new(result, _unavailable, _gaps.Distinct().ToList());
+    }
+
+    private bool Take()
+    {
+        if (++_total <= _kernel.Limits.MaxSocketsTotal) return true;
+        if (_total == _kernel.Limits.MaxSocketsTotal + 1) _gaps.Add($"sockets: stopped at the limit MaxSocketsTotal = {_kernel.Limits.MaxSocketsTotal}");
+        return false;
+    }
+
+    /// <summary>tcp_hashinfo: ehash[0..ehash_mask] (established, time-wait, new-syn-recv) and lhash2[0..lhash2_mask] (listening).</summary>
+    private void ReadTcp(Layout l, Action<ulong> add)
+    {
+        if (!_kernel.Symbols.TryGetAddress("tcp_hashinfo", out ulong hashinfo)) { _unavailable.Add("tcp table: kallsyms lists no tcp_hashinfo"); return; }
+        if (_r.TryPointer(hashinfo + l.EhashBuckets, out ulong ehash) && _r.TryU32(hashinfo + l.EhashMask, out uint emask))
+            WalkBuckets("tcp established hash", ehash, emask, l.EhashBucketSize, l.EhashChain, nulls: true, l.SkNullsNode, add);
+        else _gaps.Add($"tcp established hash: tcp_hashinfo at 0x{hashinfo:x} is unreadable");
+        if (_r.TryPointer(hashinfo + l.Lhash2, out ulong lhash) && _r.TryU32(hashinfo + l.Lhash2Mask, out uint lmask))
+            WalkBuckets("tcp listening hash", lhash, lmask, l.ListenBucketSize, l.ListenHead, l.ListenNulls, l.ListenNulls ? l.SkNullsNode : l.SkNode, add);
+        else _gaps.Add($"tcp listening hash: tcp_hashinfo at 0x{hashinfo:x} is unreadable");
+    }
+
+    private void ReadUdp(Layout l, Action<ulong> add)
+    {
+        if (!_kernel.Symbols.TryGetAddress("udp_table", out ulong table)) { _unavailable.Add("udp table: kallsyms lists no udp_table"); return; }
+        if (_r.TryPointer(table + l.UdpHash, out ulong hash) && _r.TryU32(table + l.UdpMask, out uint mask))
+            WalkBuckets("udp table", hash, mask, l.UdpSlotSize, l.UdpSlotHead, nulls: false, l.SkNode, add);
+        else _gaps.Add($"udp table at 0x{table:x} is unreadable");
+    }
+
+    private void ReadUnix(Layout l, Action<ulong> add)
+    {
+        if (l.NetUnixBuckets is { } off && _kernel.Symbols.TryGetAddress("init_net", out ulong net))
+        {
+            if (_r.TryPointer(net + off, out ulong buckets) && _r.IsKernelPointer(buckets))
+                WalkBuckets("unix hash", buckets, UnixHashBuckets - 1, 8, 0, nulls: false, l.SkNode, add);
+            else _gaps.Add("unix hash: init_net.unx.table.buckets is unreadable");
+        }
+        else if (_kernel.Symbols.TryGetAddress("unix_socket_table", out ulong table))
+            WalkBuckets("unix hash", table, UnixHashBuckets - 1, 8, 0, nulls: false, l.SkNode, add);
+        else _unavailable.Add("unix hash: neither init_net.unx.table nor unix_socket_table");
+    }
+
+    /// <summary>Buckets 0..mask of a hash table, each an hlist_head (or hlist_nulls_head: the chain ends at an odd "nulls" value).</summary>
+    private void WalkBuckets(string what, ulong table, uint mask, ulong bucketStride, ulong headAt, bool nulls, ulong nodeOffset, Action<ulong> add)
+    {
+        int bucketSize = (int)bucketStride, headOffset = (int)headAt;
+        if (bucketSize < 8 || bucketSize > 4096 || headOffset < 0 || headOffset > bucketSize - 8) { _gaps.Add($"{what}: bucket layout ({bucketSize} bytes, head at {headOffset}) is implausible"); return; }
+        long count = (long)mask + 1;
+        if (count > _kernel.Limits.MaxSocketHashBuckets || (count & (count - 1)) != 0 && what != "unix hash")
+        {
+            _gaps.Add($"{what}: mask 0x{mask:x} gives {count} buckets (a power of two up to MaxSocketHashBuckets = {_kernel.Limits.MaxSocketHashBuckets} expected)");
+            count = Math.Min(count, _kernel.Limits.MaxSocketHashBuckets);
+        }
+        if (!_r.IsKernelPointer(table)) { _gaps.Add($"{what}: table 0x{table:x} is not a kernel pointer"); return; }
+        const int Chunk = 256;
+        var buffer = new byte[Chunk * bucketSize];
+        for (long start = 0; start < count; start += Chunk)
+        {
+            int n = (int)Math.Min(Chunk, count - start);
+            var bytes = buffer.AsSpan(0, n * bucketSize);
+            if (_r.Read(table + (ulong)(start * bucketSize), bytes) != bytes.Length) { _gaps.Add($"{what}: buckets at 0x{table + (ulong)(start * bucketSize):x} are unreadable"); return; }
+            for (int i = 0; i < n; i++)
+            {
+                ulong first = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * bucketSize + headOffset)..]);
+                if (first == 0 || (nulls && (first & 1) != 0)) continue;
+                var seen = new HashSet<ulong>();
+                for (ulong node = first; node != 0 && !(nulls && (node & 1) != 0);)
+                {
+                    if (!_r.IsKernelPointer(node)) { _gaps.Add($"{what}: chain link 0x{node:x} is not a kernel pointer"); break; }
+                    if (!seen.Add(node)) { _gaps.Add($"{what}: chain node 0x{node:x} reached twice (a cycle)"); break; }
+                    if (!Take()) return;
+                    add(node - nodeOffset);
+                    if (!_r.TryPointer(node, out node)) { _gaps.Add($"{what}: chain node unreadable"); break; }
+                }
+            }
+        }
+    }
+
+    private SocketEntry? Describe(Layout l, ulong sk, SocketViews seen, IReadOnlyList<int> owners)
+    {
+        if (!_r.TryU32(sk + l.Family, out uint famWord) || !_r.TryU8(sk + l.State, out byte state))
+        {
+            _gaps.Add($"sock 0x{sk:x} is unreadable");
+            return null;
+        }
+        int family = (int)(famWord & 0xFFFF);
+        // Time-wait and request socks are not full struct socks: only sock_common may be read.
+        bool full = !(family is AF_INET or AF_INET6 && state is TCP_TIME_WAIT or TCP_NEW_SYN_RECV);
+        int type = 0, protocol = 0;
+        ulong inode = 0;
+        uint uid = 0;
+        bool hasFile = false;
+        int socketState = 0;
+        if (full)
+        {
+            _r.TryU32(sk + l.SkType, out uint tp);
+            type = (int)(tp & 0xFFFF); // u16 sk_type, u16 sk_protocol (since 5.6; bitfields before)
+            _r.TryU32(sk + l.SkProtocol, out uint pr);
+            protocol = (int)(pr & 0xFFFF);
+            _r.TryU32(sk + l.SkUid, out uid);
+            if (_r.TryPointer(sk + l.SkSocket, out ulong socket) && socket != 0 && _r.IsKernelPointer(socket))
+            {
+                _r.TryU64(socket - l.SocketAllocSocket + l.SocketAllocInode + l.InodeIno, out inode);
+                hasFile = _r.TryPointer(socket + l.SocketFile, out ulong file) && file != 0;
+                if (_r.TryU32(socket + l.SocketStateOff, out uint ss)) socketState = (int)ss;
+            }
+        }
+        SocketKind kind = family switch
+        {
+            AF_INET => state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || protocol == IPPROTO_TCP ? SocketKind.Tcp : protocol == IPPROTO_UDP ? SocketKind.Udp : SocketKind.Other,
+            AF_INET6 => state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || protocol == IPPROTO_TCP ? SocketKind.Tcp6 : protocol == IPPROTO_UDP ? SocketKind.Udp6 : SocketKind.Other,
+            AF_UNIX => SocketKind.Unix,
+            AF_NETLINK => SocketKind.Netlink,
+            _ => SocketKind.Other,
+        };
+        string local = "", remote = "";
+        uint portId = 0;
+        _r.TryU32(sk + l.Ports, out uint ports); // skc_dport (be16) then skc_num (host order)
+        int lport = (int)(ports >> 16), rport = BinaryPrimitives.ReverseEndianness((ushort)(ports & 0xFFFF));
+        if (family == AF_INET)
+        {
+            _r.TryU32(sk + l.RcvSaddr, out uint la);
+            _r.TryU32(sk + l.Daddr, out uint ra);
+            local = $"{la:X8}:{lport:X4}";
+            remote = $"{ra:X8}:{rport:X4}";
+        }
+        else if (family == AF_INET6)
+        {
+            local = $"{In6(sk + l.V6RcvSaddr)}:{lport:X4}";
+            remote = $"{In6(sk + l.V6Daddr)}:{rport:X4}";
+        }
+        else if (family == AF_UNIX && full) local = UnixPath(l, sk);
+        else if (family == AF_NETLINK && full && l.NetlinkPortId is { } pid) _r.TryU32(sk + pid, out portId);
+
+        bool listening = family == AF_UNIX ? state == TCP_LISTEN : false;
+        if (family == AF_UNIX && socketState == 0) socketState = state == TCP_ESTABLISHED ? SS_CONNECTED : SS_UNCONNECTED;
+
+        var finding = SocketFinding.None;
+        bool tableKind = kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6 or SocketKind.Unix;
+        if (tableKind && seen == SocketViews.FileTable && ShouldBeHashed(kind, state, lport)) finding = SocketFinding.MissingFromKernelTable;
+        else if (tableKind && seen == SocketViews.KernelTable && hasFile) finding = SocketFinding.NoOwner;
+        return new SocketEntry(sk, kind, state, local, remote, inode, uid, owners, seen, finding, type, socketState, listening, protocol, portId);
+    }
+
+    /// <summary>Whether the kernel keeps a socket in this state in the tables read: a TCP socket from listen() or connect()
+    /// until it closes, a UDP socket once bound to a port, every unix socket (bound or not).</summary>
+    private static bool ShouldBeHashed(SocketKind kind, int state, int localPort) => kind switch
+    {
+        SocketKind.Tcp or SocketKind.Tcp6 => state != TCP_CLOSE,
+        SocketKind.Udp or SocketKind.Udp6 => localPort != 0,
+        SocketKind.Unix => true,
+        _ => false,
+    };
+
+    private string In6(ulong va)
+    {
+        Span<byte> b = stackalloc byte[16];
+        if (_r.Read(va, b) != 16) return new string('?', 32);
+        var s = new StringBuilder(32);
+        for (int i = 0; i < 16; i += 4) s.Append(BinaryPrimitives.ReadUInt32LittleEndian(b[i..]).ToString("X8", CultureInfo.InvariantCulture));
+        return s.ToString();
+    }
+
+    /// <summary>unix_sock->addr->name (a sockaddr_un of addr->len bytes): the path, or '@' and the name for the abstract namespace.</summary>
+    private string UnixPath(Layout l, ulong sk)
+    {
+        if (l.UnixAddr is not { } addrOff || !_r.TryPointer(sk + addrOff, out ulong addr) || addr == 0 || !_r.IsKernelPointer(addr)) return "";
+        if (!_r.TryI32(addr + l.UnixAddrLen, out int len) || len <= 2 || len > 110) return "";
+        Span<byte> b = stackalloc byte[110];
+        var name = b[..(len - 2)];
+        if (_r.Read(addr + l.UnixAddrName + 2, name) != name.Length) return "";
+        if (name[0] == 0) return "@" + Encoding.UTF8.GetString(name[1..]).Replace('\0', '@');
+        int nul = name.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(nul < 0 ? name : name[..nul]);
+    }
+
+    private sealed record Layout
+    {
+        public ulong FilePrivate, SocketSk, SocketFile, SocketStateOff, SocketAllocSocket, SocketAllocInode, InodeIno;
+        public ulong Family, State, Ports, RcvSaddr, Daddr, V6RcvSaddr, V6Daddr, SkNode, SkNullsNode, SkType, SkProtocol, SkSocket, SkUid;
+        public ulong EhashBuckets, EhashMask, EhashBucketSize, EhashChain, Lhash2, Lhash2Mask, ListenBucketSize, ListenHead;
+        public bool ListenNulls;
+        public ulong UdpHash, UdpMask, UdpSlotSize, UdpSlotHead;
+        public ulong? NetUnixBuckets, UnixAddr, NetlinkPortId;
+        public ulong UnixAddrLen, UnixAddrName;
+
+        public static Layout? From(BtfMembers b)
+        {
+            var listen = b.Btf.FindStruct("inet_listen_hashbucket");
+            bool listenNulls = listen?.HasMember("nulls_head") == true;
+            int?[] o =
+            [
+                b.Offset("file", "private_data"), b.Offset("socket", "sk"), b.Offset("socket", "file"), b.Offset("socket", "state"),
+                b.Offset("socket_alloc", "socket"), b.Offset("socket_alloc", "vfs_inode"), b.Offset("inode", "i_ino"),
+                b.Offset("sock", "__sk_common.skc_family"), b.Offset("sock", "__sk_common.skc_state"), b.Offset("sock", "__sk_common.skc_portpair"),
+                b.Offset("sock", "__sk_common.skc_rcv_saddr"), b.Offset("sock", "__sk_common.skc_daddr"),
+                b.Offset("sock", "__sk_common.skc_v6_rcv_saddr"), b.Offset("sock", "__sk_common.skc_v6_daddr"),
+                b.Offset("sock", "__sk_common.skc_node"), b.Offset("sock", "__sk_common.skc_nulls_node"),
+                b.Offset("sock", "sk_type"), b.Offset("sock", "sk_protocol"), b.Offset("sock", "sk_socket"), b.Offset("sock", "sk_uid"),
+                b.Offset("inet_hashinfo", "ehash"), b.Offset("inet_hashinfo", "ehash_mask"), b.StructSize("inet_ehash_bucket"), b.Offset("inet_ehash_bucket", "chain"),
+                b.Offset("inet_hashinfo", "lhash2"), b.Offset("inet_hashinfo", "lhash2_mask"), b.StructSize("inet_listen_hashbucket"),
+                b.Offset("inet_listen_hashbucket", listenNulls ? "nulls_head" : "head"),
+                b.Offset("udp_table", "hash"), b.Offset("udp_table", "mask"), b.StructSize("udp_hslot"), b.Offset("udp_hslot", "head"),
+                b.Offset("unix_address", "len"), b.Offset("unix_address", "name"),
+            ];
+            if (o.Any(x => x is null)) return null;
+            var v = o.Select(x => (ulong)x!.Value).ToArray();
+            var net = b.Btf.FindStruct("net");
+            var unix = b.Btf.FindStruct("unix_sock");
+            var netlink = b.Btf.FindStruct("netlink_sock");
+            return new Layout
+            {
+                FilePrivate = v[0], SocketSk = v[1], SocketFile = v[2], SocketStateOff = v[3], SocketAllocSocket = v[4], SocketAllocInode = v[5], InodeIno = v[6],
+                Family = v[7], State = v[8], Ports = v[9], RcvSaddr = v[10], Daddr = v[11], V6RcvSaddr = v[12], V6Daddr = v[13], SkNode = v[14], SkNullsNode = v[15],
+                SkType = v[16], SkProtocol = v[17], SkSocket = v[18], SkUid = v[19],
+                EhashBuckets = v[20], EhashMask = v[21], EhashBucketSize = v[22], EhashChain = v[23], Lhash2 = v[24], Lhash2Mask = v[25], ListenBucketSize = v[26], ListenHead = v[27],
+                ListenNulls = listenNulls, UdpHash = v[28], UdpMask = v[29], UdpSlotSize = v[30], UdpSlotHead = v[31], UnixAddrLen = v[32], UnixAddrName = v[33],
+                NetUnixBuckets = net is not null && net.HasMember("unx.table.buckets") ? (ulong?)b.Offset(net, "unx.table.buckets") : null,
+                UnixAddr = unix is not null && unix.HasMember("addr") ? (ulong?)b.Offset(unix, "addr") : null,
+                NetlinkPortId = netlink is not null && netlink.HasMember("portid") ? (ulong?)b.Offset(netlink, "portid") : null,
+            };
+        }
+    }
+}
