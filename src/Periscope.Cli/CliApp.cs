@@ -58,6 +58,7 @@ public static class CliApp
                      new CheckCommand(),
                      new BenchCommand(),
                      new DemoCommand(),
+                     new TraceCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

@@ -359,8 +359,22 @@ internal static unsafe class TracePlugin
             }
         }
         *(ulong*)(rec + TraceRingLayout.RecPtRegsPhys) = phys;
+        *(ulong*)(rec + TraceRingLayout.RecCurrent) = ReadCurrentTask(s_gsBase[vcpu]);
         *(uint*)(rec + TraceRingLayout.RecRegsLength) = copied;
         Volatile.Write(ref *(ulong*)(header + TraceRingLayout.WriteIndexOffset), write + 1);
+    }
+
+    /// <summary>The vCPU's `current` (per-CPU current_task at its GS base), read through the direct map; 0 until the
+    /// consumer has told where those are, or when the address is not RAM.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong ReadCurrentTask(ulong gsBase)
+    {
+        ulong perCpu = *(ulong*)(s_ring + TraceRingLayout.CurrentTaskPerCpuOffset);
+        ulong directMap = *(ulong*)(s_ring + TraceRingLayout.DirectMapBaseOffset);
+        if (perCpu == 0 || directMap == 0 || gsBase == 0) return 0;
+        ulong va = gsBase + perCpu;
+        if (va < directMap || (va & 7) != 0 || !TryRamOffset(va - directMap, out ulong offset)) return 0;
+        return *(ulong*)(s_ram + offset);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -33,6 +33,10 @@ public static class TraceRingLayout
     public const int QemuPidOffset = 64;         // u32
     public const int UninstallRequestOffset = 68; // u32, consumer -> plugin: 1 = uninstall yourself
     public const int ExitPtRegsDisplacementOffset = 72; // u64, pt_regs offset of the exit probe's access
+    // Consumer -> plugin, from the kernel's symbols and page tables: with both set, the plugin reads the per-CPU
+    // `current` task pointer at GS base + CurrentTaskPerCpu (through the direct map) when the syscall enters.
+    public const int CurrentTaskPerCpuOffset = 80;  // u64, per-CPU offset of current_task (0: not told)
+    public const int DirectMapBaseOffset = 88;      // u64, page_offset_base (0: not told)
 
     // Per-vCPU header at ControlSize + vcpu * VcpuHeaderSize. Producer fields share one cache line, the consumer's
     // read index sits on its own so that polling it does not bounce the producer's line.
@@ -54,6 +58,7 @@ public static class TraceRingLayout
     public const int RecRegs = 56;               // the captured pt_regs bytes
     /// <summary>x86-64 struct pt_regs is 21 qwords; the consumer checks this against BTF before decoding.</summary>
     public const int MaxRegsBytes = 168;
+    public const int RecCurrent = 224;           // u64, per-CPU current task at the event (0: not known)
 
     public static long RecordsOffset(uint vcpus) => ControlSize + AlignPage((long)vcpus * VcpuHeaderSize);
     public static long RingOffset(uint vcpus, ulong capacity, uint vcpu) => RecordsOffset(vcpus) + (long)(vcpu * capacity * RecordSize);
