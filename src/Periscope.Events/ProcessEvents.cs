@@ -22,7 +22,7 @@ public sealed record ProcessEvent(ProcessEventKind Kind, long Timestamp, uint Vc
 /// process, an exec renames it (its parent taken from the kernel's real_parent, so a fork from a thread lands under the
 /// thread's process), an exit removes it. Bounded by MaxTracedTasks.
 /// </summary>
-public sealed class ProcessTracker(int maxProcesses)
+public sealed class ProcessTracker(int maxProcesses, Tasks.TaskResolver? tasks = null)
 {
     private const ulong CloneThread = 0x10000;   // CLONE_THREAD, the clone flag of the x86-64 ABI
     private readonly Dictionary<int, ProcessNode> _tree = [];
@@ -43,9 +43,11 @@ public sealed class ProcessTracker(int maxProcesses)
             {
                 var after = e.ExitTask ?? task;
                 var pathArg = e.Arguments.FirstOrDefault(a => a.Kind == ArgumentKind.Path);
-                var argvArg = e.Arguments.FirstOrDefault(a => a.Kind == ArgumentKind.Argv);
-                Set(new ProcessNode(after.Tgid, after.ParentTgid, after.Comm, pathArg?.Path, argvArg?.Argv));
-                return new ProcessEvent(ProcessEventKind.Exec, e.Timestamp, e.Vcpu, after.Tgid, after.ParentTgid, after.Uid, after.Comm, pathArg?.Path, argvArg?.Argv, null, after.Address);
+                // argv as the kernel copied it onto the new program's stack: the caller's own array is gone with its
+                // old address space by the time we read it, and a process cannot fake what exec placed there.
+                var argv = tasks?.ReadArgvFromMm(after.Mm) ?? e.Arguments.FirstOrDefault(a => a.Kind == ArgumentKind.Argv)?.Argv;
+                Set(new ProcessNode(after.Tgid, after.ParentTgid, after.Comm, pathArg?.Path, argv));
+                return new ProcessEvent(ProcessEventKind.Exec, e.Timestamp, e.Vcpu, after.Tgid, after.ParentTgid, after.Uid, after.Comm, pathArg?.Path, argv, null, after.Address);
             }
             case "fork" or "vfork" or "clone" or "clone3" when e.Return is > 0:
             {
@@ -58,7 +60,7 @@ public sealed class ProcessTracker(int maxProcesses)
             case "exit_group":
             case "exit" when task.Pid == task.Tgid:
                 _tree.Remove(task.Tgid);
-                return new ProcessEvent(ProcessEventKind.Exit, e.Timestamp, e.Vcpu, task.Tgid, task.ParentTgid, task.Uid, task.Comm, null, null, (long)e.Raw.A0, task.Address);
+                return new ProcessEvent(ProcessEventKind.Exit, e.Timestamp, e.Vcpu, task.Tgid, task.ParentTgid, task.Uid, task.Comm, null, null, (int)e.Raw.A0, task.Address);
             default:
                 return null;
         }

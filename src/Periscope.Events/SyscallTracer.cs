@@ -43,6 +43,7 @@ public sealed class SyscallTracer
     private readonly ulong _pendingAtStart;
     private ulong _events, _unknownTask, _unmatchedExits;
     private Func<TracedTask, bool> _filter = _ => true;
+    private Func<string?, bool> _calls = _ => true;
     private Action<SyscallEvent> _sink = _ => { };
 
     /// <param name="backlog">Also decode the records already waiting in the ring (events from before we attached, whose
@@ -67,6 +68,9 @@ public sealed class SyscallTracer
 
     /// <summary>Only events of tasks this accepts are decoded and delivered.</summary>
     public Func<TracedTask, bool> Filter { set => _filter = value; }
+
+    /// <summary>Only calls whose name this accepts are decoded and delivered (e.g. process starts and ends).</summary>
+    public Func<string?, bool> Calls { set => _calls = value; }
 
     /// <summary>Counts since this tracer attached: records already waiting in the ring count as produced now.</summary>
     public TraceTotals Totals
@@ -120,7 +124,7 @@ public sealed class SyscallTracer
             TracedTask? task = taskAddress == 0 ? null : _tasks.Describe(taskAddress);
             if (task is null) { _unknownTask++; return; }
             _filteredInFlight.Remove(record.PtRegs);
-            if (!_filter(task))
+            if (!_calls(Names.Name(nr)) || !_filter(task))
             {
                 if (_filteredInFlight.Count >= _limits.MaxTracedTasks) _filteredInFlight.Clear();
                 _filteredInFlight.Add(record.PtRegs);

@@ -75,13 +75,14 @@ public sealed class TraceCommand : ICliCommand
         int? pid = r.GetValue(o.Pid);
         string? comm = r.GetValue(o.Comm);
         tracer.Filter = t => (pid is null || t.Tgid == pid) && (comm is null || t.Comm == comm);
+        if (exec) tracer.Calls = ProcessTracker.Wants;
         long limit = r.GetValue(o.Limit) ?? long.MaxValue;
         if (limit < 1) throw new CliUsageException("--limit must be at least 1");
         double? seconds = r.GetValue(o.Seconds);
         var clock = Stopwatch.StartNew();
         long firstTimestamp = 0;
         long shown = 0;
-        var tracker = new ProcessTracker(limits.MaxTracedTasks);
+        var tracker = new ProcessTracker(limits.MaxTracedTasks, tracer.Tasks);
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;

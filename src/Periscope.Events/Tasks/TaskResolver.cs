@@ -28,6 +28,7 @@ public sealed class TaskResolver
     private readonly Dictionary<ulong, AddressSpace> _userSpaces = [];
 
     private readonly int _ptRegsSize;
+    private readonly int? _mmArgStart, _mmArgEnd;
 
     /// <param name="ptRegsSize">sizeof(struct pt_regs) from BTF: pt_regs end exactly at the top of the task's stack.</param>
     public TaskResolver(LinuxKernel kernel, IntrospectionLimits limits, int ptRegsSize)
@@ -39,6 +40,11 @@ public sealed class TaskResolver
         var btf = kernel.Btf ?? throw new InvalidOperationException("tracing needs the kernel's BTF (struct pt_regs, task_struct.stack)");
         var task = btf.FindStruct("task_struct") ?? throw new InvalidOperationException("BTF has no task_struct");
         _stackOffset = (int)task.Offset("stack");
+        if (btf.FindStruct("mm_struct") is { } mmStruct && mmStruct.HasMember("arg_start") && mmStruct.HasMember("arg_end"))
+        {
+            _mmArgStart = (int)mmStruct.Offset("arg_start");
+            _mmArgEnd = (int)mmStruct.Offset("arg_end");
+        }
         CurrentTaskPerCpuOffset = FindCurrentTask(kernel);
     }
 
@@ -93,6 +99,28 @@ public sealed class TaskResolver
         if (_space.TryReadUInt64(task + (ulong)t.RealCred, out ulong cred) && cred != 0 && TryU32(cred + (ulong)_kernel.Offsets.CredUid, out uint u)) uid = u;
         _space.TryReadUInt64(task + (ulong)t.Mm, out ulong mm);
         return new TracedTask(task, pid, tgid, name, ppid, uid, mm);
+    }
+
+    /// <summary>
+    /// A process's argv as the kernel placed it at exec: NUL-separated strings between mm->arg_start and arg_end (BTF),
+    /// read from the new program's stack. Bounded by MaxTraceArgvBytes/MaxTraceArgvEntries; null when unreadable.
+    /// </summary>
+    public IReadOnlyList<string>? ReadArgvFromMm(ulong mm)
+    {
+        if (mm == 0 || _mmArgStart is not { } startOff || _mmArgEnd is not { } endOff) return null;
+        if (!_space.TryReadUInt64(mm + (ulong)startOff, out ulong start) || !_space.TryReadUInt64(mm + (ulong)endOff, out ulong end) || end <= start) return null;
+        int length = (int)Math.Min(end - start, (ulong)_limits.MaxTraceArgvBytes);
+        var bytes = new byte[length];
+        int got = ReadUser(mm, start, bytes);
+        if (got <= 0) return null;
+        var list = new List<string>();
+        foreach (var part in new ReadOnlySpan<byte>(bytes, 0, got).Split((byte)0))
+        {
+            if (list.Count >= _limits.MaxTraceArgvEntries) break;
+            list.Add(Encoding.UTF8.GetString(new ReadOnlySpan<byte>(bytes, 0, got)[part]));
+        }
+        if (list.Count > 0 && list[^1].Length == 0) list.RemoveAt(list.Count - 1);   // the final NUL
+        return list;
     }
 
     /// <summary>Forgets cached user page-table translations: the guest changes them as it runs.</summary>
