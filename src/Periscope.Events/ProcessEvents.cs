@@ -46,8 +46,9 @@ public sealed class ProcessTracker(int maxProcesses, Tasks.TaskResolver? tasks =
                 // argv as the kernel copied it onto the new program's stack: the caller's own array is gone with its
                 // old address space by the time we read it, and a process cannot fake what exec placed there.
                 var argv = tasks?.ReadArgvFromMm(after.Mm) ?? e.Arguments.FirstOrDefault(a => a.Kind == ArgumentKind.Argv)?.Argv;
-                Set(new ProcessNode(after.Tgid, after.ParentTgid, after.Comm, pathArg?.Path, argv));
-                return new ProcessEvent(ProcessEventKind.Exec, e.Timestamp, e.Vcpu, after.Tgid, after.ParentTgid, after.Uid, after.Comm, pathArg?.Path, argv, null, after.Address);
+                string? path = pathArg?.Path ?? tasks?.ExePath(after.Mm);
+                Set(new ProcessNode(after.Tgid, after.ParentTgid, after.Comm, path, argv));
+                return new ProcessEvent(ProcessEventKind.Exec, e.Timestamp, e.Vcpu, after.Tgid, after.ParentTgid, after.Uid, after.Comm, path, argv, null, after.Address);
             }
             case "fork" or "vfork" or "clone" or "clone3" when e.Return is > 0:
             {

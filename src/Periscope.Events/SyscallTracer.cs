@@ -56,7 +56,13 @@ public sealed class SyscallTracer
         Names = SyscallTable.Read(kernel, limits);
         _tasks = new TaskResolver(kernel, limits, _regs.Size);
         _formatter = new SyscallFormatter(_tasks, limits);
-        if (kernel.Layout.PageOffsetBase is { } directMap) ring.TellCurrentTask(_tasks.CurrentTaskPerCpuOffset, directMap);
+        if (kernel.Layout.PageOffsetBase is { } directMap)
+        {
+            ring.TellCurrentTask(_tasks.CurrentTaskPerCpuOffset, directMap);
+            var pathArguments = new byte[Math.Min(Names.Count, TraceRingLayout.PathArgumentTableEntries)];
+            for (int nr = 0; nr < pathArguments.Length; nr++) pathArguments[nr] = (byte)(SyscallFormatter.PathArgument(Names.Name(nr)) + 1);
+            ring.TellPathCapture(kernel.Offsets.Task.Mm, kernel.Offsets.Mm.Pgd, (int)kernel.Layout.Mode, _regs.OrigAx, [.. _regs.ArgumentOffsets], pathArguments);
+        }
         if (!backlog) ring.SkipWaiting();
         _atStart = ring.Totals;
         _pendingAtStart = ring.Pending;
@@ -132,7 +138,7 @@ public sealed class SyscallTracer
             }
             string? name = Names.Name(nr);
             var args = _regs.Arguments(regs);
-            var ev = new SyscallEvent(record.Seq, record.Vcpu, record.Timestamp, task, nr, name, args, _formatter.Arguments(name, args, task.Mm), null, null);
+            var ev = new SyscallEvent(record.Seq, record.Vcpu, record.Timestamp, task, nr, name, args, _formatter.Arguments(name, args, task.Mm, record.CapturedPath, record.CapturedPathTruncated), null, null);
             _events++;
             if (name is "exit" or "exit_group")
             {

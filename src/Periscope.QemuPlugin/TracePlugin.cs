@@ -359,7 +359,10 @@ internal static unsafe class TracePlugin
             }
         }
         *(ulong*)(rec + TraceRingLayout.RecPtRegsPhys) = phys;
-        *(ulong*)(rec + TraceRingLayout.RecCurrent) = ReadCurrentTask(s_gsBase[vcpu]);
+        ulong current = ReadCurrentTask(s_gsBase[vcpu]);
+        *(ulong*)(rec + TraceRingLayout.RecCurrent) = current;
+        *(ulong*)(rec + TraceRingLayout.RecPathLength) = 0;
+        if (kind == RecordKind.SyscallEntry && copied != 0 && current != 0) CapturePath(rec, current);
         *(uint*)(rec + TraceRingLayout.RecRegsLength) = copied;
         Volatile.Write(ref *(ulong*)(header + TraceRingLayout.WriteIndexOffset), write + 1);
     }
@@ -375,6 +378,85 @@ internal static unsafe class TracePlugin
         ulong va = gsBase + perCpu;
         if (va < directMap || (va & 7) != 0 || !TryRamOffset(va - directMap, out ulong offset)) return 0;
         return *(ulong*)(s_ram + offset);
+    }
+
+    /// <summary>
+    /// Copies the path argument of a call the consumer asked for (its table in the control page) from the caller's
+    /// memory, now, while it still holds what the call was given: current->mm->pgd, then a page walk in guest RAM.
+    /// </summary>
+    private static void CapturePath(byte* rec, ulong task)
+    {
+        uint mmOffset = *(uint*)(s_ring + TraceRingLayout.TaskMmOffset);
+        if (mmOffset == 0) return;
+        byte* regs = rec + TraceRingLayout.RecRegs;
+        uint nrOffset = *(uint*)(s_ring + TraceRingLayout.PtRegsOrigAxOffset);
+        if (nrOffset > TraceRingLayout.MaxRegsBytes - 8) return;
+        ulong nr = *(ulong*)(regs + nrOffset);
+        if (nr >= TraceRingLayout.PathArgumentTableEntries) return;
+        int which = s_ring[TraceRingLayout.PathArgumentTable + (int)nr] - 1;
+        if (which is < 0 or > 5) return;
+        uint argOffset = *(uint*)(s_ring + TraceRingLayout.PtRegsArgOffsets + which * 4);
+        if (argOffset > TraceRingLayout.MaxRegsBytes - 8) return;
+        ulong userAddress = *(ulong*)(regs + argOffset);
+        if (userAddress == 0 || userAddress >= KernelHalf) return;
+        if (!TryReadKernel(task + mmOffset, out ulong mm) || mm == 0) return;
+        if (!TryReadKernel(mm + *(uint*)(s_ring + TraceRingLayout.MmPgdOffset), out ulong pgd)) return;
+        ulong directMap = *(ulong*)(s_ring + TraceRingLayout.DirectMapBaseOffset);
+        if (pgd < directMap) return;
+        int levels = *(int*)(s_ring + TraceRingLayout.PagingLevelsOffset);
+        if (levels is not (4 or 5)) return;
+        byte* dest = rec + TraceRingLayout.RecPath;
+        uint length = 0;
+        ulong va = userAddress;
+        while (length < TraceRingLayout.MaxPathBytes)
+        {
+            if (!TryTranslateUser(pgd - directMap, levels, va, out ulong pa) || !TryRamOffset(pa, out ulong offset)) break;
+            uint inPage = (uint)(0x1000 - (va & 0xfff));
+            byte* src = s_ram + offset;
+            for (uint i = 0; i < inPage && length < TraceRingLayout.MaxPathBytes; i++)
+            {
+                byte b = src[i];
+                if (b == 0) { *(uint*)(rec + TraceRingLayout.RecPathLength) = length; *(uint*)(rec + TraceRingLayout.RecPathFlags) = 0; return; }
+                dest[length++] = b;
+            }
+            va += inPage;
+        }
+        // No NUL within the copy (or the next page is not resident): say so rather than pass a cut path off as whole.
+        *(uint*)(rec + TraceRingLayout.RecPathLength) = length;
+        *(uint*)(rec + TraceRingLayout.RecPathFlags) = 1;
+    }
+
+    private static bool TryReadKernel(ulong va, out ulong value)
+    {
+        value = 0;
+        ulong directMap = *(ulong*)(s_ring + TraceRingLayout.DirectMapBaseOffset);
+        if (va < directMap || (va & 7) != 0 || !TryRamOffset(va - directMap, out ulong offset)) return false;
+        value = *(ulong*)(s_ram + offset);
+        return true;
+    }
+
+    /// <summary>x86-64 4- or 5-level walk of a user address through tables in guest RAM (present bits, 1G/2M pages).</summary>
+    private static bool TryTranslateUser(ulong root, int levels, ulong va, out ulong pa)
+    {
+        const ulong AddressMask = 0x000f_ffff_ffff_f000;
+        pa = 0;
+        ulong table = root & AddressMask;
+        for (int level = levels; level >= 1; level--)
+        {
+            int shift = 12 + 9 * (level - 1);
+            if (!TryRamOffset(table + ((va >> shift) & 511) * 8, out ulong offset)) return false;
+            ulong entry = *(ulong*)(s_ram + offset);
+            if ((entry & 1) == 0) return false;
+            if (level is 2 or 3 && (entry & 0x80) != 0)
+            {
+                ulong size = 1UL << shift;
+                pa = (entry & AddressMask & ~(size - 1)) + (va & (size - 1));
+                return true;
+            }
+            table = entry & AddressMask;
+        }
+        pa = table + (va & 0xfff);
+        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

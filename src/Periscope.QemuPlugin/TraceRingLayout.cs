@@ -13,7 +13,7 @@ public static class TraceRingLayout
     public const ulong Magic = 0x31474E4952435350;
     public const uint Version = 1;
     public const int ControlSize = 4096;
-    public const int RecordSize = 256;
+    public const int RecordSize = 512;
     public const int VcpuHeaderSize = 256;
     /// <summary>Bounds the ring file whatever the plugin arguments say (records per vCPU, and vCPUs).</summary>
     public const ulong MaxRecordsPerVcpu = 1UL << 22;
@@ -37,6 +37,16 @@ public static class TraceRingLayout
     // `current` task pointer at GS base + CurrentTaskPerCpu (through the direct map) when the syscall enters.
     public const int CurrentTaskPerCpuOffset = 80;  // u64, per-CPU offset of current_task (0: not told)
     public const int DirectMapBaseOffset = 88;      // u64, page_offset_base (0: not told)
+    // Consumer -> plugin, so that path arguments are copied when the call enters (a buffer the caller reuses right
+    // after the call would otherwise show its later content by the time the consumer reads it).
+    public const int TaskMmOffset = 96;             // u32, task_struct.mm (BTF); 0: do not capture paths
+    public const int MmPgdOffset = 100;             // u32, mm_struct.pgd (BTF)
+    public const int PagingLevelsOffset = 104;      // u32, 4 or 5
+    public const int PtRegsOrigAxOffset = 108;      // u32, pt_regs.orig_ax (BTF)
+    public const int PtRegsArgOffsets = 112;        // 6 x u32, pt_regs.di, si, dx, r10, r8, r9 (BTF)
+    /// <summary>One byte per syscall number: 1 + the index of the argument that is a path, 0 for none.</summary>
+    public const int PathArgumentTable = 2048;
+    public const int PathArgumentTableEntries = 1024;
 
     // Per-vCPU header at ControlSize + vcpu * VcpuHeaderSize. Producer fields share one cache line, the consumer's
     // read index sits on its own so that polling it does not bounce the producer's line.
@@ -59,6 +69,10 @@ public static class TraceRingLayout
     /// <summary>x86-64 struct pt_regs is 21 qwords; the consumer checks this against BTF before decoding.</summary>
     public const int MaxRegsBytes = 168;
     public const int RecCurrent = 224;           // u64, per-CPU current task at the event (0: not known)
+    public const int RecPathLength = 232;        // u32, bytes of the path argument copied at entry; 0: none
+    public const int RecPathFlags = 236;         // u32, 1 = the path was longer than the copy
+    public const int RecPath = 256;              // the path argument's first bytes (no NUL)
+    public const int MaxPathBytes = 256;
 
     public static long RecordsOffset(uint vcpus) => ControlSize + AlignPage((long)vcpus * VcpuHeaderSize);
     public static long RingOffset(uint vcpus, ulong capacity, uint vcpu) => RecordsOffset(vcpus) + (long)(vcpu * capacity * RecordSize);

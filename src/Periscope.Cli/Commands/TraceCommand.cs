@@ -32,6 +32,8 @@ public sealed class TraceCommand : ICliCommand
         public Option<string?> Comm { get; } = new("--comm") { Description = "Only tasks with this comm" };
         public Option<long?> Limit { get; } = new("--limit") { Description = "Stop after this many events" };
         public Option<double?> Seconds { get; } = new("--seconds") { Description = "Stop after this many seconds" };
+        public Option<bool> Measure { get; } = new("--measure") { Description = "Measure each started process's resident code pages against the baseline (--db) after exec and at its later syscalls" };
+        public Option<string?> Db { get; } = new("--db") { Description = "Trusted-state database for --measure (SQLite; pages seen first are recorded, trust on first use)" };
         public Option<bool> Backlog { get; } = new("--backlog") { Description = "Also show events already waiting in the ring (from before this trace; their task may be unknown)" };
 
         public void AddTo(Command c)
@@ -59,6 +61,8 @@ public sealed class TraceCommand : ICliCommand
         var o = new CommonTraceOptions();
         var command = new Command("exec", "Process starts (successful execve/execveat), forks and exits: pid, parent, path, argv, uid");
         o.AddTo(command);
+        command.Options.Add(o.Measure);
+        command.Options.Add(o.Db);
         command.SetAction(r => Run(context, r, o, jsonLines: context.Json(r), exec: true));
         return command;
     }
@@ -75,7 +79,13 @@ public sealed class TraceCommand : ICliCommand
         int? pid = r.GetValue(o.Pid);
         string? comm = r.GetValue(o.Comm);
         tracer.Filter = t => (pid is null || t.Tgid == pid) && (comm is null || t.Comm == comm);
-        if (exec) tracer.Calls = ProcessTracker.Wants;
+        bool measure = exec && r.GetValue(o.Measure);
+        string? dbPath = r.GetValue(o.Db);
+        if (measure && dbPath is null) throw new CliUsageException("--measure needs --db FILE (the baseline's code-page references)");
+        using var store = measure ? Periscope.Integrity.Baselines.BaselineStore.Open(dbPath!, Periscope.Integrity.Baselines.BaselineOpenMode.CreateIfMissing) : null;
+        using var measurer = store is null ? null : new Periscope.Events.Measurement.ExecCodeMeasurer(target.Kernel, store, limits);
+        long findings = 0;
+        if (exec && !measure) tracer.Calls = ProcessTracker.Wants;
         long limit = r.GetValue(o.Limit) ?? long.MaxValue;
         if (limit < 1) throw new CliUsageException("--limit must be at least 1");
         double? seconds = r.GetValue(o.Seconds);
@@ -95,7 +105,17 @@ public sealed class TraceCommand : ICliCommand
                 double t = (e.Timestamp - firstTimestamp) / (double)Stopwatch.Frequency;
                 if (exec)
                 {
-                    if (tracker.Observe(e) is not { } p) return;
+                    var p = ProcessTracker.Wants(e.Name) ? tracker.Observe(e) : null;
+                    if (measurer is not null)
+                    {
+                        var found = p is { Kind: ProcessEventKind.Exec } && (e.ExitTask ?? e.Task) is { } started ? measurer.OnExec(started, e.Timestamp) : measurer.OnSyscall(e);
+                        foreach (var f in found)
+                        {
+                            findings++;
+                            context.Output.WriteLine(jsonLines ? FindingJson(f, t) : FindingLine(f, t));
+                        }
+                    }
+                    if (p is null) return;
                     shown++;
                     context.Output.WriteLine(jsonLines ? ProcessJson(p, t) : ProcessLine(p, t));
                     return;
@@ -115,10 +135,20 @@ public sealed class TraceCommand : ICliCommand
         }
         var totals = tracer.Totals;
         var rt = totals.Ring;
+        if (measurer is { } m)
+        {
+            int recorded = m.Flush();
+            var c = m.Counts;
+            if (jsonLines)
+                context.Output.WriteLine($"{{\"measurement\":{{\"processes\":{c.Processes},\"measured\":{c.Measured},\"skipped\":{c.Skipped},\"caughtUp\":{c.CaughtUp},\"firstSeen\":{c.FirstSeen},\"recorded\":{recorded},\"findings\":{findings}}}}}");
+            else
+                context.Error.WriteLine($"periscope: code pages: {c.Measured} measured, {c.Skipped} skipped (not resident), {c.CaughtUp} caught up later, {c.FirstSeen} seen first (recorded {recorded}); {findings} modified");
+        }
         if (jsonLines)
             context.Output.WriteLine($"{{\"totals\":{{\"produced\":{rt.Produced},\"delivered\":{rt.Delivered},\"dropped\":{rt.Dropped},\"gaps\":{rt.Gaps},\"events\":{totals.Events},\"shown\":{shown},\"unknownTask\":{totals.UnknownTask},\"unmatchedExits\":{totals.UnmatchedExits}}}}}");
         else
             context.Error.WriteLine($"periscope: {rt.Produced} produced, {rt.Delivered} delivered, {rt.Dropped} dropped, {rt.Gaps} gaps; {totals.Events} syscalls decoded, {shown} shown, {totals.UnknownTask} with no known task, {totals.UnmatchedExits} returns without entry; names from {tracer.Names.Source}");
+        if (findings > 0) return 1;
         return rt.Dropped > 0 || rt.Gaps > 0 ? 3 : 0;
     }
 
@@ -144,6 +174,24 @@ public sealed class TraceCommand : ICliCommand
             _ => $"{seconds,10:F6} EXIT {who} code {p.ExitCode}",
         };
     }
+
+    internal static string FindingLine(Periscope.Events.Measurement.CodePageFinding f, double seconds) =>
+        $"{seconds,10:F6} MODIFIED pid {f.Pid} {TerminalText.Escape(f.Comm)} {TerminalText.Escape(f.File)}+0x{f.FileOffset:x} at 0x{f.VirtualAddress:x} (physical 0x{f.PhysicalAddress:x}): sha256 {Convert.ToHexStringLower(f.Found)[..16]}…, {TerminalText.Escape(f.ReferenceSource)} reference {Convert.ToHexStringLower(f.Expected)[..16]}…";
+
+    internal static string FindingJson(Periscope.Events.Measurement.CodePageFinding f, double seconds) => Line(w =>
+    {
+        w.WriteNumber("time", Math.Round(seconds, 6));
+        w.WriteString("event", "modified");
+        w.WriteNumber("pid", f.Pid);
+        w.WriteString("comm", f.Comm);
+        w.WriteString("file", f.File);
+        w.Address("fileOffset", f.FileOffset);
+        w.Address("address", f.VirtualAddress);
+        w.Address("physical", f.PhysicalAddress);
+        w.WriteString("expected", Convert.ToHexStringLower(f.Expected));
+        w.WriteString("found", Convert.ToHexStringLower(f.Found));
+        w.WriteString("reference", f.ReferenceSource);
+    });
 
     private static readonly JsonWriterOptions s_lineJson = new() { Indented = false, Encoder = JavaScriptEncoder.Default };
 

@@ -20,6 +20,20 @@ public readonly ref struct RawTraceRecord(ReadOnlySpan<byte> bytes)
     public ulong PtRegs => BinaryPrimitives.ReadUInt64LittleEndian(_bytes[TraceRingLayout.RecPtRegs..]);
     public ulong PtRegsPhysical => BinaryPrimitives.ReadUInt64LittleEndian(_bytes[TraceRingLayout.RecPtRegsPhys..]);
     public ulong Current => BinaryPrimitives.ReadUInt64LittleEndian(_bytes[TraceRingLayout.RecCurrent..]);
+    /// <summary>The path argument as the plugin copied it when the call entered; null when it did not.</summary>
+    public string? CapturedPath
+    {
+        get
+        {
+            uint length = BinaryPrimitives.ReadUInt32LittleEndian(_bytes[TraceRingLayout.RecPathLength..]);
+            if (length == 0 || length > TraceRingLayout.MaxPathBytes) return null;
+            return System.Text.Encoding.UTF8.GetString(_bytes.Slice(TraceRingLayout.RecPath, (int)length));
+        }
+    }
+
+    /// <summary>The captured path is only the first <see cref="TraceRingLayout.MaxPathBytes"/> bytes (or ends at an unmapped page).</summary>
+    public bool CapturedPathTruncated => BinaryPrimitives.ReadUInt32LittleEndian(_bytes[TraceRingLayout.RecPathFlags..]) != 0;
+
     /// <summary>The captured pt_regs bytes; empty when the plugin could not read them.</summary>
     public ReadOnlySpan<byte> Regs
     {
@@ -119,6 +133,21 @@ public sealed unsafe class TraceRingReader : IDisposable
     {
         Volatile.Write(ref *(ulong*)(_base + TraceRingLayout.DirectMapBaseOffset), directMapBase);
         Volatile.Write(ref *(ulong*)(_base + TraceRingLayout.CurrentTaskPerCpuOffset), perCpuOffset);
+    }
+
+    /// <summary>
+    /// Tells the plugin how to copy path arguments at entry: task_struct.mm, mm_struct.pgd, paging levels, where
+    /// orig_ax and the argument registers sit in pt_regs, and per syscall number which argument is a path (0: none).
+    /// </summary>
+    public void TellPathCapture(int taskMm, int mmPgd, int pagingLevels, int origAx, ReadOnlySpan<int> argumentOffsets, ReadOnlySpan<byte> pathArgumentByNumber)
+    {
+        int n = Math.Min(pathArgumentByNumber.Length, TraceRingLayout.PathArgumentTableEntries);
+        pathArgumentByNumber[..n].CopyTo(new Span<byte>(_base + TraceRingLayout.PathArgumentTable, n));
+        *(uint*)(_base + TraceRingLayout.MmPgdOffset) = (uint)mmPgd;
+        *(uint*)(_base + TraceRingLayout.PagingLevelsOffset) = (uint)pagingLevels;
+        *(uint*)(_base + TraceRingLayout.PtRegsOrigAxOffset) = (uint)origAx;
+        for (int i = 0; i < 6 && i < argumentOffsets.Length; i++) *(uint*)(_base + TraceRingLayout.PtRegsArgOffsets + i * 4) = (uint)argumentOffsets[i];
+        Volatile.Write(ref *(uint*)(_base + TraceRingLayout.TaskMmOffset), (uint)taskMm);   // last: switches capture on
     }
 
     /// <summary>Asks the plugin to uninstall itself at its next event; QEMU then runs on without it.</summary>

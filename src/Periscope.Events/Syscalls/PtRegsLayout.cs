@@ -23,6 +23,9 @@ public sealed class PtRegsLayout
     public int Sp { get; private init; }
     private int[] _args = [];
 
+    /// <summary>Offsets of di, si, dx, r10, r8, r9.</summary>
+    public IReadOnlyList<int> ArgumentOffsets => _args;
+
     public static PtRegsLayout FromBtf(BtfTypes btf)
     {
         var s = btf.FindStruct("pt_regs") ?? throw new InvalidOperationException("the kernel's BTF has no struct pt_regs");

@@ -112,12 +112,27 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
 
     public static bool IsKnown(string name) => s_signatures.ContainsKey(name);
 
+    /// <summary>Index of the first path argument of <paramref name="name"/>, or -1.</summary>
+    public static int PathArgument(string? name) =>
+        name is not null && s_signatures.TryGetValue(name, out var kinds) ? Array.IndexOf(kinds, ArgumentKind.Path) : -1;
+
     /// <summary>Decodes the arguments of one call; unknown calls show their first three registers in hex.</summary>
-    public IReadOnlyList<DecodedArgument> Arguments(string? name, SyscallArguments args, ulong mm)
+    /// <param name="capturedPath">The first path argument as the plugin copied it at entry (preferred: the caller's
+    /// buffer may hold something else by the time we read it).</param>
+    public IReadOnlyList<DecodedArgument> Arguments(string? name, SyscallArguments args, ulong mm, string? capturedPath = null, bool capturedTruncated = false)
     {
         ArgumentKind[] kinds = name is not null && s_signatures.TryGetValue(name, out var k) ? k : [ArgumentKind.Hex, ArgumentKind.Hex, ArgumentKind.Hex];
         var list = new DecodedArgument[kinds.Length];
-        for (int i = 0; i < kinds.Length; i++) list[i] = Decode(kinds[i], args[i], i + 1 < 6 ? args[i + 1] : 0, mm);
+        for (int i = 0; i < kinds.Length; i++)
+        {
+            if (kinds[i] == ArgumentKind.Path && capturedPath is not null)
+            {
+                list[i] = new DecodedArgument(ArgumentKind.Path, args[i], Quote(capturedPath) + (capturedTruncated ? "..." : ""), Path: capturedPath);
+                capturedPath = null;
+                continue;
+            }
+            list[i] = Decode(kinds[i], args[i], i + 1 < 6 ? args[i + 1] : 0, mm);
+        }
         return list;
     }
 

@@ -123,6 +123,13 @@ public sealed class TaskResolver
         return list;
     }
 
+    /// <summary>The program a process runs: mm->exe_file's path, from kernel data.</summary>
+    public string? ExePath(ulong mm)
+    {
+        if (mm == 0 || _kernel.Offsets.Mm.ExeFile is not { } exeOffset || !_space.TryReadUInt64(mm + (ulong)exeOffset, out ulong file) || file == 0) return null;
+        return new Periscope.Linux.Model.PathResolver(_kernel.Reader, _kernel.Offsets, _limits, _kernel.Diagnostics).FilePath(file);
+    }
+
     /// <summary>Forgets cached user page-table translations: the guest changes them as it runs.</summary>
     public void FlushUserSpaces() => _userSpaces.Clear();
 
