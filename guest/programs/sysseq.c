@@ -7,6 +7,7 @@
 //                  child that does the same; prints "PARENT pid", "CHILD pid argv...". Each child prints "EXECED pid ppid".
 //   sysseq child ARGS...   what the exec'd children run: prints "EXECED pid ppid" and exits 7.
 //   sysseq loop N  N getppid calls (benchmark), prints the elapsed nanoseconds.
+//   sysseq tick    a getppid every 100 ms, forever (a process whose code is measured at each of its syscalls).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -131,6 +132,12 @@ int main(int argc, char **argv)
         printf("LOOP %ld %lld\n", n, (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
         return 0;
     }
-    fprintf(stderr, "usage: sysseq calls | exec | child ARGS | loop N\n");
+    if (argc >= 2 && strcmp(argv[1], "tick") == 0) {
+        for (;;) {
+            syscall(SYS_getppid);
+            usleep(100000);
+        }
+    }
+    fprintf(stderr, "usage: sysseq calls | exec | child ARGS | loop N | tick\n");
     return 2;
 }

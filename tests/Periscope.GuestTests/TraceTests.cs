@@ -184,6 +184,73 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
     }
 
     [Fact]
+    public void A_code_page_changed_in_a_running_process_is_caught_at_its_next_syscall()
+    {
+        // The program's entry point (_start, static non-PIE) ran at exec, so its page is resident.
+        string sysseq = Path.Combine(GuestImage.Directory(), "rootfs", "bin", "sysseq");
+        ulong entry = BitConverter.ToUInt64(File.ReadAllBytes(sysseq), 0x18);
+        string db = Path.Combine(guest.Guest.WorkDirectory, $"trace-{Guid.NewGuid():n}.db");
+        using var store = Periscope.Integrity.Baselines.BaselineStore.Open(db);
+        using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
+        var tracer = new SyscallTracer(ring, guest.Live.Kernel, guest.Live.Limits);
+        using var measurer = new Periscope.Events.Measurement.ExecCodeMeasurer(guest.Live.Kernel, store, guest.Live.Limits);
+        var tracker = new ProcessTracker(1000, tracer.Tasks);
+        var findings = new List<Periscope.Events.Measurement.CodePageFinding>();
+        int execs = 0;
+        bool stop = false;
+        var reader = new Thread(() => tracer.Run(e =>
+        {
+            var p = ProcessTracker.Wants(e.Name) ? tracker.Observe(e) : null;
+            var found = p is { Kind: ProcessEventKind.Exec } && e.ExitTask is { } started && started.Comm == "sysseq"
+                ? measurer.OnExec(started, e.Timestamp) : measurer.OnSyscall(e);
+            if (p is { Kind: ProcessEventKind.Exec, Comm: "sysseq" }) Interlocked.Increment(ref execs);
+            lock (findings) findings.AddRange(found);
+        }, () => Volatile.Read(ref stop), CancellationToken.None));
+        reader.Start();
+        int pid = 0;
+        try
+        {
+            var (code, started) = guest.Run("/bin/sysseq tick > /dev/null 2>&1 & echo $!");
+            Assert.Equal(0, code);
+            pid = int.Parse(started.Trim(), CultureInfo.InvariantCulture);
+            WaitFor(() => Volatile.Read(ref execs) > 0 && measurer.Counts.Measured > 0, "the exec to be measured");
+            Assert.Empty(findings);
+            var (mapsCode, maps) = guest.Run($"grep ' r-xp ' /proc/{pid}/maps");
+            Assert.Equal(0, mapsCode);
+            var text = maps.Trim().Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var range = text[0].Split('-');
+            ulong start = ulong.Parse(range[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            ulong fileOffset = ulong.Parse(text[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            var (tamperCode, tamper) = guest.Run($"(grep -q '^periscope_tamper ' /proc/modules || insmod /lib/modules/periscope_tamper.ko) && echo usercode {pid} 0x{entry:x} > /proc/periscope_tamper && cat /proc/periscope_tamper");
+            Assert.True(tamperCode == 0, tamper);
+            Assert.Contains($"usercode {pid} addr=0x{entry:x}", tamper);
+            WaitFor(() => { lock (findings) return findings.Count > 0; }, "the changed page to be found");
+            var finding = Assert.Single(findings);
+            Assert.Equal(pid, finding.Pid);
+            Assert.Equal("/bin/sysseq", finding.File);
+            Assert.Equal(entry & ~0xfffUL, finding.VirtualAddress);
+            Assert.Equal(fileOffset + ((entry & ~0xfffUL) - start), finding.FileOffset);
+            log.WriteLine($"{finding.File}+0x{finding.FileOffset:x}; {measurer.Counts}");
+        }
+        finally
+        {
+            Volatile.Write(ref stop, true);
+            reader.Join();
+            if (pid > 0) guest.Run($"echo restore > /proc/periscope_tamper; kill {pid}");
+        }
+    }
+
+    private static void WaitFor(Func<bool> condition, string what)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (sw.Elapsed > TimeSpan.FromSeconds(60)) Assert.Fail($"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    [Fact]
     public void A_consumer_that_stops_reading_sees_drops_as_gaps_and_the_guest_runs_on()
     {
         using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
