@@ -72,7 +72,7 @@ public class TraceGuest : IDisposable
 public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClassFixture<TraceGuest>
 {
     /// <summary>Runs <paramref name="command"/> in the guest while a tracer collects the events it accepts.</summary>
-    private (string Output, List<SyscallEvent> Events, TraceTotals Totals) TraceWhile(string command, Func<string?, bool>? calls = null, Func<Periscope.Events.Tasks.TracedTask, bool>? filter = null)
+    private (string Output, List<SyscallEvent> Events, TraceTotals Totals, Periscope.Events.Tasks.TaskResolver Tasks) TraceWhile(string command, Func<string?, bool>? calls = null, Func<Periscope.Events.Tasks.TracedTask, bool>? filter = null)
     {
         using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
         Assert.Equal(PluginState.Armed, ring.State);
@@ -91,7 +91,7 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
         tracer.DrainOnce(e => events.Add(e));
         events.AddRange(tracer.Unfinished);
         log.WriteLine($"{events.Count} events; {tracer.Totals}");
-        return (output, events, tracer.Totals);
+        return (output, events, tracer.Totals, tracer.Tasks);
     }
 
     private static string[] Lines(string output) => output.Replace("\r", "").Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -110,7 +110,7 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
     [Fact]
     public void Known_syscall_sequence_has_exact_counts_names_paths_and_return_values()
     {
-        var (output, events, totals) = TraceWhile("/bin/sysseq calls", filter: t => t.Comm == "sysseq");
+        var (output, events, totals, _) = TraceWhile("/bin/sysseq calls", filter: t => t.Comm == "sysseq");
         var lines = Lines(output);
         Assert.Contains("DONE", lines);
         int pid = int.Parse(lines.Single(l => l.StartsWith("PID ")).Split(' ')[1], CultureInfo.InvariantCulture);
@@ -157,14 +157,14 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
     [Fact]
     public void Exec_with_known_argv_appears_with_path_argv_pid_and_parent_also_when_forked_from_a_thread()
     {
-        var (output, events, _) = TraceWhile("/bin/sysseq exec", calls: ProcessTracker.Wants);
+        var (output, events, _, tasks) = TraceWhile("/bin/sysseq exec", calls: ProcessTracker.Wants);
         var lines = Lines(output);
         int parent = int.Parse(lines.Single(l => l.StartsWith("PARENT ")).Split(' ')[1], CultureInfo.InvariantCulture);
         var children = lines.Where(l => l.StartsWith("CHILD ")).Select(l => l.Split(' ')).ToDictionary(p => p[2], p => int.Parse(p[1], CultureInfo.InvariantCulture));
         var execed = lines.Where(l => l.StartsWith("EXECED ")).Select(l => l.Split(' ')).ToDictionary(p => int.Parse(p[1], CultureInfo.InvariantCulture), p => int.Parse(p[2], CultureInfo.InvariantCulture));
         Assert.Equal(2, children.Count);
 
-        var tracker = new ProcessTracker(1000, null);
+        var tracker = new ProcessTracker(1000, tasks);
         var processEvents = events.OrderBy(e => e.Timestamp).Select(tracker.Observe).OfType<ProcessEvent>().ToList();
         foreach (var (tag, pid) in children)
         {
