@@ -74,6 +74,7 @@ public static class CliApp
                      new NamespacesCommand(),
                      new MountsCommand(),
                      new TimelineCommand(),
+                     new TraceCommand(),
                  })
         {
             root.Subcommands.Add(command.Build(context));

@@ -31,7 +31,8 @@ internal static class CliErrors
         MemoryFormatException or KernelNotFoundException or KernelModelException or BtfFormatException or CliUsageException
             or IOException or UnauthorizedAccessException or TimeoutException or QmpException or SqliteException
             or Periscope.Integrity.Evidence.EvidenceFormatException or BaselineFormatException
-            or Periscope.Journal.JournalFormatException or Periscope.Watch.WatchConfigException => true,
+            or Periscope.Journal.JournalFormatException or Periscope.Watch.WatchConfigException
+            or Periscope.Events.Ring.TraceRingFormatException => true,
         // Generic types: expected only when Periscope threw them on purpose, with a message for the user (a missing
         // kernel symbol or struct member, no matching baseline). Thrown by the BCL (a dictionary indexer, Single(),
         // a collection changed while enumerated) they are bugs.

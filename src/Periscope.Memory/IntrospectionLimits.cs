@@ -218,6 +218,20 @@ public sealed record IntrospectionLimits
     public int MaxSocketsTotal { get; init; } = 1_000_000;
     /// <summary>Resident bytes `dump process` writes into one core file.</summary>
     public long MaxProcessCoreBytes { get; init; } = 64L << 30;
+    // Live guest events (Events: trace syscalls/exec): what one event may make us read from the guest
+    /// <summary>Entries of sys_call_table named (x86-64 has ~460 syscalls).</summary>
+    public int MaxSyscallTableEntries { get; init; } = 1_024;
+    /// <summary>Longest path or string argument read from a traced process's memory (PATH_MAX).</summary>
+    public int MaxTraceStringBytes { get; init; } = 4_096;
+    /// <summary>argv/envp entries read for one exec event.</summary>
+    public int MaxTraceArgvEntries { get; init; } = 256;
+    /// <summary>Bytes of one exec's argv read in total.</summary>
+    public int MaxTraceArgvBytes { get; init; } = 32 << 10;
+    /// <summary>Kernel stack size bound used to check that a pt_regs address lies on a task's stack (THREAD_SIZE is
+    /// 16 KiB on x86-64, 32 KiB with KASAN; not in BTF).</summary>
+    public int MaxKernelStackBytes { get; init; } = 64 << 10;
+    /// <summary>Tasks remembered by the tracer (syscalls in flight, process tree) before the oldest are forgotten.</summary>
+    public int MaxTracedTasks { get; init; } = 65_536;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -325,6 +339,13 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxSocketHashBuckets), MaxSocketHashBuckets, Counts);
         Check(nameof(MaxSocketsTotal), MaxSocketsTotal, Counts);
         Check(nameof(MaxProcessCoreBytes), MaxProcessCoreBytes, Bytes);
+        // Live guest events
+        Check(nameof(MaxSyscallTableEntries), MaxSyscallTableEntries, 1 << 16);
+        Check(nameof(MaxTraceStringBytes), MaxTraceStringBytes, 1 << 20);
+        Check(nameof(MaxTraceArgvEntries), MaxTraceArgvEntries, 1 << 16);
+        Check(nameof(MaxTraceArgvBytes), MaxTraceArgvBytes, 1 << 24);
+        Check(nameof(MaxKernelStackBytes), MaxKernelStackBytes, 1 << 24);
+        Check(nameof(MaxTracedTasks), MaxTracedTasks, Counts);
         return this;
     }
 

@@ -21,6 +21,9 @@ public sealed record QemuGuestOptions
     /// same RAM file and work folder looks to a monitor like the same VM coming back.</summary>
     public string? RamFile { get; init; }
     public string QemuBinary { get; init; } = "qemu-system-x86_64";
+    /// <summary>Periscope's trace plugin (libperiscope-trace.so) to load at start, or null. QEMU gets
+    /// <c>-plugin PATH,ring=RAM.ring,ram=RAM</c>: the ring beside the RAM file (see <see cref="QemuGuest.TraceRingPath"/>).</summary>
+    public string? Plugin { get; init; }
 }
 
 /// <summary>
@@ -55,6 +58,8 @@ public sealed class QemuGuest : IDisposable
     public string DataLogPath => Path.Combine(WorkDirectory, "data.log");
     /// <summary>The host end of the guest's ttyS2: QEMU listens here, guest/init serves shell commands on it.</summary>
     public string CommandSocketPath => Path.Combine(WorkDirectory, "cmd.sock");
+    /// <summary>The trace plugin's ring file (when <see cref="QemuGuestOptions.Plugin"/> is set).</summary>
+    public string TraceRingPath => RamFilePath + ".ring";
     public int ProcessId => _process.Id;
     public bool HasExited => _process.HasExited;
 
@@ -101,6 +106,7 @@ public sealed class QemuGuest : IDisposable
         "-qmp", $"unix:{Path.Combine(dir, "qmp.sock")},server=on,wait=off",
         "-qmp", $"unix:{Path.Combine(dir, "qmp-tools.sock")},server=on,wait=off",
         "-device", "vmcoreinfo", "-display", "none", "-monitor", "none", "-no-reboot",
+        .. (o.Plugin is null ? (string[])[] : ["-plugin", $"{o.Plugin},ring={ramFile}.ring,ram={ramFile}"]),
     ];
 
     private QmpClient ConnectQmp()
@@ -172,7 +178,7 @@ public sealed class QemuGuest : IDisposable
             _qmp?.Dispose();
             _commands?.Dispose();
             _process.Dispose();
-            try { File.Delete(RamFilePath); } catch (IOException) { }
+            try { File.Delete(RamFilePath); File.Delete(TraceRingPath); } catch (IOException) { }
             try { File.Delete(QmpSocketPath); File.Delete(ToolQmpSocketPath); File.Delete(CommandSocketPath); } catch (IOException) { }
             if (_ownsWorkDirectory) try { Directory.Delete(WorkDirectory, recursive: true); } catch (IOException) { }
         }

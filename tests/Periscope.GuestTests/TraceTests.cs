@@ -1,0 +1,281 @@
+using System.Diagnostics;
+using System.Globalization;
+using Periscope.Events;
+using Periscope.Events.Ring;
+using Periscope.Events.Syscalls;
+using Periscope.Qemu;
+using Periscope.Targets;
+using Periscope.TraceRing;
+using Xunit.Abstractions;
+
+namespace Periscope.GuestTests;
+
+/// <summary>Locates (or publishes, via scripts/build-trace-plugin) the QEMU trace plugin.</summary>
+public static class TracePluginImage
+{
+    public static string Path()
+    {
+        string root = GuestImage.RepoRoot();
+        string so = System.IO.Path.Combine(root, ".cache", "trace-plugin", "libperiscope-trace.so");
+        if (File.Exists(so)) return so;
+        var psi = new ProcessStartInfo("bash", [System.IO.Path.Combine(root, "scripts", "build-trace-plugin")]) { RedirectStandardOutput = true };
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        if (p.ExitCode != 0 || !File.Exists(so)) throw new InvalidOperationException($"scripts/build-trace-plugin failed with exit code {p.ExitCode}: {output}");
+        return so;
+    }
+}
+
+/// <summary>One guest started with the trace plugin for a whole test class, attached live through its RAM file.</summary>
+public class TraceGuest : IDisposable
+{
+    public TraceGuest()
+    {
+        string image = GuestImage.Directory();
+        Guest = QemuGuest.Start(new QemuGuestOptions
+        {
+            Kernel = System.IO.Path.Combine(image, "vmlinuz"),
+            Initrd = System.IO.Path.Combine(image, "initrd.gz"),
+            Cpu = "qemu64",
+            Plugin = TracePluginImage.Path(),
+        });
+        try
+        {
+            Guest.WaitForDataMarker("@@DONE", TimeSpan.FromSeconds(300));
+            Live = Target.AttachLive(Guest.RamFilePath, null);
+        }
+        catch
+        {
+            Guest.Dispose();
+            throw;
+        }
+    }
+
+    public QemuGuest Guest { get; }
+    public Target Live { get; }
+
+    public (int ExitCode, string Output) Run(string command) => Guest.RunCommand(command, TimeSpan.FromSeconds(120));
+
+    public void Dispose()
+    {
+        Live.Dispose();
+        Guest.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// Live syscall events against the guest's own account: guest/programs/sysseq makes a known sequence of calls and
+/// prints what it called with and got back, on the command port; the trace must show exactly those.
+/// </summary>
+public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClassFixture<TraceGuest>
+{
+    /// <summary>Runs <paramref name="command"/> in the guest while a tracer collects the events it accepts.</summary>
+    private (string Output, List<SyscallEvent> Events, TraceTotals Totals, Periscope.Events.Tasks.TaskResolver Tasks) TraceWhile(string command, Func<string?, bool>? calls = null, Func<Periscope.Events.Tasks.TracedTask, bool>? filter = null)
+    {
+        using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
+        Assert.Equal(PluginState.Armed, ring.State);
+        var tracer = new SyscallTracer(ring, guest.Live.Kernel, guest.Live.Limits);
+        if (calls is not null) tracer.Calls = calls;
+        if (filter is not null) tracer.Filter = filter;
+        var events = new List<SyscallEvent>();
+        bool stop = false;
+        var reader = new Thread(() => tracer.Run(e => { lock (events) events.Add(e); }, () => Volatile.Read(ref stop), CancellationToken.None));
+        reader.Start();
+        var (code, output) = guest.Run(command);
+        Assert.True(code == 0, $"{command}: exit {code}: {output}");
+        Thread.Sleep(1500);   // the reader polls every millisecond; let it catch up with the last records
+        Volatile.Write(ref stop, true);
+        reader.Join();
+        tracer.DrainOnce(e => events.Add(e));
+        events.AddRange(tracer.Unfinished);
+        log.WriteLine($"{events.Count} events; {tracer.Totals}");
+        return (output, events, tracer.Totals, tracer.Tasks);
+    }
+
+    private static string[] Lines(string output) => output.Replace("\r", "").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    [Fact]
+    public void Plugin_found_the_syscall_entry_by_its_code()
+    {
+        using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
+        Assert.Equal(PluginState.Armed, ring.State);
+        Assert.Equal(guest.Live.Kernel.Symbols.GetAddress("entry_SYSCALL_64"), ring.EntryAddress);
+        Assert.InRange(ring.EntryProbe, ring.EntryAddress + 1, ring.EntryAddress + 0x200);
+        Assert.InRange(ring.ExitProbe, ring.EntryProbe + 1, ring.EntryAddress + 0x280);
+        Assert.Equal(guest.Guest.ProcessId, ring.QemuProcessId);
+    }
+
+    [Fact]
+    public void Known_syscall_sequence_has_exact_counts_names_paths_and_return_values()
+    {
+        var (output, events, totals, _) = TraceWhile("/bin/sysseq calls", filter: t => t.Comm == "sysseq");
+        var lines = Lines(output);
+        Assert.Contains("DONE", lines);
+        int pid = int.Parse(lines.Single(l => l.StartsWith("PID ")).Split(' ')[1], CultureInfo.InvariantCulture);
+        Assert.Equal(0UL, totals.Ring.Dropped);
+        Assert.Equal(0UL, totals.Ring.Gaps);
+
+        // The window between the two marker calls, getpgid(4242) and getpgid(4343), in the order the program made them.
+        var mine = events.Where(e => e.Task?.Tgid == pid).OrderBy(e => e.Seq).ToList();
+        int start = mine.FindIndex(e => e.Name == "getpgid" && e.Raw.A0 == 4242);
+        int end = mine.FindIndex(e => e.Name == "getpgid" && e.Raw.A0 == 4343);
+        Assert.True(start >= 0 && end > start, $"markers not seen in {mine.Count} events of pid {pid}");
+        var window = mine.Skip(start + 1).Take(end - start - 1).ToList();
+
+        var expectedCounts = lines.Where(l => l.StartsWith("COUNT ")).Select(l => l.Split(' ')).ToDictionary(p => p[1], p => int.Parse(p[2], CultureInfo.InvariantCulture));
+        var tracedCounts = window.GroupBy(e => e.DisplayName).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(expectedCounts.OrderBy(kv => kv.Key), tracedCounts.OrderBy(kv => kv.Key));
+
+        // Call by call: the name, the decoded path (or the fd) and the return value the program itself got.
+        var calls = lines.Where(l => l.StartsWith("CALL ")).Select(l => l.Split(' ')).ToList();
+        Assert.Equal(calls.Count, window.Count);
+        for (int i = 0; i < calls.Count; i++)
+        {
+            var (name, arg, ret) = (calls[i][1], calls[i][2], long.Parse(calls[i][3], CultureInfo.InvariantCulture));
+            var e = window[i];
+            Assert.Equal(name, e.Name);
+            Assert.Equal(ret, e.Return);
+            Assert.Equal(pid, e.Task!.Tgid);
+            switch (name)
+            {
+                case "openat" or "newfstatat":
+                    Assert.Equal(arg, e.Arguments[1].Path);
+                    break;
+                case "read" or "close":
+                    Assert.Equal(arg, e.Arguments[0].Text);
+                    break;
+                case "connect":
+                    Assert.Equal($"{{sa_family=AF_UNIX, sun_path=\"{arg}\"}}", e.Arguments[1].Text);
+                    break;
+            }
+        }
+        Assert.Equal("-1 ENOENT", window[0].ReturnText);
+    }
+
+    [Fact]
+    public void Exec_with_known_argv_appears_with_path_argv_pid_and_parent_also_when_forked_from_a_thread()
+    {
+        var (output, events, _, tasks) = TraceWhile("/bin/sysseq exec", calls: ProcessTracker.Wants);
+        var lines = Lines(output);
+        int parent = int.Parse(lines.Single(l => l.StartsWith("PARENT ")).Split(' ')[1], CultureInfo.InvariantCulture);
+        var children = lines.Where(l => l.StartsWith("CHILD ")).Select(l => l.Split(' ')).ToDictionary(p => p[2], p => int.Parse(p[1], CultureInfo.InvariantCulture));
+        var execed = lines.Where(l => l.StartsWith("EXECED ")).Select(l => l.Split(' ')).ToDictionary(p => int.Parse(p[1], CultureInfo.InvariantCulture), p => int.Parse(p[2], CultureInfo.InvariantCulture));
+        Assert.Equal(2, children.Count);
+
+        var tracker = new ProcessTracker(1000, tasks);
+        var processEvents = events.OrderBy(e => e.Timestamp).Select(tracker.Observe).OfType<ProcessEvent>().ToList();
+        foreach (var (tag, pid) in children)
+        {
+            var exec = Assert.Single(processEvents, p => p.Kind == ProcessEventKind.Exec && p.Pid == pid);
+            Assert.Equal("/bin/sysseq", exec.Path);
+            Assert.Equal(["sysseq", "child", tag, "alpha beta"], exec.Argv);
+            Assert.Equal(parent, exec.ParentPid);
+            Assert.Equal(execed[pid], exec.ParentPid);   // what the child itself saw as getppid()
+            Assert.Equal(0u, exec.Uid);
+            Assert.Equal("sysseq", exec.Comm);
+            var fork = Assert.Single(processEvents, p => p.Kind == ProcessEventKind.Fork && p.Pid == pid);
+            Assert.Equal(parent, fork.ParentPid);
+            var exit = Assert.Single(processEvents, p => p.Kind == ProcessEventKind.Exit && p.Pid == pid);
+            Assert.Equal(7, exit.ExitCode);
+        }
+        Assert.DoesNotContain(tracker.Tree.Keys, k => children.ContainsValue(k));   // exited children left the tree
+    }
+
+    [Fact]
+    public void A_code_page_changed_in_a_running_process_is_caught_at_its_next_syscall()
+    {
+        // The program's entry point (_start, static non-PIE) ran at exec, so its page is resident.
+        string sysseq = Path.Combine(GuestImage.Directory(), "rootfs", "bin", "sysseq");
+        ulong entry = BitConverter.ToUInt64(File.ReadAllBytes(sysseq), 0x18);
+        string db = Path.Combine(guest.Guest.WorkDirectory, $"trace-{Guid.NewGuid():n}.db");
+        using var store = Periscope.Integrity.Baselines.BaselineStore.Open(db);
+        using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
+        var tracer = new SyscallTracer(ring, guest.Live.Kernel, guest.Live.Limits);
+        using var measurer = new Periscope.Events.Measurement.ExecCodeMeasurer(guest.Live.Kernel, store, guest.Live.Limits);
+        var tracker = new ProcessTracker(1000, tracer.Tasks);
+        var findings = new List<Periscope.Events.Measurement.CodePageFinding>();
+        int execs = 0;
+        bool stop = false;
+        var reader = new Thread(() => tracer.Run(e =>
+        {
+            var p = ProcessTracker.Wants(e.Name) ? tracker.Observe(e) : null;
+            var found = p is { Kind: ProcessEventKind.Exec } && e.ExitTask is { } started && started.Comm == "sysseq"
+                ? measurer.OnExec(started, e.Timestamp) : measurer.OnSyscall(e);
+            if (p is { Kind: ProcessEventKind.Exec, Comm: "sysseq" }) Interlocked.Increment(ref execs);
+            lock (findings) findings.AddRange(found);
+        }, () => Volatile.Read(ref stop), CancellationToken.None));
+        reader.Start();
+        int pid = 0;
+        try
+        {
+            var (code, started) = guest.Run("/bin/sysseq tick > /dev/null 2>&1 & echo $!");
+            Assert.Equal(0, code);
+            pid = int.Parse(started.Trim(), CultureInfo.InvariantCulture);
+            WaitFor(() => Volatile.Read(ref execs) > 0 && measurer.Counts.Measured > 0, "the exec to be measured");
+            Assert.Empty(findings);
+            var (mapsCode, maps) = guest.Run($"grep ' r-xp ' /proc/{pid}/maps");
+            Assert.Equal(0, mapsCode);
+            var text = maps.Trim().Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var range = text[0].Split('-');
+            ulong start = ulong.Parse(range[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            ulong fileOffset = ulong.Parse(text[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            var (tamperCode, tamper) = guest.Run($"(grep -q '^periscope_tamper ' /proc/modules || insmod /lib/modules/periscope_tamper.ko) && echo usercode {pid} 0x{entry:x} > /proc/periscope_tamper && cat /proc/periscope_tamper");
+            Assert.True(tamperCode == 0, tamper);
+            Assert.Contains($"usercode {pid} addr=0x{entry:x}", tamper);
+            WaitFor(() => { lock (findings) return findings.Count > 0; }, "the changed page to be found");
+            var finding = Assert.Single(findings);
+            Assert.Equal(pid, finding.Pid);
+            Assert.Equal("/bin/sysseq", finding.File);
+            Assert.Equal(entry & ~0xfffUL, finding.VirtualAddress);
+            Assert.Equal(fileOffset + ((entry & ~0xfffUL) - start), finding.FileOffset);
+            log.WriteLine($"{finding.File}+0x{finding.FileOffset:x}; {measurer.Counts}");
+        }
+        finally
+        {
+            Volatile.Write(ref stop, true);
+            reader.Join();
+            if (pid > 0) guest.Run($"echo restore > /proc/periscope_tamper; kill {pid}");
+        }
+    }
+
+    private static void WaitFor(Func<bool> condition, string what)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (sw.Elapsed > TimeSpan.FromSeconds(60)) Assert.Fail($"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    [Fact]
+    public void A_consumer_that_stops_reading_sees_drops_as_gaps_and_the_guest_runs_on()
+    {
+        using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
+        var tracer = new SyscallTracer(ring, guest.Live.Kernel, guest.Live.Limits);
+        ulong calls = ring.Capacity * 2;
+        // Not reading while the guest makes twice the ring's capacity in syscalls: the guest must finish anyway.
+        var (code, output) = guest.Run($"/bin/sysseq loop {calls}");
+        Assert.Equal(0, code);
+        Assert.StartsWith($"LOOP {calls} ", output.Trim());
+        var full = tracer.Totals;
+        Assert.True(full.Ring.Dropped >= calls, $"dropped {full.Ring.Dropped}, expected at least {calls} of {2 * calls} events");
+        // Reading again: the records kept are delivered, and the first one after the loss shows the gap.
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            tracer.DrainOnce(_ => { });
+            if (tracer.Totals.Ring.Gaps > 0) break;
+            Thread.Sleep(10);
+        }
+        tracer.DrainOnce(_ => { });
+        var after = tracer.Totals;
+        log.WriteLine(after.ToString());
+        Assert.True(after.Ring.Gaps > 0, "no gap seen after the loss");
+        Assert.Equal(after.Ring.Dropped, after.Ring.Gaps);
+        // The guest runs on while we read the counters: at most what it made since the last drain is still in flight.
+        Assert.InRange((long)after.Ring.Produced - (long)(after.Ring.Delivered + after.Ring.Dropped), 0, (long)ring.Capacity);
+    }
+}
