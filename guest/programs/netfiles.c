@@ -1,4 +1,4 @@
-/* netfiles: known open files, pipes, an eventfd and sockets for Periscope's lsof and sockets tests (guest/start.d/50-views.sh).
+/* netfiles: known open files, pipes, an eventfd and sockets for Periscope's lsof and sockets tests (guest/start.d/51-filenet.sh).
  * Opens /bin/busybox and seeks to 4242, a pipe, an eventfd, a TCP listener on 127.0.0.1:7001 with one connected client
  * (an established pair), a TCP6 listener on [::1]:7002, a UDP socket on 127.0.0.1:7003, a UDP6 one on [::1]:7004, a unix
  * stream listener at /tmp/periscope-views.sock with one connected pair, and a NETLINK_ROUTE socket; then prints
