@@ -162,6 +162,7 @@ public sealed class LinuxKernel
         _tasks = null;
         _modules = null;
         _idleTasks = null;
+        _paths.Forget();
         KernelSpace.FlushCache();
     }
 

@@ -149,6 +149,11 @@ public sealed record IntrospectionLimits
     /// <summary>Largest offsets-cache entry read (a Debian 6.1 entry is ~10 KiB).</summary>
     public int MaxOffsetsCacheBytes { get; init; } = 1 << 20;
 
+    // Cost of big guests (issue 9): what one attach may remember instead of reading it again
+    /// <summary>File paths remembered per (vfsmount, dentry) by one kernel model: thousands of processes map the same few
+    /// files, and each VMA's path was a dentry walk of its own. Beyond this many, paths are resolved without remembering.</summary>
+    public int MaxRememberedPaths { get; init; } = 65_536;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -221,6 +226,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxInferenceAddressSpaces), MaxInferenceAddressSpaces, Counts);
         Check(nameof(MaxInferenceSteps), MaxInferenceSteps, 1L << 40);
         Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
+        // Cost of big guests (issue 9)
+        Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
         return this;
     }
 
