@@ -175,6 +175,8 @@ public sealed class LinuxKernel
         var log = new DiscoveryLog();
         var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = options.Discovery }, limits, log);
 
+        // From a dump file not in the page cache, the image is read in a few large requests rather than page by page.
+        (memory as IPrefetchableMemory)?.Prefetch(layout.TextPa, (ulong)limits.KernelImagePrefetchBytes);
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();
         KallsymsResult? found;

@@ -153,6 +153,9 @@ public sealed record IntrospectionLimits
     /// <summary>File paths remembered per (vfsmount, dentry) by one kernel model: thousands of processes map the same few
     /// files, and each VMA's path was a dentry walk of its own. Beyond this many, paths are resolved without remembering.</summary>
     public int MaxRememberedPaths { get; init; } = 65_536;
+    /// <summary>Bytes of the kernel image, from _text, read ahead from a dump file in bulk at attach (kallsyms and BTF
+    /// live there): the mapping itself reads no more than each page touched.</summary>
+    public int KernelImagePrefetchBytes { get; init; } = 32 << 20;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -228,6 +231,7 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
         // Cost of big guests (issue 9)
         Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
+        Check(nameof(KernelImagePrefetchBytes), KernelImagePrefetchBytes, int.MaxValue);
         return this;
     }
 
