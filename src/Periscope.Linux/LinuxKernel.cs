@@ -179,6 +179,7 @@ public sealed class LinuxKernel
         _tasks = null;
         _modules = null;
         _idleTasks = null;
+        _paths.Forget();
         KernelSpace.FlushCache();
     }
 
@@ -193,6 +194,8 @@ public sealed class LinuxKernel
         if (layout.Mode.Is32Bit())
             throw UnsupportedKernelException.ThirtyTwoBit(layout, Kernel32Locator.DecodeKallsyms(memory, layout, limits, new List<string>()));
 
+        // From a dump file not in the page cache, the image is read in a few large requests rather than page by page.
+        (memory as IPrefetchableMemory)?.Prefetch(layout.TextPa, (ulong)limits.KernelImagePrefetchBytes);
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();
         KallsymsResult? found;

@@ -232,6 +232,13 @@ public sealed record IntrospectionLimits
     public int MaxKernelStackBytes { get; init; } = 64 << 10;
     /// <summary>Tasks remembered by the tracer (syscalls in flight, process tree) before the oldest are forgotten.</summary>
     public int MaxTracedTasks { get; init; } = 65_536;
+    // Cost of big guests (issue 9): what one attach may remember instead of reading it again
+    /// <summary>File paths remembered per (vfsmount, dentry) by one kernel model: thousands of processes map the same few
+    /// files, and each VMA's path was a dentry walk of its own. Beyond this many, paths are resolved without remembering.</summary>
+    public int MaxRememberedPaths { get; init; } = 65_536;
+    /// <summary>Bytes of the kernel image, from _text, read ahead from a dump file in bulk at attach (kallsyms and BTF
+    /// live there): the mapping itself reads no more than each page touched.</summary>
+    public int KernelImagePrefetchBytes { get; init; } = 32 << 20;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -346,6 +353,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxTraceArgvBytes), MaxTraceArgvBytes, 1 << 24);
         Check(nameof(MaxKernelStackBytes), MaxKernelStackBytes, 1 << 24);
         Check(nameof(MaxTracedTasks), MaxTracedTasks, Counts);
+        // Cost of big guests (issue 9)
+        Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
+        Check(nameof(KernelImagePrefetchBytes), KernelImagePrefetchBytes, int.MaxValue);
         return this;
     }
 

@@ -9,7 +9,7 @@ namespace Periscope.Memory;
 /// Guest physical memory backed by one file mapped read-only (dump or live QEMU RAM file), described by a list of
 /// segments produced by a format parser. The mapping is never writable.
 /// </summary>
-public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAllocatedPhysicalMemory, IDisposable
+public sealed unsafe partial class MappedPhysicalMemory : IDirectPhysicalMemory, IAllocatedPhysicalMemory, IPrefetchableMemory, IDisposable
 {
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
@@ -57,6 +57,11 @@ public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAlloca
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _base = p + _view.PointerOffset;
+        // No read-around on a page fault: a command reads scattered structures out of a dump of many GiB, and each miss
+        // read the device's whole read-ahead window around it (8 MiB on this machine's disk: a cold `ps` of a 4 GiB dump
+        // read 377 MB of it for 48 misses). What is read in bulk (the kernel image) is asked for with Prefetch instead.
+        // Advice only: an error leaves the default behaviour.
+        _ = Madvise(p, (nuint)(_view.PointerOffset + (long)_fileLength), MadviseRandom);
         Map = new PhysicalMemoryMap(_segments.Select(s => new PhysicalRange(s.PhysicalStart, s.Length, s.Kind)));
     }
 
@@ -135,6 +140,22 @@ public sealed unsafe class MappedPhysicalMemory : IDirectPhysicalMemory, IAlloca
     }
 
     public int Read(ulong address, Span<byte> buffer) => this.ReadThroughPointers(address, buffer);
+
+    private const int MadviseRandom = 1, MadviseWillNeed = 3, PageBytes = 4096;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
+
+    /// <summary>Starts reading [address, address + length) of guest physical memory from the file in large requests
+    /// (MADV_WILLNEED), clipped to the segment holding <paramref name="address"/>.</summary>
+    public void Prefetch(ulong address, ulong length)
+    {
+        byte* p = GetPointer(address, out ulong available);
+        if (p == null || length == 0 || Volatile.Read(ref _disposed) != 0) return;
+        ulong from = (ulong)p & ~(ulong)(PageBytes - 1);
+        ulong to = (ulong)p + Math.Min(length, available);
+        _ = Madvise((void*)from, (nuint)(to - from), MadviseWillNeed);
+    }
 
     public void Dispose()
     {

@@ -13,7 +13,9 @@ public sealed partial class AddressSpace : IVirtualMemory
     private readonly IPhysicalMemory _memory;
     private readonly MappedPhysicalMemory? _mapped;
     private readonly ulong _ramEnd;
-    private readonly TranslationCache _cache = new();
+    // Allocated on the first translation it would hold: a sweep opens one address space per process (2,000 on a big
+    // guest) and most of them only walk tables, so an eager 28 KiB cache each was most of the sweep's allocations.
+    private TranslationCache? _cache;
 
     public AddressSpace(IPhysicalMemory memory, ulong rootPhysicalAddress, PagingMode mode)
     {
@@ -29,7 +31,7 @@ public sealed partial class AddressSpace : IVirtualMemory
     public PagingMode Mode { get; }
     int IVirtualMemory.PointerSize => Mode.PointerSize();
 
-    public void FlushCache() => _cache.Clear();
+    public void FlushCache() => _cache?.Clear();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool ReadEntry(ulong address, out ulong value) =>
@@ -38,7 +40,7 @@ public sealed partial class AddressSpace : IVirtualMemory
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryTranslate(ulong va, out ulong pa)
     {
-        if (_cache.TryLookup(va, out pa, out _, out _)) return true;
+        if (_cache is { } cache && cache.TryLookup(va, out pa, out _, out _)) return true;
         bool ok = TranslateWithoutCache(va, out var t);
         pa = t.PhysicalAddress;
         return ok;
@@ -46,7 +48,7 @@ public sealed partial class AddressSpace : IVirtualMemory
 
     public bool TryTranslate(ulong va, out Translation translation)
     {
-        if (_cache.TryLookup(va, out ulong pa, out ulong size, out PageFlags flags))
+        if (_cache is { } cache && cache.TryLookup(va, out ulong pa, out ulong size, out PageFlags flags))
         {
             translation = new Translation(pa, size, flags);
             return true;
@@ -79,7 +81,7 @@ public sealed partial class AddressSpace : IVirtualMemory
                 ulong pa = frameBase | (va & (size - 1));
                 var flags = (writable ? PageFlags.Writable : 0) | (user ? PageFlags.User : 0) | (nx ? 0 : PageFlags.Executable);
                 translation = new Translation(pa, size, flags);
-                _cache.Insert(va, translation);
+                (_cache ??= new TranslationCache()).Insert(va, translation);
                 return true;
             }
             table = e & PageTableEntry.AddressMask;
@@ -185,7 +187,10 @@ public sealed partial class AddressSpace : IVirtualMemory
             if (depth == 0 && i >= 256)
                 va |= Mode == PagingMode.FiveLevel ? 0xfe00000000000000UL : 0xffff000000000000UL; // sign-extend the kernel half
             ulong last = va + (span - 1);
-            if (last < start || va >= end) continue;
+            // Entries ascend in address: past the end, the rest of this table is too (a per-VMA walk touches only the
+            // entries over the VMA, not all 512 of every table on its path).
+            if (va >= end) { next[depth] = 512; continue; }
+            if (last < start) continue;
             if (!ReadEntry(table[depth] + i * 8, out ulong e) || (e & PageTableEntry.Present) == 0) continue;
             bool w = writable[depth] && (e & PageTableEntry.Writable) != 0;
             bool u = user[depth] && (e & PageTableEntry.User) != 0;
@@ -203,7 +208,8 @@ public sealed partial class AddressSpace : IVirtualMemory
             budget--; // tables count too: hostile tables may hold no leaves at all
             depth++;
             table[depth] = child;
-            next[depth] = 0;
+            // Below the top level va = base + index * span (no sign extension): start at the entry holding `start`.
+            next[depth] = start > va ? Math.Min(512, (start - va) >> (shift - 9)) : 0;
             vaBase[depth] = va;
             writable[depth] = w;
             user[depth] = u;

@@ -40,7 +40,7 @@ public enum BaselineOpenMode
 /// </summary>
 public sealed class BaselineStore : IDisposable
 {
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private const int SqliteTooBig = 18, SqliteLimitLength = 0, SqliteLimitSqlLength = 1;
     private const int DbConfigEnableTrigger = 1003, DbConfigDefensive = 1010, DbConfigEnableView = 1015, DbConfigTrustedSchema = 1017;
@@ -80,6 +80,11 @@ public sealed class BaselineStore : IDisposable
             """),
         // The judge's evidence (allow-lists, module extents and symbols) as one compressed blob per baseline: EvidenceStore.
         new(2, "table", "evidence", "CREATE TABLE evidence(baseline_id INTEGER PRIMARY KEY REFERENCES baselines(id) ON DELETE CASCADE, blob BLOB NOT NULL)"),
+        // Page contents in compressed blocks of consecutive pages (ContentBlocks); from version 3 pages.content stays NULL.
+        new(3, "table", "content_blocks", """
+            CREATE TABLE content_blocks(region_id INTEGER NOT NULL REFERENCES regions(id) ON DELETE CASCADE, first_idx INTEGER NOT NULL,
+                data BLOB NOT NULL, PRIMARY KEY(region_id, first_idx))
+            """),
     ];
 
     private static readonly Dictionary<string, RegionKind> RegionKinds = Enum.GetValues<RegionKind>().ToDictionary(k => k.ToString(), StringComparer.Ordinal);
@@ -250,8 +255,11 @@ public sealed class BaselineStore : IDisposable
 
     /// <summary>Saves a baseline, unless the newest one for this kernel and layout holds identical measurements:
     /// then that one is kept and returned (a second `baseline create` of an unchanged guest adds nothing).</summary>
-    public SavedBaseline Save(string buildId, string banner, ulong textVa, string target, IReadOnlyList<RegionMeasurement> regions) => Guard(() =>
+    /// <param name="contents">The regions' page contents, compressed by <see cref="ContentBlocks.Compress"/> from these
+    /// same <paramref name="regions"/> (a caller compresses while it does other work); compressed here when null.</param>
+    public SavedBaseline Save(string buildId, string banner, ulong textVa, string target, IReadOnlyList<RegionMeasurement> regions, ContentBlocks? contents = null) => Guard(() =>
     {
+        if (contents is not null && !ReferenceEquals(contents.Source, regions)) throw new ArgumentException("content blocks of other measurements", nameof(contents));
         if (LatestInfo(buildId, textVa) is { } latest && StoredDigest(latest.Id).AsSpan().SequenceEqual(Digest(regions)))
             return new SavedBaseline(latest.Id, AlreadyStored: true);
         using var tx = _db.BeginTransaction();
@@ -260,15 +268,14 @@ public sealed class BaselineStore : IDisposable
         Exec("INSERT INTO baselines(kernel_id, text_va, created, target) VALUES($k, $t, $c, $g)",
             ("$k", kernelId), ("$t", unchecked((long)textVa)), ("$c", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture)), ("$g", target));
         long baselineId = (long)Scalar("SELECT last_insert_rowid()")!;
-        // Compression on all cores up front: one Brotli call per page was most of the time of a first baseline.
-        var allPages = regions.SelectMany(rm => rm.Pages).ToArray();
-        var compressed = new byte[]?[allPages.Length];
-        Parallel.For(0, allPages.Length, i => compressed[i] = allPages[i].Content is { } c ? Compress(c) : null);
-        int pageNumber = 0;
+        contents ??= ContentBlocks.Compress(regions);
+        var blocksOf = contents.Blocks.ToLookup(b => b.Region);
         using var regionCmd = Command("INSERT INTO regions(baseline_id, name, kind, owner, start, length) VALUES($b, $n, $k, $o, $s, $l)");
-        using var pageCmd = Command("INSERT INTO pages(region_id, idx, va, pa, length, xxh3, sha256, content) VALUES($r, $i, $v, $p, $l, $x, $h, $c)");
-        foreach (var rm in regions)
+        using var pageCmd = Command("INSERT INTO pages(region_id, idx, va, pa, length, xxh3, sha256, content) VALUES($r, $i, $v, $p, $l, $x, $h, NULL)");
+        using var blockCmd = Command("INSERT INTO content_blocks(region_id, first_idx, data) VALUES($r, $f, $d)");
+        for (int regionNumber = 0; regionNumber < regions.Count; regionNumber++)
         {
+            var rm = regions[regionNumber];
             var r = rm.Region;
             Bind(regionCmd, ("$b", baselineId), ("$n", r.Name), ("$k", r.Kind.ToString()), ("$o", (object?)r.Owner ?? DBNull.Value),
                 ("$s", unchecked((long)r.Start)), ("$l", unchecked((long)r.Length)));
@@ -278,9 +285,13 @@ public sealed class BaselineStore : IDisposable
             {
                 Bind(pageCmd, ("$r", regionId), ("$i", p.Index), ("$v", unchecked((long)p.VirtualAddress)),
                     ("$p", p.PhysicalAddress is { } pa ? unchecked((long)pa) : DBNull.Value), ("$l", p.Length),
-                    ("$x", unchecked((long)p.XxHash3)), ("$h", (object?)p.Sha256 ?? DBNull.Value),
-                    ("$c", (object?)compressed[pageNumber++] ?? DBNull.Value));
+                    ("$x", unchecked((long)p.XxHash3)), ("$h", (object?)p.Sha256 ?? DBNull.Value));
                 pageCmd.ExecuteNonQuery();
+            }
+            foreach (var block in blocksOf[regionNumber])
+            {
+                Bind(blockCmd, ("$r", regionId), ("$f", block.FirstIndex), ("$d", block.Data));
+                blockCmd.ExecuteNonQuery();
             }
         }
         tx.Commit();
@@ -500,16 +511,52 @@ public sealed class BaselineStore : IDisposable
                 : new PageMeasurement((int)idx, va, pa, (int)length, xxh3, sha, content));
             if (pages.Count > _limits.MaxBaselinePages) throw Corrupt($"more than {_limits.MaxBaselinePages} pages in one region (the limit)", "pages", row);
         }
+        if (withContent) AttachBlocks(regionId, pages, lazyContent);
         return pages;
     }
 
-    private static byte[] Compress(byte[] data)
+    /// <summary>Gives the present pages of each stored content block (schema version 3) a loader that decompresses the
+    /// block on first use; the block must decompress to exactly the summed lengths of those pages. Only the block keys
+    /// are read here: a verify that finds nothing changed reads no content at all.</summary>
+    private void AttachBlocks(long regionId, List<PageMeasurement> pages, bool lazyContent)
     {
-        var output = new byte[BrotliEncoder.GetMaxCompressedLength(data.Length)];
-        // Quality 0: the same Brotli format (any decoder reads it), pages ~8 % larger than at quality 1, and each call
-        // markedly cheaper; a first baseline compresses thousands of 4 KiB pages one call each.
-        if (!BrotliEncoder.TryCompress(data, output, out int written, quality: 0, window: 22)) throw new InvalidOperationException("Brotli compression failed");
-        return output[..written];
+        using var bc = Command("SELECT rowid, first_idx FROM content_blocks WHERE region_id=$r ORDER BY first_idx");
+        Bind(bc, ("$r", regionId));
+        var byIndex = new Dictionary<int, int>(pages.Count);
+        for (int i = 0; i < pages.Count; i++) byIndex[pages[i].Index] = i;
+        using var rd = bc.ExecuteReader();
+        while (rd.Read())
+        {
+            long row = Int64(rd, 0, "content_blocks", 0);
+            long first = Int64(rd, 1, "content_blocks", row, "first_idx");
+            if (first < 0 || first >= _limits.MaxBaselinePages || first % ContentBlocks.PagesPerBlock != 0)
+                throw Corrupt($"first_idx {first} is not a multiple of {ContentBlocks.PagesPerBlock} in 0..{_limits.MaxBaselinePages - 1}", "content_blocks", row);
+            var members = new List<int>(ContentBlocks.PagesPerBlock);
+            for (int idx = (int)first; idx < first + ContentBlocks.PagesPerBlock; idx++)
+                if (byIndex.TryGetValue(idx, out int at) && pages[at].Present && pages[at].ContentIfLoaded is null && !pages[at].ContentPending) members.Add(at);
+            if (members.Count == 0) throw Corrupt($"block at idx {first} holds no present page of its region", "content_blocks", row);
+            int total = members.Sum(m => pages[m].Length);
+            byte[]? block = null;
+            byte[] Block() => block ??= Guard(() =>
+            {
+                using var dc = Command("SELECT data FROM content_blocks WHERE rowid=$id");
+                Bind(dc, ("$id", row));
+                using var drd = dc.ExecuteReader();
+                if (!drd.Read()) throw Corrupt($"block at idx {first} disappeared", "content_blocks", row);
+                return ContentBlocks.Decompress(Blob(drd, 0, "content_blocks", "data", row), total)
+                    ?? throw Corrupt($"block at idx {first} does not decompress to the {total} bytes of its {members.Count} present pages", "content_blocks", row);
+            });
+            int offset = 0;
+            foreach (int m in members)
+            {
+                var p = pages[m];
+                int from = offset, length = p.Length;
+                pages[m] = PageMeasurement.WithLazyContent(p.Index, p.VirtualAddress, p.PhysicalAddress, p.Length, p.XxHash3, p.Sha256, () => Block().AsSpan(from, length).ToArray());
+                offset += length;
+            }
+        }
+        if (!lazyContent)
+            foreach (var p in pages) _ = p.Content; // decompresses and checks every block now
     }
 
     /// <summary>The decompressed page, or null unless it is exactly <paramref name="length"/> bytes.</summary>

@@ -26,11 +26,20 @@ public sealed class EvidenceIndex
         foreach (var j in snapshot.JumpEntries) _jumps.TryAdd(j.Code, j.Target);
         _staticCalls = [.. snapshot.StaticCallSites];
         _ftraceSites = [.. snapshot.FtraceSites];
-        _symbols = [.. snapshot.Symbols.OrderBy(s => s.Address)];
+        _symbols = [.. snapshot.Symbols];
+        // Collected symbols arrive in address order (kallsyms, then each module's): sort only when they do not, stably.
+        if (!IsSorted(_symbols)) _symbols = [.. snapshot.Symbols.OrderBy(s => s.Address)];
         foreach (var s in _symbols) _symbolStarts.Add(s.Address);
     }
 
     public EvidenceSnapshot Snapshot { get; }
+
+    private static bool IsSorted(CodeSymbol[] symbols)
+    {
+        for (int i = 1; i < symbols.Length; i++)
+            if (symbols[i].Address < symbols[i - 1].Address) return false;
+        return true;
+    }
 
     public bool InKernelText(ulong va) => va >= Snapshot.KernelTextStart && va < Snapshot.KernelTextEnd;
 

@@ -115,6 +115,7 @@ public static class ProcessCodeMeasurer
         var measuredOnce = new Dictionary<(int File, ulong Offset, ulong Physical), int>();
         long notResident = 0, bytes = 0, pagesLeft = limits.MaxProcessCodePagesPerPass;
         var buffer = new byte[PageBytes];
+        var resident = new List<(ulong Va, ulong Pa)>(); // one list for every mapping: 500,000 pages, not a list each
         var offset = new byte[8];
         using var ownHasher = hasher is null ? new CodePageHasher() : null;
         hasher ??= ownHasher!;
@@ -149,7 +150,7 @@ public static class ProcessCodeMeasurer
                 {
                     // Content identity of the whole mapping: resident pages with their offsets, in order.
                     using var content = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                    foreach (var (va, pa) in ResidentPages(space, vma.Start, end, ref pagesLeft))
+                    foreach (var (va, pa) in ResidentPages(space, vma.Start, end, ref pagesLeft, resident))
                     {
                         if (!TryRead(space.Physical, pa, buffer, out var data)) continue;
                         BinaryPrimitives.WriteUInt64LittleEndian(offset, va - vma.Start);
@@ -163,7 +164,7 @@ public static class ProcessCodeMeasurer
                     continue;
                 }
                 if (!fileIds.TryGetValue(vma.Path, out int fileId)) fileIds.Add(vma.Path, fileId = fileIds.Count);
-                foreach (var (va, pa) in ResidentPages(space, vma.Start, end, ref pagesLeft))
+                foreach (var (va, pa) in ResidentPages(space, vma.Start, end, ref pagesLeft, resident))
                 {
                     ulong fileOffset = vma.Offset + (va - vma.Start);
                     if (!measuredOnce.TryGetValue((fileId, fileOffset, pa), out int page))
@@ -191,9 +192,9 @@ public static class ProcessCodeMeasurer
     }
 
     /// <summary>Present 4 KiB pages of [start, end) from the page tables, at most <paramref name="pagesLeft"/> of them.</summary>
-    private static List<(ulong Va, ulong Pa)> ResidentPages(AddressSpace space, ulong start, ulong end, ref long pagesLeft)
+    private static List<(ulong Va, ulong Pa)> ResidentPages(AddressSpace space, ulong start, ulong end, ref long pagesLeft, List<(ulong Va, ulong Pa)> pages)
     {
-        var pages = new List<(ulong, ulong)>();
+        pages.Clear();
         // Tables count against the walk's own budget too, so hostile tables holding no leaves are bounded as well.
         foreach (var range in space.EnumerateMappings(start, end, maxLeaves: pagesLeft + 1024))
         {

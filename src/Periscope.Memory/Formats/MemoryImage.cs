@@ -6,7 +6,7 @@ namespace Periscope.Memory.Formats;
 public enum MemoryImageFormat { ElfCore, Lime, Raw }
 
 /// <summary>An opened memory image: its physical memory, CPU state if it carries any, and how it was recognised.</summary>
-public sealed class MemoryImage : IDirectPhysicalMemory, IAllocatedPhysicalMemory, ICpuStateSource, IDisposable
+public sealed class MemoryImage : IDirectPhysicalMemory, IAllocatedPhysicalMemory, IPrefetchableMemory, ICpuStateSource, IDisposable
 {
     private readonly MappedPhysicalMemory _memory;
 
@@ -90,6 +90,7 @@ public sealed class MemoryImage : IDirectPhysicalMemory, IAllocatedPhysicalMemor
     }
 
     public IEnumerable<PhysicalRange> AllocatedRam => _memory.AllocatedRam;
+    public void Prefetch(ulong address, ulong length) => _memory.Prefetch(address, length);
     public int Read(ulong address, Span<byte> buffer) => _memory.Read(address, buffer);
     public ReadOnlySpan<byte> GetSpan(ulong address, int length) => _memory.GetSpan(address, length);
     public unsafe byte* GetPointer(ulong address, out ulong available) => _memory.GetPointer(address, out available);

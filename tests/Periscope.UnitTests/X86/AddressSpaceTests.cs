@@ -104,6 +104,41 @@ public class AddressSpaceTests
         }
     }
 
+    /// <summary>A walk over a window starts at the window's entry in each table and stops at its end (issue 9: the
+    /// process-code sweep walks one window per executable mapping): every window, including ones that start and end
+    /// inside a table and ones in the kernel half, yields exactly the full enumeration's pages inside it.</summary>
+    [Theory]
+    [InlineData(PagingMode.FourLevel)]
+    [InlineData(PagingMode.FiveLevel)]
+    public void Windowed_walk_yields_exactly_the_pages_inside_the_window(PagingMode mode)
+    {
+        var b = new PageTableBuilder(new byte[MemSize], mode, 0x100000);
+        ulong kernel = mode.KernelHalfStart();
+        // Pages scattered over several tables at every level, low and high half, none physically contiguous.
+        ulong[] vas = [0x400000, 0x401000, 0x5ff000, 0x600000, 0x7f0000200000, 0x7f0000201000, 0x7fff_ffff_f000,
+            kernel + 0x1000, kernel + 0x40000000, kernel + 0x40003000, unchecked(0UL - 0x1000)];
+        for (int i = 0; i < vas.Length; i++) b.Map(vas[i], 0x400000 + (ulong)i * 0x2000, 4096, P | U);
+        var (f, image, space) = Open(b);
+        using (f) using (image)
+        {
+            var all = space.EnumerateMappings().SelectMany(Pages).ToList();
+            Assert.Equal(vas.Order(), all.Select(p => p.Va));
+            (ulong Start, ulong End)[] windows = [(0x400800, 0x5ff001), (0x401000, 0x401000), (0x5ff000, 0x600000), (0x7f0000201000, 0x7fffffffffff),
+                (0, 0x400000), (kernel, kernel + 0x40003000), (kernel + 0x40000fff, ulong.MaxValue), (0x600001, kernel)];
+            foreach (var (start, end) in windows)
+            {
+                var expected = all.Where(p => p.Va + 4095 >= start && p.Va < end).ToList();
+                var walked = space.EnumerateMappings(start, end).SelectMany(Pages).ToList();
+                Assert.Equal(expected, walked);
+            }
+        }
+
+        static IEnumerable<(ulong Va, ulong Pa)> Pages(MappedRange r)
+        {
+            for (ulong o = 0; o < r.Length; o += 4096) yield return (r.VirtualAddress + o, r.PhysicalAddress + o);
+        }
+    }
+
     [Fact]
     public void Hostile_self_referencing_tables_terminate()
     {
