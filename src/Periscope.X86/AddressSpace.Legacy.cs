@@ -92,7 +92,7 @@ public sealed partial class AddressSpace
         }
         var flags = (writable ? PageFlags.Writable : 0) | (user ? PageFlags.User : 0) | (nx ? 0 : PageFlags.Executable);
         translation = new Translation(pa, size, flags);
-        _cache.Insert(va, translation);
+        (_cache ??= new TranslationCache()).Insert(va, translation);
         return true;
     }
 
