@@ -95,6 +95,9 @@ static pid_t spawn(const char *tag)
 static void *thread_fork(void *arg)
 {
     *(pid_t *)arg = spawn("from-thread");
+    /* The tracer attributes a syscall to its task by reading that task's kernel stack after the event; a thread that
+     * is gone by then is counted as an unknown task (a known limit, see README). Stay alive meanwhile. */
+    sleep(2);
     return NULL;
 }
 
@@ -121,6 +124,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "exec") == 0) return run_exec();
     if (argc >= 2 && strcmp(argv[1], "child") == 0) {
         printf("EXECED %d %d\n", getpid(), getppid());
+        sleep(1);   /* alive while the tracer proves which stack is ours; exit_group is then attributed after we are gone */
         return 7;
     }
     if (argc >= 3 && strcmp(argv[1], "loop") == 0) {

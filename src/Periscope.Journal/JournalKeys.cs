@@ -113,17 +113,9 @@ internal static class KeyFile
     /// <summary>The file as ASCII text, read through the non-blocking regular-file open and capped before reading.</summary>
     public static string ReadPem(string path, IntrospectionLimits limits)
     {
-        using var handle = DumpFile.OpenRegular(path, out var info);
-        if (info.Length > (ulong)limits.MaxJournalKeyFileBytes)
-            throw new JournalFormatException($"{path}: {info.Length} bytes, more than the limit of {limits.MaxJournalKeyFileBytes} bytes for a key file");
-        var bytes = new byte[(int)info.Length];
-        int total = 0;
-        while (total < bytes.Length)
-        {
-            int n = RandomAccess.Read(handle, bytes.AsSpan(total), total);
-            if (n <= 0) break;
-            total += n;
-        }
+        byte[] bytes = DumpFile.ReadWholeIfAtMost(path, limits.MaxJournalKeyFileBytes, out ulong length)
+            ?? throw new JournalFormatException($"{path}: {length} bytes, more than the limit of {limits.MaxJournalKeyFileBytes} bytes for a key file");
+        int total = bytes.Length;
         int bad = bytes.AsSpan(0, total).IndexOfAnyExceptInRange((byte)0x09, (byte)0x7e);
         if (bad >= 0) throw new JournalFormatException($"{path}: at offset {bad}: byte 0x{bytes[bad]:x2} in what should be a PEM text key file");
         return Encoding.ASCII.GetString(bytes, 0, total);

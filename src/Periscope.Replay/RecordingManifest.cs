@@ -104,10 +104,9 @@ public sealed record RecordingManifest
         string path = Path.Combine(folder, FileName);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: no such recording folder");
         if (!File.Exists(path)) throw new RecordingFormatException(path, 0, "not a recording: manifest.json is missing");
-        long length = new FileInfo(path).Length;
-        if (length > limits.MaxRecordingManifestBytes)
-            throw new RecordingFormatException(path, 0, $"manifest is {length} bytes, more than the limit of {limits.MaxRecordingManifestBytes}");
-        byte[] bytes = File.ReadAllBytes(path);
+        // Opened as a regular file and capped on the open handle: a FIFO or a file swapped after a stat is not read.
+        byte[] bytes = Periscope.Memory.Files.DumpFile.ReadWholeIfAtMost(path, limits.MaxRecordingManifestBytes, out ulong length)
+            ?? throw new RecordingFormatException(path, 0, $"manifest is {length} bytes, more than the limit of {limits.MaxRecordingManifestBytes}");
         JsonObject root;
         try
         {

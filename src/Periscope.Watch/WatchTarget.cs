@@ -11,17 +11,9 @@ public sealed record WatchTarget(string Name, string RamFile, string QmpSocket)
     /// </summary>
     public static IReadOnlyList<WatchTarget> ParseConfig(string path, IntrospectionLimits limits)
     {
-        using var handle = Periscope.Memory.Files.DumpFile.OpenRegular(path, out var info);
-        if (info.Length > (ulong)limits.MaxWatchConfigBytes)
-            throw new WatchConfigException($"{path}: {info.Length} bytes, more than the limit of {limits.MaxWatchConfigBytes} bytes for a watch config");
-        var bytes = new byte[(int)info.Length];
-        int total = 0;
-        while (total < bytes.Length)
-        {
-            int n = RandomAccess.Read(handle, bytes.AsSpan(total), total);
-            if (n <= 0) break;
-            total += n;
-        }
+        byte[] bytes = Periscope.Memory.Files.DumpFile.ReadWholeIfAtMost(path, limits.MaxWatchConfigBytes, out ulong length)
+            ?? throw new WatchConfigException($"{path}: {length} bytes, more than the limit of {limits.MaxWatchConfigBytes} bytes for a watch config");
+        int total = bytes.Length;
         string text;
         try { text = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes, 0, total); }
         catch (System.Text.DecoderFallbackException e) { throw new WatchConfigException($"{path}: at offset {e.Index}: not UTF-8 text"); }

@@ -26,6 +26,8 @@ public sealed class TaskResolver
     private readonly int _stackOffset;
     private readonly Dictionary<ulong, ulong> _taskByPtRegs = [];
     private readonly Dictionary<ulong, AddressSpace> _userSpaces = [];
+    private readonly Dictionary<ulong, TracedTask> _lastDescribed = [];
+    private ulong _describeFromHistory;
 
     private readonly int _ptRegsSize;
     private readonly int? _mmArgStart, _mmArgEnd;
@@ -71,7 +73,14 @@ public sealed class TaskResolver
             _taskByPtRegs[ptRegs] = candidate;
             return candidate;
         }
-        return _taskByPtRegs.TryGetValue(ptRegs, out ulong known) && OnStackOf(known, ptRegs) ? known : 0;
+        // A task that exited since the event has no stack left to check (it is freed at exit, e.g. right after
+        // exit_group). The plugin's `current`, read from CPU state at the event, is still believed when it is the task
+        // this same pt_regs slot was proven to belong to while it was alive.
+        if (!_taskByPtRegs.TryGetValue(ptRegs, out ulong known)) return 0;
+        if (OnStackOf(known, ptRegs)) return known;
+        if (recordedCurrent == 0 || known != recordedCurrent) return 0;
+        _describeFromHistory = known;   // its task_struct may be freed by now: describe it as it was last seen alive
+        return known;
     }
 
     /// <summary>
@@ -88,6 +97,23 @@ public sealed class TaskResolver
     }
 
     public TracedTask? Describe(ulong task)
+    {
+        if (_describeFromHistory == task && _lastDescribed.TryGetValue(task, out var seen))
+        {
+            _describeFromHistory = 0;
+            return seen;
+        }
+        _describeFromHistory = 0;
+        var described = DescribeNow(task);
+        if (described is not null)
+        {
+            if (_lastDescribed.Count >= _limits.MaxTracedTasks) _lastDescribed.Clear();
+            _lastDescribed[task] = described;
+        }
+        return described;
+    }
+
+    private TracedTask? DescribeNow(ulong task)
     {
         var t = _kernel.Offsets.Task;
         if (!TryI32(task + (ulong)t.Pid, out int pid) || !TryI32(task + (ulong)t.Tgid, out int tgid)) return null;

@@ -54,6 +54,27 @@ public static partial class DumpFile
         }
     }
 
+    /// <summary>
+    /// A whole small regular file (a key, a config, a manifest), opened as <see cref="OpenRegular"/> opens it and read
+    /// only when it holds at most <paramref name="maxBytes"/>; otherwise null, with its <paramref name="length"/>, so that
+    /// the caller names its own limit. Bytes past a file that shrank while read are not returned.
+    /// </summary>
+    public static byte[]? ReadWholeIfAtMost(string path, long maxBytes, out ulong length)
+    {
+        using var handle = OpenRegular(path, out var info);
+        length = info.Length;
+        if (info.Length > (ulong)maxBytes) return null;
+        var bytes = new byte[(int)info.Length];
+        int total = 0;
+        while (total < bytes.Length)
+        {
+            int n = RandomAccess.Read(handle, bytes.AsSpan(total), total);
+            if (n <= 0) break;
+            total += n;
+        }
+        return total == bytes.Length ? bytes : bytes[..total];
+    }
+
     /// <summary>The kind of object at <paramref name="path"/> (following symlinks), or null when it does not exist.</summary>
     public static DumpFileKind? KindOf(string path)
     {
