@@ -123,11 +123,11 @@ public sealed class SyscallTracer
     {
         var regs = record.Regs;
         if (regs.IsEmpty) { _unknownTask++; return; }
-        ulong taskAddress = _tasks.Resolve(record.Current, record.GsBase, record.PtRegs);
+        ulong taskAddress = _tasks.Resolve(record.Current, record.GsBase, record.PtRegs, out bool exited);
         if (record.Kind == RecordKind.SyscallEntry)
         {
             long nr = _regs.Number(regs);
-            TracedTask? task = taskAddress == 0 ? null : _tasks.Describe(taskAddress);
+            TracedTask? task = taskAddress == 0 ? null : _tasks.Describe(taskAddress, exited);
             if (task is null) { _unknownTask++; return; }
             _filteredInFlight.Remove(record.PtRegs);
             if (!_calls(Names.Name(nr)) || !_filter(task))
@@ -157,7 +157,7 @@ public sealed class SyscallTracer
                 _unmatchedExits++;
                 return;
             }
-            TracedTask? now = taskAddress == 0 ? entry.Task : _tasks.Describe(taskAddress) ?? entry.Task;
+            TracedTask? now = taskAddress == 0 ? entry.Task : _tasks.Describe(taskAddress, exited) ?? entry.Task;
             _sink(entry with { Return = _regs.Return(regs), ExitTask = now });
         }
     }

@@ -73,6 +73,11 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
 {
     /// <summary>Runs <paramref name="command"/> in the guest while a tracer collects the events it accepts.</summary>
     private (string Output, List<SyscallEvent> Events, TraceTotals Totals, Periscope.Events.Tasks.TaskResolver Tasks) TraceWhile(string command, Func<string?, bool>? calls = null, Func<Periscope.Events.Tasks.TracedTask, bool>? filter = null)
+        => TraceWhile(command, calls, filter, live: null);
+
+    /// <param name="live">Called with each event as the reader delivers it, while the guest runs: what it reads from
+    /// guest memory (argv, exe) is read as `trace exec` reads it, not after the processes have gone.</param>
+    private (string Output, List<SyscallEvent> Events, TraceTotals Totals, Periscope.Events.Tasks.TaskResolver Tasks) TraceWhile(string command, Func<string?, bool>? calls, Func<Periscope.Events.Tasks.TracedTask, bool>? filter, Func<Periscope.Events.Tasks.TaskResolver, Action<SyscallEvent>>? live)
     {
         using var ring = TraceRingReader.Open(guest.Guest.TraceRingPath);
         Assert.Equal(PluginState.Armed, ring.State);
@@ -81,15 +86,16 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
         if (filter is not null) tracer.Filter = filter;
         var events = new List<SyscallEvent>();
         bool stop = false;
-        var reader = new Thread(() => tracer.Run(e => { lock (events) events.Add(e); }, () => Volatile.Read(ref stop), CancellationToken.None));
+        var observe = live?.Invoke(tracer.Tasks);
+        var reader = new Thread(() => tracer.Run(e => { lock (events) { events.Add(e); observe?.Invoke(e); } }, () => Volatile.Read(ref stop), CancellationToken.None));
         reader.Start();
         var (code, output) = guest.Run(command);
         Assert.True(code == 0, $"{command}: exit {code}: {output}");
         Thread.Sleep(1500);   // the reader polls every millisecond; let it catch up with the last records
         Volatile.Write(ref stop, true);
         reader.Join();
-        tracer.DrainOnce(e => events.Add(e));
-        events.AddRange(tracer.Unfinished);
+        tracer.DrainOnce(e => { events.Add(e); observe?.Invoke(e); });
+        foreach (var e in tracer.Unfinished) { events.Add(e); observe?.Invoke(e); }
         log.WriteLine($"{events.Count} events; {tracer.Totals}");
         return (output, events, tracer.Totals, tracer.Tasks);
     }
@@ -157,15 +163,19 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
     [Fact]
     public void Exec_with_known_argv_appears_with_path_argv_pid_and_parent_also_when_forked_from_a_thread()
     {
-        var (output, events, _, tasks) = TraceWhile("/bin/sysseq exec", calls: ProcessTracker.Wants);
+        ProcessTracker? tracker = null;
+        var processEvents = new List<ProcessEvent>();
+        var (output, _, _, _) = TraceWhile("/bin/sysseq exec", ProcessTracker.Wants, filter: null, live: tasks =>
+        {
+            tracker = new ProcessTracker(1000, tasks);
+            return e => { if (tracker.Observe(e) is { } pe) processEvents.Add(pe); };
+        });
         var lines = Lines(output);
         int parent = int.Parse(lines.Single(l => l.StartsWith("PARENT ")).Split(' ')[1], CultureInfo.InvariantCulture);
         var children = lines.Where(l => l.StartsWith("CHILD ")).Select(l => l.Split(' ')).ToDictionary(p => p[2], p => int.Parse(p[1], CultureInfo.InvariantCulture));
         var execed = lines.Where(l => l.StartsWith("EXECED ")).Select(l => l.Split(' ')).ToDictionary(p => int.Parse(p[1], CultureInfo.InvariantCulture), p => int.Parse(p[2], CultureInfo.InvariantCulture));
         Assert.Equal(2, children.Count);
 
-        var tracker = new ProcessTracker(1000, tasks);
-        var processEvents = events.OrderBy(e => e.Timestamp).Select(tracker.Observe).OfType<ProcessEvent>().ToList();
         foreach (var (tag, pid) in children)
         {
             var exec = Assert.Single(processEvents, p => p.Kind == ProcessEventKind.Exec && p.Pid == pid);
@@ -180,7 +190,7 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
             var exit = Assert.Single(processEvents, p => p.Kind == ProcessEventKind.Exit && p.Pid == pid);
             Assert.Equal(7, exit.ExitCode);
         }
-        Assert.DoesNotContain(tracker.Tree.Keys, k => children.ContainsValue(k));   // exited children left the tree
+        Assert.DoesNotContain(tracker!.Tree.Keys, k => children.ContainsValue(k));   // exited children left the tree
     }
 
     [Fact]

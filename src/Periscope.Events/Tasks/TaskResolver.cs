@@ -27,7 +27,6 @@ public sealed class TaskResolver
     private readonly Dictionary<ulong, ulong> _taskByPtRegs = [];
     private readonly Dictionary<ulong, AddressSpace> _userSpaces = [];
     private readonly Dictionary<ulong, TracedTask> _lastDescribed = [];
-    private ulong _describeFromHistory;
 
     private readonly int _ptRegsSize;
     private readonly int? _mmArgStart, _mmArgEnd;
@@ -63,8 +62,13 @@ public sealed class TaskResolver
 
     /// <summary>The task whose kernel stack holds <paramref name="ptRegs"/>: the plugin's `current` if given, else the
     /// vCPU's current task now; 0 when neither is that task (it was switched out before we looked).</summary>
-    public ulong Resolve(ulong recordedCurrent, ulong gsBase, ulong ptRegs)
+    public ulong Resolve(ulong recordedCurrent, ulong gsBase, ulong ptRegs) => Resolve(recordedCurrent, gsBase, ptRegs, out _);
+
+    /// <param name="exited">The task's stack is gone (it exited since the event); describe it with <see
+    /// cref="Describe(ulong, bool)"/> as it was last seen alive.</param>
+    public ulong Resolve(ulong recordedCurrent, ulong gsBase, ulong ptRegs, out bool exited)
     {
+        exited = false;
         ulong candidate = recordedCurrent;
         if (candidate == 0 && gsBase != 0) _space.TryReadUInt64(gsBase + CurrentTaskPerCpuOffset, out candidate);
         if (candidate != 0 && OnStackOf(candidate, ptRegs))
@@ -79,7 +83,7 @@ public sealed class TaskResolver
         if (!_taskByPtRegs.TryGetValue(ptRegs, out ulong known)) return 0;
         if (OnStackOf(known, ptRegs)) return known;
         if (recordedCurrent == 0 || known != recordedCurrent) return 0;
-        _describeFromHistory = known;   // its task_struct may be freed by now: describe it as it was last seen alive
+        exited = true;   // its task_struct may be freed by now
         return known;
     }
 
@@ -96,14 +100,10 @@ public sealed class TaskResolver
         return extent >= 0x1000 && extent <= (ulong)_limits.MaxKernelStackBytes && (extent & (extent - 1)) == 0;
     }
 
-    public TracedTask? Describe(ulong task)
+    /// <param name="exited">From <see cref="Resolve(ulong, ulong, ulong, out bool)"/>: the task as it was last seen alive.</param>
+    public TracedTask? Describe(ulong task, bool exited = false)
     {
-        if (_describeFromHistory == task && _lastDescribed.TryGetValue(task, out var seen))
-        {
-            _describeFromHistory = 0;
-            return seen;
-        }
-        _describeFromHistory = 0;
+        if (exited && _lastDescribed.TryGetValue(task, out var seen)) return seen;
         var described = DescribeNow(task);
         if (described is not null)
         {
