@@ -73,6 +73,8 @@ public sealed class WatchTests : IDisposable
 
     private static JsonElement Payload(JournalRecord r) => JsonDocument.Parse(r.Payload).RootElement;
 
+    private static string TextOf(JournalRecord attached) => Payload(attached).GetProperty("textVa").GetString()!;
+
     private static int Count(List<JournalRecord> records, JournalRecordKind kind) => records.Count(r => r.Kind == kind);
 
     [Fact]
@@ -126,7 +128,11 @@ public sealed class WatchTests : IDisposable
 
         // QEMU comes back on the same RAM file and sockets: a new boot of the same kernel.
         _guest = StartGuest();
-        records = WaitFor(r => Count(r, JournalRecordKind.Attached) == 2, Boot, "re-attach after QEMU restarted");
+        // The attach record and the new-boot record are two appends: wait for the second when the base moved.
+        records = WaitFor(r => Count(r, JournalRecordKind.Attached) == 2 &&
+                               (r.Any(x => x.Kind == JournalRecordKind.GuestRebooted) ||
+                                TextOf(r.Last(x => x.Kind == JournalRecordKind.Attached)) == firstText),
+                          Boot, "re-attach after QEMU restarted");
         string secondText = Payload(records.Last(r => r.Kind == JournalRecordKind.Attached)).GetProperty("textVa").GetString()!;
         if (secondText != firstText)
         {
