@@ -8,6 +8,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 src="$root/guest"
+# shellcheck source=guest/rootfs.sh
+source "$src/rootfs.sh"
 state="$root/.cache/i386"
 flavour="${FLAVOUR:-686-pae}"
 case "$flavour" in 686-pae|686) ;; *) echo "FLAVOUR must be 686-pae or 686" >&2; exit 2 ;; esac
@@ -32,7 +34,7 @@ fi
 kpkg=$(apt-cache "${apt_opts[@]}" depends "linux-image-$flavour" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 [ -n "$kpkg" ] || { echo "build-i386: cannot resolve linux-image-$flavour (i386)" >&2; exit 1; }
 
-key="$kpkg-$( (cat "$src/build-i386.sh" "$src/init" "$src/workload.c"
+key="$kpkg-$( (cat "$src/build-i386.sh" "$src/rootfs.sh" "$src/init" "$src/workload.c"
   for f in "$src"/programs/*.c "$src"/start.d/*.sh "$src"/truth.d/*.sh; do [ -f "$f" ] && { echo "$f"; cat "$f"; }; done
   true) | sha256sum | cut -c1-12)"
 out="$root/.cache/guest-i386/$key"
@@ -54,35 +56,7 @@ dpkg-deb -x "$(ls "$state"/debs/busybox-static_*_i386.deb | head -1)" "$work/bus
 # gcc -m32 without gcc-multilib: the x86 uapi <asm/*.h> headers serve both word sizes.
 cc32=(gcc -m32 -static -O2 -pthread -idirafter /usr/include/x86_64-linux-gnu)
 rootfs="$work/rootfs"
-mkdir -p "$rootfs"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
-cp "$work/busybox/bin/busybox" "$rootfs/bin/busybox"
-cp "$src/init" "$rootfs/init"
-chmod +x "$rootfs/init"
-"${cc32[@]}" -o "$rootfs/bin/workload" "$src/workload.c"
-ln "$rootfs/bin/workload" "$rootfs/bin/$(printf 'esc\033[2J\007')"
-for c in "$src"/programs/*.c; do
-  [ -f "$c" ] || continue
-  "${cc32[@]}" -o "$rootfs/bin/$(basename "$c" .c)" "$c" || echo "build-i386: $c does not build for i386, skipped" >&2
-done
-mkdir -p "$rootfs/etc/start.d" "$rootfs/etc/truth.d"
-for d in start.d truth.d; do
-  for f in "$src/$d"/*.sh; do [ -f "$f" ] && cp "$f" "$rootfs/etc/$d/"; done
-done
-: > "$rootfs/etc/modules-load"
-for wanted in $modules; do
-  ko=""
-  for m in ${wanted//|/ }; do
-    ko=$(find "$module_tree" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" \) | head -1)
-    [ -z "$ko" ] || break
-  done
-  [ -n "$ko" ] || { echo "build-i386: module $wanted not found in $kpkg" >&2; exit 1; }
-  case "$ko" in
-    *.xz) xz -dc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
-    *.zst) zstd -qdc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
-    *) cp "$ko" "$rootfs/lib/modules/$m.ko" ;;
-  esac
-  echo "$m" >> "$rootfs/etc/modules-load"
-done
+populate_rootfs "$rootfs" "$work/busybox/bin/busybox" "$module_tree" "$modules" skip "${cc32[@]}"
 mkdir -p "$out.tmp"
 cp "$work/kernel/boot/vmlinuz-$version" "$out.tmp/vmlinuz"
 ( cd "$rootfs" && find . | cpio -o -H newc --quiet | gzip -1 ) > "$out.tmp/initrd.gz"

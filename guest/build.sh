@@ -11,6 +11,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 src="$root/guest"
+# shellcheck source=guest/rootfs.sh
+source "$src/rootfs.sh"
 tamper="$root/tamper"
 cache="$root/.cache"
 # Modules loaded at boot; "a|b" takes the first one this kernel has (crc7 is gone from Linux 7.x, crc8 stands in);
@@ -27,7 +29,7 @@ else
   kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   [ -n "$kpkg" ] || { echo "cannot resolve the kernel package behind linux-image-amd64" >&2; exit 1; }
 fi
-key="$kpkg-$( (cat "$src/build.sh" "$src/init" "$src/workload.c" "$tamper/periscope_tamper.c" "$tamper/Makefile"
+key="$kpkg-$( (cat "$src/build.sh" "$src/rootfs.sh" "$src/init" "$src/workload.c" "$tamper/periscope_tamper.c" "$tamper/Makefile"
   for f in "$src"/programs/*.c "$src"/start.d/*.sh "$src"/truth.d/*.sh; do [ -f "$f" ] && { echo "$f"; cat "$f"; }; done
   true) | sha256sum | cut -c1-12)"
 out="$cache/guest/$key"
@@ -64,39 +66,7 @@ if [ ! -f "$headers/Makefile" ]; then
 fi
 
 rootfs="$work/rootfs"
-mkdir -p "$rootfs"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
-cp "$work/busybox/bin/busybox" "$rootfs/bin/busybox"
-cp "$src/init" "$rootfs/init"
-chmod +x "$rootfs/init"
-gcc -static -O2 -pthread -o "$rootfs/bin/workload" "$src/workload.c"
-# A second name for workload holding terminal escapes (ESC[2J, BEL), run by /init (CliTests): in the image, so its
-# code pages have a file reference like every other program's.
-ln "$rootfs/bin/workload" "$rootfs/bin/$(printf 'esc\033[2J\007')"
-# Feature hooks: guest/programs/NAME.c becomes the static /bin/NAME; guest/start.d and guest/truth.d scripts are sourced
-# by /init (start: before the ground truth is printed; truth: inside it, on ttyS1).
-for c in "$src"/programs/*.c; do
-  [ -f "$c" ] || continue
-  gcc -static -O2 -pthread -o "$rootfs/bin/$(basename "$c" .c)" "$c"
-done
-mkdir -p "$rootfs/etc/start.d" "$rootfs/etc/truth.d"
-for d in start.d truth.d; do
-  for f in "$src/$d"/*.sh; do [ -f "$f" ] && cp "$f" "$rootfs/etc/$d/"; done
-done
-: > "$rootfs/etc/modules-load"
-for wanted in $modules; do
-  ko=""
-  for m in ${wanted//|/ }; do
-    ko=$(find "$module_tree" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" \) | head -1)
-    [ -z "$ko" ] || break
-  done
-  [ -n "$ko" ] || { echo "module $wanted not found in $kpkg" >&2; exit 1; }
-  case "$ko" in
-    *.xz) xz -dc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
-    *.zst) zstd -qdc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
-    *) cp "$ko" "$rootfs/lib/modules/$m.ko" ;;
-  esac
-  echo "$m" >> "$rootfs/etc/modules-load"
-done
+populate_rootfs "$rootfs" "$work/busybox/bin/busybox" "$module_tree" "$modules" fatal gcc -static -O2 -pthread
 
 # The tamper module, built in a scratch copy so that tamper/ stays free of build products.
 if [ -n "$headers" ]; then

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 
 namespace Periscope.UnitTests.Support;
 
@@ -28,18 +27,7 @@ public sealed class Elf32CoreBuilder
 
     public byte[] Build()
     {
-        var notes = new MemoryStream();
-        foreach (var (name, type, desc) in _notes)
-        {
-            var nb = Encoding.ASCII.GetBytes(name + "\0");
-            var h = new byte[12];
-            BinaryPrimitives.WriteUInt32LittleEndian(h, (uint)nb.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(4), (uint)desc.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(8), type);
-            notes.Write(h);
-            notes.Write(nb); notes.Write(new byte[(4 - nb.Length % 4) % 4]);
-            notes.Write(desc); notes.Write(new byte[(4 - desc.Length % 4) % 4]);
-        }
+        var notes = ElfNotes.Serialize(_notes);
         int phnum = _loads.Count + (_notes.Count > 0 ? 1 : 0);
         const int phoff = 52;
         int dataStart = phoff + phnum * 32;
@@ -63,7 +51,7 @@ public sealed class Elf32CoreBuilder
         if (_notes.Count > 0)
         {
             Phdr(phdrs.AsSpan(0, 32), 4, offset, 0, (uint)notes.Length);
-            blobs.Add(notes.ToArray());
+            blobs.Add(notes);
             offset += (uint)notes.Length;
             idx++;
         }

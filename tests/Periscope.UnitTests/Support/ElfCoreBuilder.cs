@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 
 namespace Periscope.UnitTests.Support;
 
@@ -40,18 +39,7 @@ public sealed class ElfCoreBuilder
 
     public byte[] Build()
     {
-        var notes = new MemoryStream();
-        foreach (var (name, type, desc) in _notes)
-        {
-            var nb = Encoding.ASCII.GetBytes(name + "\0");
-            var h = new byte[12];
-            BinaryPrimitives.WriteUInt32LittleEndian(h, (uint)nb.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(4), (uint)desc.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(8), type);
-            notes.Write(h);
-            notes.Write(nb); notes.Write(new byte[(4 - nb.Length % 4) % 4]);
-            notes.Write(desc); notes.Write(new byte[(4 - desc.Length % 4) % 4]);
-        }
+        var notes = ElfNotes.Serialize(_notes);
         int phnum = _loads.Count + (_notes.Count > 0 ? 1 : 0);
         int phoff = 64;
         int shoff = UsePnXNum ? phoff + phnum * 56 : 0;
@@ -76,7 +64,7 @@ public sealed class ElfCoreBuilder
         if (_notes.Count > 0)
         {
             WritePhdr(phdrs.AsSpan(0, 56), 4, (ulong)offset, 0, (ulong)notes.Length);
-            bytes.Add(notes.ToArray());
+            bytes.Add(notes);
             offset += notes.Length;
             idx++;
         }
