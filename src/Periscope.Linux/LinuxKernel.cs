@@ -218,7 +218,7 @@ public sealed class LinuxKernel
         using (log.Stage("banner")) banner = ReadBanner(reader, symbols, image, log);
         if (options.NoDataSymbols)
         {
-            symbols = new KernelSymbols(symbols.All.Where(s => s.Type is 't' or 'T' or 'w' or 'W'));
+            symbols = TextSymbolsOnly(symbols);
             log.Fact("kallsyms", $"{symbols.Count} text symbols only", "--no-data-symbols: as on a kernel built without CONFIG_KALLSYMS_ALL");
         }
         BtfTypes? btf = null;
@@ -315,11 +315,30 @@ public sealed class LinuxKernel
     }
 
     /// <summary>The kernel's BTF, or null (with the reason in <paramref name="missing"/>) when the image holds none.</summary>
+    /// <summary>
+    /// What scripts/kallsyms keeps without --all-symbols (CONFIG_KALLSYMS_ALL=n): the symbols inside the text ranges
+    /// _stext.._etext and _sinittext.._einittext. By address, not by type letter: Linux 7.x lists data such as init_task
+    /// as 'T'. Without those markers, the type letter is all there is to go by.
+    /// </summary>
+    private static KernelSymbols TextSymbolsOnly(KernelSymbols symbols)
+    {
+        var ranges = new List<(ulong Start, ulong End)>();
+        foreach (var (start, end) in (ReadOnlySpan<(string, string)>)[("_stext", "_etext"), ("_sinittext", "_einittext")])
+            if (symbols.TryGetAddress(start, out ulong from) && symbols.TryGetAddress(end, out ulong to) && from <= to) ranges.Add((from, to));
+        return ranges.Count == 0
+            ? new KernelSymbols(symbols.All.Where(s => s.Type is 't' or 'T' or 'w' or 'W'))
+            : new KernelSymbols(symbols.All.Where(s => ranges.Any(r => s.Address >= r.Start && s.Address <= r.End)));
+    }
+
     private static BtfTypes? LoadBtf(IDirectPhysicalMemory memory, KernelLayout layout, KernelSymbols symbols, ReadOnlySpan<byte> image, IntrospectionLimits limits, DiscoveryLog log,
         out string? missing)
     {
         missing = null;
         var rejected = new List<string>();
+        // __start_BTF known and holding no BTF magic at all: the kernel's own BTF section is absent or wiped, and a BTF
+        // header found elsewhere in the image that does not parse is some other blob (Linux 7.x embeds a small one in
+        // its BPF preload skeleton), not a corrupt kernel BTF.
+        bool sectionHasNoBtf = false;
         if (symbols.TryGetAddress("__start_BTF", out ulong start) && symbols.TryGetAddress("__stop_BTF", out ulong stop) && stop > start
             && stop - start <= (ulong)limits.MaxBtfBytes)
         {
@@ -339,6 +358,7 @@ public sealed class LinuxKernel
                 log.Warn($"__start_BTF at 0x{start:x} does not hold a BTF header; searching the image");
                 // The BTF magic with a header that does not hold up is corruption, not a kernel built without BTF.
                 if (blob.Length >= 2 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(blob) == BtfTypes.Magic) rejected.Add($"__start_BTF 0x{start:x}: BTF magic with an implausible header");
+                else sectionHasNoBtf = true;
             }
         }
         // Without symbols: search the kernel image. Stale corrupt copies exist outside it, so the image comes first.
@@ -353,6 +373,12 @@ public sealed class LinuxKernel
         }
         // A BTF header that does not parse is corrupt input (an error); no header at all is a kernel without BTF, whose
         // offsets are then inferred.
+        if (rejected.Count > 0 && sectionHasNoBtf)
+        {
+            log.Warn($"__start_BTF holds no BTF; BTF headers elsewhere in the image did not parse and are not the kernel's: {string.Join("; ", rejected.Take(3))}");
+            missing = $"no BTF at __start_BTF 0x{start:x} (the section is empty or wiped)";
+            return null;
+        }
         if (rejected.Count > 0)
             throw new KernelNotFoundException($"no usable BTF in the kernel image; {rejected.Count} candidate(s) rejected: {string.Join("; ", rejected.Take(3))}");
         missing = "no BTF in the kernel image (kernel built without CONFIG_DEBUG_INFO_BTF?)";

@@ -97,38 +97,56 @@ public sealed partial class OffsetInference
         _report.AddStructural("elf64_sym", "st_value", ElfSymValue, elf);
         _report.AddStructural("elf64_sym", InferenceReport.SizeOfMember, ElfSymSize, elf);
 
-        // module.syms (EXPORT_SYMBOL table): { const struct kernel_symbol *syms; const s32 *crcs; unsigned int num_syms; };
-        // kernel_symbol on x86-64 holds place-relative s32 offsets { value_offset, name_offset, namespace_offset }. Every
-        // module: syms NULL exactly when num_syms is 0; otherwise in the module area, and its first entry names an
-        // identifier and a value in the module area. Some module must export something.
+        // module.syms (EXPORT_SYMBOL table): { const struct kernel_symbol *syms; const s32 *crcs; unsigned int num_syms; }
+        // before 7.0, { syms; crcs; const u8 *flagstab; num_syms } since. kernel_symbol on x86-64 holds place-relative s32
+        // offsets { value_offset, name_offset, namespace_offset }. Every module: syms NULL exactly when num_syms is 0
+        // (and flagstab too, in the 7.0 layout); otherwise in the module area, and its first entry names an identifier and
+        // a value in the module area. Some module must export something. The wrong layout fails on an exporting module:
+        // its num_syms would be the low half of a pointer, or a NULL-when-unlocked mutex word.
         var syms = new List<int>();
-        for (int s = ModuleListOffset + 16; s + KernelSymbolNumAfterSyms + 4 <= _structBytes; s += 8)
+        var numAfter = new Dictionary<int, int>();
+        foreach (int after in (ReadOnlySpan<int>)[KernelSymbolNumAfterSyms, KernelSymbolNumAfterSymsWithFlags])
         {
-            Step(modules.Count);
-            bool ok = true, any = false;
-            foreach (var (m, w) in modules)
+            for (int s = ModuleListOffset + 16; s + after + 4 <= _structBytes; s += 8)
             {
-                ulong table = U64(w, s);
-                uint count = U32(w, s + KernelSymbolNumAfterSyms);
-                if ((table == 0) != (count == 0) || count > _limits.MaxModuleSymbols) { ok = false; break; }
-                if (table == 0) continue;
-                any = true;
-                if (!_moduleArea.Contains(table) || !_r.TryI32(table + (ulong)KernelSymbolValueOffset, out int dv) || !_r.TryI32(table + (ulong)KernelSymbolNameOffset, out int dn)
-                    || !_moduleArea.Contains(table + (ulong)KernelSymbolValueOffset + (ulong)(long)dv)
-                    || _r.ReadCString(table + (ulong)KernelSymbolNameOffset + (ulong)(long)dn, 128) is not { Length: > 0 } name || !IsIdentifier(name)) { ok = false; break; }
+                Step(modules.Count);
+                if (ExportTableFits(modules, s, after)) { syms.Add(s); numAfter[s] = after; }
             }
-            if (ok && any) syms.Add(s);
         }
         ev.Syms = _report.Add("module", "syms", syms,
-            "pointer NULL exactly when the u32 16 bytes later (num_syms) is 0, else in the module area with a first kernel_symbol (place-relative) naming an identifier and a module address; some module exports");
+            "pointer NULL exactly when num_syms (the u32 16 bytes later, or 24 after a flagstab pointer that is NULL with it: Linux 7.0+) is 0, else in the module area with a first kernel_symbol (place-relative) naming an identifier and a module address; some module exports");
         if (ev.Syms is { } found)
         {
-            _report.AddStructural("module", "num_syms", found + KernelSymbolNumAfterSyms, "after syms and crcs");
+            int after = numAfter[found];
+            _report.AddStructural("module", "num_syms", found + after,
+                after == KernelSymbolNumAfterSyms ? "after syms and crcs" : "after syms, crcs and flagstab (Linux 7.0+)");
             const string ks = "x86-64 kernel_symbol (CONFIG_HAVE_ARCH_PREL32_RELOCATIONS): { int value_offset; int name_offset; int namespace_offset; }";
             _report.AddStructural("kernel_symbol", "value_offset", KernelSymbolValueOffset, ks);
             _report.AddStructural("kernel_symbol", "name_offset", KernelSymbolNameOffset, ks);
             _report.AddStructural("kernel_symbol", InferenceReport.SizeOfMember, KernelSymbolSize, ks);
         }
+    }
+
+    private bool ExportTableFits(List<(ulong Address, byte[] W)> modules, int s, int numAfter)
+    {
+        bool any = false;
+        foreach (var (_, w) in modules)
+        {
+            ulong table = U64(w, s);
+            uint count = U32(w, s + numAfter);
+            if ((table == 0) != (count == 0) || count > _limits.MaxModuleSymbols) return false;
+            if (numAfter == KernelSymbolNumAfterSymsWithFlags)
+            {
+                ulong flags = U64(w, s + 16);
+                if ((flags == 0) != (count == 0) || (flags != 0 && !_moduleArea.Contains(flags))) return false;
+            }
+            if (table == 0) continue;
+            any = true;
+            if (!_moduleArea.Contains(table) || !_r.TryI32(table + (ulong)KernelSymbolValueOffset, out int dv) || !_r.TryI32(table + (ulong)KernelSymbolNameOffset, out int dn)
+                || !_moduleArea.Contains(table + (ulong)KernelSymbolValueOffset + (ulong)(long)dv)
+                || _r.ReadCString(table + (ulong)KernelSymbolNameOffset + (ulong)(long)dn, 128) is not { Length: > 0 } name || !IsIdentifier(name)) return false;
+        }
+        return any;
     }
 
     private static bool IsIdentifier(string s)

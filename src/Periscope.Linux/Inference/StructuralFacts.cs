@@ -48,8 +48,12 @@ public static class StructuralFacts
     /// <summary>Elf64_Sym as the ELF specification fixes it: { u32 st_name; u8 st_info, st_other; u16 st_shndx; u64 st_value; u64 st_size; }.</summary>
     public const int ElfSymSize = 24, ElfSymName = 0, ElfSymValue = 8;
     /// <summary>struct module declares const struct kernel_symbol *syms; const s32 *crcs; unsigned int num_syms; and x86-64's
-    /// kernel_symbol (PREL32 relocations) is { int value_offset; int name_offset; int namespace_offset; }.</summary>
+    /// kernel_symbol (PREL32 relocations) is { int value_offset; int name_offset; int namespace_offset; }. Linux 7.0 put
+    /// const u8 *flagstab (the GPL-only flag of each export, replacing the separate gpl_syms table) between crcs and
+    /// num_syms, so num_syms follows syms by <see cref="KernelSymbolNumAfterSymsWithFlags"/> there.</summary>
     public const int KernelSymbolNumAfterSyms = 16, KernelSymbolValueOffset = 0, KernelSymbolNameOffset = 4, KernelSymbolSize = 12;
+    /// <summary>num_syms after syms in { syms; crcs; flagstab; num_syms } (Linux 7.0 and later).</summary>
+    public const int KernelSymbolNumAfterSymsWithFlags = 24;
 
     /// <summary>struct path is { struct vfsmount *mnt; struct dentry *dentry; } since 2.6.26.</summary>
     public const int PathMnt = 0, PathDentry = 8;
