@@ -376,7 +376,7 @@ public sealed class LinuxKernel
         if (rejected.Count > 0 && sectionHasNoBtf)
         {
             log.Warn($"__start_BTF holds no BTF; BTF headers elsewhere in the image did not parse and are not the kernel's: {string.Join("; ", rejected.Take(3))}");
-            missing = $"no BTF at __start_BTF 0x{start:x} (the section is empty or wiped)";
+            missing = $"no BTF in the kernel image (its BTF section at __start_BTF 0x{start:x} is empty or wiped)";
             return null;
         }
         if (rejected.Count > 0)
