@@ -153,6 +153,18 @@ public sealed record IntrospectionLimits
     /// <summary>Thread-group leaders whose task_struct windows are searched (init_task, pid 1, and an even spread of the
     /// rest); the found members are then checked on every leader's few fields, and threads are found on every leader.</summary>
     public int MaxInferenceTaskSamples { get; init; } = 192;
+    // Record and replay (issue 12): a recording folder is user-supplied input.
+    /// <summary>Largest recording manifest (manifest.json) read; a real one is a few KiB.</summary>
+    public int MaxRecordingManifestBytes { get; init; } = 1 << 20;
+    /// <summary>Most snapshots or files a manifest may list.</summary>
+    public int MaxRecordingEntries { get; init; } = 10_000;
+    /// <summary>Longest a replay may take to reach one point (host seconds); a seek from the nearest snapshot of a
+    /// 10-minute recording is meant to take under 30 s on an idle machine.</summary>
+    public int MaxReplaySeekSeconds { get; init; } = 1800;
+    /// <summary>Most bytes watched by `replay --find-write`.</summary>
+    public int MaxWatchedBytes { get; init; } = 4096;
+    /// <summary>Most points of a `replay --every` timeline.</summary>
+    public int MaxTimelinePoints { get; init; } = 1000;
     // Watch and journal (issue 11: `periscope watch`, `periscope journal`): the journal file and key files are hostile
     // input like any database a user hands us; the watch loop's own bounds.
     /// <summary>Largest journal database opened (SQLite file, WAL not counted).</summary>
@@ -301,6 +313,12 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxInferenceSteps), MaxInferenceSteps, 1L << 40);
         Check(nameof(MaxOffsetsCacheBytes), MaxOffsetsCacheBytes, 1 << 30);
         Check(nameof(MaxInferenceTaskSamples), MaxInferenceTaskSamples, Counts);
+        // Record and replay
+        Check(nameof(MaxRecordingManifestBytes), MaxRecordingManifestBytes, 1 << 30);
+        Check(nameof(MaxRecordingEntries), MaxRecordingEntries, Counts);
+        Check(nameof(MaxReplaySeekSeconds), MaxReplaySeekSeconds, 1 << 24);
+        Check(nameof(MaxWatchedBytes), MaxWatchedBytes, 1 << 24);
+        Check(nameof(MaxTimelinePoints), MaxTimelinePoints, Counts);
         // Watch and journal
         Check(nameof(MaxJournalDatabaseBytes), MaxJournalDatabaseBytes, 1L << 50);
         Check(nameof(MaxJournalPayloadBytes), MaxJournalPayloadBytes, 1 << 30);
