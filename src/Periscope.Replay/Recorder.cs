@@ -63,6 +63,7 @@ public static class Recorder
         var snapshots = new List<RecordingSnapshot> { new(InitialSnapshot, 0) };
         ulong endIcount;
         string endRamHash;
+        TimeSpan recordedTime;
         RecordedKernel? kernel = null;
         IReadOnlyList<string> commandLine;
         try
@@ -95,7 +96,8 @@ public static class Recorder
             endIcount = qmp.QueryReplayIcount();
             endRamHash = HashFile(ram);
             kernel = IdentifyKernel(ram, o.Limits, progress);
-            progress?.WriteLine($"recorded {clock.Elapsed.TotalSeconds:0.0} s, icount {endIcount}");
+            recordedTime = clock.Elapsed;
+            progress?.WriteLine($"recorded {recordedTime.TotalSeconds:0.0} s, icount {endIcount}");
         }
         finally
         {
@@ -116,6 +118,7 @@ public static class Recorder
             Layout = layout,
             Snapshots = snapshots,
             EndIcount = endIcount,
+            RecordedTime = recordedTime,
             EndRamSha256 = endRamHash,
             Kernel = kernel,
             Files = recorded,

@@ -23,6 +23,10 @@ public sealed class Recording
         {
             string path = Path.Combine(full, f.Name);
             if (!File.Exists(path)) throw new RecordingFormatException(path, 0, "listed in the manifest but missing");
+            // Checked before anything hashes or copies it: the manifest's own size field is capped when read.
+            long size = new FileInfo(path).Length;
+            long cap = (limits ?? IntrospectionLimits.Default).MaxRecordingBytes(f.Name);
+            if (size > cap) throw new RecordingFormatException(path, 0, $"{size} bytes, more than the limit of {cap}");
         }
         return new Recording(full, manifest);
     }

@@ -30,6 +30,8 @@ public sealed record RecordingManifest
     public required RecordingLayout Layout { get; init; }
     public required IReadOnlyList<RecordingSnapshot> Snapshots { get; init; }
     public required ulong EndIcount { get; init; }
+    /// <summary>Host time the recording ran: bounds how long any replay of it may take.</summary>
+    public required TimeSpan RecordedTime { get; init; }
     /// <summary>SHA-256 of the whole RAM file at <see cref="EndIcount"/>, for `recording verify --replay`.</summary>
     public required string EndRamSha256 { get; init; }
     public RecordedKernel? Kernel { get; init; }
@@ -74,6 +76,7 @@ public sealed record RecordingManifest
             }
             w.WriteEndArray();
             w.WriteNumber("endIcount", EndIcount);
+            w.WriteNumber("recordedMilliseconds", (ulong)RecordedTime.TotalMilliseconds);
             w.WriteString("endRamSha256", EndRamSha256);
             if (Kernel is { } k)
             {
@@ -144,7 +147,9 @@ public sealed record RecordingManifest
             var o = node as JsonObject ?? throw new RecordingFormatException(path, 0, "files: an entry is not an object");
             string sha = r.String(o, "sha256");
             if (sha.Length != 64 || !sha.All(char.IsAsciiHexDigitLower)) throw new RecordingFormatException(path, 0, $"files: bad sha256 '{sha}'");
-            files.Add(new RecordedFile(r.FileName(o, "name"), (long)r.Number(o, "bytes", 0, long.MaxValue), sha));
+            string fileName = r.FileName(o, "name");
+            long cap = limits.MaxRecordingBytes(fileName);
+            files.Add(new RecordedFile(fileName, (long)r.Number(o, "bytes", 0, (ulong)cap), sha));
         }
         RecordedKernel? kernel = root["kernelIdentity"] is JsonObject ko ? new RecordedKernel(r.String(ko, "banner"), r.String(ko, "buildId")) : null;
         var cmd = r.Array(root, "qemuCommandLine", limits.MaxRecordingEntries).Select(n => n?.GetValueKind() == JsonValueKind.String ? n.GetValue<string>() : throw new RecordingFormatException(path, 0, "qemuCommandLine: not a string")).ToList();
@@ -162,6 +167,8 @@ public sealed record RecordingManifest
             Layout = layout,
             Snapshots = snapshots,
             EndIcount = r.Number(root, "endIcount", 0, ulong.MaxValue),
+            // Up to a year: a bigger number would only stretch the replay timeout, which MaxReplaySeekSeconds caps anyway.
+            RecordedTime = TimeSpan.FromMilliseconds(r.Number(root, "recordedMilliseconds", 1, 366UL * 24 * 3600 * 1000)),
             EndRamSha256 = endRam,
             Kernel = kernel,
             Files = files,
@@ -208,6 +215,18 @@ public sealed record RecordingManifest
 
         private RecordingFormatException Bad(string name, string expected) => new(path, 0, $"field '{name}' is missing or not {expected}");
     }
+}
+
+/// <summary>The size caps of a recording's files, by role.</summary>
+public static class RecordingLimits
+{
+    /// <summary>Largest size accepted for the recording file <paramref name="name"/> (listed or found on disk).</summary>
+    public static long MaxRecordingBytes(this IntrospectionLimits limits, string name) => name switch
+    {
+        RecordingLayout.EventLogFile => limits.MaxRecordingEventLogBytes,
+        RecordingLayout.DiskFile => limits.MaxRecordingSnapshotBytes,
+        _ => limits.MaxRecordingFileBytes,
+    };
 }
 
 /// <summary>How the recorded guest was configured; a replay must start QEMU the same way.</summary>

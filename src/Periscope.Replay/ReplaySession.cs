@@ -77,19 +77,37 @@ public sealed class ReplaySession : IDisposable
         var qmp = _qemu.Qmp;
         qmp.ReplayBreak(icount);
         qmp.Continue();
+        TimeSpan limit = SeekTimeLimit(Recording.Manifest, _limits);
         var sw = Stopwatch.StartNew();
+        ulong lastIcount = Icount;
+        var lastProgress = sw.Elapsed;
         int sleepMs = 5;
         while (qmp.QueryStatus() != "paused")
         {
-            if (_qemu.HasExited) throw new IOException($"replay QEMU exited before icount {icount}: {_qemu.StandardError}");
-            if (sw.Elapsed.TotalSeconds > _limits.MaxReplaySeekSeconds)
-                throw new TimeoutException($"replay did not reach icount {icount} within {_limits.MaxReplaySeekSeconds} s (at {qmp.QueryReplayIcount()})");
+            if (_qemu.HasExited) throw new IOException($"{Recording.Folder}: replay QEMU exited before icount {icount}: {_qemu.StandardError}");
+            ulong now = qmp.QueryReplayIcount();
+            if (now != lastIcount) { lastIcount = now; lastProgress = sw.Elapsed; }
+            else if ((sw.Elapsed - lastProgress).TotalSeconds > _limits.MaxReplayStallSeconds)
+                throw new TimeoutException($"{Recording.Folder}: replay stuck at icount {now} for {_limits.MaxReplayStallSeconds} s on its way to {icount}");
+            if (sw.Elapsed > limit)
+                throw new TimeoutException($"{Recording.Folder}: replay did not reach icount {icount} within {limit.TotalSeconds:0} s (at icount {now}; the whole recording took {Recording.Manifest.RecordedTime.TotalSeconds:0} s)");
             Thread.Sleep(sleepMs);
             sleepMs = Math.Min(sleepMs * 2, 200);
         }
         ulong reached = qmp.QueryReplayIcount();
         if (reached != icount) throw new IOException($"replay stopped at icount {reached}, not at the break point {icount}");
         Icount = icount;
+    }
+
+    /// <summary>
+    /// How long one forward run of a replay may take: replay runs at about the speed of recording, so a stretch of the
+    /// run taking several times the whole recording's host time is stuck, not slow; never more than MaxReplaySeekSeconds.
+    /// The extra minute covers QEMU's start and snapshot load on a loaded machine.
+    /// </summary>
+    public static TimeSpan SeekTimeLimit(RecordingManifest manifest, IntrospectionLimits limits)
+    {
+        double seconds = manifest.RecordedTime.TotalSeconds * limits.MaxReplayToRecordTimeRatio + 60;
+        return TimeSpan.FromSeconds(Math.Min(seconds, limits.MaxReplaySeekSeconds));
     }
 
     public void Dispose()

@@ -85,6 +85,7 @@ public sealed class RecordingCommand : ICliCommand
         t.AddRow("guest", TableWriter.Esc($"{m.Layout.MemoryMiB} MiB, cpu {m.Layout.Cpu}, icount shift {m.Layout.IcountShift}, append \"{m.Layout.Append}\""));
         t.AddRow("kernel", TableWriter.Esc(m.Kernel is { } k ? $"{k.Banner.Trim()} (build id {k.BuildId})" : "not identified"));
         t.AddRow("end icount", m.EndIcount.ToString());
+        t.AddRow("recorded for", $"{m.RecordedTime.TotalSeconds:0.0} s (host time; bounds each replay)");
         t.AddRow("end RAM SHA-256", m.EndRamSha256);
         t.AddRow("snapshots", string.Join(", ", m.Snapshots.Select(s => $"{TerminalText.Escape(s.Name)}@{s.Icount}")));
         t.AddRow("command", TableWriter.Esc(string.Join(' ', m.QemuCommandLine)));

@@ -20,6 +20,7 @@ public sealed class RecordingManifestTests : IDisposable
         Layout = new RecordingLayout { KernelFile = "vmlinuz", InitrdFile = "initrd.img", Append = "console=ttyS0", MemoryMiB = 256, Cpu = "max", IcountShift = "auto" },
         Snapshots = [new("init", 0), new("ready", 5_000_000_000), new("p1", 9_000_000_000)],
         EndIcount = 12_345_678_901,
+        RecordedTime = TimeSpan.FromSeconds(42.5),
         EndRamSha256 = new string('a', 64),
         Kernel = new RecordedKernel("Linux version 6.1.0", "0123abcd"),
         Files = [F(RecordingLayout.EventLogFile), F(RecordingLayout.DiskFile), F("vmlinuz"), F("initrd.img")],
@@ -42,6 +43,7 @@ public sealed class RecordingManifestTests : IDisposable
         Assert.Equal(m.Layout, back.Layout);
         Assert.Equal(m.Kernel, back.Kernel);
         Assert.Equal(m.Created, back.Created);
+        Assert.Equal(m.RecordedTime, back.RecordedTime);
     }
 
     [Theory]
@@ -58,6 +60,8 @@ public sealed class RecordingManifestTests : IDisposable
     [InlineData("\"name\": \"ready\"", "\"name\": \"re;ady\"", "bad snapshot name")]
     [InlineData("periscope-recording/1", "periscope-recording/9", "unknown format")]
     [InlineData("\"icountShift\": \"auto\"", "\"icountShift\": \"auto,rr=off\"", "icountShift")]
+    [InlineData("\"recordedMilliseconds\": 42500", "\"recordedMilliseconds\": 0", "recordedMilliseconds")]
+    [InlineData("\"recordedMilliseconds\": 42500", "\"recordedMilliseconds\": 99999999999999", "recordedMilliseconds")]
     public void RejectsMalformedFieldsWithOneLineNamingTheFile(string from, string to, string expected)
     {
         string json = Encoding.UTF8.GetString(Sample().ToJson());
@@ -75,6 +79,38 @@ public sealed class RecordingManifestTests : IDisposable
         Write(new string(' ', 2000) + "{}");
         var e = Assert.Throws<RecordingFormatException>(() => RecordingManifest.Load(_folder, IntrospectionLimits.Default with { MaxRecordingManifestBytes = 1000 }));
         Assert.Contains("more than the limit of 1000", e.Message);
+    }
+
+    [Fact]
+    public void RejectsAListedFileSizeAboveItsCap()
+    {
+        string json = Encoding.UTF8.GetString(Sample().ToJson());
+        // The event log is listed first: its cap applies, not the general file cap.
+        Write(json.Replace("\"bytes\": 10,", "\"bytes\": 5000,"));
+        var limits = IntrospectionLimits.Default with { MaxRecordingEventLogBytes = 4096 };
+        var e = Assert.Throws<RecordingFormatException>(() => RecordingManifest.Load(_folder, limits));
+        Assert.Contains("bytes", e.Message);
+        Assert.Contains(RecordingManifest.FileName, e.Message);
+    }
+
+    [Fact]
+    public void RejectsAnEventLogOnDiskAboveItsCapBeforeHashingIt()
+    {
+        File.WriteAllBytes(Path.Combine(_folder, RecordingManifest.FileName), Sample().ToJson());
+        foreach (var f in Sample().Files) File.WriteAllBytes(Path.Combine(_folder, f.Name), new byte[10]);
+        File.WriteAllBytes(Path.Combine(_folder, RecordingLayout.EventLogFile), new byte[5000]);
+        var e = Assert.Throws<RecordingFormatException>(() => Recording.Open(_folder, IntrospectionLimits.Default with { MaxRecordingEventLogBytes = 4096 }));
+        Assert.Contains(RecordingLayout.EventLogFile, e.Message);
+        Assert.Contains("more than the limit of 4096", e.Message);
+    }
+
+    [Fact]
+    public void SeekTimeLimitFollowsTheRecordedRunAndIsCapped()
+    {
+        var m = Sample(); // recorded in 42.5 s
+        Assert.Equal(TimeSpan.FromSeconds(42.5 * 4 + 60), ReplaySession.SeekTimeLimit(m, IntrospectionLimits.Default));
+        var hour = m with { RecordedTime = TimeSpan.FromHours(1) };
+        Assert.Equal(TimeSpan.FromSeconds(IntrospectionLimits.Default.MaxReplaySeekSeconds), ReplaySession.SeekTimeLimit(hour, IntrospectionLimits.Default));
     }
 
     [Fact]
