@@ -17,3 +17,18 @@ case " $(cat /proc/cmdline) " in
     while true; do sleep 3600; done
     ;;
 esac
+# Record/replay benchmark (scripts/bench-replay): with periscope.replay_bench=ROUNDS,IDLE the guest runs a fixed busy
+# workload (ROUNDS times: fork, exec and SHA-256 of the 2 MB busybox binary), then idles IDLE seconds, reporting each
+# phase's start and end with its own uptime on ttyS1 (so log growth is per guest minute), and prints nothing else.
+case " $(cat /proc/cmdline) " in
+  *" periscope.replay_bench="*)
+    bench_rounds=$(sed 's/.*periscope\.replay_bench=\([0-9]*\),\([0-9]*\).*/\1/' /proc/cmdline)
+    bench_idle=$(sed 's/.*periscope\.replay_bench=\([0-9]*\),\([0-9]*\).*/\2/' /proc/cmdline)
+    { echo "bench busy-start $(cut -d' ' -f1 /proc/uptime)"
+      i=0; while [ $i -lt "$bench_rounds" ]; do sha256sum /bin/busybox > /dev/null; i=$((i + 1)); done
+      echo "bench busy-end $(cut -d' ' -f1 /proc/uptime)"
+      sleep "$bench_idle"
+      echo "bench idle-end $(cut -d' ' -f1 /proc/uptime)"; } > /dev/ttyS1
+    while true; do sleep 3600; done
+    ;;
+esac

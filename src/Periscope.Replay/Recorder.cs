@@ -130,13 +130,14 @@ public static class Recorder
     /// <summary>Stops the guest so the icount is exact while the snapshot is written, then lets it run on.</summary>
     private static RecordingSnapshot Snapshot(QmpClient qmp, string name, TextWriter? progress)
     {
+        var sw = Stopwatch.StartNew();
         qmp.Stop();
         try
         {
             ulong icount = qmp.QueryReplayIcount();
             string reply = qmp.HumanMonitorCommand($"savevm {name}");
             if (!string.IsNullOrWhiteSpace(reply)) throw new IOException($"savevm {name} failed: {reply.Trim()}");
-            progress?.WriteLine($"snapshot {name} at icount {icount}");
+            progress?.WriteLine($"snapshot {name} at icount {icount} ({sw.Elapsed.TotalSeconds:0.00} s paused)");
             return new RecordingSnapshot(name, icount);
         }
         finally { qmp.Continue(); }

@@ -99,6 +99,16 @@ public sealed class ReplaySession : IDisposable
         Icount = icount;
     }
 
+    /// <summary>A command given the tool QMP socket could resume the guest; the replay must still stand where it was left.</summary>
+    public void CheckStillPaused()
+    {
+        var qmp = _qemu.Qmp;
+        string status = qmp.QueryStatus();
+        ulong now = qmp.QueryReplayIcount();
+        if (status != "paused" || now != Icount)
+            throw new IOException($"{Recording.Folder}: the replay was resumed behind Periscope's back (now {status} at icount {now}, left paused at {Icount})");
+    }
+
     /// <summary>
     /// How long one forward run of a replay may take: replay runs at about the speed of recording, so a stretch of the
     /// run taking several times the whole recording's host time is stuck, not slow; never more than MaxReplaySeekSeconds.

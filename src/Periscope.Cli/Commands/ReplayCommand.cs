@@ -39,6 +39,8 @@ public sealed class ReplayCommand : ICliCommand
                 string[] args = r.GetValue(inner) ?? [];
                 if (args.Length == 0) throw new CliUsageException("say what to run at the replayed point: periscope replay DIR --at ICOUNT -- COMMAND...");
                 if (args.Any(a => a is "--qemu" or "--dump" or "--qmp")) throw new CliUsageException("the replayed guest is the target: leave --qemu, --qmp and --dump out of the command");
+                // --pause ends with `cont`, which would let the replay run on past the point asked for.
+                if (args.Contains("--pause")) throw new CliUsageException("the replayed guest is already paused: leave --pause out of the command");
                 string? point = r.GetValue(atEnd) ? "end" : r.GetValue(at);
                 ulong stepSize = r.GetValue(every);
                 if (stepSize > 0)
@@ -58,8 +60,12 @@ public sealed class ReplayCommand : ICliCommand
         recording.Manifest.Snapshots.FirstOrDefault(s => s.Name == Recorder.ReadySnapshot) is { Name: not null } ready ? ready.Icount : recording.Manifest.Snapshots[0].Icount;
 
     /// <summary>Runs a periscope command against the paused replay, as if the user had typed it with --qemu/--qmp.</summary>
-    private static int RunInner(string[] args, ReplaySession session, TextWriter output, TextWriter error) =>
-        CliApp.Run([.. args, "--qemu", session.RamFile, "--qmp", session.ToolQmpSocket], output, error);
+    private static int RunInner(string[] args, ReplaySession session, TextWriter output, TextWriter error)
+    {
+        int code = CliApp.Run([.. args, "--qemu", session.RamFile, "--qmp", session.ToolQmpSocket], output, error);
+        session.CheckStillPaused();
+        return code;
+    }
 
     private static int Timeline(CommandContext context, bool json, Recording recording, IntrospectionLimits limits, string[] args, ulong start, ulong end, ulong step)
     {
