@@ -19,7 +19,8 @@ case " $(cat /proc/cmdline) " in
 esac
 # Record/replay benchmark (scripts/bench-replay): with periscope.replay_bench=ROUNDS,IDLE the guest runs a fixed busy
 # workload (ROUNDS times: fork, exec and SHA-256 of the 2 MB busybox binary), then idles IDLE seconds, reporting each
-# phase's start and end with its own uptime on ttyS1 (so log growth is per guest minute), and prints nothing else.
+# phase's start and end with its own uptime on ttyS1 (so log growth is per guest minute), then the line
+# "periscope-bench: done" (markers are whole lines), and prints nothing else.
 case " $(cat /proc/cmdline) " in
   *" periscope.replay_bench="*)
     bench_rounds=$(sed 's/.*periscope\.replay_bench=\([0-9]*\),\([0-9]*\).*/\1/' /proc/cmdline)
@@ -28,7 +29,7 @@ case " $(cat /proc/cmdline) " in
       i=0; while [ $i -lt "$bench_rounds" ]; do sha256sum /bin/busybox > /dev/null; i=$((i + 1)); done
       echo "bench busy-end $(cut -d' ' -f1 /proc/uptime)"
       sleep "$bench_idle"
-      echo "bench idle-end $(cut -d' ' -f1 /proc/uptime)"; } > /dev/ttyS1
+      echo "bench idle-end $(cut -d' ' -f1 /proc/uptime)"; echo "periscope-bench: done"; } > /dev/ttyS1
     while true; do sleep 3600; done
     ;;
 esac

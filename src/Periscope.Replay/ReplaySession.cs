@@ -105,7 +105,8 @@ public sealed class ReplaySession : IDisposable
         var qmp = _qemu.Qmp;
         string status = qmp.QueryStatus();
         ulong now = qmp.QueryReplayIcount();
-        if (status != "paused" || now != Icount)
+        // "prelaunch" when the session stands at its snapshot and never ran; "paused" after a replay-break.
+        if (status == "running" || now != Icount)
             throw new IOException($"{Recording.Folder}: the replay was resumed behind Periscope's back (now {status} at icount {now}, left paused at {Icount})");
     }
 
