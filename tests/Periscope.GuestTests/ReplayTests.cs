@@ -35,8 +35,9 @@ public sealed class RecordedAttack : IDisposable
             Initrd = Path.Combine(image, "initrd.gz"),
             Append = Append,
             SnapshotEverySeconds = 8,
-            // A bound, not a wait: the run ends at the stop marker (boot plus at most 15 s of waiting on an idle machine).
-            DurationSeconds = 600,
+            // A bound, not a wait: the run ends at the stop marker (boot plus at most 15 s of waiting: about a minute on a
+            // loaded machine); if the guest never reports, the fixture fails after this many seconds instead of hanging.
+            DurationSeconds = 300,
             ReadyMarker = "PERISCOPE-GUEST-READY",
             StopMarker = "periscope-replay: attacked",
         });
