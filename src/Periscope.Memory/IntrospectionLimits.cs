@@ -227,6 +227,30 @@ public sealed record IntrospectionLimits
     /// <summary>Bytes of the kernel image, from _text, read ahead from a dump file in bulk at attach (kallsyms and BTF
     /// live there): the mapping itself reads no more than each page touched.</summary>
     public int KernelImagePrefetchBytes { get; init; } = 32 << 20;
+    // Record and replay (issue 12): a recording folder is user-supplied input.
+    /// <summary>Largest recording manifest (manifest.json) read; a real one is a few KiB.</summary>
+    public int MaxRecordingManifestBytes { get; init; } = 1 << 20;
+    /// <summary>Most snapshots or files a manifest may list.</summary>
+    public int MaxRecordingEntries { get; init; } = 10_000;
+    /// <summary>Longest a replay may take to reach one point (host seconds), whatever the recording says; a seek from
+    /// the nearest snapshot of a 10-minute recording is meant to take under 30 s on an idle machine. The bound actually
+    /// used is the smaller of this and <see cref="MaxReplayToRecordTimeRatio"/> times the recorded run's length.</summary>
+    public int MaxReplaySeekSeconds { get; init; } = 600;
+    /// <summary>A replay of a stretch of the run may take this many times as long as recording the whole run took (plus
+    /// a minute for QEMU to start and load a snapshot): replay runs at about record speed, so more means it is stuck.</summary>
+    public int MaxReplayToRecordTimeRatio { get; init; } = 4;
+    /// <summary>A running replay whose instruction count has not moved for this many host seconds is stuck.</summary>
+    public int MaxReplayStallSeconds { get; init; } = 90;
+    /// <summary>Largest event log (events.rr) accepted; the busy demo guest writes about 20 MiB per minute.</summary>
+    public long MaxRecordingEventLogBytes { get; init; } = 4L << 30;
+    /// <summary>Largest snapshot image (snapshots.qcow2) accepted: each savevm stores the whole vmstate (60-100 MB).</summary>
+    public long MaxRecordingSnapshotBytes { get; init; } = 32L << 30;
+    /// <summary>Largest other file of a recording (kernel, initrd, serial logs) accepted, before it is hashed.</summary>
+    public long MaxRecordingFileBytes { get; init; } = 1L << 30;
+    /// <summary>Most bytes watched by `replay --find-write`.</summary>
+    public int MaxWatchedBytes { get; init; } = 4096;
+    /// <summary>Most points of a `replay --every` timeline.</summary>
+    public int MaxTimelinePoints { get; init; } = 1000;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -338,6 +362,17 @@ public sealed record IntrospectionLimits
         // Cost of big guests (issue 9)
         Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
         Check(nameof(KernelImagePrefetchBytes), KernelImagePrefetchBytes, int.MaxValue);
+        // Record and replay
+        Check(nameof(MaxRecordingManifestBytes), MaxRecordingManifestBytes, 1 << 30);
+        Check(nameof(MaxRecordingEntries), MaxRecordingEntries, Counts);
+        Check(nameof(MaxReplaySeekSeconds), MaxReplaySeekSeconds, 1 << 24);
+        Check(nameof(MaxReplayToRecordTimeRatio), MaxReplayToRecordTimeRatio, 1000);
+        Check(nameof(MaxReplayStallSeconds), MaxReplayStallSeconds, 1 << 24);
+        Check(nameof(MaxRecordingEventLogBytes), MaxRecordingEventLogBytes, 1L << 50);
+        Check(nameof(MaxRecordingSnapshotBytes), MaxRecordingSnapshotBytes, 1L << 50);
+        Check(nameof(MaxRecordingFileBytes), MaxRecordingFileBytes, 1L << 50);
+        Check(nameof(MaxWatchedBytes), MaxWatchedBytes, 1 << 24);
+        Check(nameof(MaxTimelinePoints), MaxTimelinePoints, Counts);
         return this;
     }
 

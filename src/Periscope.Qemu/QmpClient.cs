@@ -148,6 +148,16 @@ public sealed class QmpClient : IDisposable
     /// <summary>Registers of every vCPU, from HMP "info registers -a".</summary>
     public IReadOnlyList<CpuState> QueryRegisters() => QemuRegisterParser.Parse(HumanMonitorCommand("info registers -a"));
 
+    /// <summary>The guest instruction count of a record or replay run (QMP query-replay).</summary>
+    public ulong QueryReplayIcount() =>
+        Execute("query-replay")?["icount"]?.GetValue<ulong>() ?? throw new IOException($"{SocketPath}: query-replay returned no icount");
+
+    /// <summary>"record", "play" or "none" (QMP query-replay).</summary>
+    public string QueryReplayMode() => Execute("query-replay")?["mode"]?.GetValue<string>() ?? "?";
+
+    /// <summary>Replay only: stop the guest when the instruction count reaches <paramref name="icount"/> (QMP replay-break).</summary>
+    public void ReplayBreak(ulong icount) => Execute("replay-break", new JsonObject { ["icount"] = icount });
+
     public void Quit()
     {
         try { Execute("quit"); }
