@@ -227,6 +227,14 @@ public sealed record IntrospectionLimits
     /// <summary>Bytes of the kernel image, from _text, read ahead from a dump file in bulk at attach (kallsyms and BTF
     /// live there): the mapping itself reads no more than each page touched.</summary>
     public int KernelImagePrefetchBytes { get; init; } = 32 << 20;
+    // Watch, continued (issue 11: --protect watchpoints, QMP): what a compromised QEMU or stub can make us hold
+    /// <summary>Longest line read from a QMP socket (a reply of `info registers -a` for 64 vCPUs is ~100 KiB).</summary>
+    public int MaxQmpLineBytes { get; init; } = 4 << 20;
+    /// <summary>Bytes of one protected kernel object (--protect) kept as a shadow copy to tell which bytes a write changed.</summary>
+    public int MaxProtectedObjectBytes { get; init; } = 64 << 10;
+    /// <summary>Watchpoint stops handled per second per guest before the rest are only counted (a guest writing a
+    /// protected page in a loop must not turn watch into a journal flood).</summary>
+    public int MaxProtectedWritesPerSecond { get; init; } = 100;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -338,6 +346,10 @@ public sealed record IntrospectionLimits
         // Cost of big guests (issue 9)
         Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
         Check(nameof(KernelImagePrefetchBytes), KernelImagePrefetchBytes, int.MaxValue);
+        // Watch, continued
+        Check(nameof(MaxQmpLineBytes), MaxQmpLineBytes, 1 << 30);
+        Check(nameof(MaxProtectedObjectBytes), MaxProtectedObjectBytes, 1 << 24);
+        Check(nameof(MaxProtectedWritesPerSecond), MaxProtectedWritesPerSecond, 1 << 20);
         return this;
     }
 
