@@ -93,7 +93,7 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
         try
         {
             if (!File.Exists(spec.RamFile)) throw new IOException($"{spec.RamFile}: RAM file not present (QEMU not running?)");
-            _qmp = QmpClient.Connect(spec.QmpSocket, TimeSpan.FromSeconds(10));
+            _qmp = QmpClient.Connect(spec.QmpSocket, TimeSpan.FromSeconds(10), options.Limits.MaxQmpLineBytes);
             _control = new SharedStopControl(_qmp);
             _target = Target.AttachLive(spec.RamFile, _control, new TargetOptions { Limits = options.Limits });
             var kernel = _target.Kernel;
