@@ -165,12 +165,18 @@ public sealed class GdbRemoteClient : IDisposable
             if (reply.Length > 1 && reply[0] == 'O' && payload != "g" && IsHex(reply.AsSpan(1))) continue;
             if (payload != "?" && IsStopReply(reply))
             {
-                if (_pendingStops.Count == MaxPendingStops) _pendingStops.Dequeue();
-                _pendingStops.Enqueue(GdbStopReply.Parse(reply));
+                KeepUnaskedStop(reply);
                 continue;
             }
             return reply;
         }
+    }
+
+    private void KeepUnaskedStop(string reply)
+    {
+        if (!IsStopReply(reply)) throw new GdbProtocolException($"unexpected packet '{(reply.Length > 40 ? reply[..40] + "..." : reply)}' before the stub's ack");
+        if (_pendingStops.Count == MaxPendingStops) _pendingStops.Dequeue();
+        _pendingStops.Enqueue(GdbStopReply.Parse(reply));
     }
 
     private void Send(string payload)
@@ -180,6 +186,12 @@ public sealed class GdbRemoteClient : IDisposable
         {
             _stream.Write(frame);
             int ack = ReadByte();
+            // QEMU can announce a stop (a client connecting, a QMP stop) before it acks what we sent: keep it.
+            for (int unasked = 0; ack == '$' && unasked < MaxPendingStops; unasked++)
+            {
+                KeepUnaskedStop(ReceivePacket(startConsumed: true));
+                ack = ReadByte();
+            }
             if (ack == '+') return;
             if (ack != '-') throw new GdbProtocolException($"expected '+' or '-' after sending '{payload}', got 0x{ack:x2}");
         }
@@ -187,15 +199,17 @@ public sealed class GdbRemoteClient : IDisposable
     }
 
     /// <summary>One packet: skips anything before '$', checks the checksum, acks ('+' or '-' and wait for the resend).</summary>
-    private string ReceivePacket()
+    /// <param name="startConsumed">The '$' was already read (a packet that arrived where an ack was expected).</param>
+    private string ReceivePacket(bool startConsumed = false)
     {
         var raw = new List<byte>();
         for (int attempt = 0; attempt < 3; attempt++)
         {
             int b;
             int skipped = 0;
-            while ((b = ReadByte()) != '$')
-                if (++skipped > _maxPacketBytes) throw new GdbProtocolException($"no packet start within {_maxPacketBytes} bytes");
+            if (!startConsumed || attempt > 0)
+                while ((b = ReadByte()) != '$')
+                    if (++skipped > _maxPacketBytes) throw new GdbProtocolException($"no packet start within {_maxPacketBytes} bytes");
             raw.Clear();
             while ((b = ReadByte()) != '#')
             {
