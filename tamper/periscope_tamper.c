@@ -190,7 +190,12 @@ static int write_ro(void *dst, const void *src, size_t len)
 	local_irq_save(flags);
 	cr0 = native_read_cr0();
 	raw_write_cr0(cr0 & ~X86_CR0_WP);
-	memcpy(dst, src, len);
+	/* One aligned word (a table slot) is written by one store in this module, as a rootkit's `table[nr] = fn` is:
+	 * a write watchpoint then sees the writing instruction here, not in the kernel's memcpy (rep movsb). */
+	if (len == sizeof(unsigned long) && IS_ALIGNED((unsigned long)dst, sizeof(unsigned long)))
+		WRITE_ONCE(*(unsigned long *)dst, *(const unsigned long *)src);
+	else
+		memcpy(dst, src, len);
 	raw_write_cr0(cr0);     /* mov to CR0 is serialising: this CPU fetches the new bytes from here on */
 	local_irq_restore(flags);
 	return 0;

@@ -30,6 +30,10 @@ public enum JournalRecordKind : uint
     GuestEvent = 13,
     /// <summary>A sweep failed (guest not readable, no matching baseline): the error line.</summary>
     SweepFailed = 14,
+    /// <summary>Write watchpoints armed on protected kernel objects (--protect): which, where.</summary>
+    WatchpointsArmed = 15,
+    /// <summary>--protect could not arm its watchpoints (no GDB stub, objects not found): the error line.</summary>
+    WatchpointsFailed = 16,
 }
 
 /// <summary>One journal record as stored: its place in the chain, what it says and the two hashes linking it.</summary>

@@ -305,6 +305,44 @@ public sealed class JournalStore : IDisposable
         }
     }
 
+    /// <summary>All records in sequence order as spans (no copies): what verification walks. At most
+    /// MaxJournalRecordsRead; the query-step budget of this connection applies.</summary>
+    public JournalRowReader OpenRowReader(long fromSequence = 1)
+    {
+        _progressCalls = 0;
+        _budgetExceeded = false;
+        return new JournalRowReader(this, _db.Handle!, fromSequence, _limits.MaxJournalRecordsRead, _limits.MaxJournalPayloadBytes);
+    }
+
+    /// <summary>A plain scan of the records table (every column of every row read, nothing checked or hashed): the
+    /// floor that `journal bench` compares verification with, in the same run.</summary>
+    public long ScanRows()
+    {
+        _progressCalls = 0;
+        _budgetExceeded = false;
+        var db = _db.Handle!;
+        if (raw.sqlite3_prepare_v2(db, "SELECT seq, time, kind, payload, prev, hash FROM records ORDER BY seq", out sqlite3_stmt statement) != raw.SQLITE_OK)
+            throw StepFailed(raw.sqlite3_errmsg(db).utf8_to_string());
+        using (statement)
+        {
+            long n = 0, touched = 0;
+            int rc;
+            while ((rc = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
+            {
+                touched += raw.sqlite3_column_int64(statement, 0) + raw.sqlite3_column_int64(statement, 1) + raw.sqlite3_column_int64(statement, 2);
+                for (int c = 3; c < 6; c++) touched += raw.sqlite3_column_blob(statement, c).Length;
+                n++;
+            }
+            if (rc != raw.SQLITE_DONE) throw StepFailed(raw.sqlite3_errmsg(db).utf8_to_string());
+            GC.KeepAlive(touched);
+            return n;
+        }
+    }
+
+    internal JournalFormatException StepFailed(string message) => _budgetExceeded
+        ? Corrupt($"a query ran past the budget of {_limits.MaxJournalQuerySteps} SQLite steps (IntrospectionLimits.MaxJournalQuerySteps)")
+        : Corrupt($"SQLite: {OneLine(message)}");
+
     /// <summary>The raw rows, for verification: values checked for type and size but not for their hashes.</summary>
     internal JournalRecord ReadRecord(SqliteDataReader rd)
     {

@@ -53,8 +53,10 @@ public static class JournalVerifier
 
         long count = 0, expected = 1, proven = 0, lastSeq = 0, lastGoodHead = 0;
         int headsVerified = 0;
-        var previous = journal.Genesis;
-        byte[] beforePrevious = [];
+        // The two last hashes, in reused buffers: rows are spans into SQLite's buffer, valid for one step only.
+        var previous = journal.Genesis.ToArray();
+        var beforePrevious = new byte[JournalEncoding.HashBytes];
+        bool haveBeforePrevious = false;
         var scratch = new byte[512];
         Span<byte> hash = stackalloc byte[JournalEncoding.HashBytes];
         var damage = JournalDamage.None;
@@ -71,7 +73,8 @@ public static class JournalVerifier
         }
 
         (long At, long WrittenAs) moved = default; // a record found at another place, judged with the record after it
-        foreach (var r in journal.Records())
+        using var rows = journal.OpenRowReader();
+        while (rows.Next(out var r))
         {
             if (moved.At != 0)
             {
@@ -97,16 +100,16 @@ public static class JournalVerifier
             JournalEncoding.RecordHash(r.Sequence, r.TimeMicros, r.Kind, r.Payload, r.Previous, ref scratch, hash);
             if (!hash.SequenceEqual(r.Hash))
             {
-                long writtenAs = FindOriginalSequence(r, ref scratch);
+                long writtenAs = FindOriginalSequence(r.Sequence, r.TimeMicros, r.Kind, r.Payload, r.Previous, r.Hash, ref scratch);
                 if (writtenAs > r.Sequence) { moved = (r.Sequence, writtenAs); continue; }
                 Fail(writtenAs != 0 ? JournalDamage.Inserted : JournalDamage.Edited, writtenAs != 0 ? writtenAs : r.Sequence, writtenAs != 0
                     ? $"records {writtenAs}..{r.Sequence - 1} were inserted: record {r.Sequence} is the record written as {writtenAs}"
                     : $"record {r.Sequence} does not match its hash (edited)");
                 break;
             }
-            if (!r.Previous.AsSpan().SequenceEqual(previous))
+            if (!r.Previous.SequenceEqual(previous))
             {
-                bool skipsOne = r.Sequence > 2 && r.Previous.AsSpan().SequenceEqual(beforePrevious);
+                bool skipsOne = r.Sequence > 2 && haveBeforePrevious && r.Previous.SequenceEqual(beforePrevious);
                 Fail(skipsOne ? JournalDamage.Inserted : JournalDamage.ChainBroken, skipsOne ? r.Sequence - 1 : r.Sequence, skipsOne
                     ? $"record {r.Sequence - 1} was inserted: record {r.Sequence} links to record {r.Sequence - 2}"
                     : $"record {r.Sequence} does not link to record {r.Sequence - 1} (records deleted, inserted or moved before it)");
@@ -114,7 +117,7 @@ public static class JournalVerifier
             }
             if (headAt.TryGetValue(r.Sequence, out var head))
             {
-                if (!head.Hash.AsSpan().SequenceEqual(r.Hash))
+                if (!r.Hash.SequenceEqual(head.Hash))
                 {
                     Fail(JournalDamage.Rewritten, lastGoodHead + 1,
                         $"the signed head at record {r.Sequence} does not match the chain: records {lastGoodHead + 1}..{r.Sequence} were rewritten (chain recomputed)");
@@ -134,8 +137,9 @@ public static class JournalVerifier
                 }
                 lastGoodHead = r.Sequence;
             }
-            beforePrevious = previous;
-            previous = r.Hash;
+            (beforePrevious, previous) = (previous, beforePrevious);
+            haveBeforePrevious = true;
+            r.Hash.CopyTo(previous);
             expected++;
         }
         if (moved.At != 0)
@@ -148,16 +152,17 @@ public static class JournalVerifier
     }
 
     /// <summary>The sequence number this record's hash was computed with, if it is a nearby one (0: none).</summary>
-    private static long FindOriginalSequence(JournalRecord r, ref byte[] scratch)
+    private static long FindOriginalSequence(long sequence, long timeMicros, JournalRecordKind kind, ReadOnlySpan<byte> payload,
+        ReadOnlySpan<byte> previous, ReadOnlySpan<byte> recorded, ref byte[] scratch)
     {
         Span<byte> hash = stackalloc byte[JournalEncoding.HashBytes];
         for (long d = 1; d <= ReorderSearchDistance; d++)
         {
-            foreach (long candidate in (ReadOnlySpan<long>)[r.Sequence - d, r.Sequence + d])
+            foreach (long candidate in (ReadOnlySpan<long>)[sequence - d, sequence + d])
             {
                 if (candidate < 1) continue;
-                JournalEncoding.RecordHash(candidate, r.TimeMicros, r.Kind, r.Payload, r.Previous, ref scratch, hash);
-                if (hash.SequenceEqual(r.Hash)) return candidate;
+                JournalEncoding.RecordHash(candidate, timeMicros, kind, payload, previous, ref scratch, hash);
+                if (hash.SequenceEqual(recorded)) return candidate;
             }
         }
         return 0;

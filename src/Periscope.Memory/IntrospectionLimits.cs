@@ -251,6 +251,14 @@ public sealed record IntrospectionLimits
     public int MaxWatchedBytes { get; init; } = 4096;
     /// <summary>Most points of a `replay --every` timeline.</summary>
     public int MaxTimelinePoints { get; init; } = 1000;
+    // Watch, continued (issue 11: --protect watchpoints, QMP): what a compromised QEMU or stub can make us hold
+    /// <summary>Longest line read from a QMP socket (a reply of `info registers -a` for 64 vCPUs is ~100 KiB).</summary>
+    public int MaxQmpLineBytes { get; init; } = 4 << 20;
+    /// <summary>Bytes of one protected kernel object (--protect) kept as a shadow copy to tell which bytes a write changed.</summary>
+    public int MaxProtectedObjectBytes { get; init; } = 64 << 10;
+    /// <summary>Watchpoint stops handled per second per guest before the rest are only counted (a guest writing a
+    /// protected page in a loop must not turn watch into a journal flood).</summary>
+    public int MaxProtectedWritesPerSecond { get; init; } = 100;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -373,6 +381,10 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxRecordingFileBytes), MaxRecordingFileBytes, 1L << 50);
         Check(nameof(MaxWatchedBytes), MaxWatchedBytes, 1 << 24);
         Check(nameof(MaxTimelinePoints), MaxTimelinePoints, Counts);
+        // Watch, continued
+        Check(nameof(MaxQmpLineBytes), MaxQmpLineBytes, 1 << 30);
+        Check(nameof(MaxProtectedObjectBytes), MaxProtectedObjectBytes, 1 << 24);
+        Check(nameof(MaxProtectedWritesPerSecond), MaxProtectedWritesPerSecond, 1 << 20);
         return this;
     }
 

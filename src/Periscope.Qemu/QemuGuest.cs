@@ -54,6 +54,9 @@ public sealed class QemuGuest : IDisposable
     public string QmpSocketPath => Path.Combine(WorkDirectory, "qmp.sock");
     /// <summary>A second QMP server for other tools (such as the periscope CLI): QEMU serves one client per socket.</summary>
     public string ToolQmpSocketPath => Path.Combine(WorkDirectory, "qmp-tools.sock");
+    /// <summary>QEMU's GDB stub on a unix socket (`watch --protect` arms write watchpoints through it). Idle until a
+    /// client connects; connecting stops the guest until the client continues it.</summary>
+    public string GdbSocketPath => Path.Combine(WorkDirectory, "gdb.sock");
     public string ConsoleLogPath => Path.Combine(WorkDirectory, "console.log");
     public string DataLogPath => Path.Combine(WorkDirectory, "data.log");
     /// <summary>The host end of the guest's ttyS2: QEMU listens here, guest/init serves shell commands on it.</summary>
@@ -105,6 +108,7 @@ public sealed class QemuGuest : IDisposable
         "-chardev", $"socket,id=cmd,path={Path.Combine(dir, "cmd.sock")},server=on,wait=off", "-serial", "chardev:cmd",
         "-qmp", $"unix:{Path.Combine(dir, "qmp.sock")},server=on,wait=off",
         "-qmp", $"unix:{Path.Combine(dir, "qmp-tools.sock")},server=on,wait=off",
+        "-gdb", $"unix:{Path.Combine(dir, "gdb.sock")},server=on,wait=off",
         "-device", "vmcoreinfo", "-display", "none", "-monitor", "none", "-no-reboot",
         .. (o.Plugin is null ? (string[])[] : ["-plugin", $"{o.Plugin},ring={ramFile}.ring,ram={ramFile}"]),
     ];
@@ -179,7 +183,7 @@ public sealed class QemuGuest : IDisposable
             _commands?.Dispose();
             _process.Dispose();
             try { File.Delete(RamFilePath); File.Delete(TraceRingPath); } catch (IOException) { }
-            try { File.Delete(QmpSocketPath); File.Delete(ToolQmpSocketPath); File.Delete(CommandSocketPath); } catch (IOException) { }
+            try { File.Delete(QmpSocketPath); File.Delete(ToolQmpSocketPath); File.Delete(CommandSocketPath); File.Delete(GdbSocketPath); } catch (IOException) { }
             if (_ownsWorkDirectory) try { Directory.Delete(WorkDirectory, recursive: true); } catch (IOException) { }
         }
     }

@@ -13,25 +13,26 @@ namespace Periscope.Qemu;
 public sealed class QmpClient : IDisposable
 {
     private readonly Socket _socket;
-    private readonly StreamReader _reader;
+    private readonly QmpLineReader _reader;
     private readonly Stream _stream;
     private readonly object _lock = new();
 
-    private QmpClient(Socket socket, TimeSpan timeout)
+    private QmpClient(Socket socket, TimeSpan timeout, int maxLineBytes, string socketPath)
     {
         _socket = socket;
         _socket.ReceiveTimeout = (int)timeout.TotalMilliseconds;
         _socket.SendTimeout = (int)timeout.TotalMilliseconds;
         _stream = new NetworkStream(socket, ownsSocket: false);
-        _reader = new StreamReader(_stream, Encoding.UTF8);
+        _reader = new QmpLineReader(_stream, maxLineBytes, socketPath);
         Timeout = timeout;
     }
 
     public TimeSpan Timeout { get; }
     public string SocketPath { get; private init; } = "";
 
-    /// <summary>Connects, reads the greeting and negotiates capabilities.</summary>
-    public static QmpClient Connect(string socketPath, TimeSpan? timeout = null)
+    /// <summary>Connects, reads the greeting and negotiates capabilities. Lines QEMU sends are capped at
+    /// <paramref name="maxLineBytes"/> (default <see cref="IntrospectionLimits.MaxQmpLineBytes"/>).</summary>
+    public static QmpClient Connect(string socketPath, TimeSpan? timeout = null, int? maxLineBytes = null)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -43,7 +44,7 @@ public sealed class QmpClient : IDisposable
             socket.Dispose();
             throw new IOException($"{socketPath}: cannot connect to QMP: {e.Message}", e);
         }
-        var client = new QmpClient(socket, timeout ?? TimeSpan.FromSeconds(30)) { SocketPath = socketPath };
+        var client = new QmpClient(socket, timeout ?? TimeSpan.FromSeconds(30), maxLineBytes ?? IntrospectionLimits.Default.MaxQmpLineBytes, socketPath) { SocketPath = socketPath };
         try
         {
             // QEMU serves one client per QMP socket; a busy socket accepts the connection but never greets.
@@ -120,14 +121,17 @@ public sealed class QmpClient : IDisposable
 
     private JsonObject ReadMessage()
     {
-        string? line;
+        ReadOnlyMemory<byte>? line;
         try { line = _reader.ReadLine(); }
         catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut })
         {
             throw new TimeoutException($"{SocketPath}: QMP did not answer within {Timeout.TotalSeconds:0} s", e);
         }
-        if (line is null) throw new IOException($"{SocketPath}: QMP connection closed");
-        return JsonNode.Parse(line) as JsonObject ?? throw new IOException($"{SocketPath}: QMP sent a non-object: {line}");
+        if (line is not { } bytes) throw new IOException($"{SocketPath}: QMP connection closed");
+        JsonNode? node;
+        try { node = JsonNode.Parse(bytes.Span); }
+        catch (JsonException e) { throw new IOException($"{SocketPath}: QMP sent a line that is not JSON: {e.Message}", e); }
+        return node as JsonObject ?? throw new IOException($"{SocketPath}: QMP sent a non-object ({bytes.Length} bytes)");
     }
 
     /// <summary>"running", "paused", ...</summary>
@@ -166,7 +170,6 @@ public sealed class QmpClient : IDisposable
 
     public void Dispose()
     {
-        _reader.Dispose();
         _stream.Dispose();
         _socket.Dispose();
     }

@@ -34,6 +34,8 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
     private BaselineStore? _store; // opened once (its checks read the whole file), kept across re-attaches
     private Target? _target;
     private IGuestEventSource? _events;
+    private SharedStopControl? _control;
+    private ProtectedWriteMonitor? _protect;
     private BootIdentity? _boot;
     private DateTime _nextSweep = DateTime.MinValue;
     private string? _lastAttachFailure, _lastSweepFailure, _lastIncomplete;
@@ -47,6 +49,8 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
     public BootIdentity? Boot => _boot;
     /// <summary>Findings raised and not cleared, by key.</summary>
     public IReadOnlyCollection<string> RaisedKeys => _raised.Keys;
+    /// <summary>The --protect watchpoint handler while attached with it armed.</summary>
+    public ProtectedWriteMonitor? Protection => _protect;
 
     public void Run(CancellationToken stop)
     {
@@ -89,8 +93,9 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
         try
         {
             if (!File.Exists(spec.RamFile)) throw new IOException($"{spec.RamFile}: RAM file not present (QEMU not running?)");
-            _qmp = QmpClient.Connect(spec.QmpSocket, TimeSpan.FromSeconds(10));
-            _target = Target.AttachLive(spec.RamFile, new QmpVmControl(_qmp, ownsClient: false), new TargetOptions { Limits = options.Limits });
+            _qmp = QmpClient.Connect(spec.QmpSocket, TimeSpan.FromSeconds(10), options.Limits.MaxQmpLineBytes);
+            _control = new SharedStopControl(_qmp);
+            _target = Target.AttachLive(spec.RamFile, _control, new TargetOptions { Limits = options.Limits });
             var kernel = _target.Kernel;
             var boot = new BootIdentity(KernelIdentity.BuildId(kernel), kernel.Layout.TextVa);
             _lastAttachFailure = null;
@@ -106,6 +111,7 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
             _everAttached = true;
             _nextSweep = DateTime.MinValue;
             _events = options.EventSources?.Invoke(spec);
+            if (options.Protect.Count > 0) ArmWatchpoints();
             return true;
         }
         catch (Exception e) when (!IsJournalFailure(e))
@@ -122,6 +128,43 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
             }
             return false;
         }
+    }
+
+    private void ArmWatchpoints()
+    {
+        var missing = new List<string>();
+        try
+        {
+            if (spec.GdbSocket is null) throw new InvalidOperationException("no GDB stub socket for this guest (--gdb, or a 4th field in --target/--config)");
+            string status = _qmp!.QueryStatus();
+            _protect = ProtectedWriteMonitor.Start(spec, options.Protect, status, _control!.Gate, options, recorder, log, missing);
+        }
+        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or Periscope.Qemu.Gdb.GdbProtocolException
+                                      or System.Net.Sockets.SocketException || IsGuestUnreadable(e))
+        {
+            recorder.Record(spec.Name, JournalRecordKind.WatchpointsFailed, $"--protect: watchpoints not armed: {e.Message}");
+            return;
+        }
+        var objects = _protect.Objects;
+        recorder.Record(spec.Name, JournalRecordKind.WatchpointsArmed,
+            $"write watchpoints armed on {string.Join(", ", objects.Select(o => $"{o.Name} (0x{o.Start:x}, {o.Length} bytes)"))}"
+            + (missing.Count > 0 ? $"; not armed: {string.Join("; ", missing)}" : ""), w =>
+            {
+                w.WriteStartArray("objects");
+                foreach (var o in objects)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", o.Name);
+                    w.WriteString("kind", o.Kind.ToString());
+                    w.WriteString("start", $"0x{o.Start:x}");
+                    w.WriteNumber("length", o.Length);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("missing");
+                foreach (var m in missing) w.WriteStringValue(m);
+                w.WriteEndArray();
+            });
     }
 
     private void OnNewBoot(BootIdentity before, BootIdentity now)
@@ -283,6 +326,8 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
                 w.WriteString("destinationModule", dest.Module?.Name);
             }
             w.WriteString("detail", f.Detail);
+            // The same change caught as it happened by a --protect watchpoint: its record, so the two are one story.
+            if (_protect?.WritesByLocation.TryGetValue(f.Location, out long write) == true) w.WriteNumber("protectedWriteRecord", write);
         });
     }
 
@@ -307,12 +352,15 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
 
     private void CloseTarget()
     {
+        _protect?.Dispose();
+        _protect = null;
         _events?.Dispose();
         _events = null;
         _target?.Dispose();
         _target = null;
         _qmp?.Dispose();
         _qmp = null;
+        _control = null;
     }
 
     private static bool IsJournalFailure(Exception e) => e is JournalFormatException or Microsoft.Data.Sqlite.SqliteException;

@@ -15,6 +15,8 @@ public sealed record WatchOptions
     /// <summary>On a new boot of a guest (new KASLR), take a new trusted baseline. Off unless the operator opts in.</summary>
     public bool RebaselineOnBoot { get; init; }
     public IntrospectionLimits Limits { get; init; } = IntrospectionLimits.Default;
+    /// <summary>Kernel objects to arm write watchpoints on through each guest's GDB stub (--protect); empty: none.</summary>
+    public IReadOnlyList<ProtectedObjectKind> Protect { get; init; } = [];
     /// <summary>Live event sources (--trace); null: periodic verification only.</summary>
     public GuestEventSourceFactory? EventSources { get; init; }
 }

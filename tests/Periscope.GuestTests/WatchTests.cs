@@ -9,7 +9,10 @@ namespace Periscope.GuestTests;
 
 /// <summary>
 /// `periscope watch` as a child process against a real guest, for the issue's whole story in one run (a guest boot
-/// is the expensive part): a syscall-table hook is raised once (not at every sweep) and cleared once when undone; QEMU
+/// is the expensive part): with --protect syscall-table the hook's write is caught by the GDB-stub watchpoint as it
+/// happens (writing RIP inside periscope_tamper, the slot's old and new value, the writing task), journalled before
+/// the command that made it returned plus one second, and the periodic sweep raises the same change once (not at
+/// every sweep), linked to that watchpoint record; it is cleared once when undone; QEMU
 /// killed with SIGKILL is reported as detached; QEMU started again on the same RAM file and sockets is re-attached,
 /// the kernel re-discovered, and the new boot (new KASLR base) reported; SIGTERM stops watch with exit 0, a
 /// WatchStopped record and a signed head that `journal verify --pubkey` proves.
@@ -75,6 +78,14 @@ public sealed class WatchTests : IDisposable
 
     private static string TextOf(JournalRecord attached) => Payload(attached).GetProperty("textVa").GetString()!;
 
+    /// <summary>A 64-bit value as the hex of its little-endian bytes (how the journal shows memory).</summary>
+    private static string LittleEndianHex(string hexValue)
+    {
+        var bytes = BitConverter.GetBytes(Convert.ToUInt64(hexValue, 16));
+        if (!BitConverter.IsLittleEndian) Array.Reverse(bytes);
+        return Convert.ToHexStringLower(bytes);
+    }
+
     private static int Count(List<JournalRecord> records, JournalRecordKind kind) => records.Count(r => r.Kind == kind);
 
     [Fact]
@@ -90,7 +101,8 @@ public sealed class WatchTests : IDisposable
         Assert.Equal(0, CliRun.Run("journal", "keygen", "--out", key).Code);
 
         var psi = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "periscope.dll"), "watch", "--qemu", _ram,
-            "--qmp", _guest.ToolQmpSocketPath, "--db", db, "--journal", Journal, "--every", "2s", "--key", key, "--sign-every", "5s"])
+            "--qmp", _guest.ToolQmpSocketPath, "--db", db, "--journal", Journal, "--every", "2s", "--key", key, "--sign-every", "5s",
+            "--gdb", _guest.GdbSocketPath, "--protect", "syscall-table"])
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
@@ -101,20 +113,49 @@ public sealed class WatchTests : IDisposable
         _watch.BeginOutputReadLine();
         _watch.BeginErrorReadLine();
 
-        var records = WaitFor(r => Count(r, JournalRecordKind.Attached) == 1, Soon, "first attach");
+        // Attach, then the watchpoints: two appends, so wait for the second.
+        var records = WaitFor(r => Count(r, JournalRecordKind.Attached) == 1 && r.Any(x => x.Kind is JournalRecordKind.WatchpointsArmed or JournalRecordKind.WatchpointsFailed),
+                              Soon, "first attach with watchpoints armed");
         string firstText = Payload(records.First(r => r.Kind == JournalRecordKind.Attached)).GetProperty("textVa").GetString()!;
+        var armed = Assert.Single(records, r => r.Kind == JournalRecordKind.WatchpointsArmed);
+        var armedObject = Assert.Single(Payload(armed).GetProperty("objects").EnumerateArray().ToList());
+        Assert.Equal("sys_call_table", armedObject.GetProperty("name").GetString());
 
         // A hook in the syscall table: raised once, with the guest stopped for the confirmation, then left in place
         // for several more sweeps, which must not raise it again.
+        var commandStarted = DateTimeOffset.UtcNow;
         (code, output) = _guest.RunCommand("echo syscall 139 > /proc/periscope_tamper && cat /proc/periscope_tamper", TimeSpan.FromSeconds(60));
+        var commandReturned = DateTimeOffset.UtcNow;
         Assert.True(code == 0, output);
+        // The module's own report: "syscall 139 slot=0x... old=0x... new=0x..."
+        var reported = System.Text.RegularExpressions.Regex.Match(output, @"syscall 139 slot=0x([0-9a-f]+) old=0x([0-9a-f]+) new=0x([0-9a-f]+)");
+        Assert.True(reported.Success, output);
         records = WaitFor(r => r.Any(x => x.Kind == JournalRecordKind.Finding), Soon, "the syscall hook finding");
+        // The watchpoint saw the write as it happened: journalled (guest already continued) within a second of the write,
+        // which happened before the command returned.
+        var write = Assert.Single(records, r => r.Kind == JournalRecordKind.ProtectedWrite);
+        var w = Payload(write);
+        Assert.True(write.Time >= commandStarted && write.Time <= commandReturned + TimeSpan.FromSeconds(1),
+            $"write record at {write.Time:O}, command ran {commandStarted:O} .. {commandReturned:O}");
+        Assert.Equal("sys_call_table[139]", w.GetProperty("location").GetString());
+        Assert.Equal($"0x{reported.Groups[1].Value}", w.GetProperty("address").GetString());
+        var change = Assert.Single(w.GetProperty("changes").EnumerateArray().ToList());
+        Assert.Equal(LittleEndianHex(reported.Groups[2].Value), change.GetProperty("old").GetString());
+        Assert.Equal(LittleEndianHex(reported.Groups[3].Value), change.GetProperty("new").GetString());
+        Assert.True(w.GetProperty("ripOwner").GetString() == "ListedModule" && w.GetProperty("ripModule").GetString() == "periscope_tamper", w.ToString());
+        Assert.Equal("sh", w.GetProperty("comm").GetString()); // the guest shell's builtin echo wrote /proc/periscope_tamper
+        Assert.True(w.GetProperty("pid").GetInt32() > 1, w.ToString());
+        Assert.Contains("WRITE write to protected sys_call_table[139]", stdout.ToString());
+        // The sweep reports the same change once, as a finding that names the watchpoint record.
         var finding = Assert.Single(records, r => r.Kind == JournalRecordKind.Finding);
         Assert.Equal("sys_call_table[139]", Payload(finding).GetProperty("location").GetString());
+        Assert.Equal(write.Sequence, Payload(finding).GetProperty("protectedWriteRecord").GetInt64());
+        Assert.True(finding.Sequence > write.Sequence);
         long seen = finding.Sequence;
         Thread.Sleep(TimeSpan.FromSeconds(8)); // 4 more sweeps at --every 2s
         records = Records();
         Assert.Single(records, r => r.Kind == JournalRecordKind.Finding);
+        Assert.Single(records, r => r.Kind == JournalRecordKind.ProtectedWrite);
         (code, output) = _guest.RunCommand("echo restore > /proc/periscope_tamper", TimeSpan.FromSeconds(60));
         Assert.True(code == 0, output);
         records = WaitFor(r => r.Any(x => x.Kind == JournalRecordKind.FindingCleared), Soon, "the hook cleared");

@@ -8,7 +8,7 @@ using Periscope.Watch;
 namespace Periscope.Cli.Commands;
 
 /// <summary>
-/// `periscope watch --qemu RAM --qmp SOCK --db BASELINE --journal FILE [--every 10s] [--key KEY]`: a long-running
+/// `periscope watch --qemu RAM --qmp SOCK --db BASELINE --journal FILE [--every 10s] [--key KEY] [--gdb SOCK --protect LIST]`: a long-running
 /// monitor of one or more live guests. Findings go to the journal (committed first) and then to stdout, one line each;
 /// diagnostics go to stderr. Exit codes for a supervisor: 0 stopped on SIGINT/SIGTERM (head signed), 2 bad usage or
 /// input, or the journal became unwritable; with --stop-after (a bounded run) the verify scheme: 1 findings raised,
@@ -23,23 +23,33 @@ public sealed class WatchCommand : ICliCommand
         var every = new Option<string>("--every") { Description = "Time between verification sweeps (e.g. 10s, 500ms, 2m)", DefaultValueFactory = _ => "10s" };
         var key = new Option<string?>("--key") { Description = "Private key (journal keygen) that signs the chain head periodically and at stop" };
         var signEvery = new Option<string>("--sign-every") { Description = "Time between periodic signed heads", DefaultValueFactory = _ => "60s" };
-        var targets = new Option<string[]>("--target") { Description = "A guest as NAME=RAMFILE,QMPSOCKET (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var targets = new Option<string[]>("--target") { Description = "A guest as NAME=RAMFILE,QMPSOCKET[,GDBSOCKET] (repeatable)", AllowMultipleArgumentsPerToken = false };
         var config = new Option<string?>("--config") { Description = "File of targets, one per line: NAME RAMFILE QMPSOCKET" };
         var rebaseline = new Option<bool>("--rebaseline-on-boot") { Description = "On a new boot of a guest (new KASLR), take a new trusted baseline (off: only report it)" };
         var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at HOST:PORT/metrics (e.g. 127.0.0.1:9464)" };
         var stopAfter = new Option<string?>("--stop-after") { Description = "Stop by itself after this long (a bounded run; exit code as verify)" };
+        var protect = new Option<string?>("--protect") { Description = $"Arm write watchpoints on kernel objects through QEMU's GDB stub: {string.Join(",", ProtectedObjects.Names.Keys)}" };
+        var gdb = new Option<string?>("--gdb") { Description = "QEMU's GDB stub socket (-gdb unix:PATH,server=on,wait=off), for --protect with --qemu" };
         var command = new Command("watch", "Monitor live guests: periodic verification against the baseline, findings to a tamper-evident journal")
         {
-            db, journal, every, key, signEvery, targets, config, rebaseline, metrics, stopAfter,
+            db, journal, every, key, signEvery, targets, config, rebaseline, metrics, stopAfter, protect, gdb,
         };
         command.SetAction(r =>
         {
             var limits = IntrospectionLimits.Default;
-            var list = Targets(context, r, r.GetValue(targets) ?? [], r.GetValue(config), limits);
+            var list = Targets(context, r, r.GetValue(targets) ?? [], r.GetValue(config), r.GetValue(gdb), limits);
+            IReadOnlyList<ProtectedObjectKind> protectedKinds = [];
+            if (r.GetValue(protect) is { } p)
+            {
+                try { protectedKinds = ProtectedObjects.ParseList(p); }
+                catch (ArgumentException e) { throw new CliUsageException(e.Message); }
+                if (list.FirstOrDefault(t => t.GdbSocket is null) is { } noStub)
+                    throw new CliUsageException($"--protect needs QEMU's GDB stub for every guest: --gdb SOCKET with --qemu, NAME=RAM,QMP,GDB with --target, a 4th field in --config (missing for '{noStub.Name}')");
+            }
             var options = new WatchOptions
             {
                 BaselineDb = r.GetValue(db)!, Every = Duration(r.GetValue(every)!, "--every"), SignEvery = Duration(r.GetValue(signEvery)!, "--sign-every"),
-                RebaselineOnBoot = r.GetValue(rebaseline), Limits = limits,
+                RebaselineOnBoot = r.GetValue(rebaseline), Limits = limits, Protect = protectedKinds,
             };
             if (!File.Exists(options.BaselineDb)) throw new CliUsageException($"{options.BaselineDb}: no such baseline database (record one with `periscope baseline create`)");
             using var signing = r.GetValue(key) is { } k ? JournalSigningKey.Load(k, limits) : null;
@@ -67,7 +77,7 @@ public sealed class WatchCommand : ICliCommand
         return command;
     }
 
-    private static List<WatchTarget> Targets(CommandContext context, ParseResult r, string[] specs, string? config, IntrospectionLimits limits)
+    private static List<WatchTarget> Targets(CommandContext context, ParseResult r, string[] specs, string? config, string? gdb, IntrospectionLimits limits)
     {
         var list = new List<WatchTarget>();
         string? ram = r.GetValue(context.Options.Qemu), qmp = r.GetValue(context.Options.Qmp);
@@ -75,13 +85,16 @@ public sealed class WatchCommand : ICliCommand
         if (ram is not null)
         {
             if (qmp is null) throw new CliUsageException("watch needs --qmp SOCKET with --qemu: differences are confirmed with the guest stopped through QMP");
-            list.Add(new WatchTarget("guest", ram, qmp));
+            list.Add(new WatchTarget("guest", ram, qmp, gdb));
         }
         foreach (var spec in specs)
         {
             int eq = spec.IndexOf('='), comma = spec.IndexOf(',', Math.Max(eq, 0));
-            if (eq <= 0 || comma < 0) throw new CliUsageException($"--target {spec}: expected NAME=RAMFILE,QMPSOCKET");
-            list.Add(new WatchTarget(spec[..eq], spec[(eq + 1)..comma], spec[(comma + 1)..]));
+            if (eq <= 0 || comma < 0) throw new CliUsageException($"--target {spec}: expected NAME=RAMFILE,QMPSOCKET[,GDBSOCKET]");
+            string rest = spec[(comma + 1)..];
+            int second = rest.IndexOf(',');
+            list.Add(second < 0 ? new WatchTarget(spec[..eq], spec[(eq + 1)..comma], rest)
+                : new WatchTarget(spec[..eq], spec[(eq + 1)..comma], rest[..second], rest[(second + 1)..]));
         }
         if (config is not null) list.AddRange(WatchTarget.ParseConfig(config, limits));
         if (list.Count == 0) throw new CliUsageException("say which guests to watch: --qemu RAMFILE --qmp SOCKET, --target NAME=RAMFILE,QMPSOCKET or --config FILE");

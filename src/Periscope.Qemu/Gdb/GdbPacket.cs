@@ -114,3 +114,24 @@ public sealed record GdbStopReply(byte Signal, WatchpointKind? Watch, ulong? Wat
 
     private static string Shorten(string s) => s.Length > 80 ? s[..80] + "..." : s;
 }
+
+/// <summary>
+/// The x86-64 registers watch needs from a `g` reply, at the offsets of QEMU's x86-64 register order (target/i386
+/// gdbstub): rax..r15 (8 bytes each), rip (8), eflags (4), cs ss ds es fs gs (4 each), then fs_base, gs_base and
+/// k_gs_base (8 each while the vCPU is in 64-bit mode). QEMU answers `p` only after a client has read its target XML,
+/// so the whole `g` block is read and sliced here.
+/// </summary>
+public readonly record struct GdbX86_64Registers(ulong Rip, ulong Rsp, ulong GsBase, ulong KernelGsBase)
+{
+    private const int RspOffset = 7 * 8, RipOffset = 16 * 8, GsBaseOffset = RipOffset + 8 + 4 + 6 * 4 + 8, KernelGsBaseOffset = GsBaseOffset + 8;
+
+    public static GdbX86_64Registers Parse(ReadOnlySpan<byte> g)
+    {
+        if (g.Length < KernelGsBaseOffset + 8)
+            GdbPacket.ThrowFormat($"register block of {g.Length} bytes is too short for x86-64 (need {KernelGsBaseOffset + 8}; is the vCPU in 64-bit mode?)");
+        return new(System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(g[RipOffset..]),
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(g[RspOffset..]),
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(g[GsBaseOffset..]),
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(g[KernelGsBaseOffset..]));
+    }
+}

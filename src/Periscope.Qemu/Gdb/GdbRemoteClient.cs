@@ -41,7 +41,29 @@ public sealed class GdbRemoteClient : IDisposable
             socket.Dispose();
             throw new IOException($"{host}:{port}: cannot connect to the GDB stub: {e.Message}", e);
         }
-        var client = new GdbRemoteClient(socket, maxPacketBytes) { Endpoint = $"{host}:{port}" };
+        return Handshake(new GdbRemoteClient(socket, maxPacketBytes) { Endpoint = $"{host}:{port}" });
+    }
+
+    /// <summary>Connects to a stub on a unix socket (`-gdb unix:PATH,server=on,wait=off`): nothing else on the host can
+    /// reach it, unlike a TCP port.</summary>
+    public static GdbRemoteClient ConnectUnix(string socketPath, TimeSpan timeout, int maxPacketBytes)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            socket.ReceiveTimeout = socket.SendTimeout = (int)timeout.TotalMilliseconds;
+            socket.Connect(new UnixDomainSocketEndPoint(socketPath));
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"{socketPath}: cannot connect to the GDB stub: {e.Message}", e);
+        }
+        return Handshake(new GdbRemoteClient(socket, maxPacketBytes) { Endpoint = socketPath });
+    }
+
+    private static GdbRemoteClient Handshake(GdbRemoteClient client)
+    {
         try
         {
             string reply = client.Request("qSupported:swbreak+;hwbreak+");
@@ -89,9 +111,19 @@ public sealed class GdbRemoteClient : IDisposable
     /// <summary>The next stop reply, or null if none arrives within <paramref name="timeout"/> (the guest keeps running).</summary>
     public GdbStopReply? WaitForStop(TimeSpan timeout)
     {
+        if (_pendingStops.TryDequeue(out var pending)) return pending;
         if (!_socket.Poll((int)Math.Min(int.MaxValue, timeout.TotalMicroseconds), SelectMode.SelectRead)) return null;
         return GdbStopReply.Parse(ReceivePacket());
     }
+
+    /// <summary>Stop replies that arrived while a request waited for its own reply: QEMU announces every stop of the VM
+    /// unasked (a client connecting, QMP `stop`), so one can precede the reply to the next request. At most a few.</summary>
+    private readonly Queue<GdbStopReply> _pendingStops = new();
+    private const int MaxPendingStops = 16;
+
+    /// <summary>Removes every breakpoint and watchpoint and lets the guest run (`D`), then the connection may close.
+    /// QEMU keeps watchpoints of a client that just disconnects: a later hit would stop the guest with nobody to continue it.</summary>
+    public void Detach() => ExpectOk(Request("D"), "detach");
 
     /// <summary>All general registers of the current thread (`g`), as raw target bytes (x86-64: rax..gs, 8/4 bytes each).</summary>
     public byte[] ReadRegisters() => Hex(Request("g"), "g");
@@ -131,8 +163,20 @@ public sealed class GdbRemoteClient : IDisposable
         {
             string reply = ReceivePacket();
             if (reply.Length > 1 && reply[0] == 'O' && payload != "g" && IsHex(reply.AsSpan(1))) continue;
+            if (payload != "?" && IsStopReply(reply))
+            {
+                KeepUnaskedStop(reply);
+                continue;
+            }
             return reply;
         }
+    }
+
+    private void KeepUnaskedStop(string reply)
+    {
+        if (!IsStopReply(reply)) throw new GdbProtocolException($"unexpected packet '{(reply.Length > 40 ? reply[..40] + "..." : reply)}' before the stub's ack");
+        if (_pendingStops.Count == MaxPendingStops) _pendingStops.Dequeue();
+        _pendingStops.Enqueue(GdbStopReply.Parse(reply));
     }
 
     private void Send(string payload)
@@ -142,6 +186,12 @@ public sealed class GdbRemoteClient : IDisposable
         {
             _stream.Write(frame);
             int ack = ReadByte();
+            // QEMU can announce a stop (a client connecting, a QMP stop) before it acks what we sent: keep it.
+            for (int unasked = 0; ack == '$' && unasked < MaxPendingStops; unasked++)
+            {
+                KeepUnaskedStop(ReceivePacket(startConsumed: true));
+                ack = ReadByte();
+            }
             if (ack == '+') return;
             if (ack != '-') throw new GdbProtocolException($"expected '+' or '-' after sending '{payload}', got 0x{ack:x2}");
         }
@@ -149,15 +199,17 @@ public sealed class GdbRemoteClient : IDisposable
     }
 
     /// <summary>One packet: skips anything before '$', checks the checksum, acks ('+' or '-' and wait for the resend).</summary>
-    private string ReceivePacket()
+    /// <param name="startConsumed">The '$' was already read (a packet that arrived where an ack was expected).</param>
+    private string ReceivePacket(bool startConsumed = false)
     {
         var raw = new List<byte>();
         for (int attempt = 0; attempt < 3; attempt++)
         {
             int b;
             int skipped = 0;
-            while ((b = ReadByte()) != '$')
-                if (++skipped > _maxPacketBytes) throw new GdbProtocolException($"no packet start within {_maxPacketBytes} bytes");
+            if (!startConsumed || attempt > 0)
+                while ((b = ReadByte()) != '$')
+                    if (++skipped > _maxPacketBytes) throw new GdbProtocolException($"no packet start within {_maxPacketBytes} bytes");
             raw.Clear();
             while ((b = ReadByte()) != '#')
             {
@@ -184,6 +236,10 @@ public sealed class GdbRemoteClient : IDisposable
         if (n == 0) throw new IOException($"{Endpoint}: GDB stub connection closed");
         return _one[0];
     }
+
+    /// <summary>`Snn` or `Tnn...`: no reply to the requests this client sends starts that way (register replies are hex,
+    /// the rest are `OK`, `Enn`, empty or qSupported's feature list).</summary>
+    private static bool IsStopReply(string reply) => reply.Length >= 3 && reply[0] is 'S' or 'T' && IsHex(reply.AsSpan(1, 2));
 
     private static bool IsHex(ReadOnlySpan<char> s) => s.IndexOfAnyExcept("0123456789abcdefABCDEF") < 0;
 
