@@ -227,6 +227,18 @@ public sealed record IntrospectionLimits
     /// <summary>Bytes of the kernel image, from _text, read ahead from a dump file in bulk at attach (kallsyms and BTF
     /// live there): the mapping itself reads no more than each page touched.</summary>
     public int KernelImagePrefetchBytes { get; init; } = 32 << 20;
+    // eBPF and the page cache (bpf, dump file: issue 13 part C)
+    /// <summary>Entries read from one xarray (an IDR of eBPF objects, a file's page cache): a cycle or absurd tree stops here.</summary>
+    public int MaxXarrayEntries { get; init; } = 4_000_000;
+    /// <summary>Instructions of one eBPF program scanned for helper calls (BPF_COMPLEXITY_LIMIT_INSNS is 1 Mi).</summary>
+    public int MaxBpfInstructions { get; init; } = 1 << 20;
+    /// <summary>Cgroups visited for their effective eBPF programs, and items read from one bpf_prog_array.</summary>
+    public int MaxBpfCgroups { get; init; } = 1 << 20;
+    public int MaxBpfProgArrayItems { get; init; } = 1 << 16;
+    /// <summary>Network devices visited (in all network namespaces) for their XDP programs.</summary>
+    public int MaxBpfNetDevices { get; init; } = 1 << 20;
+    /// <summary>Bytes of one file `dump file` writes (its i_size is guest data).</summary>
+    public long MaxPageCacheFileBytes { get; init; } = 64L << 30;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -338,6 +350,13 @@ public sealed record IntrospectionLimits
         // Cost of big guests (issue 9)
         Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
         Check(nameof(KernelImagePrefetchBytes), KernelImagePrefetchBytes, int.MaxValue);
+        // eBPF and the page cache
+        Check(nameof(MaxXarrayEntries), MaxXarrayEntries, Counts);
+        Check(nameof(MaxBpfInstructions), MaxBpfInstructions, 1 << 26);
+        Check(nameof(MaxBpfCgroups), MaxBpfCgroups, Counts);
+        Check(nameof(MaxBpfProgArrayItems), MaxBpfProgArrayItems, Counts);
+        Check(nameof(MaxBpfNetDevices), MaxBpfNetDevices, Counts);
+        Check(nameof(MaxPageCacheFileBytes), MaxPageCacheFileBytes, Bytes);
         return this;
     }
 
