@@ -140,6 +140,21 @@ public sealed class BpfView(LinuxKernel kernel)
             _pointsRead, _unavailable, _gaps.Distinct().ToList());
     }
 
+    /// <summary>Only the programs prog_idr lists, without their helpers or attach points (for measuring JIT code into a
+    /// baseline: no socket, cgroup or device walks). Empty, with the reason in <paramref name="gaps"/>, when BTF lacks the types.</summary>
+    public IReadOnlyList<BpfProgram> ListedPrograms(out IReadOnlyList<string> gaps)
+    {
+        gaps = _gaps;
+        if (kernel.Btf is not { } btf || btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null) return [];
+        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
+        if (xa is null) { _gaps.Add(why!); return []; }
+        if (!kernel.Symbols.TryGetAddress("prog_idr", out _)) return [];
+        var result = new List<BpfProgram>();
+        foreach (ulong p in ReadIdr(xa, "prog_idr"))
+            if (DescribeProgram(p, BpfProgramViews.IdList, scanHelpers: false) is { } prog) result.Add(prog);
+        return result.OrderBy(p => p.Id).ToList();
+    }
+
     // ---------------------------------------------------------------- ID lists
 
     private List<ulong> ReadIdr(XArrayReader xa, string symbol)
@@ -349,7 +364,7 @@ public sealed class BpfView(LinuxKernel kernel)
         }
     }
 
-    private BpfProgram? DescribeProgram(ulong address, BpfProgramViews seen)
+    private BpfProgram? DescribeProgram(ulong address, BpfProgramViews seen, bool scanHelpers = true)
     {
         try
         {
@@ -372,7 +387,7 @@ public sealed class BpfView(LinuxKernel kernel)
                 }
                 if (mapCount > 64) _gaps.Add($"bpf prog 0x{address:x}: {mapCount} maps, only 64 read");
             }
-            var (helpers, risky) = ScanHelpers(address, p, len);
+            var (helpers, risky) = scanHelpers ? ScanHelpers(address, p, len) : ([], BpfRiskyHelpers.None);
             return new BpfProgram(address, (uint)aux["id"].ReadUInt64(), type, typeName, aux["name"].ReadString(), Convert.ToHexStringLower(tag), (int)len,
                 p["bpf_func"].ReadPointer(), (uint)p["jited_len"].ReadUInt64(), aux.TryMember("load_time", out var lt) ? lt.ReadUInt64() : 0,
                 mapIds, helpers, risky, seen, _attached.GetValueOrDefault(address) ?? []);
