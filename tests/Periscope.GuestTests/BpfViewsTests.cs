@@ -1,5 +1,9 @@
 using System.Globalization;
 using System.Text.Json;
+using Periscope.Integrity.Baselines;
+using Periscope.Integrity.Evidence;
+using Periscope.Integrity.Regions;
+using Periscope.Integrity.Verification;
 using Periscope.Linux;
 using Periscope.Linux.Bpf;
 using Periscope.Tests.Shared;
@@ -143,5 +147,32 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
         Assert.True(tableCode == 1, tableErr);
         Assert.Contains("WARNING: bpf program", table);
         Assert.DoesNotContain("CRITICAL", table);
+    }
+
+    [Fact]
+    public void Bpf_jit_code_is_measured_into_the_baseline_and_a_patched_jit_byte_is_code_modified()
+    {
+        string db = Path.Combine(guest.Guest.WorkDirectory, $"bpf-baseline-{Guid.NewGuid():n}.db");
+        using var store = BaselineStore.Open(db);
+        var summary = BaselineRecorder.Record(Kernel, store, "test");
+        var baseline = store.Latest(summary.BuildId, Kernel.Layout.TextVa)!;
+        var evidence = EvidenceStore.Load(store, summary.Id, Kernel.Limits)!;
+        var jit = baseline.Regions.Select(r => r.Region).Where(r => r.Kind == RegionKind.BpfJitCode).ToList();
+        // One region per program the kernel lists, at its JIT address and length.
+        Assert.Equal(guest.Bpf.Programs.Select(p => $"bpf prog {p.Id} {p.Name} {p.Tag} jit+{p.JitedLength}").Order(),
+            jit.Select(r => $"{r.Name}+{r.Length}").Order());
+        Assert.Empty(Verifier.Verify(Kernel, baseline, evidence).Findings);
+
+        var target = jit.Single(r => r.Name.Contains(" pscope_sf ", StringComparison.Ordinal));
+        ulong at = target.Start + 4;
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        d.Write(at, [0xcc]);
+        using var t = d.Open();
+        var f = Assert.Single(Verifier.Verify(t.Kernel, baseline, evidence).Findings);
+        Assert.Equal(target.Name, f.Region);
+        Assert.Equal(RegionKind.BpfJitCode, f.Kind);
+        Assert.Equal(at, f.VirtualAddress);
+        Assert.Equal([0xcc], f.Found);
+        Assert.Equal(Severity.Critical, f.Severity);
     }
 }
