@@ -13,8 +13,10 @@ public sealed class BpfTamperTests(TamperGuest guest, ITestOutputHelper output)
     [Fact]
     public void Bpf_finds_a_socket_filter_removed_from_prog_idr_where_it_is_attached()
     {
-        // /bin/bpfload (guest/start.d/52-bpf.sh) attached its socket filter before the guest printed its ground truth.
-        string attached = guest.Run("cat /tmp/bpfload.out");
+        // The tamper guest is not booted with "periscope.bpf": start /bin/bpfload here (once for the collection) and wait,
+        // bounded, until it says its programs are attached; it prints their ids.
+        string attached = guest.Run("[ -e /tmp/bpfload.ready ] || { /bin/bpfload > /tmp/bpfload.out 2>&1 & i=0; "
+                                    + "while [ ! -e /tmp/bpfload.ready ] && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done; }; cat /tmp/bpfload.out");
         uint id = uint.Parse(attached.Split('\n').Single(l => l.StartsWith("attach socket_filter ", StringComparison.Ordinal)).Split(' ')[2].Trim(),
             CultureInfo.InvariantCulture);
         try

@@ -13,7 +13,7 @@ namespace Periscope.GuestTests;
 
 /// <summary>A guest of its own for the eBPF and page cache views: /bin/bpfload (guest/start.d/52-bpf.sh) holds a map and
 /// four programs, three of them attached (socket filter, cgroup link, XDP link); /tmp/pscope-pages has holes.</summary>
-public sealed class BpfGuest() : GuestFixture("max")
+public sealed class BpfGuest() : GuestFixture("max", extraAppend: "periscope.bpf")
 {
     private BpfTruth? _bpf;
 
@@ -174,5 +174,32 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
         Assert.Equal(at, f.VirtualAddress);
         Assert.Equal([0xcc], f.Found);
         Assert.Equal(Severity.Critical, f.Severity);
+    }
+
+    [Fact]
+    public void Dump_file_writes_the_page_cache_bytes_the_guests_sha256sum_reads_with_its_holes_listed()
+    {
+        // /tmp/pscope-pages (guest/start.d/52-bpf.sh): pages 0-1 and 5 written, 2-4 never, then a partial last page.
+        foreach (var (file, live) in new[] { ("/tmp/pscope-pages", false), ("/bin/busybox", false), ("/tmp/pscope-pages", true) })
+        {
+            var (size, sha) = guest.Bpf.Files[file];
+            string outPath = Path.Combine(guest.Guest.WorkDirectory, $"file-{Guid.NewGuid():n}");
+            string[] source = live ? ["--qemu", guest.Guest.RamFilePath, "--qmp", guest.Guest.ToolQmpSocketPath, "--pause"] : ["--dump", guest.DumpPath];
+            var (code, json, err) = CliRun.Run(["dump", "file", file, "--out", outPath, "--json", .. source]);
+            output.WriteLine(json + err);
+            Assert.True(code == 0, err);
+            Assert.Equal(size, new FileInfo(outPath).Length);
+            using (var stream = File.OpenRead(outPath))
+                Assert.Equal(sha, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream)));
+            using var doc = JsonDocument.Parse(json);
+            var holes = doc.RootElement.GetProperty("holes").EnumerateArray().Select(h => (h.GetProperty("offset").GetInt64(), h.GetProperty("length").GetInt64())).ToArray();
+            if (file == "/bin/busybox") Assert.Empty(holes);
+            else Assert.Equal([(2 * 4096L, 3 * 4096L)], holes);
+            Assert.Equal((size + 4095) / 4096 - holes.Sum(h => h.Item2 / 4096), doc.RootElement.GetProperty("pagesCached").GetInt64());
+            File.Delete(outPath);
+        }
+        var (missing, _, missingErr) = CliRun.Run("dump", "file", "/tmp/no-such-file", "--out", Path.Combine(guest.Guest.WorkDirectory, "none"), "--dump", guest.DumpPath);
+        Assert.Equal(2, missing);
+        Assert.Contains("no-such-file", missingErr);
     }
 }
