@@ -68,9 +68,8 @@ public sealed class PageCacheFile(LinuxKernel kernel)
     private List<(ulong Parent, ulong Point, ulong Mount, ulong Root)> MountsOf(KernelObject init)
     {
         var result = new List<(ulong, ulong, ulong, ulong)>();
-        var ns = init["nsproxy"]["mnt_ns"].Deref();
-        if (!ns.HasMember("list")) return result; // 6.8+: rb-tree of mounts, not read here; paths then stay on the root mount
-        foreach (var m in ns["list"].ListEntries("mount", "mnt_list"))
+        ulong ns = init["nsproxy"]["mnt_ns"].ReadPointer();
+        foreach (var m in new MountReader(kernel).Mounts(ns))
         {
             if (result.Count >= kernel.Limits.MaxMountsPerNamespace) break;
             result.Add((m["mnt_parent"].ReadPointer(), m["mnt_mountpoint"].ReadPointer(), m.Address, m["mnt.mnt_root"].ReadPointer()));
