@@ -40,16 +40,14 @@ public sealed class PageCacheFile(LinuxKernel kernel)
             var root = init["fs"]["root"];
             ulong mount = root["mnt"].ReadPointer();
             ulong dentry = root["dentry"].ReadPointer();
-            var mountType = kernel.Objects.Type("mount");
-            ulong mntOffset = (ulong)mountType.Layout!.Offset("mnt");
-            mount -= mntOffset; // path.mnt is &mount->mnt
+            mount -= (ulong)kernel.Objects.Type("mount").Layout!.Offset("mnt"); // path.mnt is &mount->mnt
             var mounts = MountsOf(init);
-            dentry = Cross(mounts, ref mount, dentry, mntOffset);
+            dentry = Cross(mounts, ref mount, dentry);
             foreach (string name in parts)
             {
                 ulong? child = Child(dentry, name);
                 if (child is null) { why = $"no '{name}' in the dentry cache under {Describe(dentry)} (not cached, or no such file)"; return null; }
-                dentry = Cross(mounts, ref mount, child.Value, mntOffset);
+                dentry = Cross(mounts, ref mount, child.Value);
             }
             ulong inode = kernel.Object("dentry", dentry)["d_inode"].ReadPointer();
             if (inode == 0) { why = $"'{path}' is a negative dentry (the file does not exist)"; return null; }
@@ -77,7 +75,7 @@ public sealed class PageCacheFile(LinuxKernel kernel)
         return result;
     }
 
-    private static ulong Cross(List<(ulong Parent, ulong Point, ulong Mount, ulong Root)> mounts, ref ulong mount, ulong dentry, ulong mntOffset)
+    private static ulong Cross(List<(ulong Parent, ulong Point, ulong Mount, ulong Root)> mounts, ref ulong mount, ulong dentry)
     {
         // Follow stacked mounts: each mount on (mount, dentry) replaces it by its own root.
         for (int hops = 0; hops < 64; hops++)
@@ -88,7 +86,6 @@ public sealed class PageCacheFile(LinuxKernel kernel)
             mount = top.Mount;
             dentry = top.Root;
         }
-        _ = mntOffset;
         return dentry;
     }
 
