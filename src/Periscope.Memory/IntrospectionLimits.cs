@@ -259,6 +259,18 @@ public sealed record IntrospectionLimits
     /// <summary>Watchpoint stops handled per second per guest before the rest are only counted (a guest writing a
     /// protected page in a loop must not turn watch into a journal flood).</summary>
     public int MaxProtectedWritesPerSecond { get; init; } = 100;
+    // eBPF and the page cache (bpf, dump file: issue 13 part C)
+    /// <summary>Entries read from one xarray (an IDR of eBPF objects, a file's page cache): a cycle or absurd tree stops here.</summary>
+    public int MaxXarrayEntries { get; init; } = 4_000_000;
+    /// <summary>Instructions of one eBPF program scanned for helper calls (BPF_COMPLEXITY_LIMIT_INSNS is 1 Mi).</summary>
+    public int MaxBpfInstructions { get; init; } = 1 << 20;
+    /// <summary>Cgroups visited for their effective eBPF programs, and items read from one bpf_prog_array.</summary>
+    public int MaxBpfCgroups { get; init; } = 1 << 20;
+    public int MaxBpfProgArrayItems { get; init; } = 1 << 16;
+    /// <summary>Network devices visited (in all network namespaces) for their XDP programs.</summary>
+    public int MaxBpfNetDevices { get; init; } = 1 << 20;
+    /// <summary>Bytes of one file `dump file` writes (its i_size is guest data).</summary>
+    public long MaxPageCacheFileBytes { get; init; } = 64L << 30;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -385,6 +397,13 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxQmpLineBytes), MaxQmpLineBytes, 1 << 30);
         Check(nameof(MaxProtectedObjectBytes), MaxProtectedObjectBytes, 1 << 24);
         Check(nameof(MaxProtectedWritesPerSecond), MaxProtectedWritesPerSecond, 1 << 20);
+        // eBPF and the page cache
+        Check(nameof(MaxXarrayEntries), MaxXarrayEntries, Counts);
+        Check(nameof(MaxBpfInstructions), MaxBpfInstructions, 1 << 26);
+        Check(nameof(MaxBpfCgroups), MaxBpfCgroups, Counts);
+        Check(nameof(MaxBpfProgArrayItems), MaxBpfProgArrayItems, Counts);
+        Check(nameof(MaxBpfNetDevices), MaxBpfNetDevices, Counts);
+        Check(nameof(MaxPageCacheFileBytes), MaxPageCacheFileBytes, Bytes);
         return this;
     }
 

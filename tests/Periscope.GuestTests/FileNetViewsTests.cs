@@ -206,6 +206,9 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         var netlink = guest.Views.Net["netlink"].Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(f => $"{f[1]} {f[2]} {f[9]}").ToHashSet();
         var ourNetlink = Assert.Single(report.Sockets, s => s.Kind == SocketKind.Netlink);
         Assert.Contains($"{ourNetlink.Protocol} {ourNetlink.PortId} {ourNetlink.Inode}", netlink);
+        // ... and, bound (port id non-zero), through nl_table as well: the second view.
+        Assert.NotEqual(0u, ourNetlink.PortId);
+        Assert.Equal(SocketViews.FileTable | SocketViews.KernelTable, ourNetlink.Seen);
     }
 
     [Fact]

@@ -35,16 +35,20 @@ public static class GuestImage
 /// </summary>
 public abstract class GuestFixture : IDisposable
 {
-    protected GuestFixture(string cpu, int cpus = 1)
+    /// <param name="extraAppend">Words added to the kernel command line; guest/start.d scripts read them from /proc/cmdline
+    /// to set up state only the guests that ask for it get (e.g. "periscope.bpf").</param>
+    protected GuestFixture(string cpu, int cpus = 1, string? extraAppend = null)
     {
         string image = GuestImage.Directory();
-        Guest = QemuGuest.Start(new QemuGuestOptions
+        var options = new QemuGuestOptions
         {
             Kernel = Path.Combine(image, "vmlinuz"),
             Initrd = Path.Combine(image, "initrd.gz"),
             Cpu = cpu,
             Cpus = cpus,
-        });
+        };
+        if (extraAppend is not null) options = options with { Append = options.Append + " " + extraAppend };
+        Guest = QemuGuest.Start(options);
         try
         {
             var sw = Stopwatch.StartNew();

@@ -41,6 +41,6 @@ public sealed class DumpCommand : ICliCommand
             Warnings.Print(context, target.Kernel);
             return result.Gaps.Count > 0 ? 3 : 0;
         }));
-        return new Command("dump", "Write guest objects as files other tools read") { process };
+        return new Command("dump", "Write guest objects as files other tools read") { process, DumpFileCommand.Build(context) };
     }
 }

@@ -10,6 +10,8 @@ public enum RegionKind
     ModuleText,
     ModuleReadOnlyData,
     ProcessCode,
+    /// <summary>An eBPF program's JIT-compiled code (bpf_prog.bpf_func, jited_len), one region per loaded program.</summary>
+    BpfJitCode,
     /// <summary>Not a measured range: the allow-lists (evidence) the judge compares with the baseline's.</summary>
     Evidence,
 }
@@ -20,7 +22,7 @@ public sealed record MeasuredRegion(string Name, RegionKind Kind, ulong Start, u
     public ulong End => Start + Length;
     /// <summary>Identity the guest cannot forge by renaming alone: two modules of one name are two regions.</summary>
     public RegionKey Key => new(Kind, Name, Start);
-    public bool IsCode => Kind is RegionKind.KernelText or RegionKind.SyscallDispatcher or RegionKind.ModuleText;
+    public bool IsCode => Kind is RegionKind.KernelText or RegionKind.SyscallDispatcher or RegionKind.ModuleText or RegionKind.BpfJitCode;
 }
 
 /// <summary>Kind, name and start address of a region.</summary>

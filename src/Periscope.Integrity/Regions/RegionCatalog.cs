@@ -1,4 +1,5 @@
 using Periscope.Linux;
+using Periscope.Linux.Bpf;
 using Periscope.Memory;
 
 namespace Periscope.Integrity.Regions;
@@ -15,7 +16,7 @@ public sealed record RegionSet(IReadOnlyList<MeasuredRegion> Regions, IReadOnlyL
 /// <summary>
 /// The regions a baseline covers: kernel text and read-only data, the syscall table and the syscall dispatcher
 /// (Debian 6.1 dispatches through x64_sys_call's switch, so a table-only check is blind), the IDT, and each module's
-/// core text and read-only data. Sizes come from the guest's own symbols and module layouts, so each is checked
+/// core text and read-only data, and each loaded eBPF program's JIT code. Sizes come from the guest's own symbols and module layouts, so each is checked
 /// against <see cref="IntrospectionLimits.MaxKernelRegionBytes"/> / <see cref="IntrospectionLimits.MaxModuleRegionBytes"/>
 /// before anything is measured: a forged _etext or module size yields a skipped region, not gigabytes of pages.
 /// </summary>
@@ -61,6 +62,13 @@ public static class RegionCatalog
                 skipped.Add(new(new MeasuredRegion($"module {m.Name} rodata", RegionKind.ModuleReadOnlyData, 0, 0, m.Name),
                     $"module {m.Name} rodata: read-only size {small} is below text size {text} (inconsistent layout)"));
         }
+        // eBPF JIT images (the programs prog_idr lists; `bpf` finds the ones attached but unlisted): code the kernel wrote
+        // at load time and must never change afterwards, measured like module text. Named by id, name and tag, so that a
+        // program reloaded with other code is a new region, not a modified one.
+        var bpf = new BpfView(kernel).ListedPrograms(out var bpfGaps);
+        skipped.AddRange(bpfGaps.Select(g => new SkippedRegion(null, $"bpf programs: {g}")));
+        foreach (var p in bpf.Where(p => p.JitAddress != 0 && p.JitLength > 0))
+            Add(new MeasuredRegion($"bpf prog {p.Id} {p.Name} {p.Tag} jit", RegionKind.BpfJitCode, p.JitAddress, p.JitLength, $"bpf:{p.Id}"), limits.MaxModuleRegionBytes);
         return new RegionSet(regions, skipped);
     }
 

@@ -15,7 +15,7 @@ public sealed record MountInfo(int MountId, int ParentId, uint Major, uint Minor
 
 /// <summary>
 /// The mounts of a mount namespace in the order the kernel lists them (mnt_namespace.list of mount.mnt_list up to 6.7,
-/// the mounts rb-tree ordered by mount id since 6.8), read through the typed object API and capped by
+/// the mounts rb-tree ordered by mount id since 6.8; which one is present is read from BTF), read through the typed object API and capped by
 /// MaxMountsPerNamespace. Paths are resolved from the namespace's root (a chroot'ed process sees them relative to its
 /// root instead).
 /// </summary>
@@ -31,14 +31,49 @@ public sealed class MountReader(LinuxKernel kernel)
 
     private readonly PathResolver _paths = new(kernel.Reader, kernel.Offsets, kernel.Limits, kernel.Diagnostics);
 
+    /// <summary>
+    /// The struct mounts of a mount namespace in the order mountinfo lists them: mnt_namespace.list (mount.mnt_list) up
+    /// to 6.7; since 6.8 (BTF then has mnt_namespace.mounts, an rb_root) an in-order walk of the rb-tree through
+    /// mount.mnt_node, ordered by the unique mount id as the kernel's own show_mountinfo iteration is. The tree walk is
+    /// cycle-checked and stops after MaxMountsPerNamespace nodes (an <see cref="ObjectFaultException"/>, like a bad list).
+    /// </summary>
+    public IEnumerable<KernelObject> Mounts(ulong mntNamespace)
+    {
+        var ns = kernel.Object("mnt_namespace", mntNamespace);
+        if (ns.HasMember("list")) return ns["list"].ListEntries("mount", "mnt_list");
+        if (ns.HasMember("mounts.rb_node")) return RbTreeMounts(ns["mounts.rb_node"].ReadPointer());
+        throw new KernelModelException("BTF: struct mnt_namespace has neither list (up to 6.7) nor mounts (6.8+)");
+    }
+
+    private IEnumerable<KernelObject> RbTreeMounts(ulong root)
+    {
+        var node = kernel.Objects.Type("rb_node").Layout ?? throw new KernelModelException("BTF: struct rb_node is missing");
+        ulong left = (ulong)node.Offset("rb_left"), right = (ulong)node.Offset("rb_right");
+        ulong nodeOffset = (ulong)(kernel.Objects.Type("mount").Layout ?? throw new KernelModelException("BTF: struct mount is missing")).Offset("mnt_node");
+        var seen = new HashSet<ulong>();
+        var stack = new Stack<ulong>();
+        ulong at = root;
+        while (stack.Count > 0 || at != 0)
+        {
+            while (at != 0)
+            {
+                if (!seen.Add(at)) throw new ObjectFaultException($"mount rb-tree: node 0x{at:x} reached twice (a cycle)", at);
+                if (seen.Count > kernel.Limits.MaxMountsPerNamespace)
+                    throw new ObjectFaultException($"mount rb-tree: more than MaxMountsPerNamespace = {kernel.Limits.MaxMountsPerNamespace} nodes", at);
+                stack.Push(at);
+                if (!kernel.Reader.TryPointer(at + left, out at)) throw new ObjectFaultException($"mount rb-tree: node 0x{stack.Peek():x} is unreadable", stack.Peek());
+            }
+            ulong current = stack.Pop();
+            yield return kernel.Object("mount", current - nodeOffset);
+            if (!kernel.Reader.TryPointer(current + right, out at)) throw new ObjectFaultException($"mount rb-tree: node 0x{current:x} is unreadable", current);
+        }
+    }
+
     /// <summary>The mounts of the mount namespace at <paramref name="mntNamespace"/> (a struct mnt_namespace).</summary>
     public IReadOnlyList<MountInfo> Read(ulong mntNamespace)
     {
-        var ns = kernel.Object("mnt_namespace", mntNamespace);
         var result = new List<MountInfo>();
-        IEnumerable<KernelObject> mounts = ns.HasMember("list")
-            ? ns["list"].ListEntries("mount", "mnt_list")
-            : throw new KernelModelException("BTF: struct mnt_namespace has no list (6.8+ keeps mounts in an rb-tree; not read yet)");
+        var mounts = Mounts(mntNamespace);
         try
         {
             foreach (var m in mounts)

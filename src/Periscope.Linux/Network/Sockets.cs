@@ -17,7 +17,7 @@ public enum SocketViews : byte
     None = 0,
     /// <summary>A process's file table holds it (socket:[INODE] in /proc/PID/fd).</summary>
     FileTable = 1,
-    /// <summary>The kernel's own tables hold it: tcp_hashinfo's established or listening hash, udp_table, the unix hash.</summary>
+    /// <summary>The kernel's own tables hold it: tcp_hashinfo's established or listening hash, udp_table, the unix hash, nl_table.</summary>
     KernelTable = 2,
 }
 
@@ -118,6 +118,7 @@ public sealed class Sockets
         ReadTcp(l, Add);
         ReadUdp(l, Add);
         ReadUnix(l, Add);
+        ReadNetlink(l, Add);
 
         var result = new List<SocketEntry>();
         foreach (ulong sk in order.Concat(owners.Keys.Where(k => !hashed.Contains(k))))
@@ -153,6 +154,80 @@ public sealed class Sockets
         if (_r.TryPointer(table + l.UdpHash, out ulong hash) && _r.TryU32(table + l.UdpMask, out uint mask))
             WalkBuckets("udp table", hash, mask, l.UdpSlotSize, l.UdpSlotHead, nulls: false, l.SkNode, add);
         else _gaps.Add($"udp table at 0x{table:x} is unreadable");
+    }
+
+    /// <summary>MAX_LINKS (include/uapi/linux/netlink.h): nl_table has one netlink_table per protocol, 32 of them; BTF
+    /// carries only the pointer.</summary>
+    private const int NetlinkProtocols = 32;
+
+    /// <summary>
+    /// nl_table[protocol].hash: each protocol's rhashtable of bound netlink sockets (all network namespaces), chained
+    /// through netlink_sock.node; a chain ends at a "nulls" marker (low bit set), a bucket pointer's bit 0 is its lock.
+    /// A table being resized has a future_tbl whose sockets are read too. Only user sockets (with a file) are taken:
+    /// the kernel's own netlink sockets have no owner to compare with.
+    /// </summary>
+    private void ReadNetlink(Layout l, Action<ulong> add)
+    {
+        var b = new BtfMembers(_kernel.Btf!);
+        int? tableSize = b.StructSize("netlink_table"), hash = b.Offset("netlink_table", "hash"), tbl = b.Offset("rhashtable", "tbl"),
+            size = b.Offset("bucket_table", "size"), nest = b.Offset("bucket_table", "nest"), future = b.Offset("bucket_table", "future_tbl"),
+            buckets = b.Offset("bucket_table", "buckets"), node = b.Offset("netlink_sock", "node");
+        if (tableSize is null || hash is null || tbl is null || size is null || nest is null || future is null || buckets is null || node is null)
+        {
+            _unavailable.Add($"netlink table: BTF lacks {string.Join(", ", b.Missing.Distinct())}");
+            return;
+        }
+        if (!_kernel.Symbols.TryGetAddress("nl_table", out ulong nlTableVar)) { _unavailable.Add("netlink table: kallsyms lists no nl_table"); return; }
+        if (!_r.TryPointer(nlTableVar, out ulong nlTable) || !_r.IsKernelPointer(nlTable)) { _gaps.Add("netlink table: nl_table is unreadable"); return; }
+        for (int protocol = 0; protocol < NetlinkProtocols; protocol++)
+        {
+            if (!_r.TryPointer(nlTable + (ulong)(protocol * tableSize.Value + hash.Value + tbl.Value), out ulong table)) { _gaps.Add($"netlink table {protocol} is unreadable"); continue; }
+            for (int generation = 0; table != 0 && generation < 4; generation++)
+            {
+                string what = $"netlink table {protocol}";
+                if (!_r.IsKernelPointer(table) || !_r.TryU32(table + (ulong)size.Value, out uint count) || !_r.TryU32(table + (ulong)nest.Value, out uint nested))
+                {
+                    _gaps.Add($"{what}: bucket table 0x{table:x} is unreadable");
+                    break;
+                }
+                if (nested != 0) { _gaps.Add($"{what}: nested bucket table (nest {nested}) not read"); break; }
+                if (count == 0 || count > _kernel.Limits.MaxSocketHashBuckets || (count & (count - 1)) != 0)
+                {
+                    _gaps.Add($"{what}: {count} buckets (a power of two up to MaxSocketHashBuckets = {_kernel.Limits.MaxSocketHashBuckets} expected)");
+                    break;
+                }
+                WalkRhashBuckets(what, table + (ulong)buckets.Value, count, (ulong)node.Value, l, add);
+                if (!_r.TryPointer(table + (ulong)future.Value, out table)) break;
+            }
+        }
+    }
+
+    private void WalkRhashBuckets(string what, ulong first, uint count, ulong nodeOffset, Layout l, Action<ulong> add)
+    {
+        const int Chunk = 512;
+        var buffer = new byte[Chunk * 8];
+        for (uint start = 0; start < count; start += Chunk)
+        {
+            int n = (int)Math.Min(Chunk, count - start);
+            var bytes = buffer.AsSpan(0, n * 8);
+            if (_r.Read(first + start * 8UL, bytes) != bytes.Length) { _gaps.Add($"{what}: buckets at 0x{first + start * 8UL:x} are unreadable"); return; }
+            for (int i = 0; i < n; i++)
+            {
+                ulong head = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]) & ~1UL; // bit 0: the bucket's lock
+                var seen = new HashSet<ulong>();
+                for (ulong link = head; link != 0 && (link & 1) == 0;)
+                {
+                    if (!_r.IsKernelPointer(link)) { _gaps.Add($"{what}: chain link 0x{link:x} is not a kernel pointer"); break; }
+                    if (!seen.Add(link)) { _gaps.Add($"{what}: chain node 0x{link:x} reached twice (a cycle)"); break; }
+                    if (!Take()) return;
+                    ulong sk = link - nodeOffset;
+                    if (_r.TryPointer(sk + l.SkSocket, out ulong socket) && socket != 0 && _r.IsKernelPointer(socket)
+                        && _r.TryPointer(socket + l.SocketFile, out ulong file) && file != 0)
+                        add(sk);
+                    if (!_r.TryPointer(link, out link)) { _gaps.Add($"{what}: chain node unreadable"); break; }
+                }
+            }
+        }
     }
 
     private void ReadUnix(Layout l, Action<ulong> add)
@@ -264,8 +339,8 @@ public sealed class Sockets
         if (family == AF_UNIX && socketState == 0) socketState = state == TCP_ESTABLISHED ? SS_CONNECTED : SS_UNCONNECTED;
 
         var finding = SocketFinding.None;
-        bool tableKind = kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6 or SocketKind.Unix;
-        if (tableKind && seen == SocketViews.FileTable && ShouldBeHashed(kind, state, lport)) finding = SocketFinding.MissingFromKernelTable;
+        bool tableKind = kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6 or SocketKind.Unix or SocketKind.Netlink;
+        if (tableKind && seen == SocketViews.FileTable && ShouldBeHashed(kind, state, kind == SocketKind.Netlink ? (int)Math.Min(portId, int.MaxValue) : lport)) finding = SocketFinding.MissingFromKernelTable;
         else if (tableKind && seen == SocketViews.KernelTable && hasFile) finding = SocketFinding.NoOwner;
         return new SocketEntry(sk, kind, state, local, remote, inode, uid, owners, seen, finding, type, socketState, listening, protocol, portId);
     }
@@ -277,6 +352,8 @@ public sealed class Sockets
         SocketKind.Tcp or SocketKind.Tcp6 => state != TCP_CLOSE,
         SocketKind.Udp or SocketKind.Udp6 => localPort != 0,
         SocketKind.Unix => true,
+        // A netlink socket is in nl_table once bound (bind, connect or its first send autobinds): port id non-zero.
+        SocketKind.Netlink => localPort != 0,
         _ => false,
     };
 

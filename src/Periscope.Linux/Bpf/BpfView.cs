@@ -1,0 +1,468 @@
+using System.Buffers.Binary;
+using Periscope.Linux.Model;
+using Periscope.Linux.Network;
+using Periscope.Linux.Objects;
+
+namespace Periscope.Linux.Bpf;
+
+/// <summary>Where a program was found attached (the second view, independent of the ID list).</summary>
+public enum BpfAttachPoint
+{
+    /// <summary>A socket's sk_filter (SO_ATTACH_BPF, SO_ATTACH_FILTER): sockets from the processes' file tables and the kernel's tables.</summary>
+    SocketFilter,
+    /// <summary>A cgroup's effective program arrays (cgroup->bpf.effective[attach type]), cgroups walked from the default hierarchy's root.</summary>
+    Cgroup,
+    /// <summary>A network device's XDP programs (net_device.xdp_state[mode], and generic XDP's xdp_prog), in every network namespace.</summary>
+    Xdp,
+    /// <summary>A bpf_link in link_idr that holds the program.</summary>
+    Link,
+}
+
+public sealed record BpfAttachment(BpfAttachPoint Point, string Target);
+
+/// <summary>Which views hold a program.</summary>
+[Flags]
+public enum BpfProgramViews : byte
+{
+    None = 0,
+    /// <summary>prog_idr, the list BPF_PROG_GET_NEXT_ID (bpftool prog list) walks.</summary>
+    IdList = 1,
+    /// <summary>Some attach point (socket, cgroup, net device, link) holds it.</summary>
+    Attached = 2,
+}
+
+/// <summary>Helpers that make a program dangerous whatever it is attached to.</summary>
+[Flags]
+public enum BpfRiskyHelpers : byte
+{
+    None = 0,
+    /// <summary>bpf_probe_write_user: writes any user process's memory.</summary>
+    WritesUserMemory = 1,
+    /// <summary>bpf_override_return: makes a kernel function return what the program says.</summary>
+    OverridesReturn = 2,
+}
+
+public enum BpfProgramFinding
+{
+    None,
+    /// <summary>Attached somewhere but missing from prog_idr: hidden from bpftool and every BPF_PROG_GET_NEXT_ID walk.</summary>
+    AttachedButNotListed,
+}
+
+/// <param name="Tag">bpf_prog.tag as bpftool prints it (16 hex digits).</param>
+/// <param name="Helpers">Kernel functions the program calls as helpers (kallsyms names), in first-call order.</param>
+/// <param name="LoadTimeNs">bpf_prog_aux.load_time: nanoseconds since boot.</param>
+public sealed record BpfProgram(ulong Address, uint Id, int Type, string TypeName, string Name, string Tag, int InstructionCount,
+    ulong JitAddress, uint JitLength, ulong LoadTimeNs, IReadOnlyList<uint> MapIds, IReadOnlyList<string> Helpers, BpfRiskyHelpers Risky,
+    BpfProgramViews Seen, IReadOnlyList<BpfAttachment> Attachments)
+{
+    public BpfProgramFinding Finding => Seen == BpfProgramViews.Attached ? BpfProgramFinding.AttachedButNotListed : BpfProgramFinding.None;
+}
+
+public sealed record BpfMap(ulong Address, uint Id, int Type, string TypeName, string Name, uint KeySize, uint ValueSize, uint MaxEntries);
+
+public sealed record BpfLink(ulong Address, uint Id, int Type, string TypeName, uint ProgramId, ulong Program);
+
+public sealed record BpfReport(IReadOnlyList<BpfProgram> Programs, IReadOnlyList<BpfMap> Maps, IReadOnlyList<BpfLink> Links,
+    IReadOnlyList<BpfAttachPoint> AttachPointsRead, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps)
+{
+    public bool IsIncomplete => Gaps.Count > 0;
+    public bool HasCriticalFinding => Programs.Any(p => p.Finding != BpfProgramFinding.None);
+    public bool HasFinding => HasCriticalFinding || Programs.Any(p => p.Risky != BpfRiskyHelpers.None);
+}
+
+/// <summary>
+/// Loaded eBPF programs, maps and links from the kernel's ID lists (prog_idr, map_idr, link_idr: what bpftool lists),
+/// and independently the programs found where they are attached: sockets' filters, cgroups' effective arrays, network
+/// devices' XDP slots and links. A program attached but missing from prog_idr is a critical finding. Each program's
+/// translated instructions are scanned for helper calls: after verification a call's imm is the helper's address minus
+/// __bpf_call_base, so the target is named through kallsyms, and the helpers that write user memory or override return
+/// values are the functions the kernel's own enum bpf_func_id (BTF) names BPF_FUNC_probe_write_user and
+/// BPF_FUNC_override_return (BPF_CALL_x defines each helper as bpf_NAME). Layouts come from BTF through the typed object
+/// API; every walk is bounded by <see cref="Memory.IntrospectionLimits"/>.
+/// </summary>
+public sealed class BpfView(LinuxKernel kernel)
+{
+    /// <summary>BPF_JMP | BPF_CALL (include/uapi/linux/bpf_common.h, bpf.h): the call opcode; src_reg 0 is a helper call
+    /// (1 a call into a bpf function, 2 a kfunc). ABI numbers of the instruction set, not in BTF.</summary>
+    private const byte OpCall = 0x85;
+    /// <summary>sizeof(struct bpf_insn): the instruction set's fixed 8-byte encoding.</summary>
+    private const int InsnSize = 8;
+    /// <summary>The enumerators of enum bpf_func_id whose helpers are flagged, and the flag each one raises.</summary>
+    private static readonly (string Enumerator, BpfRiskyHelpers Flag)[] RiskyEnumerators =
+    [
+        ("BPF_FUNC_probe_write_user", BpfRiskyHelpers.WritesUserMemory),
+        ("BPF_FUNC_override_return", BpfRiskyHelpers.OverridesReturn),
+    ];
+
+    private readonly List<string> _gaps = [];
+    private readonly List<string> _unavailable = [];
+    private readonly List<BpfAttachPoint> _pointsRead = [];
+    private readonly Dictionary<ulong, List<BpfAttachment>> _attached = [];
+    private readonly Dictionary<ulong, BpfRiskyHelpers> _riskyAddresses = [];
+    private ulong _callBase;
+
+    public BpfReport Read()
+    {
+        if (kernel.Btf is not { } btf)
+            return new([], [], [], [], ["bpf: the kernel's BTF is not used (offsets were inferred)"], []);
+        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
+        if (xa is null) return new([], [], [], [], [$"bpf: {why}"], []);
+        if (btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null)
+            return new([], [], [], [], ["bpf: BTF lacks struct bpf_prog (a kernel without CONFIG_BPF_SYSCALL)"], []);
+        PrepareHelpers();
+
+        var listedProgs = ReadIdr(xa, "prog_idr");
+        var listedMaps = ReadIdr(xa, "map_idr");
+        var listedLinks = ReadIdr(xa, "link_idr");
+
+        var links = new List<BpfLink>();
+        foreach (ulong l in listedLinks) if (DescribeLink(l) is { } link) links.Add(link);
+        foreach (var link in links.Where(l => l.Program != 0))
+            Attach(link.Program, BpfAttachPoint.Link, $"link {link.Id} ({link.TypeName})");
+        if (listedLinks.Count > 0 || kernel.Symbols.TryGetAddress("link_idr", out _)) _pointsRead.Add(BpfAttachPoint.Link);
+
+        ReadSocketFilters();
+        ReadCgroups();
+        ReadXdp();
+
+        var programs = new List<BpfProgram>();
+        var listedSet = listedProgs.ToHashSet();
+        foreach (ulong p in listedProgs.Concat(_attached.Keys.Where(a => !listedSet.Contains(a))))
+        {
+            var seen = (listedSet.Contains(p) ? BpfProgramViews.IdList : BpfProgramViews.None)
+                       | (_attached.ContainsKey(p) ? BpfProgramViews.Attached : BpfProgramViews.None);
+            if (DescribeProgram(p, seen) is { } prog) programs.Add(prog);
+        }
+        var maps = new List<BpfMap>();
+        foreach (ulong m in listedMaps) if (DescribeMap(m) is { } map) maps.Add(map);
+        return new(programs.OrderBy(p => p.Id).ToList(), maps.OrderBy(m => m.Id).ToList(), links.OrderBy(l => l.Id).ToList(),
+            _pointsRead, _unavailable, _gaps.Distinct().ToList());
+    }
+
+    /// <summary>Only the programs prog_idr lists, without their helpers or attach points (for measuring JIT code into a
+    /// baseline: no socket, cgroup or device walks). Empty, with the reason in <paramref name="gaps"/>, when BTF lacks the types.</summary>
+    public IReadOnlyList<BpfProgram> ListedPrograms(out IReadOnlyList<string> gaps)
+    {
+        gaps = _gaps;
+        if (kernel.Btf is not { } btf || btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null) return [];
+        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
+        if (xa is null) { _gaps.Add(why!); return []; }
+        if (!kernel.Symbols.TryGetAddress("prog_idr", out _)) return [];
+        var result = new List<BpfProgram>();
+        foreach (ulong p in ReadIdr(xa, "prog_idr"))
+            if (DescribeProgram(p, BpfProgramViews.IdList, scanHelpers: false) is { } prog) result.Add(prog);
+        return result.OrderBy(p => p.Id).ToList();
+    }
+
+    // ---------------------------------------------------------------- ID lists
+
+    private List<ulong> ReadIdr(XArrayReader xa, string symbol)
+    {
+        if (!kernel.Symbols.TryGetAddress(symbol, out ulong idr))
+        {
+            _unavailable.Add($"{symbol}: kallsyms lists no {symbol}");
+            return [];
+        }
+        try
+        {
+            var root = kernel.Object("idr", idr)["idr_rt.xa_head"];
+            var entries = xa.Read(root.ReadPointer(), kernel.Limits.MaxXarrayEntries, symbol, _gaps);
+            var result = new List<ulong>();
+            foreach (var e in entries)
+            {
+                if (e.Kind != XArrayEntryKind.Pointer || !kernel.Reader.IsKernelPointer(e.Entry))
+                {
+                    _gaps.Add($"{symbol}: entry {e.Index} (0x{e.Entry:x}) is not a kernel pointer");
+                    continue;
+                }
+                result.Add(e.Entry);
+            }
+            return result;
+        }
+        catch (ObjectFaultException e)
+        {
+            _gaps.Add($"{symbol}: {e.Message}");
+            return [];
+        }
+    }
+
+    // ---------------------------------------------------------------- attach points
+
+    private void Attach(ulong prog, BpfAttachPoint point, string target)
+    {
+        if (prog == 0) return;
+        if (!kernel.Reader.IsKernelPointer(prog))
+        {
+            _gaps.Add($"{point}: {target} holds 0x{prog:x}, not a kernel pointer");
+            return;
+        }
+        if (!_attached.TryGetValue(prog, out var list)) _attached[prog] = list = [];
+        list.Add(new BpfAttachment(point, target));
+    }
+
+    /// <summary>sock.sk_filter -> sk_filter.prog for every socket either socket view finds.</summary>
+    private void ReadSocketFilters()
+    {
+        var sock = kernel.Btf!.FindStruct("sock");
+        if (sock is null || !sock.HasMember("sk_filter") || kernel.Btf.FindStruct("sk_filter") is null)
+        {
+            _unavailable.Add("socket filters: BTF lacks sock.sk_filter");
+            return;
+        }
+        var report = new Sockets(kernel).Read();
+        foreach (var g in report.Gaps) _gaps.Add($"socket filters: {g}");
+        _pointsRead.Add(BpfAttachPoint.SocketFilter);
+        foreach (var s in report.Sockets)
+        {
+            try
+            {
+                var filter = kernel.Object("sock", s.Sock)["sk_filter"];
+                if (filter.ReadPointer() == 0) continue;
+                string owners = s.Owners.Count > 0 ? $" pid {string.Join(",", s.Owners)}" : "";
+                Attach(filter["prog"].ReadPointer(), BpfAttachPoint.SocketFilter, $"{s.Kind.ToString().ToLowerInvariant()} socket inode {s.Inode}{owners}");
+            }
+            catch (ObjectFaultException e)
+            {
+                _gaps.Add($"socket filters: sock 0x{s.Sock:x}: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>Every cgroup of the default (v2) hierarchy, from cgrp_dfl_root.cgrp down the css children lists: its
+    /// bpf.effective[type] arrays of programs (what runs for that cgroup, inherited ones included).</summary>
+    private void ReadCgroups()
+    {
+        var cgroup = kernel.Btf!.FindStruct("cgroup");
+        if (cgroup is null || !cgroup.HasMember("bpf.effective") || !kernel.Symbols.TryGetAddress("cgrp_dfl_root", out ulong root))
+        {
+            _unavailable.Add("cgroup programs: needs cgrp_dfl_root and cgroup.bpf.effective (CONFIG_CGROUP_BPF)");
+            return;
+        }
+        _pointsRead.Add(BpfAttachPoint.Cgroup);
+        kernel.Symbols.TryGetAddress("dummy_bpf_prog", out ulong dummy);
+        var attachTypes = kernel.Btf.FindTypeId("cgroup_bpf_attach_type", Btf.BtfKind.Enum) is { } enumId
+            ? kernel.Btf.GetEnumValues(enumId).ToDictionary(v => v.Value, v => v.Name) : [];
+        int visited = 0;
+        var pending = new Stack<(KernelObject Cgroup, string Path, int Depth)>();
+        try { pending.Push((kernel.Object("cgroup_root", root)["cgrp"], "/", 0)); }
+        catch (ObjectFaultException e) { _gaps.Add($"cgroup programs: {e.Message}"); return; }
+        var seen = new HashSet<ulong>();
+        while (pending.Count > 0)
+        {
+            var (cg, path, depth) = pending.Pop();
+            if (!seen.Add(cg.Address)) { _gaps.Add($"cgroup programs: cgroup 0x{cg.Address:x} reached twice (a cycle)"); continue; }
+            if (++visited > kernel.Limits.MaxBpfCgroups)
+            {
+                _gaps.Add($"cgroup programs: stopped at MaxBpfCgroups = {kernel.Limits.MaxBpfCgroups} cgroups");
+                return;
+            }
+            try
+            {
+                var effective = cg["bpf.effective"];
+                for (long i = 0; i < effective.Type.Length; i++)
+                {
+                    ulong array = effective[i].ReadPointer();
+                    if (array == 0) continue;
+                    string type = attachTypes.TryGetValue(i, out var n) ? Lower(n, "CGROUP_") : i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    var items = kernel.Object("bpf_prog_array", array)["items"];
+                    var itemType = kernel.Objects.Type("bpf_prog_array_item");
+                    for (int k = 0; ; k++)
+                    {
+                        if (k >= kernel.Limits.MaxBpfProgArrayItems)
+                        {
+                            _gaps.Add($"cgroup programs: {path} {type}: more than MaxBpfProgArrayItems = {kernel.Limits.MaxBpfProgArrayItems} programs");
+                            break;
+                        }
+                        var item = kernel.Objects.Object(itemType.Id, items.Address + (ulong)(k * itemType.Size));
+                        ulong prog = item["prog"].ReadPointer();
+                        if (prog == 0) break;
+                        if (prog == dummy) continue; // a detached program's placeholder
+                        Attach(prog, BpfAttachPoint.Cgroup, $"cgroup {path} {type}");
+                    }
+                }
+                if (depth >= 64) { _gaps.Add($"cgroup programs: {path} is nested deeper than 64"); continue; }
+                foreach (var child in cg["self.children"].ListEntries("cgroup", "self.sibling"))
+                {
+                    string name = child["kn"].TryDeref(out var kn) ? kn["name"].ReadString(256) : "?";
+                    pending.Push((child, path == "/" ? "/" + name : path + "/" + name, depth + 1));
+                }
+            }
+            catch (ObjectFaultException e)
+            {
+                _gaps.Add($"cgroup programs: {path}: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>Every network device of every network namespace (net_namespace_list, dev_base_head): xdp_state[mode].prog
+    /// (generic, driver and offloaded XDP, since 5.9) and generic XDP's xdp_prog.</summary>
+    private void ReadXdp()
+    {
+        var dev = kernel.Btf!.FindStruct("net_device");
+        if (dev is null || !kernel.Symbols.TryGetAddress("net_namespace_list", out ulong nsList) || !dev.HasMember("dev_list"))
+        {
+            _unavailable.Add("xdp: needs net_namespace_list and struct net_device");
+            return;
+        }
+        bool state = dev.HasMember("xdp_state"), generic = dev.HasMember("xdp_prog");
+        if (!state && !generic) { _unavailable.Add("xdp: BTF lacks net_device.xdp_state and xdp_prog"); return; }
+        _pointsRead.Add(BpfAttachPoint.Xdp);
+        int devices = 0;
+        try
+        {
+            foreach (var net in kernel.Object("list_head", nsList).ListEntries("net", "list"))
+            {
+                uint inum = net.TryMember("ns.inum", out var ino) ? (uint)ino.ReadUInt64() : 0;
+                foreach (var d in net["dev_base_head"].ListEntries("net_device", "dev_list"))
+                {
+                    if (++devices > kernel.Limits.MaxBpfNetDevices)
+                    {
+                        _gaps.Add($"xdp: stopped at MaxBpfNetDevices = {kernel.Limits.MaxBpfNetDevices} devices");
+                        return;
+                    }
+                    string name = d["name"].ReadString();
+                    var found = new HashSet<ulong>();
+                    if (state)
+                    {
+                        var slots = d["xdp_state"];
+                        for (long m = 0; m < slots.Type.Length; m++)
+                        {
+                            ulong prog = slots[m]["prog"].ReadPointer();
+                            if (prog != 0 && found.Add(prog)) Attach(prog, BpfAttachPoint.Xdp, $"netdev {name} (net ns {inum}) mode {m}");
+                        }
+                    }
+                    if (generic && d["xdp_prog"].ReadPointer() is var g and not 0 && found.Add(g))
+                        Attach(g, BpfAttachPoint.Xdp, $"netdev {name} (net ns {inum}) generic");
+                }
+            }
+        }
+        catch (ObjectFaultException e)
+        {
+            _gaps.Add($"xdp: {e.Message}");
+        }
+    }
+
+    // ---------------------------------------------------------------- objects
+
+    private void PrepareHelpers()
+    {
+        if (!kernel.Symbols.TryGetAddress("__bpf_call_base", out _callBase))
+            _unavailable.Add("helper calls: kallsyms lists no __bpf_call_base (helper targets cannot be named)");
+        var btf = kernel.Btf!;
+        foreach (var (enumerator, flag) in RiskyEnumerators)
+        {
+            if (!btf.TryFindEnumerator(enumerator, out _))
+            {
+                _unavailable.Add($"helper calls: enum bpf_func_id has no {enumerator}");
+                continue;
+            }
+            string function = "bpf_" + enumerator["BPF_FUNC_".Length..];
+            // A kernel built without the helper (bpf_override_return needs CONFIG_BPF_KPROBE_OVERRIDE) has no such
+            // function, and no program can call it: nothing to look for.
+            if (kernel.Symbols.TryGetAddress(function, out ulong at)) _riskyAddresses[at] = flag;
+        }
+    }
+
+    private BpfProgram? DescribeProgram(ulong address, BpfProgramViews seen, bool scanHelpers = true)
+    {
+        try
+        {
+            var p = kernel.Object("bpf_prog", address);
+            var aux = p["aux"].Deref();
+            var typeObj = p["type"];
+            int type = (int)typeObj.ReadInt64();
+            string typeName = Lower(typeObj.ReadEnumName(), "BPF_PROG_TYPE_");
+            var tag = p["tag"].ReadBytes();
+            uint len = (uint)p["len"].ReadUInt64();
+            var mapIds = new List<uint>();
+            uint mapCount = (uint)aux["used_map_cnt"].ReadUInt64();
+            if (mapCount > 0 && aux["used_maps"].TryDeref(out _))
+            {
+                var used = aux["used_maps"];
+                for (uint i = 0; i < Math.Min(mapCount, 64u); i++)
+                {
+                    ulong map = used[i].ReadPointer();
+                    if (map != 0) mapIds.Add((uint)kernel.Object("bpf_map", map)["id"].ReadUInt64());
+                }
+                if (mapCount > 64) _gaps.Add($"bpf prog 0x{address:x}: {mapCount} maps, only 64 read");
+            }
+            var (helpers, risky) = scanHelpers ? ScanHelpers(address, p, len) : ([], BpfRiskyHelpers.None);
+            return new BpfProgram(address, (uint)aux["id"].ReadUInt64(), type, typeName, aux["name"].ReadString(), Convert.ToHexStringLower(tag), (int)len,
+                p["bpf_func"].ReadPointer(), (uint)p["jited_len"].ReadUInt64(), aux.TryMember("load_time", out var lt) ? lt.ReadUInt64() : 0,
+                mapIds, helpers, risky, seen, _attached.GetValueOrDefault(address) ?? []);
+        }
+        catch (ObjectFaultException e)
+        {
+            _gaps.Add($"bpf prog 0x{address:x}: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>The helper calls of the translated program (insnsi[0..len]).</summary>
+    private (List<string> Helpers, BpfRiskyHelpers Risky) ScanHelpers(ulong address, KernelObject prog, uint count)
+    {
+        var helpers = new List<string>();
+        var risky = BpfRiskyHelpers.None;
+        if (_callBase == 0 || !prog.TryMember("insnsi", out var insns)) return (helpers, risky);
+        if (count > (uint)kernel.Limits.MaxBpfInstructions)
+        {
+            _gaps.Add($"bpf prog 0x{address:x}: {count} instructions, more than MaxBpfInstructions = {kernel.Limits.MaxBpfInstructions}; only those scanned");
+            count = (uint)kernel.Limits.MaxBpfInstructions;
+        }
+        var bytes = new byte[count * InsnSize];
+        if (kernel.Reader.Read(insns.Address, bytes) != bytes.Length)
+        {
+            _gaps.Add($"bpf prog 0x{address:x}: instructions at 0x{insns.Address:x} are unreadable");
+            return (helpers, risky);
+        }
+        var seenTargets = new HashSet<ulong>();
+        for (int i = 0; i < bytes.Length; i += InsnSize)
+        {
+            if (bytes[i] != OpCall || (bytes[i + 1] >> 4) != 0) continue;
+            int imm = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(i + 4));
+            ulong target = unchecked(_callBase + (ulong)(long)imm);
+            if (!seenTargets.Add(target)) continue;
+            if (_riskyAddresses.TryGetValue(target, out var flag)) risky |= flag;
+            helpers.Add(kernel.Symbols.TryFindContaining(target, out var sym, out ulong off) && off == 0 ? sym.Name : $"0x{target:x}");
+        }
+        return (helpers, risky);
+    }
+
+    private BpfMap? DescribeMap(ulong address)
+    {
+        try
+        {
+            var m = kernel.Object("bpf_map", address);
+            var typeObj = m["map_type"];
+            return new BpfMap(address, (uint)m["id"].ReadUInt64(), (int)typeObj.ReadInt64(), Lower(typeObj.ReadEnumName(), "BPF_MAP_TYPE_"),
+                m["name"].ReadString(), (uint)m["key_size"].ReadUInt64(), (uint)m["value_size"].ReadUInt64(), (uint)m["max_entries"].ReadUInt64());
+        }
+        catch (ObjectFaultException e)
+        {
+            _gaps.Add($"bpf map 0x{address:x}: {e.Message}");
+            return null;
+        }
+    }
+
+    private BpfLink? DescribeLink(ulong address)
+    {
+        try
+        {
+            var l = kernel.Object("bpf_link", address);
+            var typeObj = l["type"];
+            ulong prog = l["prog"].ReadPointer();
+            uint progId = prog != 0 && kernel.Reader.IsKernelPointer(prog) ? (uint)kernel.Object("bpf_prog", prog)["aux"]["id"].ReadUInt64() : 0;
+            return new BpfLink(address, (uint)l["id"].ReadUInt64(), (int)typeObj.ReadInt64(), Lower(typeObj.ReadEnumName(), "BPF_LINK_TYPE_"), progId, prog);
+        }
+        catch (ObjectFaultException e)
+        {
+            _gaps.Add($"bpf link 0x{address:x}: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>An enumerator as bpftool prints it: prefix dropped, lower case ("BPF_PROG_TYPE_SOCKET_FILTER" → "socket_filter").</summary>
+    private static string Lower(string? enumerator, string prefix) =>
+        enumerator is null ? "?" : (enumerator.StartsWith(prefix, StringComparison.Ordinal) ? enumerator[prefix.Length..] : enumerator).ToLowerInvariant();
+}
