@@ -227,6 +227,11 @@ public sealed record IntrospectionLimits
     /// <summary>Bytes of the kernel image, from _text, read ahead from a dump file in bulk at attach (kallsyms and BTF
     /// live there): the mapping itself reads no more than each page touched.</summary>
     public int KernelImagePrefetchBytes { get; init; } = 32 << 20;
+    // Live guest events, finishing issue 10: syscall names from the guest's own dispatch function
+    /// <summary>Bytes of x64_sys_call (6.9+: the switch that dispatches syscalls) read to name syscalls; it is ~8 KiB.</summary>
+    public int MaxSyscallDispatchBytes { get; init; } = 64 << 10;
+    /// <summary>Instructions followed through x64_sys_call's compare-and-branch tree for one syscall number.</summary>
+    public int MaxSyscallDispatchSteps { get; init; } = 512;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -338,6 +343,9 @@ public sealed record IntrospectionLimits
         // Cost of big guests (issue 9)
         Check(nameof(MaxRememberedPaths), MaxRememberedPaths, Counts);
         Check(nameof(KernelImagePrefetchBytes), KernelImagePrefetchBytes, int.MaxValue);
+        // Syscall names from the dispatch function
+        Check(nameof(MaxSyscallDispatchBytes), MaxSyscallDispatchBytes, 1 << 24);
+        Check(nameof(MaxSyscallDispatchSteps), MaxSyscallDispatchSteps, 1 << 16);
         return this;
     }
 
