@@ -110,6 +110,8 @@ public sealed class TraceTests(TraceGuest guest, ITestOutputHelper log) : IClass
         Assert.Equal(guest.Live.Kernel.Symbols.GetAddress("entry_SYSCALL_64"), ring.EntryAddress);
         Assert.InRange(ring.EntryProbe, ring.EntryAddress + 1, ring.EntryAddress + 0x200);
         Assert.InRange(ring.ExitProbe, ring.EntryProbe + 1, ring.EntryAddress + 0x280);
+        Assert.Equal(0UL, ring.ReturnPath);   // 6.1 decides between SYSRET and IRET in the entry code: one exit probe
+        Assert.StartsWith("x64_sys_call", new SyscallTracer(ring, guest.Live.Kernel, guest.Live.Limits).Names.Source);   // 6.1.192 has it (backported)
         Assert.Equal(guest.Guest.ProcessId, ring.QemuProcessId);
     }
 

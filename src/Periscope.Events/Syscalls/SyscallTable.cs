@@ -69,8 +69,9 @@ public sealed class SyscallTable
         var code = new byte[(int)Math.Min(length, (ulong)limits.MaxSyscallDispatchBytes)];
         int got = kernel.KernelSpace.Read(dispatch, code);
         if (got < code.Length) throw new InvalidOperationException($"x64_sys_call at 0x{dispatch:x}: only {got} of its {code.Length} bytes are readable");
-        bool IsHandler(ulong target) => symbols.TryFindContaining(target, out var s, out ulong offset) && offset == 0
-            && s.Name.StartsWith("__x64_sys_", StringComparison.Ordinal);
+        // kallsyms names one symbol per address, and a handler has aliases (6.1: __x64_sys_getppid, __ia32_sys_getppid
+        // and __do_sys_getppid are one function): any syscall-wrapper name at the start of a function is a handler.
+        bool IsHandler(ulong target) => symbols.TryFindContaining(target, out var s, out ulong offset) && offset == 0 && IsSyscallSymbol(s.Name);
         int count = (int)Math.Min(tableLength == 0 ? (ulong)limits.MaxSyscallTableEntries : tableLength, (ulong)limits.MaxSyscallTableEntries);
         var names = new string?[count];
         int named = 0, last = -1;
@@ -86,10 +87,19 @@ public sealed class SyscallTable
         return new SyscallTable(names, $"x64_sys_call at 0x{dispatch:x} ({code.Length} bytes followed), {named} of {names.Length} numbers reach a handler");
     }
 
+    private static readonly string[] SyscallPrefixes = ["__x64_sys_", "__ia32_sys_", "__do_sys_", "__se_sys_", "__sys_", "sys_"];
+
+    internal static bool IsSyscallSymbol(string symbol)
+    {
+        foreach (string prefix in SyscallPrefixes)
+            if (symbol.StartsWith(prefix, StringComparison.Ordinal)) return true;
+        return false;
+    }
+
     /// <summary>"__x64_sys_openat" → "openat" (kallsyms may name the same address __do_sys_X); null for sys_ni_syscall.</summary>
     internal static string? SyscallName(string symbol)
     {
-        foreach (string prefix in (ReadOnlySpan<string>)["__x64_sys_", "__do_sys_", "__se_sys_", "__sys_", "sys_"])
+        foreach (string prefix in SyscallPrefixes)
         {
             if (!symbol.StartsWith(prefix, StringComparison.Ordinal)) continue;
             string name = symbol[prefix.Length..];
