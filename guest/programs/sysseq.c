@@ -94,6 +94,9 @@ static int run_calls(void)
     printf("COUNT openat %d\nCOUNT read %d\nCOUNT close %d\nCOUNT getppid %d\nCOUNT newfstatat %d\nCOUNT socket %d\nCOUNT connect %d\n",
            c_openat, c_read, c_close, c_getppid, c_newfstatat, c_socket, c_connect);
     printf("DONE\n");
+    /* Stay alive a while: the tracer reads connect's sockaddr from our memory when it decodes the call (only paths
+     * are copied by the plugin at the event), which under load can be long after the call. */
+    sleep(3);
     return 0;
 }
 
