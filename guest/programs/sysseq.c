@@ -8,6 +8,9 @@
 //   sysseq child ARGS...   what the exec'd children run: prints "EXECED pid ppid" and exits 7.
 //   sysseq loop N  N getppid calls (benchmark), prints the elapsed nanoseconds.
 //   sysseq tick    a getppid every 100 ms, forever (a process whose code is measured at each of its syscalls).
+//   sysseq late    prints "LATE <page>" (the page of late_code), waits for /tmp/late.go to exist, then runs late_code
+//                  (so that page becomes resident only now), prints "TOUCHED <result>" and ticks like `tick`.
+//   sysseq progress N  forever: N getppid calls, then one line "PROGRESS <round>" to /tmp/progress (the last one only).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +27,19 @@
 #include <unistd.h>
 
 static long ret_of(long r) { return r < 0 ? -errno : r; }
+
+/* late_code sits alone in a 64 KiB-aligned window of its own (padding up to the next window): the kernel maps file
+ * pages around a fault in aligned 64 KiB windows (fault-around), so no other code's fault makes it resident early. */
+int late_code(int x);
+__asm__(".pushsection .text.late,\"ax\",@progbits\n"
+        ".balign 65536\n"
+        ".globl late_code\n"
+        ".type late_code,@function\n"
+        "late_code:\n"
+        "  lea 3(%rdi,%rdi,2), %eax\n"
+        "  ret\n"
+        ".balign 65536, 0xcc\n"
+        ".popsection\n");
 
 static int run_calls(void)
 {
@@ -78,6 +94,9 @@ static int run_calls(void)
     printf("COUNT openat %d\nCOUNT read %d\nCOUNT close %d\nCOUNT getppid %d\nCOUNT newfstatat %d\nCOUNT socket %d\nCOUNT connect %d\n",
            c_openat, c_read, c_close, c_getppid, c_newfstatat, c_socket, c_connect);
     printf("DONE\n");
+    /* Stay alive a while: the tracer reads connect's sockaddr from our memory when it decodes the call (only paths
+     * are copied by the plugin at the event), which under load can be long after the call. */
+    sleep(3);
     return 0;
 }
 
@@ -136,12 +155,29 @@ int main(int argc, char **argv)
         printf("LOOP %ld %lld\n", n, (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "late") == 0) {
+        printf("LATE 0x%lx\n", (unsigned long)late_code & ~0xfffUL);
+        while (access("/tmp/late.go", F_OK) != 0) usleep(50000);
+        printf("TOUCHED %d\n", late_code(5));
+        for (;;) {
+            syscall(SYS_getppid);
+            usleep(100000);
+        }
+    }
+    if (argc >= 3 && strcmp(argv[1], "progress") == 0) {
+        long n = atol(argv[2]);
+        for (long round = 1;; round++) {
+            for (long i = 0; i < n; i++) syscall(SYS_getppid);
+            FILE *f = fopen("/tmp/progress.tmp", "w");
+            if (f) { fprintf(f, "PROGRESS %ld\n", round); fclose(f); rename("/tmp/progress.tmp", "/tmp/progress"); }
+        }
+    }
     if (argc >= 2 && strcmp(argv[1], "tick") == 0) {
         for (;;) {
             syscall(SYS_getppid);
             usleep(100000);
         }
     }
-    fprintf(stderr, "usage: sysseq calls | exec | child ARGS | loop N | tick\n");
+    fprintf(stderr, "usage: sysseq calls | exec | child ARGS | loop N | tick | late | progress N\n");
     return 2;
 }

@@ -58,6 +58,8 @@ public sealed class SyscallTracer
         _formatter = new SyscallFormatter(_tasks, limits);
         if (kernel.Layout.PageOffsetBase is { } directMap)
         {
+            var t = kernel.Offsets.Task;
+            ring.TellTaskIds(t.Pid, t.Tgid, t.Comm);
             ring.TellCurrentTask(_tasks.CurrentTaskPerCpuOffset, directMap);
             var pathArguments = new byte[Math.Min(Names.Count, TraceRingLayout.PathArgumentTableEntries)];
             for (int nr = 0; nr < pathArguments.Length; nr++) pathArguments[nr] = (byte)(SyscallFormatter.PathArgument(Names.Name(nr)) + 1);
@@ -122,12 +124,11 @@ public sealed class SyscallTracer
     private void OnRecord(in RawTraceRecord record)
     {
         var regs = record.Regs;
-        if (regs.IsEmpty) { _unknownTask++; return; }
-        ulong taskAddress = _tasks.Resolve(record.Current, record.GsBase, record.PtRegs, out bool exited);
         if (record.Kind == RecordKind.SyscallEntry)
         {
+            if (regs.IsEmpty) { _unknownTask++; return; }
             long nr = _regs.Number(regs);
-            TracedTask? task = taskAddress == 0 ? null : _tasks.Describe(taskAddress, exited);
+            TracedTask? task = Caller(record);
             if (task is null) { _unknownTask++; return; }
             _filteredInFlight.Remove(record.PtRegs);
             if (!_calls(Names.Name(nr)) || !_filter(task))
@@ -149,17 +150,30 @@ public sealed class SyscallTracer
             if (_inFlight.Count >= _limits.MaxTracedTasks) FlushOldest();
             _inFlight[record.PtRegs] = ev;
         }
-        else if (record.Kind == RecordKind.SyscallExit)
+        else if (record.Kind is RecordKind.SyscallExit or RecordKind.ReturnToUser)
         {
+            // The shared return to user mode also returns from interrupts and exceptions: only a return whose pt_regs
+            // hold a call in flight is a syscall's. pt_regs are unique per task while it is in the kernel.
             if (_filteredInFlight.Remove(record.PtRegs)) return;
             if (!_inFlight.Remove(record.PtRegs, out var entry))
             {
-                _unmatchedExits++;
+                if (record.Kind == RecordKind.SyscallExit) _unmatchedExits++;
                 return;
             }
-            TracedTask? now = taskAddress == 0 ? entry.Task : _tasks.Describe(taskAddress, exited) ?? entry.Task;
+            if (regs.IsEmpty) { _sink(entry); return; }
+            TracedTask? now = Caller(record) ?? entry.Task;
             _sink(entry with { Return = _regs.Return(regs), ExitTask = now });
         }
+    }
+
+    /// <summary>The task that made the record's event. The plugin's `current` (from CPU state at the event) with the
+    /// ids and name it copied then, when it did; otherwise the task found from the vCPU and the stack now.</summary>
+    private TracedTask? Caller(in RawTraceRecord record)
+    {
+        if (record.HasIds && record.Current != 0)
+            return _tasks.DescribeAtEvent(record.Current, record.Pid, record.Tgid, record.Comm);
+        ulong taskAddress = _tasks.Resolve(record.Current, record.GsBase, record.PtRegs, out bool exited);
+        return taskAddress == 0 ? null : _tasks.Describe(taskAddress, exited);
     }
 
     private void FlushOldest()

@@ -271,6 +271,11 @@ public sealed record IntrospectionLimits
     public int MaxBpfNetDevices { get; init; } = 1 << 20;
     /// <summary>Bytes of one file `dump file` writes (its i_size is guest data).</summary>
     public long MaxPageCacheFileBytes { get; init; } = 64L << 30;
+    // Live guest events, finishing issue 10: syscall names from the guest's own dispatch function
+    /// <summary>Bytes of x64_sys_call (6.9+: the switch that dispatches syscalls) read to name syscalls; it is ~8 KiB.</summary>
+    public int MaxSyscallDispatchBytes { get; init; } = 64 << 10;
+    /// <summary>Instructions followed through x64_sys_call's compare-and-branch tree for one syscall number.</summary>
+    public int MaxSyscallDispatchSteps { get; init; } = 512;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -404,6 +409,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxBpfProgArrayItems), MaxBpfProgArrayItems, Counts);
         Check(nameof(MaxBpfNetDevices), MaxBpfNetDevices, Counts);
         Check(nameof(MaxPageCacheFileBytes), MaxPageCacheFileBytes, Bytes);
+        // Syscall names from the dispatch function
+        Check(nameof(MaxSyscallDispatchBytes), MaxSyscallDispatchBytes, 1 << 24);
+        Check(nameof(MaxSyscallDispatchSteps), MaxSyscallDispatchSteps, 1 << 16);
         return this;
     }
 

@@ -65,6 +65,8 @@ public sealed class QemuGuest : IDisposable
     public string TraceRingPath => RamFilePath + ".ring";
     public int ProcessId => _process.Id;
     public bool HasExited => _process.HasExited;
+    /// <summary>QEMU's exit status once it has exited; null while it runs.</summary>
+    public int? ExitCode => _process.HasExited ? _process.ExitCode : null;
 
     /// <summary>The QMP connection, opened on first use.</summary>
     public QmpClient Qmp => _qmp ??= ConnectQmp();

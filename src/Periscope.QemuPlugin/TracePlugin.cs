@@ -43,8 +43,8 @@ internal static unsafe class TracePlugin
     private static string? s_ramPath;
 
     // What was found in the guest's code (written once, read by every translation).
-    private static ulong s_entry, s_slotDisplacement, s_entryProbe, s_call, s_exitProbe;
-    private static long s_exitDisplacement;
+    private static ulong s_entry, s_slotDisplacement, s_entryProbe, s_call, s_exitProbe, s_exitBranch, s_returnPath, s_returnProbe;
+    private static long s_exitDisplacement, s_returnDisplacement;
 
     [UnmanagedCallersOnly(EntryPoint = "qemu_plugin_install")]
     public static int Install(ulong id, QemuInfo* info, int argc, byte** argv)
@@ -208,11 +208,11 @@ internal static unsafe class TracePlugin
             {
                 // entry_SYSCALL_64 begins "swapgs; mov %rsp, %gs:SLOT" — the only kernel code that stores the user
                 // stack pointer to a per-CPU slot right after swapgs.
-                if (i + 1 < n && IsSwapgs(code))
+                if (i + 1 < n && EntryCode.IsSwapgs(code))
                 {
                     nint next = QemuPluginApi.TbInstruction(tb, i + 1);
                     var nextCode = new ReadOnlySpan<byte>(QemuPluginApi.InstructionData(next), (int)QemuPluginApi.InstructionSize(next));
-                    if (TryStoreRspToGsSlot(nextCode, out uint slot))
+                    if (EntryCode.TryStoreRspToGsSlot(nextCode, QemuPluginApi.InstructionVaddr(next), out ulong slot))
                     {
                         s_slotDisplacement = slot;
                         Publish(TraceRingLayout.SlotOffsetOffset, slot);
@@ -223,6 +223,12 @@ internal static unsafe class TracePlugin
                 }
                 continue;
             }
+            ulong returnPath = Volatile.Read(ref s_returnPath);
+            if (returnPath != 0 && vaddr >= returnPath && vaddr < returnPath + ExitWindow)
+            {
+                InstrumentReturnPath(insn, vaddr, code);
+                continue;
+            }
             if (vaddr < entry || vaddr >= entry + EntryWindow + ExitWindow) continue;
             Instrument(insn, vaddr, code, entry);
         }
@@ -230,7 +236,7 @@ internal static unsafe class TracePlugin
 
     private static void Instrument(nint insn, ulong vaddr, ReadOnlySpan<byte> code, ulong entry)
     {
-        if (vaddr == entry + 3 && TryStoreRspToGsSlot(code, out _))
+        if (vaddr == entry + 3 && EntryCode.TryStoreRspToGsSlot(code, vaddr, out _))
         {
             QemuPluginApi.RegisterMemory(insn, &OnSlotStore, QemuPluginApi.CallbackNoRegisters, QemuPluginApi.MemWrite, 0);
             return;
@@ -251,7 +257,18 @@ internal static unsafe class TracePlugin
             Volatile.Write(ref s_call, vaddr);
         ulong call = Volatile.Read(ref s_call);
         if (call == 0 || vaddr < call + 5 || vaddr >= call + 5 + ExitWindow) return;
-        if (Volatile.Read(ref s_exitProbe) == 0 && TryPtRegsAccess(code, out long displacement))
+        // A conditional branch before the first pt_regs access means the C code chose between two ways back to user
+        // mode (6.2+: do_syscall_64 returns whether SYSRET is safe; the IRET way is the kernel's shared return to user
+        // mode). The access found below is then on the SYSRET way only, and the branch target needs a probe as well.
+        // Up to 6.1 the entry code itself re-reads pt_regs first and decides afterwards: one probe sees every return.
+        if (Volatile.Read(ref s_exitProbe) == 0 && Volatile.Read(ref s_exitBranch) == 0 && EntryCode.TryConditionalJump(code, vaddr, out ulong target))
+        {
+            Volatile.Write(ref s_exitBranch, vaddr);
+            Publish(TraceRingLayout.ReturnPathOffset, target);
+            Volatile.Write(ref s_returnPath, target);
+            return;
+        }
+        if (Volatile.Read(ref s_exitProbe) == 0 && EntryCode.TryPtRegsAccess(code, out long displacement))
         {
             s_exitDisplacement = displacement;
             Publish(TraceRingLayout.ExitPtRegsDisplacementOffset, (ulong)displacement);
@@ -266,31 +283,19 @@ internal static unsafe class TracePlugin
         }
     }
 
-    private static bool IsSwapgs(ReadOnlySpan<byte> c) => c.Length == 3 && c[0] == 0x0f && c[1] == 0x01 && c[2] == 0xf8;
-
-    /// <summary>mov %rsp, %gs:disp32 = 65 48 89 24 25 disp32.</summary>
-    private static bool TryStoreRspToGsSlot(ReadOnlySpan<byte> c, out uint slot)
+    /// <summary>The shared return to user mode (the conditional branch's target): its first pt_regs access.</summary>
+    private static void InstrumentReturnPath(nint insn, ulong vaddr, ReadOnlySpan<byte> code)
     {
-        slot = 0;
-        if (c.Length != 9 || c[0] != 0x65 || c[1] != 0x48 || c[2] != 0x89 || c[3] != 0x24 || c[4] != 0x25) return false;
-        slot = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(c[5..]);
-        return true;
-    }
-
-    /// <summary>
-    /// The first access to pt_regs after do_syscall_64 returns: Linux 6.1 re-reads pt_regs->cx
-    /// (<c>mov disp8(%rsp), reg</c> with REX.W) to decide between SYSRET and IRET; later kernels pop the registers
-    /// (<c>pop %r15</c>) on the SYSRET path.
-    /// </summary>
-    private static bool TryPtRegsAccess(ReadOnlySpan<byte> c, out long displacement)
-    {
-        displacement = 0;
-        if (c.Length == 5 && (c[0] == 0x48 || c[0] == 0x4c) && c[1] == 0x8b && (c[2] & 0xc7) == 0x44 && c[3] == 0x24)
+        if (Volatile.Read(ref s_returnProbe) == 0 && EntryCode.TryPtRegsAccess(code, out long displacement))
         {
-            displacement = (sbyte)c[4];
-            return displacement >= 0;
+            s_returnDisplacement = displacement;
+            Volatile.Write(ref s_returnProbe, vaddr);
         }
-        return c.Length == 2 && c[0] == 0x41 && c[1] == 0x5f;
+        if (vaddr == Volatile.Read(ref s_returnProbe))
+        {
+            Publish(TraceRingLayout.ReturnProbeOffset, vaddr);
+            QemuPluginApi.RegisterMemory(insn, &OnReturnProbe, QemuPluginApi.CallbackNoRegisters, QemuPluginApi.MemReadWrite, 0);
+        }
     }
 
     [UnmanagedCallersOnly]
@@ -312,6 +317,13 @@ internal static unsafe class TracePlugin
     {
         if (QemuPluginApi.IsStore(info) != 0) return;
         Record(vcpu, info, vaddr, vaddr - (ulong)s_exitDisplacement, RecordKind.SyscallExit);
+    }
+
+    [UnmanagedCallersOnly]
+    private static void OnReturnProbe(uint vcpu, uint info, ulong vaddr, nint userData)
+    {
+        if (QemuPluginApi.IsStore(info) != 0) return;
+        Record(vcpu, info, vaddr, vaddr - (ulong)s_returnDisplacement, RecordKind.ReturnToUser);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -362,6 +374,7 @@ internal static unsafe class TracePlugin
         ulong current = ReadCurrentTask(s_gsBase[vcpu]);
         *(ulong*)(rec + TraceRingLayout.RecCurrent) = current;
         *(ulong*)(rec + TraceRingLayout.RecPathLength) = 0;
+        *(uint*)(rec + TraceRingLayout.RecIdsValid) = current != 0 && CopyIds(rec, current) ? 1u : 0u;
         if (kind == RecordKind.SyscallEntry && copied != 0 && current != 0) CapturePath(rec, current);
         *(uint*)(rec + TraceRingLayout.RecRegsLength) = copied;
         Volatile.Write(ref *(ulong*)(header + TraceRingLayout.WriteIndexOffset), write + 1);
@@ -424,6 +437,25 @@ internal static unsafe class TracePlugin
         // No NUL within the copy (or the next page is not resident): say so rather than pass a cut path off as whole.
         *(uint*)(rec + TraceRingLayout.RecPathLength) = length;
         *(uint*)(rec + TraceRingLayout.RecPathFlags) = 1;
+    }
+
+    /// <summary>current->pid, tgid and comm now, at the event (offsets from the consumer, through BTF).</summary>
+    private static bool CopyIds(byte* rec, ulong task)
+    {
+        uint commOffset = Volatile.Read(ref *(uint*)(s_ring + TraceRingLayout.TaskCommOffset));
+        if (commOffset == 0) return false;
+        ulong directMap = *(ulong*)(s_ring + TraceRingLayout.DirectMapBaseOffset);
+        ulong pidVa = task + *(uint*)(s_ring + TraceRingLayout.TaskPidOffset);
+        ulong tgidVa = task + *(uint*)(s_ring + TraceRingLayout.TaskTgidOffset);
+        ulong commVa = task + commOffset;
+        // task_struct lives in the direct map (slab); TryRamOffset keeps MaxRegsBytes in bounds, more than each read.
+        if (pidVa < directMap || tgidVa < directMap || commVa < directMap
+            || !TryRamOffset(pidVa - directMap, out ulong pid) || !TryRamOffset(tgidVa - directMap, out ulong tgid)
+            || !TryRamOffset(commVa - directMap, out ulong comm)) return false;
+        *(uint*)(rec + TraceRingLayout.RecPid) = *(uint*)(s_ram + pid);
+        *(uint*)(rec + TraceRingLayout.RecTgid) = *(uint*)(s_ram + tgid);
+        Buffer.MemoryCopy(s_ram + comm, rec + TraceRingLayout.RecComm, TraceRingLayout.CommBytes, TraceRingLayout.CommBytes);
+        return true;
     }
 
     private static bool TryReadKernel(ulong va, out ulong value)

@@ -11,7 +11,7 @@ public static class TraceRingLayout
 {
     /// <summary>"PSCRING1", little-endian.</summary>
     public const ulong Magic = 0x31474E4952435350;
-    public const uint Version = 1;
+    public const uint Version = 2;
     public const int ControlSize = 4096;
     public const int RecordSize = 512;
     public const int VcpuHeaderSize = 256;
@@ -44,6 +44,14 @@ public static class TraceRingLayout
     public const int PagingLevelsOffset = 104;      // u32, 4 or 5
     public const int PtRegsOrigAxOffset = 108;      // u32, pt_regs.orig_ax (BTF)
     public const int PtRegsArgOffsets = 112;        // 6 x u32, pt_regs.di, si, dx, r10, r8, r9 (BTF)
+    // Consumer -> plugin: where the caller's ids and name sit in task_struct (BTF), so that each record carries them
+    // as they were at the event (a task that exits or execs right after its call is still named correctly).
+    public const int TaskPidOffset = 136;           // u32, task_struct.pid
+    public const int TaskTgidOffset = 140;          // u32, task_struct.tgid
+    public const int TaskCommOffset = 144;          // u32, task_struct.comm; 0: do not copy ids (set last)
+    // Plugin -> consumer: the second return path found after the call into C (see TracePlugin.Instrument).
+    public const int ReturnPathOffset = 152;        // u64, the conditional branch's target (0: one return path only)
+    public const int ReturnProbeOffset = 160;       // u64, the first pt_regs access on that path
     /// <summary>One byte per syscall number: 1 + the index of the argument that is a path, 0 for none.</summary>
     public const int PathArgumentTable = 2048;
     public const int PathArgumentTableEntries = 1024;
@@ -71,8 +79,13 @@ public static class TraceRingLayout
     public const int RecCurrent = 224;           // u64, per-CPU current task at the event (0: not known)
     public const int RecPathLength = 232;        // u32, bytes of the path argument copied at entry; 0: none
     public const int RecPathFlags = 236;         // u32, 1 = the path was longer than the copy
+    public const int RecPid = 240;               // u32, current->pid at the event (valid when RecIdsValid is 1)
+    public const int RecTgid = 244;              // u32, current->tgid at the event
+    public const int RecIdsValid = 248;          // u32, 1 = pid, tgid and comm were copied at the event
     public const int RecPath = 256;              // the path argument's first bytes (no NUL)
-    public const int MaxPathBytes = 256;
+    public const int MaxPathBytes = 240;
+    public const int RecComm = 496;              // current->comm at the event (TASK_COMM_LEN bytes)
+    public const int CommBytes = 16;
 
     public static long RecordsOffset(uint vcpus) => ControlSize + AlignPage((long)vcpus * VcpuHeaderSize);
     public static long RingOffset(uint vcpus, ulong capacity, uint vcpu) => RecordsOffset(vcpus) + (long)(vcpu * capacity * RecordSize);
@@ -84,6 +97,9 @@ public enum RecordKind : uint
 {
     SyscallEntry = 1,
     SyscallExit = 2,
+    /// <summary>The kernel's shared return to user mode (the IRET path of kernels whose C code picks SYSRET or IRET):
+    /// a syscall's return when an entry is in flight for the same pt_regs, otherwise an interrupt's or exception's.</summary>
+    ReturnToUser = 3,
 }
 
 public enum PluginState : uint

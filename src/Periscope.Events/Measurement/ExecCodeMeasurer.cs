@@ -47,6 +47,8 @@ public sealed class ExecCodeMeasurer : IDisposable
         public readonly Dictionary<ulong, ulong> Measured = [];
         /// <summary>Pages skipped (not resident) at least once and not measured since.</summary>
         public readonly HashSet<ulong> Skipped = [];
+        /// <summary>Pages measured after having been skipped (at most the process's code pages).</summary>
+        public readonly HashSet<ulong> CaughtUp = [];
     }
 
     public ExecCodeMeasurer(LinuxKernel kernel, BaselineStore store, IntrospectionLimits limits)
@@ -58,6 +60,10 @@ public sealed class ExecCodeMeasurer : IDisposable
     }
 
     public MeasurementCounts Counts => new(_measured, _skipped, _caughtUp, _firstSeenCount, _processes.Count);
+
+    /// <summary>The virtual pages of a measured process that were not resident when first looked at and were measured
+    /// at a later syscall, once they had become resident; empty for a process not (or no longer) measured.</summary>
+    public IReadOnlyCollection<ulong> CaughtUpPages(int tgid) => _processes.TryGetValue(tgid, out var state) ? [.. state.CaughtUp] : [];
 
     /// <summary>Starts measuring a process that has just exec'd (forgetting what its old program had).</summary>
     public IReadOnlyList<CodePageFinding> OnExec(TracedTask task, long timestamp)
@@ -96,7 +102,7 @@ public sealed class ExecCodeMeasurer : IDisposable
         if (!_processes.TryGetValue(task.Tgid, out var state) || task.Mm == 0) return findings;
         if (state.Mm != task.Mm || state.Space is null || state.Vmas is null)
         {
-            if (state.Mm != task.Mm) { state.Measured.Clear(); state.Skipped.Clear(); }
+            if (state.Mm != task.Mm) { state.Measured.Clear(); state.Skipped.Clear(); state.CaughtUp.Clear(); }
             state.Mm = task.Mm;
             state.Task = task.Address;
             if (!_kernel.KernelSpace.TryReadUInt64(task.Mm + (ulong)_kernel.Offsets.Mm.Pgd, out ulong pgd) || !_kernel.KernelSpace.TryTranslate(pgd, out ulong pgdPa)) return findings;
@@ -126,7 +132,7 @@ public sealed class ExecCodeMeasurer : IDisposable
                 if (_kernel.Physical.Read(pa, _page) != (int)PageBytes) continue;
                 byte[] sha = _hasher.Sha256(_page);
                 _measured++;
-                if (state.Skipped.Remove(va)) _caughtUp++;
+                if (state.Skipped.Remove(va)) { _caughtUp++; state.CaughtUp.Add(va); }
                 state.Measured[va] = pa;
                 ulong fileOffset = vma.Offset + (va - vma.Start);
                 if (!_references.TryGetValue((vma.Path, fileOffset), out var reference))

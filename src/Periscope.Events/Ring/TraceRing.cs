@@ -20,6 +20,11 @@ public readonly ref struct RawTraceRecord(ReadOnlySpan<byte> bytes)
     public ulong PtRegs => BinaryPrimitives.ReadUInt64LittleEndian(_bytes[TraceRingLayout.RecPtRegs..]);
     public ulong PtRegsPhysical => BinaryPrimitives.ReadUInt64LittleEndian(_bytes[TraceRingLayout.RecPtRegsPhys..]);
     public ulong Current => BinaryPrimitives.ReadUInt64LittleEndian(_bytes[TraceRingLayout.RecCurrent..]);
+    /// <summary>The plugin copied current->pid, tgid and comm at the event (<see cref="Pid"/>, <see cref="Tgid"/>, <see cref="Comm"/>).</summary>
+    public bool HasIds => BinaryPrimitives.ReadUInt32LittleEndian(_bytes[TraceRingLayout.RecIdsValid..]) == 1;
+    public int Pid => BinaryPrimitives.ReadInt32LittleEndian(_bytes[TraceRingLayout.RecPid..]);
+    public int Tgid => BinaryPrimitives.ReadInt32LittleEndian(_bytes[TraceRingLayout.RecTgid..]);
+    public ReadOnlySpan<byte> Comm => _bytes.Slice(TraceRingLayout.RecComm, TraceRingLayout.CommBytes);
     /// <summary>The path argument as the plugin copied it when the call entered; null when it did not.</summary>
     public string? CapturedPath
     {
@@ -129,6 +134,18 @@ public sealed unsafe class TraceRingReader : IDisposable
     public int QemuProcessId => (int)U32(TraceRingLayout.QemuPidOffset);
 
     /// <summary>Tells the plugin where `current` lives, so that each record carries the task at the event itself.</summary>
+    /// <summary>Tells the plugin where task_struct keeps pid, tgid and comm (BTF), so that each record carries them as
+    /// they were at the event. Takes effect with <see cref="TellCurrentTask"/>.</summary>
+    public void TellTaskIds(int pid, int tgid, int comm)
+    {
+        *(uint*)(_base + TraceRingLayout.TaskPidOffset) = (uint)pid;
+        *(uint*)(_base + TraceRingLayout.TaskTgidOffset) = (uint)tgid;
+        Volatile.Write(ref *(uint*)(_base + TraceRingLayout.TaskCommOffset), (uint)comm);   // last: switches copying on
+    }
+
+    public ulong ReturnPath => U64(TraceRingLayout.ReturnPathOffset);
+    public ulong ReturnProbe => U64(TraceRingLayout.ReturnProbeOffset);
+
     public void TellCurrentTask(ulong perCpuOffset, ulong directMapBase)
     {
         Volatile.Write(ref *(ulong*)(_base + TraceRingLayout.DirectMapBaseOffset), directMapBase);

@@ -113,6 +113,25 @@ public sealed class TaskResolver
         return described;
     }
 
+    /// <summary>
+    /// The task as the plugin saw it at the event: its pid, tgid and name copied then, the rest (parent, uid, mm) read
+    /// now while the task_struct still holds the same pid, else as last seen alive, else unknown (0, null).
+    /// </summary>
+    public TracedTask DescribeAtEvent(ulong task, int pid, int tgid, ReadOnlySpan<byte> comm)
+    {
+        string name = CString(comm);
+        var now = DescribeNow(task);
+        if (now is not null && now.Pid == pid)
+        {
+            var atEvent = now with { Tgid = tgid, Comm = name };
+            if (_lastDescribed.Count >= _limits.MaxTracedTasks) _lastDescribed.Clear();
+            _lastDescribed[task] = atEvent;
+            return atEvent;
+        }
+        if (_lastDescribed.TryGetValue(task, out var seen) && seen.Pid == pid) return seen with { Tgid = tgid, Comm = name };
+        return new TracedTask(task, pid, tgid, name, 0, null, 0);
+    }
+
     private TracedTask? DescribeNow(ulong task)
     {
         var t = _kernel.Offsets.Task;
