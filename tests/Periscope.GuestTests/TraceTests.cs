@@ -10,18 +10,22 @@ using Xunit.Abstractions;
 
 namespace Periscope.GuestTests;
 
-/// <summary>Locates (or publishes, via scripts/build-trace-plugin) the QEMU trace plugin.</summary>
+/// <summary>The QEMU trace plugin built from today's sources: scripts/build-trace-plugin publishes it, or finds it in its
+/// cache keyed by the plugin's sources (a plugin of an older ring layout is never reused).</summary>
 public static class TracePluginImage
 {
-    public static string Path()
+    private static readonly Lazy<string> Built = new(Build);
+
+    public static string Path() => Built.Value;
+
+    private static string Build()
     {
         string root = GuestImage.RepoRoot();
-        string so = System.IO.Path.Combine(root, ".cache", "trace-plugin", "libperiscope-trace.so");
-        if (File.Exists(so)) return so;
         var psi = new ProcessStartInfo("bash", [System.IO.Path.Combine(root, "scripts", "build-trace-plugin")]) { RedirectStandardOutput = true };
         using var p = Process.Start(psi)!;
         string output = p.StandardOutput.ReadToEnd().Trim();
         p.WaitForExit();
+        string so = output.Split('\n')[^1].Trim();
         if (p.ExitCode != 0 || !File.Exists(so)) throw new InvalidOperationException($"scripts/build-trace-plugin failed with exit code {p.ExitCode}: {output}");
         return so;
     }
