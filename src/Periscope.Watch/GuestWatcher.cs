@@ -342,6 +342,25 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
         metrics.Events(spec.Name, n, _events.Dropped);
     }
 
+    /// <summary>
+    /// Removes the watchpoints and leaves the guest as it found it: QEMU's stub stopped the guest when watch connected,
+    /// and a guest that ran before the detach was seen still stopped after it (a bench round hung on a paused guest), so
+    /// a guest running before is resumed through QMP when it is not running after. A guest an operator paused stays so.
+    /// </summary>
+    private void StopProtecting()
+    {
+        if (_protect is null) return;
+        string? before = null;
+        try { before = _qmp?.QueryStatus(); } catch (Exception e) when (e is IOException or TimeoutException or QmpException or ObjectDisposedException) { }
+        _protect.Dispose();
+        _protect = null;
+        try
+        {
+            if (before is "running" && _qmp?.QueryStatus() is "paused" or "debug") _qmp.Continue();
+        }
+        catch (Exception e) when (e is IOException or TimeoutException or QmpException or ObjectDisposedException) { }
+    }
+
     private void Detach(string why, bool record = true)
     {
         bool was = _target is not null || _qmp is not null;
@@ -352,8 +371,7 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
 
     private void CloseTarget()
     {
-        _protect?.Dispose();
-        _protect = null;
+        StopProtecting();
         _events?.Dispose();
         _events = null;
         _target?.Dispose();

@@ -193,6 +193,8 @@ public sealed class WatchTests : IDisposable
         Assert.True(_watch.ExitCode == 0, $"exit {_watch.ExitCode}; output:\n{stdout}");
         records = Records();
         Assert.Equal(JournalRecordKind.WatchStopped, records[^1].Kind);
+        // Its watchpoints removed, watch leaves the guest running as it found it (QEMU's stub had stopped it on connect).
+        Assert.Equal("running", _guest.Qmp.QueryStatus());
         Assert.Contains("FINDING CRITICAL", stdout.ToString());
         var verify = CliRun.Run("journal", "verify", "--db", Journal, "--pubkey", key + ".pub", "--json");
         Assert.True(verify.Code == 0, verify.Out + verify.Err);
