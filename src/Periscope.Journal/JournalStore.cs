@@ -49,6 +49,7 @@ public sealed class JournalStore : IDisposable
     private long _progressCalls;
     private bool _budgetExceeded;
     private byte[] _scratch = new byte[256];
+    private readonly IncrementalHash _sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private SqliteCommand? _insert;
 
     private JournalStore(SqliteConnection db, string path, IntrospectionLimits limits)
@@ -233,7 +234,7 @@ public sealed class JournalStore : IDisposable
                     var (kind, payload) = items[i];
                     seq++;
                     var hash = new byte[JournalEncoding.HashBytes];
-                    JournalEncoding.RecordHash(seq, micros, kind, payload, previous, ref _scratch, hash);
+                    JournalEncoding.RecordHash(_sha256, seq, micros, kind, payload, previous, ref _scratch, hash);
                     insert.Parameters[0].Value = seq;
                     insert.Parameters[1].Value = micros;
                     insert.Parameters[2].Value = (long)kind;
@@ -440,6 +441,7 @@ public sealed class JournalStore : IDisposable
     public void Dispose()
     {
         _insert?.Dispose();
+        _sha256.Dispose();
         _db.Dispose();
     }
 }

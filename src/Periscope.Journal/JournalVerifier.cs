@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Diagnostics;
 
 namespace Periscope.Journal;
@@ -53,12 +54,12 @@ public static class JournalVerifier
 
         long count = 0, expected = 1, proven = 0, lastSeq = 0, lastGoodHead = 0;
         int headsVerified = 0;
-        // The two last hashes, in reused buffers: rows are spans into SQLite's buffer, valid for one step only.
+        // The two last hashes, in reused buffers: a row's spans are valid only until its batch is read again.
         var previous = journal.Genesis.ToArray();
         var beforePrevious = new byte[JournalEncoding.HashBytes];
         bool haveBeforePrevious = false;
         var scratch = new byte[512];
-        Span<byte> hash = stackalloc byte[JournalEncoding.HashBytes];
+        var hash = new byte[JournalEncoding.HashBytes];
         var damage = JournalDamage.None;
         long firstBad = 0;
         string problem = "";
@@ -73,21 +74,24 @@ public static class JournalVerifier
         }
 
         (long At, long WrittenAs) moved = default; // a record found at another place, judged with the record after it
-        using var rows = journal.OpenRowReader();
-        while (rows.Next(out var r))
+        // Rare paths (a moved or inserted record) hash on this thread; the batches hash on their own.
+        using var sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+        // One record, whose hash as its content says (computed) was worked out ahead; false: stop here.
+        bool Check(JournalRow r, ReadOnlySpan<byte> computed)
         {
             if (moved.At != 0)
             {
-                JournalEncoding.RecordHash(moved.At, r.TimeMicros, r.Kind, r.Payload, r.Previous, ref scratch, hash);
+                JournalEncoding.RecordHash(sha256, moved.At, r.TimeMicros, r.Kind, r.Payload, r.Previous, ref scratch, hash);
                 bool swapped = hash.SequenceEqual(r.Hash);
                 Fail(swapped ? JournalDamage.Reordered : JournalDamage.Deleted, moved.At, swapped
                     ? $"record {moved.At} is the record written as {moved.WrittenAs}, and the record written as {moved.At} follows it (reordered)"
                     : $"records {moved.At}..{moved.WrittenAs - 1} were deleted and the rest renumbered: record {moved.At} is the record written as {moved.WrittenAs}");
                 moved = default;
-                break;
+                return false;
             }
             count++;
-            if (count > journal.Limits.MaxJournalRecordsRead) { complete = false; break; }
+            if (count > journal.Limits.MaxJournalRecordsRead) { complete = false; return false; }
             lastSeq = r.Sequence;
             if (r.Sequence != expected)
             {
@@ -95,17 +99,16 @@ public static class JournalVerifier
                     r.Sequence > expected
                         ? $"record {expected} is missing: the journal jumps from {expected - 1} to {r.Sequence} (deleted)"
                         : $"record {r.Sequence} appears after {expected - 1}: sequence numbers out of order");
-                break;
+                return false;
             }
-            JournalEncoding.RecordHash(r.Sequence, r.TimeMicros, r.Kind, r.Payload, r.Previous, ref scratch, hash);
-            if (!hash.SequenceEqual(r.Hash))
+            if (!computed.SequenceEqual(r.Hash))
             {
-                long writtenAs = FindOriginalSequence(r.Sequence, r.TimeMicros, r.Kind, r.Payload, r.Previous, r.Hash, ref scratch);
-                if (writtenAs > r.Sequence) { moved = (r.Sequence, writtenAs); continue; }
+                long writtenAs = FindOriginalSequence(sha256, r.Sequence, r.TimeMicros, r.Kind, r.Payload, r.Previous, r.Hash, ref scratch);
+                if (writtenAs > r.Sequence) { moved = (r.Sequence, writtenAs); return true; }
                 Fail(writtenAs != 0 ? JournalDamage.Inserted : JournalDamage.Edited, writtenAs != 0 ? writtenAs : r.Sequence, writtenAs != 0
                     ? $"records {writtenAs}..{r.Sequence - 1} were inserted: record {r.Sequence} is the record written as {writtenAs}"
                     : $"record {r.Sequence} does not match its hash (edited)");
-                break;
+                return false;
             }
             if (!r.Previous.SequenceEqual(previous))
             {
@@ -113,7 +116,7 @@ public static class JournalVerifier
                 Fail(skipsOne ? JournalDamage.Inserted : JournalDamage.ChainBroken, skipsOne ? r.Sequence - 1 : r.Sequence, skipsOne
                     ? $"record {r.Sequence - 1} was inserted: record {r.Sequence} links to record {r.Sequence - 2}"
                     : $"record {r.Sequence} does not link to record {r.Sequence - 1} (records deleted, inserted or moved before it)");
-                break;
+                return false;
             }
             if (headAt.TryGetValue(r.Sequence, out var head))
             {
@@ -121,7 +124,7 @@ public static class JournalVerifier
                 {
                     Fail(JournalDamage.Rewritten, lastGoodHead + 1,
                         $"the signed head at record {r.Sequence} does not match the chain: records {lastGoodHead + 1}..{r.Sequence} were rewritten (chain recomputed)");
-                    break;
+                    return false;
                 }
                 if (publicKey is not null)
                 {
@@ -130,7 +133,7 @@ public static class JournalVerifier
                     {
                         Fail(JournalDamage.BadSignature, lastGoodHead + 1,
                             $"the head at record {r.Sequence} is not signed by {publicKey.Path} (forged head or another key): records {lastGoodHead + 1}..{r.Sequence} are not proven");
-                        break;
+                        return false;
                     }
                     headsVerified++;
                     proven = r.Sequence;
@@ -141,7 +144,29 @@ public static class JournalVerifier
             haveBeforePrevious = true;
             r.Hash.CopyTo(previous);
             expected++;
+            return true;
         }
+
+        // SQLite is read on this thread while the batch read before is hashed on another.
+        using var rows = journal.OpenRowReader();
+        using JournalRecordBatch first = new(), second = new();
+        var (reading, checking) = (first, second);
+        checking.Fill(rows);
+        var hashing = Task.Run(checking.HashAll);
+        try
+        {
+            while (checking.Count > 0)
+            {
+                reading.Fill(rows);
+                hashing.Wait();
+                hashing = reading.Count > 0 ? Task.Run(reading.HashAll) : Task.CompletedTask;
+                bool go = true;
+                for (int i = 0; i < checking.Count && go; i++) go = Check(checking.Row(i), checking.Computed(i));
+                if (!go) break;
+                (reading, checking) = (checking, reading);
+            }
+        }
+        finally { hashing.Wait(); }
         if (moved.At != 0)
             Fail(JournalDamage.Deleted, moved.At, $"records {moved.At}..{moved.WrittenAs - 1} were deleted: the last record is the record written as {moved.WrittenAs}");
         if (damage == JournalDamage.None && complete && heads.Count > 0 && heads[^1].Sequence > lastSeq)
@@ -152,7 +177,7 @@ public static class JournalVerifier
     }
 
     /// <summary>The sequence number this record's hash was computed with, if it is a nearby one (0: none).</summary>
-    private static long FindOriginalSequence(long sequence, long timeMicros, JournalRecordKind kind, ReadOnlySpan<byte> payload,
+    private static long FindOriginalSequence(IncrementalHash sha256, long sequence, long timeMicros, JournalRecordKind kind, ReadOnlySpan<byte> payload,
         ReadOnlySpan<byte> previous, ReadOnlySpan<byte> recorded, ref byte[] scratch)
     {
         Span<byte> hash = stackalloc byte[JournalEncoding.HashBytes];
@@ -161,7 +186,7 @@ public static class JournalVerifier
             foreach (long candidate in (ReadOnlySpan<long>)[sequence - d, sequence + d])
             {
                 if (candidate < 1) continue;
-                JournalEncoding.RecordHash(candidate, timeMicros, kind, payload, previous, ref scratch, hash);
+                JournalEncoding.RecordHash(sha256, candidate, timeMicros, kind, payload, previous, ref scratch, hash);
                 if (hash.SequenceEqual(recorded)) return candidate;
             }
         }

@@ -20,6 +20,11 @@ public sealed record RecordOptions
     public string IcountShift { get; init; } = "auto";
     /// <summary>Host seconds between periodic snapshots (0: only the initial one).</summary>
     public double SnapshotEverySeconds { get; init; }
+    /// <summary>A periodic snapshot is skipped while the guest has run fewer instructions than this since the last
+    /// one: replaying that few takes a second or two, so the seek point would not be worth a snapshot's disk space
+    /// (each holds the whole vmstate, ~80 MB for a 256 MiB guest) and each seek's copy of the image.</summary>
+    public ulong MinSnapshotInstructions { get; init; } = DefaultMinSnapshotInstructions;
+    public const ulong DefaultMinSnapshotInstructions = 1_000_000_000;
     /// <summary>Host seconds to record before stopping; the run also ends when the guest powers off.</summary>
     public double DurationSeconds { get; init; } = 60;
     /// <summary>When the console (ttyS0) or the data port (ttyS1) first carries this line, a snapshot named "ready" is taken: a clean point
@@ -87,7 +92,9 @@ public static class Recorder
                 if (o.StopMarker is { } stop && (SerialLog.HasLine(files.ConsoleLog, stop) || SerialLog.HasLine(files.DataLog, stop))) break;
                 if (clock.Elapsed.TotalSeconds >= nextSnapshot)
                 {
-                    snapshots.Add(Snapshot(qmp, $"p{++periodic}", progress));
+                    ulong ran = qmp.QueryReplayIcount() - snapshots[^1].Icount;
+                    if (ran >= o.MinSnapshotInstructions) snapshots.Add(Snapshot(qmp, $"p{++periodic}", progress));
+                    else progress?.WriteLine($"snapshot skipped: the guest ran {ran} instructions since the last one");
                     nextSnapshot = clock.Elapsed.TotalSeconds + o.SnapshotEverySeconds;
                 }
             }

@@ -15,12 +15,13 @@ public sealed class RecordCommand : ICliCommand
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB", DefaultValueFactory = _ => 256 };
         var append = new Option<string>("--append") { Description = "Kernel command line", DefaultValueFactory = _ => "console=ttyS0 pti=on panic=-1" };
         var every = new Option<double>("--snapshot-every") { Description = "Host seconds between periodic snapshots (seek points); 0 for only the initial one", DefaultValueFactory = _ => 10 };
+        var minRun = new Option<ulong>("--snapshot-min-instructions") { Description = "Skip a periodic snapshot while the guest ran fewer instructions than this since the last one (idle stretches replay in seconds)", DefaultValueFactory = _ => RecordOptions.DefaultMinSnapshotInstructions };
         var duration = new Option<double>("--duration") { Description = "Host seconds to record", DefaultValueFactory = _ => 60 };
         var ready = new Option<string?>("--ready-marker") { Description = "Take a snapshot named 'ready' when the guest's console or second serial port first prints this line" };
         var shift = new Option<string>("--icount-shift") { Description = "QEMU icount shift: 'auto' (guest time follows the host) or 0..10 (2^N ns of guest time per instruction)", DefaultValueFactory = _ => "auto" };
         var stop = new Option<string?>("--stop-marker") { Description = "End the recording early once the guest's console or second serial port prints this line" };
         var command = new Command("record", "Record a guest run under QEMU's deterministic record mode (TCG, icount): event log, snapshots, command line, kernel identity, checksums")
-            { output, kernel, initrd, memory, append, every, duration, ready, stop, shift };
+            { output, kernel, initrd, memory, append, every, minRun, duration, ready, stop, shift };
         command.SetAction(r =>
         {
             if (r.GetValue(memory) is < 16 or > 65536) throw new CliUsageException("--memory: expected 16..65536 MiB");
@@ -31,7 +32,7 @@ public sealed class RecordCommand : ICliCommand
             var options = new RecordOptions
             {
                 OutputFolder = r.GetValue(output)!, Kernel = r.GetValue(kernel)!, Initrd = r.GetValue(initrd)!, MemoryMiB = r.GetValue(memory),
-                Append = r.GetValue(append)!, SnapshotEverySeconds = r.GetValue(every), DurationSeconds = r.GetValue(duration), ReadyMarker = r.GetValue(ready), StopMarker = r.GetValue(stop),
+                Append = r.GetValue(append)!, SnapshotEverySeconds = r.GetValue(every), MinSnapshotInstructions = r.GetValue(minRun), DurationSeconds = r.GetValue(duration), ReadyMarker = r.GetValue(ready), StopMarker = r.GetValue(stop),
                 IcountShift = icountShift,
             };
             var m = Recorder.Record(options, context.Json(r) ? null : context.Error);

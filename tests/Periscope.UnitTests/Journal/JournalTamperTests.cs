@@ -89,7 +89,7 @@ public sealed class JournalTamperTests : IDisposable
     {
         Write();
         var v = Verify();
-        Assert.Equal(JournalDamage.None, v.Damage);
+        Assert.True(v.Damage == JournalDamage.None, v.Problem);
         Assert.Equal(100, v.Records);
         Assert.Equal(2, v.HeadsVerified);
         Assert.Equal(100, v.ProvenThrough);
@@ -296,5 +296,42 @@ public sealed class JournalTamperTests : IDisposable
         Tamper("UPDATE records SET payload=zeroblob(3000000) WHERE seq=2");
         var e = Assert.Throws<JournalFormatException>(() => Verify());
         Assert.Contains(Db, e.Message);
+    }
+
+    [Theory]
+    [InlineData("time", "'yesterday'", "time is not an integer")]
+    [InlineData("kind", "1.5", "kind is not an integer")]
+    [InlineData("payload", "'text, not a blob'", "payload is not a blob")]
+    [InlineData("hash", "'not a blob'", "hash is not a blob")]
+    public void WronglyTypedColumnIsNamedWithItsRecord(string column, string value, string expected)
+    {
+        Write(records: 5, signAfter: [5]);
+        Tamper($"UPDATE records SET {column}={value} WHERE seq=3");
+        var e = Assert.Throws<JournalFormatException>(() => Verify());
+        Assert.Contains(Db, e.Message);
+        Assert.Contains($"{expected} (table records, seq 3)", e.Message);
+    }
+
+    /// <summary>Verification reads and hashes in batches of 4,096 records: damage in a later batch, and a swap across
+    /// two batches, are named exactly as in a small journal.</summary>
+    [Theory]
+    [InlineData("UPDATE records SET payload=x'00' WHERE seq=9000", JournalDamage.Edited, 9000)]
+    [InlineData("UPDATE records SET seq=-1 WHERE seq=4096; UPDATE records SET seq=4096 WHERE seq=4097; UPDATE records SET seq=4097 WHERE seq=-1", JournalDamage.Reordered, 4096)]
+    [InlineData("DELETE FROM records WHERE seq=8193", JournalDamage.Deleted, 8193)]
+    [InlineData("", JournalDamage.None, 0)]
+    public void DamageBeyondTheFirstBatchIsNamed(string sql, JournalDamage damage, long firstBad)
+    {
+        using (var key = JournalSigningKey.Load(Key, Periscope.Memory.IntrospectionLimits.Default))
+        using (var journal = JournalStore.Open(Db, JournalOpenMode.Append))
+        {
+            var items = Enumerable.Range(1, 10_000).Select(i => (JournalRecordKind.Note, Encoding.UTF8.GetBytes($"{{\"note\":\"record {i}\"}}"))).ToList();
+            journal.AppendBatch(items);
+            Assert.NotNull(journal.SignHead(key));
+        }
+        if (sql.Length > 0) Tamper(sql);
+        var v = Verify();
+        Assert.True(v.Damage == damage, v.Problem);
+        Assert.Equal(firstBad, v.FirstBadSequence);
+        if (damage == JournalDamage.None) Assert.Equal(10_000, v.ProvenThrough);
     }
 }

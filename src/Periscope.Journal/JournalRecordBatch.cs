@@ -1,0 +1,73 @@
+using System.Security.Cryptography;
+
+namespace Periscope.Journal;
+
+/// <summary>
+/// Records copied out of SQLite's row buffer, so that one thread can hash a batch while another reads the next one:
+/// per record, reading through SQLite and hashing through OpenSSL cost about the same, and verification would
+/// otherwise pay both in series. A batch holds at most <see cref="MaxRecords"/> records and grows its byte store
+/// only for a payload that does not fit (payloads are capped by the row reader before they are copied).
+/// </summary>
+internal sealed class JournalRecordBatch : IDisposable
+{
+    public const int MaxRecords = 4096;
+    private const int InitialBytes = 1 << 20;
+
+    private readonly record struct Entry(long Sequence, long TimeMicros, JournalRecordKind Kind, int PayloadAt, int PayloadLength, int PreviousAt, int HashAt);
+
+    private readonly Entry[] _entries = new Entry[MaxRecords];
+    private readonly byte[] _computed = new byte[MaxRecords * JournalEncoding.HashBytes];
+    private readonly IncrementalHash _sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private byte[] _bytes = new byte[InitialBytes];
+    private byte[] _scratch = new byte[512];
+    private int _used;
+
+    public int Count { get; private set; }
+
+    /// <summary>Reads up to <see cref="MaxRecords"/> records; fewer only at the end of the table.</summary>
+    public void Fill(JournalRowReader rows)
+    {
+        Count = 0;
+        _used = 0;
+        while (Count < MaxRecords && rows.Next(out var r))
+        {
+            int need = r.Payload.Length + 2 * JournalEncoding.HashBytes;
+            if (_used + need > _bytes.Length) Array.Resize(ref _bytes, Math.Max(_bytes.Length * 2, _used + need));
+            int payloadAt = Append(r.Payload), previousAt = Append(r.Previous), hashAt = Append(r.Hash);
+            _entries[Count++] = new Entry(r.Sequence, r.TimeMicros, r.Kind, payloadAt, r.Payload.Length, previousAt, hashAt);
+        }
+    }
+
+    private int Append(ReadOnlySpan<byte> value)
+    {
+        int at = _used;
+        value.CopyTo(_bytes.AsSpan(at));
+        _used += value.Length;
+        return at;
+    }
+
+    /// <summary>Each record's hash as its content says it should be (what <see cref="Computed"/> returns).</summary>
+    public void HashAll()
+    {
+        for (int i = 0; i < Count; i++)
+        {
+            var e = _entries[i];
+            JournalEncoding.RecordHash(_sha256, e.Sequence, e.TimeMicros, e.Kind, _bytes.AsSpan(e.PayloadAt, e.PayloadLength),
+                _bytes.AsSpan(e.PreviousAt, JournalEncoding.HashBytes), ref _scratch, _computed.AsSpan(i * JournalEncoding.HashBytes, JournalEncoding.HashBytes));
+        }
+    }
+
+    public JournalRow Row(int i)
+    {
+        var e = _entries[i];
+        return new JournalRow
+        {
+            Sequence = e.Sequence, TimeMicros = e.TimeMicros, Kind = e.Kind, Payload = _bytes.AsSpan(e.PayloadAt, e.PayloadLength),
+            Previous = _bytes.AsSpan(e.PreviousAt, JournalEncoding.HashBytes), Hash = _bytes.AsSpan(e.HashAt, JournalEncoding.HashBytes),
+        };
+    }
+
+    public ReadOnlySpan<byte> Computed(int i) => _computed.AsSpan(i * JournalEncoding.HashBytes, JournalEncoding.HashBytes);
+
+    public void Dispose() => _sha256.Dispose();
+}
