@@ -152,14 +152,14 @@ public static class JournalVerifier
         using JournalRecordBatch first = new(), second = new();
         var (reading, checking) = (first, second);
         checking.Fill(rows);
-        var hashing = Task.Run(checking.HashAll);
+        var hashing = checking.HashAsync();
         try
         {
             while (checking.Count > 0)
             {
                 reading.Fill(rows);
                 hashing.Wait();
-                hashing = reading.Count > 0 ? Task.Run(reading.HashAll) : Task.CompletedTask;
+                hashing = reading.Count > 0 ? reading.HashAsync() : Task.CompletedTask;
                 bool go = true;
                 for (int i = 0; i < checking.Count && go; i++) go = Check(checking.Row(i), checking.Computed(i));
                 if (!go) break;

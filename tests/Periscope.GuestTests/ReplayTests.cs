@@ -156,6 +156,9 @@ public sealed class ReplayTests(RecordedAttack run, ITestOutputHelper output) : 
         Assert.True(code == 0, err);
         Assert.DoesNotContain("periscope_tamper", text);
         Assert.Contains("omfs", text);
+        // The seek's cost is reported: at a snapshot itself, nothing is replayed.
+        Assert.Contains($"replay: snapshot {Recorder.ReadySnapshot} loaded in ", err);
+        Assert.Contains(" s (image copy, QEMU start, load); 0 instructions replayed in ", err);
     }
 
     /// <summary>A whole replay of the short recording reproduces the recorded serial output and the RAM hash at its end.</summary>

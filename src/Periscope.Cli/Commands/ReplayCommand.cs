@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.CommandLine;
 using Periscope.Cli.Output;
 using Periscope.Memory;
@@ -48,7 +49,11 @@ public sealed class ReplayCommand : ICliCommand
                 if (point is null) throw new CliUsageException("say where to stop: --at ICOUNT|end, --at-end, or --every N");
                 ulong icount = recording.ParsePoint(point);
                 using var session = ReplaySession.StartNear(recording, icount, limits);
+                var replayed = Stopwatch.StartNew();
                 session.RunTo(icount);
+                // Where a seek's time goes (stderr, so the command's own output stays as it is).
+                context.Error.WriteLine($"replay: snapshot {session.Start.Name} loaded in {session.StartTime.TotalSeconds:0.00} s (image copy, QEMU start, load); " +
+                    $"{icount - session.Start.Icount} instructions replayed in {replayed.Elapsed.TotalSeconds:0.00} s");
                 return RunInner(args, session, context.Output, context.Error);
             }
             catch (ArgumentException e) { throw new CliUsageException(e.Message); }
