@@ -64,8 +64,8 @@ public sealed class BaselineCommand : ICliCommand
 
     private static int Create(CommandContext context, ParseResult r, BaselineStore store, Targets.Target target)
     {
-        var summary = BaselineRecorder.Record(target.Kernel, store, target.Description);
-        var sweep = ProcessCodeMeasurer.Sweep(target.Kernel);
+        // The process code is swept on the other core while the kernel regions' page contents compress.
+        var (summary, sweep) = BaselineRecorder.Record(target.Kernel, store, target.Description, kernel => ProcessCodeMeasurer.Sweep(kernel));
         // One row per distinct page of the pass, not per process mapping it.
         int codePages = store.AddCodePages(sweep.Pages.Select(p => (p.File, p.FileOffset, p.Sha256)), "first use at baseline");
         // Anonymous executable memory present now belongs to the trusted state: verify reports only what is new.

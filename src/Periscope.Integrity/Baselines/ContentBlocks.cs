@@ -8,12 +8,13 @@ namespace Periscope.Integrity.Baselines;
 /// <see cref="PagesPerBlock"/> consecutive pages of a region: one Brotli call per 4 KiB page cost about ten times the
 /// page's SHA-256 and was most of a first `baseline create`; a 64 KiB block costs about half as much per byte and
 /// compresses better. A block holds the present pages of its index range, in index order, and is stored only when
-/// every one of them has content. Built on all cores, and meant to run while the caller does other work
-/// (<see cref="BaselineRecorder"/> collects evidence meanwhile).
+/// every one of them has content. Built on all cores, or on the calling thread while another thread does other work
+/// (<see cref="BaselineRecorder"/> reads the guest meanwhile).
 /// </summary>
 public sealed class ContentBlocks
 {
     public const int PagesPerBlock = 16;
+    private const int PageBytes = 4096;
 
     private ContentBlocks(IReadOnlyList<RegionMeasurement> source, IReadOnlyList<Block> blocks)
     {
@@ -42,32 +43,53 @@ public sealed class ContentBlocks
             foreach (var group in regions[r].Pages.Where(p => p.Index >= 0).GroupBy(p => p.Index / PagesPerBlock))
             {
                 var present = group.Where(p => p.Present).ToArray();
-                if (present.Length == 0 || present.Any(p => p.ContentIfLoaded is not { } c || c.Length != p.Length)) continue;
+                if (present.Length == 0 || present.Any(p => p.ContentIfLoaded is not { } c || c.Length != p.Length || c.Length > PageBytes)) continue;
                 spans.Add((r, group.Key * PagesPerBlock, present));
             }
         }
         var blocks = new Block[spans.Count];
-        Parallel.For(0, spans.Count, new ParallelOptions { MaxDegreeOfParallelism = parallelism ?? Environment.ProcessorCount }, i =>
+        int workers = parallelism ?? Environment.ProcessorCount;
+        if (workers <= 1)
         {
-            var (region, first, pages) = spans[i];
-            var raw = new byte[pages.Sum(p => p.Length)];
-            int at = 0;
-            foreach (var p in pages)
+            // On the calling thread: BaselineRecorder compresses on its main thread while another thread reads the guest.
+            var worker = new Worker();
+            for (int i = 0; i < spans.Count; i++) blocks[i] = worker.Compress(spans[i]);
+            return new ContentBlocks(regions, blocks);
+        }
+        Parallel.For(0, spans.Count, new ParallelOptions { MaxDegreeOfParallelism = workers }, () => new Worker(),
+            (i, _, worker) =>
             {
-                p.ContentIfLoaded!.CopyTo(raw, at);
-                at += p.Length;
-            }
-            blocks[i] = new Block(region, first, BrotliFast(raw));
-        });
+                blocks[i] = worker.Compress(spans[i]);
+                return worker;
+            },
+            _ => { });
         return new ContentBlocks(regions, blocks);
     }
 
-    private static byte[] BrotliFast(byte[] data)
+    /// <summary>One compressing thread's buffers, reused for every block: a fresh 64 KiB input and output pair per block
+    /// was ~48 MiB of short-lived arrays per baseline, and the collections they caused copied the page contents around.</summary>
+    private sealed class Worker
     {
-        var output = new byte[BrotliEncoder.GetMaxCompressedLength(data.Length)];
+        private readonly byte[] _raw = new byte[PagesPerBlock * PageBytes];
+        private readonly byte[] _output = new byte[BrotliEncoder.GetMaxCompressedLength(PagesPerBlock * PageBytes)];
+
+        public Block Compress((int Region, int First, PageMeasurement[] Pages) span)
+        {
+            int at = 0;
+            foreach (var p in span.Pages)
+            {
+                p.ContentIfLoaded!.CopyTo(_raw, at);
+                at += p.Length;
+            }
+            return new Block(span.Region, span.First, BrotliFast(_raw.AsSpan(0, at), _output));
+        }
+    }
+
+    private static byte[] BrotliFast(ReadOnlySpan<byte> data, byte[] output)
+    {
         // Quality 0: the same Brotli format any decoder reads, and the cheapest encoder setting.
         if (!BrotliEncoder.TryCompress(data, output, out int written, quality: 0, window: 22)) throw new InvalidOperationException("Brotli compression failed");
-        return output[..written];
+        return output.AsSpan(0, written).ToArray();
     }
 
     /// <summary>The decompressed block, or null unless it is exactly <paramref name="length"/> bytes.</summary>

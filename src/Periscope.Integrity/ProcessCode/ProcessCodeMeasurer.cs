@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Periscope.Integrity.Baselines;
 using Periscope.Integrity.Measurement;
@@ -19,7 +20,10 @@ public sealed record MeasuredCodePage(string File, ulong FileOffset, ulong Physi
 public sealed record SweptProcess(int Pid, string Comm);
 
 /// <summary>One resident code page as one process maps it: indexes into <see cref="ProcessCodeSweep.Processes"/> and
-/// <see cref="ProcessCodeSweep.Pages"/>, so half a million mappings of the same few pages cost no per-mapping objects.</summary>
+/// <see cref="ProcessCodeSweep.Pages"/>, so half a million mappings of the same few pages cost no per-mapping objects.
+/// Auto layout packs the two ints beside the address: 16 bytes instead of 24, a third less fresh memory for the
+/// ~500,000 mappings of the 2,000-process guest.</summary>
+[StructLayout(LayoutKind.Auto)]
 public readonly record struct CodeMapping(int Process, ulong VirtualAddress, int Page);
 
 /// <summary>Executable memory with no file behind it: where injected code lives. <see cref="Key"/> identifies it across

@@ -360,6 +360,35 @@ public sealed class BaselineStoreTests : IDisposable
         Assert.Throws<ArgumentException>(() => store.Save("c", "banner", 0x2000, "t", Measurements(2), blocks));
     }
 
+    /// <summary>Compression reuses one input and one output buffer per worker: a short block (a region's partial last
+    /// page) after a full one must not carry the full block's tail bytes, on one worker or several.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Blocks_compressed_with_reused_buffers_hold_exactly_their_pages(int workers)
+    {
+        var pages = new List<PageMeasurement>();
+        const ulong start = 0xffffffff81000000;
+        const int fullPages = ContentBlocks.PagesPerBlock + 2, lastLength = 100;
+        for (int i = 0; i <= fullPages; i++)
+        {
+            int length = i == fullPages ? lastLength : 4096;
+            var content = new byte[length];
+            RandomNumberGenerator.Fill(content);
+            pages.Add(new PageMeasurement(i, start + (ulong)i * 4096, 0x1000000 + (ulong)i * 4096, length, (ulong)i, SHA256.HashData(content), content));
+        }
+        IReadOnlyList<RegionMeasurement> measured =
+            [new RegionMeasurement(new MeasuredRegion("text", RegionKind.KernelText, start, (ulong)fullPages * 4096 + lastLength), pages)];
+        var blocks = ContentBlocks.Compress(measured, workers);
+        Assert.Equal(2, blocks.Count);
+        string path = NewPath();
+        using var store = BaselineStore.Open(path);
+        store.Save("b", "banner", 0x1000, "t", measured, blocks);
+        var loaded = store.Load(Assert.Single(store.List()));
+        Assert.Equal(pages.Count, loaded.Regions[0].Pages.Count);
+        for (int i = 0; i < pages.Count; i++) Assert.Equal(pages[i].Content, loaded.Regions[0].Pages[i].Content);
+    }
+
     private static object? Scalar(SqliteConnection db, string sql)
     {
         using var cmd = db.CreateCommand();
