@@ -70,6 +70,9 @@ public sealed class SyscallTracer
         _pendingAtStart = ring.Pending;
     }
 
+    /// <summary>Records read in one go: tasks are read once per batch, and output is written once per batch.</summary>
+    public const int BatchRecords = 4096;
+
     public SyscallTable Names { get; }
     public TaskResolver Tasks => _tasks;
     public SyscallFormatter Formatter => _formatter;
@@ -96,12 +99,15 @@ public sealed class SyscallTracer
     /// <paramref name="cancel"/> fires. Polls the ring, sleeping 1 ms when it is empty: a reader spinning on QEMU's
     /// cache lines slows the guest (measured 4×, engineering.md).
     /// </summary>
-    public void Run(Action<SyscallEvent> sink, Func<bool> stop, CancellationToken cancel)
+    /// <param name="batchDone">Called after each batch of records (at most <see cref="BatchRecords"/>): the moment to
+    /// write out what the sink collected.</param>
+    public void Run(Action<SyscallEvent> sink, Func<bool> stop, CancellationToken cancel, Action? batchDone = null)
     {
         _sink = sink;
         while (!cancel.IsCancellationRequested && !stop())
         {
-            int n = _ring.Drain(OnRecord, 4096);
+            int n = _ring.Drain(OnRecord, BatchRecords);
+            batchDone?.Invoke();
             if (n > 0) { _tasks.FlushUserSpaces(); continue; }
             var state = _ring.State;
             if (state is PluginState.Exited or PluginState.Uninstalled) break;
@@ -161,6 +167,7 @@ public sealed class SyscallTracer
                 return;
             }
             if (regs.IsEmpty) { _sink(entry); return; }
+            if (entry.Name is "execve" or "execveat") _tasks.Forget(record.Current);   // a new program: new mm and name
             TracedTask? now = Caller(record) ?? entry.Task;
             _sink(entry with { Return = _regs.Return(regs), ExitTask = now });
         }

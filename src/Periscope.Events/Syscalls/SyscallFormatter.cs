@@ -110,6 +110,8 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
         [516] = "ERESTART_RESTARTBLOCK",
     };
 
+    private static readonly ArgumentKind[] s_unknownCall = [ArgumentKind.Hex, ArgumentKind.Hex, ArgumentKind.Hex];
+
     public static bool IsKnown(string name) => s_signatures.ContainsKey(name);
 
     /// <summary>Index of the first path argument of <paramref name="name"/>, or -1.</summary>
@@ -121,7 +123,8 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
     /// buffer may hold something else by the time we read it).</param>
     public IReadOnlyList<DecodedArgument> Arguments(string? name, SyscallArguments args, ulong mm, string? capturedPath = null, bool capturedTruncated = false)
     {
-        ArgumentKind[] kinds = name is not null && s_signatures.TryGetValue(name, out var k) ? k : [ArgumentKind.Hex, ArgumentKind.Hex, ArgumentKind.Hex];
+        ArgumentKind[] kinds = name is not null && s_signatures.TryGetValue(name, out var k) ? k : s_unknownCall;
+        if (kinds.Length == 0) return [];
         var list = new DecodedArgument[kinds.Length];
         for (int i = 0; i < kinds.Length; i++)
         {
