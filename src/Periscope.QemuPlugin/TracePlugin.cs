@@ -116,12 +116,30 @@ internal static unsafe class TracePlugin
         s_cachedRead = (ulong*)NativeMemory.AllocZeroed(s_vcpus, sizeof(ulong));
         TryMapRam();
 
-        QemuPluginApi.RegisterTbTrans(id, &OnTranslate);
-        QemuPluginApi.RegisterVcpuInit(id, &OnVcpuInit);
-        QemuPluginApi.RegisterAtExit(id, &OnExit, 0);
+        RegisterCallbacks(id);
         SetState(PluginState.Searching);
         return 0;
     }
+
+    private static void RegisterCallbacks(ulong id)
+    {
+        QemuPluginApi.RegisterTbTrans(id, &OnTranslate);
+        QemuPluginApi.RegisterVcpuInit(id, &OnVcpuInit);
+        QemuPluginApi.RegisterAtExit(id, &OnExit, 0);
+    }
+
+    /// <summary>After <see cref="RetranslateAll"/>: QEMU dropped every callback and all translated code; register again,
+    /// and every block is translated anew, now with the probes known so far.</summary>
+    [UnmanagedCallersOnly]
+    private static void OnReset(ulong id) => RegisterCallbacks(id);
+
+    /// <summary>
+    /// The shared return to user mode is found only when entry_SYSCALL_64 is translated, and QEMU translated it long
+    /// before (the first return to user mode, at boot, goes that way): its cached translation would never get the
+    /// probe. A reset flushes QEMU's translated code once, so the block is translated again, instrumented. Asynchronous:
+    /// QEMU does it with all vCPUs stopped, after this callback returns.
+    /// </summary>
+    private static void RetranslateAll() => QemuPluginApi.Reset(s_id, &OnReset);
 
     private static bool CreateRing(string path)
     {
@@ -266,6 +284,7 @@ internal static unsafe class TracePlugin
             Volatile.Write(ref s_exitBranch, vaddr);
             Publish(TraceRingLayout.ReturnPathOffset, target);
             Volatile.Write(ref s_returnPath, target);
+            RetranslateAll();
             return;
         }
         if (Volatile.Read(ref s_exitProbe) == 0 && EntryCode.TryPtRegsAccess(code, out long displacement))
