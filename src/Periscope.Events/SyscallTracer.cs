@@ -61,14 +61,17 @@ public sealed class SyscallTracer
             var t = kernel.Offsets.Task;
             ring.TellTaskIds(t.Pid, t.Tgid, t.Comm);
             ring.TellCurrentTask(_tasks.CurrentTaskPerCpuOffset, directMap);
-            var pathArguments = new byte[Math.Min(Names.Count, TraceRingLayout.PathArgumentTableEntries)];
-            for (int nr = 0; nr < pathArguments.Length; nr++) pathArguments[nr] = (byte)(SyscallFormatter.PathArgument(Names.Name(nr)) + 1);
-            ring.TellPathCapture(kernel.Offsets.Task.Mm, kernel.Offsets.Mm.Pgd, (int)kernel.Layout.Mode, _regs.OrigAx, [.. _regs.ArgumentOffsets], pathArguments);
+            var capture = new byte[Math.Min(Names.Count, TraceRingLayout.CaptureTableEntries)];
+            for (int nr = 0; nr < capture.Length; nr++) capture[nr] = SyscallFormatter.CaptureCode(Names.Name(nr));
+            ring.TellArgumentCapture(kernel.Offsets.Task.Mm, kernel.Offsets.Mm.Pgd, (int)kernel.Layout.Mode, _regs.OrigAx, [.. _regs.ArgumentOffsets], capture);
         }
         if (!backlog) ring.SkipWaiting();
         _atStart = ring.Totals;
         _pendingAtStart = ring.Pending;
     }
+
+    /// <summary>Records read in one go: tasks are read once per batch, and output is written once per batch.</summary>
+    public const int BatchRecords = 4096;
 
     public SyscallTable Names { get; }
     public TaskResolver Tasks => _tasks;
@@ -96,12 +99,15 @@ public sealed class SyscallTracer
     /// <paramref name="cancel"/> fires. Polls the ring, sleeping 1 ms when it is empty: a reader spinning on QEMU's
     /// cache lines slows the guest (measured 4×, engineering.md).
     /// </summary>
-    public void Run(Action<SyscallEvent> sink, Func<bool> stop, CancellationToken cancel)
+    /// <param name="batchDone">Called after each batch of records (at most <see cref="BatchRecords"/>): the moment to
+    /// write out what the sink collected.</param>
+    public void Run(Action<SyscallEvent> sink, Func<bool> stop, CancellationToken cancel, Action? batchDone = null)
     {
         _sink = sink;
         while (!cancel.IsCancellationRequested && !stop())
         {
-            int n = _ring.Drain(OnRecord, 4096);
+            int n = _ring.Drain(OnRecord, BatchRecords);
+            batchDone?.Invoke();
             if (n > 0) { _tasks.FlushUserSpaces(); continue; }
             var state = _ring.State;
             if (state is PluginState.Exited or PluginState.Uninstalled) break;
@@ -139,7 +145,7 @@ public sealed class SyscallTracer
             }
             string? name = Names.Name(nr);
             var args = _regs.Arguments(regs);
-            var ev = new SyscallEvent(record.Seq, record.Vcpu, record.Timestamp, task, nr, name, args, _formatter.Arguments(name, args, task.Mm, record.CapturedPath, record.CapturedPathTruncated), null, null);
+            var ev = new SyscallEvent(record.Seq, record.Vcpu, record.Timestamp, task, nr, name, args, _formatter.Arguments(name, args, task.Mm, record.CapturedArgument, record.CapturedTruncated), null, null);
             _events++;
             if (name is "exit" or "exit_group")
             {
@@ -161,8 +167,13 @@ public sealed class SyscallTracer
                 return;
             }
             if (regs.IsEmpty) { _sink(entry); return; }
+            bool exec = entry.Name is "execve" or "execveat";
+            if (exec) _tasks.Forget(record.Current);   // a new program: new mm and name
             TracedTask? now = Caller(record) ?? entry.Task;
-            _sink(entry with { Return = _regs.Return(regs), ExitTask = now });
+            long ret = _regs.Return(regs);
+            var done = entry with { Return = ret, ExitTask = now };
+            if (exec) done = done with { Arguments = ExecArgv(entry, ret, now) };
+            _sink(done);
         }
     }
 
@@ -174,6 +185,27 @@ public sealed class SyscallTracer
             return _tasks.DescribeAtEvent(record.Current, record.Pid, record.Tgid, record.Comm);
         ulong taskAddress = _tasks.Resolve(record.Current, record.GsBase, record.PtRegs, out bool exited);
         return taskAddress == 0 ? null : _tasks.Describe(taskAddress, exited);
+    }
+
+    /// <summary>
+    /// execve's argv, known only at its return: the caller's array lives in the memory the exec replaces, so a consumer
+    /// that reads it late (any time after the call entered) would read the new program's memory. After a successful
+    /// exec it is what the kernel copied onto the new program's stack (mm->arg_start..arg_end); after a failed one the
+    /// caller's memory is still its own.
+    /// </summary>
+    private IReadOnlyList<DecodedArgument> ExecArgv(SyscallEvent entry, long ret, TracedTask? now)
+    {
+        IReadOnlyList<string>? argv = null;
+        int at = -1;
+        for (int i = 0; i < entry.Arguments.Count; i++) if (entry.Arguments[i].Kind == ArgumentKind.Argv) at = i;
+        if (at < 0) return entry.Arguments;
+        ulong array = entry.Arguments[at].Raw;
+        if (ret == 0 && now is { Mm: not 0 }) argv = _tasks.ReadArgvFromMm(now.Mm);
+        else if (ret < 0 && entry.Task is { Mm: not 0 } caller) argv = _formatter.ReadArgv(caller.Mm, array);
+        if (argv is null) return entry.Arguments;
+        var list = entry.Arguments.ToArray();
+        list[at] = SyscallFormatter.ArgvArgument(array, argv);
+        return list;
     }
 
     private void FlushOldest()

@@ -23,6 +23,9 @@ internal static unsafe class QemuPluginApi
     public static delegate* unmanaged<ulong, delegate* unmanaged<ulong, nint, void>, nint, void> RegisterAtExit;
     // void qemu_plugin_uninstall(qemu_plugin_id_t, void (*)(qemu_plugin_id_t))
     public static delegate* unmanaged<ulong, delegate* unmanaged<ulong, void>, void> Uninstall;
+    // void qemu_plugin_reset(qemu_plugin_id_t, void (*)(qemu_plugin_id_t)): unregisters every callback, flushes the
+    // translated code, then calls the callback (which registers again)
+    public static delegate* unmanaged<ulong, delegate* unmanaged<ulong, void>, void> Reset;
     // size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *)
     public static delegate* unmanaged[SuppressGCTransition]<nint, nuint> TbInstructionCount;
     // struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *, size_t idx)
@@ -64,6 +67,7 @@ internal static unsafe class QemuPluginApi
         RegisterVcpuInit = (delegate* unmanaged<ulong, delegate* unmanaged<ulong, uint, void>, void>)Get("qemu_plugin_register_vcpu_init_cb", ref missing);
         RegisterAtExit = (delegate* unmanaged<ulong, delegate* unmanaged<ulong, nint, void>, nint, void>)Get("qemu_plugin_register_atexit_cb", ref missing);
         Uninstall = (delegate* unmanaged<ulong, delegate* unmanaged<ulong, void>, void>)Get("qemu_plugin_uninstall", ref missing);
+        Reset = (delegate* unmanaged<ulong, delegate* unmanaged<ulong, void>, void>)Get("qemu_plugin_reset", ref missing);
         TbInstructionCount = (delegate* unmanaged[SuppressGCTransition]<nint, nuint>)Get("qemu_plugin_tb_n_insns", ref missing);
         TbInstruction = (delegate* unmanaged[SuppressGCTransition]<nint, nuint, nint>)Get("qemu_plugin_tb_get_insn", ref missing);
         InstructionData = (delegate* unmanaged[SuppressGCTransition]<nint, byte*>)Get("qemu_plugin_insn_data", ref missing);

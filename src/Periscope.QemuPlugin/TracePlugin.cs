@@ -116,12 +116,30 @@ internal static unsafe class TracePlugin
         s_cachedRead = (ulong*)NativeMemory.AllocZeroed(s_vcpus, sizeof(ulong));
         TryMapRam();
 
-        QemuPluginApi.RegisterTbTrans(id, &OnTranslate);
-        QemuPluginApi.RegisterVcpuInit(id, &OnVcpuInit);
-        QemuPluginApi.RegisterAtExit(id, &OnExit, 0);
+        RegisterCallbacks(id);
         SetState(PluginState.Searching);
         return 0;
     }
+
+    private static void RegisterCallbacks(ulong id)
+    {
+        QemuPluginApi.RegisterTbTrans(id, &OnTranslate);
+        QemuPluginApi.RegisterVcpuInit(id, &OnVcpuInit);
+        QemuPluginApi.RegisterAtExit(id, &OnExit, 0);
+    }
+
+    /// <summary>After <see cref="RetranslateAll"/>: QEMU dropped every callback and all translated code; register again,
+    /// and every block is translated anew, now with the probes known so far.</summary>
+    [UnmanagedCallersOnly]
+    private static void OnReset(ulong id) => RegisterCallbacks(id);
+
+    /// <summary>
+    /// The shared return to user mode is found only when entry_SYSCALL_64 is translated, and QEMU translated it long
+    /// before (the first return to user mode, at boot, goes that way): its cached translation would never get the
+    /// probe. A reset flushes QEMU's translated code once, so the block is translated again, instrumented. Asynchronous:
+    /// QEMU does it with all vCPUs stopped, after this callback returns.
+    /// </summary>
+    private static void RetranslateAll() => QemuPluginApi.Reset(s_id, &OnReset);
 
     private static bool CreateRing(string path)
     {
@@ -266,6 +284,7 @@ internal static unsafe class TracePlugin
             Volatile.Write(ref s_exitBranch, vaddr);
             Publish(TraceRingLayout.ReturnPathOffset, target);
             Volatile.Write(ref s_returnPath, target);
+            RetranslateAll();
             return;
         }
         if (Volatile.Read(ref s_exitProbe) == 0 && EntryCode.TryPtRegsAccess(code, out long displacement))
@@ -375,7 +394,7 @@ internal static unsafe class TracePlugin
         *(ulong*)(rec + TraceRingLayout.RecCurrent) = current;
         *(ulong*)(rec + TraceRingLayout.RecPathLength) = 0;
         *(uint*)(rec + TraceRingLayout.RecIdsValid) = current != 0 && CopyIds(rec, current) ? 1u : 0u;
-        if (kind == RecordKind.SyscallEntry && copied != 0 && current != 0) CapturePath(rec, current);
+        if (kind == RecordKind.SyscallEntry && copied != 0 && current != 0) CaptureArgument(rec, current);
         *(uint*)(rec + TraceRingLayout.RecRegsLength) = copied;
         Volatile.Write(ref *(ulong*)(header + TraceRingLayout.WriteIndexOffset), write + 1);
     }
@@ -394,10 +413,11 @@ internal static unsafe class TracePlugin
     }
 
     /// <summary>
-    /// Copies the path argument of a call the consumer asked for (its table in the control page) from the caller's
-    /// memory, now, while it still holds what the call was given: current->mm->pgd, then a page walk in guest RAM.
+    /// Copies the argument of a call the consumer asked for (its table in the control page) from the caller's memory,
+    /// now, while it still holds what the call was given: a path up to its NUL, or a sockaddr of the length the next
+    /// argument gives (connect, bind, sendto). current->mm->pgd, then a page walk in guest RAM; the vCPU never waits.
     /// </summary>
-    private static void CapturePath(byte* rec, ulong task)
+    private static void CaptureArgument(byte* rec, ulong task)
     {
         uint mmOffset = *(uint*)(s_ring + TraceRingLayout.TaskMmOffset);
         if (mmOffset == 0) return;
@@ -405,13 +425,20 @@ internal static unsafe class TracePlugin
         uint nrOffset = *(uint*)(s_ring + TraceRingLayout.PtRegsOrigAxOffset);
         if (nrOffset > TraceRingLayout.MaxRegsBytes - 8) return;
         ulong nr = *(ulong*)(regs + nrOffset);
-        if (nr >= TraceRingLayout.PathArgumentTableEntries) return;
-        int which = s_ring[TraceRingLayout.PathArgumentTable + (int)nr] - 1;
-        if (which is < 0 or > 5) return;
-        uint argOffset = *(uint*)(s_ring + TraceRingLayout.PtRegsArgOffsets + which * 4);
-        if (argOffset > TraceRingLayout.MaxRegsBytes - 8) return;
-        ulong userAddress = *(ulong*)(regs + argOffset);
-        if (userAddress == 0 || userAddress >= KernelHalf) return;
+        if (nr >= TraceRingLayout.CaptureTableEntries) return;
+        byte capture = s_ring[TraceRingLayout.CaptureTable + (int)nr];
+        int which = (capture & TraceRingLayout.CaptureArgumentMask) - 1;
+        bool sockAddr = (capture & TraceRingLayout.CaptureSockAddr) != 0;
+        if (which is < 0 or > 5 || (sockAddr && which == 5)) return;
+        if (!TryArgument(regs, which, out ulong userAddress) || userAddress == 0 || userAddress >= KernelHalf) return;
+        uint want = TraceRingLayout.MaxPathBytes;
+        ulong asked = 0;
+        if (sockAddr)
+        {
+            // The length argument is the caller's word: capped by the record, and 0 copies nothing.
+            if (!TryArgument(regs, which + 1, out asked) || asked == 0) return;
+            want = (uint)Math.Min(asked, TraceRingLayout.MaxPathBytes);
+        }
         if (!TryReadKernel(task + mmOffset, out ulong mm) || mm == 0) return;
         if (!TryReadKernel(mm + *(uint*)(s_ring + TraceRingLayout.MmPgdOffset), out ulong pgd)) return;
         ulong directMap = *(ulong*)(s_ring + TraceRingLayout.DirectMapBaseOffset);
@@ -419,24 +446,35 @@ internal static unsafe class TracePlugin
         int levels = *(int*)(s_ring + TraceRingLayout.PagingLevelsOffset);
         if (levels is not (4 or 5)) return;
         byte* dest = rec + TraceRingLayout.RecPath;
-        uint length = 0;
+        uint copied = 0;
         ulong va = userAddress;
-        while (length < TraceRingLayout.MaxPathBytes)
+        while (copied < want)
         {
             if (!TryTranslateUser(pgd - directMap, levels, va, out ulong pa) || !TryRamOffset(pa, out ulong offset)) break;
             uint inPage = (uint)(0x1000 - (va & 0xfff));
             byte* src = s_ram + offset;
-            for (uint i = 0; i < inPage && length < TraceRingLayout.MaxPathBytes; i++)
+            for (uint i = 0; i < inPage && copied < want; i++)
             {
                 byte b = src[i];
-                if (b == 0) { *(uint*)(rec + TraceRingLayout.RecPathLength) = length; *(uint*)(rec + TraceRingLayout.RecPathFlags) = 0; return; }
-                dest[length++] = b;
+                if (b == 0 && !sockAddr) { *(uint*)(rec + TraceRingLayout.RecPathLength) = copied; *(uint*)(rec + TraceRingLayout.RecPathFlags) = 0; return; }
+                dest[copied++] = b;
             }
             va += inPage;
         }
-        // No NUL within the copy (or the next page is not resident): say so rather than pass a cut path off as whole.
-        *(uint*)(rec + TraceRingLayout.RecPathLength) = length;
-        *(uint*)(rec + TraceRingLayout.RecPathFlags) = 1;
+        // A path with no NUL within the copy, or a sockaddr cut by an unmapped page or the record's size: say so
+        // rather than pass a cut argument off as whole.
+        *(uint*)(rec + TraceRingLayout.RecPathLength) = copied;
+        *(uint*)(rec + TraceRingLayout.RecPathFlags) = sockAddr && copied == asked ? 0u : 1u;
+    }
+
+    /// <summary>Argument register <paramref name="which"/> (0-5) of the captured pt_regs, at the offset the consumer gave (BTF).</summary>
+    private static bool TryArgument(byte* regs, int which, out ulong value)
+    {
+        value = 0;
+        uint argOffset = *(uint*)(s_ring + TraceRingLayout.PtRegsArgOffsets + which * 4);
+        if (argOffset > TraceRingLayout.MaxRegsBytes - 8) return false;
+        value = *(ulong*)(regs + argOffset);
+        return true;
     }
 
     /// <summary>current->pid, tgid and comm now, at the event (offsets from the consumer, through BTF).</summary>

@@ -11,7 +11,7 @@ public static class TraceRingLayout
 {
     /// <summary>"PSCRING1", little-endian.</summary>
     public const ulong Magic = 0x31474E4952435350;
-    public const uint Version = 2;
+    public const uint Version = 3;
     public const int ControlSize = 4096;
     public const int RecordSize = 512;
     public const int VcpuHeaderSize = 256;
@@ -52,9 +52,13 @@ public static class TraceRingLayout
     // Plugin -> consumer: the second return path found after the call into C (see TracePlugin.Instrument).
     public const int ReturnPathOffset = 152;        // u64, the conditional branch's target (0: one return path only)
     public const int ReturnProbeOffset = 160;       // u64, the first pt_regs access on that path
-    /// <summary>One byte per syscall number: 1 + the index of the argument that is a path, 0 for none.</summary>
-    public const int PathArgumentTable = 2048;
-    public const int PathArgumentTableEntries = 1024;
+    /// <summary>One byte per syscall number: which argument the plugin copies from the caller's memory at entry.
+    /// 0: none; else the low bits (<see cref="CaptureArgumentMask"/>) are 1 + the argument's index, a path copied up to
+    /// its NUL, or with <see cref="CaptureSockAddr"/> a sockaddr of the length the next argument gives.</summary>
+    public const int CaptureTable = 2048;
+    public const int CaptureTableEntries = 1024;
+    public const byte CaptureArgumentMask = 0x07;
+    public const byte CaptureSockAddr = 0x10;
 
     // Per-vCPU header at ControlSize + vcpu * VcpuHeaderSize. Producer fields share one cache line, the consumer's
     // read index sits on its own so that polling it does not bounce the producer's line.
@@ -77,12 +81,12 @@ public static class TraceRingLayout
     /// <summary>x86-64 struct pt_regs is 21 qwords; the consumer checks this against BTF before decoding.</summary>
     public const int MaxRegsBytes = 168;
     public const int RecCurrent = 224;           // u64, per-CPU current task at the event (0: not known)
-    public const int RecPathLength = 232;        // u32, bytes of the path argument copied at entry; 0: none
-    public const int RecPathFlags = 236;         // u32, 1 = the path was longer than the copy
+    public const int RecPathLength = 232;        // u32, bytes of the argument copied at entry (CaptureTable); 0: none
+    public const int RecPathFlags = 236;         // u32, 1 = the argument was longer than the copy (or partly unmapped)
     public const int RecPid = 240;               // u32, current->pid at the event (valid when RecIdsValid is 1)
     public const int RecTgid = 244;              // u32, current->tgid at the event
     public const int RecIdsValid = 248;          // u32, 1 = pid, tgid and comm were copied at the event
-    public const int RecPath = 256;              // the path argument's first bytes (no NUL)
+    public const int RecPath = 256;              // the argument's first bytes (a path without its NUL, or a sockaddr)
     public const int MaxPathBytes = 240;
     public const int RecComm = 496;              // current->comm at the event (TASK_COMM_LEN bytes)
     public const int CommBytes = 16;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -93,6 +94,8 @@ public sealed class TraceCommand : ICliCommand
         long firstTimestamp = 0;
         long shown = 0;
         var tracker = new ProcessTracker(limits.MaxTracedTasks, tracer.Tasks);
+        using var batch = new TraceOutputBatch(context.Output);
+        var line = new StringBuilder(256);
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -112,26 +115,30 @@ public sealed class TraceCommand : ICliCommand
                         foreach (var f in found)
                         {
                             findings++;
-                            context.Output.WriteLine(jsonLines ? FindingJson(f, t) : FindingLine(f, t));
+                            if (jsonLines) { WriteFinding(batch.BeginJsonLine(), f, t); batch.EndJsonLine(); }
+                            else batch.Line(FindingLine(f, t));
                         }
                     }
                     if (p is null) return;
                     shown++;
-                    context.Output.WriteLine(jsonLines ? ProcessJson(p, t) : ProcessLine(p, t));
+                    if (jsonLines) { WriteProcess(batch.BeginJsonLine(), p, t); batch.EndJsonLine(); }
+                    else batch.Line(ProcessLine(p, t));
                     return;
                 }
                 shown++;
-                context.Output.WriteLine(jsonLines ? SyscallJson(e, t) : SyscallLine(e, t));
+                if (jsonLines) { WriteSyscall(batch.BeginJsonLine(), e, t); batch.EndJsonLine(); }
+                else batch.Line(AppendSyscallLine(line.Clear(), e, t));
             }
             if (target.Kernel.Layout.PageOffsetBase is null)
                 context.Error.WriteLine("periscope: warning: direct map not found: the calling task is read when the event is decoded, not when it happened");
-            tracer.Run(Show, () => shown >= limit || (seconds is { } s && clock.Elapsed.TotalSeconds >= s), cancel.Token);
+            tracer.Run(Show, () => shown >= limit || (seconds is { } s && clock.Elapsed.TotalSeconds >= s), cancel.Token, batch.Flush);
             tracer.DrainOnce(Show);   // what arrived while stopping
             if (!exec) foreach (var e in tracer.Unfinished) Show(e);
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
+            batch.Flush();
         }
         var totals = tracer.Totals;
         var rt = totals.Ring;
@@ -155,13 +162,29 @@ public sealed class TraceCommand : ICliCommand
     private static string Who(TracedTask? t) =>
         t is null ? "[pid     ?]" : $"[pid {t.Tgid,5}{(t.Pid != t.Tgid ? $"/{t.Pid}" : "")} {TerminalText.Escape(t.Comm)}]";
 
-    internal static string SyscallLine(SyscallEvent e, double seconds)
+    internal static string SyscallLine(SyscallEvent e, double seconds) => AppendSyscallLine(new StringBuilder(), e, seconds).ToString();
+
+    /// <summary>The strace-like line of one call, appended to <paramref name="sb"/> (reused per line by the trace).</summary>
+    internal static StringBuilder AppendSyscallLine(StringBuilder sb, SyscallEvent e, double seconds)
     {
-        var sb = new StringBuilder();
-        sb.Append($"{seconds,10:F6} cpu{e.Vcpu} {Who(e.Task)} {e.DisplayName}(");
-        sb.Append(string.Join(", ", e.Arguments.Select(a => TerminalText.Escape(a.Text))));
-        sb.Append(") = ").Append(e.ReturnText);
-        return sb.ToString();
+        var c = CultureInfo.CurrentCulture;
+        sb.Append(c, $"{seconds,10:F6} cpu{e.Vcpu} ");
+        if (e.Task is not { } t) sb.Append("[pid     ?]");
+        else
+        {
+            sb.Append(c, $"[pid {t.Tgid,5}");
+            if (t.Pid != t.Tgid) sb.Append('/').Append(t.Pid);
+            sb.Append(' ').Append(TerminalText.Escape(t.Comm)).Append(']');
+        }
+        sb.Append(' ');
+        if (e.Name is { } name) sb.Append(name); else sb.Append("syscall_").Append(e.Number);
+        sb.Append('(');
+        for (int i = 0; i < e.Arguments.Count; i++)
+        {
+            if (i > 0) sb.Append(", ");
+            sb.Append(TerminalText.Escape(e.Arguments[i].Text));
+        }
+        return sb.Append(") = ").Append(e.ReturnText);
     }
 
     internal static string ProcessLine(ProcessEvent p, double seconds)
@@ -178,7 +201,9 @@ public sealed class TraceCommand : ICliCommand
     internal static string FindingLine(Periscope.Events.Measurement.CodePageFinding f, double seconds) =>
         $"{seconds,10:F6} MODIFIED pid {f.Pid} {TerminalText.Escape(f.Comm)} {TerminalText.Escape(f.File)}+0x{f.FileOffset:x} at 0x{f.VirtualAddress:x} (physical 0x{f.PhysicalAddress:x}): sha256 {Convert.ToHexStringLower(f.Found)[..16]}…, {TerminalText.Escape(f.ReferenceSource)} reference {Convert.ToHexStringLower(f.Expected)[..16]}…";
 
-    internal static string FindingJson(Periscope.Events.Measurement.CodePageFinding f, double seconds) => Line(w =>
+    internal static string FindingJson(Periscope.Events.Measurement.CodePageFinding f, double seconds) => Line(w => WriteFinding(w, f, seconds));
+
+    private static void WriteFinding(Utf8JsonWriter w, Periscope.Events.Measurement.CodePageFinding f, double seconds)
     {
         w.WriteNumber("time", Math.Round(seconds, 6));
         w.WriteString("event", "modified");
@@ -191,7 +216,7 @@ public sealed class TraceCommand : ICliCommand
         w.WriteString("expected", Convert.ToHexStringLower(f.Expected));
         w.WriteString("found", Convert.ToHexStringLower(f.Found));
         w.WriteString("reference", f.ReferenceSource);
-    });
+    }
 
     private static readonly JsonWriterOptions s_lineJson = new() { Indented = false, Encoder = JavaScriptEncoder.Default };
 
@@ -207,47 +232,72 @@ public sealed class TraceCommand : ICliCommand
         return Encoding.UTF8.GetString(stream.ToArray());
     }
 
-    private static void WriteTask(Utf8JsonWriter w, TracedTask? t)
+    // Property names encoded once: the syscall line is written for every event.
+    private static readonly JsonEncodedText s_time = JsonEncodedText.Encode("time"), s_seq = JsonEncodedText.Encode("seq"),
+        s_vcpu = JsonEncodedText.Encode("vcpu"), s_pid = JsonEncodedText.Encode("pid"), s_tid = JsonEncodedText.Encode("tid"),
+        s_ppid = JsonEncodedText.Encode("ppid"), s_comm = JsonEncodedText.Encode("comm"), s_uid = JsonEncodedText.Encode("uid"),
+        s_task = JsonEncodedText.Encode("task"), s_nr = JsonEncodedText.Encode("nr"), s_name = JsonEncodedText.Encode("name"),
+        s_args = JsonEncodedText.Encode("args"), s_kind = JsonEncodedText.Encode("kind"), s_raw = JsonEncodedText.Encode("raw"),
+        s_text = JsonEncodedText.Encode("text"), s_path = JsonEncodedText.Encode("path"), s_argv = JsonEncodedText.Encode("argv"),
+        s_ret = JsonEncodedText.Encode("ret"), s_retText = JsonEncodedText.Encode("retText");
+    private static readonly JsonEncodedText[] s_argumentKinds = [.. Enum.GetValues<Periscope.Events.Syscalls.ArgumentKind>().Select(k => JsonEncodedText.Encode(k.ToString()))];
+
+    /// <summary>"0x…" as <see cref="Json.Address(Utf8JsonWriter, string, ulong)"/> writes it, without a string per value.</summary>
+    private static void Address(Utf8JsonWriter w, JsonEncodedText name, ulong value)
     {
-        if (t is null) { w.WriteNull("pid"); return; }
-        w.WriteNumber("pid", t.Tgid);
-        w.WriteNumber("tid", t.Pid);
-        w.WriteNumber("ppid", t.ParentTgid);
-        w.WriteString("comm", t.Comm);
-        if (t.Uid is { } uid) w.WriteNumber("uid", uid);
-        w.Address("task", t.Address);
+        Span<char> text = stackalloc char[18];
+        text[0] = '0';
+        text[1] = 'x';
+        value.TryFormat(text[2..], out int digits, "x", CultureInfo.InvariantCulture);
+        w.WriteString(name, text[..(2 + digits)]);
     }
 
-    internal static string SyscallJson(SyscallEvent e, double seconds) => Line(w =>
+    private static void WriteTask(Utf8JsonWriter w, TracedTask? t)
     {
-        w.WriteNumber("time", Math.Round(seconds, 6));
-        w.WriteNumber("seq", e.Seq);
-        w.WriteNumber("vcpu", e.Vcpu);
+        if (t is null) { w.WriteNull(s_pid); return; }
+        w.WriteNumber(s_pid, t.Tgid);
+        w.WriteNumber(s_tid, t.Pid);
+        w.WriteNumber(s_ppid, t.ParentTgid);
+        w.WriteString(s_comm, t.Comm);
+        if (t.Uid is { } uid) w.WriteNumber(s_uid, uid);
+        Address(w, s_task, t.Address);
+    }
+
+    internal static string SyscallJson(SyscallEvent e, double seconds) => Line(w => WriteSyscall(w, e, seconds));
+
+    internal static void WriteSyscall(Utf8JsonWriter w, SyscallEvent e, double seconds)
+    {
+        w.WriteNumber(s_time, Math.Round(seconds, 6));
+        w.WriteNumber(s_seq, e.Seq);
+        w.WriteNumber(s_vcpu, e.Vcpu);
         WriteTask(w, e.Task);
-        w.WriteNumber("nr", e.Number);
-        if (e.Name is { } n) w.WriteString("name", n); else w.WriteNull("name");
-        w.WriteStartArray("args");
+        w.WriteNumber(s_nr, e.Number);
+        if (e.Name is { } n) w.WriteString(s_name, n); else w.WriteNull(s_name);
+        w.WriteStartArray(s_args);
         foreach (var a in e.Arguments)
         {
             w.WriteStartObject();
-            w.WriteString("kind", a.Kind.ToString());
-            w.Address("raw", a.Raw);
-            w.WriteString("text", a.Text);
-            if (a.Path is { } p) w.WriteString("path", p);
+            int kind = (int)a.Kind;
+            if ((uint)kind < (uint)s_argumentKinds.Length) w.WriteString(s_kind, s_argumentKinds[kind]); else w.WriteString(s_kind, a.Kind.ToString());
+            Address(w, s_raw, a.Raw);
+            w.WriteString(s_text, a.Text);
+            if (a.Path is { } p) w.WriteString(s_path, p);
             if (a.Argv is { } argv)
             {
-                w.WriteStartArray("argv");
+                w.WriteStartArray(s_argv);
                 foreach (var s in argv) w.WriteStringValue(s);
                 w.WriteEndArray();
             }
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        if (e.Return is { } ret) w.WriteNumber("ret", ret); else w.WriteNull("ret");
-        w.WriteString("retText", e.ReturnText);
-    });
+        if (e.Return is { } ret) w.WriteNumber(s_ret, ret); else w.WriteNull(s_ret);
+        w.WriteString(s_retText, e.ReturnText);
+    }
 
-    internal static string ProcessJson(ProcessEvent p, double seconds) => Line(w =>
+    internal static string ProcessJson(ProcessEvent p, double seconds) => Line(w => WriteProcess(w, p, seconds));
+
+    private static void WriteProcess(Utf8JsonWriter w, ProcessEvent p, double seconds)
     {
         w.WriteNumber("time", Math.Round(seconds, 6));
         w.WriteString("event", p.Kind.ToString().ToLowerInvariant());
@@ -265,5 +315,5 @@ public sealed class TraceCommand : ICliCommand
         }
         if (p.ExitCode is { } code) w.WriteNumber("exitCode", code);
         w.Address("task", p.Task);
-    });
+    }
 }

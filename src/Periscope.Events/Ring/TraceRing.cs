@@ -25,19 +25,19 @@ public readonly ref struct RawTraceRecord(ReadOnlySpan<byte> bytes)
     public int Pid => BinaryPrimitives.ReadInt32LittleEndian(_bytes[TraceRingLayout.RecPid..]);
     public int Tgid => BinaryPrimitives.ReadInt32LittleEndian(_bytes[TraceRingLayout.RecTgid..]);
     public ReadOnlySpan<byte> Comm => _bytes.Slice(TraceRingLayout.RecComm, TraceRingLayout.CommBytes);
-    /// <summary>The path argument as the plugin copied it when the call entered; null when it did not.</summary>
-    public string? CapturedPath
+    /// <summary>The argument the plugin copied from the caller's memory when the call entered (a path without its NUL,
+    /// or a sockaddr: <see cref="TraceRingLayout.CaptureTable"/>); empty when it did not.</summary>
+    public ReadOnlySpan<byte> CapturedArgument
     {
         get
         {
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(_bytes[TraceRingLayout.RecPathLength..]);
-            if (length == 0 || length > TraceRingLayout.MaxPathBytes) return null;
-            return System.Text.Encoding.UTF8.GetString(_bytes.Slice(TraceRingLayout.RecPath, (int)length));
+            return length == 0 || length > TraceRingLayout.MaxPathBytes ? default : _bytes.Slice(TraceRingLayout.RecPath, (int)length);
         }
     }
 
-    /// <summary>The captured path is only the first <see cref="TraceRingLayout.MaxPathBytes"/> bytes (or ends at an unmapped page).</summary>
-    public bool CapturedPathTruncated => BinaryPrimitives.ReadUInt32LittleEndian(_bytes[TraceRingLayout.RecPathFlags..]) != 0;
+    /// <summary>The captured argument is only its first bytes (longer than the record holds, or partly unmapped).</summary>
+    public bool CapturedTruncated => BinaryPrimitives.ReadUInt32LittleEndian(_bytes[TraceRingLayout.RecPathFlags..]) != 0;
 
     /// <summary>The captured pt_regs bytes; empty when the plugin could not read them.</summary>
     public ReadOnlySpan<byte> Regs
@@ -153,13 +153,14 @@ public sealed unsafe class TraceRingReader : IDisposable
     }
 
     /// <summary>
-    /// Tells the plugin how to copy path arguments at entry: task_struct.mm, mm_struct.pgd, paging levels, where
-    /// orig_ax and the argument registers sit in pt_regs, and per syscall number which argument is a path (0: none).
+    /// Tells the plugin how to copy arguments from the caller's memory at entry: task_struct.mm, mm_struct.pgd, paging
+    /// levels, where orig_ax and the argument registers sit in pt_regs, and per syscall number which argument to copy
+    /// and as what (<see cref="TraceRingLayout.CaptureTable"/>; 0: none).
     /// </summary>
-    public void TellPathCapture(int taskMm, int mmPgd, int pagingLevels, int origAx, ReadOnlySpan<int> argumentOffsets, ReadOnlySpan<byte> pathArgumentByNumber)
+    public void TellArgumentCapture(int taskMm, int mmPgd, int pagingLevels, int origAx, ReadOnlySpan<int> argumentOffsets, ReadOnlySpan<byte> captureByNumber)
     {
-        int n = Math.Min(pathArgumentByNumber.Length, TraceRingLayout.PathArgumentTableEntries);
-        pathArgumentByNumber[..n].CopyTo(new Span<byte>(_base + TraceRingLayout.PathArgumentTable, n));
+        int n = Math.Min(captureByNumber.Length, TraceRingLayout.CaptureTableEntries);
+        captureByNumber[..n].CopyTo(new Span<byte>(_base + TraceRingLayout.CaptureTable, n));
         *(uint*)(_base + TraceRingLayout.MmPgdOffset) = (uint)mmPgd;
         *(uint*)(_base + TraceRingLayout.PagingLevelsOffset) = (uint)pagingLevels;
         *(uint*)(_base + TraceRingLayout.PtRegsOrigAxOffset) = (uint)origAx;
@@ -194,6 +195,22 @@ public sealed unsafe class TraceRingReader : IDisposable
                 n += Volatile.Read(ref *(ulong*)Header(v, TraceRingLayout.WriteIndexOffset)) - Volatile.Read(ref *(ulong*)Header(v, TraceRingLayout.ReadIndexOffset));
             return n;
         }
+    }
+
+    /// <summary>Each vCPU's write index now: with <see cref="HasRead"/>, "every record written so far has been read".</summary>
+    public ulong[] WriteIndices()
+    {
+        var marks = new ulong[VcpuCount];
+        for (uint v = 0; v < VcpuCount; v++) marks[v] = Volatile.Read(ref *(ulong*)Header(v, TraceRingLayout.WriteIndexOffset));
+        return marks;
+    }
+
+    /// <summary>True when the reader has handed out every record before <paramref name="writeIndices"/> (<see cref="WriteIndices"/>).</summary>
+    public bool HasRead(ReadOnlySpan<ulong> writeIndices)
+    {
+        for (uint v = 0; v < VcpuCount && v < writeIndices.Length; v++)
+            if (Volatile.Read(ref *(ulong*)Header(v, TraceRingLayout.ReadIndexOffset)) < writeIndices[(int)v]) return false;
+        return true;
     }
 
     /// <summary>Drops what is waiting: the next records read are the ones produced from now on.</summary>

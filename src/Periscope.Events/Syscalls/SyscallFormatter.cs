@@ -74,6 +74,7 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
         ["socket"] = [ArgumentKind.Int, ArgumentKind.Int, ArgumentKind.Int],
         ["connect"] = [ArgumentKind.Fd, ArgumentKind.SockAddr, ArgumentKind.Size],
         ["bind"] = [ArgumentKind.Fd, ArgumentKind.SockAddr, ArgumentKind.Size],
+        ["sendto"] = [ArgumentKind.Fd, ArgumentKind.Hex, ArgumentKind.Size, ArgumentKind.Hex, ArgumentKind.SockAddr, ArgumentKind.Size],
         ["listen"] = [ArgumentKind.Fd, ArgumentKind.Int],
         ["accept"] = [ArgumentKind.Fd, ArgumentKind.Hex, ArgumentKind.Hex],
         ["accept4"] = [ArgumentKind.Fd, ArgumentKind.Hex, ArgumentKind.Hex, ArgumentKind.Hex],
@@ -110,18 +111,40 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
         [516] = "ERESTART_RESTARTBLOCK",
     };
 
+    private static readonly ArgumentKind[] s_unknownCall = [ArgumentKind.Hex, ArgumentKind.Hex, ArgumentKind.Hex];
+
     public static bool IsKnown(string name) => s_signatures.ContainsKey(name);
 
     /// <summary>Index of the first path argument of <paramref name="name"/>, or -1.</summary>
     public static int PathArgument(string? name) =>
         name is not null && s_signatures.TryGetValue(name, out var kinds) ? Array.IndexOf(kinds, ArgumentKind.Path) : -1;
 
-    /// <summary>Decodes the arguments of one call; unknown calls show their first three registers in hex.</summary>
-    /// <param name="capturedPath">The first path argument as the plugin copied it at entry (preferred: the caller's
-    /// buffer may hold something else by the time we read it).</param>
-    public IReadOnlyList<DecodedArgument> Arguments(string? name, SyscallArguments args, ulong mm, string? capturedPath = null, bool capturedTruncated = false)
+    /// <summary>
+    /// What the plugin copies from the caller's memory when <paramref name="name"/> enters (TraceRingLayout.CaptureTable):
+    /// its first path, else its sockaddr (its length is the next argument, as in connect, bind, sendto's last two), else nothing.
+    /// </summary>
+    public static byte CaptureCode(string? name)
     {
-        ArgumentKind[] kinds = name is not null && s_signatures.TryGetValue(name, out var k) ? k : [ArgumentKind.Hex, ArgumentKind.Hex, ArgumentKind.Hex];
+        if (name is null || !s_signatures.TryGetValue(name, out var kinds)) return 0;
+        int path = Array.IndexOf(kinds, ArgumentKind.Path);
+        if (path >= 0) return (byte)(path + 1);
+        int sockAddr = Array.IndexOf(kinds, ArgumentKind.SockAddr);
+        return sockAddr is >= 0 and < 5 ? (byte)((sockAddr + 1) | TraceRing.TraceRingLayout.CaptureSockAddr) : (byte)0;
+    }
+
+    /// <summary>Decodes the arguments of one call; unknown calls show their first three registers in hex.</summary>
+    /// <param name="captured">The argument <see cref="CaptureCode"/> names, as the plugin copied it at entry (preferred:
+    /// the caller's buffer may hold something else by the time we read it); empty when it did not.</param>
+    public IReadOnlyList<DecodedArgument> Arguments(string? name, SyscallArguments args, ulong mm, ReadOnlySpan<byte> captured = default, bool capturedTruncated = false)
+    {
+        string? capturedPath = null;
+        if (!captured.IsEmpty && PathArgument(name) >= 0)
+        {
+            capturedPath = Encoding.UTF8.GetString(captured);
+            captured = default;
+        }
+        ArgumentKind[] kinds = name is not null && s_signatures.TryGetValue(name, out var k) ? k : s_unknownCall;
+        if (kinds.Length == 0) return [];
         var list = new DecodedArgument[kinds.Length];
         for (int i = 0; i < kinds.Length; i++)
         {
@@ -129,6 +152,12 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
             {
                 list[i] = new DecodedArgument(ArgumentKind.Path, args[i], Quote(capturedPath) + (capturedTruncated ? "..." : ""), Path: capturedPath);
                 capturedPath = null;
+                continue;
+            }
+            if (kinds[i] == ArgumentKind.SockAddr && !captured.IsEmpty && !capturedTruncated && (ulong)captured.Length == (i + 1 < 6 ? args[i + 1] : 0))
+            {
+                list[i] = new DecodedArgument(ArgumentKind.SockAddr, args[i], SockAddrText(captured));
+                captured = default;
                 continue;
             }
             list[i] = Decode(kinds[i], args[i], i + 1 < 6 ? args[i + 1] : 0, mm);
@@ -159,12 +188,15 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
             case ArgumentKind.Argv:
             {
                 var argv = ReadArgv(mm, raw);
-                return argv is null ? new(kind, raw, $"0x{raw:x}") : new(kind, raw, "[" + string.Join(", ", argv.Select(Quote)) + "]", Argv: argv);
+                return argv is null ? new(kind, raw, $"0x{raw:x}") : ArgvArgument(raw, argv);
             }
             case ArgumentKind.SockAddr: return new(kind, raw, SockAddr(mm, raw, next));
             default: return new(kind, raw, raw == 0 ? "NULL" : $"0x{raw:x}");
         }
     }
+
+    public static DecodedArgument ArgvArgument(ulong array, IReadOnlyList<string> argv) =>
+        new(ArgumentKind.Argv, array, "[" + string.Join(", ", argv.Select(Quote)) + "]", Argv: argv);
 
     /// <summary>argv as the process passed it, bounded in entries and bytes; null when the array is unreadable.</summary>
     public IReadOnlyList<string>? ReadArgv(ulong mm, ulong array)
@@ -191,7 +223,14 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
         Span<byte> b = stackalloc byte[110];
         int want = (int)Math.Min(length, (ulong)b.Length);
         if (want < 2 || tasks.ReadUser(mm, address, b[..want]) != want) return $"0x{address:x}";
-        b = b[..want];
+        return SockAddrText(b[..want]);
+    }
+
+    /// <summary>strace's text of a sockaddr's bytes (AF_UNIX, AF_INET, AF_INET6; other families by number).</summary>
+    public static string SockAddrText(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < 2) return "{}";
+        int want = b.Length;
         ushort family = BinaryPrimitives.ReadUInt16LittleEndian(b);
         switch (family)
         {

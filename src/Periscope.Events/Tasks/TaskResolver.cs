@@ -27,6 +27,7 @@ public sealed class TaskResolver
     private readonly Dictionary<ulong, ulong> _taskByPtRegs = [];
     private readonly Dictionary<ulong, AddressSpace> _userSpaces = [];
     private readonly Dictionary<ulong, TracedTask> _lastDescribed = [];
+    private readonly Dictionary<ulong, BatchEntry> _batch = [];
 
     private readonly int _ptRegsSize;
     private readonly int? _mmArgStart, _mmArgEnd;
@@ -115,9 +116,29 @@ public sealed class TaskResolver
 
     /// <summary>
     /// The task as the plugin saw it at the event: its pid, tgid and name copied then, the rest (parent, uid, mm) read
-    /// now while the task_struct still holds the same pid, else as last seen alive, else unknown (0, null).
+    /// now while the task_struct still holds the same pid, else as last seen alive, else unknown (0, null). "Now" is
+    /// once per batch of records (<see cref="FlushUserSpaces"/>, or <see cref="Forget"/> after an exec): a task makes
+    /// many calls in a batch, and reading it again for each cost more than everything else per record.
     /// </summary>
     public TracedTask DescribeAtEvent(ulong task, int pid, int tgid, ReadOnlySpan<byte> comm)
+    {
+        UInt128 commKey = comm.Length >= 16 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt128LittleEndian(comm) : 0;
+        if (comm.Length >= 16 && _batch.TryGetValue(task, out var hit) && hit.Pid == pid && hit.Tgid == tgid && hit.Comm == commKey) return hit.Task;
+        var described = DescribeAtEventNow(task, pid, tgid, comm);
+        if (comm.Length >= 16)
+        {
+            if (_batch.Count >= _limits.MaxTracedTasks) _batch.Clear();
+            _batch[task] = new BatchEntry(pid, tgid, commKey, described);
+        }
+        return described;
+    }
+
+    /// <summary>Forgets what this batch read about <paramref name="task"/> (its mm and name change at exec).</summary>
+    public void Forget(ulong task) => _batch.Remove(task);
+
+    private readonly record struct BatchEntry(int Pid, int Tgid, UInt128 Comm, TracedTask Task);
+
+    private TracedTask DescribeAtEventNow(ulong task, int pid, int tgid, ReadOnlySpan<byte> comm)
     {
         string name = CString(comm);
         var now = DescribeNow(task);
@@ -175,8 +196,13 @@ public sealed class TaskResolver
         return new Periscope.Linux.Model.PathResolver(_kernel.Reader, _kernel.Offsets, _limits, _kernel.Diagnostics).FilePath(file);
     }
 
-    /// <summary>Forgets cached user page-table translations: the guest changes them as it runs.</summary>
-    public void FlushUserSpaces() => _userSpaces.Clear();
+    /// <summary>Forgets cached user page-table translations and the tasks read for the last batch of records: the
+    /// guest changes them as it runs.</summary>
+    public void FlushUserSpaces()
+    {
+        _userSpaces.Clear();
+        _batch.Clear();
+    }
 
     /// <summary>A NUL-terminated string from a process's memory, at most MaxTraceStringBytes; null when unmapped.</summary>
     public string? ReadUserString(ulong mm, ulong address, out bool truncated)

@@ -111,4 +111,51 @@ public sealed class TraceRingTests : IDisposable
         Assert.Equal(-1, SyscallFormatter.PathArgument("read"));
         Assert.Equal(-1, SyscallFormatter.PathArgument(null));
     }
+
+    [Theory]
+    [InlineData("openat", 2)]                                      // the path, argument 1
+    [InlineData("execve", 1)]
+    [InlineData("connect", 2 | TraceRingLayout.CaptureSockAddr)]  // the sockaddr, argument 1, its length argument 2
+    [InlineData("bind", 2 | TraceRingLayout.CaptureSockAddr)]
+    [InlineData("sendto", 5 | TraceRingLayout.CaptureSockAddr)]   // dest_addr is argument 4, addrlen 5
+    [InlineData("getppid", 0)]
+    [InlineData("read", 0)]
+    [InlineData(null, 0)]
+    public void The_plugin_is_told_to_copy_paths_and_sockaddrs_when_the_call_enters(string? name, int code) =>
+        Assert.Equal((byte)code, SyscallFormatter.CaptureCode(name));
+
+    public static TheoryData<byte[], string> SockAddrs => new()
+    {
+        { [1, 0, .. "/tmp/s.sock"u8, 0, 0xff], "{sa_family=AF_UNIX, sun_path=\"/tmp/s.sock\"}" },
+        { [1, 0, 0, .. "abstract"u8], "{sa_family=AF_UNIX, sun_path=@\"abstract\"}" },
+        { [2, 0, 0x10, 0x92, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], "{sa_family=AF_INET, sin_port=htons(4242), sin_addr=inet_addr(\"127.0.0.1\")}" },
+        { [10, 0, 0, 80, 0, 0, 0, 0, .. new byte[15], 1, 0, 0, 0, 0], "{sa_family=AF_INET6, sin6_port=htons(80), sin6_addr=\"::1\"}" },
+        { [2, 0, 0x10], "{sa_family=2}" },                         // too short for an address: the family number only
+        { [0x2a, 0], "{sa_family=42}" },
+        { [1], "{}" },
+    };
+
+    [Theory]
+    [MemberData(nameof(SockAddrs))]
+    public void Captured_sockaddr_bytes_read_like_strace(byte[] bytes, string text) => Assert.Equal(text, SyscallFormatter.SockAddrText(bytes));
+
+    [Fact]
+    public void A_captured_argument_is_bounded_by_the_record_and_says_when_it_was_cut()
+    {
+        var ring = Ring();
+        Produce(ring, 8, 1, 2, 3);
+        int Rec(int i) => (int)TraceRingLayout.RingOffset(1, 8, 0) + i * TraceRingLayout.RecordSize;
+        BinaryPrimitives.WriteUInt32LittleEndian(ring.AsSpan(Rec(0) + TraceRingLayout.RecPathLength), 5);
+        "hello"u8.CopyTo(ring.AsSpan(Rec(0) + TraceRingLayout.RecPath));
+        BinaryPrimitives.WriteUInt32LittleEndian(ring.AsSpan(Rec(1) + TraceRingLayout.RecPathLength), TraceRingLayout.MaxPathBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(ring.AsSpan(Rec(1) + TraceRingLayout.RecPathFlags), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(ring.AsSpan(Rec(2) + TraceRingLayout.RecPathLength), TraceRingLayout.MaxPathBytes + 1);   // hostile: past the record's slot
+        File.WriteAllBytes(_path, ring);
+        using var reader = TraceRingReader.Open(_path);
+        var seen = new List<(string Bytes, int Length, bool Cut)>();
+        reader.Drain((in RawTraceRecord r) => seen.Add((System.Text.Encoding.ASCII.GetString(r.CapturedArgument), r.CapturedArgument.Length, r.CapturedTruncated)));
+        Assert.Equal(("hello", 5, false), seen[0]);
+        Assert.Equal((TraceRingLayout.MaxPathBytes, true), (seen[1].Length, seen[1].Cut));
+        Assert.Equal(0, seen[2].Length);
+    }
 }
