@@ -5,7 +5,8 @@
  *                    - "pscope_sf"  socket filter that looks up the map, attached to a UDP socket (SO_ATTACH_BPF);
  *                    - "pscope_cg"  cgroup skb ingress program, attached to /sys/fs/cgroup/pscope by a bpf link;
  *                    - "pscope_xdp" XDP program (XDP_PASS), attached to lo in generic (skb) mode by a bpf link;
- *                    - "pscope_wu"  tracepoint program calling bpf_probe_write_user (loaded, not attached).
+ *                    - "pscope_wu"  tracepoint program calling bpf_probe_write_user (loaded, not attached);
+ *                    - "pscope_tc"  on 6.6+ only: a tcx ingress program on lo (TCX_NEXT), attached by a bpf link.
  *                    Writes /tmp/bpfload.ready when everything is in place.
  *   bpfload tracing  load four tracing programs, attach them, print what was attached, then hold them:
  *                    - "pscope_kp"  kprobe program on do_sys_openat2, attached through a kprobe perf event
@@ -36,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #ifndef SO_ATTACH_BPF
@@ -150,6 +152,19 @@ static int perf_attach(int prog, const char *func, int retprobe, long config)
 	return fd;
 }
 
+/* BPF_TCX_INGRESS (6.6+): the value after BPF_LSM_CGROUP, BPF_STRUCT_OPS and BPF_NETFILTER in enum bpf_attach_type;
+ * the build host's headers may predate it. */
+#define ATTACH_TCX_INGRESS (BPF_LSM_CGROUP + 3)
+
+/* Whether the running kernel is at least MAJOR.MINOR. */
+static int kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+	if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2) return 0;
+	return ma > major || (ma == major && mi >= minor);
+}
+
 #define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 
 static int hold(void)
@@ -221,7 +236,24 @@ static int hold(void)
 	a.link_create.flags = 2; /* XDP_FLAGS_SKB_MODE: generic XDP, dev->xdp_prog */
 	if (sys_bpf(BPF_LINK_CREATE, &a) < 0) { perror("bpfload: xdp link"); return 1; }
 
+	int tcp = -1;
+	if (kernel_at_least(6, 6)) {
+		/* r0 = TCX_NEXT (-1): pass the packet on; exit */
+		struct bpf_insn tc[] = {
+			INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, -1),
+			INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+		};
+		tcp = load(BPF_PROG_TYPE_SCHED_CLS, ATTACH_TCX_INGRESS, "pscope_tc", tc, 2);
+		if (tcp < 0) return 1;
+		memset(&a, 0, sizeof(a));
+		a.link_create.prog_fd = tcp;
+		a.link_create.target_ifindex = 1; /* lo */
+		a.link_create.attach_type = ATTACH_TCX_INGRESS;
+		if (sys_bpf(BPF_LINK_CREATE, &a) < 0) { perror("bpfload: tcx link"); return 1; }
+	}
+
 	printf("attach socket_filter %u\nattach cgroup_inet_ingress %u\nattach xdp %u\n", prog_id(sfp), prog_id(cgp), prog_id(xdpp));
+	if (tcp >= 0) printf("attach tcx_ingress %u\n", prog_id(tcp));
 	fflush(stdout);
 	int ready = open("/tmp/bpfload.ready", O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (ready >= 0) close(ready);

@@ -89,8 +89,9 @@ public sealed class BpfTamperTests(TamperGuest guest, ITestOutputHelper output)
     private Dictionary<string, uint> StartLoader(string mode, int attachments)
     {
         string file = mode.Length == 0 ? "/tmp/bpfload" : $"/tmp/bpfload-{mode}";
-        string attached = guest.Run($"[ -e {file}.ready ] || {{ /bin/bpfload {mode} > {file}.out 2>&1 & i=0; "
-                                    + $"while [ ! -e {file}.ready ] && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done; }}; cat {file}.out");
+        // The wait ends early when the loader exits (it failed: its output says why).
+        string attached = guest.Run($"[ -e {file}.ready ] || {{ /bin/bpfload {mode} > {file}.out 2>&1 & p=$!; i=0; "
+                                    + $"while [ ! -e {file}.ready ] && kill -0 $p 2>/dev/null && [ $i -lt 50 ]; do sleep 1; i=$((i + 1)); done; }}; cat {file}.out");
         var ids = attached.Split('\n').Select(l => l.Trim().Split(' ')).Where(f => f.Length == 3 && f[0] == "attach")
             .ToDictionary(f => f[1], f => uint.Parse(f[2], CultureInfo.InvariantCulture));
         Assert.True(ids.Count == attachments, attached);
