@@ -5,20 +5,39 @@
  *                    - "pscope_sf"  socket filter that looks up the map, attached to a UDP socket (SO_ATTACH_BPF);
  *                    - "pscope_cg"  cgroup skb ingress program, attached to /sys/fs/cgroup/pscope by a bpf link;
  *                    - "pscope_xdp" XDP program (XDP_PASS), attached to lo in generic (skb) mode by a bpf link;
- *                    - "pscope_wu"  tracepoint program calling bpf_probe_write_user (loaded, not attached).
+ *                    - "pscope_wu"  tracepoint program calling bpf_probe_write_user (loaded, not attached);
+ *                    - "pscope_tc"  on 6.6+ only: a tcx ingress program on lo (TCX_NEXT), attached by a bpf link.
  *                    Writes /tmp/bpfload.ready when everything is in place.
+ *   bpfload tracing  load four tracing programs, attach them, print what was attached, then hold them:
+ *                    - "pscope_kp"  kprobe program on do_sys_openat2, attached through a kprobe perf event
+ *                                   (perf_event_open on the "kprobe" PMU + PERF_EVENT_IOC_SET_BPF, no link);
+ *                    - "pscope_krp" the same as a kretprobe;
+ *                    - "pscope_tp"  tracepoint program on sched:sched_process_exec (PERF_TYPE_TRACEPOINT event);
+ *                    - "pscope_fe"  fentry program on do_sys_openat2 (BTF id found in /sys/kernel/btf/vmlinux),
+ *                                   attached by BPF_RAW_TRACEPOINT_OPEN: a bpf trampoline and a tracing link.
+ *                    Writes /tmp/bpfload-tracing.ready when everything is in place. A separate process because the
+ *                    kprobe and the trampoline patch do_sys_openat2's ftrace site: guests shared with integrity
+ *                    tests run it only while they need it, and end it.
  *   bpfload list     the kernel's own view, as bpftool prints it: every program, map and link by id, with
- *                    BPF_OBJ_GET_INFO_BY_FD's type, name, tag, map ids and attach details.
+ *                    BPF_OBJ_GET_INFO_BY_FD's type, name, tag, map ids and attach details; and, as `bpftool perf`,
+ *                    every perf event fd of every process that has a program (BPF_TASK_FD_QUERY).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/btf.h>
+#include <linux/perf_event.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #ifndef SO_ATTACH_BPF
@@ -57,6 +76,93 @@ static uint32_t prog_id(int fd)
 	a.info.info_len = sizeof(info);
 	a.info.info = (uint64_t)(uintptr_t)&info;
 	return sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) == 0 ? info.id : 0;
+}
+
+/* The first line of a small sysfs/tracefs file as a number, or -1. */
+static long read_number(const char *path)
+{
+	char buf[64];
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0) return -1;
+	buf[n] = 0;
+	return strtol(buf, NULL, 10);
+}
+
+/* The BTF type id of the kernel function NAME in /sys/kernel/btf/vmlinux (what libbpf's btf__find_by_name_kind does),
+ * or -1. Walks the type section by each kind's documented trailing size (include/uapi/linux/btf.h). */
+static int btf_func_id(const char *name)
+{
+	static char blob[16 << 20];
+	int fd = open("/sys/kernel/btf/vmlinux", O_RDONLY);
+	if (fd < 0) return -1;
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(blob) && (n = read(fd, blob + len, sizeof(blob) - len)) > 0) len += n;
+	close(fd);
+	struct btf_header *h = (struct btf_header *)blob;
+	if (len < sizeof(*h) || h->magic != BTF_MAGIC) return -1;
+	const char *types = blob + h->hdr_len + h->type_off, *end = types + h->type_len;
+	const char *strings = blob + h->hdr_len + h->str_off;
+	int id = 1;
+	for (const char *p = types; p + sizeof(struct btf_type) <= end; id++) {
+		const struct btf_type *t = (const struct btf_type *)p;
+		int vlen = BTF_INFO_VLEN(t->info), kind = BTF_INFO_KIND(t->info);
+		if (kind == BTF_KIND_FUNC && strcmp(strings + t->name_off, name) == 0) return id;
+		p += sizeof(*t);
+		switch (kind) {
+		case BTF_KIND_INT: case BTF_KIND_VAR: case 17 /* DECL_TAG */: p += 4; break;
+		case BTF_KIND_ARRAY: p += sizeof(struct btf_array); break;
+		case BTF_KIND_STRUCT: case BTF_KIND_UNION: p += vlen * sizeof(struct btf_member); break;
+		case BTF_KIND_ENUM: p += vlen * sizeof(struct btf_enum); break;
+		case 19 /* ENUM64 */: p += vlen * 12; break;
+		case BTF_KIND_FUNC_PROTO: p += vlen * sizeof(struct btf_param); break;
+		case BTF_KIND_DATASEC: p += vlen * sizeof(struct btf_var_secinfo); break;
+		default: break; /* PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG: nothing follows */
+		}
+	}
+	return -1;
+}
+
+/* A perf event for PROG: a kprobe (retprobe: a kretprobe) on FUNC through the dynamic "kprobe" PMU, or, with FUNC
+ * NULL, the tracepoint whose tracefs id is CONFIG; the program is attached with PERF_EVENT_IOC_SET_BPF (no bpf link). */
+static int perf_attach(int prog, const char *func, int retprobe, long config)
+{
+	struct perf_event_attr attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.size = sizeof(attr);
+	attr.sample_period = 1;
+	attr.wakeup_events = 1;
+	if (func) {
+		attr.type = read_number("/sys/bus/event_source/devices/kprobe/type");
+		attr.config = retprobe ? 1 : 0; /* format/retprobe: config:0 */
+		attr.config1 = (uint64_t)(uintptr_t)func;
+	} else {
+		attr.type = PERF_TYPE_TRACEPOINT;
+		attr.config = config;
+	}
+	int fd = syscall(__NR_perf_event_open, &attr, -1 /* any task */, 0 /* cpu 0 */, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) { perror(func ? "bpfload: perf_event_open kprobe" : "bpfload: perf_event_open tracepoint"); return -1; }
+	if (ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog) != 0 || ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) != 0) {
+		perror("bpfload: PERF_EVENT_IOC_SET_BPF");
+		return -1;
+	}
+	return fd;
+}
+
+/* BPF_TCX_INGRESS (6.6+): the value after BPF_LSM_CGROUP, BPF_STRUCT_OPS and BPF_NETFILTER in enum bpf_attach_type;
+ * the build host's headers may predate it. */
+#define ATTACH_TCX_INGRESS (BPF_LSM_CGROUP + 3)
+
+/* Whether the running kernel is at least MAJOR.MINOR. */
+static int kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+	if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2) return 0;
+	return ma > major || (ma == major && mi >= minor);
 }
 
 #define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
@@ -130,9 +236,72 @@ static int hold(void)
 	a.link_create.flags = 2; /* XDP_FLAGS_SKB_MODE: generic XDP, dev->xdp_prog */
 	if (sys_bpf(BPF_LINK_CREATE, &a) < 0) { perror("bpfload: xdp link"); return 1; }
 
+	int tcp = -1;
+	if (kernel_at_least(6, 6)) {
+		/* r0 = TCX_NEXT (-1): pass the packet on; exit */
+		struct bpf_insn tc[] = {
+			INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, -1),
+			INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+		};
+		tcp = load(BPF_PROG_TYPE_SCHED_CLS, ATTACH_TCX_INGRESS, "pscope_tc", tc, 2);
+		if (tcp < 0) return 1;
+		memset(&a, 0, sizeof(a));
+		a.link_create.prog_fd = tcp;
+		a.link_create.target_ifindex = 1; /* lo */
+		a.link_create.attach_type = ATTACH_TCX_INGRESS;
+		if (sys_bpf(BPF_LINK_CREATE, &a) < 0) { perror("bpfload: tcx link"); return 1; }
+	}
+
 	printf("attach socket_filter %u\nattach cgroup_inet_ingress %u\nattach xdp %u\n", prog_id(sfp), prog_id(cgp), prog_id(xdpp));
+	if (tcp >= 0) printf("attach tcx_ingress %u\n", prog_id(tcp));
 	fflush(stdout);
 	int ready = open("/tmp/bpfload.ready", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (ready >= 0) close(ready);
+	for (;;) pause();
+}
+
+static int hold_tracing(void)
+{
+	/* r0 = 0; exit (kprobes, kretprobes, tracepoints and fentry: nothing to do) */
+	struct bpf_insn nop[] = {
+		INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+	union bpf_attr a;
+	int kpp = load(BPF_PROG_TYPE_KPROBE, 0, "pscope_kp", nop, 2);
+	int krpp = load(BPF_PROG_TYPE_KPROBE, 0, "pscope_krp", nop, 2);
+	int tpp = load(BPF_PROG_TYPE_TRACEPOINT, 0, "pscope_tp", nop, 2);
+	int fentry_btf = btf_func_id("do_sys_openat2");
+	if (fentry_btf < 0) { fprintf(stderr, "bpfload: no BTF id for do_sys_openat2\n"); return 1; }
+	union bpf_attr fa;
+	memset(&fa, 0, sizeof(fa));
+	fa.prog_type = BPF_PROG_TYPE_TRACING;
+	fa.expected_attach_type = BPF_TRACE_FENTRY;
+	fa.attach_btf_id = fentry_btf;
+	fa.insns = (uint64_t)(uintptr_t)nop;
+	fa.insn_cnt = 2;
+	fa.license = (uint64_t)(uintptr_t)"GPL";
+	fa.log_buf = (uint64_t)(uintptr_t)log_buf;
+	fa.log_size = sizeof(log_buf);
+	fa.log_level = 1;
+	strncpy(fa.prog_name, "pscope_fe", sizeof(fa.prog_name) - 1);
+	int fep = sys_bpf(BPF_PROG_LOAD, &fa);
+	if (fep < 0) fprintf(stderr, "bpfload: load pscope_fe: %s\n%s\n", strerror(errno), log_buf);
+	if (kpp < 0 || krpp < 0 || tpp < 0 || fep < 0) return 1;
+	if (perf_attach(kpp, "do_sys_openat2", 0, 0) < 0 || perf_attach(krpp, "do_sys_openat2", 1, 0) < 0) return 1;
+	struct stat st;
+	if (stat("/sys/kernel/tracing/events", &st) != 0) mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL);
+	long tp = read_number("/sys/kernel/tracing/events/sched/sched_process_exec/id");
+	if (tp < 0) { perror("bpfload: sched_process_exec id"); return 1; }
+	if (perf_attach(tpp, NULL, 0, tp) < 0) return 1;
+	memset(&a, 0, sizeof(a));
+	a.raw_tracepoint.prog_fd = fep;
+	if (sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &a) < 0) { perror("bpfload: fentry attach"); return 1; }
+
+	printf("attach kprobe %u\nattach kretprobe %u\nattach tracepoint %u\nattach fentry %u\n", prog_id(kpp), prog_id(krpp), prog_id(tpp),
+	       prog_id(fep));
+	fflush(stdout);
+	int ready = open("/tmp/bpfload-tracing.ready", O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (ready >= 0) close(ready);
 	for (;;) pause();
 }
@@ -215,11 +384,38 @@ static int list(void)
 		if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) == 0) printf("link %u %u %u\n", info.id, info.type, info.prog_id);
 		close(fd);
 	}
+	/* "perf PID FD PROG_ID FD_TYPE NAME": every fd of every process that BPF_TASK_FD_QUERY answers for (a perf event
+	 * with a program: kprobe, kretprobe, tracepoint...), as `bpftool perf` walks /proc. */
+	DIR *proc = opendir("/proc");
+	struct dirent *pe;
+	while (proc && (pe = readdir(proc)) != NULL) {
+		int pid = atoi(pe->d_name);
+		if (pid <= 0) continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+		DIR *fds = opendir(path);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds)) != NULL) {
+			if (fe->d_name[0] == '.') continue;
+			char buf[256];
+			memset(&a, 0, sizeof(a));
+			a.task_fd_query.pid = pid;
+			a.task_fd_query.fd = atoi(fe->d_name);
+			a.task_fd_query.buf = (uint64_t)(uintptr_t)buf;
+			a.task_fd_query.buf_len = sizeof(buf);
+			if (sys_bpf(BPF_TASK_FD_QUERY, &a) == 0)
+				printf("perf %d %d %u %u %s\n", pid, atoi(fe->d_name), a.task_fd_query.prog_id, a.task_fd_query.fd_type,
+				       a.task_fd_query.buf_len ? buf : "-");
+		}
+		if (fds) closedir(fds);
+	}
+	if (proc) closedir(proc);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "list") == 0) return list();
+	if (argc > 1 && strcmp(argv[1], "tracing") == 0) return hold_tracing();
 	return hold();
 }

@@ -1,10 +1,12 @@
 # eBPF and page cache views (issue 13 part C; BpfViewsTests), only in guests booted with "periscope.bpf" on the kernel
 # command line (the other guests' socket and file views stay as they were): /bin/bpfload loads a map and four
-# programs, attaches three, and holds them; the script waits (bounded) until it says everything is in place.
+# programs, attaches three, and holds them; `bpfload tracing` attaches four more (kprobe, kretprobe, tracepoint,
+# fentry); the script waits (bounded) until both say everything is in place.
 if grep -qw periscope.bpf /proc/cmdline; then
   /bin/bpfload > /tmp/bpfload.out 2>&1 &
+  /bin/bpfload tracing > /tmp/bpfload-tracing.out 2>&1 &
   bpf_wait=0
-  while [ ! -e /tmp/bpfload.ready ] && [ $bpf_wait -lt 120 ]; do sleep 1; bpf_wait=$((bpf_wait + 1)); done
+  while { [ ! -e /tmp/bpfload.ready ] || [ ! -e /tmp/bpfload-tracing.ready ]; } && [ $bpf_wait -lt 120 ]; do sleep 1; bpf_wait=$((bpf_wait + 1)); done
   # A file with holes for `dump file`: pages 0-1 and 5 hold data, pages 2-4 were never written, the last is partial.
   dd if=/bin/busybox of=/tmp/pscope-pages bs=4096 count=2 2>/dev/null
   dd if=/bin/busybox of=/tmp/pscope-pages bs=4096 count=1 skip=7 seek=5 conv=notrunc 2>/dev/null

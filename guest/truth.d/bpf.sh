@@ -4,7 +4,7 @@ if grep -qw periscope.bpf /proc/cmdline; then
   echo "@@BEGIN bpf-list"
   /bin/bpfload list
   echo "@@BEGIN bpf-attach"
-  cat /tmp/bpfload.out
+  cat /tmp/bpfload.out /tmp/bpfload-tracing.out
   echo "@@BEGIN pagecache"
   for f in /tmp/pscope-pages /bin/busybox; do echo "$f $(stat -c %s $f) $(sha256sum < $f | cut -d' ' -f1)"; done
 fi

@@ -276,6 +276,13 @@ public sealed record IntrospectionLimits
     public int MaxSyscallDispatchBytes { get; init; } = 64 << 10;
     /// <summary>Instructions followed through x64_sys_call's compare-and-branch tree for one syscall number.</summary>
     public int MaxSyscallDispatchSteps { get; init; } = 512;
+    // eBPF attach points, finishing issue 13: perf events, trace events, trampolines, TC
+    /// <summary>Perf events read from all tasks' perf_event_list (each may hold a kprobe, tracepoint or other program).</summary>
+    public int MaxBpfPerfEvents { get; init; } = 1 << 20;
+    /// <summary>trace_event_calls read from ftrace_events (a Debian kernel registers ~2,000).</summary>
+    public int MaxBpfTraceEvents { get; init; } = 1 << 20;
+    /// <summary>Trampolines, and links on their progs_hlist, read from trampoline_table.</summary>
+    public int MaxBpfTrampolineEntries { get; init; } = 1 << 20;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -412,6 +419,10 @@ public sealed record IntrospectionLimits
         // Syscall names from the dispatch function
         Check(nameof(MaxSyscallDispatchBytes), MaxSyscallDispatchBytes, 1 << 24);
         Check(nameof(MaxSyscallDispatchSteps), MaxSyscallDispatchSteps, 1 << 16);
+        // eBPF attach points
+        Check(nameof(MaxBpfPerfEvents), MaxBpfPerfEvents, Counts);
+        Check(nameof(MaxBpfTraceEvents), MaxBpfTraceEvents, Counts);
+        Check(nameof(MaxBpfTrampolineEntries), MaxBpfTrampolineEntries, Counts);
         return this;
     }
 

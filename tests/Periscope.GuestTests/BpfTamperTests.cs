@@ -15,10 +15,7 @@ public sealed class BpfTamperTests(TamperGuest guest, ITestOutputHelper output)
     {
         // The tamper guest is not booted with "periscope.bpf": start /bin/bpfload here (once for the collection) and wait,
         // bounded, until it says its programs are attached; it prints their ids.
-        string attached = guest.Run("[ -e /tmp/bpfload.ready ] || { /bin/bpfload > /tmp/bpfload.out 2>&1 & i=0; "
-                                    + "while [ ! -e /tmp/bpfload.ready ] && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done; }; cat /tmp/bpfload.out");
-        uint id = uint.Parse(attached.Split('\n').Single(l => l.StartsWith("attach socket_filter ", StringComparison.Ordinal)).Split(' ')[2].Trim(),
-            CultureInfo.InvariantCulture);
+        uint id = StartLoader("", 3)["socket_filter"];
         try
         {
             var r = TamperReport.Parse(guest.Tamper($"hidebpf {id}")[0], "hidebpf");
@@ -52,5 +49,63 @@ public sealed class BpfTamperTests(TamperGuest guest, ITestOutputHelper output)
             guest.Restore();
         }
         guest.AssertKernelHealthy();
+    }
+
+    /// <summary>Programs attached only through a perf event (kprobe, tracepoint: no bpf link) or a trampoline (fentry: its
+    /// tracing link is left in link_idr, but the trampoline view must find it on its own) are still found when hidden.</summary>
+    [Theory]
+    [InlineData("kprobe", BpfAttachPoint.Kprobe, "kprobe do_sys_openat2 (perf event of pid ")]
+    [InlineData("tracepoint", BpfAttachPoint.Tracepoint, "tracepoint sched:sched_process_exec (perf event of pid ")]
+    [InlineData("fentry", BpfAttachPoint.Trampoline, "fentry do_sys_openat2")]
+    public void Bpf_finds_a_tracing_program_removed_from_prog_idr_where_it_is_attached(string kind, BpfAttachPoint point, string target)
+    {
+        uint id = StartLoader("tracing", 4)[kind];
+        try
+        {
+            ulong prog = TamperReport.Parse(guest.Tamper($"hidebpf {id}")[0], "hidebpf").Hex("prog");
+            Assert.DoesNotContain($"prog {id} ", guest.Run("/bin/bpfload list"));
+            using var live = guest.AttachLive();
+            using (live.Pause())
+            {
+                live.Kernel.Refresh();
+                var report = new BpfView(live.Kernel).Read();
+                output.WriteLine(string.Join("\n", report.Gaps));
+                var hidden = Assert.Single(report.Programs, p => p.Finding != BpfProgramFinding.None);
+                Assert.Equal((BpfProgramFinding.AttachedButNotListed, prog, id), (hidden.Finding, hidden.Address, hidden.Id));
+                Assert.StartsWith(target, Assert.Single(hidden.Attachments, a => a.Point == point).Target, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            guest.Restore();
+            StopTracingLoader();
+        }
+        guest.AssertKernelHealthy();
+    }
+
+    /// <summary>Starts `/bin/bpfload MODE` in the tamper guest unless it runs already (it is not booted with
+    /// "periscope.bpf"), waits (bounded) until it says its programs are attached, and returns the ids it printed by
+    /// attach point.</summary>
+    private Dictionary<string, uint> StartLoader(string mode, int attachments)
+    {
+        string file = mode.Length == 0 ? "/tmp/bpfload" : $"/tmp/bpfload-{mode}";
+        // The wait ends early when the loader exits (it failed: its output says why).
+        string attached = guest.Run($"[ -e {file}.ready ] || {{ /bin/bpfload {mode} > {file}.out 2>&1 & p=$!; i=0; "
+                                    + $"while [ ! -e {file}.ready ] && kill -0 $p 2>/dev/null && [ $i -lt 50 ]; do sleep 1; i=$((i + 1)); done; }}; cat {file}.out");
+        var ids = attached.Split('\n').Select(l => l.Trim().Split(' ')).Where(f => f.Length == 3 && f[0] == "attach")
+            .ToDictionary(f => f[1], f => uint.Parse(f[2], CultureInfo.InvariantCulture));
+        Assert.True(ids.Count == attachments, attached);
+        return ids;
+    }
+
+    /// <summary>Ends `bpfload tracing` (its kprobe and fentry trampoline patch do_sys_openat2's ftrace site, which the
+    /// integrity tests sharing this guest must not see) and waits, bounded, until the kernel lists none of its programs:
+    /// their links and perf events are released before a program leaves prog_idr.</summary>
+    private void StopTracingLoader()
+    {
+        string left = guest.Run("pid=$(pidof 'bpfload' | tr ' ' '\\n' | while read p; do grep -q tracing /proc/$p/cmdline && echo $p; done); "
+                                + "[ -n \"$pid\" ] && kill $pid; i=0; while /bin/bpfload list | grep -qE ' pscope_(kp|krp|tp|fe) ' && [ $i -lt 50 ]; do sleep 1; i=$((i + 1)); done; "
+                                + "rm -f /tmp/bpfload-tracing.ready; /bin/bpfload list | grep -E ' pscope_(kp|krp|tp|fe) ' || true");
+        Assert.True(left.Trim().Length == 0, $"bpfload tracing's programs are still loaded: {left}");
     }
 }

@@ -12,7 +12,8 @@ using Xunit.Abstractions;
 namespace Periscope.GuestTests;
 
 /// <summary>A guest of its own for the eBPF and page cache views: /bin/bpfload (guest/start.d/52-bpf.sh) holds a map and
-/// four programs, three of them attached (socket filter, cgroup link, XDP link); /tmp/pscope-pages has holes.</summary>
+/// eight programs, seven of them attached (socket filter, cgroup link, XDP link, kprobe, kretprobe and tracepoint perf
+/// events, fentry trampoline); /tmp/pscope-pages has holes.</summary>
 public sealed class BpfGuest() : GuestFixture("max", extraAppend: "periscope.bpf")
 {
     private BpfTruth? _bpf;
@@ -28,18 +29,22 @@ public sealed class BpfGuest() : GuestFixture("max", extraAppend: "periscope.bpf
 }
 
 /// <summary>guest/truth.d/bpf.sh: "@@BEGIN bpf-list" (bpfload list: prog/map/link lines from BPF_OBJ_GET_INFO_BY_FD),
-/// "@@BEGIN bpf-attach" ("attach POINT PROG_ID"), "@@BEGIN pagecache" ("PATH SIZE SHA256").</summary>
+/// "perf PID FD PROG_ID FD_TYPE NAME" (BPF_TASK_FD_QUERY, as `bpftool perf`), "@@BEGIN bpf-attach" ("attach POINT PROG_ID"),
+/// "@@BEGIN pagecache" ("PATH SIZE SHA256").</summary>
 public sealed class BpfTruth
 {
     public List<ProgLine> Programs { get; } = [];
     public List<MapLine> Maps { get; } = [];
     public List<LinkLine> Links { get; } = [];
+    public List<PerfLine> PerfEvents { get; } = [];
     public Dictionary<string, uint> Attached { get; } = [];
     public Dictionary<string, (long Size, string Sha256)> Files { get; } = [];
 
     public sealed record ProgLine(uint Id, int Type, string Name, string Tag, uint JitedLength, uint XlatedLength, string MapIds);
     public sealed record MapLine(uint Id, int Type, string Name, uint KeySize, uint ValueSize, uint MaxEntries);
     public sealed record LinkLine(uint Id, int Type, uint ProgId);
+    /// <param name="FdType">enum bpf_task_fd_type: 1 tracepoint, 2 kprobe, 3 kretprobe.</param>
+    public sealed record PerfLine(int Pid, int Fd, uint ProgId, int FdType, string Name);
 
     public static BpfTruth Parse(string text)
     {
@@ -67,6 +72,9 @@ public sealed class BpfTruth
                 case "bpf-list" when f[0] == "link" && f.Length == 4:
                     truth.Links.Add(new LinkLine(U(f[1]), (int)U(f[2]), U(f[3])));
                     break;
+                case "bpf-list" when f[0] == "perf" && f.Length == 6:
+                    truth.PerfEvents.Add(new PerfLine((int)U(f[1]), (int)U(f[2]), U(f[3]), (int)U(f[4]), f[5]));
+                    break;
                 case "bpf-attach" when f[0] == "attach" && f.Length == 3:
                     truth.Attached[f[1]] = U(f[2]);
                     break;
@@ -92,11 +100,18 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
     public void Bpf_id_lists_equal_the_kernels_own_view_and_attached_programs_are_found_where_they_are_attached()
     {
         var truth = guest.Bpf;
-        Assert.Equal(4, truth.Programs.Count); // the guest's loader really loaded what the test expects
-        Assert.Equal(3, truth.Attached.Count);
+        // tcx (6.6+) is read where the kernel has it, and bpfload attaches a program there; before, TC programs hang
+        // off cls_bpf's module types.
+        bool tcx = Kernel.Btf!.FindStruct("net_device")!.HasMember("tcx_ingress");
+        Assert.Equal(tcx ? 9 : 8, truth.Programs.Count); // the guest's loader really loaded what the test expects
+        Assert.Equal(tcx ? 8 : 7, truth.Attached.Count);
+        Assert.Equal(3, truth.PerfEvents.Count);
         var report = new BpfView(Kernel).Read();
         Assert.Empty(report.Gaps);
-        Assert.Equal([BpfAttachPoint.Link, BpfAttachPoint.SocketFilter, BpfAttachPoint.Cgroup, BpfAttachPoint.Xdp], report.AttachPointsRead);
+        BpfAttachPoint[] read = [BpfAttachPoint.Link, BpfAttachPoint.SocketFilter, BpfAttachPoint.Cgroup, BpfAttachPoint.Xdp, BpfAttachPoint.Kprobe,
+            BpfAttachPoint.Kretprobe, BpfAttachPoint.Tracepoint, BpfAttachPoint.PerfEvent, BpfAttachPoint.TraceEvent, BpfAttachPoint.Trampoline];
+        if (tcx) read = [.. read, BpfAttachPoint.Tc];
+        Assert.Equal(read, report.AttachPointsRead);
 
         Assert.Equal(truth.Programs.Select(p => (p.Id, p.Type, p.Name, p.Tag, p.JitedLength, p.XlatedLength, p.MapIds)),
             report.Programs.Select(p => (p.Id, p.Type, p.Name, p.Tag, p.JitLength, (uint)p.InstructionCount * 8,
@@ -111,6 +126,26 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
         Assert.Single(byId[truth.Attached["socket_filter"]].Attachments, a => a.Point == BpfAttachPoint.SocketFilter && a.Target.StartsWith("udp socket", StringComparison.Ordinal));
         Assert.Single(byId[truth.Attached["cgroup_inet_ingress"]].Attachments, a => a.Point == BpfAttachPoint.Cgroup && a.Target == "cgroup /pscope inet_ingress");
         Assert.Single(byId[truth.Attached["xdp"]].Attachments, a => a.Point == BpfAttachPoint.Xdp && a.Target.StartsWith("netdev lo ", StringComparison.Ordinal));
+        // Perf events, exactly as BPF_TASK_FD_QUERY answers for each fd: the program, the kind and the probed function or
+        // tracepoint, and the owning process; each program found once, through its own event.
+        Assert.Equal(truth.PerfEvents.Select(e => (e.ProgId, e.FdType switch { 1 => BpfAttachPoint.Tracepoint, 2 => BpfAttachPoint.Kprobe, 3 => BpfAttachPoint.Kretprobe, _ => BpfAttachPoint.PerfEvent },
+                    e.FdType == 1 ? $"tracepoint sched:{e.Name} (perf event of pid {e.Pid})" : $"{(e.FdType == 2 ? "kprobe" : "kretprobe")} {e.Name} (perf event of pid {e.Pid})"))
+                .Order(),
+            report.Programs.SelectMany(p => p.Attachments.Where(a => a.Point is BpfAttachPoint.Kprobe or BpfAttachPoint.Kretprobe or BpfAttachPoint.Tracepoint)
+                .Select(a => (p.Id, a.Point, a.Target))).Order());
+        Assert.Equal([truth.Attached["kprobe"], truth.Attached["kretprobe"], truth.Attached["tracepoint"]], truth.PerfEvents.Select(e => e.ProgId).Order());
+        Assert.Equal("do_sys_openat2", truth.PerfEvents.Single(e => e.ProgId == truth.Attached["kprobe"]).Name);
+        // fentry: on the trampoline of do_sys_openat2 (and, independently, its tracing link).
+        var fentry = byId[truth.Attached["fentry"]];
+        Assert.Equal("fentry do_sys_openat2", Assert.Single(fentry.Attachments, a => a.Point == BpfAttachPoint.Trampoline).Target);
+        Assert.Single(fentry.Attachments, a => a.Point == BpfAttachPoint.Link);
+        Assert.Equal(2, fentry.Attachments.Count);
+        if (tcx)
+        {
+            var tc = byId[truth.Attached["tcx_ingress"]];
+            Assert.StartsWith("netdev lo (net ns ", Assert.Single(tc.Attachments, a => a.Point == BpfAttachPoint.Tc).Target, StringComparison.Ordinal);
+            Assert.EndsWith(") tcx ingress", tc.Attachments.Single(a => a.Point == BpfAttachPoint.Tc).Target, StringComparison.Ordinal);
+        }
         var unattached = report.Programs.Single(p => !truth.Attached.ContainsValue(p.Id));
         Assert.Empty(unattached.Attachments);
 

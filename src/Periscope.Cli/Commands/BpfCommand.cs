@@ -8,7 +8,7 @@ namespace Periscope.Cli.Commands;
 
 /// <summary>
 /// `periscope bpf`: loaded eBPF programs, maps and links from the kernel's ID lists, and the programs found where they are
-/// attached (socket filters, cgroups, XDP, links). A program attached but missing from the ID list is CRITICAL; one
+/// attached (socket filters, cgroups, XDP, tcx, kprobe/tracepoint/perf events, trace events, trampolines, links). A program attached but missing from the ID list is CRITICAL; one
 /// calling a helper that writes user memory or overrides return values is a WARNING (both exit 1).
 /// </summary>
 public sealed class BpfCommand : ICliCommand

@@ -19,7 +19,7 @@ public sealed class MountsCommand : ICliCommand
             var task = kernel.Tasks.FirstOrDefault(t => t.Pid == id) ?? throw new CliUsageException($"no process with pid {id}");
             var reader = new MountReader(kernel);
             ulong ns = reader.NamespaceOf(task) ?? throw new CliUsageException($"pid {id} has no mount namespace (it has exited)");
-            var mounts = reader.Read(ns);
+            var mounts = reader.Read(ns, reader.RootMountOf(task));
             if (context.Json(r))
                 Json.WriteArray(context.Output, mounts, (w, m) =>
                 {

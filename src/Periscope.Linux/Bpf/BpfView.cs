@@ -16,6 +16,23 @@ public enum BpfAttachPoint
     Xdp,
     /// <summary>A bpf_link in link_idr that holds the program.</summary>
     Link,
+    /// <summary>A kprobe perf event (perf_event.prog, and its trace_event_call's prog_array), found through the tasks
+    /// that own perf events (task_struct.perf_event_list).</summary>
+    Kprobe,
+    /// <summary>A kretprobe perf event (the kprobe PMU's retprobe bit set).</summary>
+    Kretprobe,
+    /// <summary>A tracepoint: a PERF_TYPE_TRACEPOINT event's program, or a tracepoint trace_event_call's prog_array
+    /// (every registered event on ftrace_events).</summary>
+    Tracepoint,
+    /// <summary>A dynamic trace event that is not a tracepoint (a kprobe or uprobe event made through tracefs), by its
+    /// trace_event_call's prog_array.</summary>
+    TraceEvent,
+    /// <summary>Any other perf event with a program (uprobe PMU, hardware or software events).</summary>
+    PerfEvent,
+    /// <summary>A bpf trampoline (fentry, fexit, fmod_ret, LSM, freplace): trampoline_table's progs_hlist.</summary>
+    Trampoline,
+    /// <summary>A network device's TC programs: tcx_ingress/tcx_egress (6.6+).</summary>
+    Tc,
 }
 
 public sealed record BpfAttachment(BpfAttachPoint Point, string Target);
@@ -27,7 +44,7 @@ public enum BpfProgramViews : byte
     None = 0,
     /// <summary>prog_idr, the list BPF_PROG_GET_NEXT_ID (bpftool prog list) walks.</summary>
     IdList = 1,
-    /// <summary>Some attach point (socket, cgroup, net device, link) holds it.</summary>
+    /// <summary>Some attach point (socket, cgroup, net device, perf event, trace event, trampoline, link) holds it.</summary>
     Attached = 2,
 }
 
@@ -81,7 +98,7 @@ public sealed record BpfReport(IReadOnlyList<BpfProgram> Programs, IReadOnlyList
 /// BPF_FUNC_override_return (BPF_CALL_x defines each helper as bpf_NAME). Layouts come from BTF through the typed object
 /// API; every walk is bounded by <see cref="Memory.IntrospectionLimits"/>.
 /// </summary>
-public sealed class BpfView(LinuxKernel kernel)
+public sealed partial class BpfView(LinuxKernel kernel)
 {
     /// <summary>BPF_JMP | BPF_CALL (include/uapi/linux/bpf_common.h, bpf.h): the call opcode; src_reg 0 is a helper call
     /// (1 a call into a bpf function, 2 a kfunc). ABI numbers of the instruction set, not in BTF.</summary>
@@ -125,6 +142,9 @@ public sealed class BpfView(LinuxKernel kernel)
         ReadSocketFilters();
         ReadCgroups();
         ReadXdp();
+        ReadTraceEvents();
+        ReadTrampolines();
+        ReadTc();
 
         var programs = new List<BpfProgram>();
         var listedSet = listedProgs.ToHashSet();

@@ -69,8 +69,11 @@ public sealed class MountReader(LinuxKernel kernel)
         }
     }
 
-    /// <summary>The mounts of the mount namespace at <paramref name="mntNamespace"/> (a struct mnt_namespace).</summary>
-    public IReadOnlyList<MountInfo> Read(ulong mntNamespace)
+    /// <summary>The mounts of the mount namespace at <paramref name="mntNamespace"/> (a struct mnt_namespace). With
+    /// <paramref name="rootVfsMount"/> (a process's fs->root.mnt), only the mounts /proc/PID/mountinfo shows: that one and
+    /// those below it (show_mountinfo skips a mount its root cannot reach; since 7.0 a namespace's root is a nullfs mount
+    /// under the rootfs that init sees as /).</summary>
+    public IReadOnlyList<MountInfo> Read(ulong mntNamespace, ulong rootVfsMount = 0)
     {
         var result = new List<MountInfo>();
         var mounts = Mounts(mntNamespace);
@@ -83,6 +86,7 @@ public sealed class MountReader(LinuxKernel kernel)
                     kernel.Diagnostics.ReportIncomplete("mounts", $"mount namespace 0x{mntNamespace:x}: more than MaxMountsPerNamespace = {kernel.Limits.MaxMountsPerNamespace} mounts");
                     break;
                 }
+                if (rootVfsMount != 0 && !IsBelow(m, rootVfsMount)) continue;
                 result.Add(Describe(m));
             }
         }
@@ -91,6 +95,29 @@ public sealed class MountReader(LinuxKernel kernel)
             kernel.Diagnostics.ReportIncomplete("mounts", e.Message, e.Address);
         }
         return result;
+    }
+
+    /// <summary>Whether <paramref name="mount"/> is the mount whose vfsmount is <paramref name="rootVfsMount"/> or lies below
+    /// it (mnt_parent chain, bounded by MaxMountsPerNamespace). An unreadable chain counts as below: a view shows too much
+    /// rather than hide a mount.</summary>
+    private bool IsBelow(KernelObject mount, ulong rootVfsMount)
+    {
+        var m = mount;
+        for (int i = 0; i <= kernel.Limits.MaxMountsPerNamespace; i++)
+        {
+            if (m["mnt"].Address == rootVfsMount) return true;
+            if (!m["mnt_parent"].TryDeref(out var parent)) return true;
+            if (parent.Address == m.Address) return false; // the namespace's root, and not the process's
+            m = parent;
+        }
+        return true;
+    }
+
+    /// <summary>The vfsmount of <paramref name="task"/>'s root directory (task->fs->root.mnt), or 0 when it has none.</summary>
+    public ulong RootMountOf(LinuxTask task)
+    {
+        var t = kernel.Object("task_struct", task.Address);
+        return t["fs"].TryDeref(out var fs) ? fs["root.mnt"].ReadPointer() : 0;
     }
 
     /// <summary>The mount namespace of <paramref name="task"/> (task->nsproxy->mnt_ns), or null for an exited task.</summary>

@@ -239,9 +239,11 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
         if (!task.HasMember("cgroups") || !task["cgroups"].TryDeref(out var cssSet) || !cssSet.HasMember("dfl_cgrp")) return null;
         if (!cssSet["dfl_cgrp"].TryDeref(out var cgroup) || !cgroup["kn"].TryDeref(out var kn)) return null;
         var names = new List<string>();
+        // kernfs_node.parent became __parent in 6.15 (RCU-protected since; the same pointer).
+        string parentMember = kn.HasMember("parent") ? "parent" : "__parent";
         for (int depth = 0; depth < kernel.Limits.MaxPathComponents; depth++)
         {
-            if (!kn["parent"].TryDeref(out var parent)) // the root: its name is the hierarchy's, not part of the path
+            if (!kn[parentMember].TryDeref(out var parent)) // the root: its name is the hierarchy's, not part of the path
                 return "/" + string.Join('/', Enumerable.Reverse(names));
             names.Add(kn["name"].ReadString(kernel.Limits.MaxStringLength));
             kn = parent;

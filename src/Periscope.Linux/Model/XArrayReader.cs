@@ -18,7 +18,8 @@ public readonly record struct XArrayEntry(ulong Index, ulong Entry, XArrayEntryK
 /// Reads an xarray (the kernel's radix tree: IDRs, page caches) from its head pointer: internal entries (low bits 10,
 /// above 4096) are xa_node pointers whose slots hold the next level, at index base + slot &lt;&lt; node.shift. Layout of
 /// xa_node comes from BTF. Every node is cycle-checked, the depth is bounded by what 64-bit indices allow, and entries
-/// in all by <see cref="Memory.IntrospectionLimits.MaxXarrayEntries"/>; a bad node is a gap, never an exception.
+/// and nodes (a tree of empty nodes costs reads too) each by the caller's cap (<see cref="Memory.IntrospectionLimits.MaxXarrayEntries"/>);
+/// a bad node is a gap, never an exception.
 /// </summary>
 public sealed class XArrayReader
 {
@@ -99,6 +100,11 @@ public sealed class XArrayReader
         if (depth > MaxDepth) { gaps.Add($"{what}: node 0x{node:x} is deeper than an xarray can be"); return true; }
         if (!_r.IsKernelPointer(node)) { gaps.Add($"{what}: node link 0x{node + 2:x} is not a kernel pointer"); return true; }
         if (!seen.Add(node)) { gaps.Add($"{what}: node 0x{node:x} reached twice (a cycle)"); return true; }
+        if (seen.Count > max)
+        {
+            gaps.Add($"{what}: stopped at {max} nodes (MaxXarrayEntries)");
+            return false;
+        }
         if (!_r.TryU8(node + _shiftOffset, out byte shift) || shift >= 64 || shift % _chunkShift != 0)
         {
             gaps.Add($"{what}: node 0x{node:x} is unreadable or has an impossible shift");
