@@ -104,25 +104,12 @@ public sealed partial class OffsetInference
         // (and flagstab too, in the 7.0 layout); otherwise in the module area, and its first entry names an identifier and
         // a value in the module area. Some module must export something. The wrong layout fails on an exporting module:
         // its num_syms would be the low half of a pointer, or a NULL-when-unlocked mutex word.
-        var syms = new List<int>();
-        var numAfter = new Dictionary<int, int>();
-        var relativeAt = new Dictionary<int, bool>();
-        // kernel_symbol holds place-relative offsets with CONFIG_HAVE_ARCH_PREL32_RELOCATIONS, else absolute pointers
-        // { value, name, namespace }: the relative form is tried first, the absolute one only when nothing fits it.
-        foreach (bool relative in (ReadOnlySpan<bool>)[true, false])
-        {
-            foreach (int after in (ReadOnlySpan<int>)[_w.KernelSymbolNumAfterSyms, _w.KernelSymbolNumAfterSymsWithFlags])
-            {
-                for (int s = _w.ModuleListOffset + 2 * _p; s + after + 4 <= _structBytes; s += _p)
-                {
-                    Step(modules.Count);
-                    if (ExportTableFits(modules, s, after, relative)) { syms.Add(s); numAfter[s] = after; relativeAt[s] = relative; }
-                }
-            }
-            if (syms.Count > 0) break;
-        }
+        var layouts = ModuleExportRule.Candidates(modules.Select(m => m.W).ToList(), _w.ModuleListOffset + 2 * _p, _w, _moduleArea, _r, _limits.MaxModuleSymbols, n => Step(n));
+        var syms = layouts.Select(l => l.Syms).ToList();
+        var numAfter = layouts.GroupBy(l => l.Syms).ToDictionary(g => g.Key, g => g.First().NumAfter);
+        var relativeAt = layouts.GroupBy(l => l.Syms).ToDictionary(g => g.Key, g => g.First().Relative);
         ev.Syms = _report.Add("module", "syms", syms,
-            "pointer NULL exactly when num_syms (the u32 16 bytes later, or 24 after a flagstab pointer that is NULL with it: Linux 7.0+) is 0, else in the module area with a first kernel_symbol (place-relative) naming an identifier and a module address; some module exports");
+            $"pointer NULL exactly when num_syms (the u32 {_w.KernelSymbolNumAfterSyms} bytes later, or {_w.KernelSymbolNumAfterSymsWithFlags} after a flagstab pointer that is NULL with it: Linux 7.0+) is 0, else in the module area with a first kernel_symbol (place-relative, else absolute) naming an identifier and a module address; some module exports");
         if (ev.Syms is { } found)
         {
             int after = numAfter[found];
@@ -143,40 +130,5 @@ public sealed partial class OffsetInference
                 _report.AddStructural("kernel_symbol", InferenceReport.SizeOfMember, 3 * _p, ks);
             }
         }
-    }
-
-    private bool ExportTableFits(List<(ulong Address, byte[] W)> modules, int s, int numAfter, bool relative)
-    {
-        bool any = false;
-        foreach (var (_, w) in modules)
-        {
-            ulong table = Word(w, s);
-            uint count = U32(w, s + numAfter);
-            if ((table == 0) != (count == 0) || count > _limits.MaxModuleSymbols) return false;
-            if (numAfter == _w.KernelSymbolNumAfterSymsWithFlags)
-            {
-                ulong flags = Word(w, s + 2 * _p);
-                if ((flags == 0) != (count == 0) || (flags != 0 && !_moduleArea.Contains(flags))) return false;
-            }
-            if (table == 0) continue;
-            any = true;
-            if (!_moduleArea.Contains(table)) return false;
-            ulong value, name;
-            if (relative)
-            {
-                if (!_r.TryI32(table + (ulong)KernelSymbolValueOffset, out int dv) || !_r.TryI32(table + (ulong)KernelSymbolNameOffset, out int dn)) return false;
-                value = _r.Mode.Wrap(table + (ulong)KernelSymbolValueOffset + (ulong)(long)dv);
-                name = _r.Mode.Wrap(table + (ulong)KernelSymbolNameOffset + (ulong)(long)dn);
-            }
-            else if (!_r.TryPointer(table, out value) || !_r.TryPointer(table + (ulong)_p, out name)) return false;
-            if (!_moduleArea.Contains(value) || _r.ReadCString(name, 128) is not { Length: > 0 } text || !IsIdentifier(text)) return false;
-        }
-        return any;
-    }
-
-    private static bool IsIdentifier(string s)
-    {
-        foreach (char c in s) if (!(char.IsAsciiLetterOrDigit(c) || c == '_')) return false;
-        return true;
     }
 }
