@@ -259,7 +259,7 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         Assert.True(code == 0, $"exit {code}: {error}");
         // Inferred now, or by an earlier command of this run into the user's offsets cache: either way the evidence is shown.
         Assert.Matches(@"Offsets: (inferred from the data|from the offsets cache \(inferred)", output);
-        Assert.Matches(@"task_struct\.pid\s+0x[0-9a-f]+\s+Inferred\s+Unique", output);
+        Assert.Matches(@"task_struct\.pid\s+0x[0-9a-f]+\s+(Inferred|Cache)\s+Unique", output);
     }
 
     [Fact]

@@ -298,8 +298,13 @@ public sealed partial class OffsetInference
             {
                 Step(special.Count);
                 var names = new HashSet<string>();
-                if (special.All(v => IsKernel(Word(v.W, p)) && Ptr(Word(v.W, p) + (ulong)n) is var s && IsKernel(s)
-                    && _r.ReadCString(s, 64) is { Length: >= 3 } name && name[0] == '[' && name[^1] == ']' && names.Add(name) | true) && names.Count >= 2) return true;
+                foreach (var v in special)
+                {
+                    ulong mapping = Word(v.W, p), text = Ptr(mapping + (ulong)n);
+                    if (!IsKernel(mapping) || !IsKernel(text) || _r.ReadCString(text, 64) is not { Length: >= 3 } name || name[0] != '[' || name[^1] != ']') { names.Clear(); break; }
+                    names.Add(name);
+                }
+                if (names.Count >= 2) return true;
             }
         }
         return false;
