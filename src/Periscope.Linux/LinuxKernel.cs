@@ -42,14 +42,14 @@ public sealed class LinuxKernel
         Banner = banner;
         Reader = reader;
         KernelSpace = reader.Space;
-        ModuleArea = KernelMacros.ModuleArea(symbols, layout.VirtualSlide);
+        ModuleArea = KernelMacros.ModuleArea(symbols, layout, memory.Map.RamEnd);
         foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea, offsets)) log.Warn($"kernel macro check: {problem}");
         Lists = new ListWalker(Reader, Diagnostics, offsets.ListHeadPrev);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
         InitTask = inference?.InitTask is { } found && found != 0 ? found : symbols.GetAddress("init_task");
         var names = new TaskNames(Reader, offsets, Diagnostics, ReleaseVersion(Release) >= KernelMacros.WorkerIdFormatSince);
         _taskList = new TaskList(Reader, offsets, InitTask, limits, Diagnostics, _paths, Lists, names);
-        _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols));
+        _vmas = new VmaReader(Reader, offsets, limits, Diagnostics, _paths, new SpecialMappings(symbols, inference?.SpecialMappingOpsFromText is { } fromText ? layout.TextVa + fromText : null));
     }
 
     public IntrospectionLimits Limits { get; }
@@ -145,6 +145,7 @@ public sealed class LinuxKernel
     private ulong ModulesHead()
     {
         if (Symbols.TryGetAddress("modules", out ulong head)) return head;
+        if (Inference?.ModulesHead is { } found) return found;
         Diagnostics.ReportIncomplete("module list", "kallsyms has no `modules` list head (no data symbols): modules are not listed");
         return 0;
     }
@@ -191,15 +192,15 @@ public sealed class LinuxKernel
         cpus ??= [];
         var log = new DiscoveryLog();
         var layout = KernelLocator.Locate(memory, new DiscoveryInputs { Cpus = cpus, VmcoreInfo = vmcoreInfo, Methods = options.Discovery }, limits, log);
-        if (layout.Mode.Is32Bit())
-            throw UnsupportedKernelException.ThirtyTwoBit(layout, Kernel32Locator.DecodeKallsyms(memory, layout, limits, new List<string>()));
+        bool i386 = layout.Mode.Is32Bit();
 
         // From a dump file not in the page cache, the image is read in a few large requests rather than page by page.
         (memory as IPrefetchableMemory)?.Prefetch(layout.TextPa, (ulong)limits.KernelImagePrefetchBytes);
         var image = ImageSpan(memory, layout.TextPa, limits.MaxKernelImageBytes);
         var diagnostics = new List<string>();
         KallsymsResult? found;
-        using (log.Stage("kallsyms")) found = KallsymsDecoder.Decode(image, layout.TextVa, limits, diagnostics);
+        // i386: the same tables with 4-byte longs and 4-aligned labels.
+        using (log.Stage("kallsyms")) found = KallsymsDecoder.Decode(image, layout.TextVa, limits, diagnostics, pointerSize: i386 ? 4 : 8);
         var kallsyms = found ?? throw new KernelNotFoundException(KallsymsNotFound(diagnostics));
         var symbols = kallsyms.Symbols;
         log.Fact("kallsyms", $"{symbols.Count} symbols", $"token table at 0x{kallsyms.Location.TokenTableVa:x}, {kallsyms.Location.TableOrder.Describe()} order, {kallsyms.Location.AddressEncoding.Describe()} addresses{(kallsyms.Location.HasSeqsOfNames ? ", seqs_of_names" : "")}");
@@ -208,11 +209,12 @@ public sealed class LinuxKernel
         else if (kallsyms.Location.RelativeBase != layout.TextVa)
             log.Warn($"kallsyms_relative_base 0x{kallsyms.Location.RelativeBase:x} differs from _text 0x{layout.TextVa:x} found in the page tables");
         else log.Fact("_text cross-check", "consistent", "kallsyms_relative_base (relocated at boot) equals the page-table _text");
-        layout = KernelLocator.ConfirmWithSymbols(memory, layout, symbols, log);
+        // The image-PGD and direct-map cross-checks are x86-64's (an i386 kernel has one lowmem map, checked by discovery).
+        if (!i386) layout = KernelLocator.ConfirmWithSymbols(memory, layout, symbols, log);
 
         // One kernel address space from here on: its translation cache warmed by discovery serves the model too.
         var reader = new GuestReader(new AddressSpace(memory, layout.KernelPgd, layout.Mode), limits, new WorkBudget(limits));
-        layout = RefineWithSymbols(layout, symbols, reader, log);
+        if (!i386) layout = RefineWithSymbols(layout, symbols, reader, log);
 
         string banner;
         using (log.Stage("banner")) banner = ReadBanner(reader, symbols, image, log);
@@ -232,12 +234,21 @@ public sealed class LinuxKernel
         else
         {
             log.Fact("BTF", "not used", options.NoBtf ? "--no-btf: offsets are inferred from the data" : $"{btfMissing}: offsets are inferred from the data");
-            var moduleArea = KernelMacros.ModuleArea(symbols, layout.VirtualSlide);
+            var moduleArea = KernelMacros.ModuleArea(symbols, layout, memory.Map.RamEnd);
             var cacheKey = options.Cache is null ? null : OffsetsCache.Key(banner, BuildIdOf(reader, symbols, limits));
             if (cacheKey is not null && options.Cache!.TryLoad(cacheKey, limits, log) is { } cached)
             {
                 (offsets, inference, source) = (cached.Offsets, cached.Report, OffsetSource.Cache);
                 log.Fact("offsets", "from the offsets cache", $"entry {cacheKey} ({options.Cache.Directory})");
+                // The cache holds offsets, not addresses: without data symbols init_task is found by its structure again.
+                if (!symbols.TryGetAddress("init_task", out _))
+                    using (log.Stage("init_task search"))
+                    {
+                        cached.Report.InitTask = OffsetInference.FindInitTask(reader, symbols, layout, limits, moduleArea);
+                        cached.Report.InitTaskFromStructure = true;
+                    }
+                if (!symbols.TryGetAddress("modules", out _) && OffsetInference.FindModulesHead(reader, symbols, layout, limits, moduleArea, out _) is { } head)
+                    cached.Report.ModulesHead = head;
             }
             else
             {
@@ -249,6 +260,8 @@ public sealed class LinuxKernel
             }
             if (inference?.InitTaskFromStructure == true)
                 log.Fact("init_task", $"0x{inference.InitTask:x}", "not in kallsyms: found by its own structure (\"swapper/0\", the task list, real_parent)");
+            if (inference?.ModulesHead is { } modulesHead)
+                log.Fact("modules", $"0x{modulesHead:x}", "not in kallsyms: the one list_head in the kernel's data cycling through module-area nodes shaped like struct module");
         }
         ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
         return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner, inference, source);

@@ -283,6 +283,12 @@ public sealed record IntrospectionLimits
     public int MaxBpfTraceEvents { get; init; } = 1 << 20;
     /// <summary>Trampolines, and links on their progs_hlist, read from trampoline_table.</summary>
     public int MaxBpfTrampolineEntries { get; init; } = 1 << 20;
+    // 32-bit guests and kernel discovery (issue 8): page-table leaves enumerated by the discovery searches
+    /// <summary>Leaves enumerated across an i386 kernel's lowmem to find where it turns read-only and executable (_text):
+    /// 896 MiB of lowmem is at most 448 2 MiB pages, or 229,376 4 KiB ones where the map is split.</summary>
+    public int MaxLowmemTextSearchLeaves { get; init; } = 1 << 16;
+    /// <summary>Leaves of the x86-64 kernel half enumerated to find the direct map's base (1 GiB and 2 MiB pages: few).</summary>
+    public int MaxDirectMapSearchLeaves { get; init; } = 1 << 20;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -423,6 +429,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxBpfPerfEvents), MaxBpfPerfEvents, Counts);
         Check(nameof(MaxBpfTraceEvents), MaxBpfTraceEvents, Counts);
         Check(nameof(MaxBpfTrampolineEntries), MaxBpfTrampolineEntries, Counts);
+        // 32-bit guests and kernel discovery
+        Check(nameof(MaxLowmemTextSearchLeaves), MaxLowmemTextSearchLeaves, 1 << 24);
+        Check(nameof(MaxDirectMapSearchLeaves), MaxDirectMapSearchLeaves, 1 << 26);
         return this;
     }
 

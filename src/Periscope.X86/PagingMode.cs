@@ -33,6 +33,10 @@ public static class PagingModes
 
     public static int PointerSize(this PagingMode mode) => mode.Is32Bit() ? 4 : 8;
 
+    /// <summary>An address computed with 64-bit arithmetic (a base plus a signed displacement) reduced to the mode's
+    /// address width: i386 addresses wrap at 4 GiB.</summary>
+    public static ulong Wrap(this PagingMode mode, ulong va) => mode.Is32Bit() ? va & uint.MaxValue : va;
+
     public static int VirtualAddressBits(this PagingMode mode) => mode switch
     {
         PagingMode.FiveLevel => 57,

@@ -17,20 +17,14 @@ public sealed class SymbolsCommand : ICliCommand
         var command = new Command("symbols", "Kernel and module symbols (address, type, name, [module]), like /proc/kallsyms") { pattern, module };
         command.SetAction(r => context.WithTarget(r, target =>
         {
-            // An i386 kernel has no model yet, but its kallsyms decode: show those, as /proc/kallsyms does (8 digits).
-            Periscope.Linux.LinuxKernel? kernel;
-            KernelSymbols symbols;
-            int digits = 16;
-            try { kernel = target.Kernel; symbols = kernel.Symbols; }
-            catch (Periscope.Linux.Discovery.UnsupportedKernelException e) when (e.Kallsyms is not null && e.Layout is { } l && l.Mode.Is32Bit())
-            {
-                (kernel, symbols, digits) = (null, e.Kallsyms.Symbols, 8);
-                context.Error.WriteLine("periscope: warning: 32-bit kernel: core kallsyms only; module symbols need the kernel model, which reads 64-bit kernels only so far");
-            }
+            var kernel = target.Kernel;
+            var symbols = kernel.Symbols;
+            // /proc/kallsyms prints an address as wide as a pointer: 8 hex digits on i386.
+            string format = kernel.Layout.Mode.Is32Bit() ? "x8" : "x16";
             string? p = r.GetValue(pattern);
             string? only = r.GetValue(module);
             IEnumerable<KernelSymbol> core = only is not null ? [] : p is null ? symbols.All : symbols.Match(p);
-            IEnumerable<ModuleSymbol> modules = kernel is null ? [] : ModuleSymbols.Read(kernel, only).Where(s => p is null || KernelSymbols.NameMatches(p, s.Name));
+            IEnumerable<ModuleSymbol> modules = ModuleSymbols.Read(kernel, only).Where(s => p is null || KernelSymbols.NameMatches(p, s.Name));
             if (context.Json(r))
             {
                 var rows = core.Select(s => (s.Address, s.Type, s.Name, Module: (string?)null))
@@ -46,12 +40,11 @@ public sealed class SymbolsCommand : ICliCommand
             else
             {
                 var sb = new System.Text.StringBuilder();
-                foreach (var s in core) sb.Append($"{s.Address.ToString(digits == 8 ? "x8" : "x16")} {s.Type} {TerminalText.Escape(s.Name)}\n");
+                foreach (var s in core) sb.Append($"{s.Address.ToString(format)} {s.Type} {TerminalText.Escape(s.Name)}\n");
                 foreach (var s in modules)
-                    sb.Append($"{s.Address:x16} {TerminalText.Escape(s.Type.ToString())} {TerminalText.Escape(s.Name)}\t[{TerminalText.Escape(s.Module)}]\n");
+                    sb.Append($"{s.Address.ToString(format)} {TerminalText.Escape(s.Type.ToString())} {TerminalText.Escape(s.Name)}\t[{TerminalText.Escape(s.Module)}]\n");
                 context.Output.Write(sb.ToString());
             }
-            if (kernel is null) return VerifyCommand.Incomplete; // module symbols could not be read
             Warnings.Print(context, kernel);
             return 0;
         }));

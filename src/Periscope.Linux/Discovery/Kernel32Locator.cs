@@ -30,14 +30,16 @@ public static class Kernel32Locator
 
     public sealed record Found(DiscoveryMethod Method, ulong Pgd, PagingMode Mode, ulong PageOffset, ulong TextVa, ulong TextPa, string How);
 
-    public static Found? Locate(IPhysicalMemory memory, IReadOnlyList<CpuState> cpus, VmcoreInfoHints hints, DiscoveryMethods methods, List<string> failures)
+    public static Found? Locate(IPhysicalMemory memory, IReadOnlyList<CpuState> cpus, VmcoreInfoHints hints, DiscoveryMethods methods, List<string> failures,
+        IntrospectionLimits? limits = null)
     {
-        if (methods.Allows(DiscoveryMethod.Cr3) && FromCr3(memory, cpus, failures) is { } viaCr3) return viaCr3;
-        if (methods.Allows(DiscoveryMethod.VmcoreInfo) && FromVmcoreInfo(memory, hints, failures) is { } viaInfo) return viaInfo;
+        limits ??= IntrospectionLimits.Default;
+        if (methods.Allows(DiscoveryMethod.Cr3) && FromCr3(memory, cpus, failures, limits) is { } viaCr3) return viaCr3;
+        if (methods.Allows(DiscoveryMethod.VmcoreInfo) && FromVmcoreInfo(memory, hints, failures, limits) is { } viaInfo) return viaInfo;
         return null;
     }
 
-    private static Found? FromCr3(IPhysicalMemory memory, IReadOnlyList<CpuState> cpus, List<string> failures)
+    private static Found? FromCr3(IPhysicalMemory memory, IReadOnlyList<CpuState> cpus, List<string> failures, IntrospectionLimits limits)
     {
         int tried = 0;
         foreach (var cpu in cpus)
@@ -51,7 +53,7 @@ public static class Kernel32Locator
             foreach (var mode in modes)
             {
                 tried++;
-                if (TryVerify(memory, cr3, mode, out ulong pageOffset, out ulong textVa, out string? why))
+                if (TryVerify(memory, cr3, mode, out ulong pageOffset, out ulong textVa, out string? why, limits))
                     return new Found(DiscoveryMethod.Cr3, Root(cr3, mode), mode, pageOffset, textVa, textVa - pageOffset,
                         $"CR3 0x{cr3:x} of vCPU {cpu.Index} ({cpu.Source}), {Describe(mode)}: maps PAGE_OFFSET 0x{pageOffset:x} linearly onto RAM");
                 failures.Add($"32-bit CR3: 0x{cr3:x} as {Describe(mode)}: {why}");
@@ -63,7 +65,7 @@ public static class Kernel32Locator
 
     /// <summary>VMCOREINFO's SYMBOL(swapper_pg_dir) is a lowmem address: physical = virtual − PAGE_OFFSET, tried for each
     /// PAGE_OFFSET candidate; CONFIG_X86_PAE=y in the note picks the mode, both are tried without it.</summary>
-    private static Found? FromVmcoreInfo(IPhysicalMemory memory, VmcoreInfoHints hints, List<string> failures)
+    private static Found? FromVmcoreInfo(IPhysicalMemory memory, VmcoreInfoHints hints, List<string> failures, IntrospectionLimits limits)
     {
         if (hints.SwapperPgDir is not { } va || va > uint.MaxValue)
         {
@@ -76,7 +78,7 @@ public static class Kernel32Locator
             foreach (var mode in new[] { PagingMode.Pae32, PagingMode.Legacy32 })
             {
                 ulong pa = va - candidate;
-                if (TryVerify(memory, pa, mode, out ulong pageOffset, out ulong textVa, out _) && pageOffset == candidate)
+                if (TryVerify(memory, pa, mode, out ulong pageOffset, out ulong textVa, out _, limits) && pageOffset == candidate)
                     return new Found(DiscoveryMethod.VmcoreInfo, pa, mode, pageOffset, textVa, textVa - pageOffset,
                         $"SYMBOL(swapper_pg_dir)=0x{va:x} − PAGE_OFFSET 0x{pageOffset:x}, {Describe(mode)}, verified by the direct map it holds");
             }
@@ -91,8 +93,10 @@ public static class Kernel32Locator
 
     /// <summary>Whether <paramref name="cr3"/> read as <paramref name="mode"/> maps some PAGE_OFFSET candidate linearly onto
     /// lowmem and holds a kernel image there.</summary>
-    public static bool TryVerify(IPhysicalMemory memory, ulong cr3, PagingMode mode, out ulong pageOffset, out ulong textVa, out string? why)
+    public static bool TryVerify(IPhysicalMemory memory, ulong cr3, PagingMode mode, out ulong pageOffset, out ulong textVa, out string? why,
+        IntrospectionLimits? limits = null)
     {
+        limits ??= IntrospectionLimits.Default;
         pageOffset = textVa = 0;
         ulong root = Root(cr3, mode);
         if (root >= memory.Map.RamEnd) { why = $"root 0x{root:x} lies beyond RAM"; return false; }
@@ -103,7 +107,7 @@ public static class Kernel32Locator
             if (!space.TryTranslate(candidate, out ulong zero) || zero != 0) continue;
             ulong limit = Math.Min(MaxLowmemBytes, 0x1_0000_0000UL - candidate);
             if (!samples.Where(pa => pa < limit).All(pa => space.TryTranslate(candidate + pa, out ulong got) && got == pa)) continue;
-            if (FindText(space, candidate, Math.Min(limit, memory.Map.RamEnd)) is not { } text)
+            if (FindText(space, candidate, Math.Min(limit, memory.Map.RamEnd), limits.MaxLowmemTextSearchLeaves) is not { } text)
             {
                 why = $"PAGE_OFFSET 0x{candidate:x} maps lowmem, but no read-only executable kernel text was found in it";
                 return false;
@@ -137,11 +141,11 @@ public static class Kernel32Locator
     }
 
     /// <summary>The lowest 2 MiB-aligned address above PAGE_OFFSET + 1 MiB that starts at least 1 MiB of read-only,
-    /// executable mappings. Bounded: one enumeration of the lowmem mappings, at most 2^16 leaves.</summary>
-    private static ulong? FindText(AddressSpace space, ulong pageOffset, ulong lowmemBytes)
+    /// executable mappings. Bounded: one enumeration of the lowmem mappings, at most IntrospectionLimits.MaxLowmemTextSearchLeaves leaves.</summary>
+    private static ulong? FindText(AddressSpace space, ulong pageOffset, ulong lowmemBytes, int maxLeaves)
     {
         ulong runStart = 0, runEnd = 0;
-        foreach (var range in space.EnumerateMappings(pageOffset + (1UL << 20), pageOffset + lowmemBytes, maxLeaves: 1 << 16))
+        foreach (var range in space.EnumerateMappings(pageOffset + (1UL << 20), pageOffset + lowmemBytes, maxLeaves: maxLeaves))
         {
             bool text = (range.Flags & PageFlags.Executable) != 0 && (range.Flags & PageFlags.Writable) == 0;
             if (!text) { runEnd = 0; continue; }

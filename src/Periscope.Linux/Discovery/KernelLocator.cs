@@ -35,7 +35,7 @@ public static class KernelLocator
             if (found is null && methods.Allows(DiscoveryMethod.VmcoreInfo)) found = FromVmcoreInfo(counted, inputs.VmcoreInfo, hints, failures);
             if (found is null && methods.Allows(DiscoveryMethod.LowMemorySearch)) found = FromLowMemory(counted, limits, failures);
             // An i386 kernel: before the x86-64 full scan, which cannot find one.
-            if (found is null && Kernel32Locator.Locate(counted, inputs.Cpus, hints, methods, failures) is { } found32)
+            if (found is null && Kernel32Locator.Locate(counted, inputs.Cpus, hints, methods, failures, limits) is { } found32)
                 return Kernel32Locator.ToLayout(found32, counted.PagesRead, failures, log);
             if (found is null && methods.Allows(DiscoveryMethod.FullScan)) found = FromFullScan(memory, counted, inputs.Cpus, limits, failures, out scanned);
         }
@@ -50,7 +50,7 @@ public static class KernelLocator
         CrossCheck(counted, found, inputs.Cpus, hints, log);
 
         var space = new AddressSpace(counted, pgd, mode);
-        ulong? directMap = log.Time("direct-map search", () => FindDirectMapBase(space, memory.Map));
+        ulong? directMap = log.Time("direct-map search", () => FindDirectMapBase(space, memory.Map, limits));
         if (directMap is { } dm) log.Fact("page_offset_base", $"0x{dm:x}", "lowest kernel-half 1 GiB slot that maps physical 0 linearly");
         long pages = counted.PagesRead + scanned;
         log.Fact("discovery", $"{found.Method.Describe()}, {pages} pages read",
@@ -308,8 +308,9 @@ public static class KernelLocator
     /// Without symbols: walk present upper-level entries of the kernel half below the image at 1 GiB granularity; the
     /// lowest slot that translates to physical 0 and stays linear at sample addresses across RAM is page_offset_base.
     /// </summary>
-    public static ulong? FindDirectMapBase(AddressSpace space, PhysicalMemoryMap map)
+    public static ulong? FindDirectMapBase(AddressSpace space, PhysicalMemoryMap map, IntrospectionLimits? limits = null)
     {
+        int maxLeaves = (limits ?? IntrospectionLimits.Default).MaxDirectMapSearchLeaves;
         var samples = new List<ulong>();
         var ram = map.Ram.ToArray();
         ulong total = map.RamBytes;
@@ -322,7 +323,7 @@ public static class KernelLocator
                 acc += r.Length;
             }
         }
-        foreach (var range in space.EnumerateMappings(space.Mode.KernelHalfStart(), KernelLayout.KernelImageLinkBase, maxLeaves: 1 << 20))
+        foreach (var range in space.EnumerateMappings(space.Mode.KernelHalfStart(), KernelLayout.KernelImageLinkBase, maxLeaves: maxLeaves))
         {
             if (range.PhysicalAddress != 0) continue;
             ulong va = range.VirtualAddress;

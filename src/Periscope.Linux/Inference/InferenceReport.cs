@@ -46,6 +46,11 @@ public sealed class InferenceReport
     /// <summary>The init_task address, and whether it came from kallsyms or was found by its own structure.</summary>
     public ulong InitTask { get; internal set; }
     public bool InitTaskFromStructure { get; internal set; }
+    /// <summary>The `modules` list head when kallsyms has no data symbols and it was found by its own structure; else null.</summary>
+    public ulong? ModulesHead { get; internal set; }
+    /// <summary>special_mapping_vmops as an offset from _text when kallsyms lacks it and it was found by what it does; kept
+    /// in the offsets cache (the image slides as a whole under KASLR, so the offset is the build's).</summary>
+    public ulong? SpecialMappingOpsFromText { get; internal set; }
     /// <summary>Evidence counts: tasks, threads, user mms, VMAs, files and modules the rules were checked against.</summary>
     public int Tasks { get; internal set; }
     /// <summary>Leaders whose whole task_struct the column rules searched (all of them up to IntrospectionLimits.MaxInferenceTaskSamples).</summary>
@@ -55,6 +60,8 @@ public sealed class InferenceReport
     public int Vmas { get; internal set; }
     public int Files { get; internal set; }
     public int Modules { get; internal set; }
+    /// <summary>The guest's pointer and unsigned long size the offsets were inferred for: 8 (x86-64) or 4 (i386).</summary>
+    public int PointerSize { get; internal set; } = 8;
     /// <summary>Candidate tests spent (bounded by IntrospectionLimits.MaxInferenceSteps).</summary>
     public long Steps { get; internal set; }
 

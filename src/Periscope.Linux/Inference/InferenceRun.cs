@@ -40,6 +40,7 @@ public sealed partial class OffsetInference
             if (!missing.Any(x => x.StartsWith($"{structName}.{member} ", StringComparison.Ordinal))) missing.Add($"{structName}.{member}");
             return 0;
         }
+        var _w = WordLayout.For(report.PointerSize);
         int tw = limits.MaxInferenceTaskBytes, sw = limits.MaxInferenceStructBytes, small = Math.Min(limits.MaxInferenceSmallStructBytes, sw);
         const string T = Task;
         int startCode = Need(Mm, "start_code", sw);
@@ -47,7 +48,7 @@ public sealed partial class OffsetInference
         int dName = Need("dentry", "d_name", small);
         // Modules: core_layout (6.1..6.3) or mem[MOD_MEM_NUM_TYPES] (6.4+), whichever the search found.
         int? coreLayout = Opt("module", "core_layout", sw), mem = Opt("module", "mem", sw);
-        int memStride = 0, memSizeOffset = LayoutSize;
+        int memStride = 0, memSizeOffset = _w.LayoutSize;
         if (coreLayout is null && mem is { } memAt)
         {
             memStride = Opt("module_memory", InferenceReport.SizeOfMember, ModuleMemoryRule.MaxStride + 1) ?? 0;
@@ -78,7 +79,7 @@ public sealed partial class OffsetInference
             Mm = new MmOffsets
             {
                 Pgd = Need(Mm, "pgd", sw), MapCount = Need(Mm, "map_count", sw), Mmap = null,
-                StartCode = startCode, EndCode = startCode + MmEndCode, StartBrk = startCode + MmStartBrk, Brk = startCode + MmBrk, StartStack = startCode + MmStartStack,
+                StartCode = startCode, EndCode = startCode + _w.MmEndCode, StartBrk = startCode + _w.MmStartBrk, Brk = startCode + _w.MmBrk, StartStack = startCode + _w.MmStartStack,
                 ExeFile = Opt(Mm, "exe_file", sw), ContextFlags = Opt(Mm, "context.flags", sw),
             },
             Vma = new VmaOffsets
@@ -89,24 +90,24 @@ public sealed partial class OffsetInference
             },
             Module = new ModuleOffsets
             {
-                List = ModuleListOffset, Name = modulesKnown ? Need("module", "name", sw) : 0, NameSize = ModuleNameLength, State = 0,
+                List = _w.ModuleListOffset, Name = modulesKnown ? Need("module", "name", sw) : 0, NameSize = _w.ModuleNameLength, State = 0,
                 CoreLayout = coreLayout, InitLayout = null, Mem = mem, MemCount = mem is null ? 0 : ModMemTypes, MemSize = mem is null ? 0 : memStride,
                 MemText = mem is null ? null : ModMemText, MemRodata = mem is null ? null : ModMemRodata,
-                LayoutBase = LayoutBase, LayoutSize = mem is null ? LayoutSize : memSizeOffset,
-                LayoutTextSize = mem is null ? LayoutTextSize : null, LayoutRoSize = mem is null ? LayoutRoSize : null, RefCount = Opt("module", "refcnt", sw),
+                LayoutBase = _w.LayoutBase, LayoutSize = mem is null ? _w.LayoutSize : memSizeOffset,
+                LayoutTextSize = mem is null ? _w.LayoutTextSize : null, LayoutRoSize = mem is null ? _w.LayoutRoSize : null, RefCount = Opt("module", "refcnt", sw),
                 StateLive = ModuleStateLive, StateComing = ModuleStateComing, StateGoing = ModuleStateGoing, StateUnformed = ModuleStateUnformed,
             },
             Path = new PathOffsets
             {
-                FilePath = Need("file", "f_path", small), FileInode = Need("file", "f_inode", small), PathMnt = PathMnt, PathDentry = PathDentry,
+                FilePath = Need("file", "f_path", small), FileInode = Need("file", "f_inode", small), PathMnt = _w.PathMnt, PathDentry = _w.PathDentry,
                 DentryParent = Need("dentry", "d_parent", small), DentryName = dName + QstrName, DentryNameLength = dName + QstrLen,
                 MountMnt = Need("mount", "mnt", small), MountParent = Need("mount", "mnt_parent", small), MountMountpoint = Need("mount", "mnt_mountpoint", small),
                 VfsMountRoot = Need("vfsmount", "mnt_root", small), InodeIno = Need("inode", "i_ino", small), InodeSb = Need("inode", "i_sb", small),
                 SuperBlockDev = Need("super_block", "s_dev", small), DentryUnlinkedHint = null,
             },
-            Maple = root is { } r ? MapleLayout() with { Root = r } : null,
+            Maple = root is { } r ? MapleLayout(_w) with { Root = r } : null,
             CredUid = Need("cred", "uid", small), CredGid = Need("cred", "gid", small), CredEuid = Need("cred", "euid", small),
-            ListHeadPrev = ListHeadPrev,
+            ListHeadPrev = _w.ListHeadPrev,
             SpecialMappingName = Opt("vm_special_mapping", "name", small),
             Pid = null,
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
@@ -118,9 +119,12 @@ public sealed partial class OffsetInference
             {
                 Kallsyms = kallsyms, Symtab = Need("mod_kallsyms", "symtab", small), NumSymtab = Need("mod_kallsyms", "num_symtab", small),
                 Strtab = Need("mod_kallsyms", "strtab", small), Typetab = Need("mod_kallsyms", "typetab", small),
-                SymSize = ElfSymSize, SymName = Need("elf64_sym", "st_name", ElfSymSize), SymValue = Need("elf64_sym", "st_value", ElfSymSize),
+                SymSize = _w.ElfSymSize, SymName = Need(_w.ElfSymStruct, "st_name", _w.ElfSymSize), SymValue = Need(_w.ElfSymStruct, "st_value", _w.ElfSymSize),
                 Syms = Opt("module", "syms", sw), NumSyms = Opt("module", "num_syms", sw),
-                KernelSymbolSize = KernelSymbolSize, KernelSymbolValue = KernelSymbolValueOffset, KernelSymbolName = KernelSymbolNameOffset, KernelSymbolRelative = true,
+                KernelSymbolSize = report.Find("kernel_symbol", "value_offset")?.IsKnown == false && report.Find("kernel_symbol", "name") is { IsKnown: true } ? 3 * _w.PointerSize : KernelSymbolSize,
+                KernelSymbolValue = KernelSymbolValueOffset, KernelSymbolName = report.Find("kernel_symbol", "name") is { IsKnown: true } ? _w.PointerSize : KernelSymbolNameOffset,
+                // Absolute kernel_symbol pointers only when the search found the place-relative form fits no module.
+                KernelSymbolRelative = report.Find("kernel_symbol", "name") is not { IsKnown: true },
             } : null,
         };
         if (missing.Count > 0)
@@ -149,11 +153,11 @@ public sealed partial class OffsetInference
         }
         var sbs = files.Select(f => Ptr(Ptr(f + (ulong)fi) + (ulong)ib)).Where(IsKernel).Distinct().ToList();
         Step(sbs.Count);
-        if (sbs.Count == 0 || !sbs.All(sb => Ptr(sb) is var next && IsKernel(next) && Ptr(next + ListHeadPrev) == sb))
+        if (sbs.Count == 0 || !sbs.All(sb => Ptr(sb) is var next && IsKernel(next) && Ptr(next + (ulong)_w.ListHeadPrev) == sb))
         {
             _report.AddUnknown("super_block", "s_dev", "s_list at offset 0 is not a proper list node in every super_block");
             return;
         }
-        _report.AddStructural("super_block", "s_dev", SuperBlockDev, "declared right after struct list_head s_list (checked: s_list links back)");
+        _report.AddStructural("super_block", "s_dev", _w.SuperBlockDev, "declared right after struct list_head s_list (checked: s_list links back)");
     }
 }

@@ -44,17 +44,17 @@ public sealed partial class OffsetInference
         var found = new List<ulong>();
         foreach (ulong comm in hits)
         {
-            for (long d = -_taskBytes; d < _taskBytes; d += 8)
+            for (long d = -_taskBytes; d < _taskBytes; d += _p)
             {
-                ulong head = (ulong)((long)(comm & ~7UL) + d);
+                ulong head = (ulong)((long)_w.AlignDown(comm) + d);
                 var commAddresses = WalkCommList(head, (long)comm - (long)head);
                 if (commAddresses is not { Count: >= 3 }) continue;
-                for (long k = -_taskBytes; k < _taskBytes; k += 8)
+                for (long k = -_taskBytes; k < _taskBytes; k += _p)
                 {
                     Step(3);
-                    ulong b0 = Ptr((ulong)((long)(commAddresses[0] & ~7UL) + k));
+                    ulong b0 = Ptr((ulong)((long)_w.AlignDown(commAddresses[0]) + k));
                     if (b0 == 0 || (b0 & 63) != 0 || b0 > comm || comm - b0 >= (ulong)_taskBytes) continue;
-                    if (Ptr((ulong)((long)(commAddresses[1] & ~7UL) + k)) == b0 && Ptr((ulong)((long)(commAddresses[2] & ~7UL) + k)) == b0
+                    if (Ptr((ulong)((long)_w.AlignDown(commAddresses[1]) + k)) == b0 && Ptr((ulong)((long)_w.AlignDown(commAddresses[2]) + k)) == b0
                         && !found.Contains(b0)) found.Add(b0);
                 }
             }
@@ -76,7 +76,7 @@ public sealed partial class OffsetInference
             Step();
             ulong next = Ptr(node);
             if (next == head) return result;
-            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + StructuralFacts.ListHeadPrev) != node) return null;
+            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)_w.ListHeadPrev) != node) return null;
             ulong comm = (ulong)((long)next + commFromNode);
             if (!ReadsComm(comm, 0)) return null;
             result.Add(comm);

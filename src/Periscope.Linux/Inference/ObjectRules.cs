@@ -17,11 +17,17 @@ public sealed partial class OffsetInference
         var ev = new ModuleEvidence();
         if (!_symbols.TryGetAddress("modules", out ulong head))
         {
-            _report.AddUnknown("module", "name", "needs the modules list head from kallsyms");
-            return ev;
+            // No data symbols: the list head by its structure (the module rules below check it again).
+            if (FindModulesHeadByStructure(out string why) is not { } found)
+            {
+                _report.AddUnknown("module", "name", $"needs the modules list head: not in kallsyms, and by structure: {why}");
+                return ev;
+            }
+            head = found;
+            _report.ModulesHead = head;
         }
         var modules = new List<(ulong Address, byte[] W)>();
-        var walked = WalkThreadList(head, ModuleListOffset, null);
+        var walked = WalkThreadList(head, _w.ModuleListOffset, null);
         foreach (ulong m in walked ?? [])
         {
             if (modules.Count >= _limits.MaxInferenceSamples) break;
@@ -41,19 +47,20 @@ public sealed partial class OffsetInference
             return ev;
         }
         _report.AddStructural("module", "state", 0, "first member (enum module_state); checked: 0..3 in every module");
-        _report.AddStructural("module", "list", ModuleListOffset, "second member, after the 4-byte state; checked as above");
+        _report.AddStructural("module", "list", _w.ModuleListOffset, "second member, after the 4-byte state; checked as above");
 
         var names = new List<int>();
-        for (int o = ModuleListOffset + 16; o + ModuleNameLength <= _structBytes; o += 8)
+        for (int o = _w.ModuleListOffset + 2 * _p; o + _w.ModuleNameLength <= _structBytes; o += _p)
         {
             Step(modules.Count);
-            if (modules.All(m => IsModuleName(m.W.AsSpan(o, ModuleNameLength)))) names.Add(o);
+            if (modules.All(m => IsModuleName(m.W.AsSpan(o, _w.ModuleNameLength)))) names.Add(o);
         }
-        ev.Name = _report.Add("module", "name", names, "char[56] holding a NUL-terminated [a-z0-9_]+ name in every module");
+        ev.Name = _report.Add("module", "name", names, $"char[{_w.ModuleNameLength}] holding a NUL-terminated [a-z0-9_]+ name in every module");
 
         // 6.4+: struct module_memory mem[MOD_MEM_NUM_TYPES]. Tried first: its MOD_DATA entry would also pass for a core_layout.
-        var memLayouts = ModuleMemoryRule.Candidates(modules.Select(m => (m.Address, m.W, I32(m.W, 0) == ModuleStateLive)).ToList(), _moduleArea,
-            ModuleListOffset + 16, n => Step(n));
+        // (The module_memory rule reads 64-bit entries: not generalised to i386, whose Debian kernels are 6.1.)
+        var memLayouts = _p != 8 ? [] : ModuleMemoryRule.Candidates(modules.Select(m => (m.Address, m.W, I32(m.W, 0) == ModuleStateLive)).ToList(), _moduleArea,
+            _w.ModuleListOffset + 2 * _p, n => Step(n));
         string memRule = "mem[7] of { base; [bool is_rox;] size; [mtn.mod] }: base NULL exactly when size is 0, else in the module area; MOD_TEXT non-empty; "
             + "MOD_DATA holds the struct module; a live module's init entries empty; mtn.mod points back to the module (taken first when it fits)";
         if (memLayouts.Count > 0)
@@ -66,7 +73,7 @@ public sealed partial class OffsetInference
                 ev.MemLayout = l;
                 _report.Add("module_memory", "size", [l.SizeOffset], "u32 after base (6.4..6.12) or after bool is_rox (6.13+): the only placement that fits, see module.mem");
                 _report.Add("module_memory", InferenceReport.SizeOfMember, [l.Stride], "the mem[] stride that fits, see module.mem");
-                if (l.TreeNode) _report.AddStructural("module_memory", "mtn", ModMemTreeNodeMod, "struct mod_tree_node after base and size; checked: mtn.mod points back to the module");
+                if (l.TreeNode) _report.AddStructural("module_memory", "mtn", _w.ModMemTreeNodeMod, "struct mod_tree_node after base and size; checked: mtn.mod points back to the module");
             }
             _report.AddUnknown("module", "core_layout", "6.4+ layout (module.mem found): there is no core_layout");
             InferModuleRefcnt(ev, modules);
@@ -76,12 +83,12 @@ public sealed partial class OffsetInference
 
         // core_layout (6.1..6.3): base page-aligned inside the module area, size at +8, and the struct module itself inside it.
         var cores = new List<int>();
-        for (int o = 0; o + 24 <= _structBytes; o += 8)
+        for (int o = 0; o + _w.LayoutRoSize + 4 <= _structBytes; o += _p)
         {
             Step(modules.Count);
-            if (modules.All(m => U64(m.W, o + LayoutBase) is var b && (b & 0xfff) == 0 && b >= _moduleArea.Start && b < _moduleArea.End
-                && U32(m.W, o + LayoutSize) is var s && s > 0 && m.Address >= b && m.Address < b + s
-                && U32(m.W, o + LayoutTextSize) is var t && t <= s && U32(m.W, o + LayoutRoSize) is var ro && ro >= t && ro <= s))
+            if (modules.All(m => Word(m.W, o + _w.LayoutBase) is var b && (b & 0xfff) == 0 && b >= _moduleArea.Start && b < _moduleArea.End
+                && U32(m.W, o + _w.LayoutSize) is var s && s > 0 && m.Address >= b && m.Address < b + s
+                && U32(m.W, o + _w.LayoutTextSize) is var t && t <= s && U32(m.W, o + _w.LayoutRoSize) is var ro && ro >= t && ro <= s))
                 cores.Add(o);
         }
         ev.CoreLayout = _report.Add("module", "core_layout", cores,
@@ -94,14 +101,14 @@ public sealed partial class OffsetInference
     }
 
     /// <summary>The module's text [base, base + size): core_layout's text part (6.1..6.3) or mem[MOD_TEXT] (6.4+).</summary>
-    private static (ulong Base, ulong Size) TextOf(ModuleEvidence ev, byte[] w)
+    private (ulong Base, ulong Size) TextOf(ModuleEvidence ev, byte[] w)
     {
         if (ev.MemLayout is { } l)
         {
             int e = l.Offset + ModMemText * l.Stride;
-            return (U64(w, e), U32(w, e + l.SizeOffset));
+            return (Word(w, e), U32(w, e + l.SizeOffset));
         }
-        return (U64(w, ev.CoreLayout!.Value + LayoutBase), U32(w, ev.CoreLayout.Value + LayoutTextSize));
+        return (Word(w, ev.CoreLayout!.Value + _w.LayoutBase), U32(w, ev.CoreLayout.Value + _w.LayoutTextSize));
     }
 
     private void InferModuleRefcnt(ModuleEvidence ev, List<(ulong Address, byte[] W)> modules)
@@ -109,11 +116,11 @@ public sealed partial class OffsetInference
         if (ev.CoreLayout is not null || ev.MemLayout is not null)
         {
             var refs = new List<int>();
-            for (int r = RefcntAfterLists; r + 4 <= _structBytes; r += 8)
+            for (int r = _w.RefcntAfterLists; r + 4 <= _structBytes; r += _p)
             {
                 Step(modules.Count);
-                if (modules.All(m => IsListNode(m.Address, m.W, r - RefcntAfterLists) && IsListNode(m.Address, m.W, r - RefcntAfterLists + 16)
-                    && U64(m.W, r - 8) is var exit && TextOf(ev, m.W) is var text && (exit == 0 || (exit >= text.Base && exit - text.Base < text.Size))
+                if (modules.All(m => IsListNode(m.Address, m.W, r - _w.RefcntAfterLists) && IsListNode(m.Address, m.W, r - _w.RefcntAfterLists + 2 * _p)
+                    && Word(m.W, r - _p) is var exit && TextOf(ev, m.W) is var text && (exit == 0 || (exit >= text.Base && exit - text.Base < text.Size))
                     && I32(m.W, r) is >= KernelMacros.MODULE_REF_BASE and <= 1 << 20)) refs.Add(r);
             }
             ev.RefCnt = _report.Add("module", "refcnt", refs, "int >= 1 after two list_heads (source_list, target_list) and the exit function (NULL or in the module's text)");
@@ -124,9 +131,9 @@ public sealed partial class OffsetInference
 
     private bool IsListNode(ulong objectAddress, byte[] w, int offset)
     {
-        ulong node = objectAddress + (ulong)offset, next = U64(w, offset), prev = U64(w, offset + 8);
+        ulong node = objectAddress + (ulong)offset, next = Word(w, offset), prev = Word(w, offset + _p);
         if (next == node) return prev == node;
-        return IsKernel(next) && IsKernel(prev) && Ptr(next + ListHeadPrev) == node;
+        return IsKernel(next) && IsKernel(prev) && Ptr(next + (ulong)_w.ListHeadPrev) == node;
     }
 
     private static bool IsModuleName(ReadOnlySpan<byte> b)
@@ -170,11 +177,11 @@ public sealed partial class OffsetInference
         _initCredSearched = true;
         if (TaskWindow(_report.InitTask) is not { } init) return null;
         var found = new HashSet<ulong>();
-        for (int o = 0; o + 8 <= init.Length; o += 8)
+        for (int o = 0; o + _p <= init.Length; o += _p)
         {
             Step();
-            ulong v = U64(init, o);
-            if ((v & 7) == 0 && IsKernel(v) && SmallWindow(v) is { } w && InitCredUidOffsets(w).Count > 0) found.Add(v);
+            ulong v = Word(init, o);
+            if ((v & (ulong)(_p - 1)) == 0 && IsKernel(v) && SmallWindow(v) is { } w && InitCredUidOffsets(w).Count > 0) found.Add(v);
         }
         _initCred = found.Count == 1 ? found.Single() : null;
         return _initCred;

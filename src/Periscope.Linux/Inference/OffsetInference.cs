@@ -26,6 +26,9 @@ public sealed partial class OffsetInference
     private readonly Dictionary<ulong, byte[]?> _structWindows = [];
     private readonly Dictionary<ulong, byte[]?> _smallWindows = [];
     private readonly int _taskBytes, _structBytes, _smallBytes;
+    /// <summary>The guest's pointer and unsigned long size (4 on i386) and the structural offsets that follow from it.</summary>
+    private readonly WordLayout _w;
+    private readonly int _p;
     private long _steps;
 
     private OffsetInference(GuestReader reader, KernelSymbols symbols, KernelLayout layout, IntrospectionLimits limits, VirtualRange moduleArea)
@@ -36,6 +39,9 @@ public sealed partial class OffsetInference
         _layout = layout;
         _limits = limits;
         _moduleArea = moduleArea;
+        _w = WordLayout.For(reader.PointerSize);
+        _p = _w.PointerSize;
+        _report.PointerSize = _p;
         _taskBytes = limits.MaxInferenceTaskBytes;
         _structBytes = limits.MaxInferenceStructBytes;
         _smallBytes = Math.Min(limits.MaxInferenceSmallStructBytes, _structBytes);
@@ -91,6 +97,8 @@ public sealed partial class OffsetInference
     private byte[]? SmallWindow(ulong va) => Window(_smallWindows, va, _smallBytes);
 
     private static ulong U64(byte[] w, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(w.AsSpan(offset, 8));
+    /// <summary>A pointer or unsigned long in a window: the guest's word (4 bytes on i386), zero-extended.</summary>
+    private ulong Word(byte[] w, int offset) => _p == 8 ? U64(w, offset) : U32(w, offset);
     private static uint U32(byte[] w, int offset) => BinaryPrimitives.ReadUInt32LittleEndian(w.AsSpan(offset, 4));
     private static int I32(byte[] w, int offset) => BinaryPrimitives.ReadInt32LittleEndian(w.AsSpan(offset, 4));
 

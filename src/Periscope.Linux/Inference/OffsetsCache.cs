@@ -81,6 +81,17 @@ public sealed class OffsetsCache(string directory)
         int count = members.GetArrayLength();
         if (count > MaxMembers) { error = $"{count} members, more than {MaxMembers}"; return null; }
         var report = new InferenceReport();
+        // Absent in entries written before i386 support: those are all 64-bit.
+        if (root.TryGetProperty("pointer_size", out var ps))
+        {
+            if (ps.ValueKind != JsonValueKind.Number || !ps.TryGetInt32(out int size) || size is not (4 or 8)) { error = "pointer_size is not 4 or 8"; return null; }
+            report.PointerSize = size;
+        }
+        if (root.TryGetProperty("special_mapping_vmops_from_text", out var so))
+        {
+            if (so.ValueKind != JsonValueKind.Number || !so.TryGetUInt64(out ulong delta) || delta > uint.MaxValue) { error = "special_mapping_vmops_from_text is not an image offset"; return null; }
+            report.SpecialMappingOpsFromText = delta;
+        }
         foreach (var m in members.EnumerateArray())
         {
             if (m.ValueKind != JsonValueKind.Object) { error = "a member is not an object"; return null; }
@@ -124,6 +135,8 @@ public sealed class OffsetsCache(string directory)
                 w.WriteStartObject();
                 w.WriteString("format", Format);
                 w.WriteString("key", key);
+                w.WriteNumber("pointer_size", report.PointerSize);
+                if (report.SpecialMappingOpsFromText is { } delta) w.WriteNumber("special_mapping_vmops_from_text", delta);
                 w.WritePropertyName("members");
                 WriteMembers(w, report);
                 w.WriteEndObject();

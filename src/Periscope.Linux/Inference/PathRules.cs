@@ -24,25 +24,25 @@ public sealed partial class OffsetInference
         // bytes without '/', and d_parent climbs to a root (its own parent) named "/" within MaxPathComponents.
         var triples = new List<(int Fd, int Q, int P)>();
         var roots = new Dictionary<(int, int, int), List<ulong>>();
-        for (int fd = 8; fd + 8 <= _smallBytes; fd += 8)
+        for (int fd = _p; fd + _p <= _smallBytes; fd += _p)
         {
             Step(fw.Count);
-            if (!fw.All(x => IsKernel(U64(x.W, fd)) && IsKernel(U64(x.W, fd - 8)))) continue;
-            var first = SmallWindow(U64(fw[0].W, fd));
+            if (!fw.All(x => IsKernel(Word(x.W, fd)) && IsKernel(Word(x.W, fd - _p)))) continue;
+            var first = SmallWindow(Word(fw[0].W, fd));
             if (first is null) continue;
-            for (int q = 0; q + 16 <= _smallBytes; q += 8)
+            for (int q = 0; q + QstrName + _p <= _smallBytes; q += _p)
             {
                 Step();
                 if (DentryName(first, q) is not { } n || n == "/") continue;
-                for (int p = 0; p + 8 <= _smallBytes; p += 8)
+                for (int p = 0; p + _p <= _smallBytes; p += _p)
                 {
-                    if (p == q || p == q + 8) continue;
+                    if (p == q || p == q + QstrName) continue;
                     Step();
                     var rootsOf = new List<ulong>();
                     bool ok = true;
                     foreach (var (_, w) in fw)
                     {
-                        if (ClimbToRoot(U64(w, fd), q, p) is { } root) rootsOf.Add(root);
+                        if (ClimbToRoot(Word(w, fd), q, p) is { } root) rootsOf.Add(root);
                         else { ok = false; break; }
                     }
                     if (!ok) continue;
@@ -59,13 +59,13 @@ public sealed partial class OffsetInference
         var t2 = t1.Where(t => t.Q == ev.DentryName).ToList();
         ev.DentryParent = _report.Add("dentry", "d_parent", t2.Select(t => t.P).Distinct().ToList(), pathRule, c => c.Min(), slabTieBreak);
         if (dentryOff is not { } fdOff || ev.DentryName is not { } qOff || ev.DentryParent is not { } pOff) return ev;
-        ev.FilePath = _report.AddStructural("file", "f_path", fdOff - PathDentry, "struct path { mnt, dentry }: f_path starts 8 bytes before f_path.dentry");
+        ev.FilePath = _report.AddStructural("file", "f_path", fdOff - _w.PathDentry, "struct path { mnt, dentry }: f_path starts one pointer before f_path.dentry");
         var rootOf = roots[(fdOff, qOff, pOff)];
 
         // vfsmount.mnt_root: the pointer in every file's vfsmount equal to the root its dentries climb to.
-        var mnts = fw.Select(x => U64(x.W, ev.FilePath.Value + PathMnt)).ToList();
+        var mnts = fw.Select(x => Word(x.W, ev.FilePath.Value + _w.PathMnt)).ToList();
         var mntRoots = new List<int>();
-        for (int r = 0; r + 8 <= 64; r += 8)
+        for (int r = 0; r + _p <= 64; r += _p)
         {
             Step(mnts.Count);
             bool ok = true;
@@ -80,9 +80,9 @@ public sealed partial class OffsetInference
         var distinctMnts = mnts.Distinct().ToList();
         var mountTriples = new List<(int M, int Pp, int Mp)>();
         if (ev.MntRoot is { } mr)
-            for (int m = MountParentBeforeMnt; m <= 256; m += 8)
+            for (int m = _w.MountParentBeforeMnt; m <= 256; m += _p)
             {
-                int pp = m - MountParentBeforeMnt, mp = m - MountMountpointBeforeMnt;
+                int pp = m - _w.MountParentBeforeMnt, mp = m - _w.MountMountpointBeforeMnt;
                 Step(distinctMnts.Count);
                 bool ok = true;
                 var layout = new MountLayout(m, pp, mp, mr);
@@ -101,18 +101,18 @@ public sealed partial class OffsetInference
         ev.MountMountpoint = _report.Add("mount", "mnt_mountpoint", mt.Where(t => t.Pp == ev.MountParent).Select(t => t.Mp).Distinct().ToList(), mountRule);
 
         // f_inode and dentry.d_inode: one inode pointer in both, for every file.
-        var dentries = fw.Select(x => SmallWindow(U64(x.W, fdOff))!).ToList();
+        var dentries = fw.Select(x => SmallWindow(Word(x.W, fdOff))!).ToList();
         var inodePairs = new List<(int Fi, int Di)>();
-        for (int fi = 0; fi + 8 <= _smallBytes; fi += 8)
+        for (int fi = 0; fi + _p <= _smallBytes; fi += _p)
         {
             if (fi == ev.FilePath || fi == fdOff) continue;
             Step(fw.Count);
-            if (!fw.All(x => IsKernel(U64(x.W, fi)))) continue;
-            for (int di = 0; di + 8 <= _smallBytes; di += 8)
+            if (!fw.All(x => IsKernel(Word(x.W, fi)))) continue;
+            for (int di = 0; di + _p <= _smallBytes; di += _p)
             {
                 Step(fw.Count);
                 bool ok = true;
-                for (int i = 0; i < fw.Count && ok; i++) ok = U64(fw[i].W, fi) == U64(dentries[i], di);
+                for (int i = 0; i < fw.Count && ok; i++) ok = Word(fw[i].W, fi) == Word(dentries[i], di);
                 if (ok) inodePairs.Add((fi, di));
             }
         }
@@ -121,16 +121,16 @@ public sealed partial class OffsetInference
         if (ev.FileInode is not { } fiOff) return ev;
 
         // inode.i_sb and vfsmount.mnt_sb: one super_block pointer in both.
-        var inodes = fw.Select(x => U64(x.W, fiOff)).ToList();
+        var inodes = fw.Select(x => Word(x.W, fiOff)).ToList();
         var sbPairs = new List<(int Ib, int Mb)>();
-        for (int ib = 0; ib + 8 <= _smallBytes; ib += 8)
-            for (int mb = 0; mb + 8 <= 64; mb += 8)
+        for (int ib = 0; ib + _p <= _smallBytes; ib += _p)
+            for (int mb = 0; mb + _p <= 64; mb += _p)
             {
                 if (mb == ev.MntRoot) continue;
                 Step(inodes.Count);
                 bool ok = true;
                 for (int i = 0; i < inodes.Count && ok; i++)
-                    ok = SmallWindow(inodes[i]) is { } iw && U64(iw, ib) is var sb && IsKernel(sb) && sb == Ptr(mnts[i] + (ulong)mb);
+                    ok = SmallWindow(inodes[i]) is { } iw && Word(iw, ib) is var sb && IsKernel(sb) && sb == Ptr(mnts[i] + (ulong)mb);
                 if (ok) sbPairs.Add((ib, mb));
             }
         ev.InodeSb = _report.Add("inode", "i_sb", sbPairs.Select(p => p.Ib).Distinct().ToList(), "super_block pointer in every mapped file's inode equal to one in its vfsmount (mnt_sb)");
@@ -139,20 +139,20 @@ public sealed partial class OffsetInference
         // i_ino: a u64 in the inode, non-zero, below 2^32, distinct for distinct inodes, and not the file size.
         var distinctInodes = inodes.Distinct().Select(i => SmallWindow(i)).Where(w => w is not null).ToList();
         var inos = new List<int>();
-        for (int o = 0; o + 8 <= _smallBytes && distinctInodes.Count >= 2; o += 8)
+        for (int o = 0; o + _p <= _smallBytes && distinctInodes.Count >= 2; o += _p)
         {
             Step(distinctInodes.Count);
             var seen = new HashSet<ulong>();
-            if (distinctInodes.All(w => U64(w!, o) is var v && v != 0 && v < 1UL << 32 && seen.Add(v))) inos.Add(o);
+            if (distinctInodes.All(w => Word(w!, o) is var v && v != 0 && v < 1UL << 32 && !IsKernel(v) && seen.Add(v))) inos.Add(o);
         }
-        ev.InodeIno = _report.Add("inode", "i_ino", inos, "u64, non-zero, below 2^32, distinct for distinct inodes", c => c.Min(), "lowest offset (i_ino precedes i_size and the times)");
+        ev.InodeIno = _report.Add("inode", "i_ino", inos, "unsigned long, non-zero, below 2^32 and not a kernel pointer (i386: pointers are below 2^32 too), distinct for distinct inodes", c => c.Min(), "lowest offset (i_ino precedes i_size and the times)");
         return ev;
     }
 
     private string? DentryName(byte[] w, int q)
     {
         uint len = U32(w, q + QstrLen);
-        ulong name = U64(w, q + QstrName);
+        ulong name = Word(w, q + QstrName);
         if (len is 0 or > 255 || !IsKernel(name)) return null;
         Span<byte> b = stackalloc byte[256];
         var s = b[..((int)len + 1)];
@@ -168,7 +168,7 @@ public sealed partial class OffsetInference
         for (int i = 0; i < _limits.MaxPathComponents; i++)
         {
             if (SmallWindow(dentry) is not { } w || DentryName(w, q) is not { } name) return null;
-            ulong parent = U64(w, p);
+            ulong parent = Word(w, p);
             if (parent == dentry) return name == "/" ? dentry : null;
             if (name.Contains('/') || !IsKernel(parent)) return null;
             dentry = parent;

@@ -35,10 +35,10 @@ public sealed partial class OffsetInference
         // tasks: a circular list through init_task whose every node, minus the offset, has a printable comm.
         var tasksCandidates = new List<int>();
         var lists = new Dictionary<int, List<ulong>>();
-        for (int o = 0; o + 16 <= _taskBytes; o += 8)
+        for (int o = 0; o + 2 * _p <= _taskBytes; o += _p)
         {
             Step();
-            ulong next = U64(I, o);
+            ulong next = Word(I, o);
             if (!IsKernel(next) || next == init + (ulong)o) continue;
             if (WalkTaskList(init, o, comm) is { Count: >= 2 } found) { tasksCandidates.Add(o); lists[o] = found; }
         }
@@ -122,7 +122,7 @@ public sealed partial class OffsetInference
             Step();
             ulong next = Ptr(node);
             if (next == head) return tasks;
-            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)ListHeadPrev) != node) return null;
+            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)_w.ListHeadPrev) != node) return null;
             ulong task = next - (ulong)o;
             if (!ReadsComm(task, comm)) return null;
             tasks.Add(task);
@@ -142,29 +142,30 @@ public sealed partial class OffsetInference
     {
         // mm: a pointer column, NULL for init_task, whose non-NULL values all point to objects holding, at one common
         // offset q, a pointer to a page whose kernel half is byte-identical to the kernel PGD's (Linux copies it into every PGD).
-        var kernelHalf = new byte[2048];
-        _r.Space.Physical.Read(_layout.KernelPgd + 2048, kernelHalf);
+        var share = KernelPgdShare();
+        var kernelHalf = new byte[share.Length];
+        _r.Space.Physical.Read(_layout.KernelPgd + (ulong)share.Offset, kernelHalf);
         var candidates = new List<int>();
         var pgdOffsets = new Dictionary<int, List<int>>();
         var distinct = new Dictionary<int, int>();
         var nonNull = new Dictionary<int, int>();
-        for (int o = 0; o + 8 <= _taskBytes; o += 8)
+        for (int o = 0; o + _p <= _taskBytes; o += _p)
         {
             Step(windows.Count);
-            if (U64(windows[0], o) != 0) continue;
+            if (Word(windows[0], o) != 0) continue;
             var values = new HashSet<ulong>();
             int count = 0;
             bool ok = true;
             foreach (var w in windows)
             {
-                ulong v = U64(w, o);
+                ulong v = Word(w, o);
                 if (v == 0) continue;
-                if (!IsKernel(v) || (v & 7) != 0) { ok = false; break; }
+                if (!IsKernel(v) || (v & (ulong)(_p - 1)) != 0) { ok = false; break; }
                 values.Add(v);
                 count++;
             }
             if (!ok || values.Count == 0) continue;
-            var qs = PgdOffsets(values, kernelHalf);
+            var qs = PgdOffsets(values, kernelHalf, share);
             if (qs.Count == 0) continue;
             candidates.Add(o);
             pgdOffsets[o] = qs;
@@ -176,7 +177,7 @@ public sealed partial class OffsetInference
             c => c.OrderByDescending(o => distinct[o]).ThenBy(o => nonNull[o]).ThenBy(o => o).First(),
             "most distinct mms, then fewest non-NULL (active_mm is also set for kernel threads borrowing an mm), then lowest offset"), "task_struct.mm");
         ev.Mm = mm;
-        foreach (var w in windows) if (U64(w, mm) is var v && v != 0 && !ev.UserMms.Contains(v)) ev.UserMms.Add(v);
+        foreach (var w in windows) if (Word(w, mm) is var v && v != 0 && !ev.UserMms.Contains(v)) ev.UserMms.Add(v);
         _report.Mms = ev.UserMms.Count;
 
         var q = pgdOffsets[mm];
@@ -190,19 +191,36 @@ public sealed partial class OffsetInference
             "pointer, in every task's mm, to a page whose kernel half equals the kernel PGD's (and init_mm.pgd is the kernel PGD, when init_mm is known)"), "mm_struct.pgd");
     }
 
-    private List<int> PgdOffsets(HashSet<ulong> objects, byte[] kernelHalf)
+    /// <summary>
+    /// The bytes of a top-level table every process's copy shares with the kernel's (pgd_alloc copies them from
+    /// swapper_pg_dir), and how such a table is aligned. x86-64: the kernel half of a 4 KiB page. i386 non-PAE: the page
+    /// directory entries of the first 128 MiB of the direct map (set at boot, never changed). i386 PAE: the PDPT entry
+    /// of PAGE_OFFSET, pointing to the shared kernel PMD; the PDPT itself is a 32-byte object (pgd_cache).
+    /// </summary>
+    private (int Offset, int Length, ulong Alignment) KernelPgdShare()
+    {
+        ulong pageOffset = _layout.PageOffsetBase ?? X86.PagingModes.DefaultI386PageOffset;
+        return _r.Mode switch
+        {
+            X86.PagingMode.Legacy32 => ((int)(pageOffset >> 22) * 4, 32 * 4, 0x1000),
+            X86.PagingMode.Pae32 => ((int)(pageOffset >> 30) * 8, 8, 32),
+            _ => (2048, 2048, 0x1000),
+        };
+    }
+
+    private List<int> PgdOffsets(HashSet<ulong> objects, byte[] kernelHalf, (int Offset, int Length, ulong Alignment) share)
     {
         var result = new List<int>();
-        var buffer = new byte[2048];
-        for (int q = 0; q + 8 <= Math.Min(_structBytes, 1024); q += 8)
+        var buffer = new byte[share.Length];
+        for (int q = 0; q + _p <= Math.Min(_structBytes, 1024); q += _p)
         {
             bool ok = true;
             foreach (ulong m in objects)
             {
                 Step();
                 ulong pgd = Ptr(m + (ulong)q);
-                if ((pgd & 0xfff) != 0 || !IsKernel(pgd) || !_r.Space.TryTranslate(pgd, out ulong pa)
-                    || _r.Space.Physical.Read(pa + 2048, buffer) != 2048 || !buffer.AsSpan().SequenceEqual(kernelHalf)) { ok = false; break; }
+                if ((pgd & (share.Alignment - 1)) != 0 || !IsKernel(pgd) || !_r.Space.TryTranslate(pgd, out ulong pa)
+                    || _r.Space.Physical.Read(pa + (ulong)share.Offset, buffer) != share.Length || !buffer.AsSpan().SequenceEqual(kernelHalf)) { ok = false; break; }
             }
             if (ok) result.Add(q);
         }
@@ -219,7 +237,7 @@ public sealed partial class OffsetInference
             for (int i = 1; ok && i < windows.Count; i++)
             {
                 uint f = U32(windows[i], o);
-                bool kthread = (f & KernelMacros.PF_KTHREAD) != 0, noMm = U64(windows[i], ev.Mm) == 0;
+                bool kthread = (f & KernelMacros.PF_KTHREAD) != 0, noMm = Word(windows[i], ev.Mm) == 0;
                 // An exiting task (a zombie) has dropped its mm without being a kernel thread: PF_EXITING says so.
                 if ((f & PF_IDLE) != 0 || (kthread && !noMm) || (noMm && !kthread && (f & KernelMacros.PF_EXITING) == 0)) ok = false;
                 else if (CommOf(windows[i], ev.Comm).StartsWith("kworker/", StringComparison.Ordinal) && (f & PF_WQ_WORKER) == 0) ok = false;
@@ -244,20 +262,20 @@ public sealed partial class OffsetInference
         var set = new HashSet<ulong>(ev.AllLeaders);
         var parents = new List<int>();
         var identity = new List<int>();
-        for (int o = 0; o + 8 <= _taskBytes; o += 8)
+        for (int o = 0; o + _p <= _taskBytes; o += _p)
         {
             Step(windows.Count);
-            if (U64(windows[0], o) != ev.Init) continue;
+            if (Word(windows[0], o) != ev.Init) continue;
             bool self = true, ok = true;
             for (int i = 0; i < windows.Count && ok; i++)
             {
-                ulong v = U64(windows[i], o);
+                ulong v = Word(windows[i], o);
                 if (v != ev.Leaders[i]) self = false;
                 if (!set.Contains(v) && !(IsKernel(v) && ReadsComm(v, ev.Comm))) ok = false;
             }
             if (!ok) continue;
             if (self) identity.Add(o);
-            else if (U64(windows[1], o) == ev.Init) parents.Add(o);
+            else if (Word(windows[1], o) == ev.Init) parents.Add(o);
         }
         const string rule = "pointer column whose values are tasks: init_task points to itself, the first task after it to init_task, not every task to itself";
         ev.RealParent = _report.Add(Task, "real_parent", parents, rule, c => c.Min(), "lower offset is real_parent (the two differ only under ptrace)");
@@ -277,11 +295,11 @@ public sealed partial class OffsetInference
             return;
         }
         var candidates = new List<int>();
-        for (int o = 0; o + 8 <= _taskBytes; o += 8)
+        for (int o = 0; o + _p <= _taskBytes; o += _p)
         {
             Step(windows.Count);
-            if (U64(windows[0], o) != initCred) continue;
-            if (windows.All(w => IsKernel(U64(w, o)))) candidates.Add(o);
+            if (Word(windows[0], o) != initCred) continue;
+            if (windows.All(w => IsKernel(Word(w, o)))) candidates.Add(o);
         }
         const string rule = "pointer column: init_task points to init_cred, every task to a kernel object";
         ev.RealCred = _report.Add(Task, "real_cred", candidates, rule, c => c.Min(), "lower offset is real_cred (declared before cred)");
@@ -294,28 +312,28 @@ public sealed partial class OffsetInference
         // one offset H of *S a list_head starts whose first node is the leader's own list_head at one offset N, and the
         // list is a proper cycle back to S+H. The cycle's nodes are the threads.
         var found = new List<(int S, int H, int N, Dictionary<ulong, List<ulong>> Threads)>();
-        for (int s = 0; s + 8 <= _taskBytes; s += 8)
+        for (int s = 0; s + _p <= _taskBytes; s += _p)
         {
             Step(windows.Count);
             var values = new HashSet<ulong>();
             bool ok = true;
             foreach (var w in windows)
             {
-                ulong v = U64(w, s);
+                ulong v = Word(w, s);
                 if (!IsKernel(v) || !values.Add(v)) { ok = false; break; }
             }
             if (!ok) continue;
-            byte[]? first = SmallWindow(U64(windows[0], s));
+            byte[]? first = SmallWindow(Word(windows[0], s));
             if (first is null) continue;
-            for (int h = 0; h + 16 <= _smallBytes; h += 8)
+            for (int h = 0; h + 2 * _p <= _smallBytes; h += _p)
             {
                 Step();
-                long n = (long)(U64(first, h) - ev.Leaders[0]);
-                if (n <= 0 || n >= _taskBytes || n % 8 != 0 || n == ev.TasksOff) continue;
+                long n = (long)(Word(first, h) - ev.Leaders[0]);
+                if (n <= 0 || n >= _taskBytes || n % _p != 0 || n == ev.TasksOff) continue;
                 var threads = new Dictionary<ulong, List<ulong>>();
                 for (int i = 0; i < windows.Count && ok; i++)
                 {
-                    ulong head = U64(windows[i], s) + (ulong)h;
+                    ulong head = Word(windows[i], s) + (ulong)h;
                     var members = WalkThreadList(head, (int)n, ev.Leaders[i]);
                     if (members is null) ok = false;
                     else threads[ev.Leaders[i]] = members;
@@ -326,7 +344,7 @@ public sealed partial class OffsetInference
         }
         // Every thread of a group shares its leader's signal (a list link next to the thread list, e.g. thread_node.prev,
         // passes the rest for single-threaded processes only).
-        found = found.Where(f => f.Threads.All(kv => kv.Value.All(t => Ptr(t + (ulong)f.S) == U64(windows[ev.Leaders.IndexOf(kv.Key)], f.S)))).ToList();
+        found = found.Where(f => f.Threads.All(kv => kv.Value.All(t => Ptr(t + (ulong)f.S) == Word(windows[ev.Leaders.IndexOf(kv.Key)], f.S)))).ToList();
         const string rule = "signal: pointer column distinct for every leader and shared by its threads; signal_struct.thread_head: the list_head in *signal whose first node is the leader's thread_node; the list is a cycle";
         var ss = found.Select(f => f.S).Distinct().ToList();
         ev.Signal = _report.Add(Task, "signal", ss, rule);
@@ -369,7 +387,7 @@ public sealed partial class OffsetInference
         else
         {
             var candidates = new List<int>();
-            for (int o = 0; o + 16 <= _taskBytes; o += 8)
+            for (int o = 0; o + 2 * _p <= _taskBytes; o += _p)
             {
                 if (o == ev.TasksOff || o == ev.ThreadNode) continue;
                 Step();
@@ -410,7 +428,7 @@ public sealed partial class OffsetInference
             Step();
             ulong next = Ptr(node);
             if (next == head) return firstMustBe is null || result.Count > 0 ? result : null;
-            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)ListHeadPrev) != node) return null;
+            if (!IsKernel(next) || !seen.Add(next) || Ptr(next + (ulong)_w.ListHeadPrev) != node) return null;
             ulong t = next - (ulong)offset;
             if (i == 0 && firstMustBe is { } f && t != f) return null;
             result.Add(t);
@@ -446,7 +464,7 @@ public sealed partial class OffsetInference
         // exit_state: int in {0, EXIT_DEAD, EXIT_ZOMBIE} for every task, with exit_signal 8 bytes later: SIGCHLD for most user
         // processes, -1 for every non-leader thread.
         var exit = new List<int>();
-        var users = windows.Where(w => U64(w, ev.Mm) != 0).ToList();
+        var users = windows.Where(w => Word(w, ev.Mm) != 0).ToList();
         var threads = ev.Threads.SelectMany(kv => kv.Value.Where(t => t != kv.Key)).Take(cap).Select(TaskWindow).Where(w => w is not null).ToList();
         for (int o = 0; o + 4 + ExitSignalAfterExitState <= _taskBytes && users.Count > 0; o += 4)
         {

@@ -36,7 +36,23 @@ public sealed class GuestReader(AddressSpace space, IntrospectionLimits? limits 
         return false;
     }
 
-    public bool TryPointer(ulong va, out ulong value) => TryU64(va, out value);
+    /// <summary>sizeof(void *) and sizeof(unsigned long) of the guest kernel: 4 on i386 (both paging modes), 8 on x86-64.</summary>
+    public int PointerSize { get; } = space.Mode.PointerSize();
+
+    /// <summary>A pointer-sized value (a pointer, or an unsigned long: the two have one size on every x86 Linux),
+    /// zero-extended on i386.</summary>
+    public bool TryPointer(ulong va, out ulong value)
+    {
+        if (PointerSize == 8) return TryU64(va, out value);
+        bool ok = TryU32(va, out uint v);
+        value = v;
+        return ok;
+    }
+
+    /// <summary>An unsigned long (vm_start, vm_flags, i_ino, ...): the guest's word, 4 bytes on i386.</summary>
+    public bool TryULong(ulong va, out ulong value) => TryPointer(va, out value);
+
+    public ulong PointerOrZero(ulong va) => TryPointer(va, out ulong v) ? v : 0;
 
     public bool TryU32(ulong va, out uint value)
     {

@@ -1,3 +1,4 @@
+using Periscope.X86;
 using Periscope.Linux.Kallsyms;
 
 namespace Periscope.Linux.Model;
@@ -127,6 +128,26 @@ public static class KernelMacros
     }
 
     /// <summary>
+    /// i386 module area (arch/x86/include/asm/pgtable_32_areas.h): MODULES_VADDR = VMALLOC_START = high_memory +
+    /// VMALLOC_OFFSET (8 MiB), MODULES_END = VMALLOC_END, below the persistent-kmap and fixmap areas at the top of the
+    /// 4 GiB. high_memory is the end of lowmem: PAGE_OFFSET plus RAM, at most MAXMEM (896 MiB with the 3G split). The
+    /// range starts at lowmem's end (a plausibility bound for module addresses) and ends below the last 8 MiB.
+    /// </summary>
+    public const ulong I386_VMALLOC_OFFSET = 8UL << 20;
+    public const ulong I386_MAX_LOWMEM = 896UL << 20;
+    public const ulong I386_MODULES_END = 0xFF80_0000;
+
+    /// <summary>The module area of this kernel: <see cref="ModuleArea(KernelSymbols, ulong)"/> on x86-64, the vmalloc
+    /// area above lowmem on i386.</summary>
+    public static VirtualRange ModuleArea(KernelSymbols symbols, Discovery.KernelLayout layout, ulong ramEnd)
+    {
+        if (!layout.Mode.Is32Bit()) return ModuleArea(symbols, layout.VirtualSlide);
+        ulong pageOffset = layout.PageOffsetBase ?? X86.PagingModes.DefaultI386PageOffset;
+        ulong lowmem = Math.Min(Math.Min(ramEnd, I386_MAX_LOWMEM), 0x1_0000_0000UL - pageOffset);
+        return new VirtualRange(pageOffset + lowmem, I386_MODULES_END);
+    }
+
+    /// <summary>
     /// Checks the macros above against the running kernel where it can say. Returns one line per disagreement
     /// (empty when everything that could be checked agrees).
     /// </summary>
@@ -134,7 +155,7 @@ public static class KernelMacros
     {
         var problems = new List<string>();
         // gate_vma is VM_READ | VM_EXEC, or VM_EXEC alone with vsyscall=xonly.
-        if (symbols.TryGetAddress("gate_vma", out ulong gate) && reader.TryU64(gate + (ulong)offsets.Vma.Flags, out ulong gateFlags)
+        if (symbols.TryGetAddress("gate_vma", out ulong gate) && reader.TryULong(gate + (ulong)offsets.Vma.Flags, out ulong gateFlags)
             && (gateFlags & (VM_READ | VM_WRITE | VM_EXEC | VM_MAYSHARE)) is not (VM_READ | VM_EXEC) and not VM_EXEC)
             problems.Add($"gate_vma.vm_flags = 0x{gateFlags:x}: expected VM_READ | VM_EXEC (0x{VM_READ | VM_EXEC:x}) or VM_EXEC among the permission bits");
         if (symbols.TryGetAddress("_end", out ulong end) && end > moduleArea.Start)
@@ -148,7 +169,7 @@ public static class KernelMacros
             // static const char * const task_state_array[] = { "R (running)", "S (sleeping)", ... "I (idle)" };
             for (int i = 0; i < TaskStateLetters.Length; i++)
             {
-                if (!reader.TryPointer(states + (ulong)i * 8, out ulong text) || reader.ReadCString(text, 1) is not { Length: 1 } s) break;
+                if (!reader.TryPointer(states + (ulong)(i * reader.PointerSize), out ulong text) || reader.ReadCString(text, 1) is not { Length: 1 } s) break;
                 if (s[0] != TaskStateLetters[i])
                 {
                     problems.Add($"task_state_array[{i}] is \"{s}\", expected \"{TaskStateLetters[i]}\": the task state bits moved");

@@ -66,7 +66,7 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
         for (int i = 0; i < end; i++)
         {
             if (result.Count >= cap) { diagnostics.ReportIncomplete("maple tree", $"more than {cap} entries", node); return; }
-            if (!reader.TryPointer(node + (ulong)slotOff + (ulong)i * 8, out ulong slot)) { diagnostics.ReportIncomplete("maple tree", "unreadable slot", node); return; }
+            if (!reader.TryPointer(node + (ulong)slotOff + (ulong)(i * reader.PointerSize), out ulong slot)) { diagnostics.ReportIncomplete("maple tree", "unreadable slot", node); return; }
             if (slot == 0) continue;
             if (leaf)
             {
@@ -77,8 +77,9 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
             else
             {
                 // A child's upper bound is its pivot; the last child inherits this node's bound.
+                // Pivots and slots are unsigned longs and pointers: the guest's word size apart.
                 ulong childMax = max;
-                if (i < slots - 1 && reader.TryU64(node + (ulong)pivotOff + (ulong)i * 8, out ulong pivot) && pivot != 0) childMax = pivot;
+                if (i < slots - 1 && reader.TryULong(node + (ulong)pivotOff + (ulong)(i * reader.PointerSize), out ulong pivot) && pivot != 0) childMax = pivot;
                 Walk(slot, childMax, depth + 1, result, seen, cap);
             }
         }
@@ -91,7 +92,7 @@ public sealed class MapleTree(GuestReader reader, MapleOffsets offsets, Introspe
     {
         if (type != NodeType.Arange64)
         {
-            reader.TryU64(node + (ulong)pivotOff + (ulong)(slots - 2) * 8, out ulong lastPivot);
+            reader.TryULong(node + (ulong)pivotOff + (ulong)((slots - 2) * reader.PointerSize), out ulong lastPivot);
             if (lastPivot == max) return slots - 1;
             if (lastPivot != 0) return slots;
         }

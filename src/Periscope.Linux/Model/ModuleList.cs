@@ -39,13 +39,13 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
             if (o.CoreLayout is { } core)
             {
                 ulong layout = module + (ulong)core;
-                baseAddr = reader.U64OrZero(layout + (ulong)o.LayoutBase);
+                baseAddr = reader.PointerOrZero(layout + (ulong)o.LayoutBase);
                 reader.TryU32(layout + (ulong)o.LayoutSize, out uint coreSize);
                 size = coreSize;
                 implausible ??= CheckExtent("core_layout", baseAddr, coreSize);
                 if (o.InitLayout is { } init && reader.TryU32(module + (ulong)init + (ulong)o.LayoutSize, out uint initSize))
                 {
-                    implausible ??= CheckExtent("init_layout", reader.U64OrZero(module + (ulong)init + (ulong)o.LayoutBase), initSize);
+                    implausible ??= CheckExtent("init_layout", reader.PointerOrZero(module + (ulong)init + (ulong)o.LayoutBase), initSize);
                     size += initSize;
                 }
                 if (o.LayoutTextSize is { } ts && reader.TryU32(layout + (ulong)ts, out uint t)) text = t;
@@ -58,7 +58,7 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
                 {
                     ulong m = module + (ulong)mem + (ulong)i * (ulong)o.MemSize;
                     reader.TryU32(m + (ulong)o.LayoutSize, out uint s);
-                    ulong b = reader.U64OrZero(m + (ulong)o.LayoutBase);
+                    ulong b = reader.PointerOrZero(m + (ulong)o.LayoutBase);
                     implausible ??= CheckExtent($"mem[{i}]", b, s);
                     size += s;
                     if (i == o.MemText) { baseAddr = b; text = s; }
@@ -97,7 +97,7 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
     private (string? Letters, bool Tainted) ReadTaints(ulong module, string name)
     {
         if (offsets.ModuleTaint is not { } t || taintFlags is not { } table) return (null, false);
-        if (!reader.TryU64(module + (ulong)t.Taints, out ulong bits)) return (null, false);
+        if (!reader.TryULong(module + (ulong)t.Taints, out ulong bits)) return (null, false);
         var letters = new System.Text.StringBuilder();
         for (int bit = 0; bit < TaintBits; bit++)
         {

@@ -1,3 +1,4 @@
+using Periscope.X86;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
@@ -98,7 +99,8 @@ public static class ModuleSymbols
                 {
                     var e = entries.Slice(i * entrySize, entrySize);
                     uint nameOffset = BinaryPrimitives.ReadUInt32LittleEndian(e[o.SymName..]);
-                    ulong value = BinaryPrimitives.ReadUInt64LittleEndian(e[o.SymValue..]);
+                    // st_value is an Elf_Addr: Elf32_Sym's 4 bytes on i386, Elf64_Sym's 8 on x86-64.
+                    ulong value = r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(e[o.SymValue..]) : BinaryPrimitives.ReadUInt64LittleEndian(e[o.SymValue..]);
                     string? name = strings.Get(nameOffset);
                     if (name is null)
                     {
@@ -144,10 +146,10 @@ public static class ModuleSymbols
             if (o.KernelSymbolRelative)
             {
                 if (!r.TryI32(valueVa, out int dv) || !r.TryI32(nameVa, out int dn)) break;
-                value = valueVa + (ulong)(long)dv;
-                namePtr = nameVa + (ulong)(long)dn;
+                value = r.Space.Mode.Wrap(valueVa + (ulong)(long)dv);
+                namePtr = r.Space.Mode.Wrap(nameVa + (ulong)(long)dn);
             }
-            else if (!r.TryU64(valueVa, out value) || !r.TryPointer(nameVa, out namePtr)) break;
+            else if (!r.TryPointer(valueVa, out value) || !r.TryPointer(nameVa, out namePtr)) break;
             if (r.ReadCString(namePtr, limits.MaxModuleSymbolNameLength) is { Length: > 0 } name) set.Add((name, value));
         }
         return set;

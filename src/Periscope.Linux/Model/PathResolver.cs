@@ -76,7 +76,7 @@ public sealed class PathResolver(GuestReader reader, KernelOffsets offsets, Intr
     public (ulong Inode, uint Major, uint Minor) FileIdentity(ulong file)
     {
         if (!reader.TryPointer(file + (ulong)_p.FileInode, out ulong inode) || !reader.IsKernelPointer(inode)) return (0, 0, 0);
-        reader.TryU64(inode + (ulong)_p.InodeIno, out ulong ino);
+        reader.TryULong(inode + (ulong)_p.InodeIno, out ulong ino);
         uint dev = 0;
         if (reader.TryPointer(inode + (ulong)_p.InodeSb, out ulong sb) && reader.IsKernelPointer(sb)) reader.TryU32(sb + (ulong)_p.SuperBlockDev, out dev);
         return (ino, dev >> KernelMacros.MINORBITS, dev & ((1u << KernelMacros.MINORBITS) - 1));

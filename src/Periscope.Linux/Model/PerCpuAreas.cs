@@ -53,8 +53,8 @@ public sealed record PerCpuAreas(IReadOnlyList<CpuArea> Cpus, uint NrCpuIds, IRe
         var result = new List<CpuArea>();
         for (uint cpu = 0; cpu < readable; cpu++)
         {
-            if (hasPossibleMask && reader.TryU64(possibleMask + cpu / 64 * 8, out ulong word) && (word >> (int)(cpu % 64) & 1) == 0) continue;
-            if (!reader.TryU64(offsets + cpu * 8, out ulong offset))
+            if (hasPossibleMask && reader.TryULong(possibleMask + cpu / (ulong)(8 * reader.PointerSize) * (ulong)reader.PointerSize, out ulong word) && (word >> (int)(cpu % (ulong)(8 * reader.PointerSize)) & 1) == 0) continue;
+            if (!reader.TryULong(offsets + cpu * (ulong)reader.PointerSize, out ulong offset))
             {
                 gaps.Add(new(PerCpuGapKind.Unreadable, $"__per_cpu_offset[{cpu}] is unreadable"));
                 if (reader.Budget.AnyExhausted) break;

@@ -7,9 +7,10 @@ namespace Periscope.Linux.Model;
 /// Special mappings use special_mapping_vmops, whose vm_private_data points at a vm_special_mapping; the offset of
 /// its name member comes from BTF.
 /// </summary>
-public sealed class SpecialMappings(KernelSymbols symbols)
+public sealed class SpecialMappings(KernelSymbols symbols, ulong? specialOpsFoundByStructure = null)
 {
-    private readonly ulong? _specialOps = symbols.TryGetAddress("special_mapping_vmops", out ulong a) ? a : null;
+    /// <summary>special_mapping_vmops from kallsyms, or (no data symbols) as the offset inference found it.</summary>
+    private readonly ulong? _specialOps = symbols.TryGetAddress("special_mapping_vmops", out ulong a) ? a : specialOpsFoundByStructure;
     private readonly ulong? _legacyOps = symbols.TryGetAddress("legacy_special_mapping_vmops", out ulong b) ? b : null;
     private readonly ulong? _gateVma = symbols.TryGetAddress("gate_vma", out ulong g) ? g : null;
     private readonly ulong? _vsyscallMode = symbols.TryGetAddress("vsyscall_mode", out ulong m) ? m : null;
@@ -30,8 +31,8 @@ public sealed class SpecialMappings(KernelSymbols symbols)
         if (_gateVma is not { } g) return null;
         if (_vsyscallMode is { } mode && reader.TryU32(mode, out uint m) && m == KernelMacros.VSYSCALL_NONE) return null;
         var o = offsets.Vma;
-        if (!reader.TryU64(g + (ulong)o.Start, out ulong start) || !reader.TryU64(g + (ulong)o.End, out ulong end) || end <= start) return null;
-        reader.TryU64(g + (ulong)o.Flags, out ulong flags);
+        if (!reader.TryULong(g + (ulong)o.Start, out ulong start) || !reader.TryULong(g + (ulong)o.End, out ulong end) || end <= start) return null;
+        reader.TryULong(g + (ulong)o.Flags, out ulong flags);
         return new Vma { Address = g, Start = start, End = end, Flags = flags, Offset = 0, File = 0, Path = "[vsyscall]" };
     }
 }

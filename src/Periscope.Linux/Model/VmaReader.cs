@@ -26,9 +26,9 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
             return [];
         }
 
-        reader.TryU64(mm + (ulong)offsets.Mm.StartBrk, out ulong startBrk);
-        reader.TryU64(mm + (ulong)offsets.Mm.Brk, out ulong brk);
-        reader.TryU64(mm + (ulong)offsets.Mm.StartStack, out ulong startStack);
+        reader.TryULong(mm + (ulong)offsets.Mm.StartBrk, out ulong startBrk);
+        reader.TryULong(mm + (ulong)offsets.Mm.Brk, out ulong brk);
+        reader.TryULong(mm + (ulong)offsets.Mm.StartStack, out ulong startStack);
         var result = new List<Vma>();
         var seen = new HashSet<ulong>();
         foreach (ulong vma in vmas)
@@ -45,7 +45,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
 
     /// <summary>/proc shows the gate area only for mms flagged MM_CONTEXT_HAS_VSYSCALL (none when vsyscall=none).</summary>
     private bool HasVsyscallPage(ulong mm) =>
-        offsets.Mm.ContextFlags is { } off && reader.TryU64(mm + (ulong)off, out ulong flags) && (flags & KernelMacros.MM_CONTEXT_HAS_VSYSCALL) != 0;
+        offsets.Mm.ContextFlags is { } off && reader.TryULong(mm + (ulong)off, out ulong flags) && (flags & KernelMacros.MM_CONTEXT_HAS_VSYSCALL) != 0;
 
     private IEnumerable<ulong> WalkMmapList(ulong head, int nextOffset, int cap)
     {
@@ -63,7 +63,7 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
     private Vma? ReadVma(ulong vma, ulong mm, ulong startBrk, ulong brk, ulong startStack)
     {
         var o = offsets.Vma;
-        if (!reader.TryU64(vma + (ulong)o.Start, out ulong start) || !reader.TryU64(vma + (ulong)o.End, out ulong end)
+        if (!reader.TryULong(vma + (ulong)o.Start, out ulong start) || !reader.TryULong(vma + (ulong)o.End, out ulong end)
             || !reader.TryPointer(vma + (ulong)o.Mm, out ulong vmMm))
         {
             diagnostics.ReportIncomplete("vma", "unreadable vm_area_struct", vma);
@@ -71,8 +71,8 @@ public sealed class VmaReader(GuestReader reader, KernelOffsets offsets, Introsp
         }
         if (vmMm != mm) { diagnostics.ReportIncomplete("vma", $"vm_mm 0x{vmMm:x} does not point back to mm 0x{mm:x}", vma); return null; }
         if (end <= start || (start & KernelMacros.PAGE_MASK_LOW) != 0 || (end & KernelMacros.PAGE_MASK_LOW) != 0) { diagnostics.ReportIncomplete("vma", $"implausible range 0x{start:x}-0x{end:x}", vma); return null; }
-        reader.TryU64(vma + (ulong)o.Flags, out ulong flags);
-        reader.TryU64(vma + (ulong)o.PgOff, out ulong pgoff);
+        reader.TryULong(vma + (ulong)o.Flags, out ulong flags);
+        reader.TryULong(vma + (ulong)o.PgOff, out ulong pgoff);
         reader.TryPointer(vma + (ulong)o.File, out ulong file);
         string path;
         ulong offset = 0, inode = 0;
