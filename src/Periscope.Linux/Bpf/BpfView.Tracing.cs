@@ -284,42 +284,24 @@ public sealed partial class BpfView
         if (!tcx && !miniq) { _unavailable.Add("tc: BTF lacks net_device.tcx_ingress and miniq_ingress"); return; }
         if (tcx) _pointsRead.Add(BpfAttachPoint.Tc);
         else _unavailable.Add("tc: this kernel has no tcx (6.6+); cls_bpf filters are only detected, their programs are not read");
-        int devices = 0;
-        try
+        ForEachNetDevice("tc", nsList, (d, name, inum) =>
         {
-            foreach (var net in kernel.Object("list_head", nsList).ListEntries("net", "list"))
+            foreach (string direction in (string[])["ingress", "egress"])
             {
-                uint inum = net.TryMember("ns.inum", out var ino) ? (uint)ino.ReadUInt64() : 0;
-                foreach (var d in net["dev_base_head"].ListEntries("net_device", "dev_list"))
+                if (tcx && d.TryMember("tcx_" + direction, out var entryPtr) && entryPtr.ReadPointer() != 0)
                 {
-                    if (++devices > kernel.Limits.MaxBpfNetDevices)
+                    var items = entryPtr.Deref()["fp_items"];
+                    for (long i = 0; i < items.Type.Length; i++)
                     {
-                        _gaps.Add($"tc: stopped at MaxBpfNetDevices = {kernel.Limits.MaxBpfNetDevices} devices");
-                        return;
-                    }
-                    string name = d["name"].ReadString();
-                    foreach (string direction in (string[])["ingress", "egress"])
-                    {
-                        if (tcx && d.TryMember("tcx_" + direction, out var entryPtr) && entryPtr.ReadPointer() != 0)
-                        {
-                            var items = entryPtr.Deref()["fp_items"];
-                            for (long i = 0; i < items.Type.Length; i++)
-                            {
-                                ulong prog = items[i]["prog"].ReadPointer();
-                                if (prog == 0) break;
-                                Attach(prog, BpfAttachPoint.Tc, $"netdev {name} (net ns {inum}) tcx {direction}");
-                            }
-                        }
-                        else if (!tcx && miniq && d.TryMember("miniq_" + direction, out var mq) && mq.ReadPointer() != 0)
-                            NoteClsBpf(mq.Deref(), $"netdev {name} (net ns {inum}) tc {direction}");
+                        ulong prog = items[i]["prog"].ReadPointer();
+                        if (prog == 0) break;
+                        Attach(prog, BpfAttachPoint.Tc, $"netdev {name} (net ns {inum}) tcx {direction}");
                     }
                 }
+                else if (!tcx && miniq && d.TryMember("miniq_" + direction, out var mq) && mq.ReadPointer() != 0)
+                    NoteClsBpf(mq.Deref(), $"netdev {name} (net ns {inum}) tc {direction}");
             }
-        }
-        catch (ObjectFaultException e)
-        {
-            _gaps.Add($"tc: {e.Message}");
-        }
+        });
     }
 
     /// <summary>A cls_bpf filter on a pre-6.6 mini_Qdisc: its programs sit in cls_bpf's own structures (module BTF), so

@@ -328,6 +328,28 @@ public sealed partial class BpfView(LinuxKernel kernel)
         bool state = dev.HasMember("xdp_state"), generic = dev.HasMember("xdp_prog");
         if (!state && !generic) { _unavailable.Add("xdp: BTF lacks net_device.xdp_state and xdp_prog"); return; }
         _pointsRead.Add(BpfAttachPoint.Xdp);
+        ForEachNetDevice("xdp", nsList, (d, name, inum) =>
+        {
+            var found = new HashSet<ulong>();
+            if (state)
+            {
+                var slots = d["xdp_state"];
+                for (long m = 0; m < slots.Type.Length; m++)
+                {
+                    ulong prog = slots[m]["prog"].ReadPointer();
+                    if (prog != 0 && found.Add(prog)) Attach(prog, BpfAttachPoint.Xdp, $"netdev {name} (net ns {inum}) mode {m}");
+                }
+            }
+            if (generic && d["xdp_prog"].ReadPointer() is var g and not 0 && found.Add(g))
+                Attach(g, BpfAttachPoint.Xdp, $"netdev {name} (net ns {inum}) generic");
+        });
+    }
+
+    /// <summary>Every network device of every network namespace (net_namespace_list, then each net's dev_base_head),
+    /// with its name and namespace inode, at most MaxBpfNetDevices in all; the bound or a fault ends the walk with a gap
+    /// named after <paramref name="view"/>.</summary>
+    private void ForEachNetDevice(string view, ulong nsList, Action<KernelObject, string, uint> visit)
+    {
         int devices = 0;
         try
         {
@@ -338,28 +360,16 @@ public sealed partial class BpfView(LinuxKernel kernel)
                 {
                     if (++devices > kernel.Limits.MaxBpfNetDevices)
                     {
-                        _gaps.Add($"xdp: stopped at MaxBpfNetDevices = {kernel.Limits.MaxBpfNetDevices} devices");
+                        _gaps.Add($"{view}: stopped at MaxBpfNetDevices = {kernel.Limits.MaxBpfNetDevices} devices");
                         return;
                     }
-                    string name = d["name"].ReadString();
-                    var found = new HashSet<ulong>();
-                    if (state)
-                    {
-                        var slots = d["xdp_state"];
-                        for (long m = 0; m < slots.Type.Length; m++)
-                        {
-                            ulong prog = slots[m]["prog"].ReadPointer();
-                            if (prog != 0 && found.Add(prog)) Attach(prog, BpfAttachPoint.Xdp, $"netdev {name} (net ns {inum}) mode {m}");
-                        }
-                    }
-                    if (generic && d["xdp_prog"].ReadPointer() is var g and not 0 && found.Add(g))
-                        Attach(g, BpfAttachPoint.Xdp, $"netdev {name} (net ns {inum}) generic");
+                    visit(d, d["name"].ReadString(), inum);
                 }
             }
         }
         catch (ObjectFaultException e)
         {
-            _gaps.Add($"xdp: {e.Message}");
+            _gaps.Add($"{view}: {e.Message}");
         }
     }
 
