@@ -5,13 +5,14 @@ namespace Periscope.Journal;
 /// <summary>
 /// Records copied out of SQLite's row buffer, so that a batch can be hashed on other threads while this one reads the
 /// next: per record, reading through SQLite and hashing through OpenSSL each cost about a microsecond, and verification
-/// would otherwise pay both in series. A batch holds at most <see cref="MaxRecords"/> records and grows its byte store
-/// only for a payload that does not fit (payloads are capped by the row reader before they are copied).
+/// would otherwise pay both in series. A batch holds at most <see cref="MaxRecords"/> records and about
+/// <see cref="TargetBytes"/> of their bytes: it ends with the record that reaches that size, so its store never holds
+/// more than that plus one record (whose payload the row reader has capped before it is copied), whatever the journal.
 /// </summary>
 internal sealed class JournalRecordBatch : IDisposable
 {
     public const int MaxRecords = 4096;
-    private const int InitialBytes = 1 << 20;
+    public const int TargetBytes = 1 << 20;
 
     private readonly record struct Entry(long Sequence, long TimeMicros, JournalRecordKind Kind, int PayloadAt, int PayloadLength, int PreviousAt, int HashAt);
 
@@ -22,20 +23,22 @@ internal sealed class JournalRecordBatch : IDisposable
     private readonly IncrementalHash _firstHalf = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private readonly IncrementalHash _secondHalf = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private byte[] _firstScratch = new byte[512], _secondScratch = new byte[512];
-    private byte[] _bytes = new byte[InitialBytes];
+    private byte[] _bytes = new byte[TargetBytes];
     private int _used;
 
     public int Count { get; private set; }
 
-    /// <summary>Reads up to <see cref="MaxRecords"/> records; fewer only at the end of the table.</summary>
+    /// <summary>Reads the next records, up to <see cref="MaxRecords"/> or <see cref="TargetBytes"/>; none only at the
+    /// end of the table.</summary>
     public void Fill(JournalRowReader rows)
     {
         Count = 0;
         _used = 0;
-        while (Count < MaxRecords && rows.Next(out var r))
+        while (Count < MaxRecords && _used < TargetBytes && rows.Next(out var r))
         {
             int need = r.Payload.Length + 2 * JournalEncoding.HashBytes;
-            if (_used + need > _bytes.Length) Array.Resize(ref _bytes, Math.Max(_bytes.Length * 2, _used + need));
+            // Only the record that crosses TargetBytes can need more room: grown once, then reused by later batches.
+            if (_used + need > _bytes.Length) Array.Resize(ref _bytes, _used + need);
             int payloadAt = Append(r.Payload), previousAt = Append(r.Previous), hashAt = Append(r.Hash);
             _entries[Count++] = new Entry(r.Sequence, r.TimeMicros, r.Kind, payloadAt, r.Payload.Length, previousAt, hashAt);
         }

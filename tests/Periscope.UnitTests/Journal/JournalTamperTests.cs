@@ -334,4 +334,25 @@ public sealed class JournalTamperTests : IDisposable
         Assert.Equal(firstBad, v.FirstBadSequence);
         if (damage == JournalDamage.None) Assert.Equal(10_000, v.ProvenThrough);
     }
+
+    /// <summary>Large payloads end a batch by its bytes, not its record count (a batch never holds more than about a
+    /// MiB plus one record): twelve 300 KB records make several batches, and damage in a later one is named exactly.</summary>
+    [Theory]
+    [InlineData("UPDATE records SET payload=zeroblob(300001) WHERE seq=10", JournalDamage.Edited, 10)]
+    [InlineData("", JournalDamage.None, 0)]
+    public void LargeRecordsAreVerifiedAcrossBatchesEndedByTheirSize(string sql, JournalDamage damage, long firstBad)
+    {
+        using (var key = JournalSigningKey.Load(Key, Periscope.Memory.IntrospectionLimits.Default))
+        using (var journal = JournalStore.Open(Db, JournalOpenMode.Append))
+        {
+            var items = Enumerable.Range(1, 12).Select(i => (JournalRecordKind.Note, Enumerable.Repeat((byte)('a' + i), 300_000).ToArray())).ToList();
+            journal.AppendBatch(items);
+            Assert.NotNull(journal.SignHead(key));
+        }
+        if (sql.Length > 0) Tamper(sql);
+        var v = Verify();
+        Assert.True(v.Damage == damage, v.Problem);
+        Assert.Equal(firstBad, v.FirstBadSequence);
+        if (damage == JournalDamage.None) Assert.Equal(12, v.ProvenThrough);
+    }
 }
