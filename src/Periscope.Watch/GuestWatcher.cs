@@ -38,7 +38,12 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
     private ProtectedWriteMonitor? _protect;
     private BootIdentity? _boot;
     private DateTime _nextSweep = DateTime.MinValue;
-    private string? _lastAttachFailure, _lastSweepFailure, _lastIncomplete;
+    private string? _lastAttachFailure, _lastIncomplete;
+    // Each distinct reason a sweep could not run is journalled once until a sweep succeeds again: a guest whose
+    // failures alternate (a walk caught mid-update during boot, then the missing baseline, and so on) must not add a
+    // record at every sweep. Bounded: a guest that invents a new failure text each sweep is said to do so once.
+    private readonly HashSet<string> _sweepFailuresSinceSuccess = new(StringComparer.Ordinal);
+    private const int MaxDistinctSweepFailures = 16;
     private bool _everAttached;
     private readonly Dictionary<string, Finding> _raised = new(StringComparer.Ordinal);
     private readonly List<GuestEvent> _eventBuffer = [];
@@ -171,7 +176,8 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
     {
         // Findings of the previous boot belong to it; the new boot starts from nothing raised.
         _raised.Clear();
-        _lastSweepFailure = _lastIncomplete = null;
+        _sweepFailuresSinceSuccess.Clear();
+        _lastIncomplete = null;
         recorder.Record(spec.Name, JournalRecordKind.GuestRebooted,
             $"new boot: kernel {(before.BuildId == now.BuildId ? "build unchanged" : "build changed")}, _text 0x{before.TextVa:x} -> 0x{now.TextVa:x} (KASLR); {(options.RebaselineOnBoot ? "taking a new trusted baseline (--rebaseline-on-boot)" : "the baseline of the previous boot no longer matches; take a new one, or run with --rebaseline-on-boot")}",
             w =>
@@ -260,14 +266,13 @@ public sealed class GuestWatcher(WatchTarget spec, WatchOptions options, WatchRe
         {
             metrics.Sweep(spec.Name, clock.Elapsed, SweepOutcome.Failed);
             if (e is BaselineFormatException) { _store?.Dispose(); _store = null; }
-            if (e.Message != _lastSweepFailure)
-            {
-                _lastSweepFailure = e.Message;
-                recorder.Record(spec.Name, JournalRecordKind.SweepFailed, $"verification failed: {e.Message}");
-            }
+            if (_sweepFailuresSinceSuccess.Count < MaxDistinctSweepFailures && _sweepFailuresSinceSuccess.Add(e.Message))
+                recorder.Record(spec.Name, JournalRecordKind.SweepFailed, _sweepFailuresSinceSuccess.Count == MaxDistinctSweepFailures
+                    ? $"verification failed: {e.Message} (further distinct failures are not journalled until a sweep succeeds)"
+                    : $"verification failed: {e.Message}");
             return SweepOutcome.Failed;
         }
-        _lastSweepFailure = null;
+        _sweepFailuresSinceSuccess.Clear();
         var result = verified.Result;
         var now = new Dictionary<string, Finding>(StringComparer.Ordinal);
         foreach (var f in result.Findings) now.TryAdd(Key(f), f);
