@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Microsoft.Data.Sqlite;
 using Periscope.Memory;
 using Periscope.Memory.Files;
+using Periscope.Storage;
 using SQLitePCL;
 
 namespace Periscope.Journal;
@@ -30,10 +31,6 @@ public sealed class JournalStore : IDisposable
 {
     public const int SchemaVersion = 1;
     private const int JournalIdBytes = 16;
-    private const int SqliteLimitLength = 0, SqliteLimitSqlLength = 1;
-    private const int DbConfigEnableTrigger = 1003, DbConfigDefensive = 1010, DbConfigEnableView = 1015, DbConfigTrustedSchema = 1017;
-    private const int ProgressEveryInstructions = 1_000;
-    private static readonly byte[] SqliteHeader = "SQLite format 3\0"u8.ToArray();
 
     private static readonly (string Type, string Name, string Sql)[] Schema =
     [
@@ -45,9 +42,7 @@ public sealed class JournalStore : IDisposable
     private readonly SqliteConnection _db;
     private readonly IntrospectionLimits _limits;
     private readonly object _lock = new();
-    private readonly delegate_progress _progress; // kept alive while SQLite holds it
-    private long _progressCalls;
-    private bool _budgetExceeded;
+    private readonly SqliteHardening _hardening;
     private byte[] _scratch = new byte[256];
     private readonly IncrementalHash _sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private SqliteCommand? _insert;
@@ -57,12 +52,7 @@ public sealed class JournalStore : IDisposable
         _db = db;
         Path = path;
         _limits = limits;
-        _progress = _ =>
-        {
-            if (++_progressCalls * ProgressEveryInstructions <= _limits.MaxJournalQuerySteps) return 0;
-            _budgetExceeded = true;
-            return 1; // SQLite stops the statement with SQLITE_INTERRUPT
-        };
+        _hardening = new SqliteHardening(limits.MaxJournalQuerySteps);
     }
 
     public string Path { get; }
@@ -117,28 +107,14 @@ public sealed class JournalStore : IDisposable
             return mode == JournalOpenMode.Append ? true : throw new JournalFormatException($"{path}: empty file, not a journal");
         if (info.Length > (ulong)limits.MaxJournalDatabaseBytes)
             throw new JournalFormatException($"{path}: {info.Length} bytes, more than the limit of {limits.MaxJournalDatabaseBytes} bytes for a journal");
-        Span<byte> header = stackalloc byte[100];
+        Span<byte> header = stackalloc byte[HostileSqlite.HeaderBytes];
         int n = RandomAccess.Read(handle, header, 0);
-        if (n < 100 || !header[..SqliteHeader.Length].SequenceEqual(SqliteHeader))
-            throw new JournalFormatException($"{path}: at offset 0: no SQLite header, not a journal");
-        int pageSize = header[16] << 8 | header[17];
-        if (pageSize != 1 && (pageSize < 512 || (pageSize & (pageSize - 1)) != 0))
-            throw new JournalFormatException($"{path}: at offset 16: page size {pageSize} is not a power of two from 512 to 65536");
+        if (HostileSqlite.HeaderProblem(header[..n]) is { } problem)
+            throw new JournalFormatException($"{path}: {problem}, not a journal");
         return false;
     }
 
-    private void Harden()
-    {
-        var handle = _db.Handle!;
-        raw.sqlite3_limit(handle, SqliteLimitLength, Math.Max(_limits.MaxJournalPayloadBytes, 4096));
-        raw.sqlite3_limit(handle, SqliteLimitSqlLength, 1 << 20);
-        raw.sqlite3_db_config(handle, DbConfigDefensive, 1, out _);
-        raw.sqlite3_db_config(handle, DbConfigTrustedSchema, 0, out _);
-        raw.sqlite3_db_config(handle, DbConfigEnableTrigger, 0, out _);
-        raw.sqlite3_db_config(handle, DbConfigEnableView, 0, out _);
-        raw.sqlite3_progress_handler(handle, ProgressEveryInstructions, _progress, null);
-        Exec("PRAGMA trusted_schema=OFF");
-    }
+    private void Harden() => _hardening.Apply(_db, Math.Max(_limits.MaxJournalPayloadBytes, 4096));
 
     private bool IsEmptyDatabase() => (long)Scalar("SELECT count(*) FROM sqlite_master")! == 0;
 
@@ -165,15 +141,15 @@ public sealed class JournalStore : IDisposable
                 string type = Text(rd, 1, "sqlite_master", row), name = Text(rd, 2, "sqlite_master", row), table = Text(rd, 3, "sqlite_master", row);
                 string? sql = rd.IsDBNull(4) ? null : Text(rd, 4, "sqlite_master", row);
                 if (sql is null && type == "index" && name.StartsWith("sqlite_autoindex_", StringComparison.Ordinal) && expected.ContainsKey(table)) continue;
-                if (!expected.TryGetValue(name, out var ours) || ours.Type != type || sql is null || Normalize(sql) != Normalize(ours.Sql))
-                    throw Corrupt($"schema object {type} '{OneLine(name)}' was not created by Periscope (sqlite_master, row {row})");
+                if (!expected.TryGetValue(name, out var ours) || ours.Type != type || sql is null || HostileSqlite.NormalizeSql(sql) != HostileSqlite.NormalizeSql(ours.Sql))
+                    throw Corrupt($"schema object {type} '{HostileSqlite.OneLine(name)}' was not created by Periscope (sqlite_master, row {row})");
                 found++;
             }
         }
         if (found != Schema.Length) throw Corrupt($"{Schema.Length - found} of the journal's tables are missing (not a journal?)");
         string version = MetaValue("schema_version");
         if (version != SchemaVersion.ToString(CultureInfo.InvariantCulture))
-            throw Corrupt($"schema version '{OneLine(version)}', this Periscope reads version {SchemaVersion} (table meta)");
+            throw Corrupt($"schema version '{HostileSqlite.OneLine(version)}', this Periscope reads version {SchemaVersion} (table meta)");
     }
 
     private string MetaValue(string key)
@@ -187,7 +163,7 @@ public sealed class JournalStore : IDisposable
     private void LoadTail(JournalOpenMode mode)
     {
         string id = MetaValue("journal_id");
-        if (id.Length != JournalIdBytes * 2 || !IsHex(id)) throw Corrupt($"journal_id '{OneLine(id)}' is not {JournalIdBytes} bytes of hex (table meta)");
+        if (id.Length != JournalIdBytes * 2 || !IsHex(id)) throw Corrupt($"journal_id '{HostileSqlite.OneLine(id)}' is not {JournalIdBytes} bytes of hex (table meta)");
         JournalId = Convert.FromHexString(id);
         Genesis = JournalEncoding.Genesis(JournalId);
         LastSequence = 0;
@@ -287,7 +263,7 @@ public sealed class JournalStore : IDisposable
     /// value typed and bounded. The reader must be enumerated to the end or disposed.</summary>
     public IEnumerable<JournalRecord> Records(long fromSequence = 1, long max = long.MaxValue)
     {
-        _progressCalls = 0;
+        _hardening.ResetBudget();
         using var cmd = Command("SELECT seq, time, kind, payload, prev, hash FROM records WHERE seq >= $f ORDER BY seq LIMIT $m",
             ("$f", fromSequence), ("$m", Math.Min(max, _limits.MaxJournalRecordsRead)));
         SqliteDataReader rd;
@@ -310,8 +286,7 @@ public sealed class JournalStore : IDisposable
     /// MaxJournalRecordsRead; the query-step budget of this connection applies.</summary>
     public JournalRowReader OpenRowReader(long fromSequence = 1)
     {
-        _progressCalls = 0;
-        _budgetExceeded = false;
+        _hardening.ResetBudget();
         return new JournalRowReader(this, _db.Handle!, fromSequence, _limits.MaxJournalRecordsRead, _limits.MaxJournalPayloadBytes);
     }
 
@@ -319,8 +294,7 @@ public sealed class JournalStore : IDisposable
     /// floor that `journal bench` compares verification with, in the same run.</summary>
     public long ScanRows()
     {
-        _progressCalls = 0;
-        _budgetExceeded = false;
+        _hardening.ResetBudget();
         var db = _db.Handle!;
         if (raw.sqlite3_prepare_v2(db, "SELECT seq, time, kind, payload, prev, hash FROM records ORDER BY seq", out sqlite3_stmt statement) != raw.SQLITE_OK)
             throw StepFailed(raw.sqlite3_errmsg(db).utf8_to_string());
@@ -340,9 +314,9 @@ public sealed class JournalStore : IDisposable
         }
     }
 
-    internal JournalFormatException StepFailed(string message) => _budgetExceeded
+    internal JournalFormatException StepFailed(string message) => _hardening.BudgetExceeded
         ? Corrupt($"a query ran past the budget of {_limits.MaxJournalQuerySteps} SQLite steps (IntrospectionLimits.MaxJournalQuerySteps)")
-        : Corrupt($"SQLite: {OneLine(message)}");
+        : Corrupt($"SQLite: {HostileSqlite.OneLine(message)}");
 
     /// <summary>The raw rows, for verification: values checked for type and size but not for their hashes.</summary>
     internal JournalRecord ReadRecord(SqliteDataReader rd)
@@ -362,7 +336,7 @@ public sealed class JournalStore : IDisposable
 
     public IReadOnlyList<SignedHead> Heads()
     {
-        _progressCalls = 0;
+        _hardening.ResetBudget();
         return Guard(() =>
         {
             var heads = new List<SignedHead>();
@@ -403,14 +377,14 @@ public sealed class JournalStore : IDisposable
 
     private T Guard<T>(Func<T> work)
     {
-        _progressCalls = 0;
+        _hardening.ResetBudget();
         try { return work(); }
         catch (SqliteException e) { throw Wrap(e); }
     }
 
-    private JournalFormatException Wrap(SqliteException e) => _budgetExceeded
+    private JournalFormatException Wrap(SqliteException e) => _hardening.BudgetExceeded
         ? Corrupt($"a query ran past the budget of {_limits.MaxJournalQuerySteps} SQLite steps (IntrospectionLimits.MaxJournalQuerySteps)")
-        : Corrupt($"SQLite: {OneLine(e.Message)}", e);
+        : Corrupt($"SQLite: {HostileSqlite.OneLine(e.Message)}", e);
 
     internal JournalFormatException Corrupt(string what, Exception? inner = null) => new($"{Path}: journal: {what}", inner);
 
@@ -435,8 +409,6 @@ public sealed class JournalStore : IDisposable
     }
 
     private static bool IsHex(string s) => s.AsSpan().IndexOfAnyExcept("0123456789abcdef") < 0;
-    private static string Normalize(string sql) => string.Join(' ', sql.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
-    private static string OneLine(string s) => s.Length > 200 ? s[..200].ReplaceLineEndings(" ") + "..." : s.ReplaceLineEndings(" ");
 
     public void Dispose()
     {

@@ -6,7 +6,7 @@ using Microsoft.Data.Sqlite;
 using Periscope.Integrity.Measurement;
 using Periscope.Integrity.Regions;
 using Periscope.Memory;
-using SQLitePCL;
+using Periscope.Storage;
 
 namespace Periscope.Integrity.Baselines;
 
@@ -42,11 +42,8 @@ public sealed class BaselineStore : IDisposable
 {
     public const int SchemaVersion = 3;
 
-    private const int SqliteTooBig = 18, SqliteLimitLength = 0, SqliteLimitSqlLength = 1;
-    private const int DbConfigEnableTrigger = 1003, DbConfigDefensive = 1010, DbConfigEnableView = 1015, DbConfigTrustedSchema = 1017;
-    private const int ProgressEveryInstructions = 1_000;
+    private const int SqliteTooBig = 18;
     private const int PageBytes = 4096, Sha256Bytes = 32;
-    private static readonly byte[] SqliteHeader = "SQLite format 3\0"u8.ToArray();
 
     /// <summary>Every object of the schema, in creation order, with the version that introduced it. The file must hold
     /// exactly these (plus the automatic indexes of their keys): to extend the schema, bump <see cref="SchemaVersion"/>
@@ -91,22 +88,15 @@ public sealed class BaselineStore : IDisposable
 
     private readonly SqliteConnection _db;
     private readonly IntrospectionLimits _limits;
-    private long _progressCalls;
-    private bool _budgetExceeded;
-    // Kept alive for as long as SQLite holds the callback.
-    private readonly delegate_progress _progress;
+    // One budget for the connection's whole life: a store's operations belong to one command.
+    private readonly SqliteHardening _hardening;
 
     private BaselineStore(SqliteConnection db, string path, IntrospectionLimits limits)
     {
         _db = db;
         Path = path;
         _limits = limits;
-        _progress = _ =>
-        {
-            if (++_progressCalls * ProgressEveryInstructions <= _limits.MaxBaselineQuerySteps) return 0;
-            _budgetExceeded = true;
-            return 1; // SQLite stops the statement with SQLITE_INTERRUPT
-        };
+        _hardening = new SqliteHardening(limits.MaxBaselineQuerySteps);
     }
 
     public string Path { get; }
@@ -165,30 +155,15 @@ public sealed class BaselineStore : IDisposable
             return mode == BaselineOpenMode.CreateIfMissing ? true : throw new BaselineFormatException($"{path}: empty file, not a baseline database");
         if (size > limits.MaxBaselineDatabaseBytes)
             throw new BaselineFormatException($"{path}: {size} bytes, more than the limit of {limits.MaxBaselineDatabaseBytes} bytes for a baseline database");
-        var header = HostFile.TryReadPrefix(path, 100, out string? why) ?? throw new BaselineFormatException(why!);
-        if (header.Length < 100 || !header.AsSpan(0, SqliteHeader.Length).SequenceEqual(SqliteHeader))
-            throw new BaselineFormatException($"{path}: not a baseline database (no SQLite header at offset 0)");
-        // Page size at offset 16: a power of two from 512 to 32768, or 1 meaning 65536.
-        int pageSize = header[16] << 8 | header[17];
-        if (pageSize != 1 && (pageSize < 512 || (pageSize & (pageSize - 1)) != 0))
-            throw new BaselineFormatException($"{path}: baseline database is corrupt: page size {pageSize} at offset 16 is not a power of two from 512 to 65536");
+        var header = HostFile.TryReadPrefix(path, HostileSqlite.HeaderBytes, out string? why) ?? throw new BaselineFormatException(why!);
+        if (HostileSqlite.HeaderProblem(header) is { } problem)
+            throw new BaselineFormatException($"{path}: not a baseline database: {problem}");
         return false;
     }
 
     /// <summary>Settings that make a hostile file inert: nothing in its schema executes, values and SQL are length
     /// limited, and the connection's total work is bounded.</summary>
-    private void Harden()
-    {
-        var handle = _db.Handle!;
-        raw.sqlite3_limit(handle, SqliteLimitLength, _limits.MaxBaselineValueBytes);
-        raw.sqlite3_limit(handle, SqliteLimitSqlLength, 1 << 20);
-        raw.sqlite3_db_config(handle, DbConfigDefensive, 1, out _);
-        raw.sqlite3_db_config(handle, DbConfigTrustedSchema, 0, out _);
-        raw.sqlite3_db_config(handle, DbConfigEnableTrigger, 0, out _);
-        raw.sqlite3_db_config(handle, DbConfigEnableView, 0, out _);
-        raw.sqlite3_progress_handler(handle, ProgressEveryInstructions, _progress, null);
-        Exec("PRAGMA trusted_schema=OFF");
-    }
+    private void Harden() => _hardening.Apply(_db, _limits.MaxBaselineValueBytes);
 
     private void CheckDatabase(BaselineOpenMode mode)
     {
@@ -196,7 +171,7 @@ public sealed class BaselineStore : IDisposable
         using (var rd = cmd.ExecuteReader())
         {
             string result = rd.Read() ? Text(rd, 0, "quick_check", "pragma", 0) : "no result";
-            if (result != "ok") throw Corrupt($"quick_check: {OneLine(result)}");
+            if (result != "ok") throw Corrupt($"quick_check: {HostileSqlite.OneLine(result)}");
         }
         var expected = Schema.ToDictionary(o => o.Name, StringComparer.Ordinal);
         var tables = new HashSet<string>(StringComparer.Ordinal);
@@ -215,8 +190,8 @@ public sealed class BaselineStore : IDisposable
                     objects++;
                     continue; // the index SQLite makes for a PRIMARY KEY or UNIQUE constraint of one of our tables
                 }
-                if (!expected.TryGetValue(name, out var ours) || ours.Type != type || sql is null || Normalize(sql) != Normalize(ours.Sql))
-                    throw Corrupt($"schema object {type} '{OneLine(name)}' was not created by Periscope (sqlite_master, row {row})");
+                if (!expected.TryGetValue(name, out var ours) || ours.Type != type || sql is null || HostileSqlite.NormalizeSql(sql) != HostileSqlite.NormalizeSql(ours.Sql))
+                    throw Corrupt($"schema object {type} '{HostileSqlite.OneLine(name)}' was not created by Periscope (sqlite_master, row {row})");
                 objects++;
                 if (type == "table") tables.Add(name);
             }
@@ -240,7 +215,7 @@ public sealed class BaselineStore : IDisposable
         long row = Int64(rd, 0, "meta", 0);
         string value = Text(rd, 1, "meta", "value", row);
         return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int v) ? v
-            : throw Corrupt($"schema version '{OneLine(value)}' is not a number (table meta, row {row})");
+            : throw Corrupt($"schema version '{HostileSqlite.OneLine(value)}' is not a number (table meta, row {row})");
     }
 
     /// <summary>Creates the objects introduced after <paramref name="fromVersion"/> and records the current version.</summary>
@@ -423,7 +398,7 @@ public sealed class BaselineStore : IDisposable
             long row = Int64(rd, 0, "baselines", 0);
             string created = Text(rd, 4, "baselines", "created", row);
             if (!DateTime.TryParseExact(created, "O", CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var when))
-                throw Corrupt($"created '{OneLine(created)}' is not a date", "baselines", row);
+                throw Corrupt($"created '{HostileSqlite.OneLine(created)}' is not a date", "baselines", row);
             long kernelRow = Int64(rd, 8, "kernels", row, "id");
             list.Add(new BaselineInfo(row, Text(rd, 1, "kernels", "build_id", kernelRow), Text(rd, 2, "kernels", "banner", kernelRow),
                 unchecked((ulong)Int64(rd, 3, "baselines", row, "text_va")), when, Text(rd, 5, "baselines", "target", row),
@@ -467,13 +442,13 @@ public sealed class BaselineStore : IDisposable
         {
             long row = Int64(rd, 0, "regions", 0);
             string name = Text(rd, 1, "regions", "name", row), kindName = Text(rd, 2, "regions", "kind", row);
-            if (!RegionKinds.TryGetValue(kindName, out var kind)) throw Corrupt($"kind '{OneLine(kindName)}' is not a known region kind", "regions", row);
+            if (!RegionKinds.TryGetValue(kindName, out var kind)) throw Corrupt($"kind '{HostileSqlite.OneLine(kindName)}' is not a known region kind", "regions", row);
             string? owner = rd.IsDBNull(3) ? null : Text(rd, 3, "regions", "owner", row);
             ulong start = unchecked((ulong)Int64(rd, 4, "regions", row, "start")), length = unchecked((ulong)Int64(rd, 5, "regions", row, "length"));
             if (length == 0 || length > (ulong)_limits.MaxBaselinePages * PageBytes || start + length < start)
                 throw Corrupt($"length 0x{length:x} at 0x{start:x} is empty, wraps, or exceeds {_limits.MaxBaselinePages} pages", "regions", row);
             // A region is one (name, start): the same one twice would be measured and reported twice.
-            if (!identities.Add((name, start))) throw Corrupt($"duplicate region '{OneLine(name)}' at 0x{start:x}", "regions", row);
+            if (!identities.Add((name, start))) throw Corrupt($"duplicate region '{HostileSqlite.OneLine(name)}' at 0x{start:x}", "regions", row);
             rows.Add((row, new MeasuredRegion(name, kind, start, length, owner)));
         }
         return rows;
@@ -608,7 +583,7 @@ public sealed class BaselineStore : IDisposable
     private T Guard<T>(Func<T> work)
     {
         try { return work(); }
-        catch (SqliteException e) when (_budgetExceeded)
+        catch (SqliteException e) when (_hardening.BudgetExceeded)
         {
             throw new BaselineFormatException($"{Path}: baseline database queries exceeded the limit of {_limits.MaxBaselineQuerySteps} SQLite steps ({e.SqliteErrorCode})");
         }
@@ -618,21 +593,12 @@ public sealed class BaselineStore : IDisposable
         }
         catch (SqliteException e)
         {
-            throw new BaselineFormatException($"{Path}: baseline database is unusable: {OneLine(e.Message)}");
+            throw new BaselineFormatException($"{Path}: baseline database is unusable: {HostileSqlite.OneLine(e.Message)}");
         }
     }
 
     private void Guard(Action work) => Guard(() => { work(); return 0; });
 
-    private static string Normalize(string sql) => string.Join(' ', sql.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
-
-    /// <summary>Text from the file, cut and with control characters escaped, for a message that stays one line.</summary>
-    private static string OneLine(string s)
-    {
-        var sb = new StringBuilder();
-        foreach (char c in s.Length > 200 ? s[..200] + "…" : s) sb.Append(char.IsControl(c) ? $"\\x{(int)c:x2}" : c);
-        return sb.ToString();
-    }
 
     private SqliteCommand Command(string sql)
     {

@@ -113,7 +113,7 @@ public sealed class BaselineStoreTests : IDisposable
         var bytes = new byte[64 * 1024];
         new Random(6).NextBytes(bytes);
         using var f = new TempFile(bytes, ".db");
-        Assert.Contains("not a baseline database (no SQLite header at offset 0)", ListError(f.Path));
+        Assert.Contains("not a baseline database: at offset 0: no SQLite header", ListError(f.Path));
     }
 
     [Fact]
@@ -140,7 +140,7 @@ public sealed class BaselineStoreTests : IDisposable
         var bytes = File.ReadAllBytes(path);
         bytes[16] = 0x03; bytes[17] = 0xe8; // 1000
         File.WriteAllBytes(path, bytes);
-        Assert.Contains("page size 1000 at offset 16", ListError(path));
+        Assert.Contains("at offset 16: page size 1000 is not a power of two", ListError(path));
     }
 
     [Fact]
