@@ -44,6 +44,19 @@ public sealed class JournalTamperTests : IDisposable
     }
 
     /// <summary>SQL straight on the file, as someone with write access to it would.</summary>
+    /// <summary>Inserts a Note record at <paramref name="seq"/> that links to record <paramref name="linkedTo"/>'s hash
+    /// and hashes correctly itself: a forgery only the chain's later links (or a signed head) can expose.</summary>
+    private void InsertForged(long seq, long linkedTo, string note)
+    {
+        byte[] prev;
+        using (var journal = JournalStore.Open(Db, JournalOpenMode.ReadOnly))
+            prev = journal.Records(linkedTo, 1).Single().Hash;
+        var payload = Encoding.UTF8.GetBytes($"{{\"note\":\"{note}\"}}");
+        long time = JournalStore.ToMicros(DateTimeOffset.UtcNow);
+        Tamper("INSERT INTO records(seq, time, kind, payload, prev, hash) VALUES($s, $t, 1, $p, $v, $h)",
+            ("$s", seq), ("$t", time), ("$p", payload), ("$v", prev), ("$h", JournalEncoding.RecordHash(seq, time, JournalRecordKind.Note, payload, prev)));
+    }
+
     private void Tamper(string sql, params (string, object)[] args)
     {
         using var db = new SqliteConnection($"Data Source={Db};Pooling=False");
@@ -146,13 +159,7 @@ public sealed class JournalTamperTests : IDisposable
         // Make room at 21 and insert a record that links correctly to record 20 and hashes correctly itself.
         Tamper("UPDATE records SET seq=-(seq+1) WHERE seq>20");
         Tamper("UPDATE records SET seq=-seq WHERE seq<0");
-        byte[] prev;
-        using (var journal = JournalStore.Open(Db, JournalOpenMode.ReadOnly))
-            prev = journal.Records(20, 1).Single().Hash;
-        var payload = Encoding.UTF8.GetBytes("{\"note\":\"nothing happened\"}");
-        long time = JournalStore.ToMicros(DateTimeOffset.UtcNow);
-        Tamper("INSERT INTO records(seq, time, kind, payload, prev, hash) VALUES(21, $t, 1, $p, $v, $h)",
-            ("$t", time), ("$p", payload), ("$v", prev), ("$h", JournalEncoding.RecordHash(21, time, JournalRecordKind.Note, payload, prev)));
+        InsertForged(21, linkedTo: 20, "nothing happened");
         var v = Verify();
         Assert.Equal(JournalDamage.Inserted, v.Damage);
         Assert.Equal(21, v.FirstBadSequence);
@@ -164,14 +171,8 @@ public sealed class JournalTamperTests : IDisposable
         Write(signAfter: [50]);
         // Records 60.. are moved up one, keeping their own hashes (computed with their old numbers); 60 is forged.
         Tamper("DELETE FROM records WHERE seq>60");
-        byte[] prev;
-        using (var journal = JournalStore.Open(Db, JournalOpenMode.ReadOnly))
-            prev = journal.Records(59, 1).Single().Hash;
-        var payload = Encoding.UTF8.GetBytes("{\"note\":\"forged\"}");
-        long time = JournalStore.ToMicros(DateTimeOffset.UtcNow);
         Tamper("UPDATE records SET seq=61 WHERE seq=60");
-        Tamper("INSERT INTO records(seq, time, kind, payload, prev, hash) VALUES(60, $t, 1, $p, $v, $h)",
-            ("$t", time), ("$p", payload), ("$v", prev), ("$h", JournalEncoding.RecordHash(60, time, JournalRecordKind.Note, payload, prev)));
+        InsertForged(60, linkedTo: 59, "forged");
         var v = Verify();
         Assert.Equal(JournalDamage.Inserted, v.Damage);
         Assert.Equal(60, v.FirstBadSequence);
