@@ -63,7 +63,7 @@ dpkg-deb -x "$(ls "$debs"/busybox-static_*.deb | head -1)" "$work/busybox"
 headers="/usr/src/linux-headers-$version"
 if [ ! -f "$headers/Makefile" ]; then
   [ -n "$tree" ] || { echo "linux-headers-$version is not installed (run scripts/install-deps)" >&2; exit 1; }
-  echo "linux-headers-$version is not installed: this guest has no tamper module" >&2
+  echo "linux-headers-$version is not installed here" >&2
   headers=""
 fi
 
@@ -83,6 +83,8 @@ elif [ -n "$tree" ] && [ "${PERISCOPE_FETCH_HEADERS:-1}" = 1 ]; then
   else
     echo "no tamper module for $version (see above)" >&2
   fi
+else
+  echo "this guest has no tamper module" >&2
 fi
 
 mkdir -p "$out.tmp"
