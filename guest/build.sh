@@ -7,7 +7,8 @@
 #
 # With PERISCOPE_KERNEL_TREE=DIR (a kernel package extracted by scripts/kernel-matrix: DIR/vmlinuz and
 # DIR/lib/modules/VERSION), the guest is built around that kernel instead, under .cache/guest/VERSION-…; the tamper
-# module is then built only when that kernel's headers are installed (scripts/kernel-matrix does not need it).
+# module is then built against that kernel's installed headers, or else fetched headers in that kernel's own Debian
+# userland (scripts/build-tamper-module; PERISCOPE_FETCH_HEADERS=0 skips it: scripts/kernel-matrix does not need it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 src="$root/guest"
@@ -30,6 +31,7 @@ else
   [ -n "$kpkg" ] || { echo "cannot resolve the kernel package behind linux-image-amd64" >&2; exit 1; }
 fi
 key="$kpkg-$( (cat "$src/build.sh" "$src/rootfs.sh" "$src/init" "$src/workload.c" "$tamper/periscope_tamper.c" "$tamper/Makefile"
+  [ -z "$tree" ] || echo "fetch headers: ${PERISCOPE_FETCH_HEADERS:-1}"
   for f in "$src"/programs/*.c "$src"/start.d/*.sh "$src"/truth.d/*.sh; do [ -f "$f" ] && { echo "$f"; cat "$f"; }; done
   true) | sha256sum | cut -c1-12)"
 out="$cache/guest/$key"
@@ -61,7 +63,7 @@ dpkg-deb -x "$(ls "$debs"/busybox-static_*.deb | head -1)" "$work/busybox"
 headers="/usr/src/linux-headers-$version"
 if [ ! -f "$headers/Makefile" ]; then
   [ -n "$tree" ] || { echo "linux-headers-$version is not installed (run scripts/install-deps)" >&2; exit 1; }
-  echo "linux-headers-$version is not installed: this guest has no tamper module" >&2
+  echo "linux-headers-$version is not installed here" >&2
   headers=""
 fi
 
@@ -74,6 +76,15 @@ if [ -n "$headers" ]; then
   cp "$tamper/periscope_tamper.c" "$tamper/Makefile" "$work/tamper/"
   make -s -C "$work/tamper" KDIR="$headers" >&2
   strip --strip-debug -o "$rootfs/lib/modules/periscope_tamper.ko" "$work/tamper/periscope_tamper.ko"
+elif [ -n "$tree" ] && [ "${PERISCOPE_FETCH_HEADERS:-1}" = 1 ]; then
+  # Another Debian release's kernel: its headers and compiler are fetched (PERISCOPE_FETCH_HEADERS=0: no module).
+  if bash "$root/scripts/build-tamper-module" "$version" "$work/periscope_tamper.ko" >&2; then
+    strip --strip-debug -o "$rootfs/lib/modules/periscope_tamper.ko" "$work/periscope_tamper.ko"
+  else
+    echo "no tamper module for $version (see above)" >&2
+  fi
+else
+  echo "this guest has no tamper module" >&2
 fi
 
 mkdir -p "$out.tmp"

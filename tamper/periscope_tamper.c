@@ -74,10 +74,27 @@
 #include <linux/ftrace.h>
 #include <linux/string.h>
 #include <linux/kobject.h>
+#if __has_include(<linux/hex.h>)
+#include <linux/hex.h>   /* hex2bin: out of kernel.h in 7.x */
+#endif
 #include <asm/special_insns.h>
 #include <asm/processor-flags.h>
 #include <asm/unistd.h>
+/* get_unaligned/put_unaligned moved from asm/ to linux/ in 6.12 (the kernel matrix's 6.12 and 7.x kernels). */
+#include <linux/version.h>
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#include <linux/unaligned.h>
+#else
 #include <asm/unaligned.h>
+#endif
+/* The module's code: core_layout until 6.3, mem[MOD_TEXT] (text only) since 6.4. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+#define MODULE_CORE_BASE(m) ((m)->mem[MOD_TEXT].base)
+#define MODULE_CORE_SIZE(m) ((m)->mem[MOD_TEXT].size)
+#else
+#define MODULE_CORE_BASE(m) ((m)->core_layout.base)
+#define MODULE_CORE_SIZE(m) ((m)->core_layout.size)
+#endif
 #include <net/inet_hashtables.h>
 #include <net/tcp.h>
 
@@ -368,7 +385,7 @@ static int cmd_hide(void)
 	kobject_deleted = true;
 	hidden = true;
 	report("hide module=0x%lx base=0x%lx size=%u list_prev=0x%lx list_next=0x%lx kobject=deleted",
-	       (unsigned long)mod, (unsigned long)mod->core_layout.base, mod->core_layout.size, prev, next);
+	       (unsigned long)mod, (unsigned long)MODULE_CORE_BASE(mod), MODULE_CORE_SIZE(mod), prev, next);
 	return 0;
 }
 
@@ -406,7 +423,7 @@ static int cmd_rename(char *name)
 	strscpy(old, mod->name, sizeof(old));
 	strscpy(mod->name, name, sizeof(mod->name));
 	mutex_unlock(module_mutex_p);
-	report("rename module=0x%lx base=0x%lx old=%s new=%s", (unsigned long)mod, (unsigned long)mod->core_layout.base, old, mod->name);
+	report("rename module=0x%lx base=0x%lx old=%s new=%s", (unsigned long)mod, (unsigned long)MODULE_CORE_BASE(mod), old, mod->name);
 	return 0;
 }
 
@@ -684,7 +701,7 @@ static int __init tamper_init(void)
 	if (!proc_create(TAMPER_NAME, 0600, NULL, &tamper_proc_ops))
 		return -ENOMEM;
 	report("loaded module=0x%lx base=0x%lx kallsyms_lookup_name=0x%lx", (unsigned long)THIS_MODULE,
-	       (unsigned long)THIS_MODULE->core_layout.base, (unsigned long)lookup);
+	       (unsigned long)MODULE_CORE_BASE(THIS_MODULE), (unsigned long)lookup);
 	return 0;
 }
 
@@ -718,8 +735,12 @@ static struct {
 
 static int cmd_hidesock(char *arg)
 {
-	struct inet_hashinfo *h = &tcp_hashinfo;
+	/* Exported in 6.1, not in 6.12: kallsyms has it in both. */
+	struct inet_hashinfo *h = (struct inet_hashinfo *)lookup("tcp_hashinfo");
 	unsigned int port, i;
+
+	if (!h)
+		return fail(-ENOENT, "error hidesock: tcp_hashinfo not found");
 
 	if (!arg || kstrtouint(arg, 0, &port) || !port || port > 65535)
 		return fail(-EINVAL, "error hidesock: usage: hidesock PORT");

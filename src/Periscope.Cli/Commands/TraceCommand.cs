@@ -94,8 +94,7 @@ public sealed class TraceCommand : ICliCommand
         long firstTimestamp = 0;
         long shown = 0;
         var tracker = new ProcessTracker(limits.MaxTracedTasks, tracer.Tasks);
-        using var batch = new TraceOutputBatch(context.Output);
-        var line = new StringBuilder(256);
+        using var batch = TraceOutputBatch.ForCommandOutput(context.Output);
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -105,7 +104,8 @@ public sealed class TraceCommand : ICliCommand
             {
                 if (shown >= limit) return;
                 if (firstTimestamp == 0) firstTimestamp = e.Timestamp;
-                double t = (e.Timestamp - firstTimestamp) / (double)Stopwatch.Frequency;
+                long ticks = e.Timestamp - firstTimestamp;
+                double t = ticks / (double)Stopwatch.Frequency;
                 if (exec)
                 {
                     var p = ProcessTracker.Wants(e.Name) ? tracker.Observe(e) : null;
@@ -126,8 +126,9 @@ public sealed class TraceCommand : ICliCommand
                     return;
                 }
                 shown++;
-                if (jsonLines) { WriteSyscall(batch.BeginJsonLine(), e, t); batch.EndJsonLine(); }
-                else batch.Line(AppendSyscallLine(line.Clear(), e, t));
+                if (jsonLines) TraceSyscallLines.WriteJson(batch.Bytes, e, t);
+                else TraceSyscallLines.WriteText(batch.Bytes, e, ticks, Stopwatch.Frequency);
+                batch.EndLine();
             }
             if (target.Kernel.Layout.PageOffsetBase is null)
                 context.Error.WriteLine("periscope: warning: direct map not found: the calling task is read when the event is decoded, not when it happened");
@@ -161,31 +162,6 @@ public sealed class TraceCommand : ICliCommand
 
     private static string Who(TracedTask? t) =>
         t is null ? "[pid     ?]" : $"[pid {t.Tgid,5}{(t.Pid != t.Tgid ? $"/{t.Pid}" : "")} {TerminalText.Escape(t.Comm)}]";
-
-    internal static string SyscallLine(SyscallEvent e, double seconds) => AppendSyscallLine(new StringBuilder(), e, seconds).ToString();
-
-    /// <summary>The strace-like line of one call, appended to <paramref name="sb"/> (reused per line by the trace).</summary>
-    internal static StringBuilder AppendSyscallLine(StringBuilder sb, SyscallEvent e, double seconds)
-    {
-        var c = CultureInfo.CurrentCulture;
-        sb.Append(c, $"{seconds,10:F6} cpu{e.Vcpu} ");
-        if (e.Task is not { } t) sb.Append("[pid     ?]");
-        else
-        {
-            sb.Append(c, $"[pid {t.Tgid,5}");
-            if (t.Pid != t.Tgid) sb.Append('/').Append(t.Pid);
-            sb.Append(' ').Append(TerminalText.Escape(t.Comm)).Append(']');
-        }
-        sb.Append(' ');
-        if (e.Name is { } name) sb.Append(name); else sb.Append("syscall_").Append(e.Number);
-        sb.Append('(');
-        for (int i = 0; i < e.Arguments.Count; i++)
-        {
-            if (i > 0) sb.Append(", ");
-            sb.Append(TerminalText.Escape(e.Arguments[i].Text));
-        }
-        return sb.Append(") = ").Append(e.ReturnText);
-    }
 
     internal static string ProcessLine(ProcessEvent p, double seconds)
     {
@@ -230,69 +206,6 @@ public sealed class TraceCommand : ICliCommand
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(stream.ToArray());
-    }
-
-    // Property names encoded once: the syscall line is written for every event.
-    private static readonly JsonEncodedText s_time = JsonEncodedText.Encode("time"), s_seq = JsonEncodedText.Encode("seq"),
-        s_vcpu = JsonEncodedText.Encode("vcpu"), s_pid = JsonEncodedText.Encode("pid"), s_tid = JsonEncodedText.Encode("tid"),
-        s_ppid = JsonEncodedText.Encode("ppid"), s_comm = JsonEncodedText.Encode("comm"), s_uid = JsonEncodedText.Encode("uid"),
-        s_task = JsonEncodedText.Encode("task"), s_nr = JsonEncodedText.Encode("nr"), s_name = JsonEncodedText.Encode("name"),
-        s_args = JsonEncodedText.Encode("args"), s_kind = JsonEncodedText.Encode("kind"), s_raw = JsonEncodedText.Encode("raw"),
-        s_text = JsonEncodedText.Encode("text"), s_path = JsonEncodedText.Encode("path"), s_argv = JsonEncodedText.Encode("argv"),
-        s_ret = JsonEncodedText.Encode("ret"), s_retText = JsonEncodedText.Encode("retText");
-    private static readonly JsonEncodedText[] s_argumentKinds = [.. Enum.GetValues<Periscope.Events.Syscalls.ArgumentKind>().Select(k => JsonEncodedText.Encode(k.ToString()))];
-
-    /// <summary>"0x…" as <see cref="Json.Address(Utf8JsonWriter, string, ulong)"/> writes it, without a string per value.</summary>
-    private static void Address(Utf8JsonWriter w, JsonEncodedText name, ulong value)
-    {
-        Span<char> text = stackalloc char[18];
-        text[0] = '0';
-        text[1] = 'x';
-        value.TryFormat(text[2..], out int digits, "x", CultureInfo.InvariantCulture);
-        w.WriteString(name, text[..(2 + digits)]);
-    }
-
-    private static void WriteTask(Utf8JsonWriter w, TracedTask? t)
-    {
-        if (t is null) { w.WriteNull(s_pid); return; }
-        w.WriteNumber(s_pid, t.Tgid);
-        w.WriteNumber(s_tid, t.Pid);
-        w.WriteNumber(s_ppid, t.ParentTgid);
-        w.WriteString(s_comm, t.Comm);
-        if (t.Uid is { } uid) w.WriteNumber(s_uid, uid);
-        Address(w, s_task, t.Address);
-    }
-
-    internal static string SyscallJson(SyscallEvent e, double seconds) => Line(w => WriteSyscall(w, e, seconds));
-
-    internal static void WriteSyscall(Utf8JsonWriter w, SyscallEvent e, double seconds)
-    {
-        w.WriteNumber(s_time, Math.Round(seconds, 6));
-        w.WriteNumber(s_seq, e.Seq);
-        w.WriteNumber(s_vcpu, e.Vcpu);
-        WriteTask(w, e.Task);
-        w.WriteNumber(s_nr, e.Number);
-        if (e.Name is { } n) w.WriteString(s_name, n); else w.WriteNull(s_name);
-        w.WriteStartArray(s_args);
-        foreach (var a in e.Arguments)
-        {
-            w.WriteStartObject();
-            int kind = (int)a.Kind;
-            if ((uint)kind < (uint)s_argumentKinds.Length) w.WriteString(s_kind, s_argumentKinds[kind]); else w.WriteString(s_kind, a.Kind.ToString());
-            Address(w, s_raw, a.Raw);
-            w.WriteString(s_text, a.Text);
-            if (a.Path is { } p) w.WriteString(s_path, p);
-            if (a.Argv is { } argv)
-            {
-                w.WriteStartArray(s_argv);
-                foreach (var s in argv) w.WriteStringValue(s);
-                w.WriteEndArray();
-            }
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-        if (e.Return is { } ret) w.WriteNumber(s_ret, ret); else w.WriteNull(s_ret);
-        w.WriteString(s_retText, e.ReturnText);
     }
 
     internal static string ProcessJson(ProcessEvent p, double seconds) => Line(w => WriteProcess(w, p, seconds));

@@ -28,6 +28,10 @@ public sealed class TerminalSafeWriter : TextWriter
     /// stopped following the window width (TableWriter); kept for callers that must know.</summary>
     public bool IsTerminal { get; }
 
+    /// <summary>True when this wraps the process's own stdout (<see cref="Console.Out"/>), whose bytes a caller that
+    /// already made its output terminal-safe (and UTF-8) may write to the stdout stream directly.</summary>
+    public bool WrapsConsoleOut => ReferenceEquals(_inner, Console.Out);
+
     public override Encoding Encoding => _inner.Encoding;
 
     public override void Write(char value) => TerminalText.Write(_inner, [value], keepLayout: true);

@@ -32,6 +32,9 @@ public static class TerminalText
         return sb.ToString();
     }
 
+    /// <summary>Index of the first character <see cref="Write"/> would escape, or -1.</summary>
+    public static int IndexOfUnsafe(ReadOnlySpan<char> text, bool keepLayout) => text.IndexOfAny(keepLayout ? s_unsafeInStream : s_unsafeInField);
+
     /// <summary>True if <paramref name="c"/> would be escaped in a field (<see cref="Escape"/>).</summary>
     public static bool IsUnsafe(char c) => s_unsafeInField.Contains(c);
 

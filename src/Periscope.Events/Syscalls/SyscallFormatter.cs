@@ -280,10 +280,16 @@ public sealed class SyscallFormatter(TaskResolver tasks, Periscope.Memory.Intros
         if (value < 0 && value >= -4095)
         {
             int errno = (int)-value;
-            return s_errno.TryGetValue(errno, out string? e) ? $"-1 {e}" : $"-1 errno {errno}";
+            return ErrnoName(errno) is { } e ? $"-1 {e}" : $"-1 errno {errno}";
         }
-        return name is "mmap" or "brk" or "mremap" or "shmat" ? $"0x{value:x}" : value.ToString(CultureInfo.InvariantCulture);
+        return ReturnsAddress(name) ? $"0x{value:x}" : value.ToString(CultureInfo.InvariantCulture);
     }
+
+    /// <summary>The errno's name ("ENOENT"), or null for a number this table does not name.</summary>
+    public static string? ErrnoName(int errno) => s_errno.GetValueOrDefault(errno);
+
+    /// <summary>True for the calls whose return value is an address (shown in hex).</summary>
+    public static bool ReturnsAddress(string? name) => name is "mmap" or "brk" or "mremap" or "shmat";
 
     /// <summary>A C-like quoted string (the CLI escapes terminal controls again on output).</summary>
     public static string Quote(string s)
