@@ -146,15 +146,22 @@ public sealed unsafe partial class MappedPhysicalMemory : IDirectPhysicalMemory,
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(void* address, nuint length, int advice);
 
+    /// <summary>One MADV_WILLNEED request at most this long. Linux reads no more per request than the file's read-ahead
+    /// window (force_page_cache_ra caps it at max(io_pages, ra_pages): 8 MiB on this machine's disk, 128 KiB by default),
+    /// and silently drops the rest: a single 32 MiB request read only the first 8 MiB of the kernel image, and kallsyms
+    /// and BTF (19-22 MiB in on Debian 6.1) were then read page by page. 128 KiB is the smallest window Linux uses.</summary>
+    private const ulong WillNeedChunkBytes = 128 << 10;
+
     /// <summary>Starts reading [address, address + length) of guest physical memory from the file in large requests
-    /// (MADV_WILLNEED), clipped to the segment holding <paramref name="address"/>.</summary>
+    /// (MADV_WILLNEED, one per <see cref="WillNeedChunkBytes"/>), clipped to the segment holding <paramref name="address"/>.</summary>
     public void Prefetch(ulong address, ulong length)
     {
         byte* p = GetPointer(address, out ulong available);
         if (p == null || length == 0 || Volatile.Read(ref _disposed) != 0) return;
         ulong from = (ulong)p & ~(ulong)(PageBytes - 1);
         ulong to = (ulong)p + Math.Min(length, available);
-        _ = Madvise((void*)from, (nuint)(to - from), MadviseWillNeed);
+        for (ulong at = from; at < to; at += WillNeedChunkBytes)
+            _ = Madvise((void*)at, (nuint)Math.Min(WillNeedChunkBytes, to - at), MadviseWillNeed);
     }
 
     public void Dispose()
