@@ -164,6 +164,35 @@ public sealed unsafe partial class MappedPhysicalMemory : IDirectPhysicalMemory,
             _ = Madvise((void*)at, (nuint)Math.Min(WillNeedChunkBytes, to - at), MadviseWillNeed);
     }
 
+    public int PrefetchPages(ReadOnlySpan<ulong> addresses)
+    {
+        if (addresses.IsEmpty || Volatile.Read(ref _disposed) != 0) return 0;
+        // Sorted so that neighbouring pages go to the disk in file order; each distinct page asked for once.
+        var pages = new ulong[addresses.Length];
+        for (int i = 0; i < pages.Length; i++) pages[i] = addresses[i] & ~(ulong)(PageBytes - 1);
+        Array.Sort(pages);
+        int asked = 0;
+        byte* resident = stackalloc byte[2];
+        for (int i = 0; i < pages.Length; i++)
+        {
+            if (i > 0 && pages[i] == pages[i - 1]) continue;
+            byte* p = GetPointer(pages[i], out ulong available);
+            if (p == null || available == 0) continue;
+            // A guest page need not start a file page (an ELF core's segments are not page-aligned): it spans one or two.
+            byte* from = (byte*)((ulong)p & ~(ulong)(PageBytes - 1));
+            nuint length = (nuint)((ulong)p + Math.Min(available, (ulong)PageBytes) - (ulong)from);
+            int filePages = (int)((length + PageBytes - 1) / PageBytes);
+            // mincore first: a page already in the page cache costs no request (a warm run asks for nothing).
+            if (Mincore(from, length, resident) == 0 && (resident[0] & 1) != 0 && (filePages == 1 || (resident[1] & 1) != 0)) continue;
+            _ = Madvise(from, length, MadviseWillNeed);
+            asked++;
+        }
+        return asked;
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "mincore")]
+    private static partial int Mincore(void* address, nuint length, byte* vector);
+
     public void Dispose()
     {
         // Dispose may be called more than once (a using block and an owner's cleanup); releasing the pointer twice threw.
