@@ -22,6 +22,7 @@ public sealed class LinuxKernel
     private IReadOnlyList<LinuxTask>? _tasks;
     private IReadOnlyList<KernelModule>? _modules;
     private IReadOnlyList<IdleTask>? _idleTasks;
+    private bool _tasksPrefetched;
     private readonly PathResolver _paths;
     private readonly TaskList _taskList;
     private readonly VmaReader _vmas;
@@ -152,6 +153,12 @@ public sealed class LinuxKernel
 
     private IReadOnlyList<LinuxTask> ReadTasks()
     {
+        // From a dump file not in the page cache, the walk's scattered pages are asked for all at once (first walk only).
+        if (!_tasksPrefetched)
+        {
+            _tasksPrefetched = true;
+            using (Log.Stage("task read-ahead")) TaskPrefetch.Create(_memory, Reader, Symbols, Btf, Offsets, Limits)?.Run();
+        }
         var tasks = _taskList.Read();
         // PF_KTHREAD is a macro, not in BTF: confirm it on this kernel's own tasks (once per read).
         foreach (var problem in KernelMacros.ConfirmKthreadFlag(tasks, t => t.ExitState != 0 || (t.Flags & KernelMacros.PF_EXITING) != 0).Take(8))

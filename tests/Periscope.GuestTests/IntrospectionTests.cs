@@ -178,6 +178,30 @@ public abstract class IntrospectionTests<TGuest>(TGuest guest, ITestOutputHelper
     }
 
     [Fact]
+    public void Task_read_ahead_reaches_every_listed_task_through_the_pid_IDR_within_its_page_cap()
+    {
+        var k = guest.Dump.Kernel;
+        // The dump was just written, so it is in the page cache: every wave runs anyway, to see what each would cover.
+        var prefetch = TaskPrefetch.Create(k.Physical, k.Reader, k.Symbols, k.Btf, k.Offsets, k.Limits, stopWhenResident: false);
+        Assert.NotNull(prefetch);
+        prefetch.Run();
+        output.WriteLine($"tasks found {prefetch.TasksFound.Count}; pages per wave covered {string.Join(", ", prefetch.PagesCovered)}, asked {string.Join(", ", prefetch.PagesAsked)}");
+        // Every listed task and thread has a pid in init_pid_ns's IDR, except init_task (pid 0 has no struct pid).
+        var found = prefetch.TasksFound.ToHashSet();
+        var missed = k.Tasks.SelectMany(t => t.Threads).Where(th => th.Address != k.InitTask && !found.Contains(th.Address)).Select(th => th.Tid).ToList();
+        Assert.Empty(missed);
+        // Four waves: struct pids, task_structs, creds and mms, exe files; each covers pages.
+        Assert.Equal(4, prefetch.PagesCovered.Count);
+        Assert.All(prefetch.PagesCovered, n => Assert.True(n > 0));
+
+        var capped = TaskPrefetch.Create(k.Physical, k.Reader, k.Symbols, k.Btf, k.Offsets, k.Limits with { MaxTaskPrefetchPages = 5 }, stopWhenResident: false)!;
+        capped.Run();
+        Assert.Equal(5, capped.PagesCovered.Sum());
+        // Reading ahead used none of the command's work budget and changed nothing the model reads.
+        Assert.False(k.Budget.AnyExhausted);
+    }
+
+    [Fact]
     public void Modules_match_proc_modules()
         => ProcComparisons.ModulesMatch(guest.Truth, guest.Dump.Kernel);
 

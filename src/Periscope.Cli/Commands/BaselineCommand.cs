@@ -14,12 +14,13 @@ public sealed class BaselineCommand : ICliCommand
     public Command Build(CommandContext context)
     {
         var db = DbOption();
-        var create = new Command("create", "Measure kernel text, rodata, syscall table and dispatcher, IDT, module code and process code into the database; an unchanged guest adds nothing") { db };
+        var stats = StageStats.Option();
+        var create = new Command("create", "Measure kernel text, rodata, syscall table and dispatcher, IDT, module code and process code into the database; an unchanged guest adds nothing") { db, stats };
         create.SetAction(r =>
         {
             // The database is checked before the guest is read: a bad --db costs nothing.
             using var store = BaselineStore.Open(r.GetValue(db)!, BaselineOpenMode.CreateIfMissing);
-            return context.WithTarget(r, target => Create(context, r, store, target));
+            return context.WithTarget(r, target => Create(context, r, store, target, r.GetValue(stats)));
         });
 
         var listDb = DbOption();
@@ -62,10 +63,15 @@ public sealed class BaselineCommand : ICliCommand
         return new Command("baseline", "Trusted-state baselines") { create, list, import };
     }
 
-    private static int Create(CommandContext context, ParseResult r, BaselineStore store, Targets.Target target)
+    private static int Create(CommandContext context, ParseResult r, BaselineStore store, Targets.Target target, bool stats)
     {
         // The process code is swept on the other core while the kernel regions' page contents compress.
         var (summary, sweep) = BaselineRecorder.Record(target.Kernel, store, target.Description, kernel => ProcessCodeMeasurer.Sweep(kernel));
+        if (stats)
+        {
+            StageStats.WriteAttach(context.Error, target.Kernel);
+            StageStats.WriteCreate(context.Error, summary, sweep);
+        }
         // One row per distinct page of the pass, not per process mapping it.
         int codePages = store.AddCodePages(sweep.Pages.Select(p => (p.File, p.FileOffset, p.Sha256)), "first use at baseline");
         // Anonymous executable memory present now belongs to the trusted state: verify reports only what is new.

@@ -19,12 +19,18 @@ public sealed class VerifyCommand : ICliCommand
     public Command Build(CommandContext context)
     {
         var db = BaselineCommand.DbOption();
-        var command = new Command("verify", "Re-measure and report every difference from the trusted baseline") { db };
+        var stats = StageStats.Option();
+        var command = new Command("verify", "Re-measure and report every difference from the trusted baseline") { db, stats };
         command.SetAction(r => context.WithTarget(r, target =>
         {
             using var store = BaselineStore.Open(r.GetValue(db)!, BaselineOpenMode.Existing);
             var (baseline, result, code) = TargetVerification.Verify(target, store);
             int exit = ExitCode(result);
+            if (r.GetValue(stats))
+            {
+                StageStats.WriteAttach(context.Error, target.Kernel);
+                StageStats.WriteVerify(context.Error, result, code);
+            }
             if (context.Json(r)) WriteJson(context.Output, baseline.Info, result, exit);
             else
             {

@@ -11,6 +11,12 @@ namespace Periscope.Integrity.Baselines;
 public sealed record BaselineSummary(long Id, string BuildId, int Regions, int Pages, long Bytes, double Milliseconds, bool AlreadyStored = false)
 {
     public IReadOnlyList<string> Skipped { get; init; } = [];
+    /// <summary>Stages of <see cref="Milliseconds"/>: hashing the regions (SHA-256 and XxHash3 of every page, on all
+    /// cores), compressing their contents (this thread, while another reads the evidence and runs the caller's sweep),
+    /// and saving to the store (pages, contents, evidence).</summary>
+    public TimeSpan RegionHashTime { get; init; }
+    public TimeSpan CompressTime { get; init; }
+    public TimeSpan SaveTime { get; init; }
 }
 
 /// <summary>
@@ -35,13 +41,18 @@ public static class BaselineRecorder
     {
         var sw = Stopwatch.StartNew();
         var catalog = RegionCatalog.Catalog(kernel);
+        long hashStart = Stopwatch.GetTimestamp();
         var measured = RegionMeasurer.MeasureAll(kernel.KernelSpace, catalog.Regions, sha256: true, keepContent: true);
+        var hashTime = Stopwatch.GetElapsedTime(hashStart);
         var reading = Task.Factory.StartNew(() => (Evidence: EvidenceCollector.Collect(kernel), Alongside: alongside(kernel)),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         ContentBlocks contents;
+        TimeSpan compressTime;
         try
         {
+            long compressStart = Stopwatch.GetTimestamp();
             contents = ContentBlocks.Compress(measured, parallelism: 1);
+            compressTime = Stopwatch.GetElapsedTime(compressStart);
         }
         finally
         {
@@ -50,13 +61,16 @@ public static class BaselineRecorder
         }
         var (evidence, result) = reading.GetAwaiter().GetResult();
         string buildId = KernelIdentity.BuildId(kernel);
+        long saveStart = Stopwatch.GetTimestamp();
         var saved = store.Save(buildId, kernel.Banner, kernel.Layout.TextVa, target, measured, contents);
         // Kept or new, the baseline takes the evidence of this trusted moment (an operator re-baselines to accept it).
         EvidenceStore.Save(store, saved.Id, evidence);
+        var saveTime = Stopwatch.GetElapsedTime(saveStart);
         var summary = new BaselineSummary(saved.Id, buildId, measured.Count, measured.Sum(m => m.Pages.Count),
             measured.Sum(m => m.Pages.Sum(p => (long)p.Length)), sw.Elapsed.TotalMilliseconds, saved.AlreadyStored)
         {
             Skipped = [.. catalog.Skipped.Select(r => r.Reason), .. evidence.Gaps.Select(g => $"evidence, {g}")],
+            RegionHashTime = hashTime, CompressTime = compressTime, SaveTime = saveTime,
         };
         return (summary, result);
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Periscope.Integrity.Baselines;
@@ -43,6 +44,12 @@ public sealed record ProcessCodeSweep(IReadOnlyList<MeasuredCodePage> Pages, IRe
 {
     private IReadOnlyList<CodePage>? _resident;
 
+    /// <summary>Time of the whole pass: walking tasks, VMAs and page tables, reading and hashing.</summary>
+    public TimeSpan Elapsed { get; init; }
+    /// <summary>Time spent inside SHA-256 alone (its share of <see cref="Elapsed"/>): the hashing stage's own speed is
+    /// <see cref="Bytes"/> over this, comparable with a single-core SHA-256 of as many bytes.</summary>
+    public TimeSpan HashTime { get; init; }
+
     /// <summary>Distinct pages hashed.</summary>
     public int Measured => Pages.Count;
 
@@ -63,19 +70,29 @@ public sealed class CodePageHasher : IDisposable
 {
     private readonly IncrementalHash _hasher = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
 
+    private long _hashTicks;
+
     public long PagesHashed { get; private set; }
+
+    /// <summary>Time spent hashing (Stopwatch timestamps around each page: ~40 ns against ~3 µs of SHA-256 per page).</summary>
+    public TimeSpan HashTime => Stopwatch.GetElapsedTime(0, _hashTicks);
 
     public byte[] Sha256(ReadOnlySpan<byte> page)
     {
         PagesHashed++;
-        return PageHash.Sha256(_hasher, page);
+        long start = Stopwatch.GetTimestamp();
+        var hash = PageHash.Sha256(_hasher, page);
+        _hashTicks += Stopwatch.GetTimestamp() - start;
+        return hash;
     }
 
     /// <summary>Feeds a page into a running content hash (anonymous code) and counts it.</summary>
     public void Append(IncrementalHash content, ReadOnlySpan<byte> page)
     {
         PagesHashed++;
+        long start = Stopwatch.GetTimestamp();
         content.AppendData(page);
+        _hashTicks += Stopwatch.GetTimestamp() - start;
     }
 
     public void Dispose() => _hasher.Dispose();
@@ -123,6 +140,8 @@ public static class ProcessCodeMeasurer
         var offset = new byte[8];
         using var ownHasher = hasher is null ? new CodePageHasher() : null;
         hasher ??= ownHasher!;
+        long started = Stopwatch.GetTimestamp();
+        var hashedBefore = hasher.HashTime;
         foreach (var process in processes)
         {
             int processIndex = -1;
@@ -192,7 +211,8 @@ public static class ProcessCodeMeasurer
         }
         return Result();
 
-        ProcessCodeSweep Result() => new(pages, mappings, swept, notResident, anonymous, bytes, incomplete);
+        ProcessCodeSweep Result() => new(pages, mappings, swept, notResident, anonymous, bytes, incomplete)
+            { Elapsed = Stopwatch.GetElapsedTime(started), HashTime = hasher.HashTime - hashedBefore };
     }
 
     /// <summary>Present 4 KiB pages of [start, end) from the page tables, at most <paramref name="pagesLeft"/> of them.</summary>

@@ -16,6 +16,9 @@ public sealed record ProcessCodeResult(IReadOnlyList<Finding> Findings, int Comp
     int KnownAnonymous = 0, IReadOnlyList<string>? Incomplete = null, int ResidentMappings = 0, int SharedMappings = 0)
 {
     public IReadOnlyList<string> Incomplete { get; init; } = Incomplete ?? [];
+    /// <summary>The sweep's whole time and its hashing stage's (see <see cref="ProcessCodeSweep.HashTime"/>).</summary>
+    public TimeSpan SweepTime { get; init; }
+    public TimeSpan HashTime { get; init; }
 }
 
 /// <summary>
@@ -94,6 +97,7 @@ public static class ProcessCodeVerifier
                     : $"executable memory backed by no file (JIT, or injected code), not in baseline {baseline.Id} as it is now ({anon.ResidentPages} resident pages, content sha256 {anon.Key.ContentSha256[..16]}…)",
             });
         }
-        return (new ProcessCodeResult(findings, compared, firstSeen.Count, sweep.NotResident, sweep.Bytes, known, sweep.Incomplete, sweep.Mappings.Count, sweep.SharedMappings), firstSeen);
+        return (new ProcessCodeResult(findings, compared, firstSeen.Count, sweep.NotResident, sweep.Bytes, known, sweep.Incomplete, sweep.Mappings.Count, sweep.SharedMappings)
+            { SweepTime = sweep.Elapsed, HashTime = sweep.HashTime }, firstSeen);
     }
 }

@@ -16,6 +16,10 @@ namespace Periscope.Integrity.Verification;
 public sealed record VerificationResult(IReadOnlyList<Finding> Findings, int RegionsChecked, int PagesChecked, long BytesChecked, double Milliseconds)
 {
     public IReadOnlyList<string> Incomplete { get; init; } = [];
+    /// <summary>Time of the kernel regions' hashing stage (XxHash3 of every page, on all cores), of <see cref="Milliseconds"/>.</summary>
+    public TimeSpan RegionHashTime { get; init; }
+    /// <summary>Time collecting the current evidence (symbols, allow-lists) that differences are judged with.</summary>
+    public TimeSpan EvidenceTime { get; init; }
     public bool Clean => Findings.All(f => f.Severity != Severity.Critical);
     public bool Complete => Incomplete.Count == 0;
 }
@@ -41,7 +45,9 @@ public static class Verifier
     {
         var sw = Stopwatch.StartNew();
         var incomplete = new List<string>();
+        long evidenceStart = Stopwatch.GetTimestamp();
         var currentEvidence = EvidenceCollector.Collect(kernel);
+        var evidenceTime = Stopwatch.GetElapsedTime(evidenceStart);
         if (baselineEvidence is null) incomplete.Add("the baseline holds no evidence (allow-lists); no code change can be judged legitimate");
         var before = new EvidenceIndex(baselineEvidence ?? new EvidenceSnapshot());
         var now = new EvidenceIndex(currentEvidence);
@@ -76,7 +82,9 @@ public static class Verifier
         }
 
         // Hash everything first, on all cores; explain differences afterwards.
+        long hashStart = Stopwatch.GetTimestamp();
         var measuredNow = RegionMeasurer.MeasureAll(kernel.KernelSpace, toCheck.Select(s => s.Region).ToList(), sha256: false, keepContent: false);
+        var hashTime = Stopwatch.GetElapsedTime(hashStart);
         int pages = 0;
         long bytes = 0;
         for (int r = 0; r < toCheck.Count; r++)
@@ -115,7 +123,8 @@ public static class Verifier
         }
         findings = WithoutOverlaps(findings, baseline);
         if (baselineEvidence is not null) findings.AddRange(Judge.AllowListChanges(before, now));
-        return new VerificationResult(findings, toCheck.Count, pages, bytes, sw.Elapsed.TotalMilliseconds) { Incomplete = incomplete };
+        return new VerificationResult(findings, toCheck.Count, pages, bytes, sw.Elapsed.TotalMilliseconds)
+            { Incomplete = incomplete, RegionHashTime = hashTime, EvidenceTime = evidenceTime };
     }
 
     /// <summary>Stored pages must tile the region as the measurer cuts it (page i at its VA, at most one page long, content

@@ -91,6 +91,7 @@ public sealed class MemoryImage : IDirectPhysicalMemory, IAllocatedPhysicalMemor
 
     public IEnumerable<PhysicalRange> AllocatedRam => _memory.AllocatedRam;
     public void Prefetch(ulong address, ulong length) => _memory.Prefetch(address, length);
+    public int PrefetchPages(ReadOnlySpan<ulong> addresses) => _memory.PrefetchPages(addresses);
     public int Read(ulong address, Span<byte> buffer) => _memory.Read(address, buffer);
     public ReadOnlySpan<byte> GetSpan(ulong address, int length) => _memory.GetSpan(address, length);
     public unsafe byte* GetPointer(ulong address, out ulong available) => _memory.GetPointer(address, out available);

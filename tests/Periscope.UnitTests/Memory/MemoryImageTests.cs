@@ -15,6 +15,25 @@ public class MemoryImageTests
     }
 
     [Fact]
+    public void Page_read_ahead_asks_nothing_for_resident_pages_or_addresses_outside_the_file()
+    {
+        // An ELF core's segments are not page-aligned in the file: each guest page spans two file pages here.
+        var main = Pattern(0x4000, 5);
+        var core = new ElfCoreBuilder().Load(0x100000, main).Build();
+        using var f = new TempFile(core, ".core");
+        using var image = MemoryImage.Open(f.Path);
+        var buf = new byte[0x4000];
+        Assert.Equal(buf.Length, image.Read(0x100000, buf)); // every page of the segment is now resident and mapped
+        Assert.Equal(main, buf);
+        Assert.Equal(0, image.PrefetchPages([0x100000, 0x100008, 0x101000, 0x103ff8]));
+        Assert.Equal(0, image.PrefetchPages([0, 0xfffff, 0x104000, ulong.MaxValue]));
+        Assert.Equal(0, image.PrefetchPages([]));
+        // Advice changes no byte that is read.
+        Assert.Equal(buf.Length, image.Read(0x100000, buf));
+        Assert.Equal(main, buf);
+    }
+
+    [Fact]
     public void ElfCore_segments_notes_and_device_memory_are_read()
     {
         var low = Pattern(0xa0000, 1);
