@@ -270,9 +270,13 @@ public static class Judge
         {
             var owner = current.Resolve(o.Func);
             bool known = owner.Owner is CodeOwnerKind.KernelText or CodeOwnerKind.ListedModule;
-            string bpf = c.BpfTrampolines.FirstOrDefault(t => t.Fops == o.Address && o.Address != 0) is { } t
-                ? $" (the direct-call ftrace_ops of bpf trampoline 0x{t.Address:x} for {t.FunctionName})" : "";
-            findings.Add(Evidence(Classification.AllowListAdded, known ? Severity.Warning : Severity.Critical, o.Address, $"ftrace_ops 0x{o.Address:x}",
+            // A bpf trampoline's direct-call ops: when the function has other ftrace users too, its site calls ftrace's
+            // entry code, not the image, so this is where a program hidden from prog_idr shows.
+            var tramp = c.BpfTrampolines.FirstOrDefault(t => t.Fops == o.Address && o.Address != 0);
+            var hiddenProgs = tramp?.Programs.Where(p => !p.Listed).ToList() ?? [];
+            string bpf = tramp is { } t
+                ? $" (the direct-call ftrace_ops of bpf trampoline 0x{t.Address:x} for {t.FunctionName}{(hiddenProgs.Count > 0 ? $"; program(s) {string.Join(", ", hiddenProgs.Select(p => $"{p.Id} ({p.Name})"))} NOT in prog_idr" : "")})" : "";
+            findings.Add(Evidence(Classification.AllowListAdded, known && hiddenProgs.Count == 0 ? Severity.Warning : Severity.Critical, o.Address, $"ftrace_ops 0x{o.Address:x}",
                 $"ftrace_ops at 0x{o.Address:x} registered since the baseline, callback {owner}{(o.TrampolineSize != 0 ? $", trampoline 0x{o.Trampoline:x}" : "")}{bpf}") with { Destination = owner });
         }
         return findings;

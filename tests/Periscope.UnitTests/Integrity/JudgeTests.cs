@@ -243,6 +243,15 @@ public sealed class JudgeTests
         var f = Assert.Single(Judge.AllowListChanges(new EvidenceIndex(Baseline()), new EvidenceIndex(current)), f => f.VirtualAddress == BpfOps);
         Assert.Equal(Severity.Warning, f.Severity);
         Assert.EndsWith("(the direct-call ftrace_ops of bpf trampoline 0xffff888000200c00 for traced_d)", f.Detail, StringComparison.Ordinal);
+        // With another ftrace user on the function its site calls ftrace's entry code: a hidden program shows here.
+        var hiddenOps = Current() with
+        {
+            FtraceOps = [.. Current().FtraceOps, new FtraceOpsEvidence(BpfOps, S("func_a"), 0, 0)],
+            BpfTrampolines = [.. BpfTrampolines().Take(3), BpfTrampolines()[3] with { Programs = [BpfTrampolines()[1].Programs[1]] }],
+        };
+        var h = Assert.Single(Judge.AllowListChanges(new EvidenceIndex(Baseline()), new EvidenceIndex(hiddenOps)), f => f.VirtualAddress == BpfOps);
+        Assert.Equal(Severity.Critical, h.Severity);
+        Assert.Contains("program(s) 43 (hidden) NOT in prog_idr", h.Detail);
     }
 
     [Fact]
