@@ -18,6 +18,8 @@
  *                    Writes /tmp/bpfload-tracing.ready when everything is in place. A separate process because the
  *                    kprobe and the trampoline patch do_sys_openat2's ftrace site: guests shared with integrity
  *                    tests run it only while they need it, and end it.
+ *   bpfload fentry FUNC  one fentry program, "pscope_fv", on FUNC only; writes /tmp/bpfload-fentry.ready (verify's
+ *                    bpf trampoline rule: BpfTrampolineVerifyTests).
  *   bpfload list     the kernel's own view, as bpftool prints it: every program, map and link by id, with
  *                    BPF_OBJ_GET_INFO_BY_FD's type, name, tag, map ids and attach details; and, as `bpftool perf`,
  *                    every perf event fd of every process that has a program (BPF_TASK_FD_QUERY).
@@ -260,6 +262,49 @@ static int hold(void)
 	for (;;) pause();
 }
 
+/* An fentry program NAME on the kernel function FUNC (its BTF id from /sys/kernel/btf/vmlinux), loaded, not attached. */
+static int load_fentry(const char *func, const char *name, const struct bpf_insn *insns, int count)
+{
+	int btf_id = btf_func_id(func);
+	if (btf_id < 0) { fprintf(stderr, "bpfload: no BTF id for %s\n", func); return -1; }
+	union bpf_attr fa;
+	memset(&fa, 0, sizeof(fa));
+	fa.prog_type = BPF_PROG_TYPE_TRACING;
+	fa.expected_attach_type = BPF_TRACE_FENTRY;
+	fa.attach_btf_id = btf_id;
+	fa.insns = (uint64_t)(uintptr_t)insns;
+	fa.insn_cnt = count;
+	fa.license = (uint64_t)(uintptr_t)"GPL";
+	fa.log_buf = (uint64_t)(uintptr_t)log_buf;
+	fa.log_size = sizeof(log_buf);
+	fa.log_level = 1;
+	strncpy(fa.prog_name, name, sizeof(fa.prog_name) - 1);
+	int fd = sys_bpf(BPF_PROG_LOAD, &fa);
+	if (fd < 0) fprintf(stderr, "bpfload: load %s: %s\n%s\n", name, strerror(errno), log_buf);
+	return fd;
+}
+
+/* `bpfload fentry FUNC`: one fentry program, "pscope_fv", on FUNC and nothing else, so FUNC's ftrace site calls the bpf
+ * trampoline's image directly (an ftrace direct call with no other ftrace user); for verify's trampoline rule. */
+static int hold_fentry(const char *func)
+{
+	struct bpf_insn nop[] = {
+		INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+	int fep = load_fentry(func, "pscope_fv", nop, 2);
+	if (fep < 0) return 1;
+	union bpf_attr a;
+	memset(&a, 0, sizeof(a));
+	a.raw_tracepoint.prog_fd = fep;
+	if (sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &a) < 0) { perror("bpfload: fentry attach"); return 1; }
+	printf("attach fentry %u\n", prog_id(fep));
+	fflush(stdout);
+	int ready = open("/tmp/bpfload-fentry.ready", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (ready >= 0) close(ready);
+	for (;;) pause();
+}
+
 static int hold_tracing(void)
 {
 	/* r0 = 0; exit (kprobes, kretprobes, tracepoints and fentry: nothing to do) */
@@ -271,22 +316,7 @@ static int hold_tracing(void)
 	int kpp = load(BPF_PROG_TYPE_KPROBE, 0, "pscope_kp", nop, 2);
 	int krpp = load(BPF_PROG_TYPE_KPROBE, 0, "pscope_krp", nop, 2);
 	int tpp = load(BPF_PROG_TYPE_TRACEPOINT, 0, "pscope_tp", nop, 2);
-	int fentry_btf = btf_func_id("do_sys_openat2");
-	if (fentry_btf < 0) { fprintf(stderr, "bpfload: no BTF id for do_sys_openat2\n"); return 1; }
-	union bpf_attr fa;
-	memset(&fa, 0, sizeof(fa));
-	fa.prog_type = BPF_PROG_TYPE_TRACING;
-	fa.expected_attach_type = BPF_TRACE_FENTRY;
-	fa.attach_btf_id = fentry_btf;
-	fa.insns = (uint64_t)(uintptr_t)nop;
-	fa.insn_cnt = 2;
-	fa.license = (uint64_t)(uintptr_t)"GPL";
-	fa.log_buf = (uint64_t)(uintptr_t)log_buf;
-	fa.log_size = sizeof(log_buf);
-	fa.log_level = 1;
-	strncpy(fa.prog_name, "pscope_fe", sizeof(fa.prog_name) - 1);
-	int fep = sys_bpf(BPF_PROG_LOAD, &fa);
-	if (fep < 0) fprintf(stderr, "bpfload: load pscope_fe: %s\n%s\n", strerror(errno), log_buf);
+	int fep = load_fentry("do_sys_openat2", "pscope_fe", nop, 2);
 	if (kpp < 0 || krpp < 0 || tpp < 0 || fep < 0) return 1;
 	if (perf_attach(kpp, "do_sys_openat2", 0, 0) < 0 || perf_attach(krpp, "do_sys_openat2", 1, 0) < 0) return 1;
 	struct stat st;
@@ -417,5 +447,6 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "list") == 0) return list();
 	if (argc > 1 && strcmp(argv[1], "tracing") == 0) return hold_tracing();
+	if (argc > 2 && strcmp(argv[1], "fentry") == 0) return hold_fentry(argv[2]);
 	return hold();
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Periscope.Linux;
+using Periscope.Linux.Bpf;
 
 namespace Periscope.Integrity.Evidence;
 
@@ -70,6 +71,7 @@ public sealed class EvidenceCollector
             FtracePatchSites = PatchSites(("ftrace_call", FtracePatchKind.Call), ("ftrace_regs_call", FtracePatchKind.Call), ("ftrace_graph_call", FtracePatchKind.GraphJump)),
             FtraceDispatchTargets = Addresses("ftrace_stub", "ftrace_ops_list_func", "arch_ftrace_ops_list_func", "ftrace_ops_assist_func", "ftrace_ops_no_ops"),
             FtraceGraphTargets = Addresses("ftrace_graph_caller", "ftrace_stub", "ftrace_stub_graph"),
+            BpfTrampolines = ReadBpfTrampolines(),
             Gaps = _gaps,
         };
     }
@@ -233,6 +235,16 @@ public sealed class EvidenceCollector
             op = next;
         }
         return ops;
+    }
+
+    /// <summary>The kernel's bpf trampolines (the bpf views' trampoline_table walk). A kernel without the table has no
+    /// trampolines to vouch for a call, which is no gap: such a call stays unexplained. Faults while walking are gaps.</summary>
+    private List<BpfTrampolineEvidence> ReadBpfTrampolines()
+    {
+        var table = new BpfView(_kernel).ReadTrampolineTable();
+        foreach (var g in table.Gaps) _gaps.Add(new(EvidenceFamily.BpfTrampolines, g));
+        return [.. table.Trampolines.Select(t => new BpfTrampolineEvidence(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSymbolStart, t.ImageSymbol,
+            [.. t.Programs.Select(p => new BpfTrampolineProgramEvidence(p.Program.Id, p.Program.Name, p.Program.Tag, p.Program.TypeName, p.Kind, p.Listed))]))];
     }
 
     private List<CodeRange> Ranges(params (string Start, string End)[] names)

@@ -22,6 +22,15 @@ public enum FtracePatchKind { Call, GraphJump }
 /// <summary>A patch site inside ftrace_caller / ftrace_regs_caller (ftrace_call, ftrace_regs_call, ftrace_graph_call).</summary>
 public readonly record struct FtracePatchSite(ulong Address, string Name, FtracePatchKind Kind);
 
+/// <summary>A program on a bpf trampoline as verify names it: id, name, tag and type as bpftool prints them, the hook
+/// kind (fentry, fexit, ...), and whether prog_idr lists it (a program missing from it is hidden from bpftool).</summary>
+public readonly record struct BpfTrampolineProgramEvidence(uint Id, string Name, string Tag, string Type, string Kind, bool Listed);
+
+/// <summary>A bpf_trampoline of the kernel's trampoline_table: the traced function, the ftrace_ops it registered for a
+/// direct call, the image the function now calls and that image's own kallsyms entry (start, name), and its programs.</summary>
+public sealed record BpfTrampolineEvidence(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
+    string ImageSymbol, IReadOnlyList<BpfTrampolineProgramEvidence> Programs);
+
 /// <summary>A named code range (ftrace entry code: ftrace_caller .. ftrace_caller_end).</summary>
 public readonly record struct CodeRange(string Name, ulong Start, ulong End)
 {
@@ -29,7 +38,7 @@ public readonly record struct CodeRange(string Name, ulong Start, ulong End)
 }
 
 /// <summary>Which family of evidence a reason refers to.</summary>
-public enum EvidenceFamily { Modules, Symbols, JumpLabels, StaticCalls, FtraceRecords, FtraceOps, FtraceEntry, HiddenModules, Baseline }
+public enum EvidenceFamily { Modules, Symbols, JumpLabels, StaticCalls, FtraceRecords, FtraceOps, FtraceEntry, HiddenModules, Baseline, BpfTrampolines }
 
 /// <summary>Why a part of the evidence could not be collected: the judge cannot allow what it has no record of.</summary>
 public readonly record struct EvidenceGap(EvidenceFamily Family, string Reason)
@@ -61,5 +70,9 @@ public sealed record EvidenceSnapshot
     /// <summary>Kernel functions ftrace may point its patch sites at (ftrace_stub, ftrace_ops_list_func, ...).</summary>
     public IReadOnlyList<ulong> FtraceDispatchTargets { get; init; } = [];
     public IReadOnlyList<ulong> FtraceGraphTargets { get; init; } = [];
+    /// <summary>bpf trampolines (fentry, fexit, fmod_ret, LSM, freplace) as the kernel's trampoline_table holds them now.
+    /// Only the current evidence's copy is consulted (a program attached now is judged by what is attached now); it is
+    /// not stored in baselines.</summary>
+    public IReadOnlyList<BpfTrampolineEvidence> BpfTrampolines { get; init; } = [];
     public IReadOnlyList<EvidenceGap> Gaps { get; init; } = [];
 }

@@ -35,6 +35,12 @@ public enum Classification
     AllowListChanged,
     ProcessCodeModified,
     AnonymousCode,
+    /// <summary>An ftrace site now calls the image of a bpf trampoline the kernel's trampoline_table holds for this
+    /// function, for programs prog_idr lists (fentry, fexit, fmod_ret, LSM): legitimate, but a program attached since
+    /// the baseline is a change to look at.</summary>
+    BpfTrampolineAttached,
+    /// <summary>As <see cref="BpfTrampolineAttached"/>, but a program on the trampoline is missing from prog_idr.</summary>
+    HiddenBpfProgramAttached,
 }
 
 /// <summary>One difference between the trusted state and now, with enough evidence to act on it.</summary>
@@ -88,6 +94,8 @@ public static class Classifications
         Classification.FunctionHooked => "function hooked",
         Classification.FtraceDispatcherUpdated => "ftrace dispatcher updated",
         Classification.FtraceEntryPatched => "ftrace entry code patched",
+        Classification.BpfTrampolineAttached => "bpf trampoline attached",
+        Classification.HiddenBpfProgramAttached => "hidden bpf program attached",
         Classification.SyscallHooked => "syscall hooked",
         Classification.InterruptGateChanged => "interrupt gate changed",
         Classification.PageMissing => "page no longer mapped",

@@ -152,8 +152,48 @@ public static class Judge
             return new Verdict(Classification.FunctionHooked, Severity.Critical,
                 $"{fn} now calls the ftrace trampoline at 0x{target:x} of ftrace_ops 0x{ops.Address:x}, whose callback is {owner}", owner);
         }
+        if (BpfTrampolineCall(current, site, target, dest, fn) is { } bpf) return bpf;
         return new Verdict(Classification.FunctionHooked, Severity.Critical,
-            $"{fn} now calls {dest}: neither ftrace entry code nor the trampoline of a registered ftrace_ops", dest);
+            $"{fn} now calls {dest}: neither ftrace entry code, nor the trampoline of a registered ftrace_ops, nor the image of a bpf trampoline", dest);
+    }
+
+    /// <summary>endbr64's length: with IBT a function starts with endbr64 and its ftrace site follows it.</summary>
+    private const ulong EndbrLength = 4;
+
+    /// <summary>
+    /// fentry, fexit, fmod_ret, LSM and freplace programs: the kernel attaches them by writing exactly "call IMAGE" at
+    /// the traced function's ftrace site (an ftrace direct call, or bpf_arch_text_poke), IMAGE being the current image
+    /// of the bpf_trampoline that trampoline_table holds for that function. The call is explained only when that holds
+    /// word for word: one trampoline of the table has this image, it is the trampoline of this very function, the image
+    /// is trampoline memory (no kernel text, no module, listed or hidden; the start of its own "bpf_trampoline_" kallsyms
+    /// entry), and it carries programs. Even then it is not benign: a program attached since the baseline is at least a
+    /// warning, and critical when prog_idr does not list it (hidden from bpftool). Null when no trampoline of the table
+    /// has this image (the caller reports an unexplained call).
+    /// </summary>
+    private static Verdict? BpfTrampolineCall(EvidenceIndex current, ulong site, ulong target, ControlTarget dest, string fn)
+    {
+        var matches = current.Snapshot.BpfTrampolines.Where(t => t.Image == target && target != 0).ToList();
+        if (matches.Count == 0) return null;
+        var t = matches[0];
+        string which = $"bpf trampoline 0x{t.Address:x} (for {t.FunctionName}, image 0x{t.Image:x} {(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "with no kallsyms name")})";
+        if (matches.Count > 1)
+            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls 0x{target:x}, the image of {matches.Count} bpf trampolines at once; the kernel builds one image per trampoline", dest);
+        if (site != t.Function && site != t.Function + EndbrLength)
+            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls the image of {which}, a trampoline for another function", dest);
+        if (dest.Owner != CodeOwnerKind.Unowned)
+            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls {dest}, which {which} claims as its image; bpf trampoline images are JIT memory, never kernel or module text", dest);
+        if (t.ImageSymbolStart != t.Image || !t.ImageSymbol.StartsWith("bpf_trampoline_", StringComparison.Ordinal))
+            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls the image of {which}, but the image is not the start of its own bpf_trampoline kallsyms entry (0x{t.ImageSymbolStart:x})", dest);
+        if (t.Programs.Count == 0)
+            return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls the image of {which}, which carries no program", dest);
+        var image = dest with { Description = $"{(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "bpf trampoline")} at 0x{t.Image:x} (bpf trampoline image)" };
+        string programs = string.Join(", ", t.Programs.Select(p => $"{p.Kind} program {p.Id} ({p.Name}, {p.Type}, tag {p.Tag}){(p.Listed ? "" : " NOT in prog_idr")}"));
+        var hidden = t.Programs.Where(p => !p.Listed).ToList();
+        return hidden.Count > 0
+            ? new Verdict(Classification.HiddenBpfProgramAttached, Severity.Critical,
+                $"{fn} now calls {which} for {programs}: {hidden.Count} of them hidden from prog_idr (bpftool does not list them)", image)
+            : new Verdict(Classification.BpfTrampolineAttached, Severity.Warning,
+                $"{fn} now calls {which} for {programs}; attached since the baseline", image);
     }
 
     /// <summary>ftrace_caller / ftrace_regs_caller: only their patch sites change, only to known targets.</summary>
@@ -230,8 +270,14 @@ public static class Judge
         {
             var owner = current.Resolve(o.Func);
             bool known = owner.Owner is CodeOwnerKind.KernelText or CodeOwnerKind.ListedModule;
-            findings.Add(Evidence(Classification.AllowListAdded, known ? Severity.Warning : Severity.Critical, o.Address, $"ftrace_ops 0x{o.Address:x}",
-                $"ftrace_ops at 0x{o.Address:x} registered since the baseline, callback {owner}{(o.TrampolineSize != 0 ? $", trampoline 0x{o.Trampoline:x}" : "")}") with { Destination = owner });
+            // A bpf trampoline's direct-call ops: when the function has other ftrace users too, its site calls ftrace's
+            // entry code, not the image, so this is where a program hidden from prog_idr shows.
+            var tramp = c.BpfTrampolines.FirstOrDefault(t => t.Fops == o.Address && o.Address != 0);
+            var hiddenProgs = tramp?.Programs.Where(p => !p.Listed).ToList() ?? [];
+            string bpf = tramp is { } t
+                ? $" (the direct-call ftrace_ops of bpf trampoline 0x{t.Address:x} for {t.FunctionName}{(hiddenProgs.Count > 0 ? $"; program(s) {string.Join(", ", hiddenProgs.Select(p => $"{p.Id} ({p.Name})"))} NOT in prog_idr" : "")})" : "";
+            findings.Add(Evidence(Classification.AllowListAdded, known && hiddenProgs.Count == 0 ? Severity.Warning : Severity.Critical, o.Address, $"ftrace_ops 0x{o.Address:x}",
+                $"ftrace_ops at 0x{o.Address:x} registered since the baseline, callback {owner}{(o.TrampolineSize != 0 ? $", trampoline 0x{o.Trampoline:x}" : "")}{bpf}") with { Destination = owner });
         }
         return findings;
     }

@@ -1,3 +1,4 @@
+using Periscope.Linux.Model;
 using Periscope.Linux.Objects;
 
 namespace Periscope.Linux.Bpf;
@@ -183,22 +184,62 @@ public sealed partial class BpfView
 
     // ---------------------------------------------------------------- trampolines
 
-    /// <summary>trampoline_table: every bpf_trampoline (one per attached-to function), its progs_hlist[kind] of
-    /// bpf_tramp_link (6.0+; bpf_prog_aux.tramp_hlist before) and its extension_prog (freplace).</summary>
+    /// <summary>trampoline_table's programs as attach points of the cross-view.</summary>
     private void ReadTrampolines()
     {
+        foreach (var t in WalkTrampolines())
+            foreach (var (kind, prog) in t.Programs)
+                Attach(prog, BpfAttachPoint.Trampoline, $"{kind} {t.FunctionName}");
+    }
+
+    /// <summary>
+    /// Every bpf_trampoline of the kernel's trampoline_table, with the programs on it and the image the traced function
+    /// now calls, for the integrity judge: a call at a function's ftrace site into one of these images is what the
+    /// kernel writes for fentry/fexit/fmod_ret/LSM programs. <see cref="BpfTrampolineTable.TableRead"/> is false when the
+    /// kernel has no table to read (no CONFIG_BPF_JIT, no BTF); prog_idr is read too, to say which programs bpftool lists.
+    /// </summary>
+    public BpfTrampolineTable ReadTrampolineTable()
+    {
+        if (kernel.Btf is not { } btf || btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null)
+            return new([], false, []);
+        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
+        if (xa is null) return new([], false, [$"bpf: {why}"]);
+        var walked = WalkTrampolines();
+        if (!_pointsRead.Contains(BpfAttachPoint.Trampoline)) return new([], false, _gaps);
+        var listed = walked.Count == 0 ? [] : ReadIdr(xa, "prog_idr").ToHashSet();
+        var result = new List<BpfTrampoline>();
+        foreach (var t in walked)
+        {
+            var programs = new List<BpfTrampolineProgram>();
+            foreach (var (kind, prog) in t.Programs)
+                if (DescribeProgram(prog, listed.Contains(prog) ? BpfProgramViews.IdList | BpfProgramViews.Attached : BpfProgramViews.Attached, scanHelpers: false) is { } p)
+                    programs.Add(new BpfTrampolineProgram(kind, p, listed.Contains(prog)));
+            result.Add(new BpfTrampoline(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSymbolStart, t.ImageSymbol, programs));
+        }
+        return new(result, true, _gaps);
+    }
+
+    private sealed record WalkedTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
+        string ImageSymbol, List<(string Kind, ulong Prog)> Programs);
+
+    /// <summary>trampoline_table: every bpf_trampoline (one per attached-to function), its progs_hlist[kind] of
+    /// bpf_tramp_link (6.0+; bpf_prog_aux.tramp_hlist before), its extension_prog (freplace), and its current image
+    /// (cur_image: bpf_tramp_image.image and the image's kallsyms entry, ksym).</summary>
+    private List<WalkedTrampoline> WalkTrampolines()
+    {
+        var result = new List<WalkedTrampoline>();
         var btf = kernel.Btf!;
         var tramp = btf.FindStruct("bpf_trampoline");
         if (tramp is null || !tramp.HasMember("progs_hlist") || !kernel.Symbols.TryGetAddress("trampoline_table", out ulong table))
         {
             _unavailable.Add("trampolines: needs trampoline_table and struct bpf_trampoline (CONFIG_BPF_JIT)");
-            return;
+            return result;
         }
         ulong tableEnd = table + TrampolineTableSize * 8UL;
         if (kernel.Symbols.TryGetNextAddress(table, out ulong next) && next < tableEnd)
         {
             _gaps.Add($"trampolines: a symbol starts at 0x{next:x}, inside trampoline_table (0x{table:x} + {TrampolineTableSize} buckets): TRAMPOLINE_TABLE_SIZE changed");
-            return;
+            return result;
         }
         bool linkEntries = btf.FindStruct("bpf_tramp_link") is { } tl && tl.HasMember("tramp_hlist");
         var kinds = btf.FindTypeId("bpf_tramp_prog_type", Btf.BtfKind.Enum) is { } kindEnum
@@ -215,6 +256,7 @@ public sealed partial class BpfView
                     ulong func = t.TryMember("func.addr", out var fa) ? fa.ReadPointer() : 0;
                     string function = func != 0 && kernel.Symbols.TryFindContaining(func, out var sym, out ulong off)
                         ? (off == 0 ? sym.Name : $"{sym.Name}+0x{off:x}") : $"key 0x{t["key"].ReadUInt64():x}";
+                    var programs = new List<(string, ulong)>();
                     var hlists = t["progs_hlist"];
                     for (long kind = 0; kind < hlists.Type.Length; kind++)
                     {
@@ -224,11 +266,21 @@ public sealed partial class BpfView
                             ulong prog = linkEntries
                                 ? kernel.Object("bpf_tramp_link", entry).ContainerOf("bpf_tramp_link", "tramp_hlist")["link.prog"].ReadPointer()
                                 : kernel.Object("bpf_prog_aux", entry).ContainerOf("bpf_prog_aux", "tramp_hlist")["prog"].ReadPointer();
-                            Attach(prog, BpfAttachPoint.Trampoline, $"{kindName} {function}");
+                            programs.Add((kindName, prog));
                         }
                     }
                     if (t.TryMember("extension_prog", out var ext) && ext.ReadPointer() is var e and not 0)
-                        Attach(e, BpfAttachPoint.Trampoline, $"freplace {function}");
+                        programs.Add(("freplace", e));
+                    ulong fops = t.TryMember("fops", out var fo) ? fo.ReadPointer() : 0;
+                    ulong image = 0, symStart = 0;
+                    string symName = "";
+                    if (t.TryMember("cur_image", out var ci) && ci.TryDeref(out var im))
+                    {
+                        image = im["image"].ReadPointer();
+                        if (im.TryMember("ksym", out var ks))
+                            (symStart, symName) = (ks["start"].ReadUInt64(), ks["name"].ReadString(256));
+                    }
+                    result.Add(new WalkedTrampoline(t.Address, func, function, fops, image, symStart, symName, programs));
                 }
             }
             catch (ObjectFaultException e)
@@ -238,9 +290,10 @@ public sealed partial class BpfView
             if (budget.Exhausted)
             {
                 _gaps.Add($"trampolines: stopped at MaxBpfTrampolineEntries = {kernel.Limits.MaxBpfTrampolineEntries} entries");
-                return;
+                break;
             }
         }
+        return result;
     }
 
     private sealed class HlistBudget(int max)

@@ -80,6 +80,22 @@ public sealed record BpfMap(ulong Address, uint Id, int Type, string TypeName, s
 
 public sealed record BpfLink(ulong Address, uint Id, int Type, string TypeName, uint ProgramId, ulong Program);
 
+/// <summary>A program on a bpf trampoline: the hook kind as enum bpf_tramp_prog_type names it ("fentry", "fexit",
+/// "modify_return", "freplace" for an extension program), the program, and whether prog_idr (bpftool's list) holds it.</summary>
+public sealed record BpfTrampolineProgram(string Kind, BpfProgram Program, bool Listed);
+
+/// <param name="Function">bpf_trampoline.func.addr: the traced function (its ftrace site is here, or 4 bytes on, past
+/// an endbr64).</param>
+/// <param name="Fops">The ftrace_ops the trampoline registered for a direct call (0 when it patches the function itself).</param>
+/// <param name="Image">cur_image->image: where the traced function's patched call goes (0 when no image is built).</param>
+/// <param name="ImageSymbolStart">cur_image->ksym.start: the image's own kallsyms entry, which the kernel names
+/// "bpf_trampoline_KEY".</param>
+public sealed record BpfTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
+    string ImageSymbol, IReadOnlyList<BpfTrampolineProgram> Programs);
+
+/// <param name="TableRead">False when the kernel has no trampoline_table (or BTF) to read: no image can be vouched for.</param>
+public sealed record BpfTrampolineTable(IReadOnlyList<BpfTrampoline> Trampolines, bool TableRead, IReadOnlyList<string> Gaps);
+
 public sealed record BpfReport(IReadOnlyList<BpfProgram> Programs, IReadOnlyList<BpfMap> Maps, IReadOnlyList<BpfLink> Links,
     IReadOnlyList<BpfAttachPoint> AttachPointsRead, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps)
 {

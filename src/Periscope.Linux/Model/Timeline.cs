@@ -20,8 +20,10 @@ public sealed record TimelineEvent(ulong MonotonicNs, DateTimeOffset? Wall, Time
 /// <summary>
 /// Everything the kernel timestamps, in one list sorted by time: boot, each process's start (task->start_time), the
 /// kernel log's records (on request), and the timekeeper's last update. Wall-clock times come from the timekeeper's
-/// offs_real (CLOCK_REALTIME − CLOCK_MONOTONIC), read from <c>shadow_timekeeper</c>, the copy timekeeping_advance()
-/// updates first and copies into tk_core (whose enclosing struct is anonymous, so its layout is not in BTF).
+/// offs_real (CLOCK_REALTIME − CLOCK_MONOTONIC), read from the shadow timekeeper, the copy timekeeping_advance() updates
+/// first and copies into tk_core: before 6.13 the static <c>shadow_timekeeper</c> (tk_core's struct is anonymous, so its
+/// layout is not in BTF); since then a member of struct tk_data (in BTF), in <c>tk_core</c> and, since the auxiliary
+/// clocks (6.17), in <c>timekeeper_data[TIMEKEEPER_CORE]</c>.
 /// Modules are not timestamped by the kernel (struct module has no load time) and so are not listed.
 /// </summary>
 public sealed class TimelineReader(LinuxKernel kernel)
@@ -30,17 +32,16 @@ public sealed class TimelineReader(LinuxKernel kernel)
     {
         long? offsReal = null;
         ulong? snapshot = null;
-        if (kernel.Symbols.TryGetAddress("shadow_timekeeper", out ulong tkAddress))
+        try
         {
-            try
+            if (FindTimekeeper(out string? why) is { } tk)
             {
-                var tk = kernel.Object("timekeeper", tkAddress);
                 offsReal = tk["offs_real"].ReadInt64();
                 snapshot = (ulong)tk["tkr_mono.base"].ReadInt64();
             }
-            catch (Objects.ObjectFaultException e) { kernel.Diagnostics.ReportIncomplete("timeline", $"timekeeper: {e.Message}", e.Address); }
+            else kernel.Diagnostics.Report("timeline", $"{why}: events carry no wall-clock time");
         }
-        else kernel.Diagnostics.Report("timeline", "kallsyms has no shadow_timekeeper: events carry no wall-clock time");
+        catch (Objects.ObjectFaultException e) { kernel.Diagnostics.ReportIncomplete("timeline", $"timekeeper: {e.Message}", e.Address); }
         DateTimeOffset? Wall(ulong monotonic) =>
             offsReal is { } off && off > 0 ? DateTimeOffset.UnixEpoch.AddTicks(((long)monotonic + off) / 100) : null;
 
@@ -58,5 +59,28 @@ public sealed class TimelineReader(LinuxKernel kernel)
         if (snapshot is { } s) events.Add(new TimelineEvent(s, Wall(s), TimelineEventKind.Snapshot, null, "timekeeper's last update (about when memory was read)"));
         // Stable: events of one time keep the order above (boot first, the snapshot after what it follows).
         return events.OrderBy(e => e.MonotonicNs).ToList();
+    }
+
+    /// <summary>The shadow timekeeper wherever this kernel keeps it, or null with the reason.</summary>
+    private Objects.KernelObject? FindTimekeeper(out string? why)
+    {
+        why = null;
+        if (kernel.Symbols.TryGetAddress("shadow_timekeeper", out ulong shadow)) return kernel.Object("timekeeper", shadow);
+        if (kernel.Btf?.FindStruct("tk_data") is not { } tkData || !tkData.HasMember("shadow_timekeeper"))
+        {
+            why = "kallsyms has no shadow_timekeeper and BTF no struct tk_data";
+            return null;
+        }
+        if (kernel.Symbols.TryGetAddress("tk_core", out ulong core)) return kernel.Object("tk_data", core)["shadow_timekeeper"];
+        if (kernel.Symbols.TryGetAddress("timekeeper_data", out ulong data))
+        {
+            // TIMEKEEPER_CORE indexes timekeeper_data (enum timekeeper_ids); it is 0 where the enum is not in BTF.
+            long index = kernel.Btf.TryFindEnumerator("TIMEKEEPER_CORE", out long id) ? id : 0;
+            if (index is < 0 or > 64) { why = $"TIMEKEEPER_CORE is {index}"; return null; }
+            ulong size = (ulong)kernel.Objects.Type("tk_data").Size;
+            return kernel.Object("tk_data", data + (ulong)index * size)["shadow_timekeeper"];
+        }
+        why = "kallsyms has neither shadow_timekeeper, tk_core nor timekeeper_data";
+        return null;
     }
 }

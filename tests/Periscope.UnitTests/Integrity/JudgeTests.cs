@@ -18,6 +18,8 @@ public sealed class JudgeTests
     private const ulong Good = 0xffffffffc0000000, Evil = 0xffffffffc0200000;
     private const ulong GoodTramp = 0xffffffffc0100000, EvilTramp = 0xffffffffc0300000, Unowned = 0xffffffffc0400000;
     private const ulong GoodOps = Good + 0x2000, EvilOps = Evil + 0x2000;
+    /// <summary>bpf trampoline images: JIT memory outside kernel text and every module.</summary>
+    private const ulong BpfImages = 0xffffffffc0600000, BpfOps = 0xffff888000100000;
 
     private static readonly Dictionary<string, ulong> Symbols = new()
     {
@@ -27,6 +29,9 @@ public sealed class JudgeTests
         ["ftrace_regs_caller_end"] = Text + 0x3200, ["ftrace_stub"] = Text + 0x3300, ["ftrace_ops_list_func"] = Text + 0x3400,
         ["ftrace_graph_caller"] = Text + 0x3500, ["__SCT__foo"] = Text + 0x4000, ["__SCT__bar"] = Text + 0x4008, ["target_fn"] = Text + 0x5000,
         ["__x64_sys_sysfs"] = Text + 0x6000,
+        // Functions bpf trampolines trace (traced_b starts with endbr64: its ftrace site is 4 bytes on), and the images.
+        ["traced_b"] = Text + 0x7000, ["traced_c"] = Text + 0x8000, ["traced_d"] = Text + 0x9000,
+        ["bpf_img_a"] = BpfImages, ["bpf_img_b"] = BpfImages + 0x1000, ["bpf_img_d"] = BpfImages + 0x2000, ["module_img"] = Good + 0x200,
         ["good_fn"] = Good + 0x100, ["evil_hook"] = Evil + 0x40,
         ["good_tramp"] = GoodTramp, ["evil_tramp"] = EvilTramp, ["unowned_tramp"] = Unowned,
         // Sites: a jump label in func_a, an inline static call in func_a, and the ftrace site of __x64_sys_sysfs.
@@ -43,12 +48,12 @@ public sealed class JudgeTests
         [
             .. new[] { "func_a", "jump_target", "commit_creds", "ftrace_caller", "ftrace_call", "ftrace_caller_end", "ftrace_regs_caller",
                 "ftrace_regs_call", "ftrace_graph_call", "ftrace_regs_caller_end", "ftrace_stub", "ftrace_ops_list_func", "ftrace_graph_caller",
-                "__SCT__foo", "__SCT__bar", "target_fn", "__x64_sys_sysfs" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
+                "__SCT__foo", "__SCT__bar", "target_fn", "__x64_sys_sysfs", "traced_b", "traced_c", "traced_d" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
             new CodeSymbol(S("good_fn"), 0x80, "good_fn", Good + 0x3000),
         ],
         JumpEntries = [new JumpEntry(S("jump"), S("jump_target")), new JumpEntry(S("module_jump"), S("good_fn") + 0x40)],
         StaticCallSites = [S("static")],
-        FtraceSites = [S("ftrace"), S("good_fn")],
+        FtraceSites = [S("ftrace"), S("good_fn"), S("traced_b") + 4, S("traced_c"), S("traced_d")],
         FtraceEntryCode = [new CodeRange("ftrace_caller", S("ftrace_caller"), S("ftrace_caller_end")), new CodeRange("ftrace_regs_caller", S("ftrace_regs_caller"), S("ftrace_regs_caller_end"))],
         FtracePatchSites = [new FtracePatchSite(S("ftrace_call"), "ftrace_call", FtracePatchKind.Call), new FtracePatchSite(S("ftrace_regs_call"), "ftrace_regs_call", FtracePatchKind.Call),
             new FtracePatchSite(S("ftrace_graph_call"), "ftrace_graph_call", FtracePatchKind.GraphJump)],
@@ -62,7 +67,24 @@ public sealed class JudgeTests
         Modules = [.. Baseline().Modules, new ModuleEvidence(Evil + 0x3000, "evil", Evil, 0x4000, 0x1000, Hidden: true)],
         Symbols = [.. Baseline().Symbols, new CodeSymbol(S("evil_hook"), 0x40, "evil_hook", Evil + 0x3000)],
         FtraceOps = [new FtraceOpsEvidence(GoodOps, S("good_fn"), GoodTramp, 0x100), new FtraceOpsEvidence(EvilOps, S("evil_hook"), EvilTramp, 0x100)],
+        BpfTrampolines = BpfTrampolines(),
     };
+
+    /// <summary>trampoline_table now: an fentry program on __x64_sys_sysfs (listed), an fexit program on traced_b that
+    /// prog_idr no longer lists, a "trampoline" for traced_c whose image is module text, and one for traced_d whose image
+    /// is not the start of its kallsyms entry.</summary>
+    private static List<BpfTrampolineEvidence> BpfTrampolines() =>
+    [
+        new(0xffff888000200000, S("__x64_sys_sysfs"), "__x64_sys_sysfs", 0, S("bpf_img_a"), S("bpf_img_a"), "bpf_trampoline_6442",
+            [new BpfTrampolineProgramEvidence(41, "pscope_fe", "0123456789abcdef", "tracing", "fentry", Listed: true)]),
+        new(0xffff888000200400, S("traced_b"), "traced_b", 0, S("bpf_img_b"), S("bpf_img_b"), "bpf_trampoline_6443",
+            [new BpfTrampolineProgramEvidence(42, "listed", "1111111111111111", "tracing", "fentry", Listed: true),
+             new BpfTrampolineProgramEvidence(43, "hidden", "2222222222222222", "tracing", "fexit", Listed: false)]),
+        new(0xffff888000200800, S("traced_c"), "traced_c", 0, S("module_img"), S("module_img"), "bpf_trampoline_6444",
+            [new BpfTrampolineProgramEvidence(44, "c", "3333333333333333", "tracing", "fentry", Listed: true)]),
+        new(0xffff888000200c00, S("traced_d"), "traced_d", BpfOps, S("bpf_img_d"), S("bpf_img_d") - 0x40, "bpf_trampoline_6445",
+            [new BpfTrampolineProgramEvidence(45, "d", "4444444444444444", "tracing", "fentry", Listed: true)]),
+    ];
 
     // where | baseline bytes | bytes now | classification | severity | owner of the destination (- = none)
     private const string Vectors = """
@@ -96,6 +118,15 @@ public sealed class JudgeTests
         ftrace                   nop5                  jmp:ftrace_caller          FunctionHooked           Critical  KernelText
         ftrace                   nop5                  hex:9090909090             CodeModified             Critical  -
         good_fn                  nop5                  call:ftrace_caller         FunctionTraced           Info      KernelText
+        ftrace                   nop5                  call:bpf_img_a             BpfTrampolineAttached    Warning   Unowned
+        ftrace                   call:ftrace_caller    call:bpf_img_a             BpfTrampolineAttached    Warning   Unowned
+        traced_b+0x4             nop5                  call:bpf_img_b             HiddenBpfProgramAttached Critical  Unowned
+        ftrace                   nop5                  jmp:bpf_img_a              FunctionHooked           Critical  Unowned
+        ftrace                   nop5                  call:bpf_img_a+0x10        FunctionHooked           Critical  Unowned
+        ftrace                   nop5                  call:bpf_img_b             FunctionHooked           Critical  Unowned
+        traced_c                 nop5                  call:module_img            FunctionHooked           Critical  ListedModule
+        traced_d                 nop5                  call:bpf_img_d             FunctionHooked           Critical  Unowned
+        func_a+0x30              hex:4889e54883        call:bpf_img_a             CodeModified             Critical  Unowned
         ftrace_call              call:ftrace_stub      call:ftrace_ops_list_func  FtraceDispatcherUpdated  Info      KernelText
         ftrace_regs_call         call:ftrace_stub      call:good_fn               FtraceDispatcherUpdated  Info      ListedModule
         ftrace_regs_call         call:ftrace_stub      call:commit_creds          FtraceEntryPatched       Critical  KernelText
@@ -177,6 +208,50 @@ public sealed class JudgeTests
         Assert.Contains("evil_hook+0x4", v.Detail);
         var unowned = Judge.Code(new EvidenceIndex(Baseline()), new EvidenceIndex(Current()), Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:unowned_tramp", S("ftrace"))));
         Assert.Contains("unowned executable memory at 0xffffffffc0400000", unowned.Detail);
+    }
+
+    [Fact]
+    public void A_bpf_trampoline_call_names_the_trampoline_its_programs_and_the_function()
+    {
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(Current());
+        var v = Judge.Code(b, c, Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:bpf_img_a", S("ftrace"))));
+        Assert.Equal((Classification.BpfTrampolineAttached, Severity.Warning), (v.Classification, v.Severity));
+        Assert.Equal("__x64_sys_sysfs now calls bpf trampoline 0xffff888000200000 (for __x64_sys_sysfs, image 0xffffffffc0600000 bpf_trampoline_6442) "
+                     + "for fentry program 41 (pscope_fe, tracing, tag 0123456789abcdef); attached since the baseline", v.Detail);
+        Assert.Equal("bpf_trampoline_6442 at 0xffffffffc0600000 (bpf trampoline image)", v.Destination!.Description);
+        var hidden = Judge.Code(b, c, Window(S("traced_b") + 4, Bytes("nop5", S("traced_b") + 4), Bytes("call:bpf_img_b", S("traced_b") + 4)));
+        Assert.Contains("fexit program 43 (hidden, tracing, tag 2222222222222222) NOT in prog_idr", hidden.Detail);
+        Assert.Contains("1 of them hidden from prog_idr", hidden.Detail);
+        // Without the trampoline in the table (a kernel without one, or an attacker's image), the same call is a hook.
+        var none = Judge.Code(b, new EvidenceIndex(Current() with { BpfTrampolines = [] }), Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:bpf_img_a", S("ftrace"))));
+        Assert.Equal((Classification.FunctionHooked, Severity.Critical), (none.Classification, none.Severity));
+        // A trampoline the table holds twice for one image is no trampoline the kernel built.
+        var twice = Judge.Code(b, new EvidenceIndex(Current() with { BpfTrampolines = [.. BpfTrampolines(), BpfTrampolines()[0] with { Address = 1 }] }),
+            Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:bpf_img_a", S("ftrace"))));
+        Assert.Equal((Classification.FunctionHooked, Severity.Critical), (twice.Classification, twice.Severity));
+        // A trampoline with no program on it vouches for nothing.
+        var empty = Judge.Code(b, new EvidenceIndex(Current() with { BpfTrampolines = [BpfTrampolines()[0] with { Programs = [] }] }),
+            Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:bpf_img_a", S("ftrace"))));
+        Assert.Equal((Classification.FunctionHooked, Severity.Critical), (empty.Classification, empty.Severity));
+    }
+
+    [Fact]
+    public void The_direct_call_ftrace_ops_of_a_bpf_trampoline_is_named()
+    {
+        var current = Current() with { FtraceOps = [.. Current().FtraceOps, new FtraceOpsEvidence(BpfOps, S("func_a"), 0, 0)] };
+        var f = Assert.Single(Judge.AllowListChanges(new EvidenceIndex(Baseline()), new EvidenceIndex(current)), f => f.VirtualAddress == BpfOps);
+        Assert.Equal(Severity.Warning, f.Severity);
+        Assert.EndsWith("(the direct-call ftrace_ops of bpf trampoline 0xffff888000200c00 for traced_d)", f.Detail, StringComparison.Ordinal);
+        // With another ftrace user on the function its site calls ftrace's entry code: a hidden program shows here.
+        var hiddenOps = Current() with
+        {
+            FtraceOps = [.. Current().FtraceOps, new FtraceOpsEvidence(BpfOps, S("func_a"), 0, 0)],
+            BpfTrampolines = [.. BpfTrampolines().Take(3), BpfTrampolines()[3] with { Programs = [BpfTrampolines()[1].Programs[1]] }],
+        };
+        var h = Assert.Single(Judge.AllowListChanges(new EvidenceIndex(Baseline()), new EvidenceIndex(hiddenOps)), f => f.VirtualAddress == BpfOps);
+        Assert.Equal(Severity.Critical, h.Severity);
+        Assert.Contains("program(s) 43 (hidden) NOT in prog_idr", h.Detail);
     }
 
     [Fact]
