@@ -290,6 +290,11 @@ public sealed record IntrospectionLimits
     /// <summary>Leaves of the x86-64 kernel half enumerated to find the direct map's base (1 GiB and 2 MiB pages: few).</summary>
     public int MaxDirectMapSearchLeaves { get; init; } = 1 << 20;
 
+    // Integrity on kernels without data symbols (i386: Debian's 686 kernels lack KALLSYMS_ALL)
+    /// <summary>Bytes of read-only kernel data after _etext searched for the syscall table by its first entries, and the
+    /// most the read-only data found from the page tables may span (a 6.1 i386 kernel has about 3 MiB).</summary>
+    public long MaxReadOnlyDataSearchBytes { get; init; } = 64L << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -432,6 +437,8 @@ public sealed record IntrospectionLimits
         // 32-bit guests and kernel discovery
         Check(nameof(MaxLowmemTextSearchLeaves), MaxLowmemTextSearchLeaves, 1 << 24);
         Check(nameof(MaxDirectMapSearchLeaves), MaxDirectMapSearchLeaves, 1 << 26);
+        // Integrity on kernels without data symbols
+        Check(nameof(MaxReadOnlyDataSearchBytes), MaxReadOnlyDataSearchBytes, 1L << 32);
         return this;
     }
 
