@@ -32,7 +32,7 @@ public abstract class Guest32Fixture : IDisposable
         });
         try
         {
-            Guest.WaitForDataMarker("@@DONE", TimeSpan.FromSeconds(300));
+            Guest.WaitForDataMarker("@@DONE", GuestImage.BootTimeout(300));
             string text;
             using (var fs = new FileStream(Guest.DataLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
                 text = new StreamReader(fs).ReadToEnd();
