@@ -28,9 +28,11 @@ public sealed class LinuxKernel
     private readonly VmaReader _vmas;
 
     private LinuxKernel(IDirectPhysicalMemory memory, GuestReader reader, IntrospectionLimits limits, DiscoveryLog log, KernelLayout layout,
-        KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes? btf, KernelOffsets offsets, string banner, InferenceReport? inference, OffsetSource offsetSource)
+        KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes? btf, KernelOffsets offsets, string banner, InferenceReport? inference, OffsetSource offsetSource,
+        IReadOnlyList<CpuState> cpus)
     {
         _memory = memory;
+        Cpus = cpus;
         Limits = limits;
         Log = log;
         Layout = layout;
@@ -105,6 +107,14 @@ public sealed class LinuxKernel
     }
 
     public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", ReadTasks);
+
+    /// <summary>The vCPU state the kernel was opened with (empty when the source gave none).</summary>
+    public IReadOnlyList<CpuState> Cpus { get; }
+
+    /// <summary>The syscall table, IDT and read-only data the integrity checks measure: by data symbol, or, on kernels
+    /// without data symbols (i386), by structure, the vCPU's IDTR and the page tables.</summary>
+    public DispatchTables Dispatch => _dispatch ??= Log.Time("dispatch tables", () => DispatchTables.Find(Symbols, Reader, Cpus, Limits));
+    private DispatchTables? _dispatch;
 
     /// <summary>Each possible CPU's idle task (rq->idle), CPU 0's being init_task; empty when unavailable (diagnostic says why).</summary>
     public IReadOnlyList<IdleTask> IdleTasks => _idleTasks ??= Log.Time("idle tasks",
@@ -271,7 +281,7 @@ public sealed class LinuxKernel
                 log.Fact("modules", $"0x{modulesHead:x}", "not in kallsyms: the one list_head in the kernel's data cycling through module-area nodes shaped like struct module");
         }
         ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
-        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner, inference, source);
+        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner, inference, source, cpus);
     }
 
     /// <summary>One readable line: how many candidates were rejected, and the reasons of the ones that got furthest (a

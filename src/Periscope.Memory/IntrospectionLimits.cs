@@ -295,6 +295,11 @@ public sealed record IntrospectionLimits
     /// need about 4,000; beyond the cap the walk reads the rest page by page as without read-ahead.</summary>
     public int MaxTaskPrefetchPages { get; init; } = 1 << 16;
 
+    // Integrity on kernels without data symbols (i386: Debian's 686 kernels lack KALLSYMS_ALL)
+    /// <summary>Bytes of read-only kernel data after _etext searched for the syscall table by its first entries, and the
+    /// most the read-only data found from the page tables may span (a 6.1 i386 kernel has about 3 MiB).</summary>
+    public long MaxReadOnlyDataSearchBytes { get; init; } = 64L << 20;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -439,6 +444,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxDirectMapSearchLeaves), MaxDirectMapSearchLeaves, 1 << 26);
         // Cold reads from a dump file
         Check(nameof(MaxTaskPrefetchPages), MaxTaskPrefetchPages, 1 << 24);
+        // Integrity on kernels without data symbols
+        Check(nameof(MaxReadOnlyDataSearchBytes), MaxReadOnlyDataSearchBytes, 1L << 32);
         return this;
     }
 

@@ -32,7 +32,7 @@ public abstract class Guest32Fixture : IDisposable
         });
         try
         {
-            Guest.WaitForDataMarker("@@DONE", TimeSpan.FromSeconds(300));
+            Guest.WaitForDataMarker("@@DONE", GuestImage.BootTimeout(300));
             string text;
             using (var fs = new FileStream(Guest.DataLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
                 text = new StreamReader(fs).ReadToEnd();
@@ -293,6 +293,78 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
     public void Every_user_process_maps_match_proc_maps()
     {
         ProcComparisons.MapsMatch(guest.Truth, guest.Dump.Kernel);
+    }
+
+    /// <summary>Debian's 686 kallsyms has no data symbols: the syscall table is found by its first entries and the IDT
+    /// from the vCPU's IDTR. Both are compared with the guest's own /proc/kallsyms: entries and gates must hold the
+    /// addresses of the functions the guest names (execve is i386 syscall 11; set_mempolicy_home_node, 450, the last of
+    /// 6.1), and the read-only data must start at the page after _etext.</summary>
+    [Fact]
+    public void Syscall_table_and_IDT_are_found_without_data_symbols_and_hold_the_guests_handlers()
+    {
+        var k = guest.Dump.Kernel;
+        var t = k.Dispatch;
+        Assert.True(t.SyscallTable is not null, t.SyscallTableMissing);
+        var table = t.SyscallTable;
+        Assert.Equal(TableFoundBy.Structure, table.FoundBy);
+        Assert.Equal(4, table.EntrySize);
+        Assert.Equal(451UL * 4, table.Length);
+        ulong Entry(int nr) => k.Reader.TryPointer(table.Address + (ulong)nr * 4, out ulong v) ? v : 0;
+        Assert.Equal(guest.Symbols["__ia32_sys_execve"], Entry(11));
+        Assert.Equal(guest.Symbols["__ia32_sys_set_mempolicy_home_node"], Entry(450));
+        Assert.True(t.ReadOnlyData is not null, t.ReadOnlyDataMissing);
+        Assert.Equal((guest.Symbols["_etext"] + 0xfff) & ~0xfffUL, t.ReadOnlyData.Address);
+        Assert.InRange(table.Address, t.ReadOnlyData.Address, t.ReadOnlyData.End - table.Length);
+
+        Assert.True(t.InterruptTable is not null, t.InterruptTableMissing);
+        var idt = t.InterruptTable;
+        Assert.Equal(TableFoundBy.IdtRegister, idt.FoundBy);
+        Assert.Equal((256UL * 8, 8), (idt.Length, idt.EntrySize));
+        var gates = new byte[idt.Length];
+        Assert.Equal(gates.Length, k.KernelSpace.Read(idt.Address, gates));
+        ulong Gate(int v) => Periscope.Integrity.Verification.Verifier.GateHandler(gates.AsSpan(v * 8, 8));
+        Assert.Equal(guest.Symbols["asm_exc_divide_error"], Gate(0));
+        Assert.Equal(guest.Symbols["asm_exc_page_fault"], Gate(14));
+        Assert.Equal(guest.Symbols["entry_INT80_32"], Gate(0x80));
+    }
+
+    /// <summary>`check` runs the syscall-table and interrupt-table checks on i386 (complete, nothing critical on an
+    /// untouched guest: the double fault's task gate is Linux's own); the checks that need BTF or data symbols are
+    /// skipped with their reason, so the verdict is incomplete (exit 3).</summary>
+    [Fact]
+    public void Check_runs_the_table_checks_clean_and_says_what_it_skipped()
+    {
+        var (code, output, error) = Run(["check", "--json", "--dump", guest.DumpPath]);
+        Assert.True(code == 3, $"exit {code}: {error}\n{output}");
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        var checks = doc.RootElement.GetProperty("checks").EnumerateArray().ToDictionary(c => c.GetProperty("check").GetString()!, c => c.GetProperty("status").GetString());
+        Assert.Equal("complete", checks["syscall-table"]);
+        Assert.Equal("complete", checks["interrupt-table"]);
+        Assert.Equal("complete", checks["kernel-lists"]);
+        Assert.Equal("skipped", checks["run-queues"]);
+        var critical = doc.RootElement.GetProperty("findings").EnumerateArray().Where(f => f.GetProperty("severity").GetString() == "critical").Select(f => f.ToString()).ToList();
+        Assert.True(critical.Count == 0, string.Join("\n", critical));
+    }
+
+    /// <summary>A baseline of the dump, then verify against the live guest (paused while read): the syscall table, its
+    /// dispatcher, the IDT and the read-only data are measured, and nothing changed. Exit 3: the allow-list evidence needs
+    /// BTF layouts and data symbols (jump tables, ftrace), so verify says it is incomplete.</summary>
+    [Fact]
+    public void Baseline_and_live_verify_of_the_untouched_guest_are_clean()
+    {
+        string db = Path.Combine(guest.Guest.WorkDirectory, $"baseline-{Guid.NewGuid():n}.db");
+        var (created, createOutput, createError) = Run(["baseline", "create", "--db", db, "--dump", guest.DumpPath]);
+        Assert.True(created is 0 or 3, $"baseline create: exit {created}: {createError}\n{createOutput}");
+        var (code, output, error) = Run(["verify", "--json", "--db", db, "--qemu", guest.Guest.RamFilePath, "--qmp", guest.Guest.ToolQmpSocketPath]);
+        Assert.True(code == 3, $"verify: exit {code}: {error}\n{output}");
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        var root = doc.RootElement;
+        Assert.True(root.GetProperty("clean").GetBoolean(), output);
+        var findings = root.GetProperty("findings").EnumerateArray().Select(f => f.ToString()).ToList();
+        Assert.True(findings.Count == 0, string.Join("\n", findings));
+        Assert.True(root.GetProperty("regions").GetInt32() >= 5 + 2 * guest.Truth.Modules.Count, output);
+        var incomplete = root.GetProperty("incomplete").EnumerateArray().Select(e => e.GetString()!).ToList();
+        Assert.DoesNotContain(incomplete, i => i.Contains("region skipped", StringComparison.Ordinal));
     }
 
     /// <summary>ps from the live guest (QMP registers, the RAM file): every long-lived process of the guest's listing.</summary>

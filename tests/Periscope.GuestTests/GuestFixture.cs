@@ -14,6 +14,13 @@ public static class GuestImage
         return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (Periscope.slnx)");
     }
 
+    /// <summary>How long a boot may take before the fixture gives up: <paramref name="seconds"/>, or
+    /// PERISCOPE_GUEST_BOOT_TIMEOUT (seconds) when set and longer. scripts/kernel-matrix sets it: a TCG boot of a kernel
+    /// with a larger initramfs on a loaded machine can take longer than the default guest's, and the matrix waits for
+    /// the guest's own @@DONE, whatever the load.</summary>
+    public static TimeSpan BootTimeout(int seconds) =>
+        TimeSpan.FromSeconds(int.TryParse(Environment.GetEnvironmentVariable("PERISCOPE_GUEST_BOOT_TIMEOUT"), out int s) && s > seconds ? s : seconds);
+
     public static string Directory()
     {
         if (Environment.GetEnvironmentVariable("PERISCOPE_GUEST_DIR") is { Length: > 0 } overridden) return overridden;
@@ -52,7 +59,7 @@ public abstract class GuestFixture : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            Guest.WaitForDataMarker("@@DONE", TimeSpan.FromSeconds(240));
+            Guest.WaitForDataMarker("@@DONE", GuestImage.BootTimeout(240));
             BootSeconds = sw.Elapsed.TotalSeconds;
             Truth = GroundTruth.Parse(ReadShared(Guest.DataLogPath));
             DumpPath = Path.Combine(Guest.WorkDirectory, "guest.core");

@@ -153,9 +153,14 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             compared++;
         }
         Assert.True(compared >= 6, $"compared maps of only {compared} processes");
-        // No `modules` list head without data symbols: stated, not guessed.
-        Assert.Empty(k.Modules);
-        Assert.Contains(k.IncompleteReasons, r => r.Contains("no `modules` list head", StringComparison.Ordinal));
+        // Without data symbols the `modules` list head is searched by its structure (the kernel matrix: found on 7.2.13,
+        // not on 6.1's default guest): found, the list must be BTF's; not found, that is stated, never guessed.
+        if (k.Inference.ModulesHead is null)
+        {
+            Assert.Empty(k.Modules);
+            Assert.Contains(k.IncompleteReasons, r => r.Contains("no `modules` list head", StringComparison.Ordinal));
+        }
+        else Assert.Equal(WithBtf.Modules.Select(m => $"{m.Address:x} {m.Name} {m.Base:x} {m.Size}"), k.Modules.Select(m => $"{m.Address:x} {m.Name} {m.Base:x} {m.Size}"));
     }
 
     [Fact]

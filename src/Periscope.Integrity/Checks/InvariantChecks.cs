@@ -25,6 +25,12 @@ public sealed class InvariantChecks
     private const int MaxXarraySlots = 64;
     /// <summary>MAX_RT_PRIO: the real-time priority lists of an rt_rq (100 since 2.6); a larger BTF array is refused.</summary>
     private const int MaxRtPriorities = 100;
+    /// <summary>x86 gate type 5 (the low five bits of a gate's byte 5): a task gate.</summary>
+    private const int TaskGateType = 0x05;
+    /// <summary>#DF: i386 Linux handles it through a task gate (arch/x86/kernel/idt.c, CONFIG_X86_32).</summary>
+    private const int DoubleFaultVector = 8;
+    /// <summary>GDT_ENTRY_DOUBLEFAULT_TSS (31) as a selector (index × 8, GDT, RPL 0): arch/x86/include/asm/segment.h.</summary>
+    private const ushort DoubleFaultTssSelector = 31 * 8;
     private readonly LinuxKernel _kernel;
     private readonly GuestReader _r;
     private CodeContext? _context;
@@ -44,8 +50,10 @@ public sealed class InvariantChecks
     public static CheckRequirements RequirementsOf(CheckId check) => check switch
     {
         CheckId.KernelLists => CheckRequirements.None,
-        CheckId.SyscallTable => new() { Symbols = ["sys_call_table", "_stext", "_etext"] },
-        CheckId.InterruptTable => new() { Symbols = ["idt_table", "_stext", "_etext"] },
+        // The tables themselves come by data symbol or, without data symbols, by structure and the IDTR (LinuxKernel.Dispatch):
+        // a table not found skips the check with the reason.
+        CheckId.SyscallTable => new() { Symbols = ["_stext", "_etext"] },
+        CheckId.InterruptTable => new() { Symbols = ["_stext", "_etext"] },
         CheckId.ModuleArea => new()
         {
             Symbols = ["vmap_area_list", "modules"],
@@ -159,54 +167,73 @@ public sealed class InvariantChecks
 
     public void SyscallTable(CheckRun run)
     {
-        if (RegionCatalog.SymbolExtent(_kernel, "sys_call_table") is not { } table)
+        if (_kernel.Dispatch.SyscallTable is not { } table)
         {
-            run.Skip(GapKind.MissingSymbol, "sys_call_table has no extent: no symbol follows it");
+            run.Skip(GapKind.MissingSymbol, _kernel.Dispatch.SyscallTableMissing ?? "no syscall table");
             return;
         }
         var bytes = new byte[table.Length];
-        int read = _kernel.KernelSpace.Read(table.Start, bytes);
+        int read = _kernel.KernelSpace.Read(table.Address, bytes);
         if (read != bytes.Length)
         {
-            run.Incomplete(GapKind.UnreadableMemory, $"sys_call_table at 0x{table.Start:x}: read {read} of {bytes.Length} bytes");
+            run.Incomplete(GapKind.UnreadableMemory, $"{table.Name} at 0x{table.Address:x}: read {read} of {bytes.Length} bytes");
             return;
         }
-        // The table's extent runs to the next symbol; trailing zero qwords are alignment padding, not entries.
-        int length = bytes.Length;
-        while (length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(length - 8)) == 0) length -= 8;
-        for (int i = 0; i + 8 <= length; i += 8)
+        // The table's extent runs to the next symbol; trailing zero words are alignment padding, not entries.
+        int word = table.EntrySize, length = bytes.Length;
+        while (length >= word && ReadWord(bytes.AsSpan(length - word, word)) == 0) length -= word;
+        for (int i = 0; i + word <= length; i += word)
         {
-            ulong target = BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(i));
+            ulong target = ReadWord(bytes.AsSpan(i, word));
             if (InKernelText(target)) continue;
-            run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"sys_call_table[{i / 8}]", table.Start + (ulong)i,
+            run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"{table.Name}[{i / word}]", table.Address + (ulong)i,
                 $"handler 0x{target:x} ({Context.Describe(target)}) is in {Where(target)}");
         }
     }
 
+    private static ulong ReadWord(ReadOnlySpan<byte> word) =>
+        word.Length == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(word) : BinaryPrimitives.ReadUInt64LittleEndian(word);
+
     public void InterruptTable(CheckRun run)
     {
-        _kernel.Symbols.TryGetAddress("idt_table", out ulong idt);
-        var bytes = new byte[256 * 16];
+        if (_kernel.Dispatch.InterruptTable is not { } table)
+        {
+            run.Skip(GapKind.MissingSymbol, _kernel.Dispatch.InterruptTableMissing ?? "no IDT");
+            return;
+        }
+        ulong idt = table.Address;
+        int gateSize = table.EntrySize;
+        var bytes = new byte[table.Length];
         int read = _kernel.KernelSpace.Read(idt, bytes);
         if (read != bytes.Length)
         {
             run.Incomplete(GapKind.UnreadableMemory, $"idt_table at 0x{idt:x}: read {read} of {bytes.Length} bytes");
             return;
         }
-        for (int v = 0; v < 256; v++)
+        for (int v = 0; v < bytes.Length / gateSize; v++)
         {
-            var gate = bytes.AsSpan(v * 16, 16);
+            var gate = bytes.AsSpan(v * gateSize, gateSize);
             if ((gate[5] & 0x80) == 0) continue; // not present
+            if ((gate[5] & 0x1f) == TaskGateType)
+            {
+                // A task gate has no handler address: it switches to the TSS its selector names. i386 Linux has exactly one,
+                // the double fault's (vector 8) to GDT_ENTRY_DOUBLEFAULT_TSS; any other is not the kernel's.
+                ushort selector = BinaryPrimitives.ReadUInt16LittleEndian(gate[2..]);
+                if (v != DoubleFaultVector || selector != DoubleFaultTssSelector)
+                    run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"IDT vector 0x{v:x2}", idt + (ulong)(v * gateSize),
+                        $"task gate to TSS selector 0x{selector:x}: Linux sets only vector 0x{DoubleFaultVector:x2}'s, to selector 0x{DoubleFaultTssSelector:x}");
+                continue;
+            }
             ulong handler = Verifier.GateHandler(gate);
             if (InKernelText(handler)) continue;
             if (v < 32 && _kernel.Symbols.TryFindContaining(handler, out var sym, out _) && sym.Name == "early_idt_handler_array")
             {
                 // Linux leaves the reserved exception vectors on their early boot stubs (in freed init text).
-                run.Report(FindingKind.EarlyBootHandler, Severity.Info, $"IDT vector 0x{v:x2}", idt + (ulong)(v * 16),
+                run.Report(FindingKind.EarlyBootHandler, Severity.Info, $"IDT vector 0x{v:x2}", idt + (ulong)(v * gateSize),
                     $"reserved exception vector still on its early boot handler {Context.Describe(handler)}");
                 continue;
             }
-            run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"IDT vector 0x{v:x2}", idt + (ulong)(v * 16),
+            run.Report(FindingKind.HandlerOutsideKernelText, Severity.Critical, $"IDT vector 0x{v:x2}", idt + (ulong)(v * gateSize),
                 $"handler 0x{handler:x} ({Context.Describe(handler)}) is in {Where(handler)}");
         }
     }

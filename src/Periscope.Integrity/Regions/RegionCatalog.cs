@@ -23,7 +23,7 @@ public sealed record RegionSet(IReadOnlyList<MeasuredRegion> Regions, IReadOnlyL
 public static class RegionCatalog
 {
     private const ulong MaxTableBytes = 64 * 1024;
-    /// <summary>x86-64 IDT: 256 gates of 16 bytes (architectural).</summary>
+    /// <summary>The largest IDT: 256 gates of 16 bytes (x86-64; i386 gates are 8 bytes).</summary>
     private const ulong IdtBytes = 256 * 16;
 
     public static IReadOnlyList<MeasuredRegion> Kernel(LinuxKernel kernel) => Catalog(kernel).Regions;
@@ -47,10 +47,15 @@ public static class RegionCatalog
             else skipped.Add(new(null, $"{name}: symbols {from}/{to} missing or out of order"));
         }
         Span("kernel text", RegionKind.KernelText, "_stext", "_etext");
-        Span("kernel rodata", RegionKind.KernelReadOnlyData, "__start_rodata", "__end_rodata");
-        if (SymbolExtent(kernel, "sys_call_table") is { } table) Add(new MeasuredRegion("sys_call_table", RegionKind.SyscallTable, table.Start, table.Length), MaxTableBytes);
-        if (SymbolExtent(kernel, "x64_sys_call") is { } dispatcher) Add(new MeasuredRegion("x64_sys_call", RegionKind.SyscallDispatcher, dispatcher.Start, dispatcher.Length), MaxTableBytes);
-        if (s.TryGetAddress("idt_table", out ulong idt)) Add(new MeasuredRegion("idt_table", RegionKind.InterruptTable, idt, IdtBytes), IdtBytes);
+        // The tables come by data symbol, or on kernels without data symbols (i386) by structure, IDTR and page tables.
+        var tables = kernel.Dispatch;
+        if (tables.ReadOnlyData is { } rodata) Add(new MeasuredRegion("kernel rodata", RegionKind.KernelReadOnlyData, rodata.Address, rodata.Length), limits.MaxKernelRegionBytes);
+        else skipped.Add(new(null, tables.ReadOnlyDataMissing ?? "kernel rodata: not found"));
+        if (tables.SyscallTable is { } table) Add(new MeasuredRegion(table.Name, RegionKind.SyscallTable, table.Address, table.Length), MaxTableBytes);
+        else if (kernel.Reader.PointerSize == 4) skipped.Add(new(null, $"syscall table: {tables.SyscallTableMissing}"));
+        if (tables.SyscallDispatcher is { } dispatcher) Add(new MeasuredRegion(dispatcher.Name, RegionKind.SyscallDispatcher, dispatcher.Address, dispatcher.Length), MaxTableBytes);
+        if (tables.InterruptTable is { } idt) Add(new MeasuredRegion("idt_table", RegionKind.InterruptTable, idt.Address, idt.Length), IdtBytes);
+        else if (kernel.Reader.PointerSize == 4) skipped.Add(new(null, $"IDT: {tables.InterruptTableMissing}"));
         foreach (var m in kernel.Modules)
         {
             if (m.Base == 0 || m.TextSize is not { } text || text == 0) continue;

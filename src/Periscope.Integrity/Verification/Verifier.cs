@@ -191,7 +191,9 @@ public static class Verifier
         ulong? pa = page.PhysicalAddress + (ulong)from;
         if (region.Kind is RegionKind.SyscallTable or RegionKind.InterruptTable)
         {
-            int entry = region.Kind == RegionKind.SyscallTable ? 8 : 16;
+            // Entries are the guest's words (4 bytes on i386) and gates two words (8 bytes on i386, 16 on x86-64).
+            int word = kernel.Reader.PointerSize;
+            int entry = region.Kind == RegionKind.SyscallTable ? word : 2 * word;
             ulong pageOffsetInRegion = page.VirtualAddress - region.Start;
             ulong first = (pageOffsetInRegion + (ulong)from) / (ulong)entry, last = (pageOffsetInRegion + (ulong)to - 1) / (ulong)entry;
             for (ulong index = first; index <= last; index++)
@@ -201,9 +203,9 @@ public static class Verifier
                 var was = expectedPage.AsSpan((int)at, entry);
                 var after = foundPage.AsSpan((int)at, entry);
                 if (was.SequenceEqual(after)) continue;
-                ulong oldTarget = region.Kind == RegionKind.SyscallTable ? BinaryPrimitives.ReadUInt64LittleEndian(was) : GateHandler(was);
-                ulong newTarget = region.Kind == RegionKind.SyscallTable ? BinaryPrimitives.ReadUInt64LittleEndian(after) : GateHandler(after);
-                string what = region.Kind == RegionKind.SyscallTable ? $"sys_call_table[{index}]" : $"IDT vector 0x{index:x2}";
+                ulong oldTarget = region.Kind == RegionKind.SyscallTable ? Word(was) : GateHandler(was);
+                ulong newTarget = region.Kind == RegionKind.SyscallTable ? Word(after) : GateHandler(after);
+                string what = region.Kind == RegionKind.SyscallTable ? $"{region.Name}[{index}]" : $"IDT vector 0x{index:x2}";
                 var verdict = Judge.TableEntry(before, now, region.Kind, what, oldTarget, newTarget);
                 yield return new Finding
                 {
@@ -278,7 +280,12 @@ public static class Verifier
     }
 
     /// <summary>An x86-64 interrupt gate's handler: offset bits 0–15 at +0, 16–31 at +6, 32–63 at +8.</summary>
+    /// <summary>The handler of an interrupt gate: offset bits 0-15 and 16-31 at bytes 0 and 6, and on x86-64 (16-byte
+    /// gates) bits 32-63 at byte 8; an i386 gate is 8 bytes.</summary>
     public static ulong GateHandler(ReadOnlySpan<byte> gate) =>
         BinaryPrimitives.ReadUInt16LittleEndian(gate) | ((ulong)BinaryPrimitives.ReadUInt16LittleEndian(gate[6..]) << 16)
-        | ((ulong)BinaryPrimitives.ReadUInt32LittleEndian(gate[8..]) << 32);
+        | (gate.Length >= 16 ? (ulong)BinaryPrimitives.ReadUInt32LittleEndian(gate[8..]) << 32 : 0);
+
+    private static ulong Word(ReadOnlySpan<byte> word) =>
+        word.Length == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(word) : BinaryPrimitives.ReadUInt64LittleEndian(word);
 }
