@@ -52,9 +52,20 @@ public static class IntegrityBenchmarks
         var withContent = RegionMeasurer.MeasureAll(kernel.KernelSpace, regions, sha256: true, keepContent: true);
         var baseline = new StoredBaseline(new BaselineInfo(0, "bench", kernel.Banner, kernel.Layout.TextVa, DateTime.UtcNow, "bench", withContent.Count, 0), withContent);
         long verifyBytes = 0;
-        double verifyBest = Best(repetitions, () => verifyBytes = Verifier.Verify(kernel, baseline).BytesChecked);
-        yield return new BenchResult(label + "incremental re-verify of the kernel regions (XxHash3; SHA-256 only on change)", verifyBytes / verifyBest / 1e9, "GB/s",
-            $"{verifyBytes / 1024} KiB in {verifyBest * 1000:0.0} ms, target ≥ 5 GB/s");
+        double hashBest = double.MaxValue, evidenceBest = double.MaxValue;
+        double verifyBest = Best(repetitions, () =>
+        {
+            var result = Verifier.Verify(kernel, baseline);
+            verifyBytes = result.BytesChecked;
+            hashBest = Math.Min(hashBest, result.RegionHashTime.TotalSeconds);
+            evidenceBest = Math.Min(evidenceBest, result.EvidenceTime.TotalSeconds);
+        });
+        // The target is the re-hash of the kernel regions; a whole verification also collects the current evidence
+        // (allow-lists, ftrace, bpf trampolines, hidden-module scan), timed apart.
+        yield return new BenchResult(label + "incremental re-verify of the kernel regions (XxHash3; SHA-256 only on change)", verifyBytes / hashBest / 1e9, "GB/s",
+            $"{verifyBytes / 1024} KiB in {hashBest * 1000:0.0} ms, target ≥ 5 GB/s");
+        yield return new BenchResult(label + "whole verification: re-hash + current evidence + judge", verifyBest * 1000, "ms",
+            $"of which evidence collection {evidenceBest * 1000:0.0} ms (best of {repetitions})");
     }
 
     /// <summary>
