@@ -56,7 +56,17 @@ public sealed class TimelineReader(LinuxKernel kernel)
         if (withKernelLog)
             foreach (var record in new PrintkLog(kernel).Read())
                 events.Add(new TimelineEvent(record.TimestampNs, Wall(record.TimestampNs), TimelineEventKind.KernelLog, null, record.Text));
-        if (snapshot is { } s) events.Add(new TimelineEvent(s, Wall(s), TimelineEventKind.Snapshot, null, "timekeeper's last update (about when memory was read)"));
+        if (snapshot is { } s)
+        {
+            // tkr_mono.base only moves at a timekeeping update (a tick; none while a NOHZ CPU idles), while start_time
+            // and printk read the clocksource itself: an event after the last update is later than the base. Memory
+            // was read after every event it records, so the snapshot is no earlier than the latest of them.
+            ulong latest = events.Max(e => e.MonotonicNs);
+            events.Add(latest > s
+                ? new TimelineEvent(latest, Wall(latest), TimelineEventKind.Snapshot, null,
+                    $"memory read after the last event above (the timekeeper's last update was {latest - s} ns before it)")
+                : new TimelineEvent(s, Wall(s), TimelineEventKind.Snapshot, null, "timekeeper's last update (about when memory was read)"));
+        }
         // Stable: events of one time keep the order above (boot first, the snapshot after what it follows).
         return events.OrderBy(e => e.MonotonicNs).ToList();
     }
