@@ -16,9 +16,10 @@ src="$root/guest"
 source "$src/rootfs.sh"
 tamper="$root/tamper"
 cache="$root/.cache"
-# Modules loaded at boot; "a|b" takes the first one this kernel has (crc7 is gone from Linux 7.x, crc8 stands in);
-# omfs uses crc-itu-t, so /proc/modules has a "used by" entry to compare with.
-modules="crc7|crc8 crc-itu-t omfs dummy qemu_fw_cfg"
+# Modules loaded at boot; "a|b" takes the first one this kernel has (crc7 is gone from Linux 7.x, crc8 stands in; the
+# cloud flavours build neither: "?"); omfs (or udf, in the cloud flavours, which lack omfs) uses crc-itu-t, so
+# /proc/modules has a "used by" entry to compare with; each module's own dependencies are loaded before it.
+modules="crc7|crc8|? crc-itu-t omfs|udf dummy qemu_fw_cfg"
 tree="${PERISCOPE_KERNEL_TREE:-}"
 
 if [ -n "$tree" ]; then
