@@ -187,6 +187,9 @@ public static class Judge
         if (t.Programs.Count == 0)
             return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls the image of {which}, which carries no program", dest);
         var image = dest with { Description = $"{(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "bpf trampoline")} at 0x{t.Image:x} (bpf trampoline image)" };
+        if (TrampolineImageCheck.Check(t, site, current) is { } forged)
+            return new Verdict(Classification.BpfTrampolineForged, Severity.Critical,
+                $"{fn} now calls {which}, but the image is not trampoline code: {forged}", forged.Target ?? image);
         string programs = string.Join(", ", t.Programs.Select(p => $"{p.Kind} program {p.Id} ({p.Name}, {p.Type}, tag {p.Tag}){(p.Listed ? "" : " NOT in prog_idr")}"));
         var hidden = t.Programs.Where(p => !p.Listed).ToList();
         return hidden.Count > 0
@@ -278,6 +281,17 @@ public static class Judge
                 ? $" (the direct-call ftrace_ops of bpf trampoline 0x{t.Address:x} for {t.FunctionName}{(hiddenProgs.Count > 0 ? $"; program(s) {string.Join(", ", hiddenProgs.Select(p => $"{p.Id} ({p.Name})"))} NOT in prog_idr" : "")})" : "";
             findings.Add(Evidence(Classification.AllowListAdded, known && hiddenProgs.Count == 0 ? Severity.Warning : Severity.Critical, o.Address, $"ftrace_ops 0x{o.Address:x}",
                 $"ftrace_ops at 0x{o.Address:x} registered since the baseline, callback {owner}{(o.TrampolineSize != 0 ? $", trampoline 0x{o.Trampoline:x}" : "")}{bpf}") with { Destination = owner });
+        }
+        // Every trampoline's image, whether or not a changed site leads to it: a trampoline attached before the baseline
+        // keeps its site's bytes while its image is rewritten (with other ftrace users on the function, the image is
+        // reached through ftrace's direct-call path and no site names it at all).
+        foreach (var t in c.BpfTrampolines.Where(t => t.Image != 0 && t.Programs.Count > 0))
+        {
+            ulong site = baseline.IsFtraceSite(t.Function + EndbrLength) ? t.Function + EndbrLength : t.Function;
+            if (TrampolineImageCheck.Check(t, site, current) is not { } forged) continue;
+            findings.Add(Evidence(Classification.BpfTrampolineForged, Severity.Critical, t.Image, $"bpf trampoline {t.FunctionName}",
+                $"the image 0x{t.Image:x} ({(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "no kallsyms name")}) of bpf trampoline 0x{t.Address:x} for {t.FunctionName} is not trampoline code: {forged}")
+                with { Destination = forged.Target });
         }
         return findings;
     }

@@ -18,6 +18,9 @@ public sealed partial class BpfView
     /// the static trampoline_table, a #define BTF cannot give. Checked against kallsyms: no other symbol may start
     /// inside the table.</summary>
     private const int TrampolineTableSize = 1 << 10;
+    /// <summary>PAGE_SIZE on x86-64: before 6.8 (no bpf_tramp_image.size) the kernel builds each trampoline image in a page
+    /// of its own (bpf_jit_alloc_exec_page) and registers the whole page as the image's kallsyms entry.</summary>
+    private const ulong BpfTrampolineImagePage = 4096;
 
     private readonly record struct TraceCall(BpfAttachPoint Point, string Label);
 
@@ -214,12 +217,12 @@ public sealed partial class BpfView
             foreach (var (kind, prog) in t.Programs)
                 if (DescribeProgram(prog, listed.Contains(prog) ? BpfProgramViews.IdList | BpfProgramViews.Attached : BpfProgramViews.Attached, scanHelpers: false) is { } p)
                     programs.Add(new BpfTrampolineProgram(kind, p, listed.Contains(prog)));
-            result.Add(new BpfTrampoline(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSymbolStart, t.ImageSymbol, programs));
+            result.Add(new BpfTrampoline(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSize, t.ImageSymbolStart, t.ImageSymbol, programs));
         }
         return new(result, true, _gaps);
     }
 
-    private sealed record WalkedTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
+    private sealed record WalkedTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSize, ulong ImageSymbolStart,
         string ImageSymbol, List<(string Kind, ulong Prog)> Programs);
 
     /// <summary>trampoline_table: every bpf_trampoline (one per attached-to function), its progs_hlist[kind] of
@@ -268,15 +271,17 @@ public sealed partial class BpfView
                     if (t.TryMember("extension_prog", out var ext) && ext.ReadPointer() is var e and not 0)
                         programs.Add(("freplace", e));
                     ulong fops = t.TryMember("fops", out var fo) ? fo.ReadPointer() : 0;
-                    ulong image = 0, symStart = 0;
+                    ulong image = 0, symStart = 0, imageSize = 0;
                     string symName = "";
                     if (t.TryMember("cur_image", out var ci) && ci.TryDeref(out var im))
                     {
                         image = im["image"].ReadPointer();
+                        // bpf_tramp_image.size (6.8+: arch_bpf_trampoline_size()); before it, the image is one page.
+                        imageSize = im.TryMember("size", out var sz) ? sz.ReadUInt64() : BpfTrampolineImagePage;
                         if (im.TryMember("ksym", out var ks))
                             (symStart, symName) = (ks["start"].ReadUInt64(), ks["name"].ReadString(256));
                     }
-                    result.Add(new WalkedTrampoline(t.Address, func, function, fops, image, symStart, symName, programs));
+                    result.Add(new WalkedTrampoline(t.Address, func, function, fops, image, imageSize, symStart, symName, programs));
                 }
             }
             catch (ObjectFaultException e)
