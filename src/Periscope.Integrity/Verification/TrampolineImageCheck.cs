@@ -41,6 +41,10 @@ public static class TrampolineImageCheck
         var starts = new HashSet<ulong>();
         var inside = new List<(Instruction At, ulong Target)>();
         var formatter = new IntelFormatter();
+        formatter.Options.HexPrefix = "0x";
+        formatter.Options.HexSuffix = null;
+        formatter.Options.UppercaseHex = false;
+        formatter.Options.AddLeadingZeroToHexNumbers = false;
         Instruction previous = default, beforePrevious = default;
         ulong end = image + (ulong)code.Length;
         while (decoder.IP < end)

@@ -32,6 +32,10 @@ public sealed class JudgeTests
         // What a trampoline image may call or jump to (by name), and a retpoline thunk, which it may not.
         ["__bpf_prog_enter_recur"] = Text + 0xa000, ["__bpf_prog_exit_recur"] = Text + 0xa100, ["__bpf_tramp_enter"] = Text + 0xa200,
         ["__bpf_tramp_exit"] = Text + 0xa300, ["__x86_return_thunk"] = Text + 0xa400, ["__x86_indirect_thunk_rax"] = Text + 0xa500,
+        // Trampolines on BPF programs: the traced programs' JIT code (jit_c starts with endbr64), an extension program's
+        // bpf_func, and the images.
+        ["jit_a"] = BpfJit + 0x20000, ["jit_b"] = BpfJit + 0x21000, ["jit_c"] = BpfJit + 0x23000, ["ext_entry"] = BpfJit + 0x22000,
+        ["bpf_img_e"] = BpfImages + 0x3000, ["bpf_img_g"] = BpfImages + 0x5000,
         // Functions bpf trampolines trace (traced_b starts with endbr64: its ftrace site is 4 bytes on), and the images.
         ["traced_b"] = Text + 0x7000, ["traced_c"] = Text + 0x8000, ["traced_d"] = Text + 0x9000,
         ["bpf_img_a"] = BpfImages, ["bpf_img_b"] = BpfImages + 0x1000, ["bpf_img_d"] = BpfImages + 0x2000, ["module_img"] = Good + 0x200,
@@ -87,6 +91,14 @@ public sealed class JudgeTests
             [Program(44, "c", "3333333333333333", "fentry", listed: true)])),
         Legit(new(0xffff888000200c00, S("traced_d"), "traced_d", BpfOps, S("bpf_img_d"), S("bpf_img_d") - 0x40, "bpf_trampoline_6445",
             [Program(45, "d", "4444444444444444", "fentry", listed: true)])),
+        // On BPF programs (no ftrace there: bpf_arch_text_poke writes into the JIT's patch slot): fentry on jit_a; an
+        // extension replacing jit_b (no image: the slot jumps to the extension's bpf_func); a hidden fexit on jit_c.
+        Legit(new(0xffff888000201000, S("jit_a"), "bpf_prog_a", 0, S("bpf_img_e"), S("bpf_img_e"), "bpf_trampoline_77",
+            [Program(46, "on_prog", "5555555555555555", "fentry", listed: true)])),
+        new(0xffff888000201400, S("jit_b"), "bpf_prog_b", 0, 0, 0, "",
+            [Program(47, "ext", "6666666666666666", "freplace", listed: true) with { Entry = S("ext_entry") }]),
+        Legit(new(0xffff888000201800, S("jit_c"), "bpf_prog_c", 0, S("bpf_img_g"), S("bpf_img_g"), "bpf_trampoline_78",
+            [Program(48, "hid", "7777777777777777", "fexit", listed: false)])),
     ];
 
     /// <summary>JIT images of the programs on the trampolines: JIT memory too.</summary>
@@ -159,6 +171,17 @@ public sealed class JudgeTests
         func_a+0x30              hex:4889e5            hex:cccccc                 CodeModified             Critical  -
         func_a+0x30              hex:4889e54883        call:evil_hook             CodeModified             Critical  HiddenModule
         __x64_sys_sysfs+0x40     hex:4889e54883        jmp:unowned_tramp          CodeModified             Critical  Unowned
+        jit_a                    nop5                  call:bpf_img_e             BpfTrampolineAttached    Warning   Unowned
+        jit_a                    nop5                  call:commit_creds          FunctionHooked           Critical  KernelText
+        jit_a                    nop5                  call:bpf_img_a             FunctionHooked           Critical  Unowned
+        jit_a                    nop5                  jmp:bpf_img_e              FunctionHooked           Critical  Unowned
+        jit_a                    nop5                  hex:9090909090             CodeModified             Critical  -
+        jit_a                    hex:4889e54883        call:bpf_img_e             CodeModified             Critical  Unowned
+        jit_a+0x10               hex:4889e54883        call:bpf_img_e             CodeModified             Critical  Unowned
+        jit_b                    nop5                  jmp:ext_entry              BpfTrampolineAttached    Warning   Unowned
+        jit_b                    nop5                  jmp:ext_entry+0x10         FunctionHooked           Critical  Unowned
+        jit_b                    nop5                  call:ext_entry             FunctionHooked           Critical  Unowned
+        jit_c                    nop5                  call:bpf_img_g             HiddenBpfProgramAttached Critical  Unowned
         """;
 
     public static TheoryData<int, string> Rows()
@@ -281,6 +304,24 @@ public sealed class JudgeTests
         Assert.Contains($"+0x{callAt:x} call ", f.Detail);
         // With the legit images, the pass finds nothing.
         Assert.DoesNotContain(Judge.AllowListChanges(b, new EvidenceIndex(Current())), x => x.Classification == Classification.BpfTrampolineForged);
+    }
+
+    /// <summary>With IBT the JIT starts with endbr64 and its patch slot follows: a call there is judged as the kernel's,
+    /// the same call over the endbr64 (or the endbr64 changed) is not.</summary>
+    [Fact]
+    public void A_trampoline_on_a_bpf_program_with_endbr64_is_accepted_only_in_the_slot_past_it()
+    {
+        ulong jit = S("jit_a");
+        byte[] endbr = [0xf3, 0x0f, 0x1e, 0xfa];
+        byte[] baseline = [.. endbr, .. Bytes("nop5", jit + 4)];
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(Current());
+        var slot = Judge.Code(b, c, Window(jit, baseline, [.. endbr, .. Bytes("call:bpf_img_e", jit + 4)]));
+        Assert.Equal((Classification.BpfTrampolineAttached, Severity.Warning), (slot.Classification, slot.Severity));
+        Assert.Contains("bpf program bpf_prog_a (JIT code at 0x", slot.Detail);
+        Assert.Contains("fentry program 46 (on_prog, tracing, tag 5555555555555555)", slot.Detail);
+        var over = Judge.Code(b, c, Window(jit, baseline, [.. Bytes("call:bpf_img_e", jit), 0x0f, 0x1f, 0x44, 0x00]));
+        Assert.Equal((Classification.CodeModified, Severity.Critical), (over.Classification, over.Severity));
     }
 
     /// <summary>Offset of the first "call rel32" to <paramref name="target"/> in an image built by <see cref="TrampolineImages"/>.</summary>
