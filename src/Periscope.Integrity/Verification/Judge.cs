@@ -327,8 +327,11 @@ public static class Judge
         // reached through ftrace's direct-call path and no site names it at all).
         foreach (var t in c.BpfTrampolines.Where(t => t.Image != 0 && t.Programs.Count > 0))
         {
+            // The traced function's patched call: its recorded ftrace site, or for a BPF program (no ftrace site) the JIT's
+            // patch slot, at its start or past an endbr64; the image may call the function only just past that call.
             ulong site = baseline.IsFtraceSite(t.Function + EndbrLength) ? t.Function + EndbrLength : t.Function;
             if (TrampolineImageCheck.Check(t, site, current) is not { } forged) continue;
+            if (!baseline.IsFtraceSite(site) && TrampolineImageCheck.Check(t, t.Function + EndbrLength, current) is null) continue;
             findings.Add(Evidence(Classification.BpfTrampolineForged, Severity.Critical, t.Image, $"bpf trampoline {t.FunctionName}",
                 $"the image 0x{t.Image:x} ({(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "no kallsyms name")}) of bpf trampoline 0x{t.Address:x} for {t.FunctionName} is not trampoline code: {forged}")
                 with { Destination = forged.Target });

@@ -324,6 +324,22 @@ public sealed class JudgeTests
         Assert.Equal((Classification.CodeModified, Severity.Critical), (over.Classification, over.Severity));
     }
 
+    /// <summary>The pass over every image knows where a trampoline on a BPF program calls the program back: past the JIT's
+    /// patch slot, which follows an endbr64 with IBT (no ftrace site says so); anywhere else in the program is forged.</summary>
+    [Fact]
+    public void The_image_pass_accepts_the_original_call_of_a_trampoline_on_a_bpf_program_past_its_slot()
+    {
+        var t = BpfTrampolines()[4];
+        Assert.Equal(S("jit_a"), t.Function);
+        TrampolineImages.Shape CallingOrig(ulong orig) => Shape(t) with { CallOrig = (S("__bpf_tramp_enter"), orig, S("__bpf_tramp_exit")) };
+        IEnumerable<Finding> Pass(ulong orig) => Judge.AllowListChanges(new EvidenceIndex(Baseline()), new EvidenceIndex(Current() with { BpfTrampolines = [WithImage(t, CallingOrig(orig))] }))
+            .Where(f => f.Classification == Classification.BpfTrampolineForged);
+        Assert.Empty(Pass(S("jit_a") + 5));
+        Assert.Empty(Pass(S("jit_a") + 9));
+        var f = Assert.Single(Pass(S("jit_a") + 7));
+        Assert.Equal(S("jit_a") + 7, f.Destination!.Address);
+    }
+
     /// <summary>Offset of the first "call rel32" to <paramref name="target"/> in an image built by <see cref="TrampolineImages"/>.</summary>
     private static ulong OffsetOfCall(byte[] code, ulong image, ulong target)
     {
