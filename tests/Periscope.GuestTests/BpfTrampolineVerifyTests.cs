@@ -11,8 +11,10 @@ namespace Periscope.GuestTests;
 /// verify against a legitimate fentry program attached after the baseline (`bpfload fentry`, alone on its function, so
 /// the function's ftrace site calls the bpf trampoline's image directly): the changed ftrace site is a "bpf trampoline
 /// attached" warning naming the trampoline and the program as the guest's own BPF_OBJ_GET_INFO_BY_FD gives them, not a
-/// critical hook; and when the tamper module unlinks that program from prog_idr, the same call is critical. Shares the
-/// tamper guest (no boot of its own); each test takes its own baseline before the loader starts and ends the loader.
+/// critical hook; when the tamper module unlinks that program from prog_idr, the same call is critical; and when it
+/// rewrites one call of the live trampoline image to its own function, the image is no trampoline code: critical with
+/// the program still listed. Shares the tamper guest (no boot of its own); each test takes its own baseline before the
+/// loader starts and ends the loader.
 /// </summary>
 [Collection("tamper guest")]
 public sealed class BpfTrampolineVerifyTests(TamperGuest guest, ITestOutputHelper output) : IDisposable
@@ -71,6 +73,38 @@ public sealed class BpfTrampolineVerifyTests(TamperGuest guest, ITestOutputHelpe
             Assert.Equal(Severity.Critical, f.Severity);
             Assert.Contains($"fentry program {id} (pscope_fv, tracing, tag ", f.Detail);
             Assert.Contains("NOT in prog_idr", f.Detail);
+        }
+        finally
+        {
+            guest.Restore();
+            StopLoader();
+        }
+        guest.AssertKernelHealthy();
+    }
+
+    [Fact]
+    public void A_trampoline_image_rewritten_to_call_elsewhere_is_critical_though_its_program_stays_listed()
+    {
+        StopLoader();
+        var baseline = Baseline();
+        try
+        {
+            uint id = StartLoader();
+            // One call in the live image (to __bpf_prog_exit* or enter*) now goes to a function of the tamper module.
+            var r = TamperReport.Parse(guest.Tamper($"bpftramp {Function}")[0], "bpftramp");
+            ulong image = r.Hex("image"), call = r.Hex("call"), helper = r.Hex("new");
+            Assert.Contains($"prog {id} ", guest.Run("/bin/bpfload list"));
+            var findings = Verify(baseline);
+            var f = Assert.Single(findings, x => x.Kind != Periscope.Integrity.Regions.RegionKind.Evidence && x.Location.StartsWith(Function, StringComparison.Ordinal));
+            Assert.True(f.Classification == Classification.BpfTrampolineForged, $"{f.Classification} {f.Severity}: {f.Detail}");
+            Assert.Equal(Severity.Critical, f.Severity);
+            Assert.Contains($"image 0x{image:x} ", f.Detail);
+            Assert.Contains($"the image is not trampoline code: +0x{call - image:x} call ", f.Detail);
+            Assert.Equal((CodeOwnerKind.ListedModule, helper), (f.Destination!.Owner, f.Destination.Address));
+            // The image itself, found by the pass over every trampoline (also when no changed site leads to it).
+            var e = Assert.Single(findings, x => x.Classification == Classification.BpfTrampolineForged && x.Kind == Periscope.Integrity.Regions.RegionKind.Evidence);
+            Assert.Equal((Severity.Critical, image, $"bpf trampoline {Function}"), (e.Severity, e.VirtualAddress, e.Location));
+            Assert.Contains($"+0x{call - image:x} call ", e.Detail);
         }
         finally
         {

@@ -244,7 +244,21 @@ public sealed class EvidenceCollector
         var table = new BpfView(_kernel).ReadTrampolineTable();
         foreach (var g in table.Gaps) _gaps.Add(new(EvidenceFamily.BpfTrampolines, g));
         return [.. table.Trampolines.Select(t => new BpfTrampolineEvidence(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSymbolStart, t.ImageSymbol,
-            [.. t.Programs.Select(p => new BpfTrampolineProgramEvidence(p.Program.Id, p.Program.Name, p.Program.Tag, p.Program.TypeName, p.Kind, p.Listed))]))];
+            [.. t.Programs.Select(p => new BpfTrampolineProgramEvidence(p.Program.Id, p.Program.Name, p.Program.Tag, p.Program.TypeName, p.Kind, p.Listed) { Entry = p.Program.JitAddress })])
+        {
+            ImageSize = t.ImageSize,
+            ImageCode = ReadTrampolineImage(t.Image, t.ImageSize),
+        })];
+    }
+
+    /// <summary>The bytes of a trampoline image, capped at MaxBpfTrampolineImageBytes before allocating; as much as is
+    /// mapped from the start (the judge reports an image that ends before its code does).</summary>
+    private byte[] ReadTrampolineImage(ulong image, ulong size)
+    {
+        if (image == 0 || size == 0) return [];
+        var buffer = new byte[(int)Math.Min(size, (ulong)_kernel.Limits.MaxBpfTrampolineImageBytes)];
+        int read = _kernel.KernelSpace.Read(image, buffer);
+        return read == buffer.Length ? buffer : buffer[..Math.Max(read, 0)];
     }
 
     private List<CodeRange> Ranges(params (string Start, string End)[] names)

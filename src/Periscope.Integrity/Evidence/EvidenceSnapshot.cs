@@ -24,12 +24,23 @@ public readonly record struct FtracePatchSite(ulong Address, string Name, Ftrace
 
 /// <summary>A program on a bpf trampoline as verify names it: id, name, tag and type as bpftool prints them, the hook
 /// kind (fentry, fexit, ...), and whether prog_idr lists it (a program missing from it is hidden from bpftool).</summary>
-public readonly record struct BpfTrampolineProgramEvidence(uint Id, string Name, string Tag, string Type, string Kind, bool Listed);
+public readonly record struct BpfTrampolineProgramEvidence(uint Id, string Name, string Tag, string Type, string Kind, bool Listed)
+{
+    /// <summary>bpf_prog.bpf_func: the program's JIT image (or the interpreter), the one place its trampoline calls it.</summary>
+    public ulong Entry { get; init; }
+}
 
 /// <summary>A bpf_trampoline of the kernel's trampoline_table: the traced function, the ftrace_ops it registered for a
 /// direct call, the image the function now calls and that image's own kallsyms entry (start, name), and its programs.</summary>
 public sealed record BpfTrampolineEvidence(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
-    string ImageSymbol, IReadOnlyList<BpfTrampolineProgramEvidence> Programs);
+    string ImageSymbol, IReadOnlyList<BpfTrampolineProgramEvidence> Programs)
+{
+    /// <summary>The image's size as the kernel states it (bpf_tramp_image.size, or the page it allocated): guest data.</summary>
+    public ulong ImageSize { get; init; }
+    /// <summary>The image's bytes as read now, at most <see cref="Memory.IntrospectionLimits.MaxBpfTrampolineImageBytes"/>;
+    /// shorter than <see cref="ImageSize"/> when the image is larger than the cap or could not be read whole.</summary>
+    public byte[] ImageCode { get; init; } = [];
+}
 
 /// <summary>A named code range (ftrace entry code: ftrace_caller .. ftrace_caller_end).</summary>
 public readonly record struct CodeRange(string Name, ulong Start, ulong End)

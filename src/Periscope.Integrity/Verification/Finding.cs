@@ -41,6 +41,10 @@ public enum Classification
     BpfTrampolineAttached,
     /// <summary>As <see cref="BpfTrampolineAttached"/>, but a program on the trampoline is missing from prog_idr.</summary>
     HiddenBpfProgramAttached,
+    /// <summary>A bpf trampoline image whose code is not what the kernel's trampoline generator emits: a call or jump to
+    /// anything but the trampoline's programs, the trampoline helpers, the traced function or the image itself; an
+    /// indirect transfer; undecodable or truncated code (<see cref="TrampolineImageCheck"/>).</summary>
+    BpfTrampolineForged,
 }
 
 /// <summary>One difference between the trusted state and now, with enough evidence to act on it.</summary>

@@ -78,6 +78,7 @@ public static class Judge
         }
         if (baseline.TryFindSymbol(p, out var sym) && sym.Module == 0 && sym.Name.StartsWith("__SCT__", StringComparison.Ordinal) && p < sym.Address + 5)
             return (StaticCall(baseline, current, w, sym.Address, $"static call trampoline {sym.Name}"), sym.Address + 5);
+        if (BpfJitPatchSite(current, w, p) is { } jit) return jit;
         return (Unexplained(current, w, p), w.To);
     }
 
@@ -159,6 +160,7 @@ public static class Judge
 
     /// <summary>endbr64's length: with IBT a function starts with endbr64 and its ftrace site follows it.</summary>
     private const ulong EndbrLength = 4;
+    private static ReadOnlySpan<byte> Endbr64 => [0xf3, 0x0f, 0x1e, 0xfa];
 
     /// <summary>
     /// fentry, fexit, fmod_ret, LSM and freplace programs: the kernel attaches them by writing exactly "call IMAGE" at
@@ -187,6 +189,9 @@ public static class Judge
         if (t.Programs.Count == 0)
             return new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls the image of {which}, which carries no program", dest);
         var image = dest with { Description = $"{(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "bpf trampoline")} at 0x{t.Image:x} (bpf trampoline image)" };
+        if (TrampolineImageCheck.Check(t, site, current) is { } forged)
+            return new Verdict(Classification.BpfTrampolineForged, Severity.Critical,
+                $"{fn} now calls {which}, but the image is not trampoline code: {forged}", forged.Target ?? image);
         string programs = string.Join(", ", t.Programs.Select(p => $"{p.Kind} program {p.Id} ({p.Name}, {p.Type}, tag {p.Tag}){(p.Listed ? "" : " NOT in prog_idr")}"));
         var hidden = t.Programs.Where(p => !p.Listed).ToList();
         return hidden.Count > 0
@@ -194,6 +199,44 @@ public static class Judge
                 $"{fn} now calls {which} for {programs}: {hidden.Count} of them hidden from prog_idr (bpftool does not list them)", image)
             : new Verdict(Classification.BpfTrampolineAttached, Severity.Warning,
                 $"{fn} now calls {which} for {programs}; attached since the baseline", image);
+    }
+
+    /// <summary>
+    /// A trampoline on a BPF program (fentry/fexit on a program, freplace): no ftrace site there, so the kernel's
+    /// bpf_arch_text_poke writes straight into the traced program's JIT image, at the 5-byte NOP its JIT prologue leaves
+    /// for exactly this (past an endbr64 with IBT): "call IMAGE" of the trampoline whose func.addr is that program, or,
+    /// for freplace, "jmp" to the bpf_func of the trampoline's extension program. Explained only there (the trampoline's
+    /// function is JIT memory, neither kernel text nor a module; the baseline held the NOP) and only with those exact
+    /// bytes; the call gets every check a call at an ftrace site gets (<see cref="BpfTrampolineCall"/>, the image's code).
+    /// Null when no such trampoline covers <paramref name="p"/>.
+    /// </summary>
+    private static (Verdict, ulong End)? BpfJitPatchSite(EvidenceIndex current, CodeWindow w, ulong p)
+    {
+        foreach (var t in current.Snapshot.BpfTrampolines)
+        {
+            if (t.Function == 0 || current.Resolve(t.Function).Owner != CodeOwnerKind.Unowned) continue;
+            {
+                // The slot follows the JIT's endbr64 when the baseline's bytes start with one (CONFIG_X86_KERNEL_IBT).
+                ulong site = w.TryExpected(t.Function, 4, out var head) && head.SequenceEqual(Endbr64) ? t.Function + EndbrLength : t.Function;
+                if (p < site || p >= site + 5 || !w.TryExpected(site, 5, out var was) || !was.SequenceEqual(Nop5)) continue;
+                string fn = $"bpf program {t.FunctionName} (JIT code at 0x{t.Function:x})";
+                if (!w.TryFound(site, 5, out var now) || Branch(now, site, jumpOnly: false) is not { } target)
+                    return (new Verdict(Classification.CodeModified, Severity.Critical, $"the patch slot of {fn} at 0x{site:x} now holds {(w.TryFound(site, 5, out var b) ? Convert.ToHexStringLower(b) : "bytes that cannot be read")}, not a call or jump"), site + 5);
+                var dest = current.Resolve(target);
+                if (now[0] == 0xe8)
+                    return (BpfTrampolineCall(current, site, target, dest, fn)
+                            ?? new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls {dest}, which is the image of no bpf trampoline", dest), site + 5);
+                var ext = t.Programs.Where(x => x.Kind == "freplace" && x.Entry == target && target != 0).ToList();
+                if (now[0] != 0xe9 || ext.Count != 1 || dest.Owner != CodeOwnerKind.Unowned)
+                    return (new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now jumps to {dest}, which is not the bpf_func of the extension program of its trampoline", dest), site + 5);
+                var e = ext[0];
+                string program = $"freplace program {e.Id} ({e.Name}, {e.Type}, tag {e.Tag})";
+                return (e.Listed
+                    ? new Verdict(Classification.BpfTrampolineAttached, Severity.Warning, $"{fn} now jumps to {program}, through bpf trampoline 0x{t.Address:x}; attached since the baseline", dest)
+                    : new Verdict(Classification.HiddenBpfProgramAttached, Severity.Critical, $"{fn} now jumps to {program} NOT in prog_idr (bpftool does not list it), through bpf trampoline 0x{t.Address:x}", dest), site + 5);
+            }
+        }
+        return null;
     }
 
     /// <summary>ftrace_caller / ftrace_regs_caller: only their patch sites change, only to known targets.</summary>
@@ -278,6 +321,20 @@ public static class Judge
                 ? $" (the direct-call ftrace_ops of bpf trampoline 0x{t.Address:x} for {t.FunctionName}{(hiddenProgs.Count > 0 ? $"; program(s) {string.Join(", ", hiddenProgs.Select(p => $"{p.Id} ({p.Name})"))} NOT in prog_idr" : "")})" : "";
             findings.Add(Evidence(Classification.AllowListAdded, known && hiddenProgs.Count == 0 ? Severity.Warning : Severity.Critical, o.Address, $"ftrace_ops 0x{o.Address:x}",
                 $"ftrace_ops at 0x{o.Address:x} registered since the baseline, callback {owner}{(o.TrampolineSize != 0 ? $", trampoline 0x{o.Trampoline:x}" : "")}{bpf}") with { Destination = owner });
+        }
+        // Every trampoline's image, whether or not a changed site leads to it: a trampoline attached before the baseline
+        // keeps its site's bytes while its image is rewritten (with other ftrace users on the function, the image is
+        // reached through ftrace's direct-call path and no site names it at all).
+        foreach (var t in c.BpfTrampolines.Where(t => t.Image != 0 && t.Programs.Count > 0))
+        {
+            // The traced function's patched call: its recorded ftrace site, or for a BPF program (no ftrace site) the JIT's
+            // patch slot, at its start or past an endbr64; the image may call the function only just past that call.
+            ulong site = baseline.IsFtraceSite(t.Function + EndbrLength) ? t.Function + EndbrLength : t.Function;
+            if (TrampolineImageCheck.Check(t, site, current) is not { } forged) continue;
+            if (!baseline.IsFtraceSite(site) && TrampolineImageCheck.Check(t, t.Function + EndbrLength, current) is null) continue;
+            findings.Add(Evidence(Classification.BpfTrampolineForged, Severity.Critical, t.Image, $"bpf trampoline {t.FunctionName}",
+                $"the image 0x{t.Image:x} ({(t.ImageSymbol.Length > 0 ? t.ImageSymbol : "no kallsyms name")}) of bpf trampoline 0x{t.Address:x} for {t.FunctionName} is not trampoline code: {forged}")
+                with { Destination = forged.Target });
         }
         return findings;
     }

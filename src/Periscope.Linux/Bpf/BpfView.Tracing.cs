@@ -18,6 +18,9 @@ public sealed partial class BpfView
     /// the static trampoline_table, a #define BTF cannot give. Checked against kallsyms: no other symbol may start
     /// inside the table.</summary>
     private const int TrampolineTableSize = 1 << 10;
+    /// <summary>PAGE_SIZE on x86-64: before 6.8 (no bpf_tramp_image.size) the kernel builds each trampoline image in a page
+    /// of its own (bpf_jit_alloc_exec_page) and registers the whole page as the image's kallsyms entry.</summary>
+    private const ulong BpfTrampolineImagePage = 4096;
 
     private readonly record struct TraceCall(BpfAttachPoint Point, string Label);
 
@@ -214,34 +217,35 @@ public sealed partial class BpfView
             foreach (var (kind, prog) in t.Programs)
                 if (DescribeProgram(prog, listed.Contains(prog) ? BpfProgramViews.IdList | BpfProgramViews.Attached : BpfProgramViews.Attached, scanHelpers: false) is { } p)
                     programs.Add(new BpfTrampolineProgram(kind, p, listed.Contains(prog)));
-            result.Add(new BpfTrampoline(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSymbolStart, t.ImageSymbol, programs));
+            result.Add(new BpfTrampoline(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSize, t.ImageSymbolStart, t.ImageSymbol, programs));
         }
         return new(result, true, _gaps);
     }
 
-    private sealed record WalkedTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
+    private sealed record WalkedTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSize, ulong ImageSymbolStart,
         string ImageSymbol, List<(string Kind, ulong Prog)> Programs);
 
     /// <summary>trampoline_table: every bpf_trampoline (one per attached-to function), its progs_hlist[kind] of
-    /// bpf_tramp_link (6.0+; bpf_prog_aux.tramp_hlist before), its extension_prog (freplace), and its current image
-    /// (cur_image: bpf_tramp_image.image and the image's kallsyms entry, ksym).</summary>
+    /// bpf_tramp_link (6.0+; bpf_prog_aux.tramp_hlist before; bpf_tramp_node in 7.x), its extension_prog (freplace), and
+    /// its current image (cur_image: bpf_tramp_image.image and the image's kallsyms entry, ksym). Which table and which
+    /// entry type a kernel has is read from BTF, see <see cref="TrampolineLayout"/>.</summary>
     private List<WalkedTrampoline> WalkTrampolines()
     {
         var result = new List<WalkedTrampoline>();
         var btf = kernel.Btf!;
-        var tramp = btf.FindStruct("bpf_trampoline");
-        if (tramp is null || !tramp.HasMember("progs_hlist") || !kernel.Symbols.TryGetAddress("trampoline_table", out ulong table))
+        var layout = TrampolineLayout.From(btf, kernel.Symbols);
+        if (layout is null)
         {
-            _unavailable.Add("trampolines: needs trampoline_table and struct bpf_trampoline (CONFIG_BPF_JIT)");
+            _unavailable.Add("trampolines: needs trampoline_table (trampoline_key_table in 7.x) and struct bpf_trampoline (CONFIG_BPF_JIT)");
             return result;
         }
+        ulong table = layout.Table;
         ulong tableEnd = table + TrampolineTableSize * 8UL;
         if (kernel.Symbols.TryGetNextAddress(table, out ulong next) && next < tableEnd)
         {
-            _gaps.Add($"trampolines: a symbol starts at 0x{next:x}, inside trampoline_table (0x{table:x} + {TrampolineTableSize} buckets): TRAMPOLINE_TABLE_SIZE changed");
+            _gaps.Add($"trampolines: a symbol starts at 0x{next:x}, inside {layout.TableName} (0x{table:x} + {TrampolineTableSize} buckets): TRAMPOLINE_TABLE_SIZE changed");
             return result;
         }
-        bool linkEntries = btf.FindStruct("bpf_tramp_link") is { } tl && tl.HasMember("tramp_hlist");
         var kinds = btf.FindTypeId("bpf_tramp_prog_type", Btf.BtfKind.Enum) is { } kindEnum
             ? btf.GetEnumValues(kindEnum).ToDictionary(v => v.Value, v => v.Name) : [];
         _pointsRead.Add(BpfAttachPoint.Trampoline);
@@ -252,7 +256,7 @@ public sealed partial class BpfView
             {
                 foreach (ulong node in Hlist(table + (ulong)bucket * 8, "trampolines", budget))
                 {
-                    var t = kernel.Object("bpf_trampoline", node).ContainerOf("bpf_trampoline", "hlist");
+                    var t = kernel.Object("bpf_trampoline", node).ContainerOf("bpf_trampoline", layout.TableNode);
                     ulong func = t.TryMember("func.addr", out var fa) ? fa.ReadPointer() : 0;
                     string function = func != 0 && kernel.Symbols.TryFindContaining(func, out var sym, out ulong off)
                         ? (off == 0 ? sym.Name : $"{sym.Name}+0x{off:x}") : $"key 0x{t["key"].ReadUInt64():x}";
@@ -262,25 +266,22 @@ public sealed partial class BpfView
                     {
                         string kindName = kinds.TryGetValue(kind, out var n) ? Lower(n, "BPF_TRAMP_") : kind.ToString(System.Globalization.CultureInfo.InvariantCulture);
                         foreach (ulong entry in Hlist(hlists[kind].Address, $"trampoline {function}", budget))
-                        {
-                            ulong prog = linkEntries
-                                ? kernel.Object("bpf_tramp_link", entry).ContainerOf("bpf_tramp_link", "tramp_hlist")["link.prog"].ReadPointer()
-                                : kernel.Object("bpf_prog_aux", entry).ContainerOf("bpf_prog_aux", "tramp_hlist")["prog"].ReadPointer();
-                            programs.Add((kindName, prog));
-                        }
+                            programs.Add((kindName, layout.ProgramOf(kernel, entry)));
                     }
                     if (t.TryMember("extension_prog", out var ext) && ext.ReadPointer() is var e and not 0)
                         programs.Add(("freplace", e));
                     ulong fops = t.TryMember("fops", out var fo) ? fo.ReadPointer() : 0;
-                    ulong image = 0, symStart = 0;
+                    ulong image = 0, symStart = 0, imageSize = 0;
                     string symName = "";
                     if (t.TryMember("cur_image", out var ci) && ci.TryDeref(out var im))
                     {
                         image = im["image"].ReadPointer();
+                        // bpf_tramp_image.size (6.8+: arch_bpf_trampoline_size()); before it, the image is one page.
+                        imageSize = im.TryMember("size", out var sz) ? sz.ReadUInt64() : BpfTrampolineImagePage;
                         if (im.TryMember("ksym", out var ks))
                             (symStart, symName) = (ks["start"].ReadUInt64(), ks["name"].ReadString(256));
                     }
-                    result.Add(new WalkedTrampoline(t.Address, func, function, fops, image, symStart, symName, programs));
+                    result.Add(new WalkedTrampoline(t.Address, func, function, fops, image, imageSize, symStart, symName, programs));
                 }
             }
             catch (ObjectFaultException e)

@@ -88,9 +88,11 @@ public sealed record BpfTrampolineProgram(string Kind, BpfProgram Program, bool 
 /// an endbr64).</param>
 /// <param name="Fops">The ftrace_ops the trampoline registered for a direct call (0 when it patches the function itself).</param>
 /// <param name="Image">cur_image->image: where the traced function's patched call goes (0 when no image is built).</param>
+/// <param name="ImageSize">cur_image->size (6.8+), else the page the kernel allocated for the image: the bytes that may
+/// hold trampoline code (guest data: callers cap it before reading).</param>
 /// <param name="ImageSymbolStart">cur_image->ksym.start: the image's own kallsyms entry, which the kernel names
 /// "bpf_trampoline_KEY".</param>
-public sealed record BpfTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSymbolStart,
+public sealed record BpfTrampoline(ulong Address, ulong Function, string FunctionName, ulong Fops, ulong Image, ulong ImageSize, ulong ImageSymbolStart,
     string ImageSymbol, IReadOnlyList<BpfTrampolineProgram> Programs);
 
 /// <param name="TableRead">False when the kernel has no trampoline_table (or BTF) to read: no image can be vouched for.</param>

@@ -29,6 +29,13 @@ public sealed class JudgeTests
         ["ftrace_regs_caller_end"] = Text + 0x3200, ["ftrace_stub"] = Text + 0x3300, ["ftrace_ops_list_func"] = Text + 0x3400,
         ["ftrace_graph_caller"] = Text + 0x3500, ["__SCT__foo"] = Text + 0x4000, ["__SCT__bar"] = Text + 0x4008, ["target_fn"] = Text + 0x5000,
         ["__x64_sys_sysfs"] = Text + 0x6000,
+        // What a trampoline image may call or jump to (by name), and a retpoline thunk, which it may not.
+        ["__bpf_prog_enter_recur"] = Text + 0xa000, ["__bpf_prog_exit_recur"] = Text + 0xa100, ["__bpf_tramp_enter"] = Text + 0xa200,
+        ["__bpf_tramp_exit"] = Text + 0xa300, ["__x86_return_thunk"] = Text + 0xa400, ["__x86_indirect_thunk_rax"] = Text + 0xa500,
+        // Trampolines on BPF programs: the traced programs' JIT code (jit_c starts with endbr64), an extension program's
+        // bpf_func, and the images.
+        ["jit_a"] = BpfJit + 0x20000, ["jit_b"] = BpfJit + 0x21000, ["jit_c"] = BpfJit + 0x23000, ["ext_entry"] = BpfJit + 0x22000,
+        ["bpf_img_e"] = BpfImages + 0x3000, ["bpf_img_g"] = BpfImages + 0x5000,
         // Functions bpf trampolines trace (traced_b starts with endbr64: its ftrace site is 4 bytes on), and the images.
         ["traced_b"] = Text + 0x7000, ["traced_c"] = Text + 0x8000, ["traced_d"] = Text + 0x9000,
         ["bpf_img_a"] = BpfImages, ["bpf_img_b"] = BpfImages + 0x1000, ["bpf_img_d"] = BpfImages + 0x2000, ["module_img"] = Good + 0x200,
@@ -48,7 +55,8 @@ public sealed class JudgeTests
         [
             .. new[] { "func_a", "jump_target", "commit_creds", "ftrace_caller", "ftrace_call", "ftrace_caller_end", "ftrace_regs_caller",
                 "ftrace_regs_call", "ftrace_graph_call", "ftrace_regs_caller_end", "ftrace_stub", "ftrace_ops_list_func", "ftrace_graph_caller",
-                "__SCT__foo", "__SCT__bar", "target_fn", "__x64_sys_sysfs", "traced_b", "traced_c", "traced_d" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
+                "__SCT__foo", "__SCT__bar", "target_fn", "__x64_sys_sysfs", "traced_b", "traced_c", "traced_d",
+                "__bpf_prog_enter_recur", "__bpf_prog_exit_recur", "__bpf_tramp_enter", "__bpf_tramp_exit", "__x86_return_thunk", "__x86_indirect_thunk_rax" }.Select(n => new CodeSymbol(S(n), 0, n, 0)),
             new CodeSymbol(S("good_fn"), 0x80, "good_fn", Good + 0x3000),
         ],
         JumpEntries = [new JumpEntry(S("jump"), S("jump_target")), new JumpEntry(S("module_jump"), S("good_fn") + 0x40)],
@@ -75,16 +83,41 @@ public sealed class JudgeTests
     /// is not the start of its kallsyms entry.</summary>
     private static List<BpfTrampolineEvidence> BpfTrampolines() =>
     [
-        new(0xffff888000200000, S("__x64_sys_sysfs"), "__x64_sys_sysfs", 0, S("bpf_img_a"), S("bpf_img_a"), "bpf_trampoline_6442",
-            [new BpfTrampolineProgramEvidence(41, "pscope_fe", "0123456789abcdef", "tracing", "fentry", Listed: true)]),
-        new(0xffff888000200400, S("traced_b"), "traced_b", 0, S("bpf_img_b"), S("bpf_img_b"), "bpf_trampoline_6443",
-            [new BpfTrampolineProgramEvidence(42, "listed", "1111111111111111", "tracing", "fentry", Listed: true),
-             new BpfTrampolineProgramEvidence(43, "hidden", "2222222222222222", "tracing", "fexit", Listed: false)]),
-        new(0xffff888000200800, S("traced_c"), "traced_c", 0, S("module_img"), S("module_img"), "bpf_trampoline_6444",
-            [new BpfTrampolineProgramEvidence(44, "c", "3333333333333333", "tracing", "fentry", Listed: true)]),
-        new(0xffff888000200c00, S("traced_d"), "traced_d", BpfOps, S("bpf_img_d"), S("bpf_img_d") - 0x40, "bpf_trampoline_6445",
-            [new BpfTrampolineProgramEvidence(45, "d", "4444444444444444", "tracing", "fentry", Listed: true)]),
+        Legit(new(0xffff888000200000, S("__x64_sys_sysfs"), "__x64_sys_sysfs", 0, S("bpf_img_a"), S("bpf_img_a"), "bpf_trampoline_6442",
+            [Program(41, "pscope_fe", "0123456789abcdef", "fentry", listed: true)])),
+        Legit(new(0xffff888000200400, S("traced_b"), "traced_b", 0, S("bpf_img_b"), S("bpf_img_b"), "bpf_trampoline_6443",
+            [Program(42, "listed", "1111111111111111", "fentry", listed: true), Program(43, "hidden", "2222222222222222", "fexit", listed: false)])),
+        Legit(new(0xffff888000200800, S("traced_c"), "traced_c", 0, S("module_img"), S("module_img"), "bpf_trampoline_6444",
+            [Program(44, "c", "3333333333333333", "fentry", listed: true)])),
+        Legit(new(0xffff888000200c00, S("traced_d"), "traced_d", BpfOps, S("bpf_img_d"), S("bpf_img_d") - 0x40, "bpf_trampoline_6445",
+            [Program(45, "d", "4444444444444444", "fentry", listed: true)])),
+        // On BPF programs (no ftrace there: bpf_arch_text_poke writes into the JIT's patch slot): fentry on jit_a; an
+        // extension replacing jit_b (no image: the slot jumps to the extension's bpf_func); a hidden fexit on jit_c.
+        Legit(new(0xffff888000201000, S("jit_a"), "bpf_prog_a", 0, S("bpf_img_e"), S("bpf_img_e"), "bpf_trampoline_77",
+            [Program(46, "on_prog", "5555555555555555", "fentry", listed: true)])),
+        new(0xffff888000201400, S("jit_b"), "bpf_prog_b", 0, 0, 0, "",
+            [Program(47, "ext", "6666666666666666", "freplace", listed: true) with { Entry = S("ext_entry") }]),
+        Legit(new(0xffff888000201800, S("jit_c"), "bpf_prog_c", 0, S("bpf_img_g"), S("bpf_img_g"), "bpf_trampoline_78",
+            [Program(48, "hid", "7777777777777777", "fexit", listed: false)])),
     ];
+
+    /// <summary>JIT images of the programs on the trampolines: JIT memory too.</summary>
+    private const ulong BpfJit = 0xffffffffc0700000;
+
+    private static BpfTrampolineProgramEvidence Program(uint id, string name, string tag, string kind, bool listed) =>
+        new(id, name, tag, "tracing", kind, listed) { Entry = BpfJit + id * 0x1000UL };
+
+    /// <summary>The trampoline with the image the kernel would have built for its programs (fentry shape).</summary>
+    private static BpfTrampolineEvidence Legit(BpfTrampolineEvidence t) => WithImage(t, Shape(t));
+
+    private static TrampolineImages.Shape Shape(BpfTrampolineEvidence t) =>
+        new(S("__bpf_prog_enter_recur"), S("__bpf_prog_exit_recur"), [.. t.Programs.Select(p => p.Entry)]);
+
+    private static BpfTrampolineEvidence WithImage(BpfTrampolineEvidence t, TrampolineImages.Shape shape)
+    {
+        var code = TrampolineImages.Build(t.Image, shape);
+        return t with { ImageCode = code, ImageSize = (ulong)code.Length };
+    }
 
     // where | baseline bytes | bytes now | classification | severity | owner of the destination (- = none)
     private const string Vectors = """
@@ -138,6 +171,17 @@ public sealed class JudgeTests
         func_a+0x30              hex:4889e5            hex:cccccc                 CodeModified             Critical  -
         func_a+0x30              hex:4889e54883        call:evil_hook             CodeModified             Critical  HiddenModule
         __x64_sys_sysfs+0x40     hex:4889e54883        jmp:unowned_tramp          CodeModified             Critical  Unowned
+        jit_a                    nop5                  call:bpf_img_e             BpfTrampolineAttached    Warning   Unowned
+        jit_a                    nop5                  call:commit_creds          FunctionHooked           Critical  KernelText
+        jit_a                    nop5                  call:bpf_img_a             FunctionHooked           Critical  Unowned
+        jit_a                    nop5                  jmp:bpf_img_e              FunctionHooked           Critical  Unowned
+        jit_a                    nop5                  hex:9090909090             CodeModified             Critical  -
+        jit_a                    hex:4889e54883        call:bpf_img_e             CodeModified             Critical  Unowned
+        jit_a+0x10               hex:4889e54883        call:bpf_img_e             CodeModified             Critical  Unowned
+        jit_b                    nop5                  jmp:ext_entry              BpfTrampolineAttached    Warning   Unowned
+        jit_b                    nop5                  jmp:ext_entry+0x10         FunctionHooked           Critical  Unowned
+        jit_b                    nop5                  call:ext_entry             FunctionHooked           Critical  Unowned
+        jit_c                    nop5                  call:bpf_img_g             HiddenBpfProgramAttached Critical  Unowned
         """;
 
     public static TheoryData<int, string> Rows()
@@ -234,6 +278,74 @@ public sealed class JudgeTests
         var empty = Judge.Code(b, new EvidenceIndex(Current() with { BpfTrampolines = [BpfTrampolines()[0] with { Programs = [] }] }),
             Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:bpf_img_a", S("ftrace"))));
         Assert.Equal((Classification.FunctionHooked, Severity.Critical), (empty.Classification, empty.Severity));
+    }
+
+    /// <summary>A listed program on the trampoline earns nothing when the image itself is not trampoline code: the call
+    /// at the site and the image (through every trampoline's check in the allow-list pass) are both critical, naming the
+    /// offending instruction's offset and where it goes.</summary>
+    [Fact]
+    public void A_trampoline_image_that_calls_elsewhere_is_critical_even_with_its_program_listed()
+    {
+        var legit = BpfTrampolines();
+        // One call of the image (the exit helper's) now goes to commit_creds.
+        var forged = WithImage(legit[0], Shape(legit[0]) with { Exit = S("commit_creds") });
+        var current = Current() with { BpfTrampolines = [forged, .. legit.Skip(1)] };
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(current);
+        var v = Judge.Code(b, c, Window(S("ftrace"), Bytes("nop5", S("ftrace")), Bytes("call:bpf_img_a", S("ftrace"))));
+        Assert.Equal((Classification.BpfTrampolineForged, Severity.Critical), (v.Classification, v.Severity));
+        ulong callAt = OffsetOfCall(forged.ImageCode, forged.Image, S("commit_creds"));
+        Assert.Contains($"the image is not trampoline code: +0x{callAt:x} call ", v.Detail);
+        Assert.Contains("-> commit_creds: a call to neither a program on this trampoline", v.Detail);
+        Assert.Equal((CodeOwnerKind.KernelText, S("commit_creds")), (v.Destination!.Owner, v.Destination.Address));
+        // The same image found by the pass over every trampoline, whether or not a changed site leads to it.
+        var f = Assert.Single(Judge.AllowListChanges(b, c), f => f.Classification == Classification.BpfTrampolineForged);
+        Assert.Equal((Severity.Critical, S("bpf_img_a"), "bpf trampoline __x64_sys_sysfs"), (f.Severity, f.VirtualAddress, f.Location));
+        Assert.Contains($"+0x{callAt:x} call ", f.Detail);
+        // With the legit images, the pass finds nothing.
+        Assert.DoesNotContain(Judge.AllowListChanges(b, new EvidenceIndex(Current())), x => x.Classification == Classification.BpfTrampolineForged);
+    }
+
+    /// <summary>With IBT the JIT starts with endbr64 and its patch slot follows: a call there is judged as the kernel's,
+    /// the same call over the endbr64 (or the endbr64 changed) is not.</summary>
+    [Fact]
+    public void A_trampoline_on_a_bpf_program_with_endbr64_is_accepted_only_in_the_slot_past_it()
+    {
+        ulong jit = S("jit_a");
+        byte[] endbr = [0xf3, 0x0f, 0x1e, 0xfa];
+        byte[] baseline = [.. endbr, .. Bytes("nop5", jit + 4)];
+        var b = new EvidenceIndex(Baseline());
+        var c = new EvidenceIndex(Current());
+        var slot = Judge.Code(b, c, Window(jit, baseline, [.. endbr, .. Bytes("call:bpf_img_e", jit + 4)]));
+        Assert.Equal((Classification.BpfTrampolineAttached, Severity.Warning), (slot.Classification, slot.Severity));
+        Assert.Contains("bpf program bpf_prog_a (JIT code at 0x", slot.Detail);
+        Assert.Contains("fentry program 46 (on_prog, tracing, tag 5555555555555555)", slot.Detail);
+        var over = Judge.Code(b, c, Window(jit, baseline, [.. Bytes("call:bpf_img_e", jit), 0x0f, 0x1f, 0x44, 0x00]));
+        Assert.Equal((Classification.CodeModified, Severity.Critical), (over.Classification, over.Severity));
+    }
+
+    /// <summary>The pass over every image knows where a trampoline on a BPF program calls the program back: past the JIT's
+    /// patch slot, which follows an endbr64 with IBT (no ftrace site says so); anywhere else in the program is forged.</summary>
+    [Fact]
+    public void The_image_pass_accepts_the_original_call_of_a_trampoline_on_a_bpf_program_past_its_slot()
+    {
+        var t = BpfTrampolines()[4];
+        Assert.Equal(S("jit_a"), t.Function);
+        TrampolineImages.Shape CallingOrig(ulong orig) => Shape(t) with { CallOrig = (S("__bpf_tramp_enter"), orig, S("__bpf_tramp_exit")) };
+        IEnumerable<Finding> Pass(ulong orig) => Judge.AllowListChanges(new EvidenceIndex(Baseline()), new EvidenceIndex(Current() with { BpfTrampolines = [WithImage(t, CallingOrig(orig))] }))
+            .Where(f => f.Classification == Classification.BpfTrampolineForged);
+        Assert.Empty(Pass(S("jit_a") + 5));
+        Assert.Empty(Pass(S("jit_a") + 9));
+        var f = Assert.Single(Pass(S("jit_a") + 7));
+        Assert.Equal(S("jit_a") + 7, f.Destination!.Address);
+    }
+
+    /// <summary>Offset of the first "call rel32" to <paramref name="target"/> in an image built by <see cref="TrampolineImages"/>.</summary>
+    private static ulong OffsetOfCall(byte[] code, ulong image, ulong target)
+    {
+        for (int i = 0; i + 5 <= code.Length; i++)
+            if (code[i] == 0xe8 && image + (ulong)i + 5 + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 1)) == target) return (ulong)i;
+        throw new InvalidOperationException("no such call");
     }
 
     [Fact]
