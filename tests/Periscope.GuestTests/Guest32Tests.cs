@@ -19,7 +19,7 @@ namespace Periscope.GuestTests;
 /// </summary>
 public abstract class Guest32Fixture : IDisposable
 {
-    protected Guest32Fixture(string flavour, string qemuBinary)
+    protected Guest32Fixture(string flavour, string qemuBinary, int cpus = 1)
     {
         string image = ImageDirectory(flavour);
         Guest = QemuGuest.Start(new QemuGuestOptions
@@ -27,6 +27,7 @@ public abstract class Guest32Fixture : IDisposable
             Kernel = Path.Combine(image, "vmlinuz"),
             Initrd = Path.Combine(image, "initrd.gz"),
             QemuBinary = qemuBinary,
+            Cpus = cpus,
             // no_timer_check: on a loaded host TCG can miss the IO-APIC timer check and the 686 kernel panics at boot.
             Append = "console=ttyS0 panic=-1 no_timer_check",
         });
@@ -74,6 +75,9 @@ public abstract class Guest32Fixture : IDisposable
         }
     }
     public abstract PagingMode ExpectedMode { get; }
+
+    /// <summary>Attaches to the running guest (its RAM file, QMP for registers and pausing).</summary>
+    public Target AttachLive() => Target.AttachLive(Guest.RamFilePath, QmpVmControl.Connect(Guest.ToolQmpSocketPath));
 
     private static string ImageDirectory(string flavour)
     {
