@@ -212,6 +212,40 @@ public sealed class Guest32TamperTests : IDisposable
         _guest.AssertKernelHealthy();
     }
 
+    /// <summary>
+    /// One idle task per CPU on i386 without data symbols: __per_cpu_offset and idle_threads come from idle_thread_get's
+    /// code, each vCPU's FS base (the per-CPU segment) confirms its offset, and ps lists swapper/0 and swapper/1 with
+    /// pid 0, as the 64-bit path does. The guest's own CPU count (nproc) and /proc/kallsyms are the ground truth.
+    /// </summary>
+    [Fact]
+    public void One_idle_task_per_cpu_from_idle_threads_found_in_code()
+    {
+        int cpus = int.Parse(_guest.Run("nproc").Trim(), CultureInfo.InvariantCulture);
+        Assert.Equal(2, cpus);
+        var k = _guest.Dump.Kernel;
+        var decoded = Periscope.Linux.Model.IdleThreadsDecoder.Decode(k.Reader, k.Symbols, out string? reason);
+        Assert.True(decoded is not null, reason);
+        // The code's addresses lie in the kernel image (neither is in kallsyms: no data symbols).
+        Assert.InRange(decoded.PerCpuOffsetArray, Symbol("_stext"), Symbol("_stext") + (64UL << 20));
+        var idle = k.ProcessTable.Where(t => t.Pid == 0).ToList();
+        foreach (var t in idle) _output.WriteLine($"pid {t.Pid} {t.Name} cpu {t.IdleCpu} task 0x{t.Address:x}");
+        Assert.Equal(Enumerable.Range(0, cpus).Select(c => $"swapper/{c}"), idle.Select(t => t.Name));
+        Assert.Equal(Enumerable.Range(0, cpus).Select(c => (int?)c), idle.Select(t => t.IdleCpu));
+        Assert.Equal(k.InitTask, k.IdleTasks[0].Task.Address);
+        Assert.All(idle, t => Assert.NotEqual(0u, t.Flags & Periscope.Linux.Model.KernelMacros.PF_IDLE));
+        Assert.Equal(cpus, idle.Select(t => t.Address).Distinct().Count());
+        // Each vCPU in the kernel (the guest idles) shows its per-CPU offset as its FS base.
+        var offsets = Enumerable.Range(0, cpus).Select(c => k.Reader.TryULong(decoded.PerCpuOffsetArray + (ulong)c * 4, out ulong o) ? o : 0).ToList();
+        Assert.All(offsets, o => Assert.NotEqual(0UL, o));
+        Assert.All(k.Cpus.Where(c => c.Fs is { } fs && k.Reader.IsKernelPointer(fs.Base)), c => Assert.Contains(c.Fs!.Value.Base, offsets));
+
+        var (code, text, err) = Run(["ps", "--dump", _guest.DumpPath]);
+        Assert.True(code == 0, $"ps: exit {code}: {err}");
+        var swappers = text.Split('\n').Where(l => l.TrimStart().StartsWith("0 ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(cpus, swappers.Count);
+        Assert.Contains(swappers, l => l.Contains("swapper/1", StringComparison.Ordinal));
+    }
+
     public void Dispose()
     {
         Detach();
