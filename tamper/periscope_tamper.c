@@ -8,6 +8,8 @@
  * exact addresses involved, so tests can compare them with what Periscope reads from outside.
  *
  *   syscall NR                     sys_call_table[NR] := address of tamper_fake_syscall (a function in this module)
+ *   idt VECTOR                     (i386 only) the IDT gate of VECTOR := tamper_idt_stub, a function in this module that
+ *                                  jumps on to the gate's old handler (so the vector still works if it fires)
  *   patch SYMBOL OFFSET [HEX]      write HEX (default 9090909090) into core kernel text at SYMBOL+OFFSET
  *   ftrace SYMBOL                  register an ftrace_ops (counting callback) filtered on SYMBOL
  *   hide                           unlink this module from the `modules` list and delete its /sys/module kobject
@@ -30,6 +32,7 @@
  *                                  which counts and calls the real helper; the program stays listed in prog_idr
  *   restore                        undo syscall, patch, ftrace, hidepid, usercode, hidesock, hidebpf and bpftramp (not
  *                                  hide); restore bpftramp BEFORE the program is detached (its image is freed then)
+ *   restore                        undo syscall, idt, patch, ftrace, hidepid, usercode, hidesock and hidebpf (not hide)
  *   status                         what is currently in effect, and the ftrace hit count
  *
  * One attack of each kind may be in effect at a time; a second one is refused until `restore`.
@@ -44,6 +47,10 @@
  *    sys_call_table (BHI mitigation backport). Overwriting a slot is therefore a data-only change: detectable in the
  *    table, harmless to the guest, and tamper_fake_syscall is never actually called.
  *  - kallsyms_lookup_name is not exported since 5.7; its address is taken from a kprobe registered on it.
+ *  - Debian's i386 kernels (686, 686-pae) have no CONFIG_KALLSYMS_ALL: kallsyms_lookup_name finds no data symbol
+ *    (sys_call_table, module_mutex, ...). sys_call_table is then found in the read-only data after _etext by its first
+ *    five entries (the text symbols of syscalls 0-4); the other data-symbol commands report "not found" there.
+ *    i386 dispatches through ia32_sys_call() (a switch) since the same backport, so a table slot is data only too.
  *  - CONFIG_DEBUG_LIST and CONFIG_BUG_ON_DATA_CORRUPTION are set: any later list_del on a node we unlinked must find
  *    it self-consistent, or the kernel BUGs. hide and hidepid therefore wait for an RCU grace period after unlinking
  *    and then point the node at itself (INIT_LIST_HEAD), so readers that were on it have left and a later
@@ -83,6 +90,7 @@
 #include <linux/hex.h>   /* hex2bin: out of kernel.h in 7.x */
 #endif
 #include <asm/special_insns.h>
+#include <asm/desc.h>
 #include <asm/processor-flags.h>
 #include <asm/unistd.h>
 /* get_unaligned/put_unaligned moved from asm/ to linux/ in 6.12 (the kernel matrix's 6.12 and 7.x kernels). */
@@ -228,6 +236,46 @@ static int write_ro(void *dst, const void *src, size_t len)
 	return 0;
 }
 
+/*
+ * sys_call_table when kallsyms has no data symbols: the first word-aligned place in the PAGE_SIZE-aligned data after
+ * _etext whose first five words are the syscall functions 0-4 (restart_syscall, exit, fork, read, write) by their
+ * kallsyms text symbols. Reads stop at the first unreadable page or after 64 MiB.
+ */
+static unsigned long *find_syscall_table(void)
+{
+#ifdef CONFIG_X86_32
+	static const char *const first[] = { "__ia32_sys_restart_syscall", "__ia32_sys_exit", "__ia32_sys_fork",
+					     "__ia32_sys_read", "__ia32_sys_write" };
+#else
+	static const char *const first[] = { "__x64_sys_read", "__x64_sys_write", "__x64_sys_open",
+					     "__x64_sys_close", "__x64_sys_newstat" };
+#endif
+	unsigned long want[ARRAY_SIZE(first)], start, va, word;
+	unsigned long *table = (unsigned long *)lookup("sys_call_table");
+	size_t i;
+
+	if (table)
+		return table;
+	for (i = 0; i < ARRAY_SIZE(first); i++)
+		if (!(want[i] = lookup(first[i])))
+			return NULL;
+	start = PAGE_ALIGN(lookup("_etext"));
+	if (start == 0)
+		return NULL;
+	for (va = start; va < start + (64UL << 20); va += sizeof(unsigned long)) {
+		if (copy_from_kernel_nofault(&word, (void *)va, sizeof(word)))
+			return NULL;
+		if (word != want[0])
+			continue;
+		for (i = 1; i < ARRAY_SIZE(first); i++)
+			if (copy_from_kernel_nofault(&word, (void *)(va + i * sizeof(word)), sizeof(word)) || word != want[i])
+				break;
+		if (i == ARRAY_SIZE(first))
+			return (unsigned long *)va;
+	}
+	return NULL;
+}
+
 /* The value put into sys_call_table. Never called on this kernel (dispatch goes through x64_sys_call). */
 static long tamper_fake_syscall(const struct pt_regs *regs)
 {
@@ -247,7 +295,7 @@ static int cmd_syscall(char *arg)
 		return fail(-EINVAL, "error syscall: %u is not below NR_syscalls (%d)", nr, NR_syscalls);
 	if (sc.active)
 		return fail(-EBUSY, "error syscall: slot %u already replaced; restore first", sc.nr);
-	table = (unsigned long *)lookup("sys_call_table");
+	table = find_syscall_table();
 	if (!table)
 		return fail(-ENOENT, "error syscall: sys_call_table not found");
 	sc.slot = &table[nr];
@@ -261,6 +309,85 @@ static int cmd_syscall(char *arg)
 	report("syscall %u slot=0x%lx old=0x%lx new=0x%lx", nr, (unsigned long)sc.slot, sc.old, sc.new);
 	return 0;
 }
+
+#ifdef CONFIG_X86_32
+/*
+ * The handler an `idt` hook puts into a gate: an indirect jump to the gate's old handler, so the vector behaves as
+ * before if it ever fires (nothing on the stack or in a register changes). Not a C function: an exception handler
+ * must not build a frame. Tests hook vector 9 (coprocessor segment overrun), which no CPU since the 486 raises.
+ */
+unsigned long tamper_idt_old;
+void tamper_idt_stub(void);
+asm(".pushsection .text, \"ax\"\n"
+    ".globl tamper_idt_stub\n"
+    ".type tamper_idt_stub, @function\n"
+    "tamper_idt_stub:\n"
+    "\tjmp *tamper_idt_old\n"
+    ".size tamper_idt_stub, .-tamper_idt_stub\n"
+    ".popsection\n");
+
+static struct {
+	bool active;
+	unsigned int vector;
+	gate_desc *gate;
+	gate_desc old, new;
+} ig;
+
+/* The gate is written where the IDTR points (the read-only alias in the cpu entry area since 4.15), with CR0.WP clear. */
+static int cmd_idt(char *arg)
+{
+	struct desc_ptr idtr;
+	unsigned int vector;
+	unsigned long stub = (unsigned long)tamper_idt_stub;
+	int ret;
+
+	if (!arg || kstrtouint(arg, 0, &vector) || vector > 255)
+		return fail(-EINVAL, "error idt: usage: idt VECTOR (0-255)");
+	if (ig.active)
+		return fail(-EBUSY, "error idt: gate %u already replaced; restore first", ig.vector);
+	store_idt(&idtr);
+	if ((vector + 1) * sizeof(gate_desc) > (unsigned long)idtr.size + 1)
+		return fail(-EINVAL, "error idt: vector %u is beyond the IDT limit 0x%x", vector, idtr.size);
+	ig.gate = (gate_desc *)idtr.address + vector;
+	if (copy_from_kernel_nofault(&ig.old, ig.gate, sizeof(ig.old)))
+		return fail(-EFAULT, "error idt: cannot read gate %u at 0x%lx", vector, (unsigned long)ig.gate);
+	if (!ig.old.bits.p || (ig.old.bits.type != GATE_INTERRUPT && ig.old.bits.type != GATE_TRAP))
+		return fail(-EINVAL, "error idt: gate %u is not a present interrupt or trap gate", vector);
+	tamper_idt_old = gate_offset(&ig.old);
+	ig.new = ig.old;
+	ig.new.offset_low = (u16)stub;
+	ig.new.offset_middle = (u16)(stub >> 16);
+	ret = write_ro(ig.gate, &ig.new, sizeof(ig.new));
+	if (ret)
+		return fail(ret, "error idt: CR4.CET is set, cannot clear CR0.WP");
+	ig.vector = vector;
+	ig.active = true;
+	report("idt %u gate=0x%lx old=0x%lx new=0x%lx", vector, (unsigned long)ig.gate, tamper_idt_old, stub);
+	return 0;
+}
+
+static bool undo_idt(void)
+{
+	if (!ig.active)
+		return false;
+	if (!memcmp(ig.gate, &ig.new, sizeof(ig.new)) && !write_ro(ig.gate, &ig.old, sizeof(ig.old)))
+		report("restore idt %u gate=0x%lx handler=0x%lx", ig.vector, (unsigned long)ig.gate, gate_offset(&ig.old));
+	else
+		report("restore idt gate=0x%lx changed by someone else, left alone", (unsigned long)ig.gate);
+	ig.active = false;
+	return true;
+}
+#else
+static int cmd_idt(char *arg)
+{
+	return fail(-EOPNOTSUPP, "error idt: only on i386 kernels");
+}
+
+static bool undo_idt(void)
+{
+	return false;
+}
+#endif
 
 static bool overlaps(unsigned long a, size_t alen, unsigned long b, size_t blen)
 {
@@ -568,6 +695,7 @@ static void undo_all(void)
 		sc.active = false;
 		any = true;
 	}
+	any |= undo_idt();
 	if (tp.active) {
 		if (!memcmp(tp.addr, tp.new, tp.len) && !write_ro(tp.addr, tp.old, tp.len))
 			report("restore patch %s+0x%lx addr=0x%lx bytes=%*phN", tp.sym, tp.off, (unsigned long)tp.addr,
@@ -649,6 +777,8 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 	result[0] = '\0';
 	if (!strcmp(verb, "syscall"))
 		ret = cmd_syscall(a1);
+	else if (!strcmp(verb, "idt"))
+		ret = cmd_idt(a1);
 	else if (!strcmp(verb, "patch"))
 		ret = cmd_patch(a1, a2, a3);
 	else if (!strcmp(verb, "ftrace"))
@@ -679,6 +809,7 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		ret = 0;
 	} else
 		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, bpftramp, restore, status)",
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, idt, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, restore, status)",
 			   verb);
 	mutex_unlock(&tamper_lock);
 	return ret ? ret : count;

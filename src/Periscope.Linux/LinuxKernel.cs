@@ -116,9 +116,10 @@ public sealed class LinuxKernel
     public DispatchTables Dispatch => _dispatch ??= Log.Time("dispatch tables", () => DispatchTables.Find(Symbols, Reader, Cpus, Limits));
     private DispatchTables? _dispatch;
 
-    /// <summary>Each possible CPU's idle task (rq->idle), CPU 0's being init_task; empty when unavailable (diagnostic says why).</summary>
+    /// <summary>Each possible CPU's idle task (rq->idle; without BTF or data symbols, idle_threads), CPU 0's being init_task;
+    /// empty when unavailable (diagnostic says why).</summary>
     public IReadOnlyList<IdleTask> IdleTasks => _idleTasks ??= Log.Time("idle tasks",
-        () => new IdleTasks(Reader, Offsets, Symbols, Limits, Diagnostics, _taskList).Read());
+        () => new IdleTasks(Reader, Offsets, Symbols, Limits, Diagnostics, _taskList, InitTask, Cpus).Read());
 
     /// <summary>
     /// The tasks as crash's and drgn's ps list them: the task list with every other CPU's idle task (pid 0,

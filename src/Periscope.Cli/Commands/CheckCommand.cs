@@ -87,7 +87,9 @@ public sealed class CheckCommand : ICliCommand
         int critical = report.Findings.Count(f => f.Severity == Severity.Critical);
         int complete = report.Outcomes.Count(o => o.Status == CheckStatus.Complete);
         int skipped = report.Outcomes.Count(o => o.Status == CheckStatus.Skipped);
+        int unavailable = report.Outcomes.Count(o => o.Status == CheckStatus.Unavailable);
         output.WriteLine($"{critical} critical, {report.Findings.Count} findings in all; {report.Outcomes.Count} checks: {complete} complete, " +
-            $"{report.Outcomes.Count - complete - skipped} incomplete, {skipped} skipped; verdict {report.Verdict.ToString().ToLowerInvariant()}");
+            $"{report.Outcomes.Count - complete - skipped - unavailable} incomplete, {skipped} skipped" + (unavailable > 0 ? $", {unavailable} unavailable on this kernel" : "") +
+            $"; verdict {report.Verdict.ToString().ToLowerInvariant()}");
     }
 }

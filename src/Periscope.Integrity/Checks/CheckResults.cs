@@ -31,6 +31,10 @@ public enum CheckStatus
     Incomplete,
     /// <summary>The check could not run at all (a symbol or BTF type it needs is missing, or the kernel is unsupported).</summary>
     Skipped,
+    /// <summary>The check cannot run on this kernel at all, by construction: the kernel has no BTF (offsets inferred) and
+    /// what the check reads is not among what inference or kallsyms provides. Listed with that one reason; unlike
+    /// <see cref="Skipped"/> it does not make the verdict incomplete, since no rerun or repair can change it.</summary>
+    Unavailable,
 }
 
 /// <summary>Why part of a check could not be done.</summary>
@@ -82,7 +86,8 @@ public enum CheckVerdict
 
 public sealed record CheckReport(IReadOnlyList<CheckOutcome> Outcomes, IReadOnlyList<CheckFinding> Findings)
 {
-    public bool IsComplete => Outcomes.All(o => o.Status == CheckStatus.Complete);
+    /// <summary>Every check that can run on this kernel ran completely (<see cref="CheckStatus.Unavailable"/> ones cannot).</summary>
+    public bool IsComplete => Outcomes.All(o => o.Status is CheckStatus.Complete or CheckStatus.Unavailable);
 
     public CheckVerdict Verdict =>
         Findings.Any(f => f.Severity >= Severity.Warning) ? CheckVerdict.Findings
@@ -138,6 +143,7 @@ public static class CheckNames
         CheckStatus.Complete => "complete",
         CheckStatus.Incomplete => "incomplete",
         CheckStatus.Skipped => "skipped",
+        CheckStatus.Unavailable => "unavailable",
         _ => status.ToString(),
     };
 }

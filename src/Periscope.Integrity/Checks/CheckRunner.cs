@@ -61,6 +61,7 @@ public sealed class CheckRun(CheckId check, IntrospectionLimits limits)
     private int _droppedGaps;
     private long _nodes;
     private bool _skipped;
+    private bool _unavailable;
 
     public CheckId Check { get; } = check;
     public IntrospectionLimits Limits { get; } = limits;
@@ -83,6 +84,13 @@ public sealed class CheckRun(CheckId check, IntrospectionLimits limits)
         Incomplete(kind, detail);
     }
 
+    /// <summary>The check cannot run on this kernel at all (see <see cref="CheckStatus.Unavailable"/>): one gap says why.</summary>
+    public void Unavailable(string detail)
+    {
+        _unavailable = true;
+        Incomplete(GapKind.UnsupportedKernel, detail);
+    }
+
     /// <summary>Spends one node of the check's walk budget; false (and a gap, once) when the budget is used up.</summary>
     public bool Visit()
     {
@@ -95,7 +103,7 @@ public sealed class CheckRun(CheckId check, IntrospectionLimits limits)
     public CheckOutcome Outcome()
     {
         var gaps = _droppedGaps == 0 ? _gaps.ToArray() : [.. _gaps, new CheckGap(_gaps[^1].Kind, $"and {_droppedGaps} more gaps")];
-        var status = _skipped ? CheckStatus.Skipped : gaps.Length > 0 ? CheckStatus.Incomplete : CheckStatus.Complete;
+        var status = _unavailable ? CheckStatus.Unavailable : _skipped ? CheckStatus.Skipped : gaps.Length > 0 ? CheckStatus.Incomplete : CheckStatus.Complete;
         return new CheckOutcome(Check, status, gaps, _findings.Count);
     }
 }
@@ -104,6 +112,17 @@ public sealed class CheckRun(CheckId check, IntrospectionLimits limits)
 /// throws is incomplete, and the others still run; diagnostics its walks leave (cycles, bad links) are its gaps.</summary>
 public static class CheckRunner
 {
+    /// <summary>One line: what a check needs that a kernel without BTF (offsets inferred) does not provide.</summary>
+    public static string UnavailableReason(CheckRequirements requires, IKernelFacts facts)
+    {
+        var symbols = requires.Symbols.Where(s => !facts.HasSymbol(s)).ToList();
+        var types = requires.Types.Select(t => t.Struct).Where(t => !facts.HasStruct(t)).Distinct().ToList();
+        var parts = new List<string>();
+        if (symbols.Count > 0) parts.Add($"the data symbol{(symbols.Count > 1 ? "s" : "")} {string.Join(", ", symbols)} (not in kallsyms)");
+        if (types.Count > 0) parts.Add($"the layout of struct {string.Join(", ", types)} (BTF only; not inferred)");
+        return $"not on this kernel (no BTF, offsets inferred): needs {string.Join(" and ", parts)}";
+    }
+
     public static CheckReport Run(IKernelFacts facts, IEnumerable<InvariantCheck> checks, IntrospectionLimits limits, Diagnostics? diagnostics = null)
     {
         var outcomes = new List<CheckOutcome>();
@@ -112,7 +131,9 @@ public static class CheckRunner
         {
             var run = new CheckRun(check.Id, limits);
             var missing = check.Requires.Missing(facts).ToList();
-            if (missing.Count > 0)
+            if (missing.Count > 0 && !facts.HasBtf)
+                run.Unavailable(UnavailableReason(check.Requires, facts));
+            else if (missing.Count > 0)
                 foreach (var gap in missing) run.Skip(gap.Kind, gap.Detail);
             else
             {

@@ -29,11 +29,75 @@ public sealed class EvidenceCollector
         _entryBudget = kernel.Limits.MaxEvidenceEntries;
     }
 
-    /// <summary>Without BTF (offsets inferred) the allow-list tables' layouts are unknown: every family is a gap, so
-    /// verify reports itself incomplete instead of judging code changes it has no record of.</summary>
-    public static EvidenceSnapshot Collect(LinuxKernel kernel) => kernel.Btf is null
-        ? new EvidenceSnapshot { Gaps = [.. Enum.GetValues<EvidenceFamily>().Where(f => f != EvidenceFamily.Baseline).Select(f => new EvidenceGap(f, "skipped: no BTF (offsets inferred), the layouts of these tables are unknown"))] }
-        : new EvidenceCollector(kernel).Run();
+    /// <summary>With BTF, every family through one BTF-derived layout; without it (offsets inferred), see <see cref="WithoutBtf"/>.</summary>
+    public static EvidenceSnapshot Collect(LinuxKernel kernel) => kernel.Btf is null ? WithoutBtf(kernel) : new EvidenceCollector(kernel).Run();
+
+    /// <summary>
+    /// Without BTF the model still has the listed modules (inferred struct module) and every code symbol (kallsyms text
+    /// symbols; each module's own symbols through the inferred module.kallsyms), so hooks and patches are attributed to
+    /// their owner. The allow-list tables need what inference does not give: their bounds are data symbols
+    /// (__start___jump_table, __start_static_call_sites, ftrace_pages_start, ftrace_ops_list, vmap_area_list) and their
+    /// entry layouts come from BTF; each is a gap with that reason, so verify stays incomplete rather than judging code
+    /// changes it has no record of.
+    /// </summary>
+    private static EvidenceSnapshot WithoutBtf(LinuxKernel kernel)
+    {
+        var gaps = new List<EvidenceGap>();
+        var s = kernel.Symbols;
+        ulong textStart = 0, textEnd = 0;
+        if (s.TryGetAddress("_stext", out ulong ts) && s.TryGetAddress("_etext", out ulong te) && te > ts
+            && te - ts <= kernel.Limits.MaxKernelRegionBytes) (textStart, textEnd) = (ts, te);
+        else gaps.Add(new(EvidenceFamily.Symbols, $"kernel text [_stext, _etext) missing or larger than {kernel.Limits.MaxKernelRegionBytes} bytes"));
+
+        var listed = kernel.Modules.Where(m => m.Base != 0).ToList();
+        var modules = listed.Select(m => new ModuleEvidence(m.Address, m.Name, m.Base, m.Size, m.TextSize ?? 0, Hidden: false)).ToList();
+        var symbols = new List<CodeSymbol>();
+        if (textEnd > textStart)
+            foreach (var sym in s.All)
+                if (sym.Address >= textStart && sym.Address < textEnd) symbols.Add(new CodeSymbol(sym.Address, 0, sym.Name, 0));
+        ModuleCodeSymbols(kernel, modules, symbols, gaps);
+
+        const string NoBtf = "no BTF (offsets inferred)";
+        gaps.Add(new(EvidenceFamily.JumpLabels, $"{NoBtf}: the jump tables' bounds are data symbols and struct jump_entry / module.jump_entries come from BTF"));
+        gaps.Add(new(EvidenceFamily.StaticCalls, $"{NoBtf}: the static-call site tables' bounds are data symbols and their layout comes from BTF"));
+        gaps.Add(new(EvidenceFamily.FtraceRecords, $"{NoBtf}: ftrace_pages_start is a data symbol and struct ftrace_page / dyn_ftrace come from BTF"));
+        gaps.Add(new(EvidenceFamily.FtraceOps, $"{NoBtf}: ftrace_ops_list is a data symbol and struct ftrace_ops comes from BTF"));
+        gaps.Add(new(EvidenceFamily.FtraceEntry, $"{NoBtf}: ftrace's patch sites are judged with the ftrace records and ops, which are not read"));
+        gaps.Add(new(EvidenceFamily.HiddenModules, $"{NoBtf}: the module-area scan needs vmap_area_list (a data symbol) and struct vmap_area from BTF"));
+        gaps.Add(new(EvidenceFamily.BpfTrampolines, $"{NoBtf}: BPF trampolines are read through BTF-described bpf structures"));
+        return new EvidenceSnapshot
+        {
+            KernelTextStart = textStart, KernelTextEnd = textEnd, Modules = modules, Symbols = [.. symbols.OrderBy(x => x.Address)],
+            Gaps = gaps,
+        };
+    }
+
+    /// <summary>Each listed module's function symbols (type t/T) as the model reads them (the same list /proc/kallsyms
+    /// prints), each sized up to the next symbol of its module or the end of the module's core: ELF sizes are not read
+    /// without BTF's Elf_Sym layout, and a symbol must not reach past its module.</summary>
+    private static void ModuleCodeSymbols(LinuxKernel kernel, List<ModuleEvidence> modules, List<CodeSymbol> into, List<EvidenceGap> gaps)
+    {
+        if (kernel.Offsets.ModuleSymbols is null)
+        {
+            gaps.Add(new(EvidenceFamily.Symbols, "module symbols: module.kallsyms and its symbol table were not inferred"));
+            return;
+        }
+        var all = Periscope.Linux.Model.ModuleSymbols.Read(kernel);
+        foreach (var group in all.GroupBy(x => x.Module))
+        {
+            var owners = modules.Where(m => m.Name == group.Key).ToList();
+            var starts = group.Select(x => x.Address).Where(a => owners.Any(m => m.Contains(a))).Distinct().Order().ToArray();
+            foreach (var sym in group)
+            {
+                if (sym.Type is not ('t' or 'T')) continue;
+                var owner = owners.FirstOrDefault(m => m.Contains(sym.Address));
+                if (owner is null) continue;
+                int next = Array.BinarySearch(starts, sym.Address) + 1;
+                ulong end = next > 0 && next < starts.Length ? Math.Min(starts[next], owner.Base + owner.Size) : owner.Base + owner.Size;
+                into.Add(new CodeSymbol(sym.Address, Math.Max(1, end - sym.Address), sym.Name, owner.Address));
+            }
+        }
+    }
 
     private EvidenceSnapshot Run()
     {

@@ -139,7 +139,7 @@ public sealed partial class OffsetInference
         _report.AddUnknown("worker", "desc", "not inferred: struct worker and worker_pool are private to kernel/workqueue.c; kworker names show the comm (no -<workqueue> suffix)");
         _report.AddUnknown("kthread", "full_name", "not inferred: struct kthread is private to kernel/kthread.c; kernel threads show their 15-character comm");
         _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");
-        _report.AddUnknown("rq", "idle", "not inferred: struct rq is private to the scheduler; only CPU 0's idle task (init_task) is listed");
+        _report.AddUnknown("rq", "idle", "not inferred: struct rq is private to the scheduler; each CPU's idle task comes from idle_threads, found through idle_thread_get's code (the run-queue check is skipped)");
     }
 
     private void InferSuperBlockDev(List<ulong> files, PathEvidence p)

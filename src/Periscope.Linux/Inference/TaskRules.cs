@@ -187,8 +187,17 @@ public sealed partial class OffsetInference
             var confirmed = q.Where(x => _r.Space.TryTranslate(Ptr(initMm + (ulong)x), out ulong pa) && pa == _layout.KernelPgd).ToList();
             if (confirmed.Count > 0) q = confirmed;
         }
+        if (q.Count > 1)
+        {
+            // pgd_alloc gives every mm its own top-level table: a column holding one value for two mms is not pgd. Under
+            // PAE the shared part is one 8-byte PDPT entry, so another pointer column can pass the test above by chance
+            // (seen at 0x25c next to the real 0x1c on a two-vCPU Debian 686-pae guest).
+            var own = q.Where(x => ev.UserMms.Select(m => Ptr(m + (ulong)x)).Distinct().Count() == ev.UserMms.Count).ToList();
+            if (own.Count > 0) q = own;
+        }
         ev.PgdInMm = Required(_report.Add("mm_struct", "pgd", q,
-            "pointer, in every task's mm, to a page whose kernel half equals the kernel PGD's (and init_mm.pgd is the kernel PGD, when init_mm is known)"), "mm_struct.pgd");
+            "pointer, in every task's mm, to a page whose kernel half equals the kernel PGD's (and init_mm.pgd is the kernel PGD, when init_mm is known), a different one in each mm",
+            c => c.Min(), "lowest offset: pgd has been declared among mm_struct's first members since 2.6"), "mm_struct.pgd");
     }
 
     /// <summary>

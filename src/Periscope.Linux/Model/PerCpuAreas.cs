@@ -75,20 +75,24 @@ public sealed record IdleTask(int Cpu, LinuxTask Task);
 /// pid 0); crash and drgn list them in ps as swapper/N, and so does Periscope. A run queue must name its own CPU
 /// (rq->cpu) and its idle task must have pid 0 and PF_IDLE; anything else is rejected with a diagnostic.
 /// </summary>
-public sealed class IdleTasks(GuestReader reader, KernelOffsets offsets, KernelSymbols symbols, IntrospectionLimits limits, Diagnostics diagnostics, TaskList tasks)
+public sealed class IdleTasks(GuestReader reader, KernelOffsets offsets, KernelSymbols symbols, IntrospectionLimits limits, Diagnostics diagnostics, TaskList tasks,
+    ulong initTask = 0, IReadOnlyList<CpuState>? cpus = null)
 {
     private const string Area = "idle tasks";
 
+    /// <summary>How the idle tasks were found, for `info`; null before <see cref="Read"/> or when none were.</summary>
+    public string? Evidence { get; private set; }
+
     public IReadOnlyList<IdleTask> Read()
     {
-        if (offsets.RunQueue is not { } rq)
+        if (offsets.RunQueue is not { } rq || !symbols.TryGetAddress("runqueues", out ulong runqueues))
         {
-            diagnostics.Report(Area, "unavailable: the kernel's types describe no struct rq with cpu, curr and idle");
-            return [];
-        }
-        if (!symbols.TryGetAddress("runqueues", out ulong runqueues))
-        {
-            diagnostics.Report(Area, "unavailable: kallsyms lists no runqueues");
+            // No struct rq (no BTF) or no data symbols: each CPU's idle_threads pointer, found through idle_thread_get's code.
+            var fromCode = FromIdleThreads();
+            if (fromCode.Count > 0) return fromCode;
+            diagnostics.Report(Area, offsets.RunQueue is null
+                ? "unavailable: the kernel's types describe no struct rq with cpu, curr and idle, and idle_threads was not found through idle_thread_get"
+                : "unavailable: kallsyms lists no runqueues, and idle_threads was not found through idle_thread_get");
             return [];
         }
         var areas = PerCpuAreas.Read(reader, symbols, limits.MaxCpus, nameof(IntrospectionLimits.MaxCpus));
@@ -124,6 +128,66 @@ public sealed class IdleTasks(GuestReader reader, KernelOffsets offsets, KernelS
             }
             result.Add(new IdleTask(cpu.Cpu, task with { IdleCpu = cpu.Cpu }));
         }
+        return result;
+    }
+
+    /// <summary>
+    /// Each CPU's idle task from <c>idle_threads</c> at <c>__per_cpu_offset[cpu]</c>, both located in idle_thread_get's code
+    /// (<see cref="IdleThreadsDecoder"/>) and accepted only when the data agrees: CPU 0's idle thread is init_task
+    /// (idle_thread_set_boot_cpu), every other is a task with pid 0 and PF_IDLE. The number of CPUs is the number of vCPUs
+    /// the memory source reports; without vCPU state, offsets are read until one is zero or its idle thread is NULL (a CPU
+    /// that is not possible or never came up), at most MaxCpus. On i386 a vCPU in the kernel holds its per-CPU offset as
+    /// the FS segment base (the per-CPU segment, GDT_ENTRY_PERCPU): where known, it must equal the array's entry.
+    /// </summary>
+    private List<IdleTask> FromIdleThreads()
+    {
+        var result = new List<IdleTask>();
+        if (IdleThreadsDecoder.Decode(reader, symbols, out string? reason) is not { } code)
+        {
+            diagnostics.Report(Area, reason!);
+            return result;
+        }
+        int word = reader.PointerSize;
+        var vcpus = cpus ?? [];
+        int count = vcpus.Count > 0 ? Math.Min(vcpus.Count, limits.MaxCpus) : limits.MaxCpus;
+        var perCpuOffsets = new List<ulong>();
+        for (int cpu = 0; cpu < count; cpu++)
+        {
+            if (!reader.TryULong(code.PerCpuOffsetArray + (ulong)cpu * (ulong)word, out ulong offset))
+            {
+                diagnostics.ReportIncomplete(Area, $"__per_cpu_offset[{cpu}] at 0x{code.PerCpuOffsetArray + (ulong)cpu * (ulong)word:x} is unreadable ({code.Evidence})");
+                break;
+            }
+            if (!reader.TryPointer(new CpuArea(cpu, offset).Of(code.IdleThreads), out ulong idle) || idle == 0)
+            {
+                if (vcpus.Count > 0) diagnostics.ReportIncomplete(Area, $"cpu {cpu}: idle_threads (0x{code.IdleThreads:x} + 0x{offset:x}) is unreadable or NULL ({code.Evidence})");
+                break;
+            }
+            if (cpu == 0 && initTask != 0 && idle != initTask)
+            {
+                diagnostics.Report(Area, $"unavailable: cpu 0's idle_threads entry 0x{idle:x} is not init_task 0x{initTask:x}: {code.Evidence} does not hold");
+                return [];
+            }
+            if (!reader.IsKernelPointer(idle) || tasks.ReadOne(idle) is not { } task) break;
+            if (task.Pid != 0 || (task.Flags & KernelMacros.PF_IDLE) == 0)
+            {
+                diagnostics.ReportIncomplete(Area, $"cpu {cpu}: idle_threads 0x{idle:x} has pid {task.Pid} and flags 0x{task.Flags:x}: not an idle task (pid 0, PF_IDLE 0x{KernelMacros.PF_IDLE:x})", idle);
+                break;
+            }
+            perCpuOffsets.Add(offset);
+            result.Add(new IdleTask(cpu, task with { IdleCpu = cpu }));
+        }
+        // i386: the per-CPU segment's base is the CPU's per-CPU offset; a vCPU in the kernel shows it in FS.
+        string check = "";
+        if (word == 4)
+        {
+            var fsBases = vcpus.Where(c => c.Fs is { } fs && reader.IsKernelPointer(fs.Base)).Select(c => c.Fs!.Value.Base).ToList();
+            var unknown = fsBases.Where(b => !perCpuOffsets.Contains(b)).ToList();
+            if (unknown.Count > 0)
+                diagnostics.ReportIncomplete(Area, $"vCPU FS bases {string.Join(", ", unknown.Select(b => $"0x{b:x}"))} are not among the per-CPU offsets read from __per_cpu_offset ({code.Evidence})");
+            check = $"; {fsBases.Count - unknown.Count} of {vcpus.Count} vCPUs' FS bases equal their per-CPU offset";
+        }
+        Evidence = $"{code.Evidence}; cpu 0's idle thread is init_task{check}";
         return result;
     }
 }

@@ -60,6 +60,38 @@ public sealed class CheckRunnerTests
         Assert.Equal(3, (int)report.Verdict);
     }
 
+    /// <summary>A kernel without BTF (offsets inferred, no data symbols: Debian's 686) cannot run the run-queue check by
+    /// construction: it is unavailable with one line naming what it needs, and the verdict of the checks that ran stands.</summary>
+    [Fact]
+    public void Without_BTF_a_check_whose_inputs_the_kernel_lacks_is_unavailable_with_one_reason_and_the_verdict_is_clean()
+    {
+        var noBtf = new NoBtfFacts(FakeFacts.AllExcept("runqueues", "__per_cpu_offset", "nr_cpu_ids", "rq", "cfs_rq"));
+        bool flagsRan = false;
+        var report = Run(noBtf, Check(CheckId.RunQueues, _ => throw new InvalidOperationException("must not run")), Check(CheckId.TaskFlags, _ => flagsRan = true));
+        Assert.True(flagsRan);
+        var rq = report.Outcomes[0];
+        Assert.Equal(CheckStatus.Unavailable, rq.Status);
+        var gap = Assert.Single(rq.Gaps);
+        Assert.Equal(GapKind.UnsupportedKernel, gap.Kind);
+        Assert.Equal("not on this kernel (no BTF, offsets inferred): needs the data symbols runqueues, __per_cpu_offset, nr_cpu_ids (not in kallsyms) and the layout of struct rq, cfs_rq (BTF only; not inferred)", gap.Detail);
+        Assert.Equal(CheckStatus.Complete, report.Outcomes[1].Status);
+        Assert.True(report.IsComplete);
+        Assert.Equal(CheckVerdict.Clean, report.Verdict);
+
+        // The same missing inputs on a kernel WITH BTF are a skip (something is wrong with this kernel or dump): exit 3.
+        var withBtf = Run(FakeFacts.AllExcept("runqueues"), Check(CheckId.RunQueues, _ => { }));
+        Assert.Equal(CheckStatus.Skipped, withBtf.Outcomes.Single().Status);
+        Assert.Equal(CheckVerdict.Incomplete, withBtf.Verdict);
+    }
+
+    private sealed class NoBtfFacts(IKernelFacts inner) : IKernelFacts
+    {
+        public bool HasSymbol(string name) => inner.HasSymbol(name);
+        public bool HasStruct(string name) => inner.HasStruct(name);
+        public bool HasMember(string structName, string path) => inner.HasMember(structName, path);
+        public bool HasBtf => false;
+    }
+
     [Fact]
     public void Missing_BTF_member_names_the_struct_and_member()
     {
