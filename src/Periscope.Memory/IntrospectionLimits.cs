@@ -300,6 +300,13 @@ public sealed record IntrospectionLimits
     /// most the read-only data found from the page tables may span (a 6.1 i386 kernel has about 3 MiB).</summary>
     public long MaxReadOnlyDataSearchBytes { get; init; } = 64L << 20;
 
+    // Kernel module BTF (issue 13, TC programs before 6.6: cls_bpf's types are in its module's split BTF)
+    /// <summary>Bytes of one module's split BTF read from the guest (struct btf's data_size is guest data; cls_bpf's
+    /// is ~30 KiB, the largest Debian module's a few MiB).</summary>
+    public int MaxModuleBtfBytes { get; init; } = 16 << 20;
+    /// <summary>Entries of the kernel's btf_modules list visited to find one module's BTF (one per loaded module).</summary>
+    public int MaxBtfModules { get; init; } = 1 << 14;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -446,6 +453,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxTaskPrefetchPages), MaxTaskPrefetchPages, 1 << 24);
         // Integrity on kernels without data symbols
         Check(nameof(MaxReadOnlyDataSearchBytes), MaxReadOnlyDataSearchBytes, 1L << 32);
+        // Kernel module BTF
+        Check(nameof(MaxModuleBtfBytes), MaxModuleBtfBytes, int.MaxValue);
+        Check(nameof(MaxBtfModules), MaxBtfModules, Counts);
         return this;
     }
 
