@@ -70,6 +70,12 @@ public sealed class ModuleBtf(LinuxKernel kernel)
             why = $"btf_modules: {e.Message}";
             return null;
         }
+        catch (ObjectTypeException e)
+        {
+            // This kernel's btf_module or btf lacks a member the walk uses: the module's types are unavailable, not a crash.
+            why = $"btf_modules: {e.Message}";
+            return null;
+        }
     }
 
     private BtfTypes? Parse(string module, BtfTypes vmlinux, KernelObject btf, bool hasStart, out string? why)
