@@ -70,6 +70,17 @@ fi
 
 rootfs="$work/rootfs"
 populate_rootfs "$rootfs" "$work/busybox/bin/busybox" "$module_tree" "$modules" fatal gcc -static -O2 -pthread
+# Copied but not loaded at boot: the clsact qdisc and the cls_bpf classifier, which guest/start.d/52-bpf.sh loads in
+# the eBPF guest only (bpfload attaches a cls_bpf program on kernels before 6.6, which have no tcx).
+for m in sch_ingress cls_bpf; do
+  ko=$(find "$module_tree" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" \) | head -1)
+  case "$ko" in
+    "") echo "module $m not found in $module_tree" >&2 ;;
+    *.xz) xz -dc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
+    *.zst) zstd -qdc "$ko" > "$rootfs/lib/modules/$m.ko" ;;
+    *) cp "$ko" "$rootfs/lib/modules/$m.ko" ;;
+  esac
+done
 
 # The tamper module, built in a scratch copy so that tamper/ stays free of build products.
 if [ -n "$headers" ]; then

@@ -6,7 +6,9 @@
  *                    - "pscope_cg"  cgroup skb ingress program, attached to /sys/fs/cgroup/pscope by a bpf link;
  *                    - "pscope_xdp" XDP program (XDP_PASS), attached to lo in generic (skb) mode by a bpf link;
  *                    - "pscope_wu"  tracepoint program calling bpf_probe_write_user (loaded, not attached);
- *                    - "pscope_tc"  on 6.6+ only: a tcx ingress program on lo (TCX_NEXT), attached by a bpf link.
+ *                    - "pscope_tc"  on 6.6+: a tcx ingress program on lo (TCX_NEXT), attached by a bpf link;
+ *                                   before 6.6: a cls_bpf filter (direct action, TC_ACT_OK) on lo's clsact ingress,
+ *                                   made over rtnetlink as `tc filter add dev lo ingress bpf da` does.
  *                    Writes /tmp/bpfload.ready when everything is in place.
  *   bpfload tracing  load four tracing programs, attach them, print what was attached, then hold them:
  *                    - "pscope_kp"  kprobe program on do_sys_openat2, attached through a kprobe perf event
@@ -30,6 +32,12 @@
 #include <linux/bpf.h>
 #include <linux/btf.h>
 #include <linux/perf_event.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/netlink.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -167,6 +175,74 @@ static int kernel_at_least(int major, int minor)
 	return ma > major || (ma == major && mi >= minor);
 }
 
+/* One rtnetlink request (NLM_F_ACK), answered by an NLMSG_ERROR whose error is 0 on success. */
+static int rtnl_request(struct nlmsghdr *req)
+{
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (nl < 0) return -1;
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	char answer[4096];
+	int err = -1;
+	if (sendto(nl, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) == (ssize_t)req->nlmsg_len) {
+		ssize_t n = recv(nl, answer, sizeof(answer), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)answer;
+		if (n >= (ssize_t)(sizeof(*h) + sizeof(struct nlmsgerr)) && h->nlmsg_type == NLMSG_ERROR) {
+			err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+			if (err) errno = -err;
+		}
+	}
+	close(nl);
+	return err;
+}
+
+/* Appends attribute TYPE with LEN bytes of DATA to the message in BUF; returns the attribute. */
+static struct rtattr *rta_add(struct nlmsghdr *m, int type, const void *data, int len)
+{
+	struct rtattr *rta = (struct rtattr *)((char *)m + NLMSG_ALIGN(m->nlmsg_len));
+	rta->rta_type = type;
+	rta->rta_len = RTA_LENGTH(len);
+	if (len) memcpy(RTA_DATA(rta), data, len);
+	m->nlmsg_len = NLMSG_ALIGN(m->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+	return rta;
+}
+
+/* `tc qdisc add dev lo clsact` then `tc filter add dev lo ingress bpf da fd PROG name NAME` (pre-6.6 TC). */
+static int attach_cls_bpf(int prog, const char *name)
+{
+	union { struct nlmsghdr h; char buf[1024]; } q;
+	memset(&q, 0, sizeof(q));
+	q.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg));
+	q.h.nlmsg_type = RTM_NEWQDISC;
+	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+	struct tcmsg *t = NLMSG_DATA(&q.h);
+	t->tcm_family = AF_UNSPEC;
+	t->tcm_ifindex = 1; /* lo */
+	t->tcm_handle = TC_H_MAKE(TC_H_CLSACT, 0);
+	t->tcm_parent = TC_H_CLSACT;
+	rta_add(&q.h, TCA_KIND, "clsact", sizeof("clsact"));
+	if (rtnl_request(&q.h) != 0) { perror("bpfload: clsact qdisc"); return -1; }
+
+	memset(&q, 0, sizeof(q));
+	q.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg));
+	q.h.nlmsg_type = RTM_NEWTFILTER;
+	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+	t = NLMSG_DATA(&q.h);
+	t->tcm_family = AF_UNSPEC;
+	t->tcm_ifindex = 1;
+	t->tcm_handle = 1;
+	t->tcm_parent = TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS);
+	t->tcm_info = TC_H_MAKE(1 << 16, htons(ETH_P_ALL)); /* priority 1, every protocol */
+	rta_add(&q.h, TCA_KIND, "bpf", sizeof("bpf"));
+	struct rtattr *opts = rta_add(&q.h, TCA_OPTIONS, NULL, 0);
+	uint32_t fd = prog, flags = TCA_BPF_FLAG_ACT_DIRECT;
+	rta_add(&q.h, TCA_BPF_FD, &fd, sizeof(fd));
+	rta_add(&q.h, TCA_BPF_NAME, name, strlen(name) + 1);
+	rta_add(&q.h, TCA_BPF_FLAGS, &flags, sizeof(flags));
+	opts->rta_len = (char *)&q.h + q.h.nlmsg_len - (char *)opts;
+	if (rtnl_request(&q.h) != 0) { perror("bpfload: cls_bpf filter"); return -1; }
+	return 0;
+}
+
 #define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 
 static int hold(void)
@@ -238,7 +314,7 @@ static int hold(void)
 	a.link_create.flags = 2; /* XDP_FLAGS_SKB_MODE: generic XDP, dev->xdp_prog */
 	if (sys_bpf(BPF_LINK_CREATE, &a) < 0) { perror("bpfload: xdp link"); return 1; }
 
-	int tcp = -1;
+	int tcp = -1, cls_bpf = 0;
 	if (kernel_at_least(6, 6)) {
 		/* r0 = TCX_NEXT (-1): pass the packet on; exit */
 		struct bpf_insn tc[] = {
@@ -252,10 +328,22 @@ static int hold(void)
 		a.link_create.target_ifindex = 1; /* lo */
 		a.link_create.attach_type = ATTACH_TCX_INGRESS;
 		if (sys_bpf(BPF_LINK_CREATE, &a) < 0) { perror("bpfload: tcx link"); return 1; }
+	} else {
+		/* r0 = TC_ACT_OK; exit (a direct-action classifier that lets every packet through) */
+		struct bpf_insn tc[] = {
+			INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, TC_ACT_OK),
+			INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+		};
+		/* Needs the sch_ingress and cls_bpf modules, which only the eBPF guest loads (guest/start.d/52-bpf.sh): elsewhere
+		 * (the tamper guest) the program is dropped and the other attachments stay as they are. */
+		tcp = load(BPF_PROG_TYPE_SCHED_CLS, 0, "pscope_tc", tc, 2);
+		if (tcp < 0) return 1;
+		if (attach_cls_bpf(tcp, "pscope_cls") == 0) cls_bpf = 1;
+		else { close(tcp); tcp = -1; }
 	}
 
 	printf("attach socket_filter %u\nattach cgroup_inet_ingress %u\nattach xdp %u\n", prog_id(sfp), prog_id(cgp), prog_id(xdpp));
-	if (tcp >= 0) printf("attach tcx_ingress %u\n", prog_id(tcp));
+	if (tcp >= 0) printf("attach %s %u\n", cls_bpf ? "tc_ingress" : "tcx_ingress", prog_id(tcp));
 	fflush(stdout);
 	int ready = open("/tmp/bpfload.ready", O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (ready >= 0) close(ready);

@@ -1,8 +1,10 @@
 # eBPF and page cache views (issue 13 part C; BpfViewsTests), only in guests booted with "periscope.bpf" on the kernel
 # command line (the other guests' socket and file views stay as they were): /bin/bpfload loads a map and four
-# programs, attaches three, and holds them; `bpfload tracing` attaches four more (kprobe, kretprobe, tracepoint,
+# programs, attaches three (four with TC: tcx on 6.6+, a cls_bpf filter before), and holds them; `bpfload tracing` attaches four more (kprobe, kretprobe, tracepoint,
 # fentry); the script waits (bounded) until both say everything is in place.
 if grep -qw periscope.bpf /proc/cmdline; then
+  # clsact and cls_bpf for bpfload's TC program before 6.6 (no modprobe here to load them on demand).
+  for m in sch_ingress cls_bpf; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
   /bin/bpfload > /tmp/bpfload.out 2>&1 &
   /bin/bpfload tracing > /tmp/bpfload-tracing.out 2>&1 &
   bpf_wait=0

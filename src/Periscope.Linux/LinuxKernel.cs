@@ -179,6 +179,10 @@ public sealed class LinuxKernel
 
     public IReadOnlyList<Vma> GetVmas(LinuxTask task) => _vmas.Read(task.Mm);
 
+    /// <summary>Loaded modules' own types (split BTF from the kernel's btf_modules list), cached per module.</summary>
+    public ModuleBtf ModuleBtf => _moduleBtf ??= new ModuleBtf(this);
+    private ModuleBtf? _moduleBtf;
+
     /// <summary>Typed access to any kernel object through BTF (see <see cref="Objects.KernelObjects"/>).</summary>
     /// <exception cref="KernelModelException">The kernel has no BTF (or --no-btf): types are unknown.</exception>
     public Objects.KernelObjects Objects => _objects ??= new Objects.KernelObjects(

@@ -304,6 +304,12 @@ public sealed record IntrospectionLimits
     /// <summary>Bytes of one bpf trampoline image read and decoded. The kernel builds an image in one page (PAGE_SIZE until
     /// 6.7; arch_bpf_trampoline_size(), at most a page, since): an image said to be larger is itself a finding.</summary>
     public int MaxBpfTrampolineImageBytes { get; init; } = 4096;
+    // Kernel module BTF (issue 13, TC programs before 6.6: cls_bpf's types are in its module's split BTF)
+    /// <summary>Bytes of one module's split BTF read from the guest (struct btf's data_size is guest data; cls_bpf's
+    /// is ~30 KiB, the largest Debian module's a few MiB).</summary>
+    public int MaxModuleBtfBytes { get; init; } = 16 << 20;
+    /// <summary>Entries of the kernel's btf_modules list visited to find one module's BTF (one per loaded module).</summary>
+    public int MaxBtfModules { get; init; } = 1 << 14;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -453,6 +459,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxReadOnlyDataSearchBytes), MaxReadOnlyDataSearchBytes, 1L << 32);
         // bpf trampoline images
         Check(nameof(MaxBpfTrampolineImageBytes), MaxBpfTrampolineImageBytes, 1 << 20);
+        // Kernel module BTF
+        Check(nameof(MaxModuleBtfBytes), MaxModuleBtfBytes, int.MaxValue);
+        Check(nameof(MaxBtfModules), MaxBtfModules, Counts);
         return this;
     }
 

@@ -12,8 +12,8 @@ using Xunit.Abstractions;
 namespace Periscope.GuestTests;
 
 /// <summary>A guest of its own for the eBPF and page cache views: /bin/bpfload (guest/start.d/52-bpf.sh) holds a map and
-/// eight programs, seven of them attached (socket filter, cgroup link, XDP link, kprobe, kretprobe and tracepoint perf
-/// events, fentry trampoline); /tmp/pscope-pages has holes.</summary>
+/// nine programs, eight of them attached (socket filter, cgroup link, XDP link, TC (tcx or cls_bpf), kprobe, kretprobe
+/// and tracepoint perf events, fentry trampoline); /tmp/pscope-pages has holes.</summary>
 public sealed class BpfGuest() : GuestFixture("max", extraAppend: "periscope.bpf")
 {
     private BpfTruth? _bpf;
@@ -100,17 +100,17 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
     public void Bpf_id_lists_equal_the_kernels_own_view_and_attached_programs_are_found_where_they_are_attached()
     {
         var truth = guest.Bpf;
-        // tcx (6.6+) is read where the kernel has it, and bpfload attaches a program there; before, TC programs hang
-        // off cls_bpf's module types.
+        // TC: bpfload attaches its program by tcx on 6.6+ and as a cls_bpf filter on lo's clsact qdisc before, whose
+        // types Periscope reads from the cls_bpf module's split BTF.
         bool tcx = Kernel.Btf!.FindStruct("net_device")!.HasMember("tcx_ingress");
-        Assert.Equal(tcx ? 9 : 8, truth.Programs.Count); // the guest's loader really loaded what the test expects
-        Assert.Equal(tcx ? 8 : 7, truth.Attached.Count);
+        Assert.Equal(9, truth.Programs.Count); // the guest's loader really loaded what the test expects
+        Assert.Equal(8, truth.Attached.Count);
         Assert.Equal(3, truth.PerfEvents.Count);
         var report = new BpfView(Kernel).Read();
         Assert.Empty(report.Gaps);
         BpfAttachPoint[] read = [BpfAttachPoint.Link, BpfAttachPoint.SocketFilter, BpfAttachPoint.Cgroup, BpfAttachPoint.Xdp, BpfAttachPoint.Kprobe,
             BpfAttachPoint.Kretprobe, BpfAttachPoint.Tracepoint, BpfAttachPoint.PerfEvent, BpfAttachPoint.TraceEvent, BpfAttachPoint.Trampoline];
-        if (tcx) read = [.. read, BpfAttachPoint.Tc];
+        read = [.. read, BpfAttachPoint.Tc];
         Assert.Equal(read, report.AttachPointsRead);
 
         Assert.Equal(truth.Programs.Select(p => (p.Id, p.Type, p.Name, p.Tag, p.JitedLength, p.XlatedLength, p.MapIds)),
@@ -140,12 +140,11 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
         Assert.Equal("fentry do_sys_openat2", Assert.Single(fentry.Attachments, a => a.Point == BpfAttachPoint.Trampoline).Target);
         Assert.Single(fentry.Attachments, a => a.Point == BpfAttachPoint.Link);
         Assert.Equal(2, fentry.Attachments.Count);
-        if (tcx)
-        {
-            var tc = byId[truth.Attached["tcx_ingress"]];
-            Assert.StartsWith("netdev lo (net ns ", Assert.Single(tc.Attachments, a => a.Point == BpfAttachPoint.Tc).Target, StringComparison.Ordinal);
-            Assert.EndsWith(") tcx ingress", tc.Attachments.Single(a => a.Point == BpfAttachPoint.Tc).Target, StringComparison.Ordinal);
-        }
+        var tc = byId[truth.Attached[tcx ? "tcx_ingress" : "tc_ingress"]];
+        string tcTarget = Assert.Single(tc.Attachments, a => a.Point == BpfAttachPoint.Tc).Target;
+        Assert.StartsWith("netdev lo (net ns ", tcTarget, StringComparison.Ordinal);
+        // cls_bpf: the filter bpfload made (handle 1, TCA_BPF_NAME "pscope_cls"), found from the device's mini_Qdisc.
+        Assert.EndsWith(tcx ? ") tcx ingress" : ") tc ingress cls_bpf handle 0x1 pscope_cls", tcTarget, StringComparison.Ordinal);
         var unattached = report.Programs.Single(p => !truth.Attached.ContainsValue(p.Id));
         Assert.Empty(unattached.Attachments);
 

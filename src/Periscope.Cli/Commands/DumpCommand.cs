@@ -11,15 +11,28 @@ public sealed class DumpCommand : ICliCommand
     {
         var pid = new Argument<int>("pid") { Description = "The process (thread-group id)" };
         var output = new Option<string>("--out") { Description = "Core file to write", Required = true };
-        var process = new Command("process", "Write a process as an ELF core (resident pages of every mapping, each thread's saved user registers, mapped files) for gdb") { pid, output };
+        var stats = StageStats.Option();
+        var process = new Command("process", "Write a process as an ELF core (resident pages of every mapping, each thread's saved user registers, mapped files) for gdb") { pid, output, stats };
         process.SetAction(r => context.WithTarget(r, target =>
         {
             int want = r.GetValue(pid);
             var task = target.Kernel.Tasks.FirstOrDefault(t => t.Pid == want && t.Tgid == want) ?? throw new CliUsageException($"no process with pid {want}");
             string path = r.GetValue(output)!;
             ProcessCoreResult result;
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            long written;
             using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            {
                 result = new ProcessCore(target.Kernel).Write(task, file);
+                written = file.Length;
+            }
+            if (r.GetValue(stats))
+            {
+                // The core's write stage (page walk, guest reads, file writes, close) apart from attaching to the target,
+                // so a benchmark can set its rate against dd writing as many bytes in the same run.
+                StageStats.WriteAttach(context.Error, target.Kernel);
+                StageStats.Line(context.Error, "core write", watch.Elapsed.TotalMilliseconds, written);
+            }
             if (context.Json(r))
                 Json.Write(context.Output, w =>
                 {

@@ -7,7 +7,7 @@ using Periscope.Linux;
 namespace Periscope.Cli.Commands;
 
 /// <summary>
-/// `--stats` of `verify` and `baseline create`: where the command's time went, one `periscope: stats:` line per stage
+/// `--stats` of `verify`, `baseline create` and `dump process`: where the command's time went, one `periscope: stats:` line per stage
 /// on stderr (stdout and --json stay as they are), as `stage=NAME ms=N` with `bytes=N` where the stage hashes. Hashing
 /// stages give their own time (the process-code sweep times SHA-256 apart from its walk), so a benchmark can set a
 /// stage's bytes per second against a single-core SHA-256 of as many bytes measured in the same run.
@@ -44,7 +44,7 @@ internal static class StageStats
         Line(error, "process code hash", hash.TotalMilliseconds, bytes, "SHA-256, one thread");
     }
 
-    private static void Line(TextWriter error, string stage, double ms, long? bytes = null, string? how = null, long? residentBytes = null)
+    internal static void Line(TextWriter error, string stage, double ms, long? bytes = null, string? how = null, long? residentBytes = null)
     {
         string rate = bytes is { } b && ms > 0 ? $" gb_per_s={b / (ms / 1000) / 1e9:0.000}" : "";
         error.WriteLine($"periscope: stats: stage={stage.Replace(' ', '-')} ms={ms:0.000}{(bytes is { } n ? $" bytes={n}" : "")}{rate}"

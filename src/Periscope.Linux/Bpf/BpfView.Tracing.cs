@@ -323,8 +323,10 @@ public sealed partial class BpfView
     // ---------------------------------------------------------------- TC
 
     /// <summary>Every network device's tcx_ingress/tcx_egress (6.6+: a bpf_mprog_entry whose fp_items hold the programs
-    /// in run order, NULL-terminated). Before 6.6, TC programs hang off miniq_ingress/miniq_egress filters of cls_bpf,
-    /// whose types live in the cls_bpf module, not in vmlinux BTF: such a filter is reported as a gap.</summary>
+    /// in run order, NULL-terminated). Before 6.6, TC programs are cls_bpf filters: miniq_ingress/miniq_egress (the
+    /// mini_Qdisc the ingress or clsact qdisc publishes for the datapath) → filter_list, a chain of tcf_proto → root, a
+    /// cls_bpf_head whose plist links cls_bpf_prog → filter (the bpf_prog). cls_bpf_head and cls_bpf_prog are the
+    /// cls_bpf module's own types, read from its split BTF (<see cref="Model.ModuleBtf"/>).</summary>
     private void ReadTc()
     {
         var dev = kernel.Btf!.FindStruct("net_device");
@@ -336,8 +338,7 @@ public sealed partial class BpfView
         bool tcx = dev.HasMember("tcx_ingress") && kernel.Btf.FindStruct("bpf_mprog_entry") is not null;
         bool miniq = dev.HasMember("miniq_ingress") && kernel.Btf.FindStruct("mini_Qdisc") is not null && kernel.Btf.FindStruct("tcf_proto") is not null;
         if (!tcx && !miniq) { _unavailable.Add("tc: BTF lacks net_device.tcx_ingress and miniq_ingress"); return; }
-        if (tcx) _pointsRead.Add(BpfAttachPoint.Tc);
-        else _unavailable.Add("tc: this kernel has no tcx (6.6+); cls_bpf filters are only detected, their programs are not read");
+        _pointsRead.Add(BpfAttachPoint.Tc);
         ForEachNetDevice("tc", nsList, (d, name, inum) =>
         {
             foreach (string direction in (string[])["ingress", "egress"])
@@ -353,14 +354,15 @@ public sealed partial class BpfView
                     }
                 }
                 else if (!tcx && miniq && d.TryMember("miniq_" + direction, out var mq) && mq.ReadPointer() != 0)
-                    NoteClsBpf(mq.Deref(), $"netdev {name} (net ns {inum}) tc {direction}");
+                    ReadClsBpf(mq.Deref(), $"netdev {name} (net ns {inum}) tc {direction}");
             }
         });
     }
 
-    /// <summary>A cls_bpf filter on a pre-6.6 mini_Qdisc: its programs sit in cls_bpf's own structures (module BTF), so
-    /// the view says it cannot see them instead of claiming the device has none.</summary>
-    private void NoteClsBpf(KernelObject miniQdisc, string where)
+    /// <summary>The cls_bpf filters on a pre-6.6 mini_Qdisc's filter_list and the eBPF programs they run. Classic BPF
+    /// filters (cls_bpf_prog.bpf_ops set) are converted programs that no ID list ever holds: left out. Without the
+    /// cls_bpf module's BTF the filter is a gap, so the view never claims a device has no programs it could not read.</summary>
+    private void ReadClsBpf(KernelObject miniQdisc, string where)
     {
         int filters = 0;
         for (ulong tp = miniQdisc["filter_list"].ReadPointer(); tp != 0; tp = kernel.Object("tcf_proto", tp)["next"].ReadPointer())
@@ -368,7 +370,23 @@ public sealed partial class BpfView
             if (++filters > kernel.Limits.MaxBpfProgArrayItems) { _gaps.Add($"tc: {where}: more than MaxBpfProgArrayItems filters"); return; }
             var proto = kernel.Object("tcf_proto", tp);
             string kind = proto["ops"].TryDeref(out var ops) ? ops["kind"].ReadString(16) : "?";
-            if (kind == "bpf") _gaps.Add($"tc: {where} has a cls_bpf filter (tcf_proto 0x{tp:x}); its programs are not read on this kernel");
+            if (kind != "bpf") continue;
+            if (kernel.ModuleBtf.Objects("cls_bpf", out string? why) is not { } cls)
+            {
+                _gaps.Add($"tc: {where} has a cls_bpf filter (tcf_proto 0x{tp:x}) whose programs cannot be read: {why}");
+                continue;
+            }
+            ulong head = proto["root"].ReadPointer();
+            if (head == 0) continue; // a filter being set up or torn down holds no programs yet
+            int progs = 0;
+            foreach (var p in cls.Object("cls_bpf_head", head)["plist"].ListEntries("cls_bpf_prog", "link"))
+            {
+                if (++progs > kernel.Limits.MaxBpfProgArrayItems) { _gaps.Add($"tc: {where}: more than MaxBpfProgArrayItems cls_bpf programs"); break; }
+                if (p["bpf_ops"].ReadPointer() != 0) continue;
+                string label = p["bpf_name"].TryDeref(out _) ? p["bpf_name"].ReadString(256) : "";
+                Attach(p["filter"].ReadPointer(), BpfAttachPoint.Tc,
+                    $"{where} cls_bpf handle 0x{p["handle"].ReadUInt64():x}{(label.Length > 0 ? $" {label}" : "")}");
+            }
         }
     }
 }

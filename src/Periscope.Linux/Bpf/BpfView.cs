@@ -31,7 +31,8 @@ public enum BpfAttachPoint
     PerfEvent,
     /// <summary>A bpf trampoline (fentry, fexit, fmod_ret, LSM, freplace): trampoline_table's progs_hlist.</summary>
     Trampoline,
-    /// <summary>A network device's TC programs: tcx_ingress/tcx_egress (6.6+).</summary>
+    /// <summary>A network device's TC programs: tcx_ingress/tcx_egress (6.6+), cls_bpf filters on the ingress or clsact
+    /// qdisc (before 6.6; types from the cls_bpf module's BTF).</summary>
     Tc,
 }
 

@@ -17,8 +17,8 @@ namespace Periscope.Linux.Btf;
 /// argument exceptions; a member that does not exist raises <see cref="KeyNotFoundException"/>.</para>
 /// <para>Type records are reached through an <c>int[]</c> of offsets; names are decoded on demand. The struct-name index
 /// and struct layouts are built lazily and are safe to use from several threads.</para>
-/// <para>Split BTF (kernel modules, whose type ids continue the vmlinux ids) is not supported: its references to base
-/// types fail the type-id check.</para>
+/// <para>Split BTF (kernel modules, whose type ids and string offsets continue vmlinux's) is read with
+/// <see cref="ParseSplit"/> on top of the parsed base.</para>
 /// </remarks>
 public sealed class BtfTypes
 {
@@ -177,7 +177,86 @@ public sealed class BtfTypes
     public static BtfTypes Parse(ReadOnlySpan<byte> blob, IntrospectionLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
+        var sections = ParseHeader(blob, limits, split: false);
+        byte[] types = blob.Slice((int)sections.TypeStart, (int)sections.TypeLength).ToArray();
+        byte[] strings = blob.Slice((int)sections.StringStart, (int)sections.StringLength).ToArray();
+        int maxTypes = Math.Max(0, limits.MaxBtfTypes);
+        int[] offsets = new int[Math.Min(maxTypes, types.Length / RecordLength) + 1];
+        int count = WalkTypes(types, sections.TypeStart, sections.StringLength, offsets, maxTypes, limits.MaxBtfMembers, firstId: 1);
+        return new BtfTypes(types, strings, offsets, count, sections.TypeStart, sections.StringStart, (int)sections.Total, limits);
+    }
 
+    /// <summary>
+    /// Parses split BTF (a kernel module's .BTF) on top of <paramref name="baseBtf"/> (vmlinux's): its type ids continue
+    /// after the base's (the first record is id baseBtf.Count + 1) and its string offsets continue after the base's
+    /// string section (an offset below the base's length names a base string). Every id and name offset is checked
+    /// against the base and the split part together. The result holds both (the base's sections are copied in front),
+    /// so every query, layout and KernelObjects view works on it as on a standalone blob: ids below the split's first
+    /// id are the base's own.
+    /// </summary>
+    /// <exception cref="BtfFormatException">The blob is malformed, refers beyond both parts, or exceeds <paramref name="limits"/>.</exception>
+    public static BtfTypes ParseSplit(ReadOnlySpan<byte> blob, BtfTypes baseBtf, IntrospectionLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(baseBtf);
+        ArgumentNullException.ThrowIfNull(limits);
+        var sections = ParseHeader(blob, limits, split: true);
+        int maxTypes = Math.Max(0, limits.MaxBtfTypes);
+        int typeLen = (int)sections.TypeLength;
+        if ((long)baseBtf._types.Length + typeLen > int.MaxValue || (long)baseBtf._strings.Length + sections.StringLength > int.MaxValue)
+            BtfThrow.Format(12, "expected the base and split BTF together below 2 GiB");
+        ReadOnlySpan<byte> ownTypes = blob.Slice((int)sections.TypeStart, typeLen);
+        int[] ownOffsets = new int[Math.Min(maxTypes, typeLen / RecordLength) + 1];
+        uint strLen = (uint)baseBtf._strings.Length + sections.StringLength;
+        int count = WalkTypes(ownTypes, sections.TypeStart, strLen, ownOffsets, maxTypes, limits.MaxBtfMembers, firstId: baseBtf._count + 1);
+
+        byte[] types = new byte[baseBtf._types.Length + typeLen];
+        baseBtf._types.CopyTo(types, 0);
+        ownTypes.CopyTo(types.AsSpan(baseBtf._types.Length));
+        byte[] strings = new byte[strLen];
+        baseBtf._strings.CopyTo(strings, 0);
+        blob.Slice((int)sections.StringStart, (int)sections.StringLength).CopyTo(strings.AsSpan(baseBtf._strings.Length));
+        int[] offsets = new int[baseBtf._count + count + 1];
+        Array.Copy(baseBtf._offsets, offsets, baseBtf._count + 1);
+        for (int i = 1; i <= count; i++)
+            offsets[baseBtf._count + i] = ownOffsets[i] + baseBtf._types.Length;
+        // Blob offsets in later messages are the split blob's: its type section starts where the base's ends.
+        return new BtfTypes(types, strings, offsets, baseBtf._count + count, sections.TypeStart - baseBtf._types.Length,
+            sections.StringStart - baseBtf._strings.Length, (int)sections.Total, limits)
+        { FirstOwnId = baseBtf._count + 1 };
+    }
+
+    /// <summary>The first type id this blob defines itself: 1, or for split BTF the base's count + 1.</summary>
+    public int FirstOwnId { get; private init; } = 1;
+
+    /// <summary>Bytes of the string section (for split BTF: the base's and its own together), where a split blob's
+    /// string offsets continue.</summary>
+    public int StringSectionLength => _strings.Length;
+
+    /// <summary>Like <see cref="ParseSplit"/>, with bad data reported through <paramref name="error"/>.</summary>
+    public static bool TryParseSplit(ReadOnlySpan<byte> blob, BtfTypes baseBtf, IntrospectionLimits limits, out BtfTypes? types, out BtfFormatException? error)
+    {
+        try
+        {
+            types = ParseSplit(blob, baseBtf, limits);
+            error = null;
+            return true;
+        }
+        catch (BtfFormatException e)
+        {
+            types = null;
+            error = e;
+            return false;
+        }
+    }
+
+    private readonly record struct Sections(long TypeStart, uint TypeLength, long StringStart, uint StringLength, long Total);
+
+    /// <summary>
+    /// Checks the header and the section bounds. Split BTF may have an empty type or string section and its strings
+    /// need not start with NUL (offset 0 is the base's empty name), as the kernel's btf_parse_str_sec accepts.
+    /// </summary>
+    private static Sections ParseHeader(ReadOnlySpan<byte> blob, IntrospectionLimits limits, bool split)
+    {
         if (blob.Length < MinHeaderLength)
             BtfThrow.Format(0, $"expected a {MinHeaderLength}-byte BTF header, found {blob.Length} bytes");
         ushort magic = BtfRead.U16(blob, 0, 0);
@@ -207,21 +286,15 @@ public sealed class BtfTypes
             BtfThrow.Format(8, $"expected the type section (0x{typeStart:x}..0x{typeEnd:x}) within the 0x{blob.Length:x}-byte blob");
         if (strEnd > blob.Length)
             BtfThrow.Format(16, $"expected the string section (0x{strStart:x}..0x{strEnd:x}) within the 0x{blob.Length:x}-byte blob");
-        if (strLen == 0)
+        if (strLen == 0 && !split)
             BtfThrow.Format(20, "expected a non-empty string section, found str_len 0");
-        if (typeLen != 0 && typeStart < strEnd && strStart < typeEnd)
+        if (typeLen != 0 && strLen != 0 && typeStart < strEnd && strStart < typeEnd)
             BtfThrow.Format(8, $"expected the type section (0x{typeStart:x}..0x{typeEnd:x}) and the string section (0x{strStart:x}..0x{strEnd:x}) not to overlap");
-        if (blob[(int)strStart] != 0)
+        if (!split && blob[(int)strStart] != 0)
             BtfThrow.Format(strStart, $"expected the string section to start with NUL (the empty name), found 0x{blob[(int)strStart]:x2}");
-        if (blob[(int)strEnd - 1] != 0)
+        if (strLen != 0 && blob[(int)strEnd - 1] != 0)
             BtfThrow.Format(strEnd - 1, $"expected the string section to end with NUL, found 0x{blob[(int)strEnd - 1]:x2}");
-
-        byte[] types = blob.Slice((int)typeStart, (int)typeLen).ToArray();
-        byte[] strings = blob.Slice((int)strStart, (int)strLen).ToArray();
-        int maxTypes = Math.Max(0, limits.MaxBtfTypes);
-        int[] offsets = new int[Math.Min(maxTypes, types.Length / RecordLength) + 1];
-        int count = WalkTypes(types, typeStart, strLen, offsets, maxTypes, limits.MaxBtfMembers);
-        return new BtfTypes(types, strings, offsets, count, typeStart, strStart, (int)total, limits);
+        return new Sections(typeStart, typeLen, strStart, strLen, total);
     }
 
     /// <summary>
@@ -247,7 +320,7 @@ public sealed class BtfTypes
     /// <summary>One pass over the type section: record offsets, tail lengths, name offsets and referenced ids.</summary>
     /// <remarks>Runs once per process on a large input: compiled optimised at once rather than through tier 0.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int WalkTypes(ReadOnlySpan<byte> ts, long tb, uint strLen, int[] offsets, int maxTypes, int maxMembers)
+    private static int WalkTypes(ReadOnlySpan<byte> ts, long tb, uint strLen, int[] offsets, int maxTypes, int maxMembers, int firstId)
     {
         int end = ts.Length;
         int pos = 0;
@@ -257,7 +330,7 @@ public sealed class BtfTypes
 
         while (pos < end)
         {
-            int id = count + 1;
+            int id = firstId + count; // the record's type id, for messages (split BTF continues after its base)
             if (end - pos < RecordLength)
                 BtfThrow.Format(tb + pos, $"expected a {RecordLength}-byte record for type id {id}, found {end - pos} bytes before the end of the type section");
             if (count >= maxTypes)
@@ -359,13 +432,13 @@ public sealed class BtfTypes
                     break;
             }
 
-            offsets[id] = pos;
-            count = id;
+            offsets[++count] = pos;
             pos = data + tail;
         }
 
-        if (maxRef > (uint)count)
-            BtfThrow.Format(maxRefAt, $"expected a type id at most {count} (the number of types), found {maxRef}");
+        long lastId = (long)firstId - 1 + count;
+        if (maxRef > lastId)
+            BtfThrow.Format(maxRefAt, $"expected a type id at most {lastId} (the number of types{(firstId > 1 ? ", base and split" : "")}), found {maxRef}");
         return count;
     }
 

@@ -18,9 +18,8 @@ public sealed record ProcessCoreResult(int Segments, long MemoryBytes, int Threa
 /// </summary>
 public sealed class ProcessCore(LinuxKernel kernel)
 {
-    /// <summary>THREAD_SIZE on x86-64 (PAGE_SIZE << THREAD_SIZE_ORDER, order 2 without KASAN, arch/x86/include/asm/page_64_types.h):
-    /// pt_regs sit at task->stack + THREAD_SIZE − sizeof(pt_regs) (TOP_OF_KERNEL_STACK_PADDING is 0 on x86-64). Not in BTF;
-    /// checked per thread: the saved cs and ss must be the user segments.</summary>
+    /// <summary>THREAD_SIZE on x86-64 (PAGE_SIZE << THREAD_SIZE_ORDER, order 2 without KASAN, arch/x86/include/asm/page_64_types.h),
+    /// used when BTF has no union thread_union to measure it by (see <see cref="KernelStackTop"/>).</summary>
     public const ulong ThreadSize = 16 * 1024;
     /// <summary>__USER_CS and __USER_DS (arch/x86/include/asm/segment.h, 64-bit): a user thread's saved cs and ss.</summary>
     private const ulong UserCs = 0x33, UserDs = 0x2b;
@@ -141,7 +140,8 @@ public sealed class ProcessCore(LinuxKernel kernel)
         return new ProcessCoreResult(segments.Count, total, threads.Count, withRegs, _gaps);
     }
 
-    /// <summary>The user registers the kernel saved at syscall or interrupt entry: pt_regs at the top of the kernel stack.</summary>
+    /// <summary>The user registers the kernel saved at syscall or interrupt entry: pt_regs at the top of the kernel stack
+    /// (task_pt_regs: task->stack + THREAD_SIZE − TOP_OF_KERNEL_STACK_PADDING − sizeof(pt_regs)).</summary>
     private bool ReadRegisters(BtfMembers b, LinuxThread thread, Span<byte> regs)
     {
         if (b.Offset("task_struct", "stack") is not { } stackOff || b.StructSize("pt_regs") is not { } ptSize
@@ -150,7 +150,8 @@ public sealed class ProcessCore(LinuxKernel kernel)
             _gaps.Add($"tid {thread.Tid}: no kernel stack (task->stack) to read its registers from");
             return false;
         }
-        ulong pt = stack + ThreadSize - (ulong)ptSize;
+        var top = KernelStackTop.From(b.Btf);
+        ulong pt = stack + top.ThreadSize - top.Padding - (ulong)ptSize;
         var raw = new byte[ptSize];
         if (_r.Read(pt, raw) != raw.Length) { _gaps.Add($"tid {thread.Tid}: pt_regs at 0x{pt:x} are unreadable"); return false; }
         for (int i = 0; i < UserRegs.Length; i++)
@@ -210,5 +211,23 @@ public sealed class ProcessCore(LinuxKernel kernel)
         s.Write(desc);
         int pad = (4 - desc.Length % 4) % 4;
         for (int i = 0; i < pad; i++) s.WriteByte(0);
+    }
+}
+
+/// <summary>
+/// Where a task's saved user registers sit below the top of its kernel stack, measured from BTF (x86-64's task_pt_regs):
+/// THREAD_SIZE is the size of union thread_union (its stack member is THREAD_SIZE bytes: 16 KiB, 32 KiB with KASAN), and
+/// TOP_OF_KERNEL_STACK_PADDING is what a FRED kernel (CONFIG_X86_FRED, 6.9+) reserves above pt_regs for the rest of its
+/// entry frame, struct fred_frame (pt_regs then fred_info: 16 bytes) — 0 where BTF has no fred_frame. A kernel built with
+/// FRED keeps the padding whether or not the CPU runs FRED. The result is checked per thread by the caller: the saved cs
+/// and ss must be the user segments.
+/// </summary>
+public readonly record struct KernelStackTop(ulong ThreadSize, ulong Padding)
+{
+    public static KernelStackTop From(Btf.BtfTypes btf)
+    {
+        ulong threadSize = btf.StructSizeOrNull("thread_union") is int t && t >= 4096 && (t & (t - 1)) == 0 ? (ulong)t : ProcessCore.ThreadSize;
+        ulong padding = btf.StructSizeOrNull("fred_frame") is int f && btf.StructSizeOrNull("pt_regs") is int p && f > p && f - p <= 64 ? (ulong)(f - p) : 0;
+        return new(threadSize, padding);
     }
 }

@@ -16,7 +16,7 @@ public sealed record PageCacheDump(ulong Inode, ulong InodeNumber, long Size, lo
 /// A file's contents as the guest's page cache holds them: the inode's address_space (i_mapping) keeps its pages in the
 /// i_pages xarray by page index; each present folio is read through the direct map (pfn from its struct page's place in
 /// vmemmap). Pages the cache lacks are holes: the output skips them (sparse) and lists them. Files are found by path
-/// from the initial task's root, down the dentry tree (d_subdirs/d_child up to 6.7, d_children/d_sib since 6.8) and
+/// from init's (pid 1's) root, down the dentry tree (d_subdirs/d_child up to 6.7, d_children/d_sib since 6.8) and
 /// across mounts of the initial mount namespace; symlinks are not followed. Layouts come from BTF.
 /// </summary>
 public sealed class PageCacheFile(LinuxKernel kernel)
@@ -36,7 +36,9 @@ public sealed class PageCacheFile(LinuxKernel kernel)
         if (parts.Any(p => p is "." or "..")) { why = "'.' and '..' are not resolved; give the path without them"; return null; }
         try
         {
-            var init = kernel.Object("task_struct", kernel.InitTask);
+            // Paths mean what they mean to init (pid 1, /proc/1/root), not to the idle task: since 7.0 the idle task's
+            // root is the namespace's nullfs root, and the initramfs pid 1 sees as / is a rootfs mount on top of it.
+            var init = kernel.Object("task_struct", kernel.Tasks.FirstOrDefault(t => t.Pid == 1)?.Address ?? kernel.InitTask);
             var root = init["fs"]["root"];
             ulong mount = root["mnt"].ReadPointer();
             ulong dentry = root["dentry"].ReadPointer();

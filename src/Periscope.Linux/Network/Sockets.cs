@@ -65,8 +65,8 @@ public sealed class Sockets
     private const int UnixHashBuckets = 512;
     /// <summary>__SO_ACCEPTCON (include/linux/net.h): /proc/net/unix's flag for a listening socket.</summary>
     public const int SoAcceptCon = 1 << 16;
-    /// <summary>SS_UNCONNECTED, SS_CONNECTED (include/uapi/linux/net.h): /proc/net/unix's St when a socket has no struct socket.</summary>
-    private const int SS_UNCONNECTED = 1, SS_CONNECTED = 3;
+    /// <summary>enum socket_state (include/uapi/linux/net.h), the ABI numbers /proc/net/unix prints as St.</summary>
+    private const int SS_UNCONNECTED = 1, SS_CONNECTING = 2, SS_CONNECTED = 3, SS_DISCONNECTING = 4;
 
     private readonly LinuxKernel _kernel;
     private readonly GuestReader _r;
@@ -292,7 +292,7 @@ public sealed class Sockets
         int type = 0, protocol = 0;
         ulong inode = 0;
         uint uid = 0;
-        bool hasFile = false;
+        bool hasFile = false, hasSocket = false;
         int socketState = 0;
         if (full)
         {
@@ -303,6 +303,7 @@ public sealed class Sockets
             _r.TryU32(sk + l.SkUid, out uid);
             if (_r.TryPointer(sk + l.SkSocket, out ulong socket) && socket != 0 && _r.IsKernelPointer(socket))
             {
+                hasSocket = true;
                 _r.TryU64(socket - l.SocketAllocSocket + l.SocketAllocInode + l.InodeIno, out inode);
                 hasFile = _r.TryPointer(socket + l.SocketFile, out ulong file) && file != 0;
                 if (_r.TryU32(socket + l.SocketStateOff, out uint ss)) socketState = (int)ss;
@@ -336,7 +337,10 @@ public sealed class Sockets
         else if (family == AF_NETLINK && full && l.NetlinkPortId is { } pid) _r.TryU32(sk + pid, out portId);
 
         bool listening = family == AF_UNIX ? state == TCP_LISTEN : false;
-        if (family == AF_UNIX && socketState == 0) socketState = state == TCP_ESTABLISHED ? SS_CONNECTED : SS_UNCONNECTED;
+        // /proc/net/unix's St as unix_seq_show derives it from sk_state and whether a struct socket is attached, not
+        // socket->state (which 7.x no longer sets to SS_CONNECTED for unix sockets).
+        if (family == AF_UNIX)
+            socketState = hasSocket ? (state == TCP_ESTABLISHED ? SS_CONNECTED : SS_UNCONNECTED) : (state == TCP_ESTABLISHED ? SS_CONNECTING : SS_DISCONNECTING);
 
         var finding = SocketFinding.None;
         bool tableKind = kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6 or SocketKind.Unix or SocketKind.Netlink;

@@ -4,16 +4,23 @@ using Periscope.Linux.Btf;
 
 namespace Periscope.UnitTests.Btf;
 
-/// <summary>Emits synthetic BTF blobs (header + types + strings, vmlinux layout) for tests. Type ids are handed out in order from 1.</summary>
+/// <summary>Emits synthetic BTF blobs (header + types + strings, vmlinux layout) for tests. Type ids are handed out in order from 1,
+/// or, for split BTF (<see cref="Split"/>), from the base's count + 1 with string offsets after the base's string section.</summary>
 internal sealed class BtfBuilder
 {
     private readonly List<byte> _types = new();
     private readonly List<byte> _strings = new() { 0 };
     private readonly Dictionary<string, uint> _stringOffsets = new() { [""] = 0 };
     private int _count;
+    private int _firstId = 1;
+    private uint _stringBase;
+
+    /// <summary>A builder for split BTF on top of <paramref name="baseBtf"/> (a module's .BTF): its first type is
+    /// baseBtf.Count + 1 and its own string offsets start at the base's string section length.</summary>
+    public static BtfBuilder Split(BtfTypes baseBtf) => new() { _firstId = baseBtf.Count + 1, _stringBase = (uint)baseBtf.StringSectionLength };
 
     /// <summary>Id the next added type will get (for forward and self references).</summary>
-    public int NextId => _count + 1;
+    public int NextId => _firstId + _count;
 
     public int Count => _count;
 
@@ -22,7 +29,7 @@ internal sealed class BtfBuilder
     {
         if (_stringOffsets.TryGetValue(s, out uint off))
             return off;
-        off = (uint)_strings.Count;
+        off = _stringBase + (uint)_strings.Count;
         _strings.AddRange(Encoding.UTF8.GetBytes(s));
         _strings.Add(0);
         _stringOffsets[s] = off;
@@ -40,7 +47,7 @@ internal sealed class BtfBuilder
         U32(sizeOrType);
         foreach (uint w in tail)
             U32(w);
-        return ++_count;
+        return _firstId - 1 + ++_count;
     }
 
     public int Int(string name, int size, int bits = -1, int bitOffset = 0, bool signed = false) =>
