@@ -28,6 +28,11 @@ for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.l
 done
 [ -n "$mirror" ] || { echo "build-i386: no Debian mirror found in this machine's apt sources" >&2; exit 1; }
 mkdir -p "$state/apt/lists/partial" "$state/apt/cache/archives/partial" "$state/debs"
+# One build at a time: the two Guest32 fixtures (686-pae and 686) start together, and on a clean clone both would run
+# apt on this one private state; the loser of apt's lock failed with exit 100 (kernel matrix, 2026-11-30). Waiting here
+# also lets the second one find what the first fetched.
+exec 9>"$state/build.lock"
+flock 9
 printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' "$mirror" bookworm "$mirror" bookworm-updates \
   > "$state/apt/sources.list"
 apt_opts=(-o "Dir::Etc::SourceList=$state/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null

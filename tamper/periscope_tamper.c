@@ -30,9 +30,8 @@
  *                                  program attached alone on SYMBOL, e.g. bpfload fentry): the call to the kernel's
  *                                  __bpf_prog_exit* (or enter*) helper now goes to tamper_tramp_helper in this module,
  *                                  which counts and calls the real helper; the program stays listed in prog_idr
- *   restore                        undo syscall, patch, ftrace, hidepid, usercode, hidesock, hidebpf and bpftramp (not
- *                                  hide); restore bpftramp BEFORE the program is detached (its image is freed then)
- *   restore                        undo syscall, idt, patch, ftrace, hidepid, usercode, hidesock and hidebpf (not hide)
+ *   restore                        undo syscall, idt, patch, ftrace, hidepid, usercode, hidesock, hidebpf and bpftramp
+ *                                  (not hide); restore bpftramp BEFORE the program is detached (its image is freed then)
  *   status                         what is currently in effect, and the ftrace hit count
  *
  * One attack of each kind may be in effect at a time; a second one is refused until `restore`.
@@ -808,8 +807,7 @@ static ssize_t tamper_write(struct file *file, const char __user *ubuf, size_t c
 		cmd_status();
 		ret = 0;
 	} else
-		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, bpftramp, restore, status)",
-		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, idt, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, restore, status)",
+		ret = fail(-EINVAL, "error: unknown command '%s' (syscall, idt, patch, ftrace, hide, unhide, rename, hidepid, usercode, flaghide, hidesock, hidebpf, bpftramp, restore, status)",
 			   verb);
 	mutex_unlock(&tamper_lock);
 	return ret ? ret : count;

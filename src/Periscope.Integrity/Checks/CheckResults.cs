@@ -32,8 +32,9 @@ public enum CheckStatus
     /// <summary>The check could not run at all (a symbol or BTF type it needs is missing, or the kernel is unsupported).</summary>
     Skipped,
     /// <summary>The check cannot run on this kernel at all, by construction: the kernel has no BTF (offsets inferred) and
-    /// what the check reads is not among what inference or kallsyms provides. Listed with that one reason; unlike
-    /// <see cref="Skipped"/> it does not make the verdict incomplete, since no rerun or repair can change it.</summary>
+    /// what the check reads is not among what inference or kallsyms provides. Listed with that one reason, apart from
+    /// <see cref="Skipped"/> (no rerun or repair of the dump changes it); the verdict is still incomplete: a cross-view
+    /// that did not run is evidence missing, and "clean" must be earned.</summary>
     Unavailable,
 }
 
@@ -86,8 +87,9 @@ public enum CheckVerdict
 
 public sealed record CheckReport(IReadOnlyList<CheckOutcome> Outcomes, IReadOnlyList<CheckFinding> Findings)
 {
-    /// <summary>Every check that can run on this kernel ran completely (<see cref="CheckStatus.Unavailable"/> ones cannot).</summary>
-    public bool IsComplete => Outcomes.All(o => o.Status is CheckStatus.Complete or CheckStatus.Unavailable);
+    /// <summary>Every check ran completely. A <see cref="CheckStatus.Unavailable"/> check leaves the report incomplete too:
+    /// on such a kernel (no BTF, no data symbols) a guest could hide exactly what that check would have seen.</summary>
+    public bool IsComplete => Outcomes.All(o => o.Status == CheckStatus.Complete);
 
     public CheckVerdict Verdict =>
         Findings.Any(f => f.Severity >= Severity.Warning) ? CheckVerdict.Findings
