@@ -1,10 +1,12 @@
 /* netfiles: known open files, pipes, an eventfd and sockets for Periscope's lsof and sockets tests (guest/start.d/51-filenet.sh).
  * Opens /bin/busybox and seeks to 4242, a pipe, an eventfd, a TCP listener on 127.0.0.1:7001 with one connected client
- * (an established pair), a TCP6 listener on [::1]:7002, a UDP socket on 127.0.0.1:7003, a UDP6 one on [::1]:7004, a unix
+ * (an established pair), a TCP6 listener on [::1]:7002, a UDP socket on 127.0.0.1:7003, a UDP6 one on [::1]:7004 (with
+ * a classic BPF filter attached), a unix
  * stream listener at /tmp/periscope-views.sock with one connected pair, and a NETLINK_ROUTE socket; then prints
  * "netfiles ready" and sleeps. known_value is read back from a core dump of this process. */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -49,6 +51,11 @@ int main(void)
 	int u6 = socket(AF_INET6, SOCK_DGRAM, 0);
 	struct sockaddr_in6 ua6 = { .sin6_family = AF_INET6, .sin6_port = htons(7004), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	if (bind(u6, (struct sockaddr *)&ua6, sizeof ua6)) perror("udp6");
+	/* A classic (cBPF) filter, as udev, DHCP clients and libpcap attach: "accept the whole packet". The kernel turns it
+	 * into a bpf_prog that no ID list holds; `bpf` must count it, not call it a hidden program. */
+	struct sock_filter accept_all[] = { { 0x06 /* BPF_RET | BPF_K */, 0, 0, 0xffff } };
+	struct sock_fprog classic = { .len = 1, .filter = accept_all };
+	if (setsockopt(u6, SOL_SOCKET, SO_ATTACH_FILTER, &classic, sizeof classic)) perror("SO_ATTACH_FILTER");
 
 	int ul = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un un = { .sun_family = AF_UNIX };

@@ -122,6 +122,8 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
 
         var byId = report.Programs.ToDictionary(p => p.Id);
         Assert.All(report.Programs, p => Assert.Equal(BpfProgramFinding.None, p.Finding));
+        // netfiles' udp6 socket carries a classic filter (SO_ATTACH_FILTER): counted, never a hidden program.
+        Assert.Equal(1, report.ClassicSocketFilters);
         Assert.All(report.Programs, p => Assert.True(p.Seen.HasFlag(BpfProgramViews.IdList)));
         Assert.Single(byId[truth.Attached["socket_filter"]].Attachments, a => a.Point == BpfAttachPoint.SocketFilter && a.Target.StartsWith("udp socket", StringComparison.Ordinal));
         Assert.Single(byId[truth.Attached["cgroup_inet_ingress"]].Attachments, a => a.Point == BpfAttachPoint.Cgroup && a.Target == "cgroup /pscope inet_ingress");

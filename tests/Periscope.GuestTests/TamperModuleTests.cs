@@ -1,5 +1,6 @@
 using System.Globalization;
 using Periscope.Linux;
+using Periscope.Qemu;
 using Periscope.Targets;
 using Xunit.Abstractions;
 
@@ -58,14 +59,7 @@ public sealed class TamperGuest : GuestFixture
     public void Restore() => Run($"echo restore > {Proc}");
 
     /// <summary>The guest kernel logged no warning, BUG or oops (its console is ttyS0), and still runs commands.</summary>
-    public void AssertKernelHealthy()
-    {
-        using var fs = new FileStream(Guest.ConsoleLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        string console = new StreamReader(fs).ReadToEnd();
-        foreach (var bad in new[] { "WARNING:", "BUG:", "Oops", "corruption", "Call Trace" })
-            Assert.False(console.Contains(bad, StringComparison.Ordinal), $"guest console shows '{bad}':\n{console[^Math.Min(console.Length, 3000)..]}");
-        Assert.Equal("ok\n", Run("echo ok"));
-    }
+    public void AssertKernelHealthy() => KernelHealth.Assert(Guest, Run);
 
     private static string[] Lines(string output) => output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
 }
@@ -359,5 +353,19 @@ public sealed class TamperModuleTests(TamperGuest guest, ITestOutputHelper outpu
             guest.Run($"kill {pid} {other}");
         }
         guest.AssertKernelHealthy();
+    }
+}
+
+/// <summary>What every tamper test asserts after its attack and restore, on any guest: the kernel logged no warning,
+/// BUG or oops on its console (ttyS0), and the guest still runs commands.</summary>
+internal static class KernelHealth
+{
+    public static void Assert(QemuGuest guest, Func<string, string> run)
+    {
+        using var fs = new FileStream(guest.ConsoleLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        string console = new StreamReader(fs).ReadToEnd();
+        foreach (var bad in new[] { "WARNING:", "BUG:", "Oops", "corruption", "Call Trace" })
+            Xunit.Assert.False(console.Contains(bad, StringComparison.Ordinal), $"guest console shows '{bad}':\n{console[^Math.Min(console.Length, 3000)..]}");
+        Xunit.Assert.Equal("ok\n", run("echo ok"));
     }
 }

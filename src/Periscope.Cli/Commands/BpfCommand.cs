@@ -35,6 +35,7 @@ public sealed class BpfCommand : ICliCommand
         w.WriteStartArray("attachPointsRead");
         foreach (var p in report.AttachPointsRead) w.WriteStringValue(p.ToString());
         w.WriteEndArray();
+        w.WriteNumber("classicSocketFilters", report.ClassicSocketFilters);
         w.WriteStartArray("programs");
         foreach (var p in report.Programs)
         {
@@ -121,6 +122,8 @@ public sealed class BpfCommand : ICliCommand
         foreach (var l in report.Links) links.AddRow(N(l.Id), l.TypeName, N(l.ProgramId));
         TableWriter.Write(output, links);
         output.WriteLine($"attach points read: {string.Join(", ", report.AttachPointsRead)}");
+        if (report.ClassicSocketFilters > 0)
+            output.WriteLine($"classic (cBPF) socket filters: {report.ClassicSocketFilters} (SO_ATTACH_FILTER; no ID list holds them)");
         foreach (var p in report.Programs)
         {
             if (p.Finding == BpfProgramFinding.AttachedButNotListed)

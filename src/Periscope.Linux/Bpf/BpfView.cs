@@ -99,8 +99,11 @@ public sealed record BpfTrampoline(ulong Address, ulong Function, string Functio
 /// <param name="TableRead">False when the kernel has no trampoline_table (or BTF) to read: no image can be vouched for.</param>
 public sealed record BpfTrampolineTable(IReadOnlyList<BpfTrampoline> Trampolines, bool TableRead, IReadOnlyList<string> Gaps);
 
+/// <param name="ClassicSocketFilters">Sockets carrying a classic (cBPF, SO_ATTACH_FILTER) filter: converted programs that
+/// no ID list holds, so they are counted here and not compared with prog_idr.</param>
 public sealed record BpfReport(IReadOnlyList<BpfProgram> Programs, IReadOnlyList<BpfMap> Maps, IReadOnlyList<BpfLink> Links,
-    IReadOnlyList<BpfAttachPoint> AttachPointsRead, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps)
+    IReadOnlyList<BpfAttachPoint> AttachPointsRead, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps,
+    int ClassicSocketFilters = 0)
 {
     public bool IsIncomplete => Gaps.Count > 0;
     public bool HasCriticalFinding => Programs.Any(p => p.Finding != BpfProgramFinding.None);
@@ -135,6 +138,7 @@ public sealed partial class BpfView(LinuxKernel kernel)
     private readonly List<string> _unavailable = [];
     private readonly List<BpfAttachPoint> _pointsRead = [];
     private readonly Dictionary<ulong, List<BpfAttachment>> _attached = [];
+    private int _classicSocketFilters;
     private readonly Dictionary<ulong, BpfRiskyHelpers> _riskyAddresses = [];
     private ulong _callBase;
 
@@ -176,7 +180,7 @@ public sealed partial class BpfView(LinuxKernel kernel)
         var maps = new List<BpfMap>();
         foreach (ulong m in listedMaps) if (DescribeMap(m) is { } map) maps.Add(map);
         return new(programs.OrderBy(p => p.Id).ToList(), maps.OrderBy(m => m.Id).ToList(), links.OrderBy(l => l.Id).ToList(),
-            _pointsRead, _unavailable, _gaps.Distinct().ToList());
+            _pointsRead, _unavailable, _gaps.Distinct().ToList(), _classicSocketFilters);
     }
 
     /// <summary>Only the programs prog_idr lists, without their helpers or attach points (for measuring JIT code into a
@@ -240,6 +244,18 @@ public sealed partial class BpfView(LinuxKernel kernel)
         list.Add(new BpfAttachment(point, target));
     }
 
+    /// <summary>A classic (cBPF) filter attached with SO_ATTACH_FILTER, as udev's netlink monitor, DHCP clients and libpcap
+    /// attach them on every ordinary system: the kernel converts it into a bpf_prog that no ID list ever holds. What marks
+    /// one is the kernel's own bpf_prog_was_classic() (type BPF_PROG_TYPE_UNSPEC, which no bpf() load can produce) and the
+    /// classic program kept in orig_prog for SO_GET_FILTER, which only the SO_ATTACH_FILTER path stores. Both are guest
+    /// data: a rootkit able to rewrite a hidden eBPF program's type and orig_prog could pass as one (README).</summary>
+    private bool IsClassicSocketFilter(ulong prog)
+    {
+        if (prog == 0 || !kernel.Reader.IsKernelPointer(prog)) return false;
+        var p = kernel.Object("bpf_prog", prog);
+        return p["type"].ReadInt64() == 0 && p.Type.Layout?.HasMember("orig_prog") == true && p["orig_prog"].ReadPointer() != 0;
+    }
+
     /// <summary>sock.sk_filter -> sk_filter.prog for every socket either socket view finds.</summary>
     private void ReadSocketFilters()
     {
@@ -258,8 +274,10 @@ public sealed partial class BpfView(LinuxKernel kernel)
             {
                 var filter = kernel.Object("sock", s.Sock)["sk_filter"];
                 if (filter.ReadPointer() == 0) continue;
+                ulong prog = filter["prog"].ReadPointer();
+                if (IsClassicSocketFilter(prog)) { _classicSocketFilters++; continue; }
                 string owners = s.Owners.Count > 0 ? $" pid {string.Join(",", s.Owners)}" : "";
-                Attach(filter["prog"].ReadPointer(), BpfAttachPoint.SocketFilter, $"{s.Kind.ToString().ToLowerInvariant()} socket inode {s.Inode}{owners}");
+                Attach(prog, BpfAttachPoint.SocketFilter, $"{s.Kind.ToString().ToLowerInvariant()} socket inode {s.Inode}{owners}");
             }
             catch (ObjectFaultException e)
             {
