@@ -42,6 +42,8 @@ public sealed class ProcessCore(LinuxKernel kernel)
 
         // Segments: runs of resident pages inside each mapping.
         var segments = new List<(ulong Start, ulong Length, uint Flags)>();
+        // The same bytes as runs contiguous in guest physical memory too, in file order: what is copied.
+        var pieces = new List<(ulong Va, ulong Pa, ulong Length)>();
         long total = 0;
         foreach (var vma in vmas)
         {
@@ -51,6 +53,7 @@ public sealed class ProcessCore(LinuxKernel kernel)
             {
                 ulong s = Math.Max(m.VirtualAddress, vma.Start), e = Math.Min(m.VirtualEnd, vma.End);
                 if (e <= s) continue;
+                pieces.Add((s, m.PhysicalAddress + (s - m.VirtualAddress), e - s));
                 if (run is { } r && r.e == s) run = (r.s, e);
                 else { if (run is { } done) segments.Add((done.s, done.e - done.s, flags)); run = (s, e); }
             }
@@ -123,11 +126,20 @@ public sealed class ProcessCore(LinuxKernel kernel)
         notes.Position = 0;
         notes.CopyTo(output);
         output.Write(new byte[dataOffset - noteOffset - notes.Length]);
+        // Copied straight from the memory source's own mapping where it has one (a dump or a RAM file: one copy, as dd
+        // makes), else read through the address space. The translation is the one the segments were built from: on a
+        // paused guest or a dump the same as now; a running guest's pages can change under any reader.
+        var direct = space.Physical as Periscope.Memory.IDirectPhysicalMemory;
         var buffer = new byte[1 << 20];
-        foreach (var (start, length, _) in segments)
+        foreach (var (start, pa, length) in pieces)
             for (ulong off = 0; off < length; off += (ulong)buffer.Length)
             {
                 int n = (int)Math.Min((ulong)buffer.Length, length - off);
+                if (direct is not null)
+                {
+                    var mapped = direct.GetSpan(pa + off, n);
+                    if (mapped.Length == n) { output.Write(mapped); continue; }
+                }
                 var chunk = buffer.AsSpan(0, n);
                 int read = space.Read(start + off, chunk);
                 if (read < n)
