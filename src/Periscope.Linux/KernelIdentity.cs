@@ -1,12 +1,13 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using Periscope.Linux.Model;
 
 namespace Periscope.Linux;
 
 /// <summary>
 /// Which kernel build this is: the GNU build-id note the linker put in the image (read from guest memory between
-/// __start_notes and __stop_notes), or, if absent, a hash of the banner. Baselines are keyed by it.
+/// __start_notes and __stop_notes), or, if the kernel has none, a hash of the banner. Baselines are keyed by it.
 /// </summary>
 public static class KernelIdentity
 {
@@ -16,7 +17,11 @@ public static class KernelIdentity
             && stop > start && stop - start <= (ulong)kernel.Limits.MaxKernelNotesBytes)
         {
             var notes = new byte[stop - start];
-            if (kernel.KernelSpace.Read(start, notes) == notes.Length && FindGnuBuildId(notes) is { } id) return id;
+            // Unreadable notes (a guest caught early in its boot) are not "no build id": keying by the banner then would
+            // give the same kernel a second identity for one read, so the caller fails this attempt instead.
+            if (kernel.KernelSpace.Read(start, notes) != notes.Length)
+                throw new KernelModelException($"the kernel's notes at 0x{start:x} ({notes.Length} bytes) are unreadable: its build id cannot be read");
+            if (FindGnuBuildId(notes) is { } id) return id;
         }
         return "banner-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(kernel.Banner)))[..40];
     }

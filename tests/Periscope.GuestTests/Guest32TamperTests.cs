@@ -3,6 +3,7 @@ using Periscope.Integrity.Baselines;
 using Periscope.Integrity.Evidence;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
+using Periscope.Linux.Inference;
 using Periscope.Targets;
 using Periscope.X86;
 using Xunit.Abstractions;
@@ -27,6 +28,13 @@ public sealed class PaeTamperGuest : Guest32Fixture
             var (code, output) = Guest.RunCommand("insmod /lib/modules/periscope_tamper.ko && cat " + Proc, CommandTimeout);
             Assert.True(code == 0, $"insmod periscope_tamper.ko exited {code} (was the module built for this kernel? see guest/build-i386.sh): {output}");
             ModuleAddress = TamperReport.Parse(output.Split('\n')[0], "loaded").Hex("module");
+            // What the tests are about is hook detection, not inference on a running guest: they attach as an operator's
+            // second attach does, with the offsets the dump of this very build was inferred with (OffsetsCache, keyed
+            // by banner and build id). Inferring them again live at every attach failed now and then on this two-vCPU
+            // guest (a task caught mid-exec or a kworker not yet run; the model tests keep covering live inference).
+            OffsetsOfThisBuild = new OffsetsCache(Path.Combine(Guest.WorkDirectory, "offsets"));
+            using (var dump = Target.OpenDump(DumpPath, new TargetOptions { OffsetsCache = OffsetsOfThisBuild }))
+                _ = dump.Kernel;
         }
         catch
         {
@@ -37,6 +45,7 @@ public sealed class PaeTamperGuest : Guest32Fixture
 
     public override PagingMode ExpectedMode => PagingMode.Pae32;
     public ulong ModuleAddress { get; }
+    public OffsetsCache OffsetsOfThisBuild { get; }
 
     public string Run(string shellCommand)
     {
@@ -82,7 +91,7 @@ public sealed class Guest32TamperTests : IDisposable
 
     /// <summary>The live target, attached on first use; <see cref="Detach"/> frees the guest's tool QMP socket (one
     /// client at a time) for a CLI run.</summary>
-    private Target Live => _attached ??= _guest.AttachLive();
+    private Target Live => _attached ??= _guest.AttachLive(new TargetOptions { OffsetsCache = _guest.OffsetsOfThisBuild });
 
     private void Detach()
     {

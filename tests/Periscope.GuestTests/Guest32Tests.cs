@@ -77,7 +77,7 @@ public abstract class Guest32Fixture : IDisposable
     public abstract PagingMode ExpectedMode { get; }
 
     /// <summary>Attaches to the running guest (its RAM file, QMP for registers and pausing).</summary>
-    public Target AttachLive() => Target.AttachLive(Guest.RamFilePath, QmpVmControl.Connect(Guest.ToolQmpSocketPath));
+    public Target AttachLive(TargetOptions? options = null) => Target.AttachLive(Guest.RamFilePath, QmpVmControl.Connect(Guest.ToolQmpSocketPath), options);
 
     private static string ImageDirectory(string flavour)
     {
