@@ -180,9 +180,17 @@ public class TraceOutputTests
             }
         }
         Round(1000);   // warm: JIT, static tables
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Round(100_000);
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        // The least of three measured rounds: the runtime's own one-time work on this thread (a method moving to its
+        // next JIT tier mid-round; 7,752 bytes once in CI) is not the formatter's. A formatter that allocated per line
+        // would show in every round (200,000 lines each).
+        long least = long.MaxValue;
+        for (int r = 0; r < 3; r++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Round(100_000);
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.Equal(0, least);
     }
 
     [Fact]
