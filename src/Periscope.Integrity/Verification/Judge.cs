@@ -215,26 +215,25 @@ public static class Judge
         foreach (var t in current.Snapshot.BpfTrampolines)
         {
             if (t.Function == 0 || current.Resolve(t.Function).Owner != CodeOwnerKind.Unowned) continue;
-            {
-                // The slot follows the JIT's endbr64 when the baseline's bytes start with one (CONFIG_X86_KERNEL_IBT).
-                ulong site = w.TryExpected(t.Function, 4, out var head) && head.SequenceEqual(Endbr64) ? t.Function + EndbrLength : t.Function;
-                if (p < site || p >= site + 5 || !w.TryExpected(site, 5, out var was) || !was.SequenceEqual(Nop5)) continue;
-                string fn = $"bpf program {t.FunctionName} (JIT code at 0x{t.Function:x})";
-                if (!w.TryFound(site, 5, out var now) || Branch(now, site, jumpOnly: false) is not { } target)
-                    return (new Verdict(Classification.CodeModified, Severity.Critical, $"the patch slot of {fn} at 0x{site:x} now holds {(w.TryFound(site, 5, out var b) ? Convert.ToHexStringLower(b) : "bytes that cannot be read")}, not a call or jump"), site + 5);
-                var dest = current.Resolve(target);
-                if (now[0] == 0xe8)
-                    return (BpfTrampolineCall(current, site, target, dest, fn)
-                            ?? new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls {dest}, which is the image of no bpf trampoline", dest), site + 5);
-                var ext = t.Programs.Where(x => x.Kind == "freplace" && x.Entry == target && target != 0).ToList();
-                if (now[0] != 0xe9 || ext.Count != 1 || dest.Owner != CodeOwnerKind.Unowned)
-                    return (new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now jumps to {dest}, which is not the bpf_func of the extension program of its trampoline", dest), site + 5);
-                var e = ext[0];
-                string program = $"freplace program {e.Id} ({e.Name}, {e.Type}, tag {e.Tag})";
-                return (e.Listed
-                    ? new Verdict(Classification.BpfTrampolineAttached, Severity.Warning, $"{fn} now jumps to {program}, through bpf trampoline 0x{t.Address:x}; attached since the baseline", dest)
-                    : new Verdict(Classification.HiddenBpfProgramAttached, Severity.Critical, $"{fn} now jumps to {program} NOT in prog_idr (bpftool does not list it), through bpf trampoline 0x{t.Address:x}", dest), site + 5);
-            }
+            // The slot follows the JIT's endbr64 when the baseline's bytes start with one (CONFIG_X86_KERNEL_IBT).
+            ulong site = w.TryExpected(t.Function, 4, out var head) && head.SequenceEqual(Endbr64) ? t.Function + EndbrLength : t.Function;
+            if (p < site || p >= site + 5 || !w.TryExpected(site, 5, out var was) || !was.SequenceEqual(Nop5)) continue;
+            string fn = $"bpf program {t.FunctionName} (JIT code at 0x{t.Function:x})";
+            bool read = w.TryFound(site, 5, out var now);
+            if (!read || Branch(now, site, jumpOnly: false) is not { } target)
+                return (new Verdict(Classification.CodeModified, Severity.Critical, $"the patch slot of {fn} at 0x{site:x} now holds {(read ? Convert.ToHexStringLower(now) : "bytes that cannot be read")}, not a call or jump"), site + 5);
+            var dest = current.Resolve(target);
+            if (now[0] == 0xe8)
+                return (BpfTrampolineCall(current, site, target, dest, fn)
+                        ?? new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now calls {dest}, which is the image of no bpf trampoline", dest), site + 5);
+            var ext = t.Programs.Where(x => x.Kind == "freplace" && x.Entry == target && target != 0).ToList();
+            if (now[0] != 0xe9 || ext.Count != 1 || dest.Owner != CodeOwnerKind.Unowned)
+                return (new Verdict(Classification.FunctionHooked, Severity.Critical, $"{fn} now jumps to {dest}, which is not the bpf_func of the extension program of its trampoline", dest), site + 5);
+            var e = ext[0];
+            string program = $"freplace program {e.Id} ({e.Name}, {e.Type}, tag {e.Tag})";
+            return (e.Listed
+                ? new Verdict(Classification.BpfTrampolineAttached, Severity.Warning, $"{fn} now jumps to {program}, through bpf trampoline 0x{t.Address:x}; attached since the baseline", dest)
+                : new Verdict(Classification.HiddenBpfProgramAttached, Severity.Critical, $"{fn} now jumps to {program} NOT in prog_idr (bpftool does not list it), through bpf trampoline 0x{t.Address:x}", dest), site + 5);
         }
         return null;
     }

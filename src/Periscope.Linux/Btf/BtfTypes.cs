@@ -233,11 +233,17 @@ public sealed class BtfTypes
     public int StringSectionLength => _strings.Length;
 
     /// <summary>Like <see cref="ParseSplit"/>, with bad data reported through <paramref name="error"/>.</summary>
-    public static bool TryParseSplit(ReadOnlySpan<byte> blob, BtfTypes baseBtf, IntrospectionLimits limits, out BtfTypes? types, out BtfFormatException? error)
+    public static bool TryParseSplit(ReadOnlySpan<byte> blob, BtfTypes baseBtf, IntrospectionLimits limits, out BtfTypes? types, out BtfFormatException? error) =>
+        TryParse(blob, b => ParseSplit(b, baseBtf, limits), out types, out error);
+
+    private delegate BtfTypes BlobParser(ReadOnlySpan<byte> blob);
+
+    /// <summary><paramref name="parse"/>'s result, or its <see cref="BtfFormatException"/> through <paramref name="error"/>.</summary>
+    private static bool TryParse(ReadOnlySpan<byte> blob, BlobParser parse, out BtfTypes? types, out BtfFormatException? error)
     {
         try
         {
-            types = ParseSplit(blob, baseBtf, limits);
+            types = parse(blob);
             error = null;
             return true;
         }
@@ -301,21 +307,8 @@ public sealed class BtfTypes
     /// Parses like <see cref="Parse(ReadOnlySpan{byte}, IntrospectionLimits)"/> but reports bad data through
     /// <paramref name="error"/> instead of throwing (convenient when trying several candidates).
     /// </summary>
-    public static bool TryParse(ReadOnlySpan<byte> blob, IntrospectionLimits limits, out BtfTypes? types, out BtfFormatException? error)
-    {
-        try
-        {
-            types = Parse(blob, limits);
-            error = null;
-            return true;
-        }
-        catch (BtfFormatException e)
-        {
-            types = null;
-            error = e;
-            return false;
-        }
-    }
+    public static bool TryParse(ReadOnlySpan<byte> blob, IntrospectionLimits limits, out BtfTypes? types, out BtfFormatException? error) =>
+        TryParse(blob, b => Parse(b, limits), out types, out error);
 
     /// <summary>One pass over the type section: record offsets, tail lengths, name offsets and referenced ids.</summary>
     /// <remarks>Runs once per process on a large input: compiled optimised at once rather than through tier 0.</remarks>

@@ -80,9 +80,6 @@ public sealed class IdleTasks(GuestReader reader, KernelOffsets offsets, KernelS
 {
     private const string Area = "idle tasks";
 
-    /// <summary>How the idle tasks were found, for `info`; null before <see cref="Read"/> or when none were.</summary>
-    public string? Evidence { get; private set; }
-
     public IReadOnlyList<IdleTask> Read()
     {
         if (offsets.RunQueue is not { } rq || !symbols.TryGetAddress("runqueues", out ulong runqueues))
@@ -178,16 +175,13 @@ public sealed class IdleTasks(GuestReader reader, KernelOffsets offsets, KernelS
             result.Add(new IdleTask(cpu, task with { IdleCpu = cpu }));
         }
         // i386: the per-CPU segment's base is the CPU's per-CPU offset; a vCPU in the kernel shows it in FS.
-        string check = "";
         if (word == 4)
         {
-            var fsBases = vcpus.Where(c => c.Fs is { } fs && reader.IsKernelPointer(fs.Base)).Select(c => c.Fs!.Value.Base).ToList();
-            var unknown = fsBases.Where(b => !perCpuOffsets.Contains(b)).ToList();
+            var unknown = vcpus.Where(c => c.Fs is { } fs && reader.IsKernelPointer(fs.Base)).Select(c => c.Fs!.Value.Base)
+                .Where(b => !perCpuOffsets.Contains(b)).ToList();
             if (unknown.Count > 0)
                 diagnostics.ReportIncomplete(Area, $"vCPU FS bases {string.Join(", ", unknown.Select(b => $"0x{b:x}"))} are not among the per-CPU offsets read from __per_cpu_offset ({code.Evidence})");
-            check = $"; {fsBases.Count - unknown.Count} of {vcpus.Count} vCPUs' FS bases equal their per-CPU offset";
         }
-        Evidence = $"{code.Evidence}; cpu 0's idle thread is init_task{check}";
         return result;
     }
 }
