@@ -65,6 +65,12 @@ public sealed class LinuxKernel
     /// <see cref="Offsets"/> were inferred from the data (<see cref="Inference"/> says how) or came from the offsets cache.</summary>
     public BtfTypes? Btf { get; }
     public KernelOffsets Offsets { get; }
+    /// <summary>Member offsets by name, from BTF or (without it) from <see cref="Offsets"/> as inferred.</summary>
+    public KernelLayouts Layouts => _layouts ??= new KernelLayouts(Btf, Offsets);
+    private KernelLayouts? _layouts;
+    /// <summary>Kernel data objects by name: kallsyms, else found by structure.</summary>
+    public KernelDataAddresses DataAddresses => _dataAddresses ??= new KernelDataAddresses(this);
+    private KernelDataAddresses? _dataAddresses;
     /// <summary>Where <see cref="Offsets"/> came from.</summary>
     public OffsetSource OffsetSource { get; }
     /// <summary>The constraint search's evidence (candidates, rules, decisions) when the offsets were inferred.</summary>

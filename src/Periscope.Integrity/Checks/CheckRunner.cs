@@ -16,13 +16,14 @@ public interface IKernelFacts
     bool HasBtf => true;
 }
 
-/// <summary>The facts of a kernel rebuilt from guest memory: kallsyms and BTF.</summary>
+/// <summary>The facts of a kernel rebuilt from guest memory: data objects from kallsyms or found by structure, member
+/// offsets from BTF or inferred.</summary>
 public sealed class KernelFacts(LinuxKernel kernel) : IKernelFacts
 {
-    public bool HasSymbol(string name) => kernel.Symbols.TryGetAddress(name, out _);
+    public bool HasSymbol(string name) => kernel.DataAddresses.TryGetAddress(name, out _);
     public bool HasBtf => kernel.Btf is not null;
-    public bool HasStruct(string name) => kernel.Btf?.FindStruct(name) is not null;
-    public bool HasMember(string structName, string path) => kernel.Btf?.FindStruct(structName)?.HasMember(path) == true;
+    public bool HasStruct(string name) => kernel.Layouts.HasStruct(name);
+    public bool HasMember(string structName, string path) => kernel.Layouts.HasMember(structName, path);
 }
 
 /// <summary>The symbols and BTF members a check cannot run without.</summary>
@@ -118,8 +119,11 @@ public static class CheckRunner
         var symbols = requires.Symbols.Where(s => !facts.HasSymbol(s)).ToList();
         var types = requires.Types.Select(t => t.Struct).Where(t => !facts.HasStruct(t)).Distinct().ToList();
         var parts = new List<string>();
-        if (symbols.Count > 0) parts.Add($"the data symbol{(symbols.Count > 1 ? "s" : "")} {string.Join(", ", symbols)} (not in kallsyms)");
-        if (types.Count > 0) parts.Add($"the layout of struct {string.Join(", ", types)} (BTF only; not inferred)");
+        var members = requires.Types.Where(t => facts.HasStruct(t.Struct) && t.Member is not null && !facts.HasMember(t.Struct, t.Member))
+            .Select(t => $"{t.Struct}.{t.Member}").Distinct().ToList();
+        if (symbols.Count > 0) parts.Add($"the data symbol{(symbols.Count > 1 ? "s" : "")} {string.Join(", ", symbols)} (not in kallsyms, not found by structure)");
+        if (types.Count > 0) parts.Add($"the layout of struct {string.Join(", ", types)} (not inferred)");
+        if (members.Count > 0) parts.Add($"the member{(members.Count > 1 ? "s" : "")} {string.Join(", ", members)} (not inferred)");
         return $"not on this kernel (no BTF, offsets inferred): needs {string.Join(" and ", parts)}";
     }
 

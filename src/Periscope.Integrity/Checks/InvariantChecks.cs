@@ -129,8 +129,8 @@ public sealed class InvariantChecks
 
     private string Where(ulong va) => Context.ModuleAt(va) is { } m ? $"module {m.Name}" : InKernelText(va) ? "kernel text" : "outside kernel text and modules";
 
-    private ulong Offset(string structName, string path) =>
-        (ulong)(_kernel.Btf?.FindStruct(structName) ?? throw new KernelModelException($"BTF has no struct {structName}")).Offset(path);
+    /// <summary>From BTF, or inferred when the kernel has none (<see cref="LinuxKernel.Layouts"/>).</summary>
+    private ulong Offset(string structName, string path) => (ulong)_kernel.Layouts.Offset(structName, path);
 
     /// <summary>Reads what a task_struct says about itself; null when its pid cannot be read at all.</summary>
     private TaskFacts? ReadFacts(ulong task)
@@ -244,7 +244,7 @@ public sealed class InvariantChecks
     /// </summary>
     public void ModuleArea(CheckRun run)
     {
-        _kernel.Symbols.TryGetAddress("vmap_area_list", out ulong head);
+        _kernel.DataAddresses.TryGetAddress("vmap_area_list", out ulong head);
         int list = checked((int)Offset("vmap_area", "list"));
         ulong start = Offset("vmap_area", "va_start"), end = Offset("vmap_area", "va_end");
         var modules = _kernel.Modules;
@@ -282,7 +282,7 @@ public sealed class InvariantChecks
     /// <summary>Every task reachable from the pid namespace's IDR (pid → tasks[PIDTYPE_PID]) must be on the task list.</summary>
     public void PidNamespace(CheckRun run)
     {
-        _kernel.Symbols.TryGetAddress("init_pid_ns", out ulong ns);
+        _kernel.DataAddresses.TryGetAddress("init_pid_ns", out ulong ns);
         ulong xaHead = ns + Offset("pid_namespace", "idr.idr_rt.xa_head");
         var node = _kernel.Btf!.FindStruct("xa_node")!;
         ulong slotsOff = (ulong)node.Offset("slots");
@@ -365,7 +365,7 @@ public sealed class InvariantChecks
     /// </summary>
     public void RunQueues(CheckRun run)
     {
-        _kernel.Symbols.TryGetAddress("runqueues", out ulong runqueues);
+        _kernel.DataAddresses.TryGetAddress("runqueues", out ulong runqueues);
         var walker = new RunQueueWalker(this, run);
         if (walker.RtQueues is <= 0 or > MaxRtPriorities)
         {

