@@ -21,12 +21,19 @@ public static class TaskFlagBits
 
     private sealed record Era(int Major, int Minor, uint Undefined, string Source);
 
+    // Each set is the bits undefined in EVERY release of its era this machine's mirror has: stable updates fill holes.
+    // PF_NO_NOTIFY_SIGNAL (0x00800000) is a hole in 6.1.176, 6.12.95 and 7.3-rc7 and defined in 6.1.192, 6.12.117 and
+    // 7.3.4, so no era calls it undefined.
     private static readonly Era[] Eras =
     [
         new(6, 1, 0x00004000 | 0x00010000 | 0x01000000 | 0x02000000 | 0x20000000 | 0x40000000,
-            "Debian linux-headers-6.1.0-57-common, include/linux/sched.h"),
-        new(6, 12, 0x00800000 | 0x01000000 | 0x02000000 | 0x40000000,
-            "Debian linux-headers-6.12.113+deb12-common, include/linux/sched.h"),
+            "Debian linux-headers-6.1.0-50-common (6.1.176) and 6.1.0-57-common (6.1.192), include/linux/sched.h"),
+        new(6, 12, 0x01000000 | 0x02000000 | 0x40000000,
+            "Debian linux-headers-6.12.95+deb12-common and 6.12.117+deb13-common, include/linux/sched.h"),
+        new(7, 2, 0x01000000 | 0x02000000 | 0x40000000,
+            "Debian linux-headers-7.2.6+deb13-common and 7.2.13+deb14-common, include/linux/sched.h"),
+        new(7, 3, 0x01000000 | 0x02000000 | 0x40000000,
+            "Debian linux-headers-7.3-common (7.3-rc7) and 7.3.4+deb13-common, include/linux/sched.h"),
     ];
 
     /// <summary>The bits Linux <paramref name="major"/>.<paramref name="minor"/> does not define, if that era is listed.</summary>

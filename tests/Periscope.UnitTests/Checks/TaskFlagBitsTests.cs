@@ -42,10 +42,26 @@ public sealed class TaskFlagBitsTests
         Assert.NotEqual(0u, holes & 0x40000000);
     }
 
+    /// <summary>Stable updates defined PF_NO_NOTIFY_SIGNAL in a hole (6.1.192, 6.12.117, 7.3.4): no era may call it
+    /// undefined, or a clean kernel's task using it would be reported as marked by a rootkit.</summary>
+    [Theory]
+    [InlineData(6, 1)]
+    [InlineData(6, 12)]
+    [InlineData(7, 2)]
+    [InlineData(7, 3)]
+    public void A_bit_a_stable_update_defined_is_never_a_hole(int major, int minor)
+    {
+        Assert.True(TaskFlagBits.TryGetUndefined(major, minor, out uint holes));
+        Assert.Equal(0u, holes & 0x00800000);
+        Assert.Equal(0x01000000u | 0x02000000 | 0x40000000, holes & (0x01000000u | 0x02000000 | 0x40000000));
+        Assert.Equal(0u, holes & (TaskFlagBits.Kthread | TaskFlagBits.Idle));
+    }
+
     [Theory]
     [InlineData(6, 5)]
     [InlineData(5, 10)]
-    [InlineData(7, 3)]
+    [InlineData(7, 1)]
+    [InlineData(7, 4)]
     public void Unlisted_versions_get_no_guess(int major, int minor) => Assert.False(TaskFlagBits.TryGetUndefined(major, minor, out _));
 
     [Fact]
