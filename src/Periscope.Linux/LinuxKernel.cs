@@ -29,9 +29,10 @@ public sealed class LinuxKernel
 
     private LinuxKernel(IDirectPhysicalMemory memory, GuestReader reader, IntrospectionLimits limits, DiscoveryLog log, KernelLayout layout,
         KernelSymbols symbols, KallsymsLocation kallsyms, BtfTypes? btf, KernelOffsets offsets, string banner, InferenceReport? inference, OffsetSource offsetSource,
-        IReadOnlyList<CpuState> cpus)
+        IReadOnlyList<CpuState> cpus, string? dumpVmcoreInfo)
     {
         _memory = memory;
+        _dumpVmcoreInfo = dumpVmcoreInfo;
         Cpus = cpus;
         Limits = limits;
         Log = log;
@@ -66,9 +67,32 @@ public sealed class LinuxKernel
     public BtfTypes? Btf { get; }
     public KernelOffsets Offsets { get; }
     /// <summary>Member offsets by name, from BTF or (without it) from <see cref="Offsets"/> as inferred.</summary>
-    public KernelLayouts Layouts => _layouts ??= new KernelLayouts(Btf, Offsets);
+    public KernelLayouts Layouts => _layouts ??= new KernelLayouts(Btf, Offsets, Btf is null ? VmcoreInfo : null);
     private KernelLayouts? _layouts;
-    /// <summary>Kernel data objects by name: kallsyms, else found by structure.</summary>
+    /// <summary>The kernel's VMCOREINFO: the dump's note when it names this kernel's release, else the kernel's own note
+    /// in its memory; null when neither is found (the reason is logged).</summary>
+    public KernelVmcoreInfo? VmcoreInfo
+    {
+        get
+        {
+            if (_vmcoreInfoRead) return _vmcoreInfo;
+            _vmcoreInfoRead = true;
+            string? reason = null;
+            if (_dumpVmcoreInfo is not null)
+            {
+                var fromDump = KernelVmcoreInfo.Parse(_dumpVmcoreInfo, "the dump's VMCOREINFO note");
+                if (fromDump.OsRelease == Release) return _vmcoreInfo = fromDump;
+                reason = $"the dump's VMCOREINFO names release '{fromDump.OsRelease}', not '{Release}'";
+            }
+            _vmcoreInfo = KernelVmcoreInfo.FromKernelMemory(Reader, Symbols, Release, out string? fromMemory);
+            if (_vmcoreInfo is null) Log.Fact("VMCOREINFO", "not found", reason is null ? fromMemory! : $"{reason}; {fromMemory}");
+            return _vmcoreInfo;
+        }
+    }
+    private readonly string? _dumpVmcoreInfo;
+    private KernelVmcoreInfo? _vmcoreInfo;
+    private bool _vmcoreInfoRead;
+    /// <summary>Kernel data objects by name: kallsyms, else VMCOREINFO, else found by structure.</summary>
     public KernelDataAddresses DataAddresses => _dataAddresses ??= new KernelDataAddresses(this);
     private KernelDataAddresses? _dataAddresses;
     /// <summary>Where <see cref="Offsets"/> came from.</summary>
@@ -292,7 +316,7 @@ public sealed class LinuxKernel
                 log.Fact("modules", $"0x{modulesHead:x}", "not in kallsyms: the one list_head in the kernel's data cycling through module-area nodes shaped like struct module");
         }
         ConfirmWithVmcoreInfo(vmcoreInfo, layout, symbols, log);
-        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner, inference, source, cpus);
+        return new LinuxKernel(memory, reader, limits, log, layout, symbols, kallsyms.Location, btf, offsets, banner, inference, source, cpus, vmcoreInfo);
     }
 
     /// <summary>One readable line: how many candidates were rejected, and the reasons of the ones that got furthest (a

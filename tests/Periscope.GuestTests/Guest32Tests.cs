@@ -57,6 +57,8 @@ public abstract class Guest32Fixture : IDisposable
     public Dictionary<string, ulong> Symbols { get; } = [];
     /// <summary>The core (non-module) lines of the guest's /proc/kallsyms, in its order.</summary>
     public List<(ulong Address, char Type, string Name)> KallsymsLines { get; } = [];
+    /// <summary>The guest's own `dmesg -r` lines (truth.d/dmesg.sh), in its order.</summary>
+    public List<string> DmesgLines { get; } = [];
     /// <summary>The module lines of the guest's /proc/kallsyms ("d080c230 t name\t[module]"), in its order.</summary>
     public List<string> ModuleKallsymsLines { get; } = [];
     /// <summary>The guest's /proc view but kallsyms: processes with their threads, modules, every process's maps.</summary>
@@ -106,6 +108,7 @@ public abstract class Guest32Fixture : IDisposable
                 continue;
             }
             if (section == "banner" && line.Length > 0) Banner = line;
+            else if (section == "dmesg" && line.Length > 0) DmesgLines.Add(line);
             else if (section == "kallsyms" && line.Contains('\t')) ModuleKallsymsLines.Add(line);
             else if (section == "kallsyms")
             {
@@ -380,6 +383,49 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         Assert.True(root.GetProperty("regions").GetInt32() >= 5 + 2 * guest.Truth.Modules.Count, output);
         var incomplete = root.GetProperty("incomplete").EnumerateArray().Select(e => e.GetString()!).ToList();
         Assert.DoesNotContain(incomplete, i => i.Contains("region skipped", StringComparison.Ordinal));
+    }
+
+    /// <summary>dmesg without BTF: the printk ring's layout from the kernel's VMCOREINFO, its ids and positions in 4-byte
+    /// words. Every line the guest printed with `dmesg -r` must be ours, in order, byte for byte.</summary>
+    [Fact]
+    public void Dmesg_equals_the_guests_own_dmesg_with_the_layout_from_VMCOREINFO()
+    {
+        Assert.True(guest.DmesgLines.Count > 50, $"the guest printed only {guest.DmesgLines.Count} dmesg lines");
+        var kernel = guest.Dump.Kernel;
+        Assert.Null(kernel.Btf);
+        Assert.Contains("VMCOREINFO", PrintkLayout.Of(kernel).Source);
+        var ours = new PrintkLog(kernel).Read().SelectMany(r => r.SyslogLines()).ToList();
+        Assert.True(ours.Count >= guest.DmesgLines.Count, $"ours has {ours.Count} lines, the guest printed {guest.DmesgLines.Count}");
+        for (int i = 0; i < guest.DmesgLines.Count; i++) Assert.Equal(guest.DmesgLines[i], ours[i]);
+    }
+
+    /// <summary>A live guest has no dump note: VMCOREINFO is read from the kernel's own note (through
+    /// paddr_vmcoreinfo_note's code) and must state what the dump's note states.</summary>
+    [Fact]
+    public void Live_VMCOREINFO_comes_from_the_kernels_own_note_and_equals_the_dumps()
+    {
+        var fromDump = guest.Dump.Kernel.VmcoreInfo;
+        Assert.NotNull(fromDump);
+        Assert.Equal("the dump's VMCOREINFO note", fromDump.Source);
+        using var live = guest.AttachLive();
+        using (live.Pause())
+        {
+            var fromMemory = live.Kernel.VmcoreInfo;
+            Assert.NotNull(fromMemory);
+            Assert.Contains("paddr_vmcoreinfo_note", fromMemory.Source);
+            Assert.Equal(guest.Dump.Kernel.Release, fromMemory.OsRelease);
+            foreach (var name in new[] { "prb", "vmap_area_list", "init_uts_ns" })
+            {
+                Assert.True(fromDump.TryGetSymbol(name, out ulong a), name);
+                Assert.True(fromMemory.TryGetSymbol(name, out ulong b), name);
+                Assert.Equal(a, b);
+                Assert.True(live.Kernel.DataAddresses.TryGet(name, out var found));
+                Assert.Equal(a, found.Address);
+            }
+            Assert.True(fromMemory.TryGetOffset("printk_info", "text_len", out int textLen));
+            Assert.True(fromDump.TryGetOffset("printk_info", "text_len", out int dumpTextLen));
+            Assert.Equal(dumpTextLen, textLen);
+        }
     }
 
     /// <summary>ps from the live guest (QMP registers, the RAM file), paused while read (a running guest can change its task

@@ -18,6 +18,21 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
 
     private Target OpenNoBtf() => Target.OpenDump(guest.DumpPath, new TargetOptions { NoBtf = true });
 
+    /// <summary>dmesg without BTF reads the printk ring through the layout the kernel publishes in VMCOREINFO: every
+    /// record must equal the one read through BTF, and the layouts must agree member by member.</summary>
+    [Fact]
+    public void Dmesg_without_BTF_equals_dmesg_with_BTF_through_the_VMCOREINFO_layout()
+    {
+        using var t = OpenNoBtf();
+        var withoutBtf = PrintkLayout.Of(t.Kernel);
+        Assert.Equal("the dump's VMCOREINFO note", withoutBtf.Source);
+        Assert.Equal(PrintkLayout.Of(WithBtf) with { Source = "" }, withoutBtf with { Source = "" });
+        var ours = new PrintkLog(t.Kernel).Read();
+        var theirs = new PrintkLog(WithBtf).Read();
+        Assert.True(theirs.Count > 50);
+        Assert.Equal(theirs, ours);
+    }
+
     [Fact]
     public void Every_inferred_offset_equals_the_BTF_offset()
     {

@@ -5,7 +5,8 @@ public readonly record struct DataAddress(string Name, ulong Address, string How
 
 /// <summary>
 /// Kernel data objects the checks and evidence need by name (init_pid_ns, runqueues, vmap_area_list…): from kallsyms
-/// when it has data symbols, else found by the object's own structure or by the code that uses it (kernels built
+/// when it has data symbols, else from the kernel's VMCOREINFO (which names a few: vmap_area_list before 6.9, prb, …),
+/// else found by the object's own structure or by the code that uses it (kernels built
 /// without CONFIG_KALLSYMS_ALL, such as Debian's i386 ones). Each finder is bounded and returns null rather than
 /// guess; results are kept for the kernel's lifetime, misses too.
 /// </summary>
@@ -30,6 +31,8 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     private DataAddress? Find(string name)
     {
         if (kernel.Symbols.TryGetAddress(name, out ulong address)) return new DataAddress(name, address, "kallsyms");
+        if (kernel.VmcoreInfo is { } info && info.TryGetSymbol(name, out address) && kernel.Reader.IsKernelPointer(address))
+            return new DataAddress(name, address, $"SYMBOL({name}) in {info.Source}");
         try
         {
             return FindByStructure(name);
@@ -44,6 +47,8 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
     private DataAddress? FindByStructure(string name) => name switch
     {
+        "modules" => kernel.Inference?.ModulesHead is { } head
+            ? new DataAddress(name, head, "the one list_head in the kernel's data cycling through module-area nodes shaped like struct module") : null,
         _ => null,
     };
 }

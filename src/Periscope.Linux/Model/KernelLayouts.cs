@@ -5,18 +5,21 @@ namespace Periscope.Linux.Model;
 
 /// <summary>
 /// Struct member offsets by the kernel's own names ("pid", "numbers"), from BTF when the kernel has it, else from the
-/// offsets inferred from the data (<see cref="OffsetTable"/>: the same names, so code that asks by name runs on either).
-/// A member neither source knows is absent: callers say what they could not do, never guess.
+/// offsets inferred from the data (<see cref="OffsetTable"/>: the same names, so code that asks by name runs on either),
+/// and last from the kernel's VMCOREINFO (OFFSET(struct.member) lines the kernel publishes for crash tools; an inferred
+/// offset wins over it). A member no source knows is absent: callers say what they could not do, never guess.
 /// </summary>
 public sealed class KernelLayouts
 {
     private readonly BtfTypes? _btf;
+    private readonly KernelVmcoreInfo? _vmcoreInfo;
     private readonly Dictionary<(string Struct, string Member), int> _inferred = [];
     private readonly HashSet<string> _inferredStructs = [];
 
-    public KernelLayouts(BtfTypes? btf, KernelOffsets offsets)
+    public KernelLayouts(BtfTypes? btf, KernelOffsets offsets, KernelVmcoreInfo? vmcoreInfo = null)
     {
         _btf = btf;
+        _vmcoreInfo = vmcoreInfo;
         if (btf is not null) return;
         foreach (var e in OffsetTable.Of(offsets))
         {
@@ -28,7 +31,8 @@ public sealed class KernelLayouts
     /// <summary>True when the offsets come from BTF (every struct the kernel defines is known).</summary>
     public bool FromBtf => _btf is not null;
 
-    public bool HasStruct(string name) => _btf is not null ? _btf.FindStruct(name) is not null : _inferredStructs.Contains(name);
+    public bool HasStruct(string name) =>
+        _btf is not null ? _btf.FindStruct(name) is not null : _inferredStructs.Contains(name) || _vmcoreInfo?.DescribesStruct(name) == true;
 
     public bool HasMember(string structName, string path) => TryOffset(structName, path, out _);
 
@@ -36,7 +40,7 @@ public sealed class KernelLayouts
     public bool TryOffset(string structName, string path, out int offset)
     {
         offset = 0;
-        if (_btf is null) return _inferred.TryGetValue((structName, path), out offset);
+        if (_btf is null) return _inferred.TryGetValue((structName, path), out offset) || _vmcoreInfo?.TryGetOffset(structName, path, out offset) == true;
         if (_btf.FindStruct(structName) is not { } s || !s.HasMember(path)) return false;
         long value = s.Offset(path);
         // A flexible array member (pid.numbers[]) starts where its struct ends.

@@ -1,7 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using Periscope.Linux.Btf;
-using Periscope.Linux.Objects;
 
 namespace Periscope.Linux.Model;
 
@@ -42,84 +40,71 @@ public sealed record LogRecord(ulong Sequence, ulong TimestampNs, LogLevel Level
 /// </summary>
 public sealed class PrintkLog(LinuxKernel kernel)
 {
-    // Descriptor state in the top two bits of state_var (DESC_SV_BITS = BITS_PER_LONG, DESC_FLAGS_SHIFT = 62):
+    // Descriptor state in the top two bits of state_var (DESC_SV_BITS = BITS_PER_LONG, DESC_FLAGS_SHIFT = BITS_PER_LONG - 2):
     // enum desc_state { desc_miss = -1, desc_reserved = 0, desc_committed = 1, desc_finalized = 2, desc_reusable = 3 }.
-    // These are macros and a function-local enum that BTF does not carry; they are the same from 5.10 to 7.x.
-    private const int DescFlagsShift = 62;
-    private const ulong DescIdMask = (1UL << DescFlagsShift) - 1;
+    // These are macros and a function-local enum that BTF does not carry; they are the same from 5.10 to 7.x. Ids, lpos
+    // and each data block's leading owner id are unsigned longs: the guest's word.
     private const int DescCommitted = 1, DescFinalized = 2;
-    /// <summary>Each data block starts with the unsigned long id of the descriptor that owns it.</summary>
-    private const int DataBlockIdSize = 8;
 
     /// <summary>The records, oldest first. Problems (a ring too large, unreadable memory) are reported to the kernel's
     /// Diagnostics and leave the list incomplete; a kernel without the lockless ring buffer raises KernelModelException.</summary>
     public IReadOnlyList<LogRecord> Read()
     {
-        var objects = kernel.Objects;
         var limits = kernel.Limits;
-        if (!kernel.Symbols.TryGetAddress("prb", out ulong prbVar))
-            throw new KernelModelException("kallsyms has no 'prb': not a kernel with the lockless printk ring buffer (5.10 or later)");
-        var rb = objects.Object("printk_ringbuffer", ReadPointer(prbVar, "prb"));
-        var desc = rb["desc_ring"];
-        var text = rb["text_data_ring"];
-        int countBits = (int)desc["count_bits"].ReadUInt64();
-        int sizeBits = (int)text["size_bits"].ReadUInt64();
+        if (!kernel.DataAddresses.TryGetAddress("prb", out ulong prbVar))
+            throw new KernelModelException("neither kallsyms nor VMCOREINFO names 'prb': not a kernel with the lockless printk ring buffer (5.10 or later)");
+        var l = PrintkLayout.Of(kernel);
+        int word = kernel.Reader.PointerSize;
+        int flagsShift = word * 8 - 2;
+        ulong idMask = (1UL << flagsShift) - 1;
+        ulong rb = ReadPointer(prbVar, "prb");
+        ulong descRing = rb + (ulong)l.DescRing, textRing = rb + (ulong)l.TextDataRing;
+        int countBits = (int)ReadU32(descRing + (ulong)l.CountBits, "desc_ring.count_bits");
+        int sizeBits = (int)ReadU32(textRing + (ulong)l.SizeBits, "text_data_ring.size_bits");
         if (countBits is < 0 or > 30 || (1L << countBits) > limits.MaxPrintkRecords)
             throw new KernelModelException($"printk ring: count_bits = {countBits} asks for more than MaxPrintkRecords = {limits.MaxPrintkRecords} descriptors");
         if (sizeBits is < 0 or > 30 || (1L << sizeBits) > limits.MaxPrintkTextBytes)
             throw new KernelModelException($"printk ring: size_bits = {sizeBits} asks for more than MaxPrintkTextBytes = {limits.MaxPrintkTextBytes} bytes");
         long count = 1L << countBits, size = 1L << sizeBits;
-
-        var descType = objects.Type("prb_desc");
-        var infoType = objects.Type("printk_info");
-        var descLayout = descType.Layout!;
-        var infoLayout = infoType.Layout!;
-        int descSize = (int)descType.Size, infoSize = (int)infoType.Size;
-        if (descSize <= 0 || infoSize <= 0 || count * Math.Max(descSize, infoSize) > limits.MaxGuestAllocation * 64L)
+        int descSize = l.DescSize, infoSize = l.InfoSize;
+        if (count * Math.Max(descSize, infoSize) > limits.MaxGuestAllocation * 64L)
             throw new KernelModelException($"printk ring: {count} descriptors of {descSize} and {infoSize} bytes are more than this reader allocates");
-        int svOff = (int)descLayout.Offset("state_var");
-        int beginOff = (int)descLayout.Offset("text_blk_lpos.begin"), nextOff = (int)descLayout.Offset("text_blk_lpos.next");
-        int seqOff = (int)infoLayout.Offset("seq"), tsOff = (int)infoLayout.Offset("ts_nsec"), lenOff = (int)infoLayout.Offset("text_len");
-        int facOff = (int)infoLayout.Offset("facility");
-        BtfMember level = infoLayout.GetMember("level");
-        int? callerOff = infoLayout.HasMember("caller_id") ? (int)infoLayout.Offset("caller_id") : null;
-        CheckInside(descLayout, descSize, svOff + 8, beginOff + 8, nextOff + 8);
-        CheckInside(infoLayout, infoSize, seqOff + 8, tsOff + 8, lenOff + 2, facOff + 1, (int)((level.BitOffset + level.BitfieldSize + 7) / 8), (callerOff ?? 0) + 4);
 
-        var descs = ReadArray(desc["descs"].ReadPointer(), count * descSize, "descriptor ring");
-        var infos = ReadArray(desc["infos"].ReadPointer(), count * infoSize, "info ring");
-        var data = ReadArray(text["data"].ReadPointer(), size, "text data ring");
-        ulong tail = desc["tail_id.counter"].ReadUInt64() & DescIdMask, head = desc["head_id.counter"].ReadUInt64() & DescIdMask;
+        var descs = ReadArray(ReadPointer(descRing + (ulong)l.Descs, "desc_ring.descs"), count * descSize, "descriptor ring");
+        var infos = ReadArray(ReadPointer(descRing + (ulong)l.Infos, "desc_ring.infos"), count * infoSize, "info ring");
+        var data = ReadArray(ReadPointer(textRing + (ulong)l.Data, "text_data_ring.data"), size, "text data ring");
+        ulong tail = ReadWord(descRing + (ulong)l.TailId, "desc_ring.tail_id") & idMask;
+        ulong head = ReadWord(descRing + (ulong)l.HeadId, "desc_ring.head_id") & idMask;
 
         var records = new List<LogRecord>();
         // At most `count` ids lie between tail and head; a hostile pair of ids cannot make the loop longer.
-        ulong span = (head - tail) & DescIdMask;
+        ulong span = (head - tail) & idMask;
         if (span >= (ulong)count)
         {
             kernel.Diagnostics.ReportIncomplete("printk", $"tail_id 0x{tail:x} and head_id 0x{head:x} are {span} apart, more than the {count} descriptors: reading the last {count}");
-            tail = (head - (ulong)count + 1) & DescIdMask;
+            tail = (head - (ulong)count + 1) & idMask;
         }
-        for (ulong id = tail; ; id = (id + 1) & DescIdMask)
+        for (ulong id = tail; ; id = (id + 1) & idMask)
         {
             long index = (long)(id & (ulong)(count - 1));
             var d = descs.AsSpan((int)(index * descSize), descSize);
-            ulong sv = BinaryPrimitives.ReadUInt64LittleEndian(d[svOff..]);
-            int state = (int)(sv >> DescFlagsShift);
-            if ((sv & DescIdMask) == id && state is DescCommitted or DescFinalized)
+            ulong sv = Word(d[l.StateVar..], word);
+            int state = (int)(sv >> flagsShift);
+            if ((sv & idMask) == id && state is DescCommitted or DescFinalized)
             {
                 var info = infos.AsSpan((int)(index * infoSize), infoSize);
-                ulong begin = BinaryPrimitives.ReadUInt64LittleEndian(d[beginOff..]);
-                ulong next = BinaryPrimitives.ReadUInt64LittleEndian(d[nextOff..]);
-                int textLen = BinaryPrimitives.ReadUInt16LittleEndian(info[lenOff..]);
-                var (message, truncated) = Text(data, sizeBits, begin, next, textLen);
-                int levelByte = (int)(level.BitOffset / 8), levelShift = (int)(level.BitOffset % 8);
-                ulong levelBits = (ulong)(info[levelByte] | (levelShift + level.BitfieldSize > 8 && levelByte + 1 < info.Length ? info[levelByte + 1] << 8 : 0)) >> levelShift;
+                ulong begin = Word(d[l.Begin..], word);
+                ulong next = Word(d[l.Next..], word);
+                int textLen = BinaryPrimitives.ReadUInt16LittleEndian(info[l.TextLen..]);
+                var (message, truncated) = Text(data, sizeBits, begin, next, textLen, word);
+                int levelByte = l.LevelBitOffset / 8, levelShift = l.LevelBitOffset % 8;
+                ulong levelBits = (ulong)(info[levelByte] | (levelShift + l.LevelBits > 8 && levelByte + 1 < info.Length ? info[levelByte + 1] << 8 : 0)) >> levelShift;
                 records.Add(new LogRecord(
-                    BinaryPrimitives.ReadUInt64LittleEndian(info[seqOff..]),
-                    BinaryPrimitives.ReadUInt64LittleEndian(info[tsOff..]),
-                    (LogLevel)(levelBits & ((1UL << Math.Clamp(level.BitfieldSize, 1, 8)) - 1) & 7),
-                    info[facOff],
-                    callerOff is { } c ? BinaryPrimitives.ReadUInt32LittleEndian(info[c..]) : 0,
+                    BinaryPrimitives.ReadUInt64LittleEndian(info[l.Seq..]),
+                    BinaryPrimitives.ReadUInt64LittleEndian(info[l.TsNsec..]),
+                    (LogLevel)(levelBits & ((1UL << Math.Clamp(l.LevelBits, 1, 8)) - 1) & 7),
+                    info[l.Facility],
+                    l.CallerId is { } c ? BinaryPrimitives.ReadUInt32LittleEndian(info[c..]) : 0,
                     message, truncated));
             }
             if (id == head) break;
@@ -127,9 +112,12 @@ public sealed class PrintkLog(LinuxKernel kernel)
         return records;
     }
 
+    private static ulong Word(ReadOnlySpan<byte> bytes, int word) =>
+        word == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes) : BinaryPrimitives.ReadUInt32LittleEndian(bytes);
+
     /// <summary>get_data(): a block that does not wrap lies at DATA_INDEX(begin); one that wraps starts again at the ring's
     /// first byte. Data-less records (lpos with bit 0 set) have empty text.</summary>
-    private static (string Text, bool Truncated) Text(byte[] data, int sizeBits, ulong begin, ulong next, int textLen)
+    private static (string Text, bool Truncated) Text(byte[] data, int sizeBits, ulong begin, ulong next, int textLen, int dataBlockIdSize)
     {
         if ((begin & 1) != 0 || (next & 1) != 0 || textLen == 0) return ("", textLen != 0);
         ulong mask = (1UL << sizeBits) - 1;
@@ -138,16 +126,23 @@ public sealed class PrintkLog(LinuxKernel kernel)
         if (beginWraps == nextWraps && next > begin) { start = (long)(begin & mask); length = (long)(next - begin); }
         else if (beginWraps + 1 == nextWraps) { start = 0; length = (long)(next & mask); }
         else return ("", true);
-        if (start + length > data.Length || length < DataBlockIdSize) return ("", true);
-        int available = (int)length - DataBlockIdSize;
+        if (start + length > data.Length || length < dataBlockIdSize) return ("", true);
+        int available = (int)length - dataBlockIdSize;
         int n = Math.Min(textLen, available);
-        string s = Encoding.UTF8.GetString(data, (int)start + DataBlockIdSize, n);
+        string s = Encoding.UTF8.GetString(data, (int)start + dataBlockIdSize, n);
         if (s.EndsWith('\n')) s = s[..^1];
         return (s, n < textLen);
     }
 
     private ulong ReadPointer(ulong va, string what) =>
         kernel.Reader.TryPointer(va, out ulong p) && p != 0 ? p : throw new KernelModelException($"printk ring: cannot read the pointer {what} at 0x{va:x}");
+
+    /// <summary>An unsigned long or atomic_long_t (ids, lpos): the guest's word.</summary>
+    private ulong ReadWord(ulong va, string what) =>
+        kernel.Reader.TryPointer(va, out ulong v) ? v : throw new KernelModelException($"printk ring: cannot read {what} at 0x{va:x}");
+
+    private uint ReadU32(ulong va, string what) =>
+        kernel.Reader.TryU32(va, out uint v) ? v : throw new KernelModelException($"printk ring: cannot read {what} at 0x{va:x}");
 
     private byte[] ReadArray(ulong va, long length, string what)
     {
@@ -156,11 +151,5 @@ public sealed class PrintkLog(LinuxKernel kernel)
         if (got != length)
             kernel.Diagnostics.ReportIncomplete("printk", $"{what}: read {got} of {length} bytes at 0x{va:x}");
         return buffer;
-    }
-
-    private static void CheckInside(StructLayout layout, int size, params int[] ends)
-    {
-        foreach (int end in ends)
-            if (end > size || end < 0) throw new KernelModelException($"BTF: {layout} member ending at byte {end} lies outside its {size} bytes");
     }
 }
