@@ -133,7 +133,7 @@ public sealed class EvidenceCollector
     {
         var r = _kernel.Reader;
         string owner = $"module {m.Name} (0x{m.Address:x})";
-        if (_layout.ModuleTables is not { } mt) { _gaps.Add(new(EvidenceFamily.JumpLabels, $"{owner}: struct module tables not in BTF")); return; }
+        if (_layout.ModuleTables is not { } mt) { _gaps.Add(new(EvidenceFamily.JumpLabels, $"{owner}: struct module's tables unknown: {string.Join("; ", _layout.Missing)}")); return; }
         if (r.TryPointer(m.Address + (ulong)mt["jump_entries"], out ulong jt) && r.TryU32(m.Address + (ulong)mt["num_jump_entries"], out uint jn))
         {
             if (jn > 0 && _layout.JumpEntry is { } je) ReadJumpEntries(jt, jn * (ulong)je.Size, jumps, owner);

@@ -12,7 +12,7 @@ public sealed partial class OffsetInference
         var t = InferTasks();
         var m = InferMmAndVmas(t);
         InferModules();
-        InferFtraceOps(DataSymbol("ftrace_ops_list"), DataSymbol("ftrace_list_end"));
+        InferFtraceOps(FtraceOpsListAndEnd());
         InferCredIds();
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);

@@ -24,6 +24,7 @@ public sealed partial class OffsetInference
         for (int k = from; k + _p + 4 <= _structBytes; k += _p)
         {
             Step(modules.Count);
+            if (InModuleMemory(ev, k)) continue;
             if (TableFits(ev, modules, k, k + _p, jumpSize, X86PatchTableAbi.JumpEntryCode, X86PatchTableAbi.JumpEntryKey, IsJumpLabelSite, X86PatchTableAbi.JumpEntryTarget)) jumps.Add(k);
         }
         int? j = _report.Add("module", "jump_entries", jumps,
@@ -103,7 +104,9 @@ public sealed partial class OffsetInference
             for (int i = 0; i < check; i++)
             {
                 ulong field = t + (ulong)(i * entrySize + codeField);
-                ulong code = _r.Mode.Wrap(field + (ulong)(long)I32(entries, i * entrySize + codeField));
+                int relative = I32(entries, i * entrySize + codeField);
+                if (relative == 0) return false; // code at the entry itself: a zero entry, not a patch site
+                ulong code = _r.Mode.Wrap(field + (ulong)(long)relative);
                 ulong keyAt = t + (ulong)(i * entrySize + keyField);
                 ulong key = _r.Mode.Wrap(keyAt + (ulong)(long)I32(entries, i * entrySize + keyField)) & ~3UL;
                 if (!_moduleArea.Contains(code) || !IsKernel(key)) return false;
@@ -126,8 +129,17 @@ public sealed partial class OffsetInference
     /// NULL exactly when trampoline_size is 0, else in the module area (arch_ftrace_update_trampoline allocates it there)
     /// with a size below 64 KiB, and some registered ops has one.
     /// </summary>
-    private void InferFtraceOps(ulong listVar, ulong end)
+    /// <summary>ftrace_ops_list and ftrace_list_end from kallsyms, else from the code that walks them (no data symbols).</summary>
+    private (ulong List, ulong End) FtraceOpsListAndEnd()
     {
+        if (DataSymbol("ftrace_ops_list") is var l and not 0 && DataSymbol("ftrace_list_end") is var e and not 0) return (l, e);
+        Step(_limits.MaxDataFinderCodeBytes / 64);
+        return PatchTableDataSearch.FtraceOpsList(_r, _symbols, _limits) ?? (0, 0);
+    }
+
+    private void InferFtraceOps((ulong List, ulong End) ops)
+    {
+        var (listVar, end) = ops;
         const string S = "ftrace_ops";
         if (listVar == 0 || end == 0)
         {
@@ -137,30 +149,30 @@ public sealed partial class OffsetInference
         }
         ulong textStart = DataSymbol("_stext"), textEnd = DataSymbol("_etext");
         bool IsCode(ulong va) => va != 0 && ((va >= textStart && va < textEnd) || _moduleArea.Contains(va));
-        var ops = new List<byte[]>();
+        var registered = new List<byte[]>();
         ulong op = Ptr(listVar);
         var seen = new HashSet<ulong>();
         while (op != end)
         {
             Step();
-            if (ops.Count >= _limits.MaxFtraceNodes || !seen.Add(op) || SmallWindow(op) is not { } w || !IsCode(Word(w, 0)) || !IsKernel(Word(w, _p)))
+            if (registered.Count >= _limits.MaxFtraceNodes || !seen.Add(op) || SmallWindow(op) is not { } w || !IsCode(Word(w, 0)) || !IsKernel(Word(w, _p)))
             {
                 foreach (var m in (ReadOnlySpan<string>)["func", "next", "trampoline", "trampoline_size"])
                     _report.AddUnknown(S, m, $"the list from ftrace_ops_list does not reach ftrace_list_end through ops {{ func (code), next }} (at 0x{op:x})");
                 return;
             }
-            ops.Add(w);
+            registered.Add(w);
             op = Word(w, _p);
         }
         const string lead = "declared first and second since ftrace_ops exists; checked: from ftrace_ops_list, next reaches ftrace_list_end and every func is code";
         _report.AddStructural(S, "func", 0, lead);
         _report.AddStructural(S, "next", _p, lead);
         var candidates = new List<int>();
-        for (int k = 2 * _p; k + 2 * _p <= _smallBytes && ops.Count > 0; k += _p)
+        for (int k = 2 * _p; k + 2 * _p <= _smallBytes && registered.Count > 0; k += _p)
         {
-            Step(ops.Count);
+            Step(registered.Count);
             bool any = false, ok = true;
-            foreach (var w in ops)
+            foreach (var w in registered)
             {
                 ulong tramp = Word(w, k), size = Word(w, k + _p);
                 if ((tramp == 0) != (size == 0) || (tramp != 0 && (!_moduleArea.Contains(tramp) || size >= MaxFtraceTrampolineSize))) { ok = false; break; }
@@ -168,7 +180,7 @@ public sealed partial class OffsetInference
             }
             if (ok && any) candidates.Add(k);
         }
-        int? t = _report.Add(S, "trampoline", candidates, ops.Count == 0
+        int? t = _report.Add(S, "trampoline", candidates, registered.Count == 0
             ? "no ftrace_ops registered (ftrace_ops_list is ftrace_list_end): nothing to read, nothing to infer from"
             : "pointer NULL exactly when the word after it (trampoline_size) is 0, else in the module area with a size below 64 KiB; some registered ops has one");
         if (t is { } to) _report.AddStructural(S, "trampoline_size", to + _p, "unsigned long declared right after trampoline (checked with it)");
@@ -182,6 +194,11 @@ public sealed partial class OffsetInference
     /// <summary>An inline static-call site: call (e8), tail jmp (e9), the 5-byte NOP, ret (c3), or the 5-byte "xor eax,eax"
     /// of a NULL/return-0 target (2e 2e 2e 31 c0 in 6.1, 66 66 48 31 c0 since), as arch/x86/kernel/static_call.c writes them.</summary>
     private static bool IsStaticCallSite(byte first) => first is 0xe8 or 0xe9 or 0x0f or 0x3e or 0xc3 or 0x2e or 0x66;
+
+    /// <summary>Inside module.mem[] (6.4+): a { base, size } entry there is a region, and MOD_RO_AFTER_INIT's base is
+    /// the very address of the module's jump table, so it would pass for the table with its size as the count.</summary>
+    private static bool InModuleMemory(ModuleEvidence ev, int offset) =>
+        ev.MemLayout is { } l && offset >= l.Offset && offset < l.Offset + StructuralFacts.ModMemTypes * l.Stride;
 
     private ulong DataSymbol(string name) => _symbols.TryGetAddress(name, out ulong a) ? a : 0;
 

@@ -44,6 +44,11 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
     private DataAddress? FindByStructure(string name) => name switch
     {
+        "__start___jump_table" => Inference.PatchTableDataSearch.Find(kernel, name),
+        "__stop___jump_table" => Inference.PatchTableDataSearch.Find(kernel, name),
+        "ftrace_pages_start" => Inference.PatchTableDataSearch.Find(kernel, name),
+        "ftrace_ops_list" => Inference.PatchTableDataSearch.Find(kernel, name),
+        "ftrace_list_end" => Inference.PatchTableDataSearch.Find(kernel, name),
         _ => null,
     };
 }

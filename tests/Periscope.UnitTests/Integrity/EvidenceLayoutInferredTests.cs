@@ -123,4 +123,40 @@ public class EvidenceLayoutInferredTests
         Assert.Equal([], StaticCallSitesCode.Pairs(AddModule61[..10], 0xffffffff81000000, 0x1000));
         Assert.Equal([], StaticCallSitesCode.Pairs([], 0, 0x1000));
     }
+
+    [Fact]
+    public void Code_references_are_the_absolute_and_rip_relative_operands_and_immediates_up_to_ret()
+    {
+        byte[] i386 =
+        [
+            0xa1, 0x60, 0x45, 0x23, 0xc1,       // mov eax, [0xc1234560]     a load of a variable
+            0x3d, 0x00, 0x46, 0x23, 0xc1,       // cmp eax, 0xc1234600        an address as an immediate
+            0x83, 0xc0, 0x04,                   // add eax, 4                 not a kernel address
+            0xc3,                               // ret
+            0xb8, 0x11, 0x11, 0x11, 0xc1,       // mov eax, 0xc1111111        after ret: not this function
+        ];
+        Assert.Equal([(0xc1234560UL, true), (0xc1234600UL, false)],
+            PatchTableDataSearch.References(i386, 0xc1000000, 4, a => a >= 0xc0000000));
+        byte[] x64 =
+        [
+            0x48, 0x8b, 0x05, 0x00, 0x01, 0x00, 0x00,   // mov rax, [rip+0x100]
+            0x48, 0x3d, 0x00, 0x00, 0x20, 0x81,         // cmp rax, 0xffffffff81200000 (sign-extended imm32)
+            0xc3,
+        ];
+        Assert.Equal([(0xffffffff81000107UL, true), (0xffffffff81200000UL, false)],
+            PatchTableDataSearch.References(x64, 0xffffffff81000000, 8, a => a >= 0xffff800000000000));
+    }
+
+    [Fact]
+    public void Code_reference_decoder_survives_garbage()
+    {
+        var random = new Random(86);
+        for (int i = 0; i < 200; i++)
+        {
+            var junk = new byte[random.Next(0, 500)];
+            random.NextBytes(junk);
+            foreach (int size in (ReadOnlySpan<int>)[4, 8])
+                Assert.All(PatchTableDataSearch.References(junk, 0xc1000000, size, a => a >= 0xc0000000), r => Assert.True(r.Address >= 0xc0000000));
+        }
+    }
 }
