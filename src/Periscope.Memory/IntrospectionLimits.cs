@@ -311,6 +311,14 @@ public sealed record IntrospectionLimits
     /// <summary>Entries of the kernel's btf_modules list visited to find one module's BTF (one per loaded module).</summary>
     public int MaxBtfModules { get; init; } = 1 << 14;
 
+    // Integrity evidence without BTF (issue 8: verify --no-btf; jump labels, static calls, ftrace)
+    /// <summary>Entries of one module's jump-label or static-call table read while inferring where struct module keeps
+    /// the table (the first ones suffice to tell a table from another pointer/count pair).</summary>
+    public int MaxInferencePatchEntriesPerModule { get; init; } = 64;
+    /// <summary>Bytes of one kernel function decoded to find a data object its code uses (jump_label_init, ftrace
+    /// functions): the longest of them is a few hundred bytes.</summary>
+    public int MaxDataFinderCodeBytes { get; init; } = 4096;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -462,6 +470,9 @@ public sealed record IntrospectionLimits
         // Kernel module BTF
         Check(nameof(MaxModuleBtfBytes), MaxModuleBtfBytes, int.MaxValue);
         Check(nameof(MaxBtfModules), MaxBtfModules, Counts);
+        // Integrity evidence without BTF
+        Check(nameof(MaxInferencePatchEntriesPerModule), MaxInferencePatchEntriesPerModule, 1 << 20);
+        Check(nameof(MaxDataFinderCodeBytes), MaxDataFinderCodeBytes, 1 << 20);
         return this;
     }
 

@@ -22,82 +22,24 @@ public sealed class EvidenceCollector
     private readonly List<EvidenceGap> _gaps = [];
     private int _entryBudget;
 
-    private EvidenceCollector(LinuxKernel kernel)
+    private EvidenceCollector(LinuxKernel kernel, EvidenceLayout layout)
     {
         _kernel = kernel;
-        _layout = EvidenceLayout.FromBtf(kernel.Btf!);
+        _layout = layout;
         _entryBudget = kernel.Limits.MaxEvidenceEntries;
+        _wordSize = kernel.Reader.PointerSize;
     }
 
-    /// <summary>With BTF, every family through one BTF-derived layout; without it (offsets inferred), see <see cref="WithoutBtf"/>.</summary>
-    public static EvidenceSnapshot Collect(LinuxKernel kernel) => kernel.Btf is null ? WithoutBtf(kernel) : new EvidenceCollector(kernel).Run();
+    /// <summary>The guest's pointer and unsigned long size (4 on i386).</summary>
+    private readonly int _wordSize;
 
-    /// <summary>
-    /// Without BTF the model still has the listed modules (inferred struct module) and every code symbol (kallsyms text
-    /// symbols; each module's own symbols through the inferred module.kallsyms), so hooks and patches are attributed to
-    /// their owner. The allow-list tables need what inference does not give: their bounds are data symbols
-    /// (__start___jump_table, __start_static_call_sites, ftrace_pages_start, ftrace_ops_list, vmap_area_list) and their
-    /// entry layouts come from BTF; each is a gap with that reason, so verify stays incomplete rather than judging code
-    /// changes it has no record of.
-    /// </summary>
-    private static EvidenceSnapshot WithoutBtf(LinuxKernel kernel)
-    {
-        var gaps = new List<EvidenceGap>();
-        var s = kernel.Symbols;
-        ulong textStart = 0, textEnd = 0;
-        if (s.TryGetAddress("_stext", out ulong ts) && s.TryGetAddress("_etext", out ulong te) && te > ts
-            && te - ts <= kernel.Limits.MaxKernelRegionBytes) (textStart, textEnd) = (ts, te);
-        else gaps.Add(new(EvidenceFamily.Symbols, $"kernel text [_stext, _etext) missing or larger than {kernel.Limits.MaxKernelRegionBytes} bytes"));
+    /// <summary>Every family through one layout: BTF's, or without BTF the x86 ABI's fixed entry layouts and the inferred
+    /// members (<see cref="EvidenceLayout.FromInferred"/>). Table bounds are data objects asked of
+    /// <see cref="LinuxKernel.DataAddresses"/> (kallsyms, else found by the code that uses them).</summary>
+    public static EvidenceSnapshot Collect(LinuxKernel kernel) => new EvidenceCollector(kernel,
+        kernel.Btf is { } btf ? EvidenceLayout.FromBtf(btf) : EvidenceLayout.FromInferred(kernel.Offsets, kernel.Reader.PointerSize)).Run();
 
-        var listed = kernel.Modules.Where(m => m.Base != 0).ToList();
-        var modules = listed.Select(m => new ModuleEvidence(m.Address, m.Name, m.Base, m.Size, m.TextSize ?? 0, Hidden: false)).ToList();
-        var symbols = new List<CodeSymbol>();
-        if (textEnd > textStart)
-            foreach (var sym in s.All)
-                if (sym.Address >= textStart && sym.Address < textEnd) symbols.Add(new CodeSymbol(sym.Address, 0, sym.Name, 0));
-        ModuleCodeSymbols(kernel, modules, symbols, gaps);
-
-        const string NoBtf = "no BTF (offsets inferred)";
-        gaps.Add(new(EvidenceFamily.JumpLabels, $"{NoBtf}: the jump tables' bounds are data symbols and struct jump_entry / module.jump_entries come from BTF"));
-        gaps.Add(new(EvidenceFamily.StaticCalls, $"{NoBtf}: the static-call site tables' bounds are data symbols and their layout comes from BTF"));
-        gaps.Add(new(EvidenceFamily.FtraceRecords, $"{NoBtf}: ftrace_pages_start is a data symbol and struct ftrace_page / dyn_ftrace come from BTF"));
-        gaps.Add(new(EvidenceFamily.FtraceOps, $"{NoBtf}: ftrace_ops_list is a data symbol and struct ftrace_ops comes from BTF"));
-        gaps.Add(new(EvidenceFamily.FtraceEntry, $"{NoBtf}: ftrace's patch sites are judged with the ftrace records and ops, which are not read"));
-        gaps.Add(new(EvidenceFamily.HiddenModules, $"{NoBtf}: the module-area scan needs vmap_area_list (a data symbol) and struct vmap_area from BTF"));
-        gaps.Add(new(EvidenceFamily.BpfTrampolines, $"{NoBtf}: BPF trampolines are read through BTF-described bpf structures"));
-        return new EvidenceSnapshot
-        {
-            KernelTextStart = textStart, KernelTextEnd = textEnd, Modules = modules, Symbols = [.. symbols.OrderBy(x => x.Address)],
-            Gaps = gaps,
-        };
-    }
-
-    /// <summary>Each listed module's function symbols (type t/T) as the model reads them (the same list /proc/kallsyms
-    /// prints), each sized up to the next symbol of its module or the end of the module's core: ELF sizes are not read
-    /// without BTF's Elf_Sym layout, and a symbol must not reach past its module.</summary>
-    private static void ModuleCodeSymbols(LinuxKernel kernel, List<ModuleEvidence> modules, List<CodeSymbol> into, List<EvidenceGap> gaps)
-    {
-        if (kernel.Offsets.ModuleSymbols is null)
-        {
-            gaps.Add(new(EvidenceFamily.Symbols, "module symbols: module.kallsyms and its symbol table were not inferred"));
-            return;
-        }
-        var all = Periscope.Linux.Model.ModuleSymbols.Read(kernel);
-        foreach (var group in all.GroupBy(x => x.Module))
-        {
-            var owners = modules.Where(m => m.Name == group.Key).ToList();
-            var starts = group.Select(x => x.Address).Where(a => owners.Any(m => m.Contains(a))).Distinct().Order().ToArray();
-            foreach (var sym in group)
-            {
-                if (sym.Type is not ('t' or 'T')) continue;
-                var owner = owners.FirstOrDefault(m => m.Contains(sym.Address));
-                if (owner is null) continue;
-                int next = Array.BinarySearch(starts, sym.Address) + 1;
-                ulong end = next > 0 && next < starts.Length ? Math.Min(starts[next], owner.Base + owner.Size) : owner.Base + owner.Size;
-                into.Add(new CodeSymbol(sym.Address, Math.Max(1, end - sym.Address), sym.Name, owner.Address));
-            }
-        }
-    }
+    private ulong Word(ReadOnlySpan<byte> b) => _wordSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(b) : BinaryPrimitives.ReadUInt32LittleEndian(b);
 
     private EvidenceSnapshot Run()
     {
@@ -117,10 +59,12 @@ public sealed class EvidenceCollector
                 if (sym.Address >= textStart && sym.Address < textEnd) symbols.Add(new CodeSymbol(sym.Address, 0, sym.Name, 0));
         var jumps = new List<JumpEntry>();
         var staticCalls = new List<ulong>();
-        if (s.TryGetAddress("__start___jump_table", out ulong js) && s.TryGetAddress("__stop___jump_table", out ulong je) && je >= js)
+        var data = _kernel.DataAddresses;
+        if (data.TryGetAddress("__start___jump_table", out ulong js) && data.TryGetAddress("__stop___jump_table", out ulong je) && je >= js)
             ReadJumpEntries(js, je - js, jumps, "kernel");
         else _gaps.Add(new(EvidenceFamily.JumpLabels, "__start___jump_table/__stop___jump_table not found"));
-        if (s.TryGetAddress("__start_static_call_sites", out ulong ss) && s.TryGetAddress("__stop_static_call_sites", out ulong se) && se >= ss)
+        if (!HasInlineStaticCalls()) { }
+        else if (data.TryGetAddress("__start_static_call_sites", out ulong ss) && data.TryGetAddress("__stop_static_call_sites", out ulong se) && se >= ss)
             ReadStaticCallSites(ss, se - ss, staticCalls, "kernel");
         else _gaps.Add(new(EvidenceFamily.StaticCalls, "__start_static_call_sites/__stop_static_call_sites not found"));
 
@@ -189,13 +133,15 @@ public sealed class EvidenceCollector
     {
         var r = _kernel.Reader;
         string owner = $"module {m.Name} (0x{m.Address:x})";
-        if (_layout.ModuleTables is not { } mt) { _gaps.Add(new(EvidenceFamily.JumpLabels, $"{owner}: struct module tables not in BTF")); return; }
+        if (_layout.ModuleTables is not { } mt) { _gaps.Add(new(EvidenceFamily.JumpLabels, $"{owner}: struct module's tables unknown: {string.Join("; ", _layout.Missing)}")); return; }
         if (r.TryPointer(m.Address + (ulong)mt["jump_entries"], out ulong jt) && r.TryU32(m.Address + (ulong)mt["num_jump_entries"], out uint jn))
         {
             if (jn > 0 && _layout.JumpEntry is { } je) ReadJumpEntries(jt, jn * (ulong)je.Size, jumps, owner);
         }
         else _gaps.Add(new(EvidenceFamily.JumpLabels, $"{owner}: jump_entries unreadable"));
-        if (r.TryPointer(m.Address + (ulong)mt["static_call_sites"], out ulong st) && r.TryU32(m.Address + (ulong)mt["num_static_call_sites"], out uint sn))
+        if (!HasInlineStaticCalls()) { }
+        else if (!mt.Members.ContainsKey("static_call_sites")) _gaps.Add(new(EvidenceFamily.StaticCalls, $"{owner}: module.static_call_sites unknown"));
+        else if (r.TryPointer(m.Address + (ulong)mt["static_call_sites"], out ulong st) && r.TryU32(m.Address + (ulong)mt["num_static_call_sites"], out uint sn))
         {
             if (sn > 0 && _layout.StaticCallSite is { } sc) ReadStaticCallSites(st, sn * (ulong)sc.Size, staticCalls, owner);
         }
@@ -227,8 +173,8 @@ public sealed class EvidenceCollector
         {
             var e = table.AsSpan(i * es.Size, es.Size);
             if ((e[es["st_info"]] & 0xf) != ElfFunctionType) continue;
-            ulong value = BinaryPrimitives.ReadUInt64LittleEndian(e[es["st_value"]..]);
-            ulong size = BinaryPrimitives.ReadUInt64LittleEndian(e[es["st_size"]..]);
+            ulong value = Word(e[es["st_value"]..]);
+            ulong size = Word(e[es["st_size"]..]);
             if (!m.Contains(value) || size == 0 || size > m.Size) continue;
             uint name = BinaryPrimitives.ReadUInt32LittleEndian(e[es["st_name"]..]);
             string? text = r.ReadCString(strtab + name, MaxSymbolName);
@@ -242,7 +188,7 @@ public sealed class EvidenceCollector
         var sites = new List<ulong>();
         if (_layout.FtracePage is not { } fp || _layout.DynFtrace is not { } df) { _gaps.Add(new(EvidenceFamily.FtraceRecords, "struct ftrace_page or dyn_ftrace not in BTF")); return sites; }
         var r = _kernel.Reader;
-        if (!_kernel.Symbols.TryGetAddress("ftrace_pages_start", out ulong startVar) || !r.TryPointer(startVar, out ulong page))
+        if (!_kernel.DataAddresses.TryGetAddress("ftrace_pages_start", out ulong startVar) || !r.TryPointer(startVar, out ulong page))
         {
             _gaps.Add(new(EvidenceFamily.FtraceRecords, "ftrace_pages_start not found or unreadable"));
             return sites;
@@ -263,7 +209,7 @@ public sealed class EvidenceCollector
             }
             if (ReadTable(records, (ulong)index, df.Size, EvidenceFamily.FtraceRecords, $"ftrace page 0x{page:x}") is { } table)
                 for (int i = 0; i < index; i++)
-                    sites.Add(BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan(i * df.Size + df["ip"])));
+                    sites.Add(Word(table.AsSpan(i * df.Size + df["ip"])));
             page = next;
         }
         return sites;
@@ -273,9 +219,9 @@ public sealed class EvidenceCollector
     private List<FtraceOpsEvidence> ReadFtraceOps()
     {
         var ops = new List<FtraceOpsEvidence>();
-        if (_layout.FtraceOps is not { } fo) { _gaps.Add(new(EvidenceFamily.FtraceOps, "struct ftrace_ops not in BTF")); return ops; }
+        if (_layout.FtraceOps is not { } fo) { _gaps.Add(new(EvidenceFamily.FtraceOps, "struct ftrace_ops unknown: " + string.Join("; ", _layout.Missing))); return ops; }
         var r = _kernel.Reader;
-        if (!_kernel.Symbols.TryGetAddress("ftrace_ops_list", out ulong listVar) || !_kernel.Symbols.TryGetAddress("ftrace_list_end", out ulong end)
+        if (!_kernel.DataAddresses.TryGetAddress("ftrace_ops_list", out ulong listVar) || !_kernel.DataAddresses.TryGetAddress("ftrace_list_end", out ulong end)
             || !r.TryPointer(listVar, out ulong op))
         {
             _gaps.Add(new(EvidenceFamily.FtraceOps, "ftrace_ops_list or ftrace_list_end not found or unreadable"));
@@ -289,8 +235,12 @@ public sealed class EvidenceCollector
                 _gaps.Add(new(EvidenceFamily.FtraceOps, n >= _kernel.Limits.MaxFtraceNodes ? $"more than {_kernel.Limits.MaxFtraceNodes} ftrace_ops" : $"ftrace_ops list loops at 0x{op:x}"));
                 break;
             }
-            if (!r.TryPointer(op + (ulong)fo["func"], out ulong func) || !r.TryU64(op + (ulong)fo["trampoline"], out ulong tramp)
-                || !r.TryU64(op + (ulong)fo["trampoline_size"], out ulong trampSize) || !r.TryPointer(op + (ulong)fo["next"], out ulong next))
+            // Without BTF the trampoline pair is inferred only from an ops that has a trampoline: when none had one, each
+            // reads as none, which can only leave a call into a trampoline unexplained (a finding), never excuse one.
+            ulong tramp = 0, trampSize = 0;
+            bool hasTrampoline = fo.Members.ContainsKey("trampoline");
+            if (!r.TryPointer(op + (ulong)fo["func"], out ulong func) || !r.TryPointer(op + (ulong)fo["next"], out ulong next)
+                || hasTrampoline && (!r.TryPointer(op + (ulong)fo["trampoline"], out tramp) || !r.TryULong(op + (ulong)fo["trampoline_size"], out trampSize)))
             {
                 _gaps.Add(new(EvidenceFamily.FtraceOps, $"ftrace_ops at 0x{op:x} unreadable"));
                 break;
@@ -305,6 +255,7 @@ public sealed class EvidenceCollector
     /// trampolines to vouch for a call, which is no gap: such a call stays unexplained. Faults while walking are gaps.</summary>
     private List<BpfTrampolineEvidence> ReadBpfTrampolines()
     {
+        if (_kernel.Btf is null) { BpfTrampolinesWithoutBtf(); return []; }
         var table = new BpfView(_kernel).ReadTrampolineTable();
         foreach (var g in table.Gaps) _gaps.Add(new(EvidenceFamily.BpfTrampolines, g));
         return [.. table.Trampolines.Select(t => new BpfTrampolineEvidence(t.Address, t.Function, t.FunctionName, t.Fops, t.Image, t.ImageSymbolStart, t.ImageSymbol,
@@ -314,6 +265,40 @@ public sealed class EvidenceCollector
             ImageCode = ReadTrampolineImage(t.Image, t.ImageSize),
         })];
     }
+
+    /// <summary>
+    /// Without BTF a bpf_trampoline cannot be read (its struct, the link and program structs are BTF's alone), so each
+    /// present trampoline is a gap, but a kernel with none verifies: the hash tables' buckets (trampoline_table, or 7.x's
+    /// trampoline_key_table and trampoline_ip_table) are plain hlist_head pointers, all NULL when no trampoline exists.
+    /// The i386 BPF JIT implements no arch_prepare_bpf_trampoline (only x86-64's does), so an i386 kernel has none.
+    /// </summary>
+    private void BpfTrampolinesWithoutBtf()
+    {
+        if (_wordSize == 4) return;
+        int tables = 0, used = 0;
+        var buckets = new byte[BpfView.TrampolineTableSize * _wordSize];
+        foreach (string name in (ReadOnlySpan<string>)["trampoline_table", "trampoline_key_table", "trampoline_ip_table"])
+        {
+            if (!_kernel.DataAddresses.TryGetAddress(name, out ulong table)) continue;
+            tables++;
+            if (_kernel.KernelSpace.Read(table, buckets) != buckets.Length)
+            {
+                _gaps.Add(new(EvidenceFamily.BpfTrampolines, $"no BTF: {name} at 0x{table:x} is not fully mapped"));
+                return;
+            }
+            for (int i = 0; i < BpfView.TrampolineTableSize; i++)
+                if (Word(buckets.AsSpan(i * _wordSize)) != 0) used++;
+        }
+        if (tables == 0 && _kernel.Symbols.TryGetAddress("bpf_trampoline_link_prog", out _))
+            _gaps.Add(new(EvidenceFamily.BpfTrampolines, "no BTF: the kernel has bpf trampolines but its trampoline table was not found"));
+        else if (used > 0)
+            _gaps.Add(new(EvidenceFamily.BpfTrampolines, $"no BTF: {used} trampoline hash bucket(s) in use; struct bpf_trampoline and the program structs are read through BTF only"));
+    }
+
+    /// <summary>Inline static calls (CONFIG_HAVE_STATIC_CALL_INLINE, x86-64 only) exist exactly when the kernel has
+    /// kernel/static_call_inline.c's static_call_init in its code symbols (without it the function is an inline stub):
+    /// a kernel without them has no sites to read, which is no gap.</summary>
+    private bool HasInlineStaticCalls() => _kernel.Symbols.TryGetAddress("static_call_init", out _);
 
     /// <summary>The bytes of a trampoline image, capped at MaxBpfTrampolineImageBytes before allocating; as much as is
     /// mapped from the start (the judge reports an image that ends before its code does).</summary>

@@ -1,4 +1,5 @@
 using Periscope.Linux.Btf;
+using Periscope.Linux.Model;
 
 namespace Periscope.Integrity.Evidence;
 
@@ -62,6 +63,54 @@ public sealed class EvidenceLayout
             ModuleKallsyms = Read("mod_kallsyms", "symtab", "num_symtab", "strtab"),
             ElfSymbol = Read("elf64_sym", "st_name", "st_info", "st_shndx", "st_value", "st_size"),
             VmapArea = Read("vmap_area", "list", "va_start", "va_end"),
+            Missing = missing,
+        };
+    }
+
+    /// <summary>
+    /// Without BTF: the entry layouts the x86 ABI fixes (<see cref="X86PatchTableAbi"/>, for the guest's word size) and the
+    /// members inference found (struct module's tables and kallsyms, ftrace_ops). A member left unknown leaves its family
+    /// null (or, for ftrace_ops' trampoline pair, absent from <see cref="FtraceOps"/>) and collection reports the gap.
+    /// i386 has no inline static calls: <see cref="StaticCallSite"/> is null there and the collector says why that is no gap.
+    /// </summary>
+    public static EvidenceLayout FromInferred(KernelOffsets offsets, int pointerSize)
+    {
+        var missing = new List<string>();
+        var pt = offsets.PatchTables ?? new PatchTableOffsets();
+        StructOffsets? Of(string name, int size, params (string Member, int? Offset)[] members)
+        {
+            var unknown = members.Where(m => m.Offset is null).Select(m => m.Member).ToList();
+            if (unknown.Count > 0) { missing.Add($"{name}.{string.Join("/", unknown)} not inferred"); return null; }
+            return new StructOffsets(name, size, members.ToDictionary(m => m.Member, m => m.Offset!.Value));
+        }
+        int p = pointerSize;
+        var elf = X86PatchTableAbi.ElfSym(p);
+        var ms = offsets.ModuleSymbols;
+        var ops = Of("ftrace_ops", 0, ("func", pt.FtraceOpsFunc), ("next", pt.FtraceOpsNext));
+        if (ops is not null && pt.FtraceOpsTrampoline is { } tr && pt.FtraceOpsTrampolineSize is { } ts)
+            ops = ops with { Members = new Dictionary<string, int>(ops.Members) { ["trampoline"] = tr, ["trampoline_size"] = ts } };
+        var moduleMembers = new List<(string, int?)> { ("jump_entries", pt.ModuleJumpEntries), ("num_jump_entries", pt.ModuleNumJumpEntries), ("kallsyms", ms?.Kallsyms) };
+        if (p == 8) moduleMembers.AddRange([("static_call_sites", pt.ModuleStaticCallSites), ("num_static_call_sites", pt.ModuleNumStaticCallSites)]);
+        return new EvidenceLayout
+        {
+            JumpEntry = new StructOffsets("jump_entry", X86PatchTableAbi.JumpEntrySize(p),
+                new Dictionary<string, int> { ["code"] = X86PatchTableAbi.JumpEntryCode, ["target"] = X86PatchTableAbi.JumpEntryTarget }),
+            StaticCallSite = p == 8 ? new StructOffsets("static_call_site", X86PatchTableAbi.StaticCallSiteSize,
+                new Dictionary<string, int> { ["addr"] = X86PatchTableAbi.StaticCallSiteAddr }) : null,
+            DynFtrace = new StructOffsets("dyn_ftrace", X86PatchTableAbi.DynFtraceSize(p), new Dictionary<string, int> { ["ip"] = X86PatchTableAbi.DynFtraceIp }),
+            FtracePage = new StructOffsets("ftrace_page", X86PatchTableAbi.FtracePageSize(p), new Dictionary<string, int>
+            {
+                ["next"] = X86PatchTableAbi.FtracePageNext, ["records"] = X86PatchTableAbi.FtracePageRecords(p), ["index"] = X86PatchTableAbi.FtracePageIndex(p),
+            }),
+            FtraceOps = ops,
+            ModuleTables = Of("module", 0, [.. moduleMembers]),
+            ModuleKallsyms = ms is null ? Of("mod_kallsyms", 0, ("symtab", null)) : new StructOffsets("mod_kallsyms", 0,
+                new Dictionary<string, int> { ["symtab"] = ms.Symtab, ["num_symtab"] = ms.NumSymtab, ["strtab"] = ms.Strtab }),
+            ElfSymbol = new StructOffsets(elf.Struct, elf.Size, new Dictionary<string, int>
+            {
+                ["st_name"] = elf.Name, ["st_info"] = elf.Info, ["st_value"] = elf.Value, ["st_size"] = elf.SymbolSize,
+            }),
+            VmapArea = null,
             Missing = missing,
         };
     }

@@ -17,7 +17,7 @@ public sealed partial class BpfView
     /// <summary>TRAMPOLINE_TABLE_SIZE (kernel/bpf/trampoline.c: 1 &lt;&lt; TRAMPOLINE_HASH_BITS, 10 since 5.5): buckets of
     /// the static trampoline_table, a #define BTF cannot give. Checked against kallsyms: no other symbol may start
     /// inside the table.</summary>
-    private const int TrampolineTableSize = 1 << 10;
+    public const int TrampolineTableSize = 1 << 10;
     /// <summary>PAGE_SIZE on x86-64: before 6.8 (no bpf_tramp_image.size) the kernel builds each trampoline image in a page
     /// of its own (bpf_jit_alloc_exec_page) and registers the whole page as the image's kallsyms entry.</summary>
     private const ulong BpfTrampolineImagePage = 4096;

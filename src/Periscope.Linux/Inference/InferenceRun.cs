@@ -12,6 +12,7 @@ public sealed partial class OffsetInference
         var t = InferTasks();
         var m = InferMmAndVmas(t);
         InferModules();
+        InferFtraceOps(FtraceOpsListAndEnd());
         InferCredIds();
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
@@ -126,6 +127,13 @@ public sealed partial class OffsetInference
                 // Absolute kernel_symbol pointers only when the search found the place-relative form fits no module.
                 KernelSymbolRelative = report.Find("kernel_symbol", "name") is not { IsKnown: true },
             } : null,
+            PatchTables = new PatchTableOffsets
+            {
+                ModuleJumpEntries = Opt("module", "jump_entries", sw), ModuleNumJumpEntries = Opt("module", "num_jump_entries", sw),
+                ModuleStaticCallSites = Opt("module", "static_call_sites", sw), ModuleNumStaticCallSites = Opt("module", "num_static_call_sites", sw),
+                FtraceOpsFunc = Opt("ftrace_ops", "func", small), FtraceOpsNext = Opt("ftrace_ops", "next", small),
+                FtraceOpsTrampoline = Opt("ftrace_ops", "trampoline", small), FtraceOpsTrampolineSize = Opt("ftrace_ops", "trampoline_size", small),
+            },
         };
         if (missing.Count > 0)
             throw new OffsetInferenceException(report, $"offset inference left {missing.Count} member(s) the model needs unknown: {string.Join(", ", missing)} (see `periscope info --offsets --no-btf`)");

@@ -59,6 +59,13 @@ public static class OffsetTable
                 Add("kernel_symbol", InferenceReport.SizeOfMember, ms.KernelSymbolSize);
             }
         }
+        if (o.PatchTables is { } pt)
+        {
+            Add("module", "jump_entries", pt.ModuleJumpEntries); Add("module", "num_jump_entries", pt.ModuleNumJumpEntries);
+            Add("module", "static_call_sites", pt.ModuleStaticCallSites); Add("module", "num_static_call_sites", pt.ModuleNumStaticCallSites);
+            Add("ftrace_ops", "func", pt.FtraceOpsFunc); Add("ftrace_ops", "next", pt.FtraceOpsNext);
+            Add("ftrace_ops", "trampoline", pt.FtraceOpsTrampoline); Add("ftrace_ops", "trampoline_size", pt.FtraceOpsTrampolineSize);
+        }
         var p = o.Path;
         Add("file", "f_path", p.FilePath); Add("file", "f_path.dentry", p.FilePath + p.PathDentry); Add("file", "f_inode", p.FileInode);
         Add("dentry", "d_parent", p.DentryParent); Add("dentry", "d_name", p.DentryName - StructuralFacts.QstrName);

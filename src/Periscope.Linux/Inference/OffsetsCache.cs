@@ -16,7 +16,9 @@ namespace Periscope.Linux.Inference;
 /// </summary>
 public sealed class OffsetsCache(string directory)
 {
-    public const string Format = "periscope-offsets/1";
+    /// <summary>2: entries also hold the integrity evidence members (module jump/static-call tables, ftrace_ops); a /1
+    /// entry lacks them and is inferred again.</summary>
+    public const string Format = "periscope-offsets/2";
     private const int MaxMembers = 512, MaxText = 2048, MaxCandidates = 256;
 
     public string Directory { get; } = directory;

@@ -49,6 +49,8 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     {
         "modules" => kernel.Inference?.ModulesHead is { } head
             ? new DataAddress(name, head, "the one list_head in the kernel's data cycling through module-area nodes shaped like struct module") : null,
+        "__start___jump_table" or "__stop___jump_table" or "ftrace_pages_start" or "ftrace_ops_list" or "ftrace_list_end"
+            => Inference.PatchTableDataSearch.Find(kernel, name),
         _ => null,
     };
 }

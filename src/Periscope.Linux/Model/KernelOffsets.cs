@@ -39,6 +39,8 @@ public sealed class KernelOffsets
     public RunQueueOffsets? RunQueue { get; init; }
     /// <summary>module->taints and struct taint_flag, for the "(OE)" markers of /proc/modules.</summary>
     public ModuleTaintOffsets? ModuleTaint { get; init; }
+    /// <summary>module's jump-label/static-call tables and ftrace_ops members, for integrity evidence (members may be null).</summary>
+    public PatchTableOffsets? PatchTables { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -209,6 +211,7 @@ public sealed class KernelOffsets
             RunQueue = ReadRunQueue(b),
             ModuleTaint = ReadModuleTaint(b, module),
             ModuleSymbols = ReadModuleSymbols(b, module),
+            PatchTables = PatchTableOffsets.FromBtf(b.Btf),
         };
     }
 

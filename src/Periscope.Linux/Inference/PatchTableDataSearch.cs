@@ -1,0 +1,158 @@
+using Iced.Intel;
+using Periscope.Linux.Kallsyms;
+using Periscope.Linux.Model;
+using Periscope.Memory;
+
+namespace Periscope.Linux.Inference;
+
+/// <summary>
+/// The integrity evidence's table bounds on a kernel whose kallsyms has no data symbols (Debian's i386 kernels): each is
+/// read from a kernel function (a text symbol, present either way) that uses it, as an immediate or an absolute/RIP-relative
+/// memory operand, and every candidate is checked against the data it must describe; exactly one must fit, else null.
+/// <list type="bullet">
+/// <item>__start___jump_table / __stop___jump_table: jump_label_text_reserved() (kernel/jump_label.c, not __init) passes
+/// both to __jump_label_text_reserved. Checked: the span is a whole number of jump entries whose code lies in kernel text
+/// (or the freed init text), each in text starting a jmp or NOP, with its target in text.</item>
+/// <item>ftrace_pages_start: ftrace_location_range() walks it (lookup_rec). Checked: it points to a chain of ftrace_page
+/// whose records' first ip lies in kernel text.</item>
+/// <item>ftrace_ops_list / ftrace_list_end: arch_ftrace_ops_list_func() walks the one until the other. Checked: from the
+/// list, next (the second word) reaches the sentinel, whose func (first word) is code.</item>
+/// </list>
+/// </summary>
+public static class PatchTableDataSearch
+{
+    /// <summary>Every kernel address <paramref name="function"/>'s code refers to: immediates, and absolute or RIP-relative
+    /// memory operands (IsLoad set), decoded up to <see cref="IntrospectionLimits.MaxDataFinderCodeBytes"/> or the first ret.</summary>
+    public static List<(ulong Address, bool IsLoad)> References(GuestReader r, KernelSymbols symbols, string function, IntrospectionLimits limits)
+    {
+        var found = new List<(ulong, bool)>();
+        if (!symbols.TryGetAddress(function, out ulong at)) return found;
+        var code = new byte[limits.MaxDataFinderCodeBytes];
+        int n = r.Space.Read(at, code);
+        if (n < 16) return found;
+        return References(code.AsSpan(0, n).ToArray(), at, r.PointerSize, r.IsKernelPointer);
+    }
+
+    public static List<(ulong Address, bool IsLoad)> References(byte[] code, ulong ip, int pointerSize, Func<ulong, bool> isKernel)
+    {
+        var found = new List<(ulong, bool)>();
+        int bitness = pointerSize * 8;
+        ulong mask = pointerSize == 8 ? ulong.MaxValue : uint.MaxValue;
+        var decoder = Decoder.Create(bitness, new ByteArrayCodeReader(code), ip);
+        while (decoder.IP < ip + (ulong)code.Length)
+        {
+            decoder.Decode(out var ins);
+            if (ins.IsInvalid) break;
+            for (int i = 0; i < ins.OpCount; i++)
+            {
+                var kind = ins.GetOpKind(i);
+                if (kind == OpKind.Memory && ins.MemoryIndex == Register.None && ins.MemoryBase is Register.None or Register.RIP or Register.EIP)
+                {
+                    ulong a = ins.MemoryDisplacement64 & mask;
+                    if (isKernel(a)) found.Add((a, true));
+                }
+                else if (kind is OpKind.Immediate32 or OpKind.Immediate32to64 or OpKind.Immediate64)
+                {
+                    ulong a = ins.GetImmediate(i) & mask;
+                    if (isKernel(a)) found.Add((a, false));
+                }
+            }
+            if (ins.FlowControl == FlowControl.Return) break;
+        }
+        return found;
+    }
+
+    public static (ulong Start, ulong Stop)? JumpTable(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits)
+    {
+        if (!symbols.TryGetAddress("_stext", out ulong textStart) || !symbols.TryGetAddress("_etext", out ulong textEnd)) return null;
+        var refs = References(r, symbols, "jump_label_text_reserved", limits).Select(x => x.Address).Distinct().ToList();
+        int size = X86PatchTableAbi.JumpEntrySize(r.PointerSize);
+        var fits = new List<(ulong, ulong)>();
+        foreach (ulong s in refs)
+            foreach (ulong e in refs)
+                if (e > s && (e - s) % (ulong)size == 0 && (e - s) / (ulong)size <= (ulong)limits.MaxEvidenceEntries
+                    && JumpEntriesFit(r, s, (int)((e - s) / (ulong)size), size, textStart, textEnd, limits)) fits.Add((s, e));
+        return fits.Count == 1 ? fits[0] : null;
+    }
+
+    /// <summary>The first and last entries (at most MaxInferencePatchEntriesPerModule of each end) are jump entries.</summary>
+    private static bool JumpEntriesFit(GuestReader r, ulong table, int count, int size, ulong textStart, ulong textEnd, IntrospectionLimits limits)
+    {
+        int check = Math.Min(count, limits.MaxInferencePatchEntriesPerModule);
+        var buffer = new byte[size];
+        bool inText = false;
+        foreach (int i in Enumerable.Range(0, check).Concat(Enumerable.Range(Math.Max(check, count - check), count - Math.Max(check, count - check))))
+        {
+            ulong entry = table + (ulong)i * (ulong)size;
+            if (r.Read(entry, buffer) != size) return false;
+            int rc = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(buffer);
+            int rt = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(buffer.AsSpan(X86PatchTableAbi.JumpEntryTarget));
+            if (rc == 0) return false;
+            ulong code = Wrap(r, entry + (ulong)(long)rc), target = Wrap(r, entry + X86PatchTableAbi.JumpEntryTarget + (ulong)(long)rt);
+            if (!r.IsKernelPointer(code)) return false;
+            if (code < textStart || code >= textEnd) continue; // init text, freed after boot
+            if (target < textStart || target >= textEnd || !r.TryU8(code, out byte first) || first is not (0xeb or 0xe9 or 0x66 or 0x0f or 0x3e)) return false;
+            inText = true;
+        }
+        return inText;
+    }
+
+    private static ulong Wrap(GuestReader r, ulong va) => r.PointerSize == 8 ? va : va & uint.MaxValue;
+
+    public static ulong? FtracePagesStart(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits)
+    {
+        if (!symbols.TryGetAddress("_stext", out ulong textStart) || !symbols.TryGetAddress("_etext", out ulong textEnd)) return null;
+        int p = r.PointerSize;
+        var fits = new List<ulong>();
+        foreach (ulong v in References(r, symbols, "ftrace_location_range", limits).Where(x => x.IsLoad).Select(x => x.Address).Distinct())
+        {
+            if (!r.TryPointer(v, out ulong page) || !r.IsKernelPointer(page)) continue;
+            bool ok = true;
+            int pages = 0;
+            for (var seen = new HashSet<ulong>(); page != 0 && ok; pages++)
+            {
+                if (pages >= limits.MaxFtraceNodes || !seen.Add(page)) { ok = false; break; }
+                ok = r.TryPointer(page + (ulong)X86PatchTableAbi.FtracePageRecords(p), out ulong records) && r.TryI32(page + (ulong)X86PatchTableAbi.FtracePageIndex(p), out int index)
+                    && index >= 0 && (index == 0 || r.TryPointer(records + X86PatchTableAbi.DynFtraceIp, out ulong ip) && ip >= textStart && ip < textEnd)
+                    && r.TryPointer(page + X86PatchTableAbi.FtracePageNext, out page);
+            }
+            if (ok && pages > 0) fits.Add(v);
+        }
+        return fits.Count == 1 ? fits[0] : null;
+    }
+
+    public static (ulong List, ulong End)? FtraceOpsList(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits)
+    {
+        if (!symbols.TryGetAddress("_stext", out ulong textStart) || !symbols.TryGetAddress("_etext", out ulong textEnd)) return null;
+        int p = r.PointerSize;
+        var refs = References(r, symbols, "arch_ftrace_ops_list_func", limits);
+        var fits = new List<(ulong, ulong)>();
+        foreach (ulong list in refs.Where(x => x.IsLoad).Select(x => x.Address).Distinct())
+            foreach (ulong end in refs.Select(x => x.Address).Distinct())
+            {
+                if (end == list || !r.TryPointer(end, out ulong endFunc) || endFunc < textStart || endFunc >= textEnd) continue;
+                if (!r.TryPointer(list, out ulong op)) continue;
+                var seen = new HashSet<ulong>();
+                while (op != end && op != 0 && seen.Count < limits.MaxFtraceNodes && seen.Add(op) && r.TryPointer(op + (ulong)p, out ulong next)) op = next;
+                if (op == end) fits.Add((list, end));
+            }
+        return fits.Count == 1 ? fits[0] : null;
+    }
+
+    /// <summary>One of the five objects above for <see cref="KernelDataAddresses"/>, with how it was found; null when the
+    /// code or the data does not settle it.</summary>
+    public static DataAddress? Find(LinuxKernel kernel, string name)
+    {
+        var (r, symbols, limits) = (kernel.Reader, kernel.Symbols, kernel.Limits);
+        return name switch
+        {
+            "__start___jump_table" or "__stop___jump_table" => JumpTable(r, symbols, limits) is { } t
+                ? new DataAddress(name, name == "__start___jump_table" ? t.Start : t.Stop, "the one pair of addresses in jump_label_text_reserved's code bounding valid jump entries") : null,
+            "ftrace_pages_start" => FtracePagesStart(r, symbols, limits) is { } f
+                ? new DataAddress(name, f, "the one variable ftrace_location_range's code loads that heads a chain of ftrace pages with records in kernel text") : null,
+            "ftrace_ops_list" or "ftrace_list_end" => FtraceOpsList(r, symbols, limits) is { } o
+                ? new DataAddress(name, name == "ftrace_ops_list" ? o.List : o.End, "the one (list, sentinel) pair in arch_ftrace_ops_list_func's code whose next chain reaches the sentinel") : null,
+            _ => null,
+        };
+    }
+}
