@@ -311,6 +311,13 @@ public sealed record IntrospectionLimits
     /// <summary>Entries of the kernel's btf_modules list visited to find one module's BTF (one per loaded module).</summary>
     public int MaxBtfModules { get; init; } = 1 << 14;
 
+    // Module-area view (issue 8: vmalloc areas on every kernel, 6.9+ vmap_nodes, without BTF, i386)
+    /// <summary>vmap_node entries read (6.9+ splits the busy vmalloc areas over nr_vmap_nodes nodes; the kernel makes at
+    /// most 128). nr_vmap_nodes is guest data: a larger count is refused, not walked.</summary>
+    public int MaxVmapNodes { get; init; } = 1024;
+    /// <summary>Largest struct vmap_node accepted (BTF or inferred; 6.12's is ~2.5 KiB with its size-class pools).</summary>
+    public int MaxVmapNodeBytes { get; init; } = 1 << 16;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -462,6 +469,9 @@ public sealed record IntrospectionLimits
         // Kernel module BTF
         Check(nameof(MaxModuleBtfBytes), MaxModuleBtfBytes, int.MaxValue);
         Check(nameof(MaxBtfModules), MaxBtfModules, Counts);
+        // Module-area view
+        Check(nameof(MaxVmapNodes), MaxVmapNodes, 1 << 16);
+        Check(nameof(MaxVmapNodeBytes), MaxVmapNodeBytes, 1 << 24);
         return this;
     }
 

@@ -36,7 +36,7 @@ public sealed class EvidenceCollector
     /// Without BTF the model still has the listed modules (inferred struct module) and every code symbol (kallsyms text
     /// symbols; each module's own symbols through the inferred module.kallsyms), so hooks and patches are attributed to
     /// their owner. The allow-list tables need what inference does not give: their bounds are data symbols
-    /// (__start___jump_table, __start_static_call_sites, ftrace_pages_start, ftrace_ops_list, vmap_area_list) and their
+    /// (__start___jump_table, __start_static_call_sites, ftrace_pages_start, ftrace_ops_list) and their
     /// entry layouts come from BTF; each is a gap with that reason, so verify stays incomplete rather than judging code
     /// changes it has no record of.
     /// </summary>
@@ -51,6 +51,8 @@ public sealed class EvidenceCollector
 
         var listed = kernel.Modules.Where(m => m.Base != 0).ToList();
         var modules = listed.Select(m => new ModuleEvidence(m.Address, m.Name, m.Base, m.Size, m.TextSize ?? 0, Hidden: false)).ToList();
+        foreach (var h in ModuleAreaScanner.FindHidden(kernel, gaps)) // vmalloc areas through the inferred struct vmap_area
+            modules.Add(new ModuleEvidence(h.Address, h.Name, h.Base, h.Size, h.TextSize, Hidden: true));
         var symbols = new List<CodeSymbol>();
         if (textEnd > textStart)
             foreach (var sym in s.All)
@@ -63,7 +65,6 @@ public sealed class EvidenceCollector
         gaps.Add(new(EvidenceFamily.FtraceRecords, $"{NoBtf}: ftrace_pages_start is a data symbol and struct ftrace_page / dyn_ftrace come from BTF"));
         gaps.Add(new(EvidenceFamily.FtraceOps, $"{NoBtf}: ftrace_ops_list is a data symbol and struct ftrace_ops comes from BTF"));
         gaps.Add(new(EvidenceFamily.FtraceEntry, $"{NoBtf}: ftrace's patch sites are judged with the ftrace records and ops, which are not read"));
-        gaps.Add(new(EvidenceFamily.HiddenModules, $"{NoBtf}: the module-area scan needs vmap_area_list (a data symbol) and struct vmap_area from BTF"));
         gaps.Add(new(EvidenceFamily.BpfTrampolines, $"{NoBtf}: BPF trampolines are read through BTF-described bpf structures"));
         return new EvidenceSnapshot
         {
@@ -108,7 +109,7 @@ public sealed class EvidenceCollector
         else _gaps.Add(new(EvidenceFamily.Symbols, $"kernel text [_stext, _etext) missing or larger than {_kernel.Limits.MaxKernelRegionBytes} bytes"));
 
         var modules = _kernel.Modules.Select(m => new ModuleEvidence(m.Address, m.Name, m.Base, m.Size, m.TextSize ?? 0, Hidden: false)).ToList();
-        foreach (var h in ModuleAreaScanner.FindHidden(_kernel, _layout, _gaps))
+        foreach (var h in ModuleAreaScanner.FindHidden(_kernel, _gaps))
             modules.Add(new ModuleEvidence(h.Address, h.Name, h.Base, h.Size, h.TextSize, Hidden: true));
 
         var symbols = new List<CodeSymbol>();
