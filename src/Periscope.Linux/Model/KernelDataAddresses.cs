@@ -44,6 +44,8 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
     private DataAddress? FindByStructure(string name) => name switch
     {
+        "vmap_area_list" => Inference.VmapAreaListSearch.Find(kernel.Reader, kernel.Symbols, kernel.Limits.MaxVmapAreas, out string why) is { } list ? new DataAddress(name, list, $"by code: {why}") : null,
+        "modules" => kernel.Inference?.ModulesHead is { } head ? new DataAddress(name, head, "by structure: the list_head cycling through struct modules (offset inference)") : null,
         _ => null,
     };
 }

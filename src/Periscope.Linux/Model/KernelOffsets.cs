@@ -39,6 +39,8 @@ public sealed class KernelOffsets
     public RunQueueOffsets? RunQueue { get; init; }
     /// <summary>module->taints and struct taint_flag, for the "(OE)" markers of /proc/modules.</summary>
     public ModuleTaintOffsets? ModuleTaint { get; init; }
+    /// <summary>struct vmap_area (and 6.9+ vmap_node), for the module-area view; null when neither BTF nor inference has it.</summary>
+    public VmallocOffsets? Vmalloc { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -208,6 +210,7 @@ public sealed class KernelOffsets
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
             ModuleTaint = ReadModuleTaint(b, module),
+            Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),
         };
     }
