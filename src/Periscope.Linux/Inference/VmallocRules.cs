@@ -91,8 +91,7 @@ public sealed partial class OffsetInference
             return false;
         if (count == 1)
         {
-            heads.Add(node0 + (ulong)busyHead);
-            _report.AddUnknown(VmapNode, InferenceReport.SizeOfMember, "one node: the stride is never used");
+            heads.Add(node0 + (ulong)busyHead); // one node: its size, the array's stride, is never used (nor inferred)
             return true;
         }
         var strides = new List<int>();

@@ -165,4 +165,17 @@ public class VmallocAreasTests
         Assert.Equal(12, areas.Walk(1000).Count());
         Assert.True(diagnostics.IsIncomplete);
     }
+
+    [Fact]
+    public void Code_finder_collects_each_immediate_and_absolute_or_rip_relative_address_once()
+    {
+        // i386: mov eax, 0xcad06424; mov edx, [0xcdce9fa4]; mov eax, 0xcad06424; ret
+        byte[] code32 = [0xB8, 0x24, 0x64, 0xD0, 0xCA, 0x8B, 0x15, 0xA4, 0x9F, 0xCE, 0xCD, 0xB8, 0x24, 0x64, 0xD0, 0xCA, 0xC3];
+        Assert.Equal([0xcad06424UL, 0xcdce9fa4UL], VmapAreaListSearch.DataAddresses(code32, 0xc100_0000, 4));
+        // x86-64: mov rax, [rip + 0x10]; ret
+        byte[] code64 = [0x48, 0x8B, 0x05, 0x10, 0x00, 0x00, 0x00, 0xC3];
+        Assert.Equal([0xffff_ffff_8100_0017UL], VmapAreaListSearch.DataAddresses(code64, 0xffff_ffff_8100_0000, 8));
+        // Garbage decodes to invalid instructions and is skipped, never thrown on.
+        Assert.NotNull(VmapAreaListSearch.DataAddresses([.. Enumerable.Repeat((byte)0xFF, 64)], 0xc100_0000, 4).ToList());
+    }
 }
