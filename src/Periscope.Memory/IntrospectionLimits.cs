@@ -318,6 +318,12 @@ public sealed record IntrospectionLimits
     /// <summary>Bytes of one kernel function decoded to find a data object its code uses (jump_label_init, ftrace
     /// functions): the longest of them is a few hundred bytes.</summary>
     public int MaxDataFinderCodeBytes { get; init; } = 4096;
+    // Module-area view (issue 8: vmalloc areas on every kernel, 6.9+ vmap_nodes, without BTF, i386)
+    /// <summary>vmap_node entries read (6.9+ splits the busy vmalloc areas over nr_vmap_nodes nodes; the kernel makes at
+    /// most 128). nr_vmap_nodes is guest data: a larger count is refused, not walked.</summary>
+    public int MaxVmapNodes { get; init; } = 1024;
+    /// <summary>Largest struct vmap_node accepted (BTF or inferred; 6.12's is ~2.5 KiB with its size-class pools).</summary>
+    public int MaxVmapNodeBytes { get; init; } = 1 << 16;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -473,6 +479,9 @@ public sealed record IntrospectionLimits
         // Integrity evidence without BTF
         Check(nameof(MaxInferencePatchEntriesPerModule), MaxInferencePatchEntriesPerModule, 1 << 20);
         Check(nameof(MaxDataFinderCodeBytes), MaxDataFinderCodeBytes, 1 << 20);
+        // Module-area view
+        Check(nameof(MaxVmapNodes), MaxVmapNodes, 1 << 16);
+        Check(nameof(MaxVmapNodeBytes), MaxVmapNodeBytes, 1 << 24);
         return this;
     }
 

@@ -248,6 +248,46 @@ public sealed class Guest32TamperTests : IDisposable
         Assert.Contains(swappers, l => l.Contains("swapper/1", StringComparison.Ordinal));
     }
 
+    /// <summary>The module-area view on i386 (no BTF, no data symbols: vmap_area_list found in vread's code, struct
+    /// vmap_area inferred): complete and quiet on the live guest (i386 has no separate module area, so ordinary vmalloc
+    /// memory is no finding), and a module unlinked from `modules` found by check at its struct module. The tamper
+    /// module's `hide` takes module_mutex, a data symbol the 686 kernels' kallsyms lacks, so the unlink is list_del's,
+    /// applied to a copy of this guest's dump.</summary>
+    [Fact]
+    public void Module_area_check_is_complete_untouched_and_finds_a_module_unlinked_from_the_list()
+    {
+        static Periscope.Integrity.Checks.CheckReport CheckOf(LinuxKernel k, ITestOutputHelper output)
+        {
+            var report = new Periscope.Integrity.Checks.InvariantChecks(k).Run();
+            foreach (var f in report.Findings.Where(f => f.Check == Periscope.Integrity.Checks.CheckId.ModuleArea)) output.WriteLine($"{f.Severity} {f.Kind} {f.Subject} 0x{f.Address:x} {f.Detail}");
+            var outcome = report.Outcomes.Single(o => o.Check == Periscope.Integrity.Checks.CheckId.ModuleArea);
+            Assert.True(outcome.Status == Periscope.Integrity.Checks.CheckStatus.Complete, $"{outcome.Status}: {string.Join("; ", outcome.Gaps.Select(g => g.Detail))}");
+            return report;
+        }
+        using (Live.Pause())
+            Assert.DoesNotContain(CheckOf(Paused(), _output).Findings, f => f.Check == Periscope.Integrity.Checks.CheckId.ModuleArea);
+
+        var options = new TargetOptions { OffsetsCache = _guest.OffsetsOfThisBuild };
+        using var original = Target.OpenDump(_guest.DumpPath, options);
+        var k = original.Kernel;
+        Assert.DoesNotContain(CheckOf(k, _output).Findings, f => f.Check == Periscope.Integrity.Checks.CheckId.ModuleArea);
+        var victim = k.Modules[^1];
+        ulong node = victim.Address + (ulong)k.Offsets.Module.List;
+        Assert.True(k.Reader.TryPointer(node, out ulong next));
+        Assert.True(k.Reader.TryPointer(node + (ulong)k.Offsets.ListHeadPrev, out ulong prev));
+        using var d = new PatchedDump(_guest.DumpPath, original.Image, k);
+        d.Write(prev, BitConverter.GetBytes((uint)next));
+        d.Write(next + (ulong)k.Offsets.ListHeadPrev, BitConverter.GetBytes((uint)prev));
+        d.CloseWriter();
+        using var patched = Target.OpenDump(d.Path, options);
+        Assert.DoesNotContain(patched.Kernel.Modules, m => m.Address == victim.Address);
+        var hidden = Assert.Single(CheckOf(patched.Kernel, _output).Findings, x => x.Check == Periscope.Integrity.Checks.CheckId.ModuleArea);
+        Assert.Equal((Periscope.Integrity.Checks.FindingKind.HiddenModule, victim.Name, victim.Address), (hidden.Kind, hidden.Subject, hidden.Address));
+        var gaps = new List<EvidenceGap>();
+        Assert.Equal(victim.Address, Assert.Single(ModuleAreaScanner.FindHidden(patched.Kernel, gaps)).Address);
+        Assert.Empty(gaps);
+    }
+
     public void Dispose()
     {
         Detach();

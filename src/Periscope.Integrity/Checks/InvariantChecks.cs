@@ -16,8 +16,6 @@ namespace Periscope.Integrity.Checks;
 /// </summary>
 public sealed class InvariantChecks
 {
-    /// <summary>Bytes of an unowned module-area allocation searched for a struct module.</summary>
-    private const ulong MaxStructModuleSearch = 4UL << 20;
     /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
     private const int MaxGroupDepth = 32;
     /// <summary>XA_CHUNK_SIZE: slots per xarray node (64; 16 with CONFIG_BASE_SMALL). BTF is guest data, so a larger
@@ -56,7 +54,8 @@ public sealed class InvariantChecks
         CheckId.InterruptTable => new() { Symbols = ["_stext", "_etext"] },
         CheckId.ModuleArea => new()
         {
-            Symbols = ["vmap_area_list", "modules"],
+            // The busy areas' list heads depend on the era (vmap_area_list, or 6.9+'s vmap_nodes): VmallocAreas says which is missing.
+            Symbols = ["modules"],
             Types = [("vmap_area", "list"), ("vmap_area", "va_start"), ("vmap_area", "va_end")],
         },
         CheckId.PidNamespace => new()
@@ -240,43 +239,38 @@ public sealed class InvariantChecks
 
     /// <summary>
     /// Every vmalloc area in the module range must belong to a listed module. An unowned area holding a struct module
-    /// (its core base pointing back at the area) is a module unlinked from the list: hidden.
+    /// (its core base pointing back at the area) is a module unlinked from the list: hidden. The areas are read as the
+    /// kernel keeps them (<see cref="VmallocAreas"/>: vmap_area_list, or 6.9+'s per-node lists). Where modules share
+    /// the vmalloc range with every other allocation (i386), an unowned area is ordinary vmalloc memory, not a finding.
     /// </summary>
     public void ModuleArea(CheckRun run)
     {
-        _kernel.DataAddresses.TryGetAddress("vmap_area_list", out ulong head);
-        int list = checked((int)Offset("vmap_area", "list"));
-        ulong start = Offset("vmap_area", "va_start"), end = Offset("vmap_area", "va_end");
-        var modules = _kernel.Modules;
-        foreach (ulong va in _kernel.Lists.Walk(head, list, run.Limits.MaxCheckWalkNodes, "vmap area list", includeHead: false))
+        if (VmallocAreas.Open(_kernel, out string reason) is not { } vmalloc)
+        {
+            run.Unavailable(reason);
+            return;
+        }
+        bool separateModuleArea = _kernel.Reader.PointerSize == 8; // i386 has no module area of its own
+        var areas = new List<VmallocArea>();
+        foreach (var area in vmalloc.Walk(run.Limits.MaxCheckWalkNodes, va => run.Incomplete(GapKind.UnreadableMemory, $"vmap_area 0x{va:x} is unreadable")))
         {
             if (!run.Visit()) return;
-            if (!_r.TryU64(va + start, out ulong s) || !_r.TryU64(va + end, out ulong e))
-            {
-                run.Incomplete(GapKind.UnreadableMemory, $"vmap_area 0x{va:x} is unreadable");
-                continue;
-            }
-            if (!_kernel.ModuleArea.Contains(s) || e <= s) continue;
-            if (modules.Any(m => m.Base != 0 && m.Base < e && m.Base + Math.Max(m.Size, 1) > s)) continue;
-            if (FindStructModule(run, s, e) is { } hidden)
-                run.Report(FindingKind.HiddenModule, Severity.Critical, hidden.Name, hidden.Address,
-                    $"module '{hidden.Name}' (struct module at 0x{hidden.Address:x}, core 0x{s:x}-0x{e:x}) is not on the modules list");
-            else
-                run.Report(FindingKind.UnownedModuleMemory, Severity.Info, $"0x{s:x}-0x{e:x}", s,
-                    "module-area memory owned by no listed module and holding no struct module (ftrace trampoline, BPF JIT or kprobe slots)");
+            areas.Add(area);
         }
-    }
-
-    private (string Name, ulong Address)? FindStructModule(CheckRun run, ulong start, ulong end)
-    {
-        var o = _kernel.Offsets.Module;
-        int baseOffset = o.CoreLayout is { } core ? core + o.LayoutBase : o.Mem is { } mem ? mem + o.LayoutBase : -1;
-        if (baseOffset < 0) return null;
-        ulong size = Math.Min(end - start, MaxStructModuleSearch);
-        // The search reads the area: it costs one walk node per page, so many huge areas cannot add up unbounded.
-        for (ulong page = 0; page < size; page += 4096)
-            if (!run.Visit()) return null;
-        return ModuleAreaScanner.Search(_kernel, start, size, baseOffset) is { } hidden ? (hidden.Name, hidden.Address) : null;
+        // Searching an area costs one walk node per page, so many huge areas cannot add up unbounded.
+        var view = ModuleAreaScanner.Scan(_kernel, areas, (_, length) =>
+        {
+            for (ulong page = 0; page < length; page += 4096)
+                if (!run.Visit()) return false;
+            return true;
+        });
+        foreach (var hidden in view.Hidden)
+            run.Report(FindingKind.HiddenModule, Severity.Critical, hidden.Name, hidden.Address,
+                $"module '{hidden.Name}' (struct module at 0x{hidden.Address:x}, text 0x{hidden.Base:x}) is not on the modules list");
+        if (!separateModuleArea) return;
+        foreach (var a in view.Unowned)
+            run.Report(FindingKind.UnownedModuleMemory, Severity.Info, $"0x{a.Start:x}-0x{a.End:x}", a.Start,
+                "module-area memory owned by no listed module and holding no struct module (ftrace trampoline, BPF JIT or kprobe slots)");
     }
 
     /// <summary>Every task reachable from the pid namespace's IDR (pid → tasks[PIDTYPE_PID]) must be on the task list.</summary>

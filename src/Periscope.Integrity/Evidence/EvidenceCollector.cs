@@ -50,7 +50,7 @@ public sealed class EvidenceCollector
         else _gaps.Add(new(EvidenceFamily.Symbols, $"kernel text [_stext, _etext) missing or larger than {_kernel.Limits.MaxKernelRegionBytes} bytes"));
 
         var modules = _kernel.Modules.Select(m => new ModuleEvidence(m.Address, m.Name, m.Base, m.Size, m.TextSize ?? 0, Hidden: false)).ToList();
-        foreach (var h in ModuleAreaScanner.FindHidden(_kernel, _layout, _gaps))
+        foreach (var h in ModuleAreaScanner.FindHidden(_kernel, _gaps))
             modules.Add(new ModuleEvidence(h.Address, h.Name, h.Base, h.Size, h.TextSize, Hidden: true));
 
         var symbols = new List<CodeSymbol>();

@@ -13,6 +13,7 @@ public sealed partial class OffsetInference
         var m = InferMmAndVmas(t);
         InferModules();
         InferFtraceOps(FtraceOpsListAndEnd());
+        InferVmalloc();
         InferCredIds();
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
@@ -110,6 +111,7 @@ public sealed partial class OffsetInference
             CredUid = Need("cred", "uid", small), CredGid = Need("cred", "gid", small), CredEuid = Need("cred", "euid", small),
             ListHeadPrev = _w.ListHeadPrev,
             SpecialMappingName = Opt("vm_special_mapping", "name", small),
+            Vmalloc = VmallocOffsets.FromReport(report),
             Pid = null,
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {

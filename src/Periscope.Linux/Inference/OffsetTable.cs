@@ -74,6 +74,11 @@ public static class OffsetTable
         Add("super_block", "s_dev", p.SuperBlockDev);
         Add("cred", "uid", o.CredUid); Add("cred", "gid", o.CredGid); Add("cred", "euid", o.CredEuid);
         Add("list_head", "prev", o.ListHeadPrev);
+        if (o.Vmalloc is { } va)
+        {
+            Add("vmap_area", "va_start", va.VaStart); Add("vmap_area", "va_end", va.VaEnd); Add("vmap_area", "list", va.List); Add("vmap_area", "rb_node", va.RbNode);
+            Add("vmap_node", "busy.head", va.NodeBusyHead); Add("vmap_node", InferenceReport.SizeOfMember, va.NodeSize);
+        }
         return list;
     }
 }

@@ -51,6 +51,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
             ? new DataAddress(name, head, "the one list_head in the kernel's data cycling through module-area nodes shaped like struct module") : null,
         "__start___jump_table" or "__stop___jump_table" or "ftrace_pages_start" or "ftrace_ops_list" or "ftrace_list_end"
             => Inference.PatchTableDataSearch.Find(kernel, name),
+        "vmap_area_list" => Inference.VmapAreaListSearch.Find(kernel.Reader, kernel.Symbols, kernel.Limits.MaxVmapAreas, out string why) is { } list ? new DataAddress(name, list, $"by code: {why}") : null,
         _ => null,
     };
 }

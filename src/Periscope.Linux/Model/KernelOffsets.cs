@@ -41,6 +41,8 @@ public sealed class KernelOffsets
     public ModuleTaintOffsets? ModuleTaint { get; init; }
     /// <summary>module's jump-label/static-call tables and ftrace_ops members, for integrity evidence (members may be null).</summary>
     public PatchTableOffsets? PatchTables { get; init; }
+    /// <summary>struct vmap_area (and 6.9+ vmap_node), for the module-area view; null when neither BTF nor inference has it.</summary>
+    public VmallocOffsets? Vmalloc { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -210,6 +212,7 @@ public sealed class KernelOffsets
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
             ModuleTaint = ReadModuleTaint(b, module),
+            Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),
             PatchTables = PatchTableOffsets.FromBtf(b.Btf),
         };

@@ -42,10 +42,10 @@ public sealed class CheckRunnerTests
         CheckRunner.Run(facts, checks, IntrospectionLimits.Default);
 
     [Fact]
-    public void Kernel_without_vmap_area_list_skips_the_hidden_module_check_and_is_incomplete()
+    public void Kernel_without_a_modules_list_head_skips_the_hidden_module_check_and_is_incomplete()
     {
         bool ran = false;
-        var report = Run(FakeFacts.AllExcept("vmap_area_list"), Check(CheckId.ModuleArea, _ => ran = true), Check(CheckId.SyscallTable, _ => { }));
+        var report = Run(FakeFacts.AllExcept("modules"), Check(CheckId.ModuleArea, _ => ran = true), Check(CheckId.SyscallTable, _ => { }));
 
         Assert.False(ran);
         var skipped = report.Outcomes[0];
@@ -53,7 +53,7 @@ public sealed class CheckRunnerTests
         Assert.Equal(CheckStatus.Skipped, skipped.Status);
         var gap = Assert.Single(skipped.Gaps);
         Assert.Equal(GapKind.MissingSymbol, gap.Kind);
-        Assert.Contains("vmap_area_list", gap.Detail);
+        Assert.Contains("modules", gap.Detail);
         Assert.Equal(CheckStatus.Complete, report.Outcomes[1].Status);
         Assert.Empty(report.Findings);
         Assert.Equal(CheckVerdict.Incomplete, report.Verdict);
