@@ -18,7 +18,125 @@ public sealed partial class OffsetInference
 
     private void InferPids(TaskEvidence ev)
     {
-        InferThreadPid(ev);
+        var pe = InferThreadPid(ev);
+        if (pe is null)
+        {
+            foreach (var (s, m) in new[] { ("upid", "ns"), ("pid", "tasks"), (Task, "pid_links"), ("pid_namespace", "idr.idr_rt.xa_head"), ("xa_node", "slots") })
+                _report.AddUnknown(s, m, "needs task_struct.thread_pid and pid.numbers");
+        }
+        else
+        {
+            InferPidTasks(pe);
+            InferNamespaceIdr(pe);
+        }
+        InferChildren(ev);
+    }
+
+    /// <summary>
+    /// pid.tasks and task_struct.pid_links: at one offset T of every task's struct pid, tasks[PIDTYPE_PID].first points to
+    /// the task's own hlist_node at one offset L (the only task with that pid), whose pprev points back to it. A thread's
+    /// pid heads no thread group, so tasks[PIDTYPE_TGID] fails on threads.
+    /// </summary>
+    private void InferPidTasks(PidEvidence pe)
+    {
+        var abi = PidAbi.For(_p);
+        // init_task is not on its static pid's lists (init_struct_pid.tasks[] are NULL): the allocated pids are the evidence.
+        var linked = pe.Tasks.Where(x => x.Pid != 0).ToList();
+        if (linked.Count == 0) { _report.AddUnknown("pid", "tasks", "needs a task other than init_task"); _report.AddUnknown(Task, "pid_links", "needs a task other than init_task"); return; }
+        var (task0, _, pid0) = linked[0];
+        var candidates = new List<(int T, int L)>();
+        for (int t = PidAbi.PidLevel + 4; t + _p <= pe.NumbersNr; t += 4)
+        {
+            if (t % _p != 0) continue;
+            Step();
+            long l = (long)(Ptr(pid0 + (ulong)t) - task0);
+            if (l <= 0 || l + 2 * _p > _taskBytes || l % _p != 0) continue;
+            if (linked.All(x => { Step(); return Ptr(x.StructPid + (ulong)t) == x.Task + (ulong)l && Ptr(x.Task + (ulong)l + (ulong)abi.HlistNodePprev) == x.StructPid + (ulong)t; }))
+                candidates.Add((t, (int)l));
+        }
+        const string rule = "struct pid's hlist_head whose first node, in every task's pid (init_task's static one aside), is that task's own hlist_node at one offset, whose pprev points back";
+        int? tasks = _report.Add("pid", "tasks", candidates.Select(c => c.T).ToList(), rule, c => c.Min(), "lowest offset: PIDTYPE_PID is tasks[]' first element");
+        _report.Add(Task, "pid_links", candidates.Where(c => c.T == tasks).Select(c => c.L).ToList(), rule);
+        _report.AddStructural("upid", "ns", abi.UpidNs, "struct upid { int nr; struct pid_namespace *ns; } (checked: numbers[0].ns is one kernel pointer in every task's pid)");
+    }
+
+    /// <summary>
+    /// pid_namespace.idr.idr_rt.xa_head and xa_node.slots: the namespace every numbers[0].ns names holds, at one offset,
+    /// an xarray head whose tree (xa_node's fixed layout, <see cref="PidAbi"/>) holds every listed task's struct pid
+    /// (init_task's static one aside: pid 0 is never allocated), and whose root node's array pointer names that xarray.
+    /// </summary>
+    private void InferNamespaceIdr(PidEvidence pe)
+    {
+        var abi = PidAbi.For(_p);
+        ulong ns = Ptr(pe.Tasks[0].StructPid + (ulong)(pe.NumbersNr + abi.UpidNs));
+        byte[]? nw = SmallWindow(ns);
+        var allocated = pe.Tasks.Where(x => x.Pid != 0).Select(x => x.StructPid).ToHashSet();
+        var candidates = new List<int>();
+        if (nw is not null && allocated.Count > 0)
+        {
+            var xa = XArrayReader.FromAbi(_r);
+            for (int x = 0; x + _p <= nw.Length; x += _p)
+            {
+                Step();
+                ulong head = Word(nw, x);
+                if (!PidAbi.IsNode(head)) continue;
+                ulong node = PidAbi.NodeOf(head), xarray = Ptr(node + (ulong)abi.XaNodeArray), at = ns + (ulong)x;
+                // xa_head is struct xarray's last member after a spinlock and gfp_t flags: a few words after the array's start.
+                if (xarray > at || at - xarray > (ulong)(4 * _p) || Ptr(node + (ulong)abi.XaNodeParent) != 0) continue;
+                var gaps = new List<string>();
+                var entries = xa.Read(head, Math.Max(_limits.MaxTasks, allocated.Count) * 2, "pid IDR", gaps);
+                Step(entries.Count);
+                if (gaps.Count == 0 && allocated.IsSubsetOf(entries.Where(e => e.Kind == XArrayEntryKind.Pointer).Select(e => e.Entry)))
+                    candidates.Add(x);
+            }
+        }
+        const string rule = "xarray head in the namespace every numbers[0].ns names: a root xa_node (no parent) whose array pointer names this xarray, the tree holding every listed task's struct pid";
+        if (_report.Add("pid_namespace", "idr.idr_rt.xa_head", candidates, rule) is not null)
+            _report.AddStructural("xa_node", "slots", abi.XaNodeSlots, $"include/linux/xarray.h: four bytes, parent, array, a list_head, then slots[{PidAbi.XaChunkSize}] (checked: the tree read so holds every task's struct pid)");
+        else _report.AddUnknown("xa_node", "slots", "needs pid_namespace.idr");
+    }
+
+    /// <summary>
+    /// task_struct.children and sibling: a list_head column whose list, linked through one offset S of the children,
+    /// holds exactly the thread-group leaders whose real_parent is that task, for every listed task and thread
+    /// (copy_process links only leaders, to the parent thread that forked them).
+    /// </summary>
+    private void InferChildren(TaskEvidence ev)
+    {
+        if (ev.RealParent is not { } rp)
+        {
+            _report.AddUnknown(Task, "children", "needs task_struct.real_parent");
+            _report.AddUnknown(Task, "sibling", "needs task_struct.real_parent");
+            return;
+        }
+        var expected = new Dictionary<ulong, HashSet<ulong>>();
+        foreach (ulong leader in ev.AllLeaders.Skip(1))
+        {
+            Step();
+            ulong parent = Ptr(leader + (ulong)rp);
+            if (!expected.TryGetValue(parent, out var set)) expected[parent] = set = [];
+            set.Add(leader);
+        }
+        var everyone = ev.AllLeaders.Concat(ev.Threads.Values.SelectMany(v => v)).Distinct().ToList();
+        byte[]? init = TaskWindow(ev.Init);
+        var initChildren = expected.GetValueOrDefault(ev.Init) ?? [];
+        var candidates = new List<(int C, int S)>();
+        for (int c = 0; init is not null && initChildren.Count > 0 && c + 2 * _p <= _taskBytes; c += _p)
+        {
+            Step();
+            if (!IsKernel(Word(init, c)) || WalkThreadList(ev.Init + (ulong)c, 0, null) is not { Count: > 0 } nodes || nodes.Count != initChildren.Count) continue;
+            foreach (ulong child in initChildren)
+            {
+                long s = (long)(nodes[0] - child);
+                if (s <= 0 || s + 2 * _p > _taskBytes || s % _p != 0) continue;
+                if (everyone.All(t => WalkThreadList(t + (ulong)c, (int)s, null) is { } members
+                        && members.ToHashSet().SetEquals(expected.GetValueOrDefault(t) ?? [])))
+                    candidates.Add((c, (int)s));
+            }
+        }
+        const string rule = "list_head column whose list, through one offset of each child, holds exactly the leaders whose real_parent is that task, for every task and thread";
+        int? children = _report.Add(Task, "children", candidates.Select(x => x.C).Distinct().ToList(), rule);
+        _report.Add(Task, "sibling", candidates.Where(x => x.C == children).Select(x => x.S).Distinct().ToList(), rule);
     }
 
     /// <summary>The pid members a report knows (inferred now or loaded from the cache), each inside its search window;
@@ -29,9 +147,14 @@ public sealed partial class OffsetInference
         if (Get(Task, "thread_pid", taskWindow) is not { } threadPid || Get("pid", "numbers", smallWindow) is not { } numbers
             || Get("upid", "nr", 8) is not { } nr)
             return null;
+        int? tasks = Get("pid", "tasks", numbers);
         return new PidOffsets
         {
             ThreadPid = threadPid, Numbers = numbers, UpidNr = nr, NumbersNr = numbers + nr, PidTypePid = PidAbi.PidTypePid,
+            UpidNs = Get("upid", "ns", 16), Tasks = tasks, TaskPidLinks = tasks is null ? null : Get(Task, "pid_links", taskWindow),
+            Children = Get(Task, "children", taskWindow), Sibling = Get(Task, "sibling", taskWindow),
+            NamespaceXaHead = Get("pid_namespace", "idr.idr_rt.xa_head", smallWindow), XaNodeSlots = Get("xa_node", "slots", 64),
+            XaNodeSlotCount = Get("xa_node", "slots", 64) is null ? null : PidAbi.XaChunkSize,
         };
     }
 
