@@ -44,6 +44,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
     private DataAddress? FindByStructure(string name) => name switch
     {
+        "init_pid_ns" => Inference.InitPidNamespaceSearch.Find(kernel),
         _ => null,
     };
 }
