@@ -98,8 +98,9 @@ public sealed partial class OffsetInference
 
     /// <summary>
     /// task_struct.children and sibling: a list_head column whose list, linked through one offset S of the children,
-    /// holds exactly the thread-group leaders whose real_parent is that task, for every listed task and thread
-    /// (copy_process links only leaders, to the parent thread that forked them).
+    /// holds every listed thread-group leader whose real_parent is that task, and only tasks whose real_parent is that
+    /// task, for every listed task and thread (copy_process links only leaders, to the parent thread that forked them).
+    /// A child hidden from the task list still names its parent, so hiding a task does not break the rule.
     /// </summary>
     private void InferChildren(TaskEvidence ev)
     {
@@ -130,11 +131,11 @@ public sealed partial class OffsetInference
                 long s = (long)(nodes[0] - child);
                 if (s <= 0 || s + 2 * _p > _taskBytes || s % _p != 0) continue;
                 if (everyone.All(t => WalkThreadList(t + (ulong)c, (int)s, null) is { } members
-                        && members.ToHashSet().SetEquals(expected.GetValueOrDefault(t) ?? [])))
+                        && (expected.GetValueOrDefault(t) ?? []).IsSubsetOf(members) && members.All(m => Ptr(m + (ulong)rp) == t)))
                     candidates.Add((c, (int)s));
             }
         }
-        const string rule = "list_head column whose list, through one offset of each child, holds exactly the leaders whose real_parent is that task, for every task and thread";
+        const string rule = "list_head column whose list, through one offset of each child, holds every listed leader whose real_parent is that task and only tasks whose real_parent it is, for every task and thread";
         int? children = _report.Add(Task, "children", candidates.Select(x => x.C).Distinct().ToList(), rule);
         _report.Add(Task, "sibling", candidates.Where(x => x.C == children).Select(x => x.S).Distinct().ToList(), rule);
     }
