@@ -18,9 +18,6 @@ public sealed class InvariantChecks
 {
     /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
     private const int MaxGroupDepth = 32;
-    /// <summary>XA_CHUNK_SIZE: slots per xarray node (64; 16 with CONFIG_BASE_SMALL). BTF is guest data, so a larger
-    /// slots array is refused rather than looped over.</summary>
-    private const int MaxXarraySlots = 64;
     /// <summary>MAX_RT_PRIO: the real-time priority lists of an rt_rq (100 since 2.6); a larger BTF array is refused.</summary>
     private const int MaxRtPriorities = 100;
     /// <summary>x86 gate type 5 (the low five bits of a gate's byte 5): a task gate.</summary>
@@ -278,12 +275,12 @@ public sealed class InvariantChecks
     {
         _kernel.DataAddresses.TryGetAddress("init_pid_ns", out ulong ns);
         ulong xaHead = ns + Offset("pid_namespace", "idr.idr_rt.xa_head");
-        var node = _kernel.Btf!.FindStruct("xa_node")!;
-        ulong slotsOff = (ulong)node.Offset("slots");
-        int slots = node.MemberSize("slots") / 8;
-        if (slots is <= 0 or > MaxXarraySlots)
+        // xa_node from BTF, else its fixed layout (PidAbi) at the guest's word size.
+        string? why = null;
+        var xa = _kernel.Btf is { } btf ? XArrayReader.Create(_r, btf, out why) : XArrayReader.FromAbi(_r);
+        if (xa is null)
         {
-            run.Incomplete(GapKind.CorruptStructure, $"BTF says xa_node.slots has {slots} entries; an xarray node has at most {MaxXarraySlots}");
+            run.Incomplete(GapKind.CorruptStructure, $"pid IDR not read: {why}");
             return;
         }
         ulong tasksOff = Offset("pid", "tasks"), linksOff = Offset("task_struct", "pid_links");
@@ -293,8 +290,14 @@ public sealed class InvariantChecks
             run.Incomplete(GapKind.UnreadableMemory, $"init_pid_ns.idr at 0x{xaHead:x} is unreadable");
             return;
         }
+        var gaps = new List<string>();
         var pids = new List<ulong>();
-        CollectXarray(run, root, slotsOff, slots, pids, [], 0);
+        foreach (var e in xa.Read(root, run.Limits.MaxXarrayEntries, "pid IDR", gaps))
+        {
+            if (!run.Visit()) break;
+            if (e.Kind == XArrayEntryKind.Pointer && _r.IsKernelPointer(e.Entry)) pids.Add(e.Entry);
+        }
+        foreach (var gap in gaps) run.Incomplete(GapKind.CorruptStructure, gap);
         foreach (ulong p in pids)
         {
             if (!_r.TryPointer(p + tasksOff, out ulong first))
@@ -309,33 +312,6 @@ public sealed class InvariantChecks
                 continue;
             }
             Sighted(run, first - linksOff, TaskView.PidNamespace, "in the pid namespace");
-        }
-    }
-
-    private void CollectXarray(CheckRun run, ulong entry, ulong slotsOff, int slots, List<ulong> result, HashSet<ulong> seen, int depth)
-    {
-        if (entry == 0) return;
-        bool internalNode = (entry & 3) == 2 && entry > 4096;
-        if (!internalNode)
-        {
-            if ((entry & 3) == 0 && _r.IsKernelPointer(entry) && run.Visit()) result.Add(entry);
-            return;
-        }
-        ulong nodeAddr = entry - 2;
-        if (depth > 8)
-        {
-            run.Incomplete(GapKind.CorruptStructure, $"pid IDR node 0x{nodeAddr:x} is deeper than an xarray of 32-bit ids can be");
-            return;
-        }
-        if (!_r.IsKernelPointer(nodeAddr) || !seen.Add(nodeAddr) || !run.Visit()) return;
-        for (int i = 0; i < slots; i++)
-        {
-            if (!_r.TryPointer(nodeAddr + slotsOff + (ulong)i * 8, out ulong child))
-            {
-                run.Incomplete(GapKind.UnreadableMemory, $"pid IDR node 0x{nodeAddr:x} is unreadable");
-                return;
-            }
-            if (child != 0) CollectXarray(run, child, slotsOff, slots, result, seen, depth + 1);
         }
     }
 

@@ -10,6 +10,7 @@ public sealed partial class OffsetInference
     private KernelOffsets Run()
     {
         var t = InferTasks();
+        InferPids(t);
         var m = InferMmAndVmas(t);
         InferModules();
         InferFtraceOps(FtraceOpsListAndEnd());
@@ -112,7 +113,7 @@ public sealed partial class OffsetInference
             ListHeadPrev = _w.ListHeadPrev,
             SpecialMappingName = Opt("vm_special_mapping", "name", small),
             Vmalloc = VmallocOffsets.FromReport(report),
-            Pid = null,
+            Pid = PidOffsetsOf(report, tw, small),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),
@@ -145,7 +146,6 @@ public sealed partial class OffsetInference
     /// <summary>Views that stay unavailable without BTF, each with its reason (shown by `info --offsets`).</summary>
     private void ReportNotInferred()
     {
-        _report.AddUnknown("pid", "numbers", "not inferred: struct pid/upid (pid namespace cross-view) have no anchor the search can check against; ps reads task->pid, the cross-view is skipped");
         _report.AddUnknown("worker", "desc", "not inferred: struct worker and worker_pool are private to kernel/workqueue.c; kworker names show the comm (no -<workqueue> suffix)");
         _report.AddUnknown("kthread", "full_name", "not inferred: struct kthread is private to kernel/kthread.c; kernel threads show their 15-character comm");
         _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");

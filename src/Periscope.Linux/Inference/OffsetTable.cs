@@ -79,6 +79,16 @@ public static class OffsetTable
             Add("vmap_area", "va_start", va.VaStart); Add("vmap_area", "va_end", va.VaEnd); Add("vmap_area", "list", va.List); Add("vmap_area", "rb_node", va.RbNode);
             Add("vmap_node", "busy.head", va.NodeBusyHead); Add("vmap_node", InferenceReport.SizeOfMember, va.NodeSize);
         }
+        if (o.Pid is { } pid) PidRules(pid, Add);
         return list;
+    }
+
+    /// <summary>struct pid, upid, the pid namespace's IDR and the task links the pid cross-views read.</summary>
+    private static void PidRules(PidOffsets p, Action<string, string, int?> add)
+    {
+        add("task_struct", "thread_pid", p.ThreadPid); add("pid", "numbers", p.Numbers); add("upid", "nr", p.UpidNr);
+        add("upid", "ns", p.UpidNs); add("pid", "tasks", p.Tasks - p.PidTypePid * 8); add("task_struct", "pid_links", p.TaskPidLinks);
+        add("task_struct", "children", p.Children); add("task_struct", "sibling", p.Sibling);
+        add("pid_namespace", "idr.idr_rt.xa_head", p.NamespaceXaHead); add("xa_node", "slots", p.XaNodeSlots);
     }
 }

@@ -16,8 +16,8 @@ namespace Periscope.Linux.Inference;
 /// </summary>
 public sealed class OffsetsCache(string directory)
 {
-    /// <summary>2: entries also hold the integrity evidence members (module jump/static-call tables, ftrace_ops); a /1
-    /// entry lacks them and is inferred again.</summary>
+    /// <summary>Bumped whenever the rules settle new members (2: the pid cross-views' members): an entry written by older
+    /// rules lacks them, and its key (which includes the format) no longer matches, so the search runs again.</summary>
     public const string Format = "periscope-offsets/2";
     private const int MaxMembers = 512, MaxText = 2048, MaxCandidates = 256;
 
@@ -31,9 +31,9 @@ public sealed class OffsetsCache(string directory)
         return root is null ? null : new OffsetsCache(Path.Combine(root, "periscope", "offsets"));
     }
 
-    /// <summary>The build's key: a hash of the banner and the build id (absent build id: banner only).</summary>
+    /// <summary>The build's key: a hash of the format, the banner and the build id (absent build id: banner only).</summary>
     public static string Key(string banner, string? buildId) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{banner}\n{buildId ?? "-"}")))[..32];
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{Format}\n{banner}\n{buildId ?? "-"}")))[..32];
 
     private string PathOf(string key) => System.IO.Path.Combine(Directory, key + ".json");
 

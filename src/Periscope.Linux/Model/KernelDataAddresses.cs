@@ -52,6 +52,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         "__start___jump_table" or "__stop___jump_table" or "ftrace_pages_start" or "ftrace_ops_list" or "ftrace_list_end"
             => Inference.PatchTableDataSearch.Find(kernel, name),
         "vmap_area_list" => Inference.VmapAreaListSearch.Find(kernel.Reader, kernel.Symbols, kernel.Limits.MaxVmapAreas, out string why) is { } list ? new DataAddress(name, list, $"by code: {why}") : null,
+        "init_pid_ns" => Inference.InitPidNamespaceSearch.Find(kernel),
         _ => null,
     };
 }

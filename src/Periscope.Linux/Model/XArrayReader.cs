@@ -32,11 +32,12 @@ public sealed class XArrayReader
 
     private readonly GuestReader _r;
     private readonly ulong _slotsOffset, _shiftOffset;
-    private readonly int _slots, _chunkShift;
+    private readonly int _slots, _chunkShift, _word;
 
     private XArrayReader(GuestReader reader, ulong slotsOffset, ulong shiftOffset, int slots)
     {
         _r = reader;
+        _word = reader.PointerSize;
         _slotsOffset = slotsOffset;
         _shiftOffset = shiftOffset;
         _slots = slots;
@@ -54,13 +55,20 @@ public sealed class XArrayReader
             return null;
         }
         int size = node.MemberSize("slots");
-        int slots = size / 8;
+        int slots = size / reader.PointerSize;
         if (slots is < 2 or > MaxSlots || (slots & (slots - 1)) != 0)
         {
             unavailable = $"BTF says xa_node.slots has {slots} entries; a power of two up to {MaxSlots} expected";
             return null;
         }
         return new XArrayReader(reader, (ulong)node.Offset("slots"), (ulong)node.Offset("shift"), slots);
+    }
+
+    /// <summary>A reader from the kernel's fixed xa_node layout (<see cref="PidAbi"/>), for kernels without BTF.</summary>
+    public static XArrayReader FromAbi(GuestReader reader)
+    {
+        var abi = PidAbi.For(reader.PointerSize);
+        return new XArrayReader(reader, (ulong)abi.XaNodeSlots, (ulong)abi.XaNodeShift, PidAbi.XaChunkSize);
     }
 
     /// <summary>
@@ -111,10 +119,10 @@ public sealed class XArrayReader
             return true;
         }
         Span<byte> buffer = stackalloc byte[MaxSlots * 8];
-        var bytes = buffer[..(_slots * 8)];
+        var bytes = buffer[..(_slots * _word)];
         if (_r.Read(node + _slotsOffset, bytes) != bytes.Length) { gaps.Add($"{what}: node 0x{node:x} is unreadable"); return true; }
         var children = new ulong[_slots];
-        for (int i = 0; i < _slots; i++) children[i] = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]);
+        for (int i = 0; i < _slots; i++) children[i] = _word == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]) : BinaryPrimitives.ReadUInt32LittleEndian(bytes[(i * 4)..]);
         for (int i = 0; i < _slots; i++)
         {
             ulong index = baseIndex + ((ulong)i << shift);
