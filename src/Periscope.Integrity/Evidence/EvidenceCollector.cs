@@ -314,10 +314,24 @@ public sealed class EvidenceCollector
     {
         var ranges = new List<CodeRange>();
         foreach (var (a, b) in names)
-            if (_kernel.Symbols.TryGetAddress(a, out ulong s) && _kernel.Symbols.TryGetAddress(b, out ulong e) && e > s && e - s < 1 << 16)
+            if (_kernel.Symbols.TryGetAddress(a, out ulong s) && (_kernel.Symbols.TryGetAddress(b, out ulong e) || NextOuterSymbol(s, out e)) && e > s && e - s < 1 << 16)
                 ranges.Add(new CodeRange(a, s, e));
             else _gaps.Add(new(EvidenceFamily.FtraceEntry, $"{a}..{b} not found"));
         return ranges;
+    }
+
+    /// <summary>Labels inside ftrace_caller and ftrace_regs_caller (arch/x86/kernel/ftrace_32.S), which kallsyms lists
+    /// like functions.</summary>
+    private static readonly HashSet<string> FtraceInnerLabels = ["ftrace_call", "ftrace_regs_call", "ftrace_graph_call", "ftrace_stub", "ftrace_stub_graph"];
+
+    /// <summary>i386's entry code has no *_end labels (ftrace_32.S): the code ends where the next symbol that is not one
+    /// of its own inner labels starts (ftrace_regs_caller after ftrace_caller, ftrace_graph_caller after that).</summary>
+    private bool NextOuterSymbol(ulong start, out ulong end)
+    {
+        end = ulong.MaxValue;
+        foreach (var sym in _kernel.Symbols.All)
+            if (sym.Address > start && sym.Address < end && !FtraceInnerLabels.Contains(sym.Name)) end = sym.Address;
+        return end != ulong.MaxValue;
     }
 
     private List<FtracePatchSite> PatchSites(params (string Name, FtracePatchKind Kind)[] names)

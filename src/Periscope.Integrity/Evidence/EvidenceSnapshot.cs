@@ -67,6 +67,9 @@ public sealed record EvidenceSnapshot
 {
     public ulong KernelTextStart { get; init; }
     public ulong KernelTextEnd { get; init; }
+    /// <summary>True for an i386 kernel: its text lies below 4 GiB, x86-64's in the top 2 GiB of the address space, so
+    /// the text's address says which instruction set (and which NOPs) the kernel patches with.</summary>
+    public bool Is32Bit => KernelTextEnd is > 0 and <= uint.MaxValue;
     public IReadOnlyList<ModuleEvidence> Modules { get; init; } = [];
     /// <summary>Code symbols sorted by address.</summary>
     public IReadOnlyList<CodeSymbol> Symbols { get; init; } = [];

@@ -35,8 +35,15 @@ public sealed record CodeWindow(ulong Start, byte[] Expected, byte[] Found, ulon
 /// </summary>
 public static class Judge
 {
+    // The NOPs the kernel patches in (x86_nops[], arch/x86/include/asm/nops.h): the 64-bit ones, and the 32-bit ones an
+    // i386 kernel uses ("ds lea esi,[esi+0]" and "mov esi,esi"), which are not NOPs in 64-bit mode.
     public static ReadOnlySpan<byte> Nop5 => [0x0f, 0x1f, 0x44, 0x00, 0x00];
     public static ReadOnlySpan<byte> Nop2 => [0x66, 0x90];
+    public static ReadOnlySpan<byte> Nop5I386 => [0x3e, 0x8d, 0x74, 0x26, 0x00];
+    public static ReadOnlySpan<byte> Nop2I386 => [0x89, 0xf6];
+
+    private static ReadOnlySpan<byte> Nop5Of(EvidenceIndex e) => e.Snapshot.Is32Bit ? Nop5I386 : Nop5;
+    private static ReadOnlySpan<byte> Nop2Of(EvidenceIndex e) => e.Snapshot.Is32Bit ? Nop2I386 : Nop2;
     /// <summary>static_call to __static_call_return0 on an inline site: "cs cs cs xor eax, eax".</summary>
     public static ReadOnlySpan<byte> XorEax5 => [0x2e, 0x2e, 0x2e, 0x31, 0xc0];
     /// <summary>A static-call trampoline set to NULL without return thunks: "ret; int3 × 4".</summary>
@@ -94,13 +101,13 @@ public static class Judge
     private static (Verdict, ulong)? JumpLabel(EvidenceIndex baseline, EvidenceIndex current, CodeWindow w, ulong site, ulong recorded, ulong p)
     {
         if (!w.TryExpected(site, 2, out var head)) return null;
-        int length = head[0] is 0xeb || head.SequenceEqual(Nop2) ? 2 : 5;
+        int length = head[0] is 0xeb || head.SequenceEqual(Nop2Of(baseline)) ? 2 : 5;
         ulong end = site + (ulong)length;
         if (p >= end) return null;
         string where = baseline.Describe(site);
         if (!w.TryFound(site, length, out var now))
             return (new Verdict(Classification.JumpLabelRetargeted, Severity.Critical, $"jump label at {where}: changed bytes cannot be read whole"), end);
-        if (now.SequenceEqual(length == 2 ? Nop2 : Nop5))
+        if (now.SequenceEqual(length == 2 ? Nop2Of(baseline) : Nop5Of(baseline)))
             return (new Verdict(Classification.StaticKeyFlipped, Severity.Info, $"jump label at {where} is now its NOP"), end);
         ulong? target = Branch(now, site, jumpOnly: true);
         if (target == recorded)
@@ -117,7 +124,7 @@ public static class Judge
         string where = $"{what} {baseline.Describe(site)}";
         if (!w.TryFound(site, 5, out var now))
             return new Verdict(Classification.StaticCallHijacked, Severity.Critical, $"{where}: changed bytes cannot be read whole");
-        if (now.SequenceEqual(Nop5) || now.SequenceEqual(Ret5) || now.SequenceEqual(XorEax5))
+        if (now.SequenceEqual(Nop5Of(baseline)) || now.SequenceEqual(Ret5) || now.SequenceEqual(XorEax5))
             return new Verdict(Classification.StaticCallUpdated, Severity.Info, $"{where} now {(now[0] == 0x2e ? "returns 0" : "disabled")}");
         if (Branch(now, site, jumpOnly: false) is not { } target || now[0] is not (0xe8 or 0xe9))
             return new Verdict(Classification.StaticCallHijacked, Severity.Critical, $"{where} now holds {Convert.ToHexStringLower(now)}");
@@ -135,7 +142,7 @@ public static class Judge
         string fn = baseline.Describe(site);
         if (!w.TryFound(site, 5, out var now))
             return new Verdict(Classification.FunctionHooked, Severity.Critical, $"ftrace site of {fn}: changed bytes cannot be read whole");
-        if (now.SequenceEqual(Nop5)) return new Verdict(Classification.FunctionTraced, Severity.Info, $"ftrace site of {fn} is a NOP again");
+        if (now.SequenceEqual(Nop5Of(baseline))) return new Verdict(Classification.FunctionTraced, Severity.Info, $"ftrace site of {fn} is a NOP again");
         if (Branch(now, site, jumpOnly: false) is not { } target)
             return new Verdict(Classification.CodeModified, Severity.Critical, $"ftrace site of {fn} now holds {Convert.ToHexStringLower(now)}, not a NOP or a call");
         var dest = current.Resolve(target);

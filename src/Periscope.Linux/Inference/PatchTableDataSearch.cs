@@ -33,6 +33,36 @@ public static class PatchTableDataSearch
         return References(code.AsSpan(0, n).ToArray(), at, r.PointerSize, r.IsKernelPointer);
     }
 
+    /// <summary>The code at <paramref name="at"/> (a callee found by <see cref="Callees"/>), as <see cref="References(GuestReader, KernelSymbols, string, IntrospectionLimits)"/>.</summary>
+    private static List<(ulong Address, bool IsLoad)> References(GuestReader r, ulong at, IntrospectionLimits limits)
+    {
+        var code = new byte[limits.MaxDataFinderCodeBytes];
+        int n = r.Space.Read(at, code);
+        return n < 16 ? [] : References(code.AsSpan(0, n).ToArray(), at, r.PointerSize, r.IsKernelPointer);
+    }
+
+    /// <summary>The targets of the first <see cref="MaxCallees"/> direct calls in <paramref name="function"/>'s code, up to its first ret.</summary>
+    private static List<ulong> Callees(GuestReader r, KernelSymbols symbols, string function, IntrospectionLimits limits)
+    {
+        var found = new List<ulong>();
+        if (!symbols.TryGetAddress(function, out ulong at)) return found;
+        var code = new byte[limits.MaxDataFinderCodeBytes];
+        int n = r.Space.Read(at, code);
+        if (n < 16) return found;
+        var decoder = Decoder.Create(r.PointerSize * 8, new ByteArrayCodeReader(code, 0, n), at);
+        while (decoder.IP < at + (ulong)n && found.Count < MaxCallees)
+        {
+            decoder.Decode(out var ins);
+            if (ins.IsInvalid || ins.FlowControl == FlowControl.Return) break;
+            if (ins.FlowControl == FlowControl.Call && ins.Op0Kind is OpKind.NearBranch32 or OpKind.NearBranch64 && r.IsKernelPointer(ins.NearBranchTarget))
+                found.Add(ins.NearBranchTarget);
+        }
+        return found;
+    }
+
+    /// <summary>Direct callees of a function whose references are also searched (the helper a compiler left out of line).</summary>
+    private const int MaxCallees = 4;
+
     public static List<(ulong Address, bool IsLoad)> References(byte[] code, ulong ip, int pointerSize, Func<ulong, bool> isKernel)
     {
         var found = new List<(ulong, bool)>();
@@ -91,7 +121,9 @@ public static class PatchTableDataSearch
             ulong code = Wrap(r, entry + (ulong)(long)rc), target = Wrap(r, entry + X86PatchTableAbi.JumpEntryTarget + (ulong)(long)rt);
             if (!r.IsKernelPointer(code)) return false;
             if (code < textStart || code >= textEnd) continue; // init text, freed after boot
-            if (target < textStart || target >= textEnd || !r.TryU8(code, out byte first) || first is not (0xeb or 0xe9 or 0x66 or 0x0f or 0x3e)) return false;
+            // A jump, or the first byte of a 2- or 5-byte NOP: 66 90 / 0f 1f 44 00 00 on x86-64, 89 f6 / 3e 8d 74 26 00 on i386.
+            if (target < textStart || target >= textEnd || !r.TryU8(code, out byte first)
+                || !(first is 0xeb or 0xe9 or 0x66 or 0x0f or 0x3e || (r.PointerSize == 4 && first == 0x89))) return false;
             inText = true;
         }
         return inText;
@@ -104,7 +136,10 @@ public static class PatchTableDataSearch
         if (!symbols.TryGetAddress("_stext", out ulong textStart) || !symbols.TryGetAddress("_etext", out ulong textEnd)) return null;
         int p = r.PointerSize;
         var fits = new List<ulong>();
-        foreach (ulong v in References(r, symbols, "ftrace_location_range", limits).Where(x => x.IsLoad).Select(x => x.Address).Distinct())
+        // i386's gcc leaves lookup_rec() out of line: its loads count as ftrace_location_range's own.
+        var loads = References(r, symbols, "ftrace_location_range", limits)
+            .Concat(Callees(r, symbols, "ftrace_location_range", limits).SelectMany(c => References(r, c, limits)));
+        foreach (ulong v in loads.Where(x => x.IsLoad).Select(x => x.Address).Distinct())
         {
             if (!r.TryPointer(v, out ulong page) || !r.IsKernelPointer(page)) continue;
             bool ok = true;
