@@ -67,6 +67,8 @@ public static class OffsetTable
         Add("super_block", "s_dev", p.SuperBlockDev);
         Add("cred", "uid", o.CredUid); Add("cred", "gid", o.CredGid); Add("cred", "euid", o.CredEuid);
         Add("list_head", "prev", o.ListHeadPrev);
+        if (o.RunQueue is { } rq) { Add("rq", "cpu", rq.Cpu); Add("rq", "curr", rq.Curr); Add("rq", "idle", rq.Idle); }
+        o.Scheduler?.List(Add);
         return list;
     }
 }

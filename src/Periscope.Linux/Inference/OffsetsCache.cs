@@ -16,7 +16,7 @@ namespace Periscope.Linux.Inference;
 /// </summary>
 public sealed class OffsetsCache(string directory)
 {
-    public const string Format = "periscope-offsets/1";
+    public const string Format = "periscope-offsets/2"; // 2: entries written before the run-queue members were inferred are stale
     private const int MaxMembers = 512, MaxText = 2048, MaxCandidates = 256;
 
     public string Directory { get; } = directory;

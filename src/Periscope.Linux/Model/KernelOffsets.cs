@@ -39,6 +39,8 @@ public sealed class KernelOffsets
     public RunQueueOffsets? RunQueue { get; init; }
     /// <summary>module->taints and struct taint_flag, for the "(OE)" markers of /proc/modules.</summary>
     public ModuleTaintOffsets? ModuleTaint { get; init; }
+    /// <summary>The run queues' fair, real-time and deadline queues and each class's entity in task_struct (run-queue check).</summary>
+    public SchedulerOffsets? Scheduler { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -207,6 +209,7 @@ public sealed class KernelOffsets
             Kthread = ReadKthread(b, task),
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
+            Scheduler = SchedulerOffsets.FromBtf(b.Btf),
             ModuleTaint = ReadModuleTaint(b, module),
             ModuleSymbols = ReadModuleSymbols(b, module),
         };
