@@ -44,6 +44,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
     /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
     private DataAddress? FindByStructure(string name) => name switch
     {
+        "runqueues" or "__per_cpu_offset" => RunQueueCodeDecoder.FindAddress(kernel, name),
         _ => null,
     };
 }
