@@ -10,6 +10,7 @@ public sealed partial class OffsetInference
     private KernelOffsets Run()
     {
         var t = InferTasks();
+        InferPids(t);
         InferRunQueues(t);
         var m = InferMmAndVmas(t);
         InferModules();
@@ -110,7 +111,7 @@ public sealed partial class OffsetInference
             CredUid = Need("cred", "uid", small), CredGid = Need("cred", "gid", small), CredEuid = Need("cred", "euid", small),
             ListHeadPrev = _w.ListHeadPrev,
             SpecialMappingName = Opt("vm_special_mapping", "name", small),
-            Pid = null,
+            Pid = PidOffsetsOf(report, tw, small),
             RunQueue = RunQueueFrom(report),
             Scheduler = SchedulerFrom(report),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
@@ -138,7 +139,6 @@ public sealed partial class OffsetInference
     /// <summary>Views that stay unavailable without BTF, each with its reason (shown by `info --offsets`).</summary>
     private void ReportNotInferred()
     {
-        _report.AddUnknown("pid", "numbers", "not inferred: struct pid/upid (pid namespace cross-view) have no anchor the search can check against; ps reads task->pid, the cross-view is skipped");
         _report.AddUnknown("worker", "desc", "not inferred: struct worker and worker_pool are private to kernel/workqueue.c; kworker names show the comm (no -<workqueue> suffix)");
         _report.AddUnknown("kthread", "full_name", "not inferred: struct kthread is private to kernel/kthread.c; kernel threads show their 15-character comm");
         _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");

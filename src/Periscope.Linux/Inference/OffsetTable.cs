@@ -67,8 +67,18 @@ public static class OffsetTable
         Add("super_block", "s_dev", p.SuperBlockDev);
         Add("cred", "uid", o.CredUid); Add("cred", "gid", o.CredGid); Add("cred", "euid", o.CredEuid);
         Add("list_head", "prev", o.ListHeadPrev);
+        if (o.Pid is { } pid) PidRules(pid, Add);
         if (o.RunQueue is { } rq) { Add("rq", "cpu", rq.Cpu); Add("rq", "curr", rq.Curr); Add("rq", "idle", rq.Idle); }
         o.Scheduler?.List(Add);
         return list;
+    }
+
+    /// <summary>struct pid, upid, the pid namespace's IDR and the task links the pid cross-views read.</summary>
+    private static void PidRules(PidOffsets p, Action<string, string, int?> add)
+    {
+        add("task_struct", "thread_pid", p.ThreadPid); add("pid", "numbers", p.Numbers); add("upid", "nr", p.UpidNr);
+        add("upid", "ns", p.UpidNs); add("pid", "tasks", p.Tasks - p.PidTypePid * 8); add("task_struct", "pid_links", p.TaskPidLinks);
+        add("task_struct", "children", p.Children); add("task_struct", "sibling", p.Sibling);
+        add("pid_namespace", "idr.idr_rt.xa_head", p.NamespaceXaHead); add("xa_node", "slots", p.XaNodeSlots);
     }
 }

@@ -146,6 +146,11 @@ public sealed class KernelOffsets
                 Tasks = b.O(pid, "tasks") + pidTypePid * 8,
                 NumbersNr = b.O(pid, "numbers") + b.O(upid, "nr"),
                 PidTypePid = pidTypePid,
+                ThreadPid = b.Opt(task, "thread_pid"), Numbers = b.O(pid, "numbers"), UpidNr = b.O(upid, "nr"), UpidNs = b.Opt(upid, "ns"),
+                Children = b.Opt(task, "children"), Sibling = b.Opt(task, "sibling"),
+                NamespaceXaHead = b.Btf.FindStruct("pid_namespace") is { } ns ? b.Opt(ns, "idr.idr_rt.xa_head") : null,
+                XaNodeSlots = b.Btf.FindStruct("xa_node") is { } xa && xa.HasMember("slots") ? b.O(xa, "slots") : null,
+                XaNodeSlotCount = b.Btf.FindStruct("xa_node") is { } xn && xn.HasMember("slots") ? b.Count(xn, "slots", listHead.Size / 2, 1, MaxXaNodeSlots) : null,
             };
         }
 
@@ -316,6 +321,8 @@ public sealed class KernelOffsets
     private const int MaxMapleSlots = 64;
     /// <summary>enum mod_mem_type has 7 types in 6.4..7.x; room for growth, not for 2^31 entries.</summary>
     private const int MaxModuleMemTypes = 64;
+    /// <summary>XA_CHUNK_SIZE is 64 (16 with CONFIG_BASE_SMALL): more slots than this is corrupt BTF.</summary>
+    private const int MaxXaNodeSlots = PidAbi.XaChunkSize;
     /// <summary>enum pid_type has 4 types (PID, TGID, PGID, SID) plus PIDTYPE_MAX.</summary>
     private const int MaxPidTypes = 16;
 
@@ -468,13 +475,26 @@ public sealed record ModuleOffsets
         : raw == StateUnformed ? ModuleState.Unformed : ModuleState.Unknown;
 }
 
-/// <summary>task->pid_links, pid->tasks[PIDTYPE_PID] and pid->numbers[0].nr (the pid in the initial namespace).</summary>
+/// <summary>task->pid_links, pid->tasks[PIDTYPE_PID] and pid->numbers[0].nr (the pid in the initial namespace). From
+/// BTF, or inferred (then a member the search could not settle is null).</summary>
 public sealed record PidOffsets
 {
-    public int TaskPidLinks { get; init; }
-    public int Tasks { get; init; }
-    public int NumbersNr { get; init; }
+    public int? TaskPidLinks { get; init; }
+    /// <summary>pid->tasks[PIDTYPE_PID].</summary>
+    public int? Tasks { get; init; }
+    public int? NumbersNr { get; init; }
     public int PidTypePid { get; init; }
+    public int? ThreadPid { get; init; }
+    public int? Numbers { get; init; }
+    public int? UpidNr { get; init; }
+    public int? UpidNs { get; init; }
+    public int? Children { get; init; }
+    public int? Sibling { get; init; }
+    /// <summary>pid_namespace.idr.idr_rt.xa_head.</summary>
+    public int? NamespaceXaHead { get; init; }
+    public int? XaNodeSlots { get; init; }
+    /// <summary>Slots per xa_node (XA_CHUNK_SIZE): from BTF's array size, else <see cref="PidAbi.XaChunkSize"/>.</summary>
+    public int? XaNodeSlotCount { get; init; }
 }
 
 public sealed record PathOffsets

@@ -53,7 +53,7 @@ public sealed class TaskPrefetch
     public static TaskPrefetch? Create(IPhysicalMemory memory, GuestReader kernelReader, KernelSymbols symbols, BtfTypes? btf, KernelOffsets offsets, IntrospectionLimits limits,
         bool stopWhenResident = true)
     {
-        if (memory is not IPrefetchableMemory prefetchable || btf is null || offsets.Pid is not { } pid
+        if (memory is not IPrefetchableMemory prefetchable || btf is null || offsets.Pid is not { TaskPidLinks: { } pidLinks, Tasks: not null } pid
             || !symbols.TryGetAddress("init_pid_ns", out ulong ns)) return null;
         var b = new BtfMembers(btf);
         if (b.Offset("pid_namespace", "idr.idr_rt.xa_head") is not { } idr || btf.StructSizeOrNull("hlist_node") is not { } hlistNode) return null;
@@ -61,7 +61,7 @@ public sealed class TaskPrefetch
         var reader = new GuestReader(kernelReader.Space, limits, new WorkBudget(limits));
         var xarray = XArrayReader.Create(reader, btf, out _);
         if (xarray is null || !reader.TryPointer(ns + (ulong)idr, out ulong head)) return null;
-        return new TaskPrefetch(reader, prefetchable, offsets, limits, xarray, head, (ulong)(pid.TaskPidLinks + pid.PidTypePid * hlistNode))
+        return new TaskPrefetch(reader, prefetchable, offsets, limits, xarray, head, (ulong)(pidLinks + pid.PidTypePid * hlistNode))
             { StopWhenResident = stopWhenResident };
     }
 
@@ -72,7 +72,7 @@ public sealed class TaskPrefetch
         var pids = new List<ulong>(entries.Count);
         foreach (var e in entries)
             if (e.Kind == XArrayEntryKind.Pointer && _r.IsKernelPointer(e.Entry)) pids.Add(e.Entry);
-        var pidTasks = (ulong)_offsets.Pid!.Tasks;
+        var pidTasks = (ulong)_offsets.Pid!.Tasks!.Value;
         if (!Wave(pids.Select(p => p + pidTasks))) return;
 
         var tasks = new List<ulong>(pids.Count);

@@ -101,9 +101,9 @@ public sealed class TaskViews
         _r.TryU32(task + (ulong)o.Task.ExitState, out uint exitState);
         string comm = _r.ReadFixedString(task + (ulong)o.Task.Comm, o.Task.CommSize) ?? "?";
         int? own = null;
-        if (_btf?.Offset("task_struct", "thread_pid") is { } threadPid && o.Pid is { } p
+        if (_btf?.Offset("task_struct", "thread_pid") is { } threadPid && o.Pid?.NumbersNr is { } numbersNr
             && _r.TryPointer(task + (ulong)threadPid, out ulong pidStruct) && _r.IsKernelPointer(pidStruct)
-            && _r.TryI32(pidStruct + (ulong)p.NumbersNr, out int nr))
+            && _r.TryI32(pidStruct + (ulong)numbersNr, out int nr))
             own = nr;
         return new TaskSelfFacts(pid, tgid, comm, flags, exitState, own);
     }
@@ -114,7 +114,7 @@ public sealed class TaskViews
         var b = _btf!;
         int? idr = b.Offset("pid_namespace", "idr.idr_rt.xa_head"), slots = b.Offset("xa_node", "slots"), slotsSize = b.Size("xa_node", "slots");
         int? hlistNode = b.StructSize("hlist_node");
-        if (_kernel.Offsets.Pid is not { } pid || idr is null || slots is null || slotsSize is null || hlistNode is null
+        if (_kernel.Offsets.Pid is not { TaskPidLinks: { } pidLinks, Tasks: { } pidTasks } pid || idr is null || slots is null || slotsSize is null || hlistNode is null
             || !_kernel.Symbols.TryGetAddress("init_pid_ns", out ulong ns))
         {
             _unavailable.Add($"pid hash: needs init_pid_ns and the types of struct pid, pid_namespace and xa_node ({string.Join(", ", b.Missing)})");
@@ -127,7 +127,7 @@ public sealed class TaskViews
             return;
         }
         _available |= TaskViewSet.PidHash;
-        ulong links = (ulong)(pid.TaskPidLinks + pid.PidTypePid * hlistNode.Value);
+        ulong links = (ulong)(pidLinks + pid.PidTypePid * hlistNode.Value);
         if (!_r.TryPointer(ns + (ulong)idr.Value, out ulong root))
         {
             _gaps.Add($"pid hash: init_pid_ns.idr at 0x{ns + (ulong)idr.Value:x} is unreadable");
@@ -137,7 +137,7 @@ public sealed class TaskViews
         CollectXarray(root, (ulong)slots.Value, slotCount, pids, [], 0);
         foreach (ulong p in pids)
         {
-            if (!_r.TryPointer(p + (ulong)pid.Tasks, out ulong first)) { _gaps.Add($"pid hash: struct pid 0x{p:x} is unreadable"); continue; }
+            if (!_r.TryPointer(p + (ulong)pidTasks, out ulong first)) { _gaps.Add($"pid hash: struct pid 0x{p:x} is unreadable"); continue; }
             if (first == 0) continue; // a process group or session id whose leader is gone
             See(first - links, TaskViewSet.PidHash);
         }
