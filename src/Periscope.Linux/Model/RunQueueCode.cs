@@ -31,16 +31,24 @@ public static class RunQueueCodeDecoder
     /// <summary>Bytes of a sched_entity searched for its cfs_rq pointer (the struct is about 0x100..0x180 bytes).</summary>
     public const int MaxEntityBytes = 0x200;
 
-    public static RunQueueCode? Decode(GuestReader reader, KernelSymbols symbols, out string? reason)
-    {
-        int word = reader.PointerSize;
-        byte[]? Code(string name, out ulong at)
+    public static RunQueueCode? Decode(GuestReader reader, KernelSymbols symbols, out string? reason) =>
+        Decode(name => symbols.TryGetAddress(name, out ulong at) ? at : null, at =>
         {
-            at = 0;
-            if (!symbols.TryGetAddress(name, out at)) return null;
             var bytes = new byte[MaxCodeBytes];
             int n = reader.Space.Read(at, bytes);
             return n < 16 ? null : bytes.AsSpan(0, n).ToArray();
+        }, reader.PointerSize, out reason);
+
+    /// <param name="symbol">A text symbol's address, or null.</param>
+    /// <param name="read">The first bytes of the function at an address (at most <see cref="MaxCodeBytes"/> are used), or null.</param>
+    /// <param name="word">The guest's pointer size: 8 (x86-64) or 4 (i386).</param>
+    public static RunQueueCode? Decode(Func<string, ulong?> symbol, Func<ulong, byte[]?> read, int word, out string? reason)
+    {
+        byte[]? Code(string name, out ulong at)
+        {
+            at = symbol(name) ?? 0;
+            if (at == 0 || read(at) is not { Length: > 0 } bytes) return null;
+            return bytes.Length > MaxCodeBytes ? bytes[..MaxCodeBytes] : bytes;
         }
         if (Code("idle_task", out ulong idleTaskAt) is not { } idleTask)
         {
@@ -66,7 +74,7 @@ public static class RunQueueCodeDecoder
             evidence.Add(curr is { } c ? $"idle_cpu: rq.curr 0x{c:x} (compared with rq.idle)" : "idle_cpu: no curr/idle comparison");
         }
         int? cpu = null;
-        if (Code("update_rq_clock", out ulong clockAt) is { } clock && symbols.TryGetAddress("sched_clock_cpu", out ulong clockCpu))
+        if (Code("update_rq_clock", out ulong clockAt) is { } clock && symbol("sched_clock_cpu") is { } clockCpu)
         {
             var call = Trace(clock, clockAt, word, ArgumentRegister(word)).FirstOrDefault(e => e.Kind == EventKind.Call && e.Target == clockCpu);
             if (call.Kind == EventKind.Call && call.ArgumentLoad is { } d) cpu = d;
