@@ -90,7 +90,11 @@ public sealed partial class OffsetInference
         if (taskRt is null) _report.AddUnknown(Task, "rt", "needs task_struct.se; no column after it holds an unqueued sched_rt_entity in every task");
         if (taskRt is { } r) InferTaskDl(ev, r);
         else _report.AddUnknown(Task, "dl", "needs task_struct.rt");
-        _report.AddUnknown(Rq, "fair_server", "not inferred: without it the run-queue walk skips deadline entities inside the run queue itself (servers, not tasks)");
+        if (code.FairServer is { } fair)
+            _report.Add(Rq, "fair_server", code.Dl is { } dlAfter && fair > dlAfter && Each((_, rq) => IsDeadlineEntityNode(rq + (ulong)fair)) ? [fair] : [],
+                "fair_server_init (&rq->fair_server); checked: after rq.dl, and its rb_node cleared or linked on every run queue");
+        else
+            _report.AddUnknown(Rq, "fair_server", "no fair_server_init (kernels before 6.8 have no fair server); the run-queue walk then skips deadline entities inside the run queue itself (servers, not tasks)");
     }
 
     private void ReportRunQueueUnknown(string why)
@@ -118,6 +122,16 @@ public sealed partial class OffsetInference
             if (queued != (next != head)) return false;
         }
         return true;
+    }
+
+    /// <summary>A sched_dl_entity's rb_node: cleared (RB_CLEAR_NODE: its parent word is itself) or on a tree (a kernel
+    /// pointer, or NULL for the root, with the colour in bit 0).</summary>
+    private bool IsDeadlineEntityNode(ulong node)
+    {
+        Step();
+        if (!_r.TryPointer(node, out ulong parentColor)) return false;
+        ulong parent = parentColor & ~3UL;
+        return parentColor == node || parent == 0 || IsKernel(parent);
     }
 
     /// <summary>struct rb_root_cached: both NULL (empty) or both kernel pointers.</summary>

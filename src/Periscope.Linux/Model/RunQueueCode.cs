@@ -9,7 +9,7 @@ namespace Periscope.Linux.Model;
 /// they use as displacements. A member a function did not yield is null. The caller checks every value against the data.
 /// </summary>
 public sealed record RunQueueCode(ulong RunQueues, ulong PerCpuOffsetArray, int Idle, int? Curr, int? Cpu, int? Rt, int? Dl,
-    int? CfsRoot, int? CfsLeftmost, int? SeRunNode, string Evidence);
+    int? CfsRoot, int? CfsLeftmost, int? SeRunNode, string Evidence, int? FairServer = null);
 
 /// <summary>
 /// Decodes, with Iced, the functions of kernel/sched that are text symbols on every kernel from 6.1 to 7.x (also without
@@ -19,7 +19,8 @@ public sealed record RunQueueCode(ulong RunQueues, ulong PerCpuOffsetArray, int 
 /// <c>update_rq_clock(rq)</c> (<c>sched_clock_cpu(cpu_of(rq))</c>: rq.cpu),
 /// <c>print_rt_stats</c>/<c>print_dl_stats</c> (<c>&amp;cpu_rq(cpu)->rt</c>, <c>->dl</c>),
 /// <c>__pick_first_entity(cfs_rq)</c> (tasks_timeline.rb_leftmost, then container_of by sched_entity.run_node) and
-/// <c>__pick_last_entity(cfs_rq)</c> (tasks_timeline.rb_root). Only straight-line code is followed (conditional branches
+/// <c>__pick_last_entity(cfs_rq)</c> (tasks_timeline.rb_root) and, from 6.8, <c>fair_server_init(rq)</c>
+/// (<c>&amp;rq->fair_server</c>). Only straight-line code is followed (conditional branches
 /// fall through), at most <see cref="MaxCodeBytes"/> bytes per function; nothing is guessed when a pattern is absent.
 /// </summary>
 public static class RunQueueCodeDecoder
@@ -104,8 +105,15 @@ public static class RunQueueCodeDecoder
             if (use.Kind != EventKind.None) root = use.Displacement;
         }
         evidence.Add($"__pick_first_entity: tasks_timeline.rb_leftmost {Hex(leftmost)}, sched_entity.run_node {Hex(runNode)}; __pick_last_entity: tasks_timeline.rb_root {Hex(root)}");
+        int? fairServer = null;
+        if (Code("fair_server_init", out ulong fairAt) is { } fairInit)
+        {
+            var add = Trace(fairInit, fairAt, word, ArgumentRegister(word)).FirstOrDefault(e => e.Kind == EventKind.ArgumentAdd);
+            if (add.Kind == EventKind.ArgumentAdd && add.Displacement is > 0 and < MaxMemberOffset) fairServer = add.Displacement;
+            evidence.Add($"fair_server_init: rq.fair_server {Hex(fairServer)}");
+        }
         reason = null;
-        return new RunQueueCode(runqueues, array, idle, curr, cpu, rt, dl, root, leftmost, runNode, string.Join("; ", evidence));
+        return new RunQueueCode(runqueues, array, idle, curr, cpu, rt, dl, root, leftmost, runNode, string.Join("; ", evidence), fairServer);
     }
 
     /// <summary>

@@ -32,6 +32,7 @@ public sealed class RunQueueCodeDecoderTests
         ("__pick_first_entity", 0xffffffffb5fd1670UL, "0f1f40d60f1f440000488b4748488d50e04885c0480f45c2"),
         ("__pick_last_entity", 0xffffffffb5fd16a0UL, "0f1f40d60f1f440000488b47404885c0741e66662e0f1f84"),
         ("sched_clock_cpu", 0xffffffffb601c760UL, ""),
+        ("fair_server_init", 0xffffffffb5fd8690UL, "0f1f40d60f1f44000055488dafe00d0000534889fb4889efe8d3b001004889de4889ef5b48c7c210"),
     ];
 
     private static readonly (string Name, ulong At, string Hex)[] Debian686 =
@@ -63,6 +64,7 @@ public sealed class RunQueueCodeDecoderTests
         Assert.Equal((0x968, 0x960, 0xa70), (r.Idle, r.Curr, r.Cpu));
         Assert.Equal((0x240, 0x8e0), (r.Rt, r.Dl));
         Assert.Equal((0x30, 0x38, 0x10), (r.CfsRoot, r.CfsLeftmost, r.SeRunNode));
+        Assert.Null(r.FairServer); // 6.1 has no fair server (no fair_server_init)
     }
 
     /// <summary>7.x moved curr and idle to the front of struct rq and run_node behind the new fields of sched_entity; the
@@ -76,6 +78,7 @@ public sealed class RunQueueCodeDecoderTests
         Assert.Equal((0x20, 0x18, 0x1028), (r.Idle, r.Curr, r.Cpu));
         Assert.Equal((0x300, 0x988), (r.Rt, r.Dl));
         Assert.Equal((0x40, 0x48, 0x20), (r.CfsRoot, r.CfsLeftmost, r.SeRunNode));
+        Assert.Equal(0xde0, r.FairServer);
     }
 
     /// <summary>i386 (regparm: the first argument in eax; 32-bit displacements, negative ones included).</summary>
