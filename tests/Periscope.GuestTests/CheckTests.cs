@@ -3,6 +3,7 @@ using System.Text.Json;
 using Periscope.Integrity.Checks;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
+using Periscope.Targets;
 using Periscope.Tests.Shared;
 using Xunit.Abstractions;
 
@@ -332,5 +333,79 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
         Assert.Equal(FindingKind.HiddenTask, found.Kind);
         Assert.Equal(victim.Address, found.Address);
         Assert.Contains("fair run queue of cpu 1", found.Detail);
+    }
+    /// <summary>Without BTF and without data symbols (as on Debian's i386 kernels): runqueues and __per_cpu_offset come
+    /// from idle_task's code, the struct rq and entity offsets are inferred, nr_cpu_ids is the vCPU count; both CPUs'
+    /// run queues are walked, complete and clean.</summary>
+    [Fact]
+    public void Without_BTF_or_data_symbols_both_run_queues_are_walked_complete_and_clean()
+    {
+        using var t = Target.OpenDump(guest.DumpPath, new TargetOptions { NoBtf = true, NoDataSymbols = true });
+        var k = t.Kernel;
+        Assert.Null(k.Btf);
+        Assert.True(k.DataAddresses.TryGet("runqueues", out var runqueues));
+        Assert.Equal(Kernel.Symbols.GetAddress("runqueues"), runqueues.Address);
+        Assert.Contains("idle_task", runqueues.How);
+        Assert.True(k.DataAddresses.TryGet("__per_cpu_offset", out var perCpu));
+        Assert.Equal(Kernel.Symbols.GetAddress("__per_cpu_offset"), perCpu.Address);
+        var report = new InvariantChecks(k).Run();
+        var outcome = report.Outcomes.Single(o => o.Check == CheckId.RunQueues);
+        Assert.True(outcome.Status == CheckStatus.Complete, string.Join("; ", outcome.Gaps.Select(g => g.Detail)));
+        Assert.DoesNotContain(report.Findings, f => f.Check == CheckId.RunQueues);
+    }
+
+    /// <summary>The same hidden task as above, found without BTF and without data symbols: the inferred offsets lead the
+    /// walk through cpu 1's fair tree to the victim's sched_entity.</summary>
+    [Fact]
+    public void Without_BTF_or_data_symbols_a_task_queued_only_on_the_second_cpu_is_found_there()
+    {
+        var victim = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
+        ulong rq = RunQueue(1);
+        ulong root = rq + Offset("rq", "cfs") + Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
+        ulong runNode = victim.Address + Offset("task_struct", "se") + Offset("sched_entity", "run_node");
+        ulong tasksNode = victim.Address + (ulong)Kernel.Offsets.Task.Tasks;
+        Assert.True(Kernel.Reader.TryPointer(tasksNode, out ulong next));
+        Assert.True(Kernel.Reader.TryPointer(tasksNode + 8, out ulong prev));
+
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        d.WriteU64(root, runNode);
+        d.WriteU64(runNode + Offset("rb_node", "rb_left"), 0);
+        d.WriteU64(runNode + Offset("rb_node", "rb_right"), 0);
+        d.WriteU64(prev, next);
+        d.WriteU64(next + 8, prev);
+        d.CloseWriter();
+        using var t = Target.OpenDump(d.Path, new TargetOptions { NoBtf = true, NoDataSymbols = true });
+        Assert.Null(t.Kernel.Btf);
+        var report = new InvariantChecks(t.Kernel).Run();
+        foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} {f.Detail}");
+
+        var found = Assert.Single(report.Findings, x => x.Check == CheckId.RunQueues);
+        Assert.Equal(FindingKind.HiddenTask, found.Kind);
+        Assert.Equal(victim.Address, found.Address);
+        Assert.Contains("fair run queue of cpu 1", found.Detail);
+    }
+    /// <summary>Hostile run queue, walked through inferred offsets: cpu 1's fair tree made a cycle (a node its own left
+    /// child) with a right link into nowhere. The walk ends, says both, and the check is incomplete, not clean.</summary>
+    [Fact]
+    public void Without_BTF_a_cyclic_fair_tree_with_a_bad_link_is_walked_once_and_reported_incomplete()
+    {
+        var victim = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
+        ulong root = RunQueue(1) + Offset("rq", "cfs") + Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
+        ulong runNode = victim.Address + Offset("task_struct", "se") + Offset("sched_entity", "run_node");
+        const ulong nowhere = 0xdead;
+        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        d.WriteU64(root, runNode);
+        d.WriteU64(runNode + Offset("rb_node", "rb_left"), runNode);
+        d.WriteU64(runNode + Offset("rb_node", "rb_right"), nowhere);
+        d.CloseWriter();
+        using var t = Target.OpenDump(d.Path, new TargetOptions { NoBtf = true, NoDataSymbols = true });
+        var report = new InvariantChecks(t.Kernel).Run();
+        var outcome = report.Outcomes.Single(o => o.Check == CheckId.RunQueues);
+        foreach (var g in outcome.Gaps) output.WriteLine(g.Detail);
+        Assert.Equal(CheckStatus.Incomplete, outcome.Status);
+        Assert.Contains(outcome.Gaps, g => g.Detail == $"cpu 1: fair run queue node 0x{runNode:x} reached twice (a cycle)");
+        Assert.Contains(outcome.Gaps, g => g.Detail == $"cpu 1: fair run queue link 0x{nowhere:x} is not a kernel pointer");
+        Assert.DoesNotContain(report.Findings, f => f.Check == CheckId.RunQueues); // the victim is listed
+        Assert.NotEqual(CheckVerdict.Clean, report.Verdict);
     }
 }

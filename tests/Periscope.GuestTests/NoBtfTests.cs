@@ -216,4 +216,14 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
     }
+    /// <summary>The run-queue cross-view runs on inferred offsets: complete, and clean on the untouched guest.</summary>
+    [Fact]
+    public void Run_queue_check_is_complete_and_clean_without_BTF()
+    {
+        using var t = OpenNoBtf();
+        var report = new Periscope.Integrity.Checks.InvariantChecks(t.Kernel).Run();
+        var outcome = report.Outcomes.Single(o => o.Check == Periscope.Integrity.Checks.CheckId.RunQueues);
+        Assert.True(outcome.Status == Periscope.Integrity.Checks.CheckStatus.Complete, string.Join("; ", outcome.Gaps.Select(g => g.Detail)));
+        Assert.DoesNotContain(report.Findings, f => f.Check == Periscope.Integrity.Checks.CheckId.RunQueues);
+    }
 }

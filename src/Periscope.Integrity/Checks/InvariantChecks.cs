@@ -18,8 +18,6 @@ public sealed class InvariantChecks
 {
     /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
     private const int MaxGroupDepth = 32;
-    /// <summary>MAX_RT_PRIO: the real-time priority lists of an rt_rq (100 since 2.6); a larger BTF array is refused.</summary>
-    private const int MaxRtPriorities = 100;
     /// <summary>x86 gate type 5 (the low five bits of a gate's byte 5): a task gate.</summary>
     private const int TaskGateType = 0x05;
     /// <summary>#DF: i386 Linux handles it through a task gate (arch/x86/kernel/idt.c, CONFIG_X86_32).</summary>
@@ -63,7 +61,8 @@ public sealed class InvariantChecks
         CheckId.ChildrenLists => new() { Types = [("task_struct", "children"), ("task_struct", "sibling"), .. PidLinkTypes] },
         CheckId.RunQueues => new()
         {
-            Symbols = ["runqueues", "__per_cpu_offset", "nr_cpu_ids"],
+            // nr_cpu_ids, when kallsyms lacks it (i386), is the vCPU count (PerCpuAreas).
+            Symbols = ["runqueues", "__per_cpu_offset"],
             Types =
             [
                 ("rq", "cfs"), ("rq", "rt"), ("rq", "dl"), ("rq", "curr"), ("rq", "idle"), ("rq", "cpu"),
@@ -337,13 +336,13 @@ public sealed class InvariantChecks
     {
         _kernel.DataAddresses.TryGetAddress("runqueues", out ulong runqueues);
         var walker = new RunQueueWalker(this, run);
-        if (walker.RtQueues is <= 0 or > MaxRtPriorities)
+        if (walker.RtQueues is <= 0 or > SchedulerOffsets.MaxRtPrio)
         {
-            run.Incomplete(GapKind.CorruptStructure, $"BTF says rt_rq.active.queue has {walker.RtQueues} lists; MAX_RT_PRIO is {MaxRtPriorities}");
+            run.Incomplete(GapKind.CorruptStructure, $"BTF says rt_rq.active.queue has {walker.RtQueues} lists; MAX_RT_PRIO is {SchedulerOffsets.MaxRtPrio}");
             return;
         }
         // The possible CPUs and their per-CPU offsets, read where the kernel model reads them (idle tasks).
-        var areas = PerCpuAreas.Read(_r, _kernel.Symbols, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus), "run queues");
+        var areas = PerCpuAreas.Read(_r, _kernel.DataAddresses.TryGetAddress, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus), "run queues", _kernel.Cpus.Count);
         foreach (var gap in areas.Gaps)
             run.Incomplete(gap.Kind switch
             {
@@ -378,28 +377,24 @@ public sealed class InvariantChecks
             _c = c;
             _run = run;
             _r = c._r;
-            var btf = c._kernel.Btf!;
-            var rq = btf.FindStruct("rq")!;
-            // rq->cpu, curr and idle as the kernel model reads them (idle tasks); the requirements guarantee them.
-            var owner = c._kernel.Offsets.RunQueue!;
-            (_cpuOff, _curr, _idle) = ((ulong)owner.Cpu, (ulong)owner.Curr, (ulong)owner.Idle);
-            _cfs = (ulong)rq.Offset("cfs");
-            _rt = (ulong)rq.Offset("rt");
-            _dl = (ulong)rq.Offset("dl");
-            // 6.8+: the fair server is a deadline entity inside struct rq, queued on the dl tree but not a task.
-            _fairServer = rq.HasMember("fair_server") ? (ulong)rq.Offset("fair_server") : ulong.MaxValue;
+            // Member offsets by name: from BTF, or inferred without it (KernelLayouts); the guest's word size throughout.
+            var layouts = c._kernel.Layouts;
+            (_cpuOff, _curr, _idle) = (c.Offset("rq", "cpu"), c.Offset("rq", "curr"), c.Offset("rq", "idle"));
+            _cfs = c.Offset("rq", "cfs");
+            _rt = c.Offset("rq", "rt");
+            _dl = c.Offset("rq", "dl");
+            // 6.8+: the fair server is a deadline entity inside struct rq, queued on the dl tree but not a task. Where its
+            // offset is unknown (inferred layouts), any deadline entity inside the run queue itself is taken for a server.
+            _fairServer = layouts.TryOffset("rq", "fair_server", out int fairServer) ? (ulong)fairServer : ulong.MaxValue;
             _cfsRoot = c.Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
-            var se = btf.FindStruct("sched_entity")!;
-            _seRunNode = (ulong)se.Offset("run_node");
-            _seMyQ = se.HasMember("my_q") ? (ulong)se.Offset("my_q") : ulong.MaxValue;
+            _seRunNode = c.Offset("sched_entity", "run_node");
+            _seMyQ = layouts.TryOffset("sched_entity", "my_q", out int seMyQ) ? (ulong)seMyQ : ulong.MaxValue;
             _taskSe = c.Offset("task_struct", "se");
-            var rtRq = btf.FindStruct("rt_rq")!;
-            _rtQueue = (ulong)rtRq.Offset("active.queue");
-            _listHeadSize = btf.FindStruct("list_head")!.Size;
-            _rtQueues = rtRq.MemberSize("active.queue") / Math.Max(_listHeadSize, 1);
-            var rtSe = btf.FindStruct("sched_rt_entity")!;
-            _rtRunList = (ulong)rtSe.Offset("run_list");
-            _rtMyQ = rtSe.HasMember("my_q") ? (ulong)rtSe.Offset("my_q") : ulong.MaxValue;
+            _rtQueue = c.Offset("rt_rq", "active.queue");
+            _listHeadSize = 2 * c._r.PointerSize;
+            _rtQueues = layouts.FromBtf && c._kernel.Btf?.FindStruct("rt_rq") is { } rtRq ? rtRq.MemberSize("active.queue") / _listHeadSize : SchedulerOffsets.MaxRtPrio;
+            _rtRunList = c.Offset("sched_rt_entity", "run_list");
+            _rtMyQ = layouts.TryOffset("sched_rt_entity", "my_q", out int rtMyQ) ? (ulong)rtMyQ : ulong.MaxValue;
             _taskRt = c.Offset("task_struct", "rt");
             _dlRoot = c.Offset("dl_rq", "root.rb_root.rb_node");
             _dlRbNode = c.Offset("sched_dl_entity", "rb_node");
@@ -426,7 +421,7 @@ public sealed class InvariantChecks
             foreach (ulong node in Tree(cpu, rq + _dl + _dlRoot, "deadline"))
             {
                 ulong entity = node - _dlRbNode;
-                if (entity == rq + _fairServer) continue;
+                if (_fairServer != ulong.MaxValue ? entity == rq + _fairServer : unchecked(entity - rq) < RunQueueCodeDecoder.MaxMemberOffset) continue;
                 _c.Sighted(_run, entity - _taskDl, TaskView.RunQueue, $"queued on the deadline run queue of cpu {cpu}");
             }
         }

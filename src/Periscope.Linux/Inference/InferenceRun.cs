@@ -11,6 +11,7 @@ public sealed partial class OffsetInference
     {
         var t = InferTasks();
         InferPids(t);
+        InferRunQueues(t);
         var m = InferMmAndVmas(t);
         InferModules();
         InferFtraceOps(FtraceOpsListAndEnd());
@@ -114,6 +115,8 @@ public sealed partial class OffsetInference
             SpecialMappingName = Opt("vm_special_mapping", "name", small),
             Vmalloc = VmallocOffsets.FromReport(report),
             Pid = PidOffsetsOf(report, tw, small),
+            RunQueue = RunQueueFrom(report),
+            Scheduler = SchedulerFrom(report),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),
@@ -149,7 +152,6 @@ public sealed partial class OffsetInference
         _report.AddUnknown("worker", "desc", "not inferred: struct worker and worker_pool are private to kernel/workqueue.c; kworker names show the comm (no -<workqueue> suffix)");
         _report.AddUnknown("kthread", "full_name", "not inferred: struct kthread is private to kernel/kthread.c; kernel threads show their 15-character comm");
         _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");
-        _report.AddUnknown("rq", "idle", "not inferred: struct rq is private to the scheduler; each CPU's idle task comes from idle_threads, found through idle_thread_get's code (the run-queue check is skipped)");
     }
 
     private void InferSuperBlockDev(List<ulong> files, PathEvidence p)

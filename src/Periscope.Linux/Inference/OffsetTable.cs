@@ -80,6 +80,8 @@ public static class OffsetTable
             Add("vmap_node", "busy.head", va.NodeBusyHead); Add("vmap_node", InferenceReport.SizeOfMember, va.NodeSize);
         }
         if (o.Pid is { } pid) PidRules(pid, Add);
+        if (o.RunQueue is { } rq) { Add("rq", "cpu", rq.Cpu); Add("rq", "curr", rq.Curr); Add("rq", "idle", rq.Idle); }
+        o.Scheduler?.List(Add);
         return list;
     }
 

@@ -43,6 +43,8 @@ public sealed class KernelOffsets
     public PatchTableOffsets? PatchTables { get; init; }
     /// <summary>struct vmap_area (and 6.9+ vmap_node), for the module-area view; null when neither BTF nor inference has it.</summary>
     public VmallocOffsets? Vmalloc { get; init; }
+    /// <summary>The run queues' fair, real-time and deadline queues and each class's entity in task_struct (run-queue check).</summary>
+    public SchedulerOffsets? Scheduler { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -216,6 +218,7 @@ public sealed class KernelOffsets
             Kthread = ReadKthread(b, task),
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
+            Scheduler = SchedulerOffsets.FromBtf(b.Btf),
             ModuleTaint = ReadModuleTaint(b, module),
             Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),

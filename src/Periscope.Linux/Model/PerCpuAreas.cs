@@ -34,11 +34,26 @@ public sealed record PerCpuAreas(IReadOnlyList<CpuArea> Cpus, uint NrCpuIds, IRe
 {
     /// <param name="maxCpus">The cap on nr_cpu_ids; <paramref name="limitName"/> names it in the message.</param>
     /// <param name="what">What the caller reads per CPU, for the message ("CPUs", "run queues").</param>
-    public static PerCpuAreas Read(GuestReader reader, KernelSymbols symbols, int maxCpus, string limitName, string what = "CPUs")
+    public static PerCpuAreas Read(GuestReader reader, KernelSymbols symbols, int maxCpus, string limitName, string what = "CPUs") =>
+        Read(reader, symbols.TryGetAddress, maxCpus, limitName, what);
+
+    /// <summary>Finds a kernel data object's address by name (kallsyms, or <see cref="KernelDataAddresses"/>).</summary>
+    public delegate bool AddressLookup(string name, out ulong address);
+
+    /// <param name="vcpus">The vCPUs the memory source reports: the CPU count when nr_cpu_ids has no address (a kernel
+    /// without data symbols); 0 when unknown.</param>
+    public static PerCpuAreas Read(GuestReader reader, AddressLookup lookup, int maxCpus, string limitName, string what = "CPUs", int vcpus = 0)
     {
-        if (!symbols.TryGetAddress("nr_cpu_ids", out ulong nrCpuIds) || !symbols.TryGetAddress("__per_cpu_offset", out ulong offsets))
-            return new([], 0, [new(PerCpuGapKind.Unavailable, "kallsyms lists no nr_cpu_ids or __per_cpu_offset (a kernel without CONFIG_SMP or KALLSYMS_ALL?)")]);
-        if (!reader.TryU32(nrCpuIds, out uint cpus))
+        if (!lookup("__per_cpu_offset", out ulong offsets))
+            return new([], 0, [new(PerCpuGapKind.Unavailable, "__per_cpu_offset has no address (a kernel without CONFIG_SMP, or without KALLSYMS_ALL and not found by code)")]);
+        uint cpus;
+        if (!lookup("nr_cpu_ids", out ulong nrCpuIds))
+        {
+            if (vcpus <= 0)
+                return new([], 0, [new(PerCpuGapKind.Unavailable, "nr_cpu_ids has no address and the memory source reports no vCPUs")]);
+            cpus = (uint)vcpus;
+        }
+        else if (!reader.TryU32(nrCpuIds, out cpus))
             return new([], 0, [new(PerCpuGapKind.Unreadable, $"nr_cpu_ids at 0x{nrCpuIds:x} is unreadable")]);
         var gaps = new List<PerCpuGap>();
         if (cpus == 0)
@@ -49,7 +64,7 @@ public sealed record PerCpuAreas(IReadOnlyList<CpuArea> Cpus, uint NrCpuIds, IRe
             gaps.Add(new(PerCpuGapKind.CapReached, $"nr_cpu_ids is {cpus}: only the first {maxCpus} {what} are read (the limit {limitName} is {maxCpus})"));
             readable = (uint)maxCpus;
         }
-        bool hasPossibleMask = symbols.TryGetAddress("__cpu_possible_mask", out ulong possibleMask);
+        bool hasPossibleMask = lookup("__cpu_possible_mask", out ulong possibleMask);
         var result = new List<CpuArea>();
         for (uint cpu = 0; cpu < readable; cpu++)
         {

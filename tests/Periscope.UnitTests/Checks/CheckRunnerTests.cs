@@ -73,7 +73,7 @@ public sealed class CheckRunnerTests
         Assert.Equal(CheckStatus.Unavailable, rq.Status);
         var gap = Assert.Single(rq.Gaps);
         Assert.Equal(GapKind.UnsupportedKernel, gap.Kind);
-        Assert.Equal("not on this kernel (no BTF, offsets inferred): needs the data symbols runqueues, __per_cpu_offset, nr_cpu_ids (not in kallsyms, not found by structure) and the layout of struct rq, cfs_rq (not inferred) and the member task_struct.se (not inferred)", gap.Detail);
+        Assert.Equal("not on this kernel (no BTF, offsets inferred): needs the data symbols runqueues, __per_cpu_offset (not in kallsyms, not found by structure) and the layout of struct rq, cfs_rq (not inferred) and the member task_struct.se (not inferred)", gap.Detail);
         Assert.Equal(CheckStatus.Complete, report.Outcomes[1].Status);
         Assert.False(report.IsComplete); // the run queues were not compared: "clean" is not earned
         Assert.Equal(CheckVerdict.Incomplete, report.Verdict);
