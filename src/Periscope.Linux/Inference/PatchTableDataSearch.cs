@@ -13,8 +13,9 @@ namespace Periscope.Linux.Inference;
 /// <item>__start___jump_table / __stop___jump_table: jump_label_text_reserved() (kernel/jump_label.c, not __init) passes
 /// both to __jump_label_text_reserved. Checked: the span is a whole number of jump entries whose code lies in kernel text
 /// (or the freed init text), each in text starting a jmp or NOP, with its target in text.</item>
-/// <item>ftrace_pages_start: ftrace_location_range() walks it (lookup_rec). Checked: it points to a chain of ftrace_page
-/// whose records' first ip lies in kernel text.</item>
+/// <item>ftrace_pages_start: ftrace_location_range() walks it (lookup_rec, out of line on i386: its direct callees are
+/// searched too). Checked: it points to a chain of ftrace_page whose first page's first ip lies in kernel text, and every
+/// later page's in kernel text or module code.</item>
 /// <item>ftrace_ops_list / ftrace_list_end: arch_ftrace_ops_list_func() walks the one until the other. Checked: from the
 /// list, next (the second word) reaches the sentinel, whose func (first word) is code.</item>
 /// </list>
@@ -148,7 +149,9 @@ public static class PatchTableDataSearch
             {
                 if (pages >= limits.MaxFtraceNodes || !seen.Add(page)) { ok = false; break; }
                 ok = r.TryPointer(page + (ulong)X86PatchTableAbi.FtracePageRecords(p), out ulong records) && r.TryI32(page + (ulong)X86PatchTableAbi.FtracePageIndex(p), out int index)
-                    && index >= 0 && (index == 0 || r.TryPointer(records + X86PatchTableAbi.DynFtraceIp, out ulong ip) && ip >= textStart && ip < textEnd)
+                    // The first pages hold the kernel's own records; modules' pages follow, their ips in module code.
+                    && index >= 0 && (index == 0 || r.TryPointer(records + X86PatchTableAbi.DynFtraceIp, out ulong ip)
+                        && (ip >= textStart && ip < textEnd || pages > 0 && r.IsKernelPointer(ip)))
                     && r.TryPointer(page + X86PatchTableAbi.FtracePageNext, out page);
             }
             if (ok && pages > 0) fits.Add(v);
