@@ -306,25 +306,32 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
         Assert.Equal(0, CliRun.Run("check", "--dump", guest.DumpPath).Code);
     }
 
-    [Fact]
-    public void Task_queued_only_on_the_second_cpu_is_found_there()
+    /// <summary>A copy of the dump in which a sleeping task is the only entity of cpu 1's fair tree and is unlinked from
+    /// the task list: hidden everywhere but that run queue.</summary>
+    private PatchedDump HideOnSecondCpu(out Periscope.Linux.Model.LinuxTask victim)
     {
-        var victim = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
-        ulong rq = RunQueue(1);
-        Assert.True(Kernel.Reader.TryI32(rq + Offset("rq", "cpu"), out int cpu));
-        Assert.Equal(1, cpu);
-        ulong root = rq + Offset("rq", "cfs") + Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
-        ulong runNode = victim.Address + Offset("task_struct", "se") + Offset("sched_entity", "run_node");
-        ulong tasksNode = victim.Address + (ulong)Kernel.Offsets.Task.Tasks;
+        var task = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
+        ulong root = RunQueue(1) + Offset("rq", "cfs") + Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
+        ulong runNode = task.Address + Offset("task_struct", "se") + Offset("sched_entity", "run_node");
+        ulong tasksNode = task.Address + (ulong)Kernel.Offsets.Task.Tasks;
         Assert.True(Kernel.Reader.TryPointer(tasksNode, out ulong next));
         Assert.True(Kernel.Reader.TryPointer(tasksNode + 8, out ulong prev));
-
-        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
+        var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
         d.WriteU64(root, runNode);
         d.WriteU64(runNode + Offset("rb_node", "rb_left"), 0);
         d.WriteU64(runNode + Offset("rb_node", "rb_right"), 0);
         d.WriteU64(prev, next);
         d.WriteU64(next + 8, prev);
+        victim = task;
+        return d;
+    }
+
+    [Fact]
+    public void Task_queued_only_on_the_second_cpu_is_found_there()
+    {
+        Assert.True(Kernel.Reader.TryI32(RunQueue(1) + Offset("rq", "cpu"), out int cpu));
+        Assert.Equal(1, cpu);
+        using var d = HideOnSecondCpu(out var victim);
         using var t = d.Open();
         var report = new InvariantChecks(t.Kernel).Run();
         foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} {f.Detail}");
@@ -359,20 +366,7 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
     [Fact]
     public void Without_BTF_or_data_symbols_a_task_queued_only_on_the_second_cpu_is_found_there()
     {
-        var victim = Kernel.Tasks.First(t => t.Comm == "sleep" && guest.Truth.Processes.ContainsKey(t.Pid));
-        ulong rq = RunQueue(1);
-        ulong root = rq + Offset("rq", "cfs") + Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
-        ulong runNode = victim.Address + Offset("task_struct", "se") + Offset("sched_entity", "run_node");
-        ulong tasksNode = victim.Address + (ulong)Kernel.Offsets.Task.Tasks;
-        Assert.True(Kernel.Reader.TryPointer(tasksNode, out ulong next));
-        Assert.True(Kernel.Reader.TryPointer(tasksNode + 8, out ulong prev));
-
-        using var d = new PatchedDump(guest.DumpPath, guest.Dump.Image, Kernel);
-        d.WriteU64(root, runNode);
-        d.WriteU64(runNode + Offset("rb_node", "rb_left"), 0);
-        d.WriteU64(runNode + Offset("rb_node", "rb_right"), 0);
-        d.WriteU64(prev, next);
-        d.WriteU64(next + 8, prev);
+        using var d = HideOnSecondCpu(out var victim);
         d.CloseWriter();
         using var t = Target.OpenDump(d.Path, new TargetOptions { NoBtf = true, NoDataSymbols = true });
         Assert.Null(t.Kernel.Btf);
