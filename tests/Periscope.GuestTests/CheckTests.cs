@@ -326,6 +326,17 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
         return d;
     }
 
+    /// <summary>The run-queue view, and only it, reports the victim as a hidden task on cpu 1's fair queue.</summary>
+    private void AssertFoundOnSecondCpu(LinuxKernel kernel, Periscope.Linux.Model.LinuxTask victim)
+    {
+        var report = new InvariantChecks(kernel).Run();
+        foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} {f.Detail}");
+        var found = Assert.Single(report.Findings, x => x.Check == CheckId.RunQueues);
+        Assert.Equal(FindingKind.HiddenTask, found.Kind);
+        Assert.Equal(victim.Address, found.Address);
+        Assert.Contains("fair run queue of cpu 1", found.Detail);
+    }
+
     [Fact]
     public void Task_queued_only_on_the_second_cpu_is_found_there()
     {
@@ -333,13 +344,7 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
         Assert.Equal(1, cpu);
         using var d = HideOnSecondCpu(out var victim);
         using var t = d.Open();
-        var report = new InvariantChecks(t.Kernel).Run();
-        foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} {f.Detail}");
-
-        var found = Assert.Single(report.Findings, x => x.Check == CheckId.RunQueues);
-        Assert.Equal(FindingKind.HiddenTask, found.Kind);
-        Assert.Equal(victim.Address, found.Address);
-        Assert.Contains("fair run queue of cpu 1", found.Detail);
+        AssertFoundOnSecondCpu(t.Kernel, victim);
     }
     /// <summary>Without BTF and without data symbols (as on Debian's i386 kernels): runqueues and __per_cpu_offset come
     /// from idle_task's code, the struct rq and entity offsets are inferred, nr_cpu_ids is the vCPU count; both CPUs'
@@ -370,13 +375,7 @@ public sealed class RunQueueCheckTests(TwoCpuGuest guest, ITestOutputHelper outp
         d.CloseWriter();
         using var t = Target.OpenDump(d.Path, new TargetOptions { NoBtf = true, NoDataSymbols = true });
         Assert.Null(t.Kernel.Btf);
-        var report = new InvariantChecks(t.Kernel).Run();
-        foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info)) output.WriteLine($"{f.Severity} {f.Check} {f.Subject} {f.Detail}");
-
-        var found = Assert.Single(report.Findings, x => x.Check == CheckId.RunQueues);
-        Assert.Equal(FindingKind.HiddenTask, found.Kind);
-        Assert.Equal(victim.Address, found.Address);
-        Assert.Contains("fair run queue of cpu 1", found.Detail);
+        AssertFoundOnSecondCpu(t.Kernel, victim);
     }
     /// <summary>Hostile run queue, walked through inferred offsets: cpu 1's fair tree made a cycle (a node its own left
     /// child) with a right link into nowhere. The walk ends, says both, and the check is incomplete, not clean.</summary>
