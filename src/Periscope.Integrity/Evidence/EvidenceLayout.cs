@@ -10,9 +10,11 @@ public sealed record StructOffsets(string Struct, int Size, IReadOnlyDictionary<
 }
 
 /// <summary>
-/// Every kernel layout evidence collection uses, from BTF and nothing else: jump_entry, static_call_site, dyn_ftrace,
-/// ftrace_page, ftrace_ops, the module's own tables (jump_entries, static_call_sites, kallsyms), mod_kallsyms,
-/// elf64_sym and vmap_area. A struct or member BTF lacks leaves its family null, and collection reports the gap.
+/// Every kernel layout evidence collection uses: jump_entry, static_call_site, dyn_ftrace, ftrace_page, ftrace_ops, the
+/// module's own tables (jump_entries, static_call_sites, kallsyms), mod_kallsyms and the ELF symbol, from BTF or (without
+/// it) from the x86 ABI's fixed layouts and the inferred members (<see cref="FromInferred"/>). The vmalloc areas the
+/// hidden-module scan walks come from KernelOffsets.Vmalloc. A member neither source has leaves its family null, and
+/// collection reports the gap.
 /// </summary>
 public sealed class EvidenceLayout
 {
@@ -24,7 +26,6 @@ public sealed class EvidenceLayout
     public StructOffsets? ModuleTables { get; private init; }
     public StructOffsets? ModuleKallsyms { get; private init; }
     public StructOffsets? ElfSymbol { get; private init; }
-    public StructOffsets? VmapArea { get; private init; }
     public IReadOnlyList<string> Missing { get; private init; } = [];
 
     public static EvidenceLayout FromBtf(BtfTypes btf)
@@ -62,7 +63,6 @@ public sealed class EvidenceLayout
             ModuleTables = Read("module", "jump_entries", "num_jump_entries", "static_call_sites", "num_static_call_sites", "kallsyms"),
             ModuleKallsyms = Read("mod_kallsyms", "symtab", "num_symtab", "strtab"),
             ElfSymbol = Read("elf64_sym", "st_name", "st_info", "st_shndx", "st_value", "st_size"),
-            VmapArea = Read("vmap_area", "list", "va_start", "va_end"),
             Missing = missing,
         };
     }
@@ -110,7 +110,6 @@ public sealed class EvidenceLayout
             {
                 ["st_name"] = elf.Name, ["st_info"] = elf.Info, ["st_value"] = elf.Value, ["st_size"] = elf.SymbolSize,
             }),
-            VmapArea = null,
             Missing = missing,
         };
     }
