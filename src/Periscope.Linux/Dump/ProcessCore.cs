@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
 using Periscope.Linux.Model;
-using Periscope.Linux.Tasks.Views;
 using Periscope.X86;
 
 namespace Periscope.Linux.Dump;
@@ -36,7 +35,7 @@ public sealed class ProcessCore(LinuxKernel kernel)
 
     public ProcessCoreResult Write(LinuxTask process, Stream output)
     {
-        var b = kernel.Btf is { } btf ? new BtfMembers(btf) : throw new KernelModelException("dump process needs the kernel's BTF (pt_regs, thread_struct)");
+        var b = kernel.Btf is { } btf ? new MemberOffsets(btf) : throw new KernelModelException("dump process needs the kernel's BTF (pt_regs, thread_struct)");
         var space = kernel.GetAddressSpace(process) ?? throw new KernelModelException($"pid {process.Pid} has no user address space (a kernel thread or a zombie)");
         var vmas = kernel.GetVmas(process);
 
@@ -154,7 +153,7 @@ public sealed class ProcessCore(LinuxKernel kernel)
 
     /// <summary>The user registers the kernel saved at syscall or interrupt entry: pt_regs at the top of the kernel stack
     /// (task_pt_regs: task->stack + THREAD_SIZE − TOP_OF_KERNEL_STACK_PADDING − sizeof(pt_regs)).</summary>
-    private bool ReadRegisters(BtfMembers b, LinuxThread thread, Span<byte> regs)
+    private bool ReadRegisters(MemberOffsets b, LinuxThread thread, Span<byte> regs)
     {
         if (b.Offset("task_struct", "stack") is not { } stackOff || b.StructSize("pt_regs") is not { } ptSize
             || !_r.TryPointer(thread.Address + (ulong)stackOff, out ulong stack) || !_r.IsKernelPointer(stack))
@@ -162,7 +161,7 @@ public sealed class ProcessCore(LinuxKernel kernel)
             _gaps.Add($"tid {thread.Tid}: no kernel stack (task->stack) to read its registers from");
             return false;
         }
-        var top = KernelStackTop.From(b.Btf);
+        var top = KernelStackTop.From(b.Btf!);
         ulong pt = stack + top.ThreadSize - top.Padding - (ulong)ptSize;
         var raw = new byte[ptSize];
         if (_r.Read(pt, raw) != raw.Length) { _gaps.Add($"tid {thread.Tid}: pt_regs at 0x{pt:x} are unreadable"); return false; }
@@ -188,7 +187,7 @@ public sealed class ProcessCore(LinuxKernel kernel)
     }
 
     /// <summary>mm->saved_auxv (AT_VECTOR_SIZE words, from BTF), up to and including the AT_NULL pair.</summary>
-    private byte[]? ReadAuxv(BtfMembers b, LinuxTask process)
+    private byte[]? ReadAuxv(MemberOffsets b, LinuxTask process)
     {
         if (b.Offset("mm_struct", "saved_auxv") is not { } off || b.Size("mm_struct", "saved_auxv") is not { } size || size is <= 0 or > 4096) return null;
         var raw = new byte[size];

@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using Periscope.Linux.Model;
-using Periscope.Linux.Tasks.Views;
 
 namespace Periscope.Linux.Files;
 
@@ -69,13 +68,9 @@ public sealed class OpenFiles
         _kernel = kernel;
         _r = kernel.Reader;
         _paths = new PathResolver(_r, kernel.Offsets, kernel.Limits, kernel.Diagnostics);
-        if (kernel.Btf is { } btf)
-        {
-            var b = new BtfMembers(btf);
-            _l = Layout.From(b);
-            Unavailable = _l is null ? $"open files: BTF lacks {string.Join(", ", b.Missing.Distinct())}" : null;
-        }
-        else Unavailable = "open files: the kernel's BTF is not used (offsets were inferred)";
+        var b = new MemberOffsets(kernel.Layouts);
+        _l = Layout.From(b);
+        Unavailable = _l is null ? $"open files: {MemberOffsets.Lacks(b)}" : null;
         foreach (var (name, kind) in new[] { ("sockfs_dname", OpenFileKind.Socket), ("pipefs_dname", OpenFileKind.Pipe), ("anon_inodefs_dname", OpenFileKind.AnonInode) })
             if (kernel.Symbols.TryGetAddress(name, out ulong va)) _dnames[va] = kind;
     }
@@ -183,7 +178,7 @@ public sealed class OpenFiles
         public ulong InodeIno, InodeMode, DentryOp, DentryOpsDname, MountMnt, MountId;
         public ulong? DentryHashPprev;
 
-        public static Layout? From(BtfMembers b)
+        public static Layout? From(MemberOffsets b)
         {
             int?[] o =
             [
@@ -195,13 +190,12 @@ public sealed class OpenFiles
             ];
             if (o.Any(x => x is null)) return null;
             var v = o.Select(x => (ulong)x!.Value).ToArray();
-            var dentry = b.Btf.FindStruct("dentry");
             return new Layout
             {
                 TaskFiles = v[0], FilesFdt = v[1], FdtMaxFds = v[2], FdtFd = v[3], FdtCloseOnExec = v[4], FileFlags = v[5], FileMode = v[6], FilePos = v[7],
                 FileInode = v[8], FilePath = v[9], PathDentry = v[10], PathMnt = v[11], InodeIno = v[12], InodeMode = v[13], DentryOp = v[14],
                 DentryOpsDname = v[15], MountMnt = v[16], MountId = v[17],
-                DentryHashPprev = dentry is not null && dentry.HasMember("d_hash.pprev") ? (ulong?)b.Offset(dentry, "d_hash.pprev") : null,
+                DentryHashPprev = (ulong?)b.Optional("dentry", "d_hash.pprev"),
             };
         }
     }

@@ -16,16 +16,23 @@ public sealed class KernelLayouts
     private readonly Dictionary<(string Struct, string Member), int> _inferred = [];
     private readonly HashSet<string> _inferredStructs = [];
 
-    public KernelLayouts(BtfTypes? btf, KernelOffsets offsets, KernelVmcoreInfo? vmcoreInfo = null)
+    public KernelLayouts(BtfTypes? btf, KernelOffsets offsets, KernelVmcoreInfo? vmcoreInfo = null) : this(btf, vmcoreInfo)
     {
-        _btf = btf;
-        _vmcoreInfo = vmcoreInfo;
         if (btf is not null) return;
         foreach (var e in OffsetTable.Of(offsets))
         {
             _inferred[(e.Struct, e.Member)] = e.Offset;
             _inferredStructs.Add(e.Struct);
         }
+    }
+
+    /// <summary>Layouts from BTF alone.</summary>
+    public KernelLayouts(BtfTypes btf) : this(btf, vmcoreInfo: null) { }
+
+    private KernelLayouts(BtfTypes? btf, KernelVmcoreInfo? vmcoreInfo)
+    {
+        _btf = btf;
+        _vmcoreInfo = vmcoreInfo;
     }
 
     /// <summary>True when the offsets come from BTF (every struct the kernel defines is known).</summary>
@@ -48,6 +55,21 @@ public sealed class KernelLayouts
         offset = (int)value;
         return true;
     }
+
+    /// <summary>sizeof(struct <paramref name="structName"/>): from BTF, else inferred (the <see cref="InferenceReport.SizeOfMember"/>
+    /// entry of the struct), else VMCOREINFO's SIZE line.</summary>
+    public bool TryStructSize(string structName, out int size)
+    {
+        size = 0;
+        if (_btf is null)
+            return _inferred.TryGetValue((structName, InferenceReport.SizeOfMember), out size) || _vmcoreInfo?.TryGetSize(structName, out size) == true;
+        if (_btf.FindStruct(structName) is not { } s) return false;
+        size = s.Size;
+        return true;
+    }
+
+    /// <summary>The kernel's BTF when offsets come from it (for what only types can say: member sizes, enumerators).</summary>
+    public BtfTypes? Btf => _btf;
 
     /// <exception cref="KernelModelException">Neither BTF nor inference knows the member.</exception>
     public int Offset(string structName, string path) =>

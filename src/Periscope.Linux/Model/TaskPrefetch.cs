@@ -1,6 +1,5 @@
 using Periscope.Linux.Btf;
 using Periscope.Linux.Kallsyms;
-using Periscope.Linux.Tasks.Views;
 using Periscope.Memory;
 
 namespace Periscope.Linux.Model;
@@ -55,7 +54,7 @@ public sealed class TaskPrefetch
     {
         if (memory is not IPrefetchableMemory prefetchable || btf is null || offsets.Pid is not { TaskPidLinks: { } pidLinks, Tasks: not null } pid
             || !symbols.TryGetAddress("init_pid_ns", out ulong ns)) return null;
-        var b = new BtfMembers(btf);
+        var b = new MemberOffsets(btf);
         if (b.Offset("pid_namespace", "idr.idr_rt.xa_head") is not { } idr || btf.StructSizeOrNull("hlist_node") is not { } hlistNode) return null;
         // Its own budget: what the read-ahead reads must not use up the command's.
         var reader = new GuestReader(kernelReader.Space, limits, new WorkBudget(limits));

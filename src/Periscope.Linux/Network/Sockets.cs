@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using Periscope.Linux.Files;
 using Periscope.Linux.Model;
-using Periscope.Linux.Tasks.Views;
 
 namespace Periscope.Linux.Network;
 
@@ -79,13 +78,9 @@ public sealed class Sockets
     {
         _kernel = kernel;
         _r = kernel.Reader;
-        if (kernel.Btf is { } btf)
-        {
-            var b = new BtfMembers(btf);
-            _l = Layout.From(b);
-            if (_l is null) _unavailable.Add($"sockets: BTF lacks {string.Join(", ", b.Missing.Distinct())}");
-        }
-        else _unavailable.Add("sockets: the kernel's BTF is not used (offsets were inferred)");
+        var b = new MemberOffsets(kernel.Layouts);
+        _l = Layout.From(b);
+        if (_l is null) _unavailable.Add($"sockets: {MemberOffsets.Lacks(b)}");
     }
 
     public SocketReport Read()
@@ -168,13 +163,13 @@ public sealed class Sockets
     /// </summary>
     private void ReadNetlink(Layout l, Action<ulong> add)
     {
-        var b = new BtfMembers(_kernel.Btf!);
+        var b = new MemberOffsets(_kernel.Layouts);
         int? tableSize = b.StructSize("netlink_table"), hash = b.Offset("netlink_table", "hash"), tbl = b.Offset("rhashtable", "tbl"),
             size = b.Offset("bucket_table", "size"), nest = b.Offset("bucket_table", "nest"), future = b.Offset("bucket_table", "future_tbl"),
             buckets = b.Offset("bucket_table", "buckets"), node = b.Offset("netlink_sock", "node");
         if (tableSize is null || hash is null || tbl is null || size is null || nest is null || future is null || buckets is null || node is null)
         {
-            _unavailable.Add($"netlink table: BTF lacks {string.Join(", ", b.Missing.Distinct())}");
+            _unavailable.Add($"netlink table: {MemberOffsets.Lacks(b)}");
             return;
         }
         if (!_kernel.Symbols.TryGetAddress("nl_table", out ulong nlTableVar)) { _unavailable.Add("netlink table: kallsyms lists no nl_table"); return; }
@@ -393,10 +388,9 @@ public sealed class Sockets
         public ulong? NetUnixBuckets, UnixAddr, NetlinkPortId;
         public ulong UnixAddrLen, UnixAddrName;
 
-        public static Layout? From(BtfMembers b)
+        public static Layout? From(MemberOffsets b)
         {
-            var listen = b.Btf.FindStruct("inet_listen_hashbucket");
-            bool listenNulls = listen?.HasMember("nulls_head") == true;
+            bool listenNulls = b.Has("inet_listen_hashbucket", "nulls_head");
             int?[] o =
             [
                 b.Offset("file", "private_data"), b.Offset("socket", "sk"), b.Offset("socket", "file"), b.Offset("socket", "state"),
@@ -414,9 +408,6 @@ public sealed class Sockets
             ];
             if (o.Any(x => x is null)) return null;
             var v = o.Select(x => (ulong)x!.Value).ToArray();
-            var net = b.Btf.FindStruct("net");
-            var unix = b.Btf.FindStruct("unix_sock");
-            var netlink = b.Btf.FindStruct("netlink_sock");
             return new Layout
             {
                 FilePrivate = v[0], SocketSk = v[1], SocketFile = v[2], SocketStateOff = v[3], SocketAllocSocket = v[4], SocketAllocInode = v[5], InodeIno = v[6],
@@ -424,9 +415,9 @@ public sealed class Sockets
                 SkType = v[16], SkProtocol = v[17], SkSocket = v[18], SkUid = v[19],
                 EhashBuckets = v[20], EhashMask = v[21], EhashBucketSize = v[22], EhashChain = v[23], Lhash2 = v[24], Lhash2Mask = v[25], ListenBucketSize = v[26], ListenHead = v[27],
                 ListenNulls = listenNulls, UdpHash = v[28], UdpMask = v[29], UdpSlotSize = v[30], UdpSlotHead = v[31], UnixAddrLen = v[32], UnixAddrName = v[33],
-                NetUnixBuckets = net is not null && net.HasMember("unx.table.buckets") ? (ulong?)b.Offset(net, "unx.table.buckets") : null,
-                UnixAddr = unix is not null && unix.HasMember("addr") ? (ulong?)b.Offset(unix, "addr") : null,
-                NetlinkPortId = netlink is not null && netlink.HasMember("portid") ? (ulong?)b.Offset(netlink, "portid") : null,
+                NetUnixBuckets = (ulong?)b.Optional("net", "unx.table.buckets"),
+                UnixAddr = (ulong?)b.Optional("unix_sock", "addr"),
+                NetlinkPortId = (ulong?)b.Optional("netlink_sock", "portid"),
             };
         }
     }

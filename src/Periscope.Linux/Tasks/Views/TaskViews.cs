@@ -26,7 +26,7 @@ public sealed class TaskViews
 
     private readonly LinuxKernel _kernel;
     private readonly GuestReader _r;
-    private readonly BtfMembers? _btf;
+    private readonly MemberOffsets? _btf;
     private readonly Dictionary<ulong, TaskViewSet> _seen = [];
     private readonly List<string> _gaps = [];
     private readonly List<string> _unavailable = [];
@@ -37,7 +37,7 @@ public sealed class TaskViews
     {
         _kernel = kernel;
         _r = kernel.Reader;
-        _btf = kernel.Btf is { } btf ? new BtfMembers(btf) : null;
+        _btf = kernel.Btf is { } btf ? new MemberOffsets(btf) : null;
     }
 
     public TaskViewReport Read()
@@ -310,7 +310,7 @@ public sealed class TaskViews
         public ulong? FairServer, SeMyQ, RtMyQ;
         public int RtRunList, RtQueues, ListHeadSize;
 
-        public static RunQueueLayout? From(BtfMembers b, KernelOffsets offsets)
+        public static RunQueueLayout? From(MemberOffsets b, KernelOffsets offsets)
         {
             if (offsets.RunQueue is not { } rq) return null;
             int? cfs = b.Offset("rq", "cfs"), rt = b.Offset("rq", "rt"), dl = b.Offset("rq", "dl");
@@ -322,9 +322,6 @@ public sealed class TaskViews
             if (cfs is null || rt is null || dl is null || cfsRoot is null || runNode is null || taskSe is null || rtQueue is null || rtQueueSize is null
                 || runList is null || taskRt is null || dlRoot is null || dlNode is null || taskDl is null || left is null || right is null || listHead is not > 0)
                 return null;
-            var rqStruct = b.Btf.FindStruct("rq")!;
-            var se = b.Btf.FindStruct("sched_entity")!;
-            var rtSe = b.Btf.FindStruct("sched_rt_entity")!;
             return new RunQueueLayout
             {
                 Cpu = (ulong)rq.Cpu, Curr = (ulong)rq.Curr, Idle = (ulong)rq.Idle,
@@ -332,9 +329,9 @@ public sealed class TaskViews
                 RtQueue = (ulong)rtQueue, TaskRt = (ulong)taskRt, DlRoot = (ulong)dlRoot, DlRbNode = (ulong)dlNode, TaskDl = (ulong)taskDl,
                 RbLeft = (ulong)left, RbRight = (ulong)right, RtRunList = runList.Value, ListHeadSize = listHead.Value,
                 RtQueues = rtQueueSize.Value / listHead.Value,
-                FairServer = rqStruct.HasMember("fair_server") ? (ulong?)b.Offset(rqStruct, "fair_server") : null,
-                SeMyQ = se.HasMember("my_q") ? (ulong?)b.Offset(se, "my_q") : null,
-                RtMyQ = rtSe.HasMember("my_q") ? (ulong?)b.Offset(rtSe, "my_q") : null,
+                FairServer = (ulong?)b.Optional("rq", "fair_server"),
+                SeMyQ = (ulong?)b.Optional("sched_entity", "my_q"),
+                RtMyQ = (ulong?)b.Optional("sched_rt_entity", "my_q"),
             };
         }
     }
