@@ -1,4 +1,4 @@
-using System.Globalization;
+using Periscope.Linux.Model;
 
 namespace Periscope.Linux.Discovery;
 
@@ -21,38 +21,12 @@ public sealed record VmcoreInfoHints(ulong? PgdVirtual, long? PhysBase, bool? Fi
 
     public static VmcoreInfoHints Parse(string? text)
     {
-        ulong? pgd = null, offset = null, initTask = null, swapper = null;
-        long? physBase = null;
-        bool? l5 = null;
         if (text is null) return new(null, null, null, null);
-        foreach (var raw in text.Split('\n'))
-        {
-            var line = raw.AsSpan().Trim();
-            int eq = line.IndexOf('=');
-            if (eq <= 0) continue;
-            var key = line[..eq];
-            var value = line[(eq + 1)..];
-            if (key.SequenceEqual("SYMBOL(init_top_pgt)")) pgd = ParseHex(value) ?? pgd;
-            else if (key.SequenceEqual("SYMBOL(swapper_pg_dir)"))
-            {
-                swapper = ParseHex(value);
-                if (pgd is null) pgd = swapper;
-            }
-            else if (key.SequenceEqual("SYMBOL(init_task)")) initTask = ParseHex(value);
-            else if (key.SequenceEqual("NUMBER(phys_base)")) physBase = ParseNumber(value);
-            else if (key.SequenceEqual("NUMBER(pgtable_l5_enabled)")) l5 = ParseNumber(value) is { } n ? n != 0 : null;
-            else if (key.SequenceEqual("KERNELOFFSET")) offset = ParseHex(value) ?? offset;
-        }
-        return new(pgd, physBase, l5, offset) { InitTask = initTask, SwapperPgDir = swapper };
-    }
-
-    private static ulong? ParseHex(ReadOnlySpan<char> value) =>
-        ulong.TryParse(value, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong v) ? v : null;
-
-    private static long? ParseNumber(ReadOnlySpan<char> value)
-    {
-        if (value.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
-            return ulong.TryParse(value[2..], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong h) ? (long)h : null;
-        return long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long d) ? d : null;
+        var info = KernelVmcoreInfo.Parse(text, "VMCOREINFO");
+        ulong? Symbol(string name) => info.TryGetSymbol(name, out ulong va) ? va : null;
+        long? Number(string name) => info.TryGetNumber(name, out long n) ? n : null;
+        ulong? swapper = Symbol("swapper_pg_dir");
+        return new(Symbol("init_top_pgt") ?? swapper, Number("phys_base"), Number("pgtable_l5_enabled") is { } l5 ? l5 != 0 : null, info.KernelOffset)
+            { InitTask = Symbol("init_task"), SwapperPgDir = swapper };
     }
 }

@@ -23,12 +23,15 @@ public sealed class KernelVmcoreInfo
     private readonly Dictionary<string, long> _offsets = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _sizes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _lengths = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _numbers = new(StringComparer.Ordinal);
 
     private KernelVmcoreInfo(string source) => Source = source;
 
     /// <summary>Where the text came from: the dump's VMCOREINFO note, or the kernel's own note in its memory.</summary>
     public string Source { get; }
     public string? OsRelease { get; private set; }
+    /// <summary>KERNELOFFSET=hex: the KASLR slide of the kernel image.</summary>
+    public ulong? KernelOffset { get; private set; }
 
     public bool TryGetSymbol(string name, out ulong address) => _symbols.TryGetValue(name, out address);
 
@@ -55,6 +58,9 @@ public sealed class KernelVmcoreInfo
 
     public bool TryGetLength(string name, out long length) => _lengths.TryGetValue(name, out length);
 
+    /// <summary>NUMBER(name): printed "%ld" (signed decimal) by most kernels, as 0x-hex by a few lines.</summary>
+    public bool TryGetNumber(string name, out long value) => _numbers.TryGetValue(name, out value);
+
     public static KernelVmcoreInfo Parse(string text, string source)
     {
         var info = new KernelVmcoreInfo(source);
@@ -73,6 +79,9 @@ public sealed class KernelVmcoreInfo
             else if (Inner(key, "OFFSET(") is { } off && Decimal(value) is { } o) info._offsets.TryAdd(off, o);
             else if (Inner(key, "SIZE(") is { } size && Decimal(value) is { } s) info._sizes.TryAdd(size, s);
             else if (Inner(key, "LENGTH(") is { } length && Decimal(value) is { } l) info._lengths.TryAdd(length, l);
+            else if (Inner(key, "NUMBER(") is { } number && Number(value) is { } n) info._numbers.TryAdd(number, n);
+            else if (key.SequenceEqual("KERNELOFFSET") && ulong.TryParse(value, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong slide))
+                info.KernelOffset = slide;
         }
         return info;
     }
@@ -83,6 +92,11 @@ public sealed class KernelVmcoreInfo
 
     private static long? Decimal(ReadOnlySpan<char> value) =>
         long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : null;
+
+    private static long? Number(ReadOnlySpan<char> value) =>
+        value.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? ulong.TryParse(value[2..], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong h) ? (long)h : null
+            : Decimal(value);
 
     /// <summary>
     /// The kernel's own note, found through <c>paddr_vmcoreinfo_note()</c> (a text symbol; <c>return __pa(vmcoreinfo_note)</c>):
