@@ -145,7 +145,8 @@ public sealed partial class BpfView(LinuxKernel kernel)
     public BpfReport Read()
     {
         if (kernel.Btf is not { } btf)
-            return new([], [], [], [], ["bpf: the kernel's BTF is not used (offsets were inferred)"], []);
+            // Not a kernel without BPF: nothing could be looked at, so the (empty) answer is incomplete, never "none".
+            return new([], [], [], [], [], ["bpf: programs, maps and links are read through the kernel's BTF (none found, or --no-btf)"]);
         var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
         if (xa is null) return new([], [], [], [], [$"bpf: {why}"], []);
         if (btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null)
