@@ -219,12 +219,12 @@ public sealed partial class OffsetInference
         for (int op = 0; op + _p <= _smallBytes; op += _p)
         {
             Step(dentryWindows.Count);
-            var ops = dentryWindows.Select(w => Word(w, op)).ToList();
-            if (ops.Any(v => v != 0 && !IsKernel(v))) continue;
+            var ops = dentryWindows.Select(w => Word(w, op)).Where(v => v != 0).Distinct().ToList();
+            if (ops.Any(v => !IsKernel(v))) continue;
             for (int dn = 0; dn < DentryOpsSlots * _p; dn += _p)
             {
                 Step(ops.Count);
-                if (ops.Any(v => v != 0 && dnames.ContainsKey(Ptr(v + (ulong)dn)))) pairs.Add((op, dn));
+                if (ops.Any(v => dnames.ContainsKey(Ptr(v + (ulong)dn)))) pairs.Add((op, dn));
             }
         }
         const string rule = "pointer in open files' dentries (0 or a kernel pointer in all) to an ops table whose slot is sockfs_dname, pipefs_dname or anon_inodefs_dname (kallsyms functions)";
