@@ -83,7 +83,7 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         var ours = new Periscope.Linux.Files.OpenFiles(t.Kernel);
         var theirs = new Periscope.Linux.Files.OpenFiles(WithBtf);
         Assert.Null(ours.Unavailable);
-        static string Line(Periscope.Linux.Files.OpenFile f) => $"{f.Pid} {f.Fd} {f.File:x} {f.Path} {f.Kind} {f.Flags:o} {f.Mode:x} {f.Position} {f.Inode}";
+        static string Line(Periscope.Linux.Files.OpenFile f) => $"{f.Pid} {f.Fd} {f.File:x} {f.Path} {f.Kind} {f.Flags:x} {f.Mode:x} {f.Position} {f.Inode}";
         var all = new List<Periscope.Linux.Files.OpenFile>();
         foreach (var task in WithBtf.Tasks)
         {
