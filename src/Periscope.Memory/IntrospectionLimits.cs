@@ -325,6 +325,10 @@ public sealed record IntrospectionLimits
     /// <summary>Largest struct vmap_node accepted (BTF or inferred; 6.12's is ~2.5 KiB with its size-class pools).</summary>
     public int MaxVmapNodeBytes { get; init; } = 1 << 16;
 
+    // Open files without BTF (issue 8: lsof's offsets inferred from the processes' file tables)
+    /// <summary>Struct files (open and mapped) the lsof offset rules take as evidence, all processes together.</summary>
+    public int MaxInferenceFileSamples { get; init; } = 2_048;
+
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
     /// allocation of terabytes). Throws <see cref="ArgumentOutOfRangeException"/> naming the property, its value and
@@ -482,6 +486,8 @@ public sealed record IntrospectionLimits
         // Module-area view
         Check(nameof(MaxVmapNodes), MaxVmapNodes, 1 << 16);
         Check(nameof(MaxVmapNodeBytes), MaxVmapNodeBytes, 1 << 24);
+        // Open files without BTF
+        Check(nameof(MaxInferenceFileSamples), MaxInferenceFileSamples, Counts);
         return this;
     }
 

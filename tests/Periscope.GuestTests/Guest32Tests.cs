@@ -38,6 +38,7 @@ public abstract class Guest32Fixture : IDisposable
             using (var fs = new FileStream(Guest.DataLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
                 text = new StreamReader(fs).ReadToEnd();
             ParseTruth(text);
+            FileNet = FileNetTruth.Parse(text);
             // Processes, threads, modules and maps as the 64-bit guest's parser reads them (its kallsyms parser expects 16
             // hex digits: that section is parsed above).
             Truth = GroundTruth.Parse(string.Join('\n', WithoutSection(text, "kallsyms")));
@@ -61,6 +62,8 @@ public abstract class Guest32Fixture : IDisposable
     public List<string> DmesgLines { get; } = [];
     /// <summary>The module lines of the guest's /proc/kallsyms ("d080c230 t name\t[module]"), in its order.</summary>
     public List<string> ModuleKallsymsLines { get; } = [];
+    /// <summary>/proc/PID/fd and fdinfo of every process (guest/truth.d/filenet.sh).</summary>
+    public FileNetTruth FileNet { get; private set; } = new();
     /// <summary>The guest's /proc view but kallsyms: processes with their threads, modules, every process's maps.</summary>
     public GroundTruth Truth { get; private set; } = new();
     /// <summary>The dump opened once for the model tests (offsets inferred: Debian's 686 kernels have no BTF; no cache).</summary>
@@ -290,6 +293,41 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
             Assert.Equal(pid, task.Tgid);
             Assert.Equal(stat.Threads.Select(t => t.Pid).Order(), task.Threads.Select(t => t.Tid).Order());
         }
+    }
+
+    /// <summary>lsof on i386 (4-byte fd slots and close_on_exec words, offsets inferred): every process's descriptors
+    /// equal /proc/PID/fd links with fdinfo's pos and flags; init printed that view with three descriptors redirected,
+    /// so of init only its unredirected ones are compared (the tty and its /init script).</summary>
+    [Fact]
+    public void Lsof_of_every_process_equals_proc_fd_and_fdinfo()
+    {
+        var files = new Periscope.Linux.Files.OpenFiles(guest.Dump.Kernel);
+        Assert.Null(files.Unavailable);
+        var tasks = guest.Dump.Kernel.Tasks.ToDictionary(t => t.Pid);
+        int compared = 0;
+        foreach (var (pid, expected) in guest.FileNet.Fds)
+        {
+            if (!tasks.TryGetValue(pid, out var task)) continue; // gone by the dump
+            var read = files.Read(task);
+            Assert.Null(read.Gap);
+            var ours = read.Files.Select(f => $"{f.Fd}\t{f.Path}\t{f.Position}\t0{Convert.ToString(f.Flags, 8)}").ToList();
+            var theirs = expected.OrderBy(f => f.Fd).Select(f => $"{f.Fd}\t{f.Link}\t{f.Pos}\t{f.Flags}").ToList();
+            if (pid == 1)
+            {
+                // fd, link and flags of fds 3 and 10 (the script's position moves on while init runs it).
+                static List<string> Kept(List<string> lines) => lines.Select(l => l.Split('\t')).Where(f => f[0] is "3" or "10").Select(f => $"{f[0]}\t{f[1]}\t{f[3]}").ToList();
+                (ours, theirs) = (Kept(ours), Kept(theirs));
+                Assert.Equal(["3\t/dev/ttyS2\t0100002", "10\t/init\t02100000"], theirs);
+            }
+            Assert.Equal(theirs, ours);
+            compared++;
+        }
+        Assert.True(compared >= 8, $"only {compared} processes compared");
+        int netfiles = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "netfiles").Key;
+        var mine = files.Read(tasks[netfiles]).Files;
+        Assert.Equal(2, mine.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Pipe));
+        Assert.Single(mine, f => f.Path == "anon_inode:[eventfd]" && (f.Flags & Periscope.Linux.Files.OpenFiles.O_CLOEXEC) != 0);
+        Assert.True(mine.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Socket) >= 9);
     }
 
     [Fact]

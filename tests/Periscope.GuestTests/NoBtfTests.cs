@@ -74,6 +74,31 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Equal(WithBtf.InitTask, k.InitTask);
     }
 
+    /// <summary>lsof without BTF: every process's open files (path, kind, flags, mode, position, inode) are the BTF run's,
+    /// netfiles' pipes, eventfd and sockets among them (the members themselves are compared with BTF by name above).</summary>
+    [Fact]
+    public void Lsof_of_every_process_equals_lsof_with_BTF()
+    {
+        using var t = OpenNoBtf();
+        var ours = new Periscope.Linux.Files.OpenFiles(t.Kernel);
+        var theirs = new Periscope.Linux.Files.OpenFiles(WithBtf);
+        Assert.Null(ours.Unavailable);
+        static string Line(Periscope.Linux.Files.OpenFile f) => $"{f.Pid} {f.Fd} {f.File:x} {f.Path} {f.Kind} {f.Flags:x} {f.Mode:x} {f.Position} {f.Inode}";
+        var all = new List<Periscope.Linux.Files.OpenFile>();
+        foreach (var task in WithBtf.Tasks)
+        {
+            var (expected, actual) = (theirs.Read(task), ours.Read(t.Kernel.Tasks.Single(x => x.Address == task.Address)));
+            Assert.Equal(expected.Gap, actual.Gap);
+            Assert.Equal(expected.Files.Select(Line), actual.Files.Select(Line));
+            all.AddRange(actual.Files);
+        }
+        Assert.True(all.Count >= 30, $"only {all.Count} open files");
+        var netfiles = all.Where(f => f.Pid == Assert.Single(WithBtf.Tasks, x => x.Comm == "netfiles").Pid).ToList();
+        Assert.Equal(2, netfiles.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Pipe));
+        Assert.Single(netfiles, f => f.Path == "anon_inode:[eventfd]");
+        Assert.True(netfiles.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Socket) >= 9);
+    }
+
     [Fact]
     public void Processes_threads_modules_and_maps_are_those_with_BTF_and_match_proc()
     {

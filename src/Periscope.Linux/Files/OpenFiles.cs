@@ -96,7 +96,9 @@ public sealed class OpenFiles
             slots = _kernel.Limits.MaxOpenFilesPerProcess;
         }
         var result = new List<OpenFile>();
-        var buffer = new byte[Chunk * 8];
+        // fd[] holds pointers and close_on_exec unsigned longs: the guest's word (4 bytes on i386).
+        int word = _r.PointerSize;
+        var buffer = new byte[Chunk * word];
         for (long start = 0; start < slots; start += Chunk)
         {
             int count = (int)Math.Min(Chunk, slots - start);
@@ -106,15 +108,15 @@ public sealed class OpenFiles
                 break;
             }
             _total += count;
-            var bytes = buffer.AsSpan(0, count * 8);
-            if (_r.Read(fdArray + (ulong)start * 8, bytes) != bytes.Length)
+            var bytes = buffer.AsSpan(0, count * word);
+            if (_r.Read(fdArray + (ulong)start * (ulong)word, bytes) != bytes.Length)
             {
                 gap = $"pid {process.Pid}: fd array 0x{fdArray:x} is unreadable at descriptor {start}";
                 break;
             }
             for (int i = 0; i < count; i++)
             {
-                ulong file = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]);
+                ulong file = word == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]) : BinaryPrimitives.ReadUInt32LittleEndian(bytes[(i * 4)..]);
                 if (file == 0) continue;
                 int fd = (int)(start + i);
                 if (!_r.IsKernelPointer(file)) { gap = $"pid {process.Pid}: fd {fd} holds 0x{file:x}, not a kernel pointer"; continue; }
@@ -130,12 +132,14 @@ public sealed class OpenFiles
         _r.TryU32(file + l.FileFlags, out uint flags);
         _r.TryU32(file + l.FileMode, out uint mode);
         _r.TryU64(file + l.FilePos, out ulong pos);
-        if (cloexecBitmap != 0 && _r.TryU64(cloexecBitmap + (ulong)(fd / 64) * 8, out ulong word) && (word >> (fd % 64) & 1) != 0) flags |= O_CLOEXEC;
+        int bitsPerWord = 8 * _r.PointerSize;
+        if (cloexecBitmap != 0 && _r.TryULong(cloexecBitmap + (ulong)(fd / bitsPerWord * _r.PointerSize), out ulong word) && (word >> (fd % bitsPerWord) & 1) != 0)
+            flags |= O_CLOEXEC;
         ulong ino = 0;
         uint imode = 0;
         if (_r.TryPointer(file + l.FileInode, out ulong inode) && _r.IsKernelPointer(inode))
         {
-            _r.TryU64(inode + l.InodeIno, out ino);
+            _r.TryULong(inode + l.InodeIno, out ino); // unsigned long: 4 bytes on i386
             if (_r.TryU32(inode + l.InodeMode, out uint m)) imode = m & 0xFFFF;
         }
         var kind = (imode & S_IFMT) switch
@@ -157,8 +161,8 @@ public sealed class OpenFiles
                 _ => $"anon_inode:{_paths.DentryName(dentry) ?? "?"}",
             };
         }
-        if (_r.TryPointer(file + l.FilePath + l.PathMnt, out ulong vfsmount) && _r.IsKernelPointer(vfsmount)
-            && _r.TryI32(vfsmount - l.MountMnt + l.MountId, out int id))
+        if (l.MountMnt is { } mountMnt && l.MountId is { } mountIdOff && _r.TryPointer(file + l.FilePath + l.PathMnt, out ulong vfsmount)
+            && _r.IsKernelPointer(vfsmount) && _r.TryI32(vfsmount - mountMnt + mountIdOff, out int id))
             mountId = id;
         path ??= (_paths.FilePath(file) ?? "?") + (IsUnlinked(dentry) ? " (deleted)" : "");
         return new OpenFile(pid, fd, file, path, kind, flags, mode, unchecked((long)pos), ino, mountId);
@@ -175,8 +179,9 @@ public sealed class OpenFiles
     private sealed record Layout
     {
         public ulong TaskFiles, FilesFdt, FdtMaxFds, FdtFd, FdtCloseOnExec, FileFlags, FileMode, FilePos, FileInode, FilePath, PathDentry, PathMnt;
-        public ulong InodeIno, InodeMode, DentryOp, DentryOpsDname, MountMnt, MountId;
-        public ulong? DentryHashPprev;
+        public ulong InodeIno, InodeMode, DentryOp, DentryOpsDname;
+        /// <summary>struct mount's embedded vfsmount and mnt_id: optional (the mount id column is empty without them).</summary>
+        public ulong? MountMnt, MountId, DentryHashPprev;
 
         public static Layout? From(MemberOffsets b)
         {
@@ -186,7 +191,6 @@ public sealed class OpenFiles
                 b.Offset("fdtable", "close_on_exec"), b.Offset("file", "f_flags"), b.Offset("file", "f_mode"), b.Offset("file", "f_pos"),
                 b.Offset("file", "f_inode"), b.Offset("file", "f_path"), b.Offset("path", "dentry"), b.Offset("path", "mnt"),
                 b.Offset("inode", "i_ino"), b.Offset("inode", "i_mode"), b.Offset("dentry", "d_op"), b.Offset("dentry_operations", "d_dname"),
-                b.Offset("mount", "mnt"), b.Offset("mount", "mnt_id"),
             ];
             if (o.Any(x => x is null)) return null;
             var v = o.Select(x => (ulong)x!.Value).ToArray();
@@ -194,7 +198,7 @@ public sealed class OpenFiles
             {
                 TaskFiles = v[0], FilesFdt = v[1], FdtMaxFds = v[2], FdtFd = v[3], FdtCloseOnExec = v[4], FileFlags = v[5], FileMode = v[6], FilePos = v[7],
                 FileInode = v[8], FilePath = v[9], PathDentry = v[10], PathMnt = v[11], InodeIno = v[12], InodeMode = v[13], DentryOp = v[14],
-                DentryOpsDname = v[15], MountMnt = v[16], MountId = v[17],
+                DentryOpsDname = v[15], MountMnt = (ulong?)b.Optional("mount", "mnt"), MountId = (ulong?)b.Optional("mount", "mnt_id"),
                 DentryHashPprev = (ulong?)b.Optional("dentry", "d_hash.pprev"),
             };
         }

@@ -45,6 +45,10 @@ public sealed class KernelOffsets
     public VmallocOffsets? Vmalloc { get; init; }
     /// <summary>The run queues' fair, real-time and deadline queues and each class's entity in task_struct (run-queue check).</summary>
     public SchedulerOffsets? Scheduler { get; init; }
+    /// <summary>task->files->fdt, struct file and the dentry operations lsof reads.</summary>
+    public OpenFileOffsets? OpenFiles { get; init; }
+    /// <summary>An open socket file's links to its struct socket and sock (the file-table view of `sockets`).</summary>
+    public SocketFileOffsets? SocketFiles { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -219,6 +223,7 @@ public sealed class KernelOffsets
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
             Scheduler = SchedulerOffsets.FromBtf(b.Btf),
+            OpenFiles = OpenFileOffsets.FromBtf(b.Btf), SocketFiles = SocketFileOffsets.FromBtf(b.Btf),
             ModuleTaint = ReadModuleTaint(b, module),
             Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),
