@@ -324,6 +324,12 @@ public sealed record IntrospectionLimits
     public int MaxVmapNodes { get; init; } = 1024;
     /// <summary>Largest struct vmap_node accepted (BTF or inferred; 6.12's is ~2.5 KiB with its size-class pools).</summary>
     public int MaxVmapNodeBytes { get; init; } = 1 << 16;
+    // Sockets without BTF (Linux/Inference/SocketRules: the kernel's socket tables)
+    /// <summary>Buckets of one socket hash table the inference reads for evidence (ehash, lhash2, udp slots): all of them
+    /// on a small guest; a large ehash is sampled from its start.</summary>
+    public int MaxInferenceSocketBuckets { get; init; } = 1 << 16;
+    /// <summary>Bytes of init_net searched for the unix hash's bucket pointer (net.unx.table.buckets).</summary>
+    public int MaxInferenceNetBytes { get; init; } = 16 << 10;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -482,6 +488,9 @@ public sealed record IntrospectionLimits
         // Module-area view
         Check(nameof(MaxVmapNodes), MaxVmapNodes, 1 << 16);
         Check(nameof(MaxVmapNodeBytes), MaxVmapNodeBytes, 1 << 24);
+        // Sockets without BTF
+        Check(nameof(MaxInferenceSocketBuckets), MaxInferenceSocketBuckets, 1 << 24);
+        Check(nameof(MaxInferenceNetBytes), MaxInferenceNetBytes, 1 << 20);
         return this;
     }
 

@@ -19,6 +19,7 @@ public sealed partial class OffsetInference
         InferCredIds();
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
+        InferSocketTables();
         ReportNotInferred();
         _report.Steps = _steps; // before Build, whose error report shows the evidence too
         return Build(_report, _limits);
@@ -117,6 +118,7 @@ public sealed partial class OffsetInference
             Pid = PidOffsetsOf(report, tw, small),
             RunQueue = RunQueueFrom(report),
             Scheduler = SchedulerFrom(report),
+            SocketTables = SocketTableOffsets.FromReport(report),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

@@ -45,6 +45,8 @@ public sealed class KernelOffsets
     public VmallocOffsets? Vmalloc { get; init; }
     /// <summary>The run queues' fair, real-time and deadline queues and each class's entity in task_struct (run-queue check).</summary>
     public SchedulerOffsets? Scheduler { get; init; }
+    /// <summary>sock_common, tcp_hashinfo, udp_table and the unix hash, for the kernel-table side of `sockets`.</summary>
+    public SocketTableOffsets? SocketTables { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -219,6 +221,7 @@ public sealed class KernelOffsets
             Workqueue = ReadWorkqueue(b, maxString),
             RunQueue = ReadRunQueue(b),
             Scheduler = SchedulerOffsets.FromBtf(b.Btf),
+            SocketTables = SocketTableOffsets.FromBtf(b.Btf),
             ModuleTaint = ReadModuleTaint(b, module),
             Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),
