@@ -20,8 +20,7 @@ public sealed partial class OffsetInference
     private const int SockIpprotoTcp = 6, SockIpprotoUdp = 17, SockStream = 1, SockDgram = 2, SockSeqpacket = 5;
     /// <summary>LISTENING_NULLS_BASE (include/net/inet_hashtables.h): lhash2 bucket i ends its chain in nulls value i + 2^29.</summary>
     private const ulong ListeningNullsBase = 1UL << 29;
-    /// <summary>UNIX_HASH_SIZE * 2 (net/unix, per network namespace since 5.19): unbound then bound sockets.</summary>
-    internal const int UnixHashBuckets = 512;
+    private const int UnixHashBuckets = Network.Sockets.UnixHashBuckets;
     /// <summary>How many leading buckets a table's shape is checked on (then its last bucket and the one past it).</summary>
     private const int SocketShapeBuckets = 64;
     /// <summary>skc_node/skc_nulls_node lie within this many bytes of the sock's start (104 on x86-64, 84 on i386).</summary>
@@ -123,13 +122,13 @@ public sealed partial class OffsetInference
         if (e is { } eh)
         {
             ehashMask = eh.Mask;
-            CollectNulls(hashinfo, eh, listening: false, nodes);
+            CollectNulls(eh, listening: false, nodes);
             // One member is one member: the established hash's pointer and mask are not the listening hash's (their
             // counts may be equal, so the marker test alone cannot tell the two masks apart).
             lhash.RemoveAll(t => t.PointerAt == eh.PointerAt || t.MaskAt == eh.MaskAt);
         }
         if (AddTable(lhash, "inet_hashinfo", "lhash2", "lhash2_mask", "inet_listen_hashbucket", "nulls_head", LhashRule) is { } l)
-            CollectNulls(hashinfo, l, listening: true, nodes);
+            CollectNulls(l, listening: true, nodes);
     }
 
     private readonly record struct HashTable(int PointerAt, int MaskAt, int Stride, int Head, ulong Buckets, uint Mask, Func<ulong, ulong> Marker);
@@ -189,7 +188,7 @@ public sealed partial class OffsetInference
     }
 
     /// <summary>The chain links of every non-empty bucket (bounded: MaxInferenceSocketBuckets buckets, MaxChainLength per chain, SocketSamples in all).</summary>
-    private void CollectNulls(ulong hashinfo, HashTable t, bool listening, List<ChainNode> nodes)
+    private void CollectNulls(HashTable t, bool listening, List<ChainNode> nodes)
     {
         long count = Math.Min(t.Mask + 1L, _limits.MaxInferenceSocketBuckets);
         const int Chunk = 512;
@@ -211,7 +210,6 @@ public sealed partial class OffsetInference
                 }
             }
         }
-        _ = hashinfo;
     }
 
     // ---- sock_common ----

@@ -64,7 +64,7 @@ public sealed class Sockets
     private const int IPPROTO_TCP = 6, IPPROTO_UDP = 17;
     /// <summary>UNIX_HASH_SIZE (net/unix: 256 buckets for bound and 256 for unbound sockets, 512 in all since 5.19's per-netns table;
     /// the global unix_socket_table before had 2 * 256): BTF carries only a pointer, so the count is this macro.</summary>
-    private const int UnixHashBuckets = 512;
+    internal const int UnixHashBuckets = 512;
     /// <summary>__SO_ACCEPTCON (include/linux/net.h): /proc/net/unix's flag for a listening socket.</summary>
     public const int SoAcceptCon = 1 << 16;
     /// <summary>enum socket_state (include/uapi/linux/net.h), the ABI numbers /proc/net/unix prints as St.</summary>
