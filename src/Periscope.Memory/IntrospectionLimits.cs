@@ -324,6 +324,12 @@ public sealed record IntrospectionLimits
     public int MaxVmapNodes { get; init; } = 1024;
     /// <summary>Largest struct vmap_node accepted (BTF or inferred; 6.12's is ~2.5 KiB with its size-class pools).</summary>
     public int MaxVmapNodeBytes { get; init; } = 1 << 16;
+    // Sockets without BTF (Linux/Inference/SocketRules: the kernel's socket tables)
+    /// <summary>Buckets of one socket hash table the inference reads for evidence (ehash, lhash2, udp slots): all of them
+    /// on a small guest; a large ehash is sampled from its start.</summary>
+    public int MaxInferenceSocketBuckets { get; init; } = 1 << 16;
+    /// <summary>Bytes of init_net searched for the unix hash's bucket pointer (net.unx.table.buckets).</summary>
+    public int MaxInferenceNetBytes { get; init; } = 16 << 10;
 
     // Open files without BTF (issue 8: lsof's offsets inferred from the processes' file tables)
     /// <summary>Struct files (open and mapped) the lsof offset rules take as evidence, all processes together.</summary>
@@ -488,6 +494,9 @@ public sealed record IntrospectionLimits
         Check(nameof(MaxVmapNodeBytes), MaxVmapNodeBytes, 1 << 24);
         // Open files without BTF
         Check(nameof(MaxInferenceFileSamples), MaxInferenceFileSamples, Counts);
+        // Sockets without BTF
+        Check(nameof(MaxInferenceSocketBuckets), MaxInferenceSocketBuckets, 1 << 24);
+        Check(nameof(MaxInferenceNetBytes), MaxInferenceNetBytes, 1 << 20);
         return this;
     }
 

@@ -64,6 +64,8 @@ public abstract class Guest32Fixture : IDisposable
     public List<string> ModuleKallsymsLines { get; } = [];
     /// <summary>/proc/PID/fd and fdinfo of every process (guest/truth.d/filenet.sh).</summary>
     public FileNetTruth FileNet { get; private set; } = new();
+    /// <summary>/proc/net/NAME lines (truth.d/filenet.sh's "@@BEGIN net-NAME" sections), header first.</summary>
+    public Dictionary<string, List<string>> Net { get; } = [];
     /// <summary>The guest's /proc view but kallsyms: processes with their threads, modules, every process's maps.</summary>
     public GroundTruth Truth { get; private set; } = new();
     /// <summary>The dump opened once for the model tests (offsets inferred: Debian's 686 kernels have no BTF; no cache).</summary>
@@ -112,6 +114,11 @@ public abstract class Guest32Fixture : IDisposable
             }
             if (section == "banner" && line.Length > 0) Banner = line;
             else if (section == "dmesg" && line.Length > 0) DmesgLines.Add(line);
+            else if (section.StartsWith("net-", StringComparison.Ordinal) && line.Length > 0)
+            {
+                if (!Net.TryGetValue(section[4..], out var lines)) Net[section[4..]] = lines = [];
+                lines.Add(line);
+            }
             else if (section == "kallsyms" && line.Contains('\t')) ModuleKallsymsLines.Add(line);
             else if (section == "kallsyms")
             {
@@ -376,6 +383,30 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
     /// <summary>`check` on i386 (no BTF, no data symbols): every check runs from inferred offsets and objects found by
     /// structure, code or VMCOREINFO, complete and with nothing above info on an untouched guest (the double fault's task
     /// gate is Linux's own): exit 0.</summary>
+    /// <summary>sockets' kernel-table view on i386 (no BTF, no data symbols: tcp_hashinfo, udp_table and init_net found
+    /// by code, offsets inferred for 4-byte pointers) lists exactly the sockets of /proc/net/tcp, tcp6, udp, udp6, and
+    /// unix's bound and listening flags, types and paths.</summary>
+    [Fact]
+    public void Sockets_in_the_kernel_tables_equal_proc_net()
+    {
+        var report = new Periscope.Linux.Network.Sockets(guest.Dump.Kernel).Read();
+        Assert.Empty(report.Gaps);
+        var table = report.Sockets.Where(s => (s.Seen & Periscope.Linux.Network.SocketViews.KernelTable) != 0).ToList();
+        var inet = table.Where(s => s.Kind is Periscope.Linux.Network.SocketKind.Tcp or Periscope.Linux.Network.SocketKind.Tcp6
+                or Periscope.Linux.Network.SocketKind.Udp or Periscope.Linux.Network.SocketKind.Udp6)
+            .Select(s => $"{s.Kind.ToString().ToLowerInvariant()} {s.Local} {s.Remote} {s.State:X2}").Order().ToList();
+        var truth = new[] { "tcp", "tcp6", "udp", "udp6" }.SelectMany(kind => guest.Net[kind].Skip(1)
+            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(f => $"{kind} {f[1]} {f[2]} {f[3]}")).Order().ToList();
+        Assert.Equal(truth, inet);
+        Assert.Equal(6, inet.Count); // netfiles: tcp listener + established pair, tcp6 listener, udp, udp6
+        // /proc/net/unix: Flags (__SO_ACCEPTCON for a listener), Type, Path.
+        var unix = guest.Net["unix"].Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(f => $"{int.Parse(f[3], NumberStyles.HexNumber, CultureInfo.InvariantCulture):x} {int.Parse(f[4], NumberStyles.HexNumber, CultureInfo.InvariantCulture)} {(f.Length > 7 ? f[7] : "")}".TrimEnd()).Order().ToList();
+        var ourUnix = table.Where(s => s.Kind == Periscope.Linux.Network.SocketKind.Unix)
+            .Select(s => $"{(s.Listening ? Periscope.Linux.Network.Sockets.SoAcceptCon : 0):x} {s.Type} {s.Local}".TrimEnd()).Order().ToList();
+        Assert.Equal(unix, ourUnix);
+    }
+
     [Fact]
     public void Check_runs_every_check_complete_and_clean_without_BTF_or_data_symbols()
     {

@@ -251,4 +251,25 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.True(outcome.Status == Periscope.Integrity.Checks.CheckStatus.Complete, string.Join("; ", outcome.Gaps.Select(g => g.Detail)));
         Assert.DoesNotContain(report.Findings, f => f.Check == Periscope.Integrity.Checks.CheckId.RunQueues);
     }
+
+    /// <summary>sockets' kernel-table view on inferred offsets: the same sockets (address, kind, state, addresses, type,
+    /// protocol, unix path) as through BTF, read from tcp_hashinfo, udp_table and init_net's unix hash.</summary>
+    [Fact]
+    public void Sockets_kernel_tables_without_BTF_equal_those_with_BTF()
+    {
+        using var t = OpenNoBtf();
+        static List<string> Rows(Periscope.Linux.Network.SocketReport r) => r.Sockets
+            .Where(s => (s.Seen & Periscope.Linux.Network.SocketViews.KernelTable) != 0 && s.Kind != Periscope.Linux.Network.SocketKind.Netlink)
+            .Select(s => $"0x{s.Sock:x} {s.Kind} {s.State:X2} {s.Local} {s.Remote} {s.Type} {s.Protocol} {s.Listening}").Order().ToList();
+        var withBtf = Rows(new Periscope.Linux.Network.Sockets(WithBtf).Read());
+        var without = new Periscope.Linux.Network.Sockets(t.Kernel).Read();
+        Assert.Empty(without.Gaps);
+        Assert.Equal(withBtf, Rows(without));
+        // Not vacuous: /bin/netfiles' tcp listener (127.0.0.1:7001), its established pair, udp and a bound unix socket.
+        Assert.Contains(withBtf, r => r.Contains(" Tcp 0A 0100007F:1B59 ", StringComparison.Ordinal));
+        Assert.Equal(2, withBtf.Count(r => r.Contains(" Tcp 01 ", StringComparison.Ordinal)));
+        Assert.Contains(withBtf, r => r.Contains(" Udp 07 0100007F:1B5B ", StringComparison.Ordinal));
+        Assert.Contains(withBtf, r => r.Contains(" Unix ", StringComparison.Ordinal) && r.Contains("/tmp/periscope-views.sock", StringComparison.Ordinal));
+        output.WriteLine(string.Join('\n', withBtf));
+    }
 }

@@ -27,7 +27,8 @@ public sealed class SocketsCommand : ICliCommand
                     w.WriteString("local", s.Local);
                     w.WriteString("remote", s.Remote);
                     w.WriteNumber("inode", s.Inode);
-                    w.WriteNumber("uid", s.Uid);
+                    if (s.Uid is { } uid) w.WriteNumber("uid", uid);
+                    else w.WriteNull("uid");
                     w.WriteStartArray("pids");
                     foreach (int p in s.Owners) w.WriteNumberValue(p);
                     w.WriteEndArray();

@@ -20,6 +20,7 @@ public sealed partial class OffsetInference
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         InferOpenFiles(t, m, p);
+        InferSocketTables();
         ReportNotInferred();
         _report.Steps = _steps; // before Build, whose error report shows the evidence too
         return Build(_report, _limits);
@@ -119,6 +120,7 @@ public sealed partial class OffsetInference
             RunQueue = RunQueueFrom(report),
             Scheduler = SchedulerFrom(report),
             OpenFiles = OpenFilesFrom(report), SocketFiles = SocketFilesFrom(report),
+            SocketTables = SocketTableOffsets.FromReport(report),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

@@ -49,6 +49,8 @@ public sealed class KernelOffsets
     public OpenFileOffsets? OpenFiles { get; init; }
     /// <summary>An open socket file's links to its struct socket and sock (the file-table view of `sockets`).</summary>
     public SocketFileOffsets? SocketFiles { get; init; }
+    /// <summary>sock_common, tcp_hashinfo, udp_table and the unix hash, for the kernel-table side of `sockets`.</summary>
+    public SocketTableOffsets? SocketTables { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -224,6 +226,7 @@ public sealed class KernelOffsets
             RunQueue = ReadRunQueue(b),
             Scheduler = SchedulerOffsets.FromBtf(b.Btf),
             OpenFiles = OpenFileOffsets.FromBtf(b.Btf), SocketFiles = SocketFileOffsets.FromBtf(b.Btf),
+            SocketTables = SocketTableOffsets.FromBtf(b.Btf),
             ModuleTaint = ReadModuleTaint(b, module),
             Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),

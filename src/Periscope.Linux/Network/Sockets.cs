@@ -32,7 +32,8 @@ public enum SocketFinding
 
 /// <param name="Local">As /proc/net prints it: "0100007F:1B59" (IPv4, port in hex), 32 hex digits for IPv6; the path for unix.</param>
 /// <param name="State">sk_state (TCP_* numbers, also used by UDP and unix) — for unix /proc/net/unix's St is <see cref="SocketState"/>.</param>
-public sealed record SocketEntry(ulong Sock, SocketKind Kind, int State, string Local, string Remote, ulong Inode, uint Uid, IReadOnlyList<int> Owners,
+/// <param name="Uid">sk_uid; null when its offset is not known (not inferred without BTF).</param>
+public sealed record SocketEntry(ulong Sock, SocketKind Kind, int State, string Local, string Remote, ulong Inode, uint? Uid, IReadOnlyList<int> Owners,
     SocketViews Seen, SocketFinding Finding, int Type, int SocketState, bool Listening, int Protocol, uint PortId)
 {
     public bool IsFinding => Finding != SocketFinding.None;
@@ -49,7 +50,9 @@ public sealed record SocketReport(IReadOnlyList<SocketEntry> Sockets, IReadOnlyL
 /// initial network namespace's unix hash. Each socket is compared across the two views: a user socket a process holds
 /// that the kernel's table should hold and does not was unhashed (what rootkits do to hide a listener from /proc/net and
 /// ss); a user socket in a table that no process holds has no owner. Buckets are capped by MaxSocketHashBuckets per
-/// table, sockets by MaxSocketsTotal; chains are cycle-checked. Layouts come from BTF.
+/// table, sockets by MaxSocketsTotal; chains are cycle-checked. Layouts come from BTF, or are inferred without it: the
+/// kernel-table view needs sock_common and the tables' members (<see cref="TableLayout"/>), the file-table view the file
+/// side's (<see cref="FileLayout"/>); each runs when its members are known, and findings need both.
 /// </summary>
 public sealed class Sockets
 {
@@ -61,7 +64,7 @@ public sealed class Sockets
     private const int IPPROTO_TCP = 6, IPPROTO_UDP = 17;
     /// <summary>UNIX_HASH_SIZE (net/unix: 256 buckets for bound and 256 for unbound sockets, 512 in all since 5.19's per-netns table;
     /// the global unix_socket_table before had 2 * 256): BTF carries only a pointer, so the count is this macro.</summary>
-    private const int UnixHashBuckets = 512;
+    internal const int UnixHashBuckets = 512;
     /// <summary>__SO_ACCEPTCON (include/linux/net.h): /proc/net/unix's flag for a listening socket.</summary>
     public const int SoAcceptCon = 1 << 16;
     /// <summary>enum socket_state (include/uapi/linux/net.h), the ABI numbers /proc/net/unix prints as St.</summary>
@@ -69,7 +72,8 @@ public sealed class Sockets
 
     private readonly LinuxKernel _kernel;
     private readonly GuestReader _r;
-    private readonly Layout? _l;
+    private readonly TableLayout? _l;
+    private readonly FileLayout? _f;
     private readonly List<string> _unavailable = [];
     private readonly List<string> _gaps = [];
     private long _total;
@@ -78,9 +82,13 @@ public sealed class Sockets
     {
         _kernel = kernel;
         _r = kernel.Reader;
-        var b = new MemberOffsets(kernel.Layouts);
-        _l = Layout.From(b);
-        if (_l is null) _unavailable.Add($"sockets: {MemberOffsets.Lacks(b)}");
+        var tables = new MemberOffsets(kernel.Layouts);
+        _l = TableLayout.From(tables);
+        if (_l is null) _unavailable.Add($"sockets: {MemberOffsets.Lacks(tables)}");
+        var files = new MemberOffsets(kernel.Layouts);
+        _f = FileLayout.From(files);
+        if (_f is null) _unavailable.Add($"sockets in the processes' file tables: {MemberOffsets.Lacks(files)}");
+        if (_l is not null && _l.SkUid is null) _unavailable.Add("socket uids: sock.sk_uid is not known");
     }
 
     public SocketReport Read()
@@ -88,16 +96,16 @@ public sealed class Sockets
         if (_l is not { } l) return new([], _unavailable, _gaps);
         // View 1: the processes' file tables.
         var owners = new Dictionary<ulong, List<int>>();
-        var files = new OpenFiles(_kernel);
-        foreach (var t in _kernel.Tasks)
+        var files = _f is null ? null : new OpenFiles(_kernel);
+        foreach (var t in files is null ? [] : _kernel.Tasks)
         {
             if (t.Pid == 0) continue;
-            var pf = files.Read(t);
+            var pf = files!.Read(t);
             if (pf.Gap is not null) _gaps.Add(pf.Gap);
             foreach (var f in pf.Files.Where(f => f.Kind == OpenFileKind.Socket))
             {
-                if (!_r.TryPointer(f.File + l.FilePrivate, out ulong socket) || !_r.IsKernelPointer(socket)
-                    || !_r.TryPointer(socket + l.SocketSk, out ulong sk) || !_r.IsKernelPointer(sk))
+                if (!_r.TryPointer(f.File + _f!.FilePrivate, out ulong socket) || !_r.IsKernelPointer(socket)
+                    || !_r.TryPointer(socket + _f.SocketSk, out ulong sk) || !_r.IsKernelPointer(sk))
                 {
                     _gaps.Add($"pid {t.Pid} fd {f.Fd}: socket file 0x{f.File:x} leads to no readable struct sock");
                     continue;
@@ -132,9 +140,9 @@ public sealed class Sockets
     }
 
     /// <summary>tcp_hashinfo: ehash[0..ehash_mask] (established, time-wait, new-syn-recv) and lhash2[0..lhash2_mask] (listening).</summary>
-    private void ReadTcp(Layout l, Action<ulong> add)
+    private void ReadTcp(TableLayout l, Action<ulong> add)
     {
-        if (!_kernel.Symbols.TryGetAddress("tcp_hashinfo", out ulong hashinfo)) { _unavailable.Add("tcp table: kallsyms lists no tcp_hashinfo"); return; }
+        if (!_kernel.DataAddresses.TryGetAddress("tcp_hashinfo", out ulong hashinfo)) { _unavailable.Add("tcp table: tcp_hashinfo not found (kallsyms, code)"); return; }
         if (_r.TryPointer(hashinfo + l.EhashBuckets, out ulong ehash) && _r.TryU32(hashinfo + l.EhashMask, out uint emask))
             WalkBuckets("tcp established hash", ehash, emask, l.EhashBucketSize, l.EhashChain, nulls: true, l.SkNullsNode, add);
         else _gaps.Add($"tcp established hash: tcp_hashinfo at 0x{hashinfo:x} is unreadable");
@@ -143,9 +151,9 @@ public sealed class Sockets
         else _gaps.Add($"tcp listening hash: tcp_hashinfo at 0x{hashinfo:x} is unreadable");
     }
 
-    private void ReadUdp(Layout l, Action<ulong> add)
+    private void ReadUdp(TableLayout l, Action<ulong> add)
     {
-        if (!_kernel.Symbols.TryGetAddress("udp_table", out ulong table)) { _unavailable.Add("udp table: kallsyms lists no udp_table"); return; }
+        if (!_kernel.DataAddresses.TryGetAddress("udp_table", out ulong table)) { _unavailable.Add("udp table: udp_table not found (kallsyms, code)"); return; }
         if (_r.TryPointer(table + l.UdpHash, out ulong hash) && _r.TryU32(table + l.UdpMask, out uint mask))
             WalkBuckets("udp table", hash, mask, l.UdpSlotSize, l.UdpSlotHead, nulls: false, l.SkNode, add);
         else _gaps.Add($"udp table at 0x{table:x} is unreadable");
@@ -161,8 +169,9 @@ public sealed class Sockets
     /// A table being resized has a future_tbl whose sockets are read too. Only user sockets (with a file) are taken:
     /// the kernel's own netlink sockets have no owner to compare with.
     /// </summary>
-    private void ReadNetlink(Layout l, Action<ulong> add)
+    private void ReadNetlink(TableLayout l, Action<ulong> add)
     {
+        if (_f is not { } f) { _unavailable.Add("netlink table: needs the file-table members (user netlink sockets are told by their file)"); return; }
         var b = new MemberOffsets(_kernel.Layouts);
         int? tableSize = b.StructSize("netlink_table"), hash = b.Offset("netlink_table", "hash"), tbl = b.Offset("rhashtable", "tbl"),
             size = b.Offset("bucket_table", "size"), nest = b.Offset("bucket_table", "nest"), future = b.Offset("bucket_table", "future_tbl"),
@@ -191,24 +200,25 @@ public sealed class Sockets
                     _gaps.Add($"{what}: {count} buckets (a power of two up to MaxSocketHashBuckets = {_kernel.Limits.MaxSocketHashBuckets} expected)");
                     break;
                 }
-                WalkRhashBuckets(what, table + (ulong)buckets.Value, count, (ulong)node.Value, l, add);
+                WalkRhashBuckets(what, table + (ulong)buckets.Value, count, (ulong)node.Value, f, add);
                 if (!_r.TryPointer(table + (ulong)future.Value, out table)) break;
             }
         }
     }
 
-    private void WalkRhashBuckets(string what, ulong first, uint count, ulong nodeOffset, Layout l, Action<ulong> add)
+    private void WalkRhashBuckets(string what, ulong first, uint count, ulong nodeOffset, FileLayout l, Action<ulong> add)
     {
         const int Chunk = 512;
-        var buffer = new byte[Chunk * 8];
+        int word = _r.PointerSize;
+        var buffer = new byte[Chunk * word];
         for (uint start = 0; start < count; start += Chunk)
         {
             int n = (int)Math.Min(Chunk, count - start);
-            var bytes = buffer.AsSpan(0, n * 8);
-            if (_r.Read(first + start * 8UL, bytes) != bytes.Length) { _gaps.Add($"{what}: buckets at 0x{first + start * 8UL:x} are unreadable"); return; }
+            var bytes = buffer.AsSpan(0, n * word);
+            if (_r.Read(first + start * (ulong)word, bytes) != bytes.Length) { _gaps.Add($"{what}: buckets at 0x{first + start * (ulong)word:x} are unreadable"); return; }
             for (int i = 0; i < n; i++)
             {
-                ulong head = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]) & ~1UL; // bit 0: the bucket's lock
+                ulong head = Word(bytes[(i * word)..]) & ~1UL; // bit 0: the bucket's lock
                 var seen = new HashSet<ulong>();
                 for (ulong link = head; link != 0 && (link & 1) == 0;)
                 {
@@ -225,16 +235,16 @@ public sealed class Sockets
         }
     }
 
-    private void ReadUnix(Layout l, Action<ulong> add)
+    private void ReadUnix(TableLayout l, Action<ulong> add)
     {
-        if (l.NetUnixBuckets is { } off && _kernel.Symbols.TryGetAddress("init_net", out ulong net))
+        if (l.NetUnixBuckets is { } off && _kernel.DataAddresses.TryGetAddress("init_net", out ulong net))
         {
             if (_r.TryPointer(net + off, out ulong buckets) && _r.IsKernelPointer(buckets))
-                WalkBuckets("unix hash", buckets, UnixHashBuckets - 1, 8, 0, nulls: false, l.SkNode, add);
+                WalkBuckets("unix hash", buckets, UnixHashBuckets - 1, (ulong)_r.PointerSize, 0, nulls: false, l.SkNode, add);
             else _gaps.Add("unix hash: init_net.unx.table.buckets is unreadable");
         }
         else if (_kernel.Symbols.TryGetAddress("unix_socket_table", out ulong table))
-            WalkBuckets("unix hash", table, UnixHashBuckets - 1, 8, 0, nulls: false, l.SkNode, add);
+            WalkBuckets("unix hash", table, UnixHashBuckets - 1, (ulong)_r.PointerSize, 0, nulls: false, l.SkNode, add);
         else _unavailable.Add("unix hash: neither init_net.unx.table nor unix_socket_table");
     }
 
@@ -242,7 +252,7 @@ public sealed class Sockets
     private void WalkBuckets(string what, ulong table, uint mask, ulong bucketStride, ulong headAt, bool nulls, ulong nodeOffset, Action<ulong> add)
     {
         int bucketSize = (int)bucketStride, headOffset = (int)headAt;
-        if (bucketSize < 8 || bucketSize > 4096 || headOffset < 0 || headOffset > bucketSize - 8) { _gaps.Add($"{what}: bucket layout ({bucketSize} bytes, head at {headOffset}) is implausible"); return; }
+        if (bucketSize < _r.PointerSize || bucketSize > 4096 || headOffset < 0 || headOffset > bucketSize - _r.PointerSize) { _gaps.Add($"{what}: bucket layout ({bucketSize} bytes, head at {headOffset}) is implausible"); return; }
         long count = (long)mask + 1;
         if (count > _kernel.Limits.MaxSocketHashBuckets || (count & (count - 1)) != 0 && what != "unix hash")
         {
@@ -259,7 +269,7 @@ public sealed class Sockets
             if (_r.Read(table + (ulong)(start * bucketSize), bytes) != bytes.Length) { _gaps.Add($"{what}: buckets at 0x{table + (ulong)(start * bucketSize):x} are unreadable"); return; }
             for (int i = 0; i < n; i++)
             {
-                ulong first = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * bucketSize + headOffset)..]);
+                ulong first = Word(bytes[(i * bucketSize + headOffset)..]);
                 if (first == 0 || (nulls && (first & 1) != 0)) continue;
                 var seen = new HashSet<ulong>();
                 for (ulong node = first; node != 0 && !(nulls && (node & 1) != 0);)
@@ -274,7 +284,7 @@ public sealed class Sockets
         }
     }
 
-    private SocketEntry? Describe(Layout l, ulong sk, SocketViews seen, IReadOnlyList<int> owners)
+    private SocketEntry? Describe(TableLayout l, ulong sk, SocketViews seen, IReadOnlyList<int> owners)
     {
         if (!_r.TryU32(sk + l.Family, out uint famWord) || !_r.TryU8(sk + l.State, out byte state))
         {
@@ -286,7 +296,7 @@ public sealed class Sockets
         bool full = !(family is AF_INET or AF_INET6 && state is TCP_TIME_WAIT or TCP_NEW_SYN_RECV);
         int type = 0, protocol = 0;
         ulong inode = 0;
-        uint uid = 0;
+        uint? uid = null;
         bool hasFile = false, hasSocket = false;
         int socketState = 0;
         if (full)
@@ -295,13 +305,13 @@ public sealed class Sockets
             type = (int)(tp & 0xFFFF); // u16 sk_type, u16 sk_protocol (since 5.6; bitfields before)
             _r.TryU32(sk + l.SkProtocol, out uint pr);
             protocol = (int)(pr & 0xFFFF);
-            _r.TryU32(sk + l.SkUid, out uid);
-            if (_r.TryPointer(sk + l.SkSocket, out ulong socket) && socket != 0 && _r.IsKernelPointer(socket))
+            if (l.SkUid is { } uidAt && _r.TryU32(sk + uidAt, out uint u)) uid = u;
+            if (_f is { } f && _r.TryPointer(sk + f.SkSocket, out ulong socket) && socket != 0 && _r.IsKernelPointer(socket))
             {
                 hasSocket = true;
-                _r.TryU64(socket - l.SocketAllocSocket + l.SocketAllocInode + l.InodeIno, out inode);
-                hasFile = _r.TryPointer(socket + l.SocketFile, out ulong file) && file != 0;
-                if (_r.TryU32(socket + l.SocketStateOff, out uint ss)) socketState = (int)ss;
+                _r.TryPointer(socket - f.SocketAllocSocket + f.SocketAllocInode + f.InodeIno, out inode); // unsigned long i_ino
+                hasFile = _r.TryPointer(socket + f.SocketFile, out ulong file) && file != 0;
+                if (_r.TryU32(socket + f.SocketStateOff, out uint ss)) socketState = (int)ss;
             }
         }
         SocketKind kind = family switch
@@ -338,6 +348,8 @@ public sealed class Sockets
             socketState = hasSocket ? (state == TCP_ESTABLISHED ? SS_CONNECTED : SS_UNCONNECTED) : (state == TCP_ESTABLISHED ? SS_CONNECTING : SS_DISCONNECTING);
 
         var finding = SocketFinding.None;
+        // A finding compares the two views: none when one of them could not run.
+        if (_f is null) return new SocketEntry(sk, kind, state, local, remote, inode, uid, owners, seen, finding, type, socketState, listening, protocol, portId);
         bool tableKind = kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6 or SocketKind.Unix or SocketKind.Netlink;
         if (tableKind && seen == SocketViews.FileTable && ShouldBeHashed(kind, state, kind == SocketKind.Netlink ? (int)Math.Min(portId, int.MaxValue) : lport)) finding = SocketFinding.MissingFromKernelTable;
         else if (tableKind && seen == SocketViews.KernelTable && hasFile) finding = SocketFinding.NoOwner;
@@ -356,6 +368,10 @@ public sealed class Sockets
         _ => false,
     };
 
+    /// <summary>A pointer in a buffer read from the guest: the guest's word (4 bytes on i386), zero-extended.</summary>
+    private ulong Word(ReadOnlySpan<byte> b) =>
+        _r.PointerSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(b) : BinaryPrimitives.ReadUInt32LittleEndian(b);
+
     private string In6(ulong va)
     {
         Span<byte> b = stackalloc byte[16];
@@ -366,7 +382,7 @@ public sealed class Sockets
     }
 
     /// <summary>unix_sock->addr->name (a sockaddr_un of addr->len bytes): the path, or '@' and the name for the abstract namespace.</summary>
-    private string UnixPath(Layout l, ulong sk)
+    private string UnixPath(TableLayout l, ulong sk)
     {
         if (l.UnixAddr is not { } addrOff || !_r.TryPointer(sk + addrOff, out ulong addr) || addr == 0 || !_r.IsKernelPointer(addr)) return "";
         if (!_r.TryI32(addr + l.UnixAddrLen, out int len) || len <= 2 || len > 110) return "";
@@ -378,28 +394,27 @@ public sealed class Sockets
         return Encoding.UTF8.GetString(nul < 0 ? name : name[..nul]);
     }
 
-    private sealed record Layout
+    /// <summary>The kernel-table view: sock_common, struct sock's type/protocol/uid and the tables' members.</summary>
+    private sealed record TableLayout
     {
-        public ulong FilePrivate, SocketSk, SocketFile, SocketStateOff, SocketAllocSocket, SocketAllocInode, InodeIno;
-        public ulong Family, State, Ports, RcvSaddr, Daddr, V6RcvSaddr, V6Daddr, SkNode, SkNullsNode, SkType, SkProtocol, SkSocket, SkUid;
+        public ulong Family, State, Ports, RcvSaddr, Daddr, V6RcvSaddr, V6Daddr, SkNode, SkNullsNode, SkType, SkProtocol;
+        public ulong? SkUid;
         public ulong EhashBuckets, EhashMask, EhashBucketSize, EhashChain, Lhash2, Lhash2Mask, ListenBucketSize, ListenHead;
         public bool ListenNulls;
         public ulong UdpHash, UdpMask, UdpSlotSize, UdpSlotHead;
         public ulong? NetUnixBuckets, UnixAddr, NetlinkPortId;
         public ulong UnixAddrLen, UnixAddrName;
 
-        public static Layout? From(MemberOffsets b)
+        public static TableLayout? From(MemberOffsets b)
         {
             bool listenNulls = b.Has("inet_listen_hashbucket", "nulls_head");
             int?[] o =
             [
-                b.Offset("file", "private_data"), b.Offset("socket", "sk"), b.Offset("socket", "file"), b.Offset("socket", "state"),
-                b.Offset("socket_alloc", "socket"), b.Offset("socket_alloc", "vfs_inode"), b.Offset("inode", "i_ino"),
                 b.Offset("sock", "__sk_common.skc_family"), b.Offset("sock", "__sk_common.skc_state"), b.Offset("sock", "__sk_common.skc_portpair"),
                 b.Offset("sock", "__sk_common.skc_rcv_saddr"), b.Offset("sock", "__sk_common.skc_daddr"),
                 b.Offset("sock", "__sk_common.skc_v6_rcv_saddr"), b.Offset("sock", "__sk_common.skc_v6_daddr"),
                 b.Offset("sock", "__sk_common.skc_node"), b.Offset("sock", "__sk_common.skc_nulls_node"),
-                b.Offset("sock", "sk_type"), b.Offset("sock", "sk_protocol"), b.Offset("sock", "sk_socket"), b.Offset("sock", "sk_uid"),
+                b.Offset("sock", "sk_type"), b.Offset("sock", "sk_protocol"),
                 b.Offset("inet_hashinfo", "ehash"), b.Offset("inet_hashinfo", "ehash_mask"), b.StructSize("inet_ehash_bucket"), b.Offset("inet_ehash_bucket", "chain"),
                 b.Offset("inet_hashinfo", "lhash2"), b.Offset("inet_hashinfo", "lhash2_mask"), b.StructSize("inet_listen_hashbucket"),
                 b.Offset("inet_listen_hashbucket", listenNulls ? "nulls_head" : "head"),
@@ -408,17 +423,34 @@ public sealed class Sockets
             ];
             if (o.Any(x => x is null)) return null;
             var v = o.Select(x => (ulong)x!.Value).ToArray();
-            return new Layout
+            return new TableLayout
             {
-                FilePrivate = v[0], SocketSk = v[1], SocketFile = v[2], SocketStateOff = v[3], SocketAllocSocket = v[4], SocketAllocInode = v[5], InodeIno = v[6],
-                Family = v[7], State = v[8], Ports = v[9], RcvSaddr = v[10], Daddr = v[11], V6RcvSaddr = v[12], V6Daddr = v[13], SkNode = v[14], SkNullsNode = v[15],
-                SkType = v[16], SkProtocol = v[17], SkSocket = v[18], SkUid = v[19],
-                EhashBuckets = v[20], EhashMask = v[21], EhashBucketSize = v[22], EhashChain = v[23], Lhash2 = v[24], Lhash2Mask = v[25], ListenBucketSize = v[26], ListenHead = v[27],
-                ListenNulls = listenNulls, UdpHash = v[28], UdpMask = v[29], UdpSlotSize = v[30], UdpSlotHead = v[31], UnixAddrLen = v[32], UnixAddrName = v[33],
+                Family = v[0], State = v[1], Ports = v[2], RcvSaddr = v[3], Daddr = v[4], V6RcvSaddr = v[5], V6Daddr = v[6], SkNode = v[7], SkNullsNode = v[8],
+                SkType = v[9], SkProtocol = v[10],
+                EhashBuckets = v[11], EhashMask = v[12], EhashBucketSize = v[13], EhashChain = v[14], Lhash2 = v[15], Lhash2Mask = v[16], ListenBucketSize = v[17], ListenHead = v[18],
+                ListenNulls = listenNulls, UdpHash = v[19], UdpMask = v[20], UdpSlotSize = v[21], UdpSlotHead = v[22], UnixAddrLen = v[23], UnixAddrName = v[24],
+                SkUid = (ulong?)b.Optional("sock", "sk_uid"),
                 NetUnixBuckets = (ulong?)b.Optional("net", "unx.table.buckets"),
                 UnixAddr = (ulong?)b.Optional("unix_sock", "addr"),
                 NetlinkPortId = (ulong?)b.Optional("netlink_sock", "portid"),
             };
+        }
+    }
+
+    /// <summary>The file-table view: socket file → struct socket → sock, and back to the socket inode's number.</summary>
+    private sealed record FileLayout(ulong FilePrivate, ulong SocketSk, ulong SocketFile, ulong SocketStateOff, ulong SocketAllocSocket,
+        ulong SocketAllocInode, ulong InodeIno, ulong SkSocket)
+    {
+        public static FileLayout? From(MemberOffsets b)
+        {
+            int?[] o =
+            [
+                b.Offset("file", "private_data"), b.Offset("socket", "sk"), b.Offset("socket", "file"), b.Offset("socket", "state"),
+                b.Offset("socket_alloc", "socket"), b.Offset("socket_alloc", "vfs_inode"), b.Offset("inode", "i_ino"), b.Offset("sock", "sk_socket"),
+            ];
+            if (o.Any(x => x is null)) return null;
+            var v = o.Select(x => (ulong)x!.Value).ToArray();
+            return new FileLayout(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
         }
     }
 }

@@ -1,0 +1,113 @@
+using Periscope.Linux.Btf;
+using Periscope.Linux.Inference;
+
+namespace Periscope.Linux.Model;
+
+/// <summary>
+/// What the kernel-table side of `sockets` reads: struct sock_common and a few struct sock members, tcp_hashinfo's
+/// established and listening hashes, udp_table and its slots, the initial network namespace's unix hash and unix
+/// addresses. From BTF, or inferred from the tables themselves without it (<see cref="OffsetInference"/>, SocketRules).
+/// Every member is null when its source does not know it; `sockets` then names what it lacks.
+/// </summary>
+public sealed record SocketTableOffsets
+{
+    public int? Family { get; init; }
+    public int? State { get; init; }
+    public int? PortPair { get; init; }
+    public int? RcvSaddr { get; init; }
+    public int? Daddr { get; init; }
+    public int? V6RcvSaddr { get; init; }
+    public int? V6Daddr { get; init; }
+    public int? Node { get; init; }
+    public int? NullsNode { get; init; }
+    public int? SkType { get; init; }
+    public int? SkProtocol { get; init; }
+    public int? SkUid { get; init; }
+    public int? Ehash { get; init; }
+    public int? EhashMask { get; init; }
+    public int? Lhash2 { get; init; }
+    public int? Lhash2Mask { get; init; }
+    public int? EhashBucketSize { get; init; }
+    public int? EhashChain { get; init; }
+    public int? ListenBucketSize { get; init; }
+    /// <summary>inet_listen_hashbucket.nulls_head (5.17+; the NULL-terminated `head` before is not inferred).</summary>
+    public int? ListenNullsHead { get; init; }
+    public int? UdpHash { get; init; }
+    public int? UdpMask { get; init; }
+    public int? UdpSlotSize { get; init; }
+    public int? UdpSlotHead { get; init; }
+    public int? UnixAddrLen { get; init; }
+    public int? UnixAddrName { get; init; }
+    public int? UnixSockAddr { get; init; }
+    public int? NetUnixBuckets { get; init; }
+
+    private const string Common = "__sk_common.";
+
+    /// <summary>From BTF (only for listing: with BTF the views ask BTF directly); members BTF lacks stay null.</summary>
+    public static SocketTableOffsets FromBtf(BtfTypes btf)
+    {
+        int? O(string structName, string path)
+        {
+            if (btf.FindStruct(structName) is not { } s || !s.HasMember(path)) return null;
+            long v = s.Offset(path);
+            return v >= 0 && v <= s.Size ? (int)v : null;
+        }
+        int? Size(string structName) => btf.FindStruct(structName)?.Size;
+        return new SocketTableOffsets
+        {
+            Family = O("sock", Common + "skc_family"), State = O("sock", Common + "skc_state"), PortPair = O("sock", Common + "skc_portpair"),
+            RcvSaddr = O("sock", Common + "skc_rcv_saddr"), Daddr = O("sock", Common + "skc_daddr"),
+            V6RcvSaddr = O("sock", Common + "skc_v6_rcv_saddr"), V6Daddr = O("sock", Common + "skc_v6_daddr"),
+            Node = O("sock", Common + "skc_node"), NullsNode = O("sock", Common + "skc_nulls_node"),
+            SkType = O("sock", "sk_type"), SkProtocol = O("sock", "sk_protocol"), SkUid = O("sock", "sk_uid"),
+            Ehash = O("inet_hashinfo", "ehash"), EhashMask = O("inet_hashinfo", "ehash_mask"),
+            Lhash2 = O("inet_hashinfo", "lhash2"), Lhash2Mask = O("inet_hashinfo", "lhash2_mask"),
+            EhashBucketSize = Size("inet_ehash_bucket"), EhashChain = O("inet_ehash_bucket", "chain"),
+            ListenBucketSize = Size("inet_listen_hashbucket"), ListenNullsHead = O("inet_listen_hashbucket", "nulls_head"),
+            UdpHash = O("udp_table", "hash"), UdpMask = O("udp_table", "mask"), UdpSlotSize = Size("udp_hslot"), UdpSlotHead = O("udp_hslot", "head"),
+            UnixAddrLen = O("unix_address", "len"), UnixAddrName = O("unix_address", "name"), UnixSockAddr = O("unix_sock", "addr"),
+            NetUnixBuckets = O("net", "unx.table.buckets"),
+        };
+    }
+
+    /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache).</summary>
+    public static SocketTableOffsets? FromReport(InferenceReport report)
+    {
+        int? K(string s, string m) => report.Find(s, m)?.Offset;
+        var o = new SocketTableOffsets
+        {
+            Family = K("sock", Common + "skc_family"), State = K("sock", Common + "skc_state"), PortPair = K("sock", Common + "skc_portpair"),
+            RcvSaddr = K("sock", Common + "skc_rcv_saddr"), Daddr = K("sock", Common + "skc_daddr"),
+            V6RcvSaddr = K("sock", Common + "skc_v6_rcv_saddr"), V6Daddr = K("sock", Common + "skc_v6_daddr"),
+            Node = K("sock", Common + "skc_node"), NullsNode = K("sock", Common + "skc_nulls_node"),
+            SkType = K("sock", "sk_type"), SkProtocol = K("sock", "sk_protocol"), SkUid = K("sock", "sk_uid"),
+            Ehash = K("inet_hashinfo", "ehash"), EhashMask = K("inet_hashinfo", "ehash_mask"),
+            Lhash2 = K("inet_hashinfo", "lhash2"), Lhash2Mask = K("inet_hashinfo", "lhash2_mask"),
+            EhashBucketSize = K("inet_ehash_bucket", InferenceReport.SizeOfMember), EhashChain = K("inet_ehash_bucket", "chain"),
+            ListenBucketSize = K("inet_listen_hashbucket", InferenceReport.SizeOfMember), ListenNullsHead = K("inet_listen_hashbucket", "nulls_head"),
+            UdpHash = K("udp_table", "hash"), UdpMask = K("udp_table", "mask"), UdpSlotSize = K("udp_hslot", InferenceReport.SizeOfMember),
+            UdpSlotHead = K("udp_hslot", "head"),
+            UnixAddrLen = K("unix_address", "len"), UnixAddrName = K("unix_address", "name"), UnixSockAddr = K("unix_sock", "addr"),
+            NetUnixBuckets = K("net", "unx.table.buckets"),
+        };
+        return o.Family is null && o.Ehash is null && o.UdpHash is null ? null : o;
+    }
+
+    /// <summary>Every member under the kernel's struct and member names (<see cref="OffsetTable"/>).</summary>
+    public void List(Action<string, string, int?> add)
+    {
+        add("sock", Common + "skc_family", Family); add("sock", Common + "skc_state", State); add("sock", Common + "skc_portpair", PortPair);
+        add("sock", Common + "skc_rcv_saddr", RcvSaddr); add("sock", Common + "skc_daddr", Daddr);
+        add("sock", Common + "skc_v6_rcv_saddr", V6RcvSaddr); add("sock", Common + "skc_v6_daddr", V6Daddr);
+        add("sock", Common + "skc_node", Node); add("sock", Common + "skc_nulls_node", NullsNode);
+        add("sock", "sk_type", SkType); add("sock", "sk_protocol", SkProtocol); add("sock", "sk_uid", SkUid);
+        add("inet_hashinfo", "ehash", Ehash); add("inet_hashinfo", "ehash_mask", EhashMask);
+        add("inet_hashinfo", "lhash2", Lhash2); add("inet_hashinfo", "lhash2_mask", Lhash2Mask);
+        add("inet_ehash_bucket", InferenceReport.SizeOfMember, EhashBucketSize); add("inet_ehash_bucket", "chain", EhashChain);
+        add("inet_listen_hashbucket", InferenceReport.SizeOfMember, ListenBucketSize); add("inet_listen_hashbucket", "nulls_head", ListenNullsHead);
+        add("udp_table", "hash", UdpHash); add("udp_table", "mask", UdpMask);
+        add("udp_hslot", InferenceReport.SizeOfMember, UdpSlotSize); add("udp_hslot", "head", UdpSlotHead);
+        add("unix_address", "len", UnixAddrLen); add("unix_address", "name", UnixAddrName); add("unix_sock", "addr", UnixSockAddr);
+        add("net", "unx.table.buckets", NetUnixBuckets);
+    }
+}

@@ -1,0 +1,168 @@
+using Periscope.Linux.Inference;
+using Periscope.Linux.Kallsyms;
+using Periscope.Linux.Model;
+using Periscope.Memory;
+using Periscope.UnitTests.Linux;
+
+namespace Periscope.UnitTests;
+
+/// <summary>
+/// The socket-table rules without BTF (SocketRules) on a synthetic x86-64 guest laid out as Debian 6.12's BTF says:
+/// tcp_hashinfo with its established and listening hashes, udp_table, init_net's unix hash, and one socket of each kind.
+/// Every member must come out as BTF has it; hostile tables (a cycle, a wild pointer, an absurd mask, no sockets) must
+/// stop, bounded, and leave members unknown rather than guessed.
+/// </summary>
+public class InferenceSocketTests
+{
+    private const ulong B = SyntheticGuest.Base;
+    private const ulong HashInfo = B + 0x1000, UdpTable = B + 0x2000, InitNet = B + 0x5_0000;
+    private const ulong Ehash = B + 0x1_0000, Locks = B + 0x3_0000, Lhash = B + 0x2_0000, UdpSlots = B + 0x4_0000, UnixBuckets = B + 0x7_0000;
+    private const ulong Established = B + 0x10_0000, Listener = B + 0x10_1000, Udp = B + 0x10_2000, Unix = B + 0x10_3000, UnixAddress = B + 0x8_0000;
+    private const uint EhashMask = 255, LhashMask = 31, UdpMask = 255;
+    private const int Node = 0x68, SkType = 0x23c, SkProtocol = 0x23e, UnixAddr = 0x308, NetUnix = 0x250;
+    private const uint EstablishedBucket = 77, ListenerBucket = 5, UdpSlot = 126, UnixBucket = 300;
+
+    private static ulong EhashMarker(ulong i) => (i << 1) | 1;
+    private static ulong ListenMarker(ulong i) => ((i + (1UL << 29)) << 1) | 1;
+
+    /// <summary>The guest; <paramref name="tamper"/> may change anything before the reader is opened.</summary>
+    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null)
+    {
+        using var g = new SyntheticGuest();
+        // tcp_hashinfo { ehash, ehash_locks, ehash_mask, ehash_locks_mask, ... lhash2_mask @0x3c, lhash2 @0x40 }
+        g.U64(HashInfo, Ehash);
+        g.U64(HashInfo + 8, Locks);
+        g.U32(HashInfo + 0x10, EhashMask);
+        g.U32(HashInfo + 0x14, 15);
+        g.U32(HashInfo + 0x3c, LhashMask);
+        g.U64(HashInfo + 0x40, Lhash);
+        for (ulong i = 0; i <= EhashMask; i++) g.U64(Ehash + i * 8, i == EstablishedBucket ? Established + Node : EhashMarker(i));
+        for (ulong i = 0; i <= LhashMask; i++) g.U64(Lhash + i * 16 + 8, i == ListenerBucket ? Listener + Node : ListenMarker(i));
+        Sock(g, Established, family: 2, state: 1, hash: 0x1234_5600 | EstablishedBucket, localPort: 0xa66e, next: EhashMarker(EstablishedBucket), type: 1, protocol: 6);
+        Sock(g, Listener, family: 2, state: 10, hash: 0, localPort: 0x1b59, next: ListenMarker(ListenerBucket), type: 1, protocol: 6);
+        // udp_table { hash, hash2 = hash + mask + 1 slots, mask, log }; udp_hslot { head, count, lock } (16 bytes)
+        g.U64(UdpTable, UdpSlots);
+        g.U64(UdpTable + 8, UdpSlots + (UdpMask + 1) * 16);
+        g.U32(UdpTable + 0x10, UdpMask);
+        g.U32(UdpTable + 0x14, 8);
+        g.U64(UdpSlots + UdpSlot * 16, Udp + Node);
+        g.U32(UdpSlots + UdpSlot * 16 + 8, 1);
+        Sock(g, Udp, family: 2, state: 7, hash: 0, localPort: 0x1b5b, next: 0, type: 2, protocol: 17);
+        // init_net.unx.table { locks, buckets }; one bound unix socket with its unix_address
+        g.U64(InitNet + NetUnix - 8, Locks);
+        g.U64(InitNet + NetUnix, UnixBuckets);
+        g.U64(UnixBuckets + UnixBucket * 8, Unix + Node);
+        Sock(g, Unix, family: 1, state: 10, hash: 0, localPort: 0, next: 0, type: 1, protocol: 0);
+        g.U64(Unix + UnixAddr, UnixAddress);
+        g.U32(UnixAddress, 1);
+        g.I32(UnixAddress + 4, 2 + 7);
+        g.U32(UnixAddress + 8, 1);
+        g.Text(UnixAddress + 10, "/tmp/x");
+        tamper?.Invoke(g);
+        var limitsUsed = limits ?? new IntrospectionLimits();
+        var symbols = new KernelSymbols([new(HashInfo, 'D', "tcp_hashinfo"), new(UdpTable, 'D', "udp_table"), new(InitNet, 'D', "init_net")]);
+        return OffsetInference.InferSocketTables(g.Reader(limitsUsed), symbols, limitsUsed);
+    }
+
+    private static void Sock(SyntheticGuest g, ulong sk, int family, int state, uint hash, int localPort, ulong next, int type, int protocol)
+    {
+        g.U32(sk, 0x0100007f);
+        g.U32(sk + 4, 0x0100007f);
+        g.U32(sk + 8, hash);
+        g.U32(sk + 12, (uint)localPort << 16);
+        g.U32(sk + 16, (uint)(family | state << 16));
+        g.U64(sk + 40, B + 0x9_0000); // skc_prot
+        g.U64(sk + 48, InitNet);      // skc_net
+        g.U64(sk + Node, next);
+        g.U32(sk + SkType, (uint)(type | protocol << 16));
+    }
+
+    private static int? Offset(InferenceReport r, string s, string m) => r.Find(s, m)?.Offset;
+
+    [Fact]
+    public void Every_member_comes_out_as_btf_has_it()
+    {
+        var r = Infer();
+        var expected = new (string, string, int)[]
+        {
+            ("inet_hashinfo", "ehash", 0), ("inet_hashinfo", "ehash_mask", 0x10), ("inet_hashinfo", "lhash2", 0x40), ("inet_hashinfo", "lhash2_mask", 0x3c),
+            ("inet_ehash_bucket", InferenceReport.SizeOfMember, 8), ("inet_ehash_bucket", "chain", 0),
+            ("inet_listen_hashbucket", InferenceReport.SizeOfMember, 16), ("inet_listen_hashbucket", "nulls_head", 8),
+            ("sock", "__sk_common.skc_nulls_node", Node), ("sock", "__sk_common.skc_node", Node), ("sock", "__sk_common.skc_family", 0x10),
+            ("sock", "__sk_common.skc_state", 0x12), ("sock", "__sk_common.skc_portpair", 0xc), ("sock", "__sk_common.skc_rcv_saddr", 4),
+            ("sock", "__sk_common.skc_daddr", 0), ("sock", "__sk_common.skc_v6_daddr", 0x38), ("sock", "__sk_common.skc_v6_rcv_saddr", 0x48),
+            ("udp_table", "hash", 0), ("udp_table", "mask", 0x10), ("udp_hslot", InferenceReport.SizeOfMember, 16), ("udp_hslot", "head", 0),
+            ("net", "unx.table.buckets", NetUnix), ("sock", "sk_type", SkType), ("sock", "sk_protocol", SkProtocol),
+            ("unix_sock", "addr", UnixAddr), ("unix_address", "len", 4), ("unix_address", "name", 8),
+        };
+        foreach (var (s, m, v) in expected) Assert.True(Offset(r, s, m) == v, $"{s}.{m}: {Offset(r, s, m)?.ToString("x") ?? "unknown"}, expected 0x{v:x}");
+        Assert.Null(Offset(r, "sock", "sk_uid"));
+    }
+
+    [Fact]
+    public void Sk_protocol_before_sk_type_as_in_7_x_is_found_too()
+    {
+        var r = Infer(g =>
+        {
+            foreach (var (sk, type, protocol) in new[] { (Established, 1u, 6u), (Listener, 1u, 6u), (Udp, 2u, 17u), (Unix, 1u, 0u) })
+                g.U32(sk + SkType, protocol | type << 16);
+        });
+        Assert.Equal(SkType, Offset(r, "sock", "sk_protocol"));
+        Assert.Equal(SkProtocol, Offset(r, "sock", "sk_type"));
+    }
+
+    [Fact]
+    public void Without_sockets_in_tcp_hashinfo_sock_common_is_unknown_not_guessed()
+    {
+        var r = Infer(g =>
+        {
+            g.U64(Ehash + EstablishedBucket * 8, EhashMarker(EstablishedBucket));
+            g.U64(Lhash + ListenerBucket * 16 + 8, ListenMarker(ListenerBucket));
+        });
+        Assert.Equal(0x10, Offset(r, "inet_hashinfo", "ehash_mask"));
+        Assert.Equal(InferenceDecision.NotFound, r.Find("sock", "__sk_common.skc_nulls_node")!.Decision);
+        Assert.Null(Offset(r, "sock", "__sk_common.skc_family"));
+        Assert.Null(Offset(r, "udp_table", "hash"));
+    }
+
+    [Fact]
+    public void A_chain_that_cycles_stops_and_still_settles_the_members()
+    {
+        // The established socket's chain points back to itself: the walk is capped per chain and in total.
+        var r = Infer(g => g.U64(Established + Node, Established + Node));
+        Assert.Equal(Node, Offset(r, "sock", "__sk_common.skc_nulls_node"));
+        Assert.True(r.Steps < new IntrospectionLimits().MaxInferenceSteps);
+    }
+
+    [Fact]
+    public void An_absurd_mask_is_no_table_and_nothing_huge_is_read()
+    {
+        var r = Infer(g => g.U32(HashInfo + 0x10, 0xffff_ffff));
+        Assert.Null(Offset(r, "inet_hashinfo", "ehash"));
+        Assert.Null(Offset(r, "inet_hashinfo", "ehash_mask"));
+        // The listening hash alone still settles sock_common.
+        Assert.Equal(0x40, Offset(r, "inet_hashinfo", "lhash2"));
+        Assert.Equal(Node, Offset(r, "sock", "__sk_common.skc_nulls_node"));
+    }
+
+    [Fact]
+    public void A_wild_pointer_in_a_udp_slot_makes_the_udp_table_unknown()
+    {
+        var r = Infer(g => g.U64(Udp + Node, 0x4141_4141_4141_4140));
+        Assert.Null(Offset(r, "udp_table", "hash"));
+        Assert.Equal(0x40, Offset(r, "inet_hashinfo", "lhash2"));
+    }
+
+    [Fact]
+    public void A_unix_bucket_chaining_a_tcp_socket_is_not_the_unix_hash()
+    {
+        var r = Infer(g => g.U64(UnixBuckets + 3 * 8, Listener + Node));
+        Assert.Null(Offset(r, "net", "unx.table.buckets"));
+    }
+
+    [Fact]
+    public void The_step_budget_bounds_the_search()
+    {
+        Assert.Throws<KernelModelException>(() => Infer(limits: new IntrospectionLimits { MaxInferenceSteps = 50 }));
+    }
+}
