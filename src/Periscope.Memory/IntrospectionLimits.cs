@@ -324,6 +324,10 @@ public sealed record IntrospectionLimits
     public int MaxVmapNodes { get; init; } = 1024;
     /// <summary>Largest struct vmap_node accepted (BTF or inferred; 6.12's is ~2.5 KiB with its size-class pools).</summary>
     public int MaxVmapNodeBytes { get; init; } = 1 << 16;
+    // timeline without BTF (issue 8: task_struct.start_time and the timekeeper inferred when timeline asks)
+    /// <summary>Tasks whose task_structs (MaxInferenceTaskBytes each) are compared to infer start_time: the first ones by
+    /// pid decide as well as all of them.</summary>
+    public int MaxTimelineInferenceTasks { get; init; } = 512;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -482,6 +486,8 @@ public sealed record IntrospectionLimits
         // Module-area view
         Check(nameof(MaxVmapNodes), MaxVmapNodes, 1 << 16);
         Check(nameof(MaxVmapNodeBytes), MaxVmapNodeBytes, 1 << 24);
+        // timeline without BTF
+        Check(nameof(MaxTimelineInferenceTasks), MaxTimelineInferenceTasks, 1 << 20);
         return this;
     }
 

@@ -54,6 +54,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         "vmap_area_list" => Inference.VmapAreaListSearch.Find(kernel.Reader, kernel.Symbols, kernel.Limits.MaxVmapAreas, out string why) is { } list ? new DataAddress(name, list, $"by code: {why}") : null,
         "init_pid_ns" => Inference.InitPidNamespaceSearch.Find(kernel),
         "runqueues" or "__per_cpu_offset" => RunQueueCodeDecoder.FindAddress(kernel, name),
+        "tk_core" => TimekeeperCode.Find(kernel, name),
         _ => null,
     };
 }
