@@ -334,6 +334,10 @@ public sealed record IntrospectionLimits
     // Open files without BTF (issue 8: lsof's offsets inferred from the processes' file tables)
     /// <summary>Struct files (open and mapped) the lsof offset rules take as evidence, all processes together.</summary>
     public int MaxInferenceFileSamples { get; init; } = 2_048;
+    // timeline without BTF (issue 8: task_struct.start_time and the timekeeper inferred when timeline asks)
+    /// <summary>Tasks whose task_structs (MaxInferenceTaskBytes each) are compared to infer start_time: the first ones by
+    /// pid decide as well as all of them.</summary>
+    public int MaxTimelineInferenceTasks { get; init; } = 512;
 
     /// <summary>
     /// Rejects zero, negative and absurd values (an operator's typo must not disable a cap or turn it into an
@@ -497,6 +501,8 @@ public sealed record IntrospectionLimits
         // Sockets without BTF
         Check(nameof(MaxInferenceSocketBuckets), MaxInferenceSocketBuckets, 1 << 24);
         Check(nameof(MaxInferenceNetBytes), MaxInferenceNetBytes, 1 << 20);
+        // timeline without BTF
+        Check(nameof(MaxTimelineInferenceTasks), MaxTimelineInferenceTasks, 1 << 20);
         return this;
     }
 

@@ -107,6 +107,23 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         output.WriteLine($"{report.Rows.Count} tasks, {compared} compared with /proc");
     }
 
+    /// <summary>Without BTF (offsets inferred, the same dump): every view is read, and each task is seen by exactly the
+    /// views the BTF run sees it by, with the same verdict.</summary>
+    [Fact]
+    public void Psxview_without_btf_sees_every_task_through_the_same_views_as_with_btf()
+    {
+        var withBtf = new TaskViews(Kernel).Read();
+        using var noBtf = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
+        Assert.Null(noBtf.Kernel.Btf);
+        var inferred = new TaskViews(noBtf.Kernel).Read();
+        Assert.Empty(inferred.Unavailable);
+        Assert.Empty(inferred.Gaps);
+        Assert.Equal(withBtf.Available, inferred.Available);
+        Assert.Equal(TaskViewRules.Columns.Aggregate(TaskViewSet.None, (all, c) => all | c.View), inferred.Available);
+        Assert.Equal(withBtf.Rows.Select(r => (r.Task, r.Facts?.Pid, r.Seen, r.Verdict)), inferred.Rows.Select(r => (r.Task, r.Facts?.Pid, r.Seen, r.Verdict)));
+        Assert.Equal(2, inferred.Rows.Count(r => (r.Seen & TaskViewSet.CpuIdle) != 0));
+    }
+
     [Fact]
     public void Psxview_cli_live_and_dump_exit_0_with_every_view_and_no_hidden_task()
     {

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Periscope.Linux.Discovery;
 using Periscope.Linux.Model;
+using Periscope.Linux.Tasks.Views;
 using Periscope.Memory;
 using Periscope.Memory.Formats;
 using Periscope.Qemu;
@@ -335,6 +336,50 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         Assert.Equal(2, mine.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Pipe));
         Assert.Single(mine, f => f.Path == "anon_inode:[eventfd]" && (f.Flags & Periscope.Linux.Files.OpenFiles.O_CLOEXEC) != 0);
         Assert.True(mine.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Socket) >= 9);
+    /// <summary>psxview on inferred offsets: every view is read; each /proc task still alive is seen by the task list,
+    /// the pid IDR and its thread group, each process (and only it) by its parent's children list; the CPU's idle task is
+    /// init_task; nothing is hidden.</summary>
+    [Fact]
+    public void Psxview_sees_every_task_of_proc_through_every_view()
+    {
+        var k = guest.Dump.Kernel;
+        var report = new Periscope.Linux.Tasks.Views.TaskViews(k).Read();
+        Assert.Empty(report.Unavailable);
+        Assert.Empty(report.Gaps);
+        Assert.Empty(report.Hidden);
+        var byPid = report.Rows.Where(r => r.Facts is { Pid: > 0 }).ToDictionary(r => r.Facts!.Pid);
+        var expected = TaskViewSet.TaskList | TaskViewSet.PidHash | TaskViewSet.ThreadGroup;
+        int compared = 0;
+        foreach (var (pid, stat) in guest.Truth.Processes)
+            foreach (var s in stat.Threads.Prepend(stat.Leader).DistinctBy(s => s.Pid))
+            {
+                if (!byPid.TryGetValue(s.Pid, out var row)) continue;
+                compared++;
+                Assert.True((row.Seen & expected) == expected, $"pid {s.Pid} ({s.Comm}) is seen by {row.Seen}, expected at least {expected}");
+                Assert.True(((row.Seen & TaskViewSet.Children) != 0) == (s.Pid == pid), $"pid {s.Pid} children view: {row.Seen}");
+            }
+        Assert.True(compared > 40, $"only {compared} /proc tasks compared");
+        var idle = Assert.Single(report.Rows, r => (r.Seen & TaskViewSet.CpuIdle) != 0);
+        Assert.Equal(k.InitTask, idle.Task);
+        Assert.Single(report.Rows, r => (r.Seen & TaskViewSet.CpuCurrent) != 0);
+    }
+
+    /// <summary>timeline on inferred start_time and a timekeeper found by ktime_get's code (no data symbols): sorted, from
+    /// boot (a wall-clock time minutes ago: QEMU's RTC follows the host) to the snapshot, one start per listed process.</summary>
+    [Fact]
+    public void Timeline_starts_at_boot_lists_every_process_start_and_is_sorted()
+    {
+        var k = guest.Dump.Kernel;
+        var events = new TimelineReader(k).Read(withKernelLog: false);
+        Assert.False(k.IsIncomplete, string.Join("; ", k.IncompleteReasons));
+        Assert.Equal(TimelineEventKind.Boot, events[0].Kind);
+        Assert.InRange(events[0].Wall!.Value, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow);
+        Assert.Equal(TimelineEventKind.Snapshot, events[^1].Kind);
+        Assert.Equal(events.Select(e => e.MonotonicNs).Order(), events.Select(e => e.MonotonicNs));
+        var starts = events.Where(e => e.Kind == TimelineEventKind.ProcessStart).ToDictionary(e => e.Pid!.Value, e => e.MonotonicNs);
+        foreach (var t in k.Tasks.Where(t => t.Pid != 0)) Assert.True(starts[t.Pid] > 0, $"pid {t.Pid} starts at 0");
+        Assert.Equal(k.Tasks.Count(t => t.Pid != 0), starts.Count);
+        Assert.True(starts[1] <= starts[2] && starts[2] < starts.Values.Max(), "init, then kthreadd, then the rest");
     }
 
     [Fact]

@@ -239,6 +239,27 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         Assert.Equal("Snapshot", events[^1].GetProperty("kind").GetString());
     }
 
+    /// <summary>Without BTF, start_time and the timekeeper are inferred (tk_core found by ktime_get's code when kallsyms
+    /// lacks it): the same events, times and wall-clock times as with BTF.</summary>
+    [Fact]
+    public void Timeline_without_btf_equals_the_btf_run()
+    {
+        var withBtf = new TimelineReader(Kernel).Read(withKernelLog: false);
+        Assert.Contains(withBtf, e => e.Kind == TimelineEventKind.ProcessStart);
+        Assert.NotNull(withBtf[0].Wall);
+        foreach (bool noDataSymbols in new[] { false, true })
+        {
+            using var t = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true, NoDataSymbols = noDataSymbols });
+            var inferred = new TimelineReader(t.Kernel).Read(withKernelLog: false);
+            Assert.False(t.Kernel.IsIncomplete, string.Join("; ", t.Kernel.IncompleteReasons));
+            // Kernel threads' full names ("kworker/0:1-events") need BTF (struct kthread, workers): without it their comm.
+            Assert.Equal(withBtf.Select(e => (e.MonotonicNs, e.Wall, e.Kind, e.Pid)), inferred.Select(e => (e.MonotonicNs, e.Wall, e.Kind, e.Pid)));
+            Assert.All(withBtf.Zip(inferred), p => Assert.StartsWith(p.Second.Description, p.First.Description, StringComparison.Ordinal));
+        }
+        var (code, _, error) = CliRun.Run("timeline", "--json", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+    }
+
     [Fact]
     public void Live_guest_struct_dmesg_and_ps_full_work_through_the_ram_file()
     {

@@ -4,6 +4,7 @@ using Periscope.Integrity.Regions;
 using Periscope.Integrity.Verification;
 using Periscope.Linux;
 using Periscope.Linux.Model;
+using Periscope.Linux.Tasks.Views;
 
 namespace Periscope.Integrity.Checks;
 
@@ -16,8 +17,6 @@ namespace Periscope.Integrity.Checks;
 /// </summary>
 public sealed class InvariantChecks
 {
-    /// <summary>Nesting of task groups (cfs_rq inside sched_entity inside cfs_rq); the kernel allows far fewer.</summary>
-    private const int MaxGroupDepth = 32;
     /// <summary>x86 gate type 5 (the low five bits of a gate's byte 5): a task gate.</summary>
     private const int TaskGateType = 0x05;
     /// <summary>#DF: i386 Linux handles it through a task gate (arch/x86/kernel/idt.c, CONFIG_X86_32).</summary>
@@ -30,6 +29,7 @@ public sealed class InvariantChecks
     private IReadOnlyList<Diagnostic> _modelDiagnostics = [];
     private HashSet<ulong>? _listed;
     private HiddenTaskJudge? _judge;
+    private TaskViewWalks? _walks;
 
     public InvariantChecks(LinuxKernel kernel)
     {
@@ -120,26 +120,13 @@ public sealed class InvariantChecks
 
     private bool InKernelText(ulong va) => Context.InKernelText(va);
 
-    private string Comm(ulong task) => _r.ReadFixedString(task + (ulong)_kernel.Offsets.Task.Comm, _kernel.Offsets.Task.CommSize) ?? "?";
-
     private string Where(ulong va) => Context.ModuleAt(va) is { } m ? $"module {m.Name}" : InKernelText(va) ? "kernel text" : "outside kernel text and modules";
 
-    /// <summary>From BTF, or inferred when the kernel has none (<see cref="LinuxKernel.Layouts"/>).</summary>
-    private ulong Offset(string structName, string path) => (ulong)_kernel.Layouts.Offset(structName, path);
+    private TaskViewWalks Walks => _walks ??= new TaskViewWalks(_kernel);
 
-    /// <summary>Reads what a task_struct says about itself; null when its pid cannot be read at all.</summary>
-    private TaskFacts? ReadFacts(ulong task)
-    {
-        var o = _kernel.Offsets.Task;
-        if (!_r.IsKernelPointer(task) || !_r.TryI32(task + (ulong)o.Pid, out int pid) || !_r.TryI32(task + (ulong)o.Tgid, out int tgid)) return null;
-        _r.TryU32(task + (ulong)o.Flags, out uint flags);
-        _r.TryU32(task + (ulong)o.ExitState, out uint exitState);
-        int? own = null;
-        if (_r.TryPointer(task + Offset("task_struct", "thread_pid"), out ulong pidStruct) && _r.IsKernelPointer(pidStruct)
-            && _r.TryI32(pidStruct + Offset("pid", "numbers") + Offset("upid", "nr"), out int nr))
-            own = nr;
-        return new TaskFacts(pid, tgid, Comm(task), flags, exitState, own);
-    }
+    /// <summary>What a task_struct says about itself; null when its pid cannot be read at all.</summary>
+    private TaskFacts? ReadFacts(ulong task) =>
+        Walks.Facts(task) is { } f ? new TaskFacts(f.Pid, f.Tgid, f.Comm, f.Flags, f.ExitState, f.OwnPidNumber) : null;
 
     private void Sighted(CheckRun run, ulong task, TaskView view, string via)
     {
@@ -270,267 +257,55 @@ public sealed class InvariantChecks
     }
 
     /// <summary>Every task reachable from the pid namespace's IDR (pid → tasks[PIDTYPE_PID]) must be on the task list.</summary>
-    public void PidNamespace(CheckRun run)
-    {
-        _kernel.DataAddresses.TryGetAddress("init_pid_ns", out ulong ns);
-        ulong xaHead = ns + Offset("pid_namespace", "idr.idr_rt.xa_head");
-        // xa_node from BTF, else its fixed layout (PidAbi) at the guest's word size.
-        string? why = null;
-        var xa = _kernel.Btf is { } btf ? XArrayReader.Create(_r, btf, out why) : XArrayReader.FromAbi(_r);
-        if (xa is null)
-        {
-            run.Incomplete(GapKind.CorruptStructure, $"pid IDR not read: {why}");
-            return;
-        }
-        ulong tasksOff = Offset("pid", "tasks"), linksOff = Offset("task_struct", "pid_links");
-
-        if (!_r.TryPointer(xaHead, out ulong root))
-        {
-            run.Incomplete(GapKind.UnreadableMemory, $"init_pid_ns.idr at 0x{xaHead:x} is unreadable");
-            return;
-        }
-        var gaps = new List<string>();
-        var pids = new List<ulong>();
-        foreach (var e in xa.Read(root, run.Limits.MaxXarrayEntries, "pid IDR", gaps))
-        {
-            if (!run.Visit()) break;
-            if (e.Kind == XArrayEntryKind.Pointer && _r.IsKernelPointer(e.Entry)) pids.Add(e.Entry);
-        }
-        foreach (var gap in gaps) run.Incomplete(GapKind.CorruptStructure, gap);
-        foreach (ulong p in pids)
-        {
-            if (!_r.TryPointer(p + tasksOff, out ulong first))
-            {
-                run.Incomplete(GapKind.UnreadableMemory, $"struct pid 0x{p:x} in the pid IDR is unreadable");
-                continue;
-            }
-            if (first == 0) continue; // a pid with no task of type PID (a process group or session id whose leader left)
-            if (!_r.IsKernelPointer(first))
-            {
-                run.Incomplete(GapKind.CorruptStructure, $"struct pid 0x{p:x}: tasks[PIDTYPE_PID] 0x{first:x} is not a kernel pointer");
-                continue;
-            }
-            Sighted(run, first - linksOff, TaskView.PidNamespace, "in the pid namespace");
-        }
-    }
+    public void PidNamespace(CheckRun run) => Walk(run, (w, sink) => w.PidNamespace(sink, run.Limits.MaxXarrayEntries));
 
     /// <summary>Second cross-view: every child on a parent's children list (linked through sibling) must be on the task list.</summary>
-    public void ChildrenLists(CheckRun run)
-    {
-        int children = checked((int)Offset("task_struct", "children")), sibling = checked((int)Offset("task_struct", "sibling"));
-        foreach (var parent in _kernel.Tasks.ToList())
-            foreach (var thread in parent.Threads)
-                foreach (ulong child in _kernel.Lists.Walk(thread.Address + (ulong)children, sibling, _kernel.Limits.MaxTasks, $"children of pid {thread.Tid}", includeHead: false))
-                {
-                    if (!run.Visit()) return;
-                    Sighted(run, child, TaskView.ChildrenList, $"a child of pid {thread.Tid}");
-                }
-    }
+    public void ChildrenLists(CheckRun run) => Walk(run, (w, sink) => w.Children(sink));
 
     /// <summary>
     /// Third cross-view: what each CPU runs or will run. Per-CPU run queues (the per-CPU copy of `runqueues` at
     /// __per_cpu_offset[cpu]) hold the running task (curr), the idle task, and the queued tasks of the fair (cfs
     /// rb-tree, descending into task groups), real-time (priority lists) and deadline (rb-tree) classes.
     /// </summary>
-    public void RunQueues(CheckRun run)
-    {
-        _kernel.DataAddresses.TryGetAddress("runqueues", out ulong runqueues);
-        var walker = new RunQueueWalker(this, run);
-        if (walker.RtQueues is <= 0 or > SchedulerOffsets.MaxRtPrio)
-        {
-            run.Incomplete(GapKind.CorruptStructure, $"BTF says rt_rq.active.queue has {walker.RtQueues} lists; MAX_RT_PRIO is {SchedulerOffsets.MaxRtPrio}");
-            return;
-        }
-        // The possible CPUs and their per-CPU offsets, read where the kernel model reads them (idle tasks).
-        var areas = PerCpuAreas.Read(_r, _kernel.DataAddresses.TryGetAddress, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus), "run queues", _kernel.Cpus.Count);
-        foreach (var gap in areas.Gaps)
-            run.Incomplete(gap.Kind switch
-            {
-                PerCpuGapKind.CapReached => GapKind.WalkBudget,
-                PerCpuGapKind.Corrupt => GapKind.CorruptStructure,
-                PerCpuGapKind.Unavailable => GapKind.MissingSymbol,
-                _ => GapKind.UnreadableMemory,
-            }, gap.Message);
-        foreach (var cpu in areas.Cpus)
-        {
-            if (run.BudgetExhausted) break;
-            walker.Walk((uint)cpu.Cpu, cpu.Of(runqueues));
-        }
-    }
-
-    /// <summary>Walks one CPU's rq. Layouts from BTF; the fair class's tree nests task groups (se->my_q).</summary>
-    private sealed class RunQueueWalker
-    {
-        private readonly InvariantChecks _c;
-        private readonly CheckRun _run;
-        private readonly GuestReader _r;
-        private readonly ulong _cpuOff, _curr, _idle, _cfs, _rt, _dl, _fairServer;
-        private readonly ulong _cfsRoot, _seRunNode, _seMyQ, _taskSe;
-        private readonly ulong _rtQueue, _rtRunList, _taskRt, _rtMyQ;
-        private readonly int _rtQueues, _listHeadSize;
-        public int RtQueues => _rtQueues;
-        private readonly ulong _dlRoot, _dlRbNode, _taskDl;
-        private readonly ulong _rbLeft, _rbRight;
-
-        public RunQueueWalker(InvariantChecks c, CheckRun run)
-        {
-            _c = c;
-            _run = run;
-            _r = c._r;
-            // Member offsets by name: from BTF, or inferred without it (KernelLayouts); the guest's word size throughout.
-            var layouts = c._kernel.Layouts;
-            (_cpuOff, _curr, _idle) = (c.Offset("rq", "cpu"), c.Offset("rq", "curr"), c.Offset("rq", "idle"));
-            _cfs = c.Offset("rq", "cfs");
-            _rt = c.Offset("rq", "rt");
-            _dl = c.Offset("rq", "dl");
-            // 6.8+: the fair server is a deadline entity inside struct rq, queued on the dl tree but not a task. Where its
-            // offset is unknown (inferred layouts), any deadline entity inside the run queue itself is taken for a server.
-            _fairServer = layouts.TryOffset("rq", "fair_server", out int fairServer) ? (ulong)fairServer : ulong.MaxValue;
-            _cfsRoot = c.Offset("cfs_rq", "tasks_timeline.rb_root.rb_node");
-            _seRunNode = c.Offset("sched_entity", "run_node");
-            _seMyQ = layouts.TryOffset("sched_entity", "my_q", out int seMyQ) ? (ulong)seMyQ : ulong.MaxValue;
-            _taskSe = c.Offset("task_struct", "se");
-            _rtQueue = c.Offset("rt_rq", "active.queue");
-            _listHeadSize = 2 * c._r.PointerSize;
-            _rtQueues = layouts.FromBtf && c._kernel.Btf?.FindStruct("rt_rq") is { } rtRq ? rtRq.MemberSize("active.queue") / _listHeadSize : SchedulerOffsets.MaxRtPrio;
-            _rtRunList = c.Offset("sched_rt_entity", "run_list");
-            _rtMyQ = layouts.TryOffset("sched_rt_entity", "my_q", out int rtMyQ) ? (ulong)rtMyQ : ulong.MaxValue;
-            _taskRt = c.Offset("task_struct", "rt");
-            _dlRoot = c.Offset("dl_rq", "root.rb_root.rb_node");
-            _dlRbNode = c.Offset("sched_dl_entity", "rb_node");
-            _taskDl = c.Offset("task_struct", "dl");
-            _rbLeft = c.Offset("rb_node", "rb_left");
-            _rbRight = c.Offset("rb_node", "rb_right");
-        }
-
-        public void Walk(uint cpu, ulong rq)
-        {
-            if (!_r.TryI32(rq + _cpuOff, out int owner) || owner != (int)cpu)
-            {
-                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: the run queue at 0x{rq:x} is unreadable or names cpu {owner}");
-                return;
-            }
-            if (!_r.TryPointer(rq + _idle, out ulong idle) || !_r.IsKernelPointer(idle))
-                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq->idle is unreadable or not a kernel pointer");
-            else _c.Sighted(_run, idle, TaskView.IdleTask, $"the idle task of cpu {cpu}");
-            if (!_r.TryPointer(rq + _curr, out ulong curr) || !_r.IsKernelPointer(curr))
-                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: rq->curr is unreadable or not a kernel pointer");
-            else if (curr != idle) _c.Sighted(_run, curr, TaskView.RunQueue, $"the running task of cpu {cpu}");
-            WalkFair(cpu, rq + _cfs, 0);
-            WalkRealTime(cpu, rq + _rt);
-            foreach (ulong node in Tree(cpu, rq + _dl + _dlRoot, "deadline"))
-            {
-                ulong entity = node - _dlRbNode;
-                if (_fairServer != ulong.MaxValue ? entity == rq + _fairServer : unchecked(entity - rq) < RunQueueCodeDecoder.MaxMemberOffset) continue;
-                _c.Sighted(_run, entity - _taskDl, TaskView.RunQueue, $"queued on the deadline run queue of cpu {cpu}");
-            }
-        }
-
-        private void WalkFair(uint cpu, ulong cfsRq, int depth)
-        {
-            if (depth > MaxGroupDepth)
-            {
-                _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: task groups nested deeper than {MaxGroupDepth} at cfs_rq 0x{cfsRq:x}");
-                return;
-            }
-            foreach (ulong node in Tree(cpu, cfsRq + _cfsRoot, "fair"))
-            {
-                ulong entity = node - _seRunNode;
-                if (_seMyQ != ulong.MaxValue && _r.TryPointer(entity + _seMyQ, out ulong groupQueue) && groupQueue != 0)
-                {
-                    if (_r.IsKernelPointer(groupQueue)) WalkFair(cpu, groupQueue, depth + 1);
-                    else _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: sched_entity 0x{entity:x} has group queue 0x{groupQueue:x}, not a kernel pointer");
-                    continue;
-                }
-                _c.Sighted(_run, entity - _taskSe, TaskView.RunQueue, $"queued on the fair run queue of cpu {cpu}");
-            }
-        }
-
-        private void WalkRealTime(uint cpu, ulong rtRq)
-        {
-            for (int prio = 0; prio < _rtQueues && !_run.BudgetExhausted; prio++)
-            {
-                ulong head = rtRq + _rtQueue + (ulong)(prio * _listHeadSize);
-                foreach (ulong entity in _c._kernel.Lists.Walk(head, checked((int)_rtRunList), _run.Limits.MaxCheckWalkNodes, $"rt run queue {prio} of cpu {cpu}", includeHead: false))
-                {
-                    if (!_run.Visit()) return;
-                    if (_rtMyQ != ulong.MaxValue && _r.TryPointer(entity + _rtMyQ, out ulong groupQueue) && groupQueue != 0)
-                    {
-                        _run.Incomplete(GapKind.UnsupportedKernel, $"cpu {cpu}: real-time task group 0x{groupQueue:x} not followed (RT group scheduling)");
-                        continue;
-                    }
-                    _c.Sighted(_run, entity - _taskRt, TaskView.RunQueue, $"queued on the real-time run queue of cpu {cpu}");
-                }
-            }
-        }
-
-        /// <summary>The nodes of an rb-tree from its root pointer, bounded by the check's budget and cycle-checked.</summary>
-        private IEnumerable<ulong> Tree(uint cpu, ulong rootPointer, string what)
-        {
-            if (!_r.TryPointer(rootPointer, out ulong root))
-            {
-                _run.Incomplete(GapKind.UnreadableMemory, $"cpu {cpu}: {what} run queue root at 0x{rootPointer:x} is unreadable");
-                yield break;
-            }
-            var seen = new HashSet<ulong>();
-            var stack = new Stack<ulong>();
-            if (root != 0) stack.Push(root);
-            while (stack.Count > 0)
-            {
-                ulong node = stack.Pop();
-                if (!_r.IsKernelPointer(node))
-                {
-                    _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: {what} run queue link 0x{node:x} is not a kernel pointer");
-                    continue;
-                }
-                if (!seen.Add(node))
-                {
-                    _run.Incomplete(GapKind.CorruptStructure, $"cpu {cpu}: {what} run queue node 0x{node:x} reached twice (a cycle)");
-                    continue;
-                }
-                if (!_run.Visit()) yield break;
-                if (!_r.TryPointer(node + _rbLeft, out ulong left) || !_r.TryPointer(node + _rbRight, out ulong right))
-                {
-                    _run.Incomplete(GapKind.UnreadableMemory, $"cpu {cpu}: {what} run queue node 0x{node:x} is unreadable");
-                    continue;
-                }
-                if (left != 0) stack.Push(left);
-                if (right != 0) stack.Push(right);
-                yield return node;
-            }
-        }
-    }
+    public void RunQueues(CheckRun run) =>
+        Walk(run, (w, sink) => w.RunQueues(sink, run.Limits.MaxCheckCpus, nameof(run.Limits.MaxCheckCpus), run.Limits.MaxCheckWalkNodes));
 
     /// <summary>
     /// Fourth cross-view: thread groups seen from the other side. Each listed process's signal->thread_head list
     /// (linked through thread_node) and each listed thread's group_leader must lead only to listed tasks.
     /// </summary>
-    public void ThreadGroups(CheckRun run)
+    public void ThreadGroups(CheckRun run) => Walk(run, (w, sink) => w.ThreadGroups(sink));
+
+    /// <summary>Runs one of the views' walks (<see cref="TaskViewWalks"/>, shared with psxview) with the check's budget,
+    /// judging every task it sees that is not on the task list.</summary>
+    private void Walk(CheckRun run, Func<TaskViewWalks, ITaskViewSink, string?> walk)
     {
-        ulong signalOff = Offset("task_struct", "signal"), headOff = Offset("signal_struct", "thread_head");
-        int nodeOff = checked((int)Offset("task_struct", "thread_node"));
-        ulong leaderOff = Offset("task_struct", "group_leader");
-        foreach (var process in _kernel.Tasks.ToList())
+        if (walk(Walks, new CheckSink(this, run)) is { } unavailable) run.Unavailable(unavailable);
+    }
+
+    /// <summary>The views' sightings and gaps as the check's: a running task that is the CPU's idle task is judged once, as idle.</summary>
+    private sealed class CheckSink(InvariantChecks c, CheckRun run) : ITaskViewSink
+    {
+        public bool Visit() => run.Visit();
+        public bool BudgetExhausted => run.BudgetExhausted;
+
+        public void Seen(ulong task, TaskViewSet view, string via) => c.Sighted(run, task, view switch
         {
-            if (!_r.TryPointer(process.Address + signalOff, out ulong signal) || !_r.IsKernelPointer(signal))
-            {
-                run.Incomplete(GapKind.CorruptStructure, $"pid {process.Pid}: signal pointer unreadable or not a kernel pointer");
-                continue;
-            }
-            foreach (ulong thread in _kernel.Lists.Walk(signal + headOff, nodeOff, _kernel.Limits.MaxThreadsPerProcess, $"signal thread list of pid {process.Pid}", includeHead: false))
-            {
-                if (!run.Visit()) return;
-                Sighted(run, thread, TaskView.ThreadGroup, $"a thread of pid {process.Pid} (on its signal->thread_head list)");
-            }
-            foreach (var thread in process.Threads)
-            {
-                if (!run.Visit()) return;
-                if (_r.TryPointer(thread.Address + leaderOff, out ulong leader) && _r.IsKernelPointer(leader))
-                    Sighted(run, leader, TaskView.ThreadGroup, $"the group leader of tid {thread.Tid}");
-                else
-                    run.Incomplete(GapKind.CorruptStructure, $"tid {thread.Tid}: group_leader unreadable or not a kernel pointer");
-            }
-        }
+            TaskViewSet.PidHash => TaskView.PidNamespace,
+            TaskViewSet.Children => TaskView.ChildrenList,
+            TaskViewSet.CpuIdle => TaskView.IdleTask,
+            TaskViewSet.ThreadGroup => TaskView.ThreadGroup,
+            _ => TaskView.RunQueue,
+        }, via);
+
+        public void Gap(TaskViewSet view, TaskViewGapKind kind, string message) => run.Incomplete(kind switch
+        {
+            TaskViewGapKind.Unreadable => GapKind.UnreadableMemory,
+            TaskViewGapKind.MissingSymbol => GapKind.MissingSymbol,
+            TaskViewGapKind.WalkBudget => GapKind.WalkBudget,
+            TaskViewGapKind.Unsupported => GapKind.UnsupportedKernel,
+            _ => GapKind.CorruptStructure,
+        }, message);
     }
 
     /// <summary>

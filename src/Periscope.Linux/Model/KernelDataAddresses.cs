@@ -55,6 +55,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         "init_pid_ns" => Inference.InitPidNamespaceSearch.Find(kernel),
         "runqueues" or "__per_cpu_offset" => RunQueueCodeDecoder.FindAddress(kernel, name),
         "tcp_hashinfo" or "udp_table" or "init_net" => SocketTablesCode.Find(kernel.Reader, kernel.Symbols, name, out string how) is { } at ? new DataAddress(name, at, $"by code: {how}") : null,
+        "tk_core" => TimekeeperCode.Find(kernel, name),
         _ => null,
     };
 }
