@@ -17,6 +17,7 @@ public sealed partial class OffsetInference
         InferFtraceOps(FtraceOpsListAndEnd());
         InferVmalloc();
         InferCredIds();
+        InferNamespaces(t);
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         ReportNotInferred();
@@ -117,6 +118,7 @@ public sealed partial class OffsetInference
             Pid = PidOffsetsOf(report, tw, small),
             RunQueue = RunQueueFrom(report),
             Scheduler = SchedulerFrom(report),
+            Namespaces = NamespaceOffsets.FromReport(report, tw),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

@@ -82,6 +82,7 @@ public static class OffsetTable
         if (o.Pid is { } pid) PidRules(pid, Add);
         if (o.RunQueue is { } rq) { Add("rq", "cpu", rq.Cpu); Add("rq", "curr", rq.Curr); Add("rq", "idle", rq.Idle); }
         o.Scheduler?.List(Add);
+        o.Namespaces?.List(Add);
         return list;
     }
 

@@ -45,6 +45,8 @@ public sealed class KernelOffsets
     public VmallocOffsets? Vmalloc { get; init; }
     /// <summary>The run queues' fair, real-time and deadline queues and each class's entity in task_struct (run-queue check).</summary>
     public SchedulerOffsets? Scheduler { get; init; }
+    /// <summary>task_struct.nsproxy, the namespaces it points to and their ns.inum, cred.user_ns (namespaces, ps --full).</summary>
+    public NamespaceOffsets? Namespaces { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -223,6 +225,7 @@ public sealed class KernelOffsets
             Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),
             PatchTables = PatchTableOffsets.FromBtf(b.Btf),
+            Namespaces = NamespaceOffsets.FromBtf(b.Btf),
         };
     }
 

@@ -127,13 +127,6 @@ public sealed record ProcessDetails
 public sealed class ProcessDetailsReader(LinuxKernel kernel)
 {
     private const int PageSize = 4096;
-    private static readonly (NamespaceType Type, string Member)[] NsproxyMembers =
-    [
-        (NamespaceType.Cgroup, "cgroup_ns"), (NamespaceType.Ipc, "ipc_ns"), (NamespaceType.Mnt, "mnt_ns"), (NamespaceType.Net, "net_ns"),
-        (NamespaceType.PidForChildren, "pid_ns_for_children"), (NamespaceType.Time, "time_ns"),
-        (NamespaceType.TimeForChildren, "time_ns_for_children"), (NamespaceType.Uts, "uts_ns"),
-    ];
-
     /// <param name="withEnvironment">Read the environment too (it may hold secrets; read only when asked for).</param>
     public ProcessDetails Read(LinuxTask task, bool withEnvironment)
     {
@@ -154,7 +147,7 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             if (withEnvironment) environ = Try("environ", () => ReadRange(space, mm["env_start"].ReadUInt64(), mm["env_end"].ReadUInt64()));
         }
         var creds = Try("credentials", () => Credentials(t["real_cred"].Deref()));
-        var namespaces = Try("namespaces", () => Namespaces(t)) ?? [];
+        var namespaces = Namespaces(task);
         string? cgroup = Try<string>("cgroup", () => CgroupPath(t));
         return new ProcessDetails
         {
@@ -204,34 +197,11 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
     }
 
     /// <summary>The task's namespace links as /proc/PID/ns shows them (only pid and user for an exited task).</summary>
-    public IReadOnlyList<NamespaceLink> Namespaces(LinuxTask task) => Namespaces(kernel.Object("task_struct", task.Address));
+    public IReadOnlyList<NamespaceLink> Namespaces(LinuxTask task) => NamespaceLinks.Read(task.Address);
 
-    private IReadOnlyList<NamespaceLink> Namespaces(KernelObject task)
-    {
-        var links = new List<NamespaceLink>();
-        // An exited task (a zombie) has no nsproxy any more, but still its pid and its credentials' user namespace.
-        if (task["nsproxy"].TryDeref(out var nsproxy))
-            foreach (var (type, member) in NsproxyMembers)
-            {
-                if (!nsproxy.HasMember(member) || !nsproxy[member].TryDeref(out var ns) || !ns.HasMember("ns.inum")) continue;
-                links.Add(new NamespaceLink(type, ns["ns.inum"].ReadUInt64(), ns.Address));
-            }
-        // pid: task_active_pid_ns() = ns of thread_pid->numbers[thread_pid->level].
-        if (task.HasMember("thread_pid") && task["thread_pid"].TryDeref(out var pid))
-        {
-            long level = pid["level"].ReadInt64();
-            if (level is >= 0 and < 64)
-            {
-                var upidType = kernel.Objects.Type("upid");
-                var upid = kernel.Objects.Object(upidType.Id, pid["numbers"].Address + (ulong)level * (ulong)upidType.Size);
-                if (upid["ns"].TryDeref(out var pidNs)) links.Add(new NamespaceLink(NamespaceType.Pid, pidNs["ns.inum"].ReadUInt64(), pidNs.Address));
-            }
-        }
-        if (task["real_cred"].TryDeref(out var cred) && cred["user_ns"].TryDeref(out var userNs))
-            links.Add(new NamespaceLink(NamespaceType.User, userNs["ns.inum"].ReadUInt64(), userNs.Address));
-        links.Sort((a, b) => a.Type.CompareTo(b.Type));
-        return links;
-    }
+    /// <summary>The namespace links' reader (BTF or inferred offsets).</summary>
+    public NamespaceReader NamespaceLinks => _namespaces ??= new NamespaceReader(kernel);
+    private NamespaceReader? _namespaces;
 
     /// <summary>task->cgroups->dfl_cgrp->kn, names joined up to the root (whose kernfs name is empty), as "/a/b".</summary>
     private string? CgroupPath(KernelObject task)
