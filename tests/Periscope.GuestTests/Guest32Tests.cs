@@ -435,6 +435,35 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         Assert.True(expected.Count > 40);
         Assert.All(expected, p => Assert.Contains(p, pids));
     }
+
+    /// <summary>namespaces on i386 (no BTF: nsproxy, ns.inum and cred.user_ns inferred with 4-byte pointers): every
+    /// process's namespace links equal its /proc/PID/ns (truth.d/views.sh), and `namespaces` lists init's eight.</summary>
+    [Fact]
+    public void Namespaces_of_every_process_equal_proc_ns()
+    {
+        var kernel = guest.Dump.Kernel;
+        var reader = new NamespaceReader(kernel);
+        Assert.Null(reader.Unavailable);
+        string text;
+        using (var fs = new FileStream(guest.Guest.DataLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            text = new StreamReader(fs).ReadToEnd();
+        var sections = ViewsTruth.Parse(text);
+        int compared = 0;
+        foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            if (!sections.TryGetValue(("views-proc", task.Pid), out var lines)
+                || !lines.Any(l => l.StartsWith("stat ", StringComparison.Ordinal) && l.Contains($"({task.Name})", StringComparison.Ordinal)))
+                continue; // started after the guest printed its view, or the pid of one of the truth script's helpers
+            var expected = lines.Where(l => l.StartsWith("ns ", StringComparison.Ordinal)).Select(l => l[3..]).Order().ToList();
+            Assert.Equal(expected, reader.Read(task.Address).Select(n => $"{n.ProcName} {n}").Order().ToList());
+            compared++;
+        }
+        Assert.True(compared > 30, $"only {compared} processes compared");
+        var (code, output, error) = Run(["namespaces", "--dump", guest.DumpPath]);
+        Assert.True(code == 0, error);
+        foreach (var type in new[] { "cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts" })
+            Assert.Contains(output.Split('\n'), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [_, var t, _, "1", "init"] && t == type);
+    }
 }
 
 [Collection("686-pae guest")]

@@ -197,6 +197,34 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         Assert.Equal([marked], ours[truth[marked]["ns net"]]);
     }
 
+    /// <summary>namespaces without BTF (--no-btf: nsproxy, its slots, every ns.inum and cred.user_ns inferred from the
+    /// initial namespaces): the same table as with BTF, and every process's links those of its /proc/PID/ns.</summary>
+    [Fact]
+    public void Namespaces_without_BTF_equal_the_BTF_run_and_every_process_ns_links()
+    {
+        var (code, withBtf, error) = CliRun.Run("namespaces", "--json", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        var (noBtfCode, noBtf, noBtfError) = CliRun.Run("namespaces", "--json", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        Assert.True(noBtfCode == 0, noBtfError);
+        Assert.Equal(withBtf, noBtf);
+
+        using var target = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
+        Assert.Null(target.Kernel.Btf);
+        var reader = new NamespaceReader(target.Kernel);
+        Assert.Null(reader.Unavailable);
+        var truth = ProcTruth();
+        int compared = 0;
+        foreach (var task in target.Kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            // A pid the guest listed and still the same process (the truth script's own short-lived helpers come and go).
+            if (!truth.TryGetValue(task.Pid, out var proc) || !proc.TryGetValue("stat", out var stat) || !stat.Contains($"({task.Name})", StringComparison.Ordinal)) continue;
+            var nsTruth = proc.Where(kv => kv.Key.StartsWith("ns ", StringComparison.Ordinal)).ToDictionary(kv => kv.Key[3..], kv => kv.Value);
+            Assert.Equal(nsTruth.OrderBy(kv => kv.Key), reader.Read(task.Address).ToDictionary(n => n.ProcName, n => n.ToString()).OrderBy(kv => kv.Key));
+            compared++;
+        }
+        Assert.True(compared > 40, $"only {compared} processes compared");
+    }
+
     [Fact]
     public void Mounts_equal_proc_mountinfo_for_init_and_the_unshared_process()
     {
