@@ -18,6 +18,7 @@ public sealed partial class OffsetInference
         InferVmalloc();
         InferCredIds();
         InferNamespaces(t);
+        InferProcessDetails(t);
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         ReportNotInferred();
@@ -119,6 +120,7 @@ public sealed partial class OffsetInference
             RunQueue = RunQueueFrom(report),
             Scheduler = SchedulerFrom(report),
             Namespaces = NamespaceOffsets.FromReport(report, tw),
+            ProcessDetails = ProcessDetailOffsets.FromReport(report, sw),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

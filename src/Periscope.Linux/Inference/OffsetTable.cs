@@ -83,6 +83,7 @@ public static class OffsetTable
         if (o.RunQueue is { } rq) { Add("rq", "cpu", rq.Cpu); Add("rq", "curr", rq.Curr); Add("rq", "idle", rq.Idle); }
         o.Scheduler?.List(Add);
         o.Namespaces?.List(Add);
+        o.ProcessDetails?.List(Add);
         return list;
     }
 
