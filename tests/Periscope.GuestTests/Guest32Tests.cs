@@ -437,9 +437,10 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
     }
 
     /// <summary>namespaces on i386 (no BTF: nsproxy, ns.inum and cred.user_ns inferred with 4-byte pointers): every
-    /// process's namespace links equal its /proc/PID/ns (truth.d/views.sh), and `namespaces` lists init's eight.</summary>
+    /// process's namespace links equal its /proc/PID/ns (truth.d/views.sh), its cmdline, environ, Uid/Gid and Cap* lines
+    /// its /proc (ps --full), and `namespaces` lists init's eight.</summary>
     [Fact]
-    public void Namespaces_of_every_process_equal_proc_ns()
+    public void Namespaces_and_ps_full_details_of_every_process_equal_proc()
     {
         var kernel = guest.Dump.Kernel;
         var reader = new NamespaceReader(kernel);
@@ -459,7 +460,19 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
             compared++;
         }
         Assert.True(compared > 30, $"only {compared} processes compared");
-        var (code, output, error) = Run(["namespaces", "--dump", guest.DumpPath]);
+        // ps --full's command lines, environments, ids and capability sets (inferred) are /proc's too.
+        var details = new ProcessDetailsReader(kernel);
+        foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            if (!sections.TryGetValue(("views-proc", task.Pid), out var lines)
+                || !lines.Any(l => l.StartsWith("stat ", StringComparison.Ordinal) && l.Contains($"({task.Name})", StringComparison.Ordinal)))
+                continue;
+            var proc = lines.Select(l => { int sp = l.IndexOfAny([' ', '\t']); return sp < 0 ? (l, "") : (l[..sp], l[(sp + 1)..].Trim()); })
+                .Where(kv => !kv.Item1.Equals("ns", StringComparison.Ordinal)).GroupBy(kv => kv.Item1).ToDictionary(g => g.Key, g => g.First().Item2);
+            foreach (var ns in lines.Where(l => l.StartsWith("ns ", StringComparison.Ordinal)).Select(l => l[3..].Split(' ', 2))) proc["ns " + ns[0]] = ns[1];
+            ViewsTests.AssertEqualsProc(details.Read(task, withEnvironment: true), proc);
+        }
+        var (code, output, error) = Run(["namespaces", "--no-offsets-cache", "--dump", guest.DumpPath]);
         Assert.True(code == 0, error);
         foreach (var type in new[] { "cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts" })
             Assert.Contains(output.Split('\n'), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [_, var t, _, "1", "init"] && t == type);
