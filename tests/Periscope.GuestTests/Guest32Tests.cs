@@ -336,6 +336,8 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         Assert.Equal(2, mine.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Pipe));
         Assert.Single(mine, f => f.Path == "anon_inode:[eventfd]" && (f.Flags & Periscope.Linux.Files.OpenFiles.O_CLOEXEC) != 0);
         Assert.True(mine.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Socket) >= 9);
+    }
+
     /// <summary>psxview on inferred offsets: every view is read; each /proc task still alive is seen by the task list,
     /// the pid IDR and its thread group, each process (and only it) by its parent's children list; the CPU's idle task is
     /// init_task; nothing is hidden.</summary>
@@ -548,6 +550,48 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         var expected = guest.Truth.Processes.Where(kv => !MayComeAndGo(kv.Value.Leader.Comm)).Select(kv => kv.Key).ToList();
         Assert.True(expected.Count > 40);
         Assert.All(expected, p => Assert.Contains(p, pids));
+    }
+
+    /// <summary>namespaces on i386 (no BTF: nsproxy, ns.inum and cred.user_ns inferred with 4-byte pointers): every
+    /// process's namespace links equal its /proc/PID/ns (truth.d/views.sh), its cmdline, environ, Uid/Gid and Cap* lines
+    /// its /proc (ps --full), and `namespaces` lists init's eight.</summary>
+    [Fact]
+    public void Namespaces_and_ps_full_details_of_every_process_equal_proc()
+    {
+        var kernel = guest.Dump.Kernel;
+        var reader = new NamespaceReader(kernel);
+        Assert.Null(reader.Unavailable);
+        string text;
+        using (var fs = new FileStream(guest.Guest.DataLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            text = new StreamReader(fs).ReadToEnd();
+        var sections = ViewsTruth.Parse(text);
+        int compared = 0;
+        foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            if (!sections.TryGetValue(("views-proc", task.Pid), out var lines)
+                || !lines.Any(l => l.StartsWith("stat ", StringComparison.Ordinal) && l.Contains($"({task.Name})", StringComparison.Ordinal)))
+                continue; // started after the guest printed its view, or the pid of one of the truth script's helpers
+            var expected = lines.Where(l => l.StartsWith("ns ", StringComparison.Ordinal)).Select(l => l[3..]).Order().ToList();
+            Assert.Equal(expected, reader.Read(task.Address).Select(n => $"{n.ProcName} {n}").Order().ToList());
+            compared++;
+        }
+        Assert.True(compared > 30, $"only {compared} processes compared");
+        // ps --full's command lines, environments, ids and capability sets (inferred) are /proc's too.
+        var details = new ProcessDetailsReader(kernel);
+        foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            if (!sections.TryGetValue(("views-proc", task.Pid), out var lines)
+                || !lines.Any(l => l.StartsWith("stat ", StringComparison.Ordinal) && l.Contains($"({task.Name})", StringComparison.Ordinal)))
+                continue;
+            var proc = lines.Select(l => { int sp = l.IndexOfAny([' ', '\t']); return sp < 0 ? (l, "") : (l[..sp], l[(sp + 1)..].Trim()); })
+                .Where(kv => !kv.Item1.Equals("ns", StringComparison.Ordinal)).GroupBy(kv => kv.Item1).ToDictionary(g => g.Key, g => g.First().Item2);
+            foreach (var ns in lines.Where(l => l.StartsWith("ns ", StringComparison.Ordinal)).Select(l => l[3..].Split(' ', 2))) proc["ns " + ns[0]] = ns[1];
+            ViewsTests.AssertEqualsProc(details.Read(task, withEnvironment: true), proc);
+        }
+        var (code, output, error) = Run(["namespaces", "--no-offsets-cache", "--dump", guest.DumpPath]);
+        Assert.True(code == 0, error);
+        foreach (var type in new[] { "cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts" })
+            Assert.Contains(output.Split('\n'), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [_, var t, _, "1", "init"] && t == type);
     }
 }
 

@@ -131,28 +131,10 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         {
             if (!truth.TryGetValue(task.Pid, out var proc) || !proc.ContainsKey("stat")) continue; // started after the guest printed
             var d = reader.Read(task, withEnvironment: true);
-            Assert.Empty(d.Problems);
-            string Hex(ProcessMemoryText? t)
-            {
-                if (t is null) return "";
-                Assert.True(t.IsComplete, $"pid {task.Pid}: not resident in a full dump?");
-                return Convert.ToHexStringLower(t.Bytes);
-            }
-            Assert.True(proc["cmdline"] == Hex(d.CommandLine), $"pid {task.Pid} cmdline");
-            Assert.True(proc["environ"] == Hex(d.Environment), $"pid {task.Pid} environ");
+            AssertEqualsProc(d, proc);
             var stat = proc["stat"];
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
             Assert.Equal(ulong.Parse(fields[19], CultureInfo.InvariantCulture), d.StartTicks); // field 22: starttime
-            var c = d.Credentials!;
-            Assert.Equal($"{c.Uid}\t{c.Euid}\t{c.Suid}\t{c.Fsuid}", proc["Uid:"]);
-            Assert.Equal($"{c.Gid}\t{c.Egid}\t{c.Sgid}\t{c.Fsgid}", proc["Gid:"]);
-            Assert.Equal($"{c.CapInheritable:x16}", proc["CapInh:"]);
-            Assert.Equal($"{c.CapPermitted:x16}", proc["CapPrm:"]);
-            Assert.Equal($"{c.CapEffective:x16}", proc["CapEff:"]);
-            Assert.Equal($"{c.CapBounding:x16}", proc["CapBnd:"]);
-            Assert.Equal($"{c.CapAmbient:x16}", proc["CapAmb:"]);
-            var nsTruth = proc.Where(kv => kv.Key.StartsWith("ns ", StringComparison.Ordinal)).ToDictionary(kv => kv.Key[3..], kv => kv.Value);
-            Assert.Equal(nsTruth.OrderBy(kv => kv.Key), d.Namespaces.ToDictionary(n => n.ProcName, n => n.ToString()).OrderBy(kv => kv.Key));
             Assert.Equal(proc["cgroup"], $"0::{d.CgroupPath}");
             if (d.Environment is { } env && env.Strings().Contains("VIEWS_MARK=periscope-env-42"))
             {
@@ -171,6 +153,56 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         var (code, output, error) = CliRun.Run("ps", "--full", "--comm", "sleep", "-o", "pid,container,cmdline", "--dump", guest.DumpPath);
         Assert.True(code == 0, error);
         Assert.Contains(output.Split('\n'), l => l.EndsWith("0123456789ab  sleep 100003", StringComparison.Ordinal));
+    }
+
+    /// <summary>cmdline and environ (hex), the Uid/Gid/Cap* lines and every ns link of one process as its /proc shows them.</summary>
+    internal static void AssertEqualsProc(ProcessDetails d, Dictionary<string, string> proc)
+    {
+        int pid = d.Task.Pid;
+        Assert.Empty(d.Problems);
+        string Hex(ProcessMemoryText? t)
+        {
+            if (t is null) return "";
+            Assert.True(t.IsComplete, $"pid {pid}: not resident in a full dump?");
+            return Convert.ToHexStringLower(t.Bytes);
+        }
+        Assert.True(proc["cmdline"] == Hex(d.CommandLine), $"pid {pid} cmdline");
+        Assert.True(proc["environ"] == Hex(d.Environment), $"pid {pid} environ");
+        var c = d.Credentials!;
+        Assert.Equal($"{c.Uid}\t{c.Euid}\t{c.Suid}\t{c.Fsuid}", proc["Uid:"]);
+        Assert.Equal($"{c.Gid}\t{c.Egid}\t{c.Sgid}\t{c.Fsgid}", proc["Gid:"]);
+        Assert.Equal($"{c.CapInheritable:x16}", proc["CapInh:"]);
+        Assert.Equal($"{c.CapPermitted:x16}", proc["CapPrm:"]);
+        Assert.Equal($"{c.CapEffective:x16}", proc["CapEff:"]);
+        Assert.Equal($"{c.CapBounding:x16}", proc["CapBnd:"]);
+        Assert.Equal($"{c.CapAmbient:x16}", proc["CapAmb:"]);
+        var nsTruth = proc.Where(kv => kv.Key.StartsWith("ns ", StringComparison.Ordinal)).ToDictionary(kv => kv.Key[3..], kv => kv.Value);
+        Assert.Equal(nsTruth.OrderBy(kv => kv.Key), d.Namespaces.ToDictionary(n => n.ProcName, n => n.ToString()).OrderBy(kv => kv.Key));
+    }
+
+    /// <summary>ps --full without BTF (cmdline, environ, credential ids and capability sets inferred): every process's
+    /// details equal its /proc; start time and cgroup path are named unavailable once, not guessed.</summary>
+    [Fact]
+    public void Ps_full_without_BTF_equals_proc_cmdline_environ_status_and_ns()
+    {
+        using var target = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
+        var reader = new ProcessDetailsReader(target.Kernel);
+        Assert.Collection(reader.Unavailable, u => Assert.StartsWith("start time: not inferred", u), u => Assert.StartsWith("cgroup: not inferred", u));
+        var truth = ProcTruth();
+        int compared = 0;
+        bool sawMarked = false;
+        foreach (var task in target.Kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            if (!truth.TryGetValue(task.Pid, out var proc) || !proc.TryGetValue("stat", out var stat) || !stat.Contains($"({task.Name})", StringComparison.Ordinal)) continue;
+            var d = reader.Read(task, withEnvironment: true);
+            AssertEqualsProc(d, proc);
+            Assert.Null(d.StartBootTimeNs);
+            Assert.Null(d.CgroupPath);
+            sawMarked |= d.Environment is { } env && env.Strings().Contains("VIEWS_MARK=periscope-env-42") && d.CommandLine!.Strings().SequenceEqual(["sleep", "100003"]);
+            compared++;
+        }
+        Assert.True(compared > 40, $"only {compared} processes compared");
+        Assert.True(sawMarked, "the process start.d/50-views.sh starts was not found");
     }
 
     [Fact]
@@ -195,6 +227,34 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         // The unshared sleep is alone in its net namespace.
         int marked = truth.Single(t => t.Value.TryGetValue("cmdline", out var h) && h == Convert.ToHexStringLower("sleep\0100003\0"u8)).Key;
         Assert.Equal([marked], ours[truth[marked]["ns net"]]);
+    }
+
+    /// <summary>namespaces without BTF (--no-btf: nsproxy, its slots, every ns.inum and cred.user_ns inferred from the
+    /// initial namespaces): the same table as with BTF, and every process's links those of its /proc/PID/ns.</summary>
+    [Fact]
+    public void Namespaces_without_BTF_equal_the_BTF_run_and_every_process_ns_links()
+    {
+        var (code, withBtf, error) = CliRun.Run("namespaces", "--json", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        var (noBtfCode, noBtf, noBtfError) = CliRun.Run("namespaces", "--json", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        Assert.True(noBtfCode == 0, noBtfError);
+        Assert.Equal(withBtf, noBtf);
+
+        using var target = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
+        Assert.Null(target.Kernel.Btf);
+        var reader = new NamespaceReader(target.Kernel);
+        Assert.Null(reader.Unavailable);
+        var truth = ProcTruth();
+        int compared = 0;
+        foreach (var task in target.Kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            // A pid the guest listed and still the same process (the truth script's own short-lived helpers come and go).
+            if (!truth.TryGetValue(task.Pid, out var proc) || !proc.TryGetValue("stat", out var stat) || !stat.Contains($"({task.Name})", StringComparison.Ordinal)) continue;
+            var nsTruth = proc.Where(kv => kv.Key.StartsWith("ns ", StringComparison.Ordinal)).ToDictionary(kv => kv.Key[3..], kv => kv.Value);
+            Assert.Equal(nsTruth.OrderBy(kv => kv.Key), reader.Read(task.Address).ToDictionary(n => n.ProcName, n => n.ToString()).OrderBy(kv => kv.Key));
+            compared++;
+        }
+        Assert.True(compared > 40, $"only {compared} processes compared");
     }
 
     [Fact]

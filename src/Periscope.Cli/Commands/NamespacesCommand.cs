@@ -17,6 +17,7 @@ public sealed class NamespacesCommand : ICliCommand
             var kernel = target.Kernel;
             var reader = new ProcessDetailsReader(kernel);
             var only = r.GetValue(type);
+            if (reader.NamespaceLinks.Unavailable is { } why) kernel.Diagnostics.ReportIncomplete("namespaces", why);
             var members = new Dictionary<(NamespaceType, ulong), List<LinuxTask>>();
             // The idle tasks (pid 0) are left out, as /proc (which has no pid 0) and lsns leave them out.
             foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))

@@ -61,7 +61,8 @@ internal static class ProcessColumns
         bool environ = columns.Contains("environ");
         var reader = new ProcessDetailsReader(kernel);
         var rows = tasks.Select(t => reader.Read(t, environ)).ToList();
-        bool incomplete = rows.Any(d => d.Problems.Count > 0 || d.CommandLine is { IsComplete: false } || d.Environment is { IsComplete: false });
+        bool incomplete = reader.Unavailable.Count > 0
+            || rows.Any(d => d.Problems.Count > 0 || d.CommandLine is { IsComplete: false } || d.Environment is { IsComplete: false });
         if (context.Json(r))
             Json.WriteArray(context.Output, rows, (w, d) =>
             {
@@ -74,6 +75,7 @@ internal static class ProcessColumns
             foreach (var d in rows) table.AddRow(columns.Select(c => Cell(c, d, depths)).ToArray());
             TableWriter.Write(context.Output, table);
         }
+        foreach (var u in reader.Unavailable) context.Error.WriteLine($"periscope: unavailable: {TerminalText.Escape(u)}");
         foreach (var d in rows)
             foreach (var p in d.Problems) context.Error.WriteLine($"periscope: pid {d.Task.Pid}: {TerminalText.Escape(p)}");
         Warnings.Print(context, kernel);

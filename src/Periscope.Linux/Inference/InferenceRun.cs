@@ -17,6 +17,8 @@ public sealed partial class OffsetInference
         InferFtraceOps(FtraceOpsListAndEnd());
         InferVmalloc();
         InferCredIds();
+        InferNamespaces(t);
+        InferProcessDetails(t);
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         InferOpenFiles(t, m, p);
@@ -121,6 +123,8 @@ public sealed partial class OffsetInference
             Scheduler = SchedulerFrom(report),
             OpenFiles = OpenFilesFrom(report), SocketFiles = SocketFilesFrom(report),
             SocketTables = SocketTableOffsets.FromReport(report),
+            Namespaces = NamespaceOffsets.FromReport(report, tw),
+            ProcessDetails = ProcessDetailOffsets.FromReport(report, sw),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

@@ -84,6 +84,8 @@ public static class OffsetTable
         o.Scheduler?.List(Add);
         o.OpenFiles?.List(Add); o.SocketFiles?.List(Add);
         o.SocketTables?.List(Add);
+        o.Namespaces?.List(Add);
+        o.ProcessDetails?.List(Add);
         return list;
     }
 

@@ -51,6 +51,10 @@ public sealed class KernelOffsets
     public SocketFileOffsets? SocketFiles { get; init; }
     /// <summary>sock_common, tcp_hashinfo, udp_table and the unix hash, for the kernel-table side of `sockets`.</summary>
     public SocketTableOffsets? SocketTables { get; init; }
+    /// <summary>task_struct.nsproxy, the namespaces it points to and their ns.inum, cred.user_ns (namespaces, ps --full).</summary>
+    public NamespaceOffsets? Namespaces { get; init; }
+    /// <summary>mm_struct's argument and environment bounds, the credential ids and capability sets (ps --full).</summary>
+    public ProcessDetailOffsets? ProcessDetails { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -231,6 +235,8 @@ public sealed class KernelOffsets
             Vmalloc = VmallocOffsets.FromBtf(b.Btf),
             ModuleSymbols = ReadModuleSymbols(b, module),
             PatchTables = PatchTableOffsets.FromBtf(b.Btf),
+            Namespaces = NamespaceOffsets.FromBtf(b.Btf),
+            ProcessDetails = ProcessDetailOffsets.FromBtf(b.Btf),
         };
     }
 

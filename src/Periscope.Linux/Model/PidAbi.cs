@@ -33,6 +33,8 @@ public sealed record PidAbi
     /// <summary>struct upid { int nr; struct pid_namespace *ns; }: nr first, ns at the next pointer boundary.</summary>
     public int UpidNr => 0;
     public int UpidNs => P;
+    /// <summary>sizeof(struct upid): pid.numbers[] is an array of them.</summary>
+    public int UpidSize => 2 * P;
     /// <summary>struct hlist_node { next; pprev; }.</summary>
     public int HlistNodePprev => P;
 

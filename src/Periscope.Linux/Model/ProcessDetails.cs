@@ -1,5 +1,4 @@
 using System.Text;
-using Periscope.Linux.Objects;
 using Periscope.X86;
 
 namespace Periscope.Linux.Model;
@@ -123,46 +122,100 @@ public sealed record ProcessDetails
     }
 }
 
-/// <summary>Reads <see cref="ProcessDetails"/> through the typed object API (every layout from BTF).</summary>
+/// <summary>Reads <see cref="ProcessDetails"/> through <see cref="MemberOffsets"/> (BTF, or the offsets inferred without
+/// it) and the guest reader: one code path for both. What this kernel's offsets cannot give is listed once in
+/// <see cref="Unavailable"/>; what one process's data does not give is in its <see cref="ProcessDetails.Problems"/>.</summary>
 public sealed class ProcessDetailsReader(LinuxKernel kernel)
 {
     private const int PageSize = 4096;
-    private static readonly (NamespaceType Type, string Member)[] NsproxyMembers =
-    [
-        (NamespaceType.Cgroup, "cgroup_ns"), (NamespaceType.Ipc, "ipc_ns"), (NamespaceType.Mnt, "mnt_ns"), (NamespaceType.Net, "net_ns"),
-        (NamespaceType.PidForChildren, "pid_ns_for_children"), (NamespaceType.Time, "time_ns"),
-        (NamespaceType.TimeForChildren, "time_ns_for_children"), (NamespaceType.Uts, "uts_ns"),
-    ];
+    // ProcessCredentials' order: uid, euid, suid, fsuid, gid, egid, sgid, fsgid; then the capability sets.
+    private static readonly string[] IdMembers = ["uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid"];
+    private static readonly string[] CapMembers = ["cap_inheritable", "cap_permitted", "cap_effective", "cap_bset"];
+
+    private GuestReader R => kernel.Reader;
+    private Layout L => _layout ??= Layout.Of(kernel.Layouts);
+    private Layout? _layout;
+
+    /// <summary>The parts of `ps --full` this kernel's offsets cannot give (empty with BTF), one line each.</summary>
+    public IReadOnlyList<string> Unavailable => L.Unavailable;
+
+    /// <summary>The offsets every process's details are read with, looked up once.</summary>
+    private sealed record Layout(int? ArgStart, int? ArgEnd, int? EnvStart, int? EnvEnd, int? RealCred, int[]? Ids, int[]? Caps, int? CapAmbient,
+        int? StartTime, int? StartBootTime, int? Cgroups, int? DflCgrp, int? Kn, int? KnName, int? KnParent, IReadOnlyList<string> Unavailable)
+    {
+        public static Layout Of(KernelLayouts layouts)
+        {
+            var unavailable = new List<string>();
+            MemberOffsets b = new(layouts);
+            void Check(string area, MemberOffsets m) { if (m.Missing.Count > 0) unavailable.Add($"{area}: {MemberOffsets.Lacks(m)}"); }
+
+            var mm = new MemberOffsets(layouts);
+            int? argStart = mm.Offset("mm_struct", "arg_start"), argEnd = mm.Offset("mm_struct", "arg_end");
+            int? envStart = mm.Offset("mm_struct", "env_start"), envEnd = mm.Offset("mm_struct", "env_end");
+            Check("cmdline and environ", mm);
+            var cred = new MemberOffsets(layouts);
+            int? realCred = cred.Offset("task_struct", "real_cred");
+            var ids = IdMembers.Select(n => cred.Offset("cred", n)).ToArray();
+            var caps = CapMembers.Select(n => cred.Offset("cred", n)).ToArray();
+            Check("credentials", cred);
+            // start_boottime since 5.5 (real_start_time before); a member only some kernels have is no gap with BTF.
+            int? startTime = b.Optional("task_struct", "start_time");
+            int? bootTime = b.Optional("task_struct", "start_boottime") ?? b.Optional("task_struct", "real_start_time");
+            if (!layouts.FromBtf && (startTime is null || bootTime is null)) unavailable.Add("start time: not inferred (no BTF): task_struct.start_time, start_boottime");
+            // The cgroup v2 path: task->cgroups->dfl_cgrp->kn; kernels without CONFIG_CGROUPS have no task->cgroups.
+            int? cgroups = b.Optional("task_struct", "cgroups"), dfl = b.Optional("css_set", "dfl_cgrp"), kn = b.Optional("cgroup", "kn");
+            int? knName = b.Optional("kernfs_node", "name");
+            // kernfs_node.parent became __parent in 6.15 (RCU-protected since; the same pointer).
+            int? knParent = b.Optional("kernfs_node", "parent") ?? b.Optional("kernfs_node", "__parent");
+            if (!layouts.FromBtf && (cgroups is null || dfl is null || kn is null || knName is null || knParent is null))
+                unavailable.Add("cgroup: not inferred (no BTF): task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, parent");
+            return new Layout(argStart, argEnd, envStart, envEnd, realCred,
+                ids.All(i => i is not null) ? ids.Select(i => i!.Value).ToArray() : null, caps.All(c => c is not null) ? caps.Select(c => c!.Value).ToArray() : null,
+                b.Optional("cred", "cap_ambient"), startTime, bootTime, cgroups, dfl, kn, knName, knParent, unavailable);
+        }
+    }
 
     /// <param name="withEnvironment">Read the environment too (it may hold secrets; read only when asked for).</param>
     public ProcessDetails Read(LinuxTask task, bool withEnvironment)
     {
         var problems = new List<string>();
-        var t = kernel.Object("task_struct", task.Address);
-        T? Try<T>(string what, Func<T?> read) where T : class
+        var l = L;
+        ulong? U64(string what, int? offset)
         {
-            try { return read(); }
-            catch (ObjectFaultException e) { problems.Add($"{what}: {e.Message}"); return null; }
+            if (offset is not { } o) return null;
+            if (R.TryU64(task.Address + (ulong)o, out ulong v)) return v;
+            problems.Add($"{what}: task 0x{task.Address:x} is unreadable at +0x{o:x}");
+            return null;
         }
-        ulong? Num(string member) => t.HasMember(member) ? Try(member, () => (object)t[member].ReadUInt64()) as ulong? : null;
 
         ProcessMemoryText? cmdline = null, environ = null;
         if (task.Mm != 0 && !task.IsKernelThread && kernel.GetAddressSpace(task) is { } space)
         {
-            var mm = kernel.Object("mm_struct", task.Mm);
-            cmdline = Try("cmdline", () => ReadRange(space, mm["arg_start"].ReadUInt64(), mm["arg_end"].ReadUInt64()));
-            if (withEnvironment) environ = Try("environ", () => ReadRange(space, mm["env_start"].ReadUInt64(), mm["env_end"].ReadUInt64()));
+            cmdline = Range("cmdline", space, task.Mm, l.ArgStart, l.ArgEnd, problems);
+            if (withEnvironment) environ = Range("environ", space, task.Mm, l.EnvStart, l.EnvEnd, problems);
         }
-        var creds = Try("credentials", () => Credentials(t["real_cred"].Deref()));
-        var namespaces = Try("namespaces", () => Namespaces(t)) ?? [];
-        string? cgroup = Try<string>("cgroup", () => CgroupPath(t));
+        var creds = Credentials(task.Address, l, problems);
+        var namespaces = Namespaces(task);
+        string? cgroup = CgroupPath(task.Address, l, problems);
         return new ProcessDetails
         {
             Task = task, CommandLine = cmdline, Environment = environ,
-            StartTimeNs = Num("start_time"), StartBootTimeNs = Num("start_boottime") ?? Num("real_start_time"),
+            StartTimeNs = U64("start_time", l.StartTime), StartBootTimeNs = U64("start_boottime", l.StartBootTime),
             Credentials = creds, Namespaces = namespaces, CgroupPath = cgroup, ContainerId = ProcessDetails.ContainerIdOf(cgroup),
             Problems = problems,
         };
+    }
+
+    /// <summary>mm->start..mm->end of the process's memory; null (the offsets unknown, or the mm unreadable: a problem).</summary>
+    private ProcessMemoryText? Range(string what, AddressSpace space, ulong mm, int? startAt, int? endAt, List<string> problems)
+    {
+        if (startAt is not { } s || endAt is not { } e) return null;
+        if (!R.TryULong(mm + (ulong)s, out ulong start) || !R.TryULong(mm + (ulong)e, out ulong end))
+        {
+            problems.Add($"{what}: mm_struct 0x{mm:x} is unreadable");
+            return null;
+        }
+        return ReadRange(space, start, end);
     }
 
     /// <summary>[start, end) of the process's memory, page by page, capped by MaxProcessArgBytes before allocating.</summary>
@@ -189,65 +242,63 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
         return new ProcessMemoryText(bytes, missing, declared);
     }
 
-    private static ProcessCredentials Credentials(KernelObject cred)
+    private ProcessCredentials? Credentials(ulong task, Layout l, List<string> problems)
     {
-        uint Id(string member) => (uint)cred[member]["val"].ReadUInt64();
-        // kernel_cap_t is { __u32 cap[2] } up to 6.2 and { u64 val } since 6.3: 8 bytes, low word first, either way.
-        ulong Cap(string member)
+        if (l.RealCred is not { } rc || l.Ids is not { } ids || l.Caps is not { } caps) return null;
+        if (!R.TryPointer(task + (ulong)rc, out ulong cred) || cred == 0)
         {
-            var bytes = cred[member].ReadBytes();
-            return bytes.Length >= 8 ? BitConverter.ToUInt64(bytes, 0) : bytes.Length >= 4 ? BitConverter.ToUInt32(bytes, 0) : 0;
+            problems.Add($"credentials: task 0x{task:x}: real_cred is unreadable or NULL");
+            return null;
         }
-        return new ProcessCredentials(Id("uid"), Id("euid"), Id("suid"), Id("fsuid"), Id("gid"), Id("egid"), Id("sgid"), Id("fsgid"),
-            Cap("cap_inheritable"), Cap("cap_permitted"), Cap("cap_effective"), Cap("cap_bset"),
-            cred.HasMember("cap_ambient") ? Cap("cap_ambient") : 0);
+        var id = new uint[ids.Length];
+        // kernel_cap_t is { __u32 cap[2] } up to 6.2 and { u64 val } since 6.3: 8 bytes, low word first, either way.
+        var cap = new ulong[caps.Length + 1];
+        bool ok = true;
+        for (int i = 0; i < ids.Length; i++) ok &= R.TryU32(cred + (ulong)ids[i], out id[i]);
+        for (int i = 0; i < caps.Length; i++) ok &= R.TryU64(cred + (ulong)caps[i], out cap[i]);
+        if (l.CapAmbient is { } amb) ok &= R.TryU64(cred + (ulong)amb, out cap[^1]);
+        if (!ok)
+        {
+            problems.Add($"credentials: cred 0x{cred:x} is unreadable");
+            return null;
+        }
+        return new ProcessCredentials(id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], cap[0], cap[1], cap[2], cap[3], cap[4]);
     }
 
     /// <summary>The task's namespace links as /proc/PID/ns shows them (only pid and user for an exited task).</summary>
-    public IReadOnlyList<NamespaceLink> Namespaces(LinuxTask task) => Namespaces(kernel.Object("task_struct", task.Address));
+    public IReadOnlyList<NamespaceLink> Namespaces(LinuxTask task) => NamespaceLinks.Read(task.Address);
 
-    private IReadOnlyList<NamespaceLink> Namespaces(KernelObject task)
-    {
-        var links = new List<NamespaceLink>();
-        // An exited task (a zombie) has no nsproxy any more, but still its pid and its credentials' user namespace.
-        if (task["nsproxy"].TryDeref(out var nsproxy))
-            foreach (var (type, member) in NsproxyMembers)
-            {
-                if (!nsproxy.HasMember(member) || !nsproxy[member].TryDeref(out var ns) || !ns.HasMember("ns.inum")) continue;
-                links.Add(new NamespaceLink(type, ns["ns.inum"].ReadUInt64(), ns.Address));
-            }
-        // pid: task_active_pid_ns() = ns of thread_pid->numbers[thread_pid->level].
-        if (task.HasMember("thread_pid") && task["thread_pid"].TryDeref(out var pid))
-        {
-            long level = pid["level"].ReadInt64();
-            if (level is >= 0 and < 64)
-            {
-                var upidType = kernel.Objects.Type("upid");
-                var upid = kernel.Objects.Object(upidType.Id, pid["numbers"].Address + (ulong)level * (ulong)upidType.Size);
-                if (upid["ns"].TryDeref(out var pidNs)) links.Add(new NamespaceLink(NamespaceType.Pid, pidNs["ns.inum"].ReadUInt64(), pidNs.Address));
-            }
-        }
-        if (task["real_cred"].TryDeref(out var cred) && cred["user_ns"].TryDeref(out var userNs))
-            links.Add(new NamespaceLink(NamespaceType.User, userNs["ns.inum"].ReadUInt64(), userNs.Address));
-        links.Sort((a, b) => a.Type.CompareTo(b.Type));
-        return links;
-    }
+    /// <summary>The namespace links' reader (BTF or inferred offsets).</summary>
+    public NamespaceReader NamespaceLinks => _namespaces ??= new NamespaceReader(kernel);
+    private NamespaceReader? _namespaces;
 
     /// <summary>task->cgroups->dfl_cgrp->kn, names joined up to the root (whose kernfs name is empty), as "/a/b".</summary>
-    private string? CgroupPath(KernelObject task)
+    private string? CgroupPath(ulong task, Layout l, List<string> problems)
     {
-        if (!task.HasMember("cgroups") || !task["cgroups"].TryDeref(out var cssSet) || !cssSet.HasMember("dfl_cgrp")) return null;
-        if (!cssSet["dfl_cgrp"].TryDeref(out var cgroup) || !cgroup["kn"].TryDeref(out var kn)) return null;
+        if (l.Cgroups is not { } cgroups || l.DflCgrp is not { } dfl || l.Kn is not { } knAt || l.KnName is not { } nameAt || l.KnParent is not { } parentAt)
+            return null;
+        if (!R.TryPointer(task + (ulong)cgroups, out ulong cssSet) || cssSet == 0 || !R.TryPointer(cssSet + (ulong)dfl, out ulong cgroup) || cgroup == 0
+            || !R.TryPointer(cgroup + (ulong)knAt, out ulong kn) || kn == 0)
+            return null;
         var names = new List<string>();
-        // kernfs_node.parent became __parent in 6.15 (RCU-protected since; the same pointer).
-        string parentMember = kn.HasMember("parent") ? "parent" : "__parent";
         for (int depth = 0; depth < kernel.Limits.MaxPathComponents; depth++)
         {
-            if (!kn[parentMember].TryDeref(out var parent)) // the root: its name is the hierarchy's, not part of the path
+            if (!R.TryPointer(kn + (ulong)parentAt, out ulong parent))
+            {
+                problems.Add($"cgroup: kernfs_node 0x{kn:x} is unreadable");
+                return null;
+            }
+            if (parent == 0) // the root: its name is the hierarchy's, not part of the path
                 return "/" + string.Join('/', Enumerable.Reverse(names));
-            names.Add(kn["name"].ReadString(kernel.Limits.MaxStringLength));
+            if (!R.TryPointer(kn + (ulong)nameAt, out ulong name) || R.ReadCString(name, kernel.Limits.MaxStringLength) is not { } text)
+            {
+                problems.Add($"cgroup: the name of kernfs_node 0x{kn:x} is unreadable");
+                return null;
+            }
+            names.Add(text);
             kn = parent;
         }
-        throw new ObjectFaultException($"cgroup path of task 0x{task.Address:x}: more than MaxPathComponents = {kernel.Limits.MaxPathComponents} levels (a cycle?)", task.Address);
+        problems.Add($"cgroup path of task 0x{task:x}: more than MaxPathComponents = {kernel.Limits.MaxPathComponents} levels (a cycle?)");
+        return null;
     }
 }

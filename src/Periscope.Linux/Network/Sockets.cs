@@ -41,7 +41,8 @@ public sealed record SocketEntry(ulong Sock, SocketKind Kind, int State, string 
 
 public sealed record SocketReport(IReadOnlyList<SocketEntry> Sockets, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps)
 {
-    public bool IsIncomplete => Gaps.Count > 0;
+    /// <summary>A gap, or a part that could not be read at all (what it would have shown is unknown, not absent).</summary>
+    public bool IsIncomplete => Gaps.Count > 0 || Unavailable.Count > 0;
 }
 
 /// <summary>

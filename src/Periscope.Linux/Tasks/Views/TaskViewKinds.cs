@@ -49,7 +49,8 @@ public sealed record TaskViewRow(ulong Task, TaskSelfFacts? Facts, TaskViewSet S
 /// <summary>All tasks any view saw, the views that could be read on this kernel, and what could not be read.</summary>
 public sealed record TaskViewReport(IReadOnlyList<TaskViewRow> Rows, TaskViewSet Available, IReadOnlyList<string> Unavailable, IReadOnlyList<string> Gaps)
 {
-    public bool IsIncomplete => Gaps.Count > 0;
+    /// <summary>A gap, or a part that could not be read at all (what it would have shown is unknown, not absent).</summary>
+    public bool IsIncomplete => Gaps.Count > 0 || Unavailable.Count > 0;
     public IEnumerable<TaskViewRow> Hidden => Rows.Where(r => r.IsFinding);
 }
 

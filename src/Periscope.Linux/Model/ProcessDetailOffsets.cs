@@ -1,0 +1,46 @@
+using Periscope.Linux.Btf;
+using Periscope.Linux.Inference;
+
+namespace Periscope.Linux.Model;
+
+/// <summary>
+/// What `ps --full` reads beyond the task list: mm_struct's argument and environment bounds, the credential ids and
+/// capability sets /proc/PID/status prints. From BTF, or inferred without it (<see cref="OffsetInference"/>: declaration
+/// orders next to members the search already settled, each checked against the data). Null when not known.
+/// </summary>
+public sealed record ProcessDetailOffsets
+{
+    /// <summary>The members by the kernel's struct and member names, in this order.</summary>
+    public static readonly (string Struct, string Member)[] Members =
+    [
+        ("mm_struct", "arg_start"), ("mm_struct", "arg_end"), ("mm_struct", "env_start"), ("mm_struct", "env_end"),
+        ("cred", "suid"), ("cred", "sgid"), ("cred", "egid"), ("cred", "fsuid"), ("cred", "fsgid"),
+        ("cred", "cap_inheritable"), ("cred", "cap_permitted"), ("cred", "cap_effective"), ("cred", "cap_bset"), ("cred", "cap_ambient"),
+    ];
+
+    /// <summary>(struct, member) → offset, for the members this kernel has and that are known.</summary>
+    public IReadOnlyDictionary<(string Struct, string Member), int> Offsets { get; init; } = new Dictionary<(string, string), int>();
+
+    public static ProcessDetailOffsets FromBtf(BtfTypes btf)
+    {
+        var result = new Dictionary<(string, string), int>();
+        foreach (var (s, m) in Members)
+            if (btf.FindStruct(s) is { } layout && layout.HasMember(m) && layout.Offset(m) is var v && v >= 0 && v < layout.Size)
+                result[(s, m)] = (int)v;
+        return new ProcessDetailOffsets { Offsets = result };
+    }
+
+    public static ProcessDetailOffsets FromReport(InferenceReport report, int window)
+    {
+        var result = new Dictionary<(string, string), int>();
+        foreach (var (s, m) in Members)
+            if (report.Find(s, m)?.Offset is { } v && v >= 0 && v < window) result[(s, m)] = v;
+        return new ProcessDetailOffsets { Offsets = result };
+    }
+
+    /// <summary>Every member under the kernel's struct and member names (<see cref="OffsetTable"/>).</summary>
+    public void List(Action<string, string, int?> add)
+    {
+        foreach (var (s, m) in Members) add(s, m, Offsets.TryGetValue((s, m), out int v) ? v : null);
+    }
+}
