@@ -121,7 +121,7 @@ public sealed partial class OffsetInference
             Pid = PidOffsetsOf(report, tw, small),
             RunQueue = RunQueueFrom(report),
             Scheduler = SchedulerFrom(report),
-            OpenFiles = OpenFilesFrom(report), SocketFiles = SocketFilesFrom(report),
+            OpenFiles = OpenFileOffsets.FromReport(report), SocketFiles = SocketFileOffsets.FromReport(report),
             SocketTables = SocketTableOffsets.FromReport(report),
             Namespaces = NamespaceOffsets.FromReport(report, tw),
             ProcessDetails = ProcessDetailOffsets.FromReport(report, sw),

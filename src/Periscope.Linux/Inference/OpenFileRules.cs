@@ -306,33 +306,4 @@ public sealed partial class OffsetInference
             _report.AddStructural("socket", "state", 0, "socket_state state is struct socket's first member; checked: SS_FREE..SS_DISCONNECTING in every socket");
         else _report.AddUnknown("socket", "state", "offset 0 of a socket holds no socket_state");
     }
-
-    internal static OpenFileOffsets? OpenFilesFrom(InferenceReport report)
-    {
-        int? K(string s, string m) => report.Find(s, m)?.Offset;
-        if (K(Task, "files") is not { } files || K("files_struct", "fdt") is not { } fdt || K("fdtable", "max_fds") is not { } maxFds
-            || K("fdtable", "fd") is not { } fd || K("fdtable", "close_on_exec") is not { } coe || K("file", "f_flags") is not { } flags
-            || K("file", "f_mode") is not { } mode || K("file", "f_pos") is not { } pos || K("path", "mnt") is not { } mnt
-            || K("path", "dentry") is not { } dentry || K("inode", "i_mode") is not { } imode || K("dentry", "d_op") is not { } dop
-            || K("dentry_operations", "d_dname") is not { } dname)
-            return null;
-        return new OpenFileOffsets
-        {
-            TaskFiles = files, FilesFdt = fdt, FdtMaxFds = maxFds, FdtFd = fd, FdtCloseOnExec = coe, FileFlags = flags, FileMode = mode, FilePos = pos,
-            PathMnt = mnt, PathDentry = dentry, InodeMode = imode, DentryOp = dop, DentryOpsDname = dname, DentryHashPprev = K("dentry", "d_hash.pprev"),
-        };
-    }
-
-    internal static SocketFileOffsets? SocketFilesFrom(InferenceReport report)
-    {
-        int? K(string s, string m) => report.Find(s, m)?.Offset;
-        if (K("file", "private_data") is not { } pd || K("socket", "state") is not { } state || K("socket", "file") is not { } file
-            || K("socket", "sk") is not { } sk || K("socket_alloc", "socket") is not { } socket || K("socket_alloc", "vfs_inode") is not { } inode
-            || K("sock", "sk_socket") is not { } skSocket)
-            return null;
-        return new SocketFileOffsets
-        {
-            FilePrivateData = pd, SocketState = state, SocketFile = file, SocketSk = sk, SocketAllocSocket = socket, SocketAllocVfsInode = inode, SockSkSocket = skSocket,
-        };
-    }
 }

@@ -27,9 +27,14 @@ public sealed record OpenFileOffsets
     public int? DentryHashPprev { get; init; }
 
     /// <summary>From BTF; null when a struct or required member is missing.</summary>
-    public static OpenFileOffsets? FromBtf(BtfTypes btf)
+    public static OpenFileOffsets? FromBtf(BtfTypes btf) => From((structName, path) => BtfMember.Offset(btf, structName, path));
+
+    /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache).</summary>
+    public static OpenFileOffsets? FromReport(Inference.InferenceReport report) => From((structName, path) => report.Find(structName, path)?.Offset);
+
+    /// <summary>From a source of member offsets by the kernel's names; null when a required member is unknown.</summary>
+    private static OpenFileOffsets? From(Func<string, string, int?> O)
     {
-        int? O(string structName, string path) => BtfMember.Offset(btf, structName, path);
         if (O("task_struct", "files") is not { } files || O("files_struct", "fdt") is not { } fdt || O("fdtable", "max_fds") is not { } maxFds
             || O("fdtable", "fd") is not { } fd || O("fdtable", "close_on_exec") is not { } coe || O("file", "f_flags") is not { } flags
             || O("file", "f_mode") is not { } mode || O("file", "f_pos") is not { } pos || O("path", "mnt") is not { } mnt
@@ -69,9 +74,13 @@ public sealed record SocketFileOffsets
     public int SocketAllocVfsInode { get; init; }
     public int SockSkSocket { get; init; }
 
-    public static SocketFileOffsets? FromBtf(BtfTypes btf)
+    public static SocketFileOffsets? FromBtf(BtfTypes btf) => From((structName, path) => BtfMember.Offset(btf, structName, path));
+
+    /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache).</summary>
+    public static SocketFileOffsets? FromReport(Inference.InferenceReport report) => From((structName, path) => report.Find(structName, path)?.Offset);
+
+    private static SocketFileOffsets? From(Func<string, string, int?> O)
     {
-        int? O(string structName, string path) => BtfMember.Offset(btf, structName, path);
         if (O("file", "private_data") is not { } pd || O("socket", "state") is not { } state || O("socket", "file") is not { } file
             || O("socket", "sk") is not { } sk || O("socket_alloc", "socket") is not { } socket || O("socket_alloc", "vfs_inode") is not { } inode
             || O("sock", "sk_socket") is not { } skSocket)
@@ -96,8 +105,11 @@ internal static class BtfMember
 {
     public static int? Offset(BtfTypes btf, string structName, string path)
     {
-        if (btf.FindStruct(structName) is not { } s || !s.HasMember(path)) return null;
+        if (btf.FindStruct(structName) is not { } s) return null;
+        if (path == Inference.InferenceReport.SizeOfMember) return s.Size;
+        if (!s.HasMember(path)) return null;
         long v = s.Offset(path);
-        return v >= 0 && v < s.Size ? (int)v : null;
+        // A flexible array member (unix_address.name[]) starts where its struct ends.
+        return v >= 0 && v <= s.Size ? (int)v : null;
     }
 }

@@ -44,15 +44,19 @@ public sealed record SocketTableOffsets
     private const string Common = "__sk_common.";
 
     /// <summary>From BTF (only for listing: with BTF the views ask BTF directly); members BTF lacks stay null.</summary>
-    public static SocketTableOffsets FromBtf(BtfTypes btf)
+    public static SocketTableOffsets FromBtf(BtfTypes btf) => From((structName, path) => BtfMember.Offset(btf, structName, path));
+
+    /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache); null when it
+    /// knows none of the three tables' anchors.</summary>
+    public static SocketTableOffsets? FromReport(InferenceReport report)
     {
-        int? O(string structName, string path)
-        {
-            if (btf.FindStruct(structName) is not { } s || !s.HasMember(path)) return null;
-            long v = s.Offset(path);
-            return v >= 0 && v <= s.Size ? (int)v : null;
-        }
-        int? Size(string structName) => btf.FindStruct(structName)?.Size;
+        var o = From((structName, path) => report.Find(structName, path)?.Offset);
+        return o.Family is null && o.Ehash is null && o.UdpHash is null ? null : o;
+    }
+
+    private static SocketTableOffsets From(Func<string, string, int?> O)
+    {
+        int? Size(string structName) => O(structName, InferenceReport.SizeOfMember);
         return new SocketTableOffsets
         {
             Family = O("sock", Common + "skc_family"), State = O("sock", Common + "skc_state"), PortPair = O("sock", Common + "skc_portpair"),
@@ -68,29 +72,6 @@ public sealed record SocketTableOffsets
             UnixAddrLen = O("unix_address", "len"), UnixAddrName = O("unix_address", "name"), UnixSockAddr = O("unix_sock", "addr"),
             NetUnixBuckets = O("net", "unx.table.buckets"),
         };
-    }
-
-    /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache).</summary>
-    public static SocketTableOffsets? FromReport(InferenceReport report)
-    {
-        int? K(string s, string m) => report.Find(s, m)?.Offset;
-        var o = new SocketTableOffsets
-        {
-            Family = K("sock", Common + "skc_family"), State = K("sock", Common + "skc_state"), PortPair = K("sock", Common + "skc_portpair"),
-            RcvSaddr = K("sock", Common + "skc_rcv_saddr"), Daddr = K("sock", Common + "skc_daddr"),
-            V6RcvSaddr = K("sock", Common + "skc_v6_rcv_saddr"), V6Daddr = K("sock", Common + "skc_v6_daddr"),
-            Node = K("sock", Common + "skc_node"), NullsNode = K("sock", Common + "skc_nulls_node"),
-            SkType = K("sock", "sk_type"), SkProtocol = K("sock", "sk_protocol"), SkUid = K("sock", "sk_uid"),
-            Ehash = K("inet_hashinfo", "ehash"), EhashMask = K("inet_hashinfo", "ehash_mask"),
-            Lhash2 = K("inet_hashinfo", "lhash2"), Lhash2Mask = K("inet_hashinfo", "lhash2_mask"),
-            EhashBucketSize = K("inet_ehash_bucket", InferenceReport.SizeOfMember), EhashChain = K("inet_ehash_bucket", "chain"),
-            ListenBucketSize = K("inet_listen_hashbucket", InferenceReport.SizeOfMember), ListenNullsHead = K("inet_listen_hashbucket", "nulls_head"),
-            UdpHash = K("udp_table", "hash"), UdpMask = K("udp_table", "mask"), UdpSlotSize = K("udp_hslot", InferenceReport.SizeOfMember),
-            UdpSlotHead = K("udp_hslot", "head"),
-            UnixAddrLen = K("unix_address", "len"), UnixAddrName = K("unix_address", "name"), UnixSockAddr = K("unix_sock", "addr"),
-            NetUnixBuckets = K("net", "unx.table.buckets"),
-        };
-        return o.Family is null && o.Ehash is null && o.UdpHash is null ? null : o;
     }
 
     /// <summary>Every member under the kernel's struct and member names (<see cref="OffsetTable"/>).</summary>
