@@ -181,13 +181,17 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
     }
 
     /// <summary>ps --full without BTF (cmdline, environ, credential ids and capability sets inferred): every process's
-    /// details equal its /proc; start time and cgroup path are named unavailable once, not guessed.</summary>
+    /// details equal its /proc, its start times those the BTF run reads (inferred by timeline's rules when asked); the
+    /// cgroup path is named unavailable once, not guessed.</summary>
     [Fact]
     public void Ps_full_without_BTF_equals_proc_cmdline_environ_status_and_ns()
     {
         using var target = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
         var reader = new ProcessDetailsReader(target.Kernel);
-        Assert.Collection(reader.Unavailable, u => Assert.StartsWith("start time: not inferred", u), u => Assert.StartsWith("cgroup: not inferred", u));
+        Assert.StartsWith("cgroup: not inferred", Assert.Single(reader.Unavailable));
+        using var withBtf = Periscope.Targets.Target.OpenDump(guest.DumpPath);
+        var btfReader = new ProcessDetailsReader(withBtf.Kernel);
+        var btfTasks = withBtf.Kernel.Tasks.ToDictionary(t => t.Address);
         var truth = ProcTruth();
         int compared = 0;
         bool sawMarked = false;
@@ -196,7 +200,9 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
             if (!truth.TryGetValue(task.Pid, out var proc) || !proc.TryGetValue("stat", out var stat) || !stat.Contains($"({task.Name})", StringComparison.Ordinal)) continue;
             var d = reader.Read(task, withEnvironment: true);
             AssertEqualsProc(d, proc);
-            Assert.Null(d.StartBootTimeNs);
+            var b = btfReader.Read(btfTasks[task.Address], withEnvironment: false);
+            Assert.NotNull(d.StartTimeNs);
+            Assert.Equal((b.StartTimeNs, b.StartBootTimeNs), (d.StartTimeNs, d.StartBootTimeNs));
             Assert.Null(d.CgroupPath);
             sawMarked |= d.Environment is { } env && env.Strings().Contains("VIEWS_MARK=periscope-env-42") && d.CommandLine!.Strings().SequenceEqual(["sleep", "100003"]);
             compared++;

@@ -133,7 +133,7 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
     private static readonly string[] CapMembers = ["cap_inheritable", "cap_permitted", "cap_effective", "cap_bset"];
 
     private GuestReader R => kernel.Reader;
-    private Layout L => _layout ??= Layout.Of(kernel.Layouts);
+    private Layout L => _layout ??= Layout.Of(kernel);
     private Layout? _layout;
 
     /// <summary>The parts of `ps --full` this kernel's offsets cannot give (empty with BTF), one line each.</summary>
@@ -143,8 +143,9 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
     private sealed record Layout(int? ArgStart, int? ArgEnd, int? EnvStart, int? EnvEnd, int? RealCred, int[]? Ids, int[]? Caps, int? CapAmbient,
         int? StartTime, int? StartBootTime, int? Cgroups, int? DflCgrp, int? Kn, int? KnName, int? KnParent, IReadOnlyList<string> Unavailable)
     {
-        public static Layout Of(KernelLayouts layouts)
+        public static Layout Of(LinuxKernel kernel)
         {
+            var layouts = kernel.Layouts;
             var unavailable = new List<string>();
             MemberOffsets b = new(layouts);
             void Check(string area, MemberOffsets m) { if (m.Missing.Count > 0) unavailable.Add($"{area}: {MemberOffsets.Lacks(m)}"); }
@@ -161,7 +162,14 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             // start_boottime since 5.5 (real_start_time before); a member only some kernels have is no gap with BTF.
             int? startTime = b.Optional("task_struct", "start_time");
             int? bootTime = b.Optional("task_struct", "start_boottime") ?? b.Optional("task_struct", "real_start_time");
-            if (!layouts.FromBtf && (startTime is null || bootTime is null)) unavailable.Add("start time: not inferred (no BTF): task_struct.start_time, start_boottime");
+            if (!layouts.FromBtf)
+            {
+                // Without BTF the start times are inferred only when asked (timeline's rules: attach does not pay for them).
+                var inferred = TimelineLayout.For(kernel);
+                (startTime, bootTime) = (inferred.StartTime, inferred.StartTimeEvidence?.StartBootTime);
+                if (startTime is null || bootTime is null)
+                    unavailable.Add($"start time: {inferred.StartTimeMissing ?? "task_struct.start_boottime not inferred (no BTF)"}");
+            }
             // The cgroup v2 path: task->cgroups->dfl_cgrp->kn; kernels without CONFIG_CGROUPS have no task->cgroups.
             int? cgroups = b.Optional("task_struct", "cgroups"), dfl = b.Optional("css_set", "dfl_cgrp"), kn = b.Optional("cgroup", "kn");
             int? knName = b.Optional("kernfs_node", "name");
