@@ -62,6 +62,18 @@ public sealed class StructLayout
     /// <exception cref="KeyNotFoundException">No such member (the message names the struct and the path).</exception>
     public long Offset(string path) => GetMember(path).ByteOffset;
 
+    /// <summary>Byte offset of <paramref name="path"/> when the struct has it and it starts inside the struct — at its very
+    /// end only for a member with no bytes of its own (a flexible array, as unix_address.name[]); null otherwise, also
+    /// for a corrupt offset.</summary>
+    public int? OffsetInside(string path)
+    {
+        if (!HasMember(path)) return null;
+        BtfMember m = GetMember(path);
+        long v = m.ByteOffset;
+        if (v < 0 || v > Size) return null;
+        return v < Size || _btf.Size(m.TypeId) == 0 ? (int)v : null;
+    }
+
     /// <summary>True when <paramref name="path"/> resolves.</summary>
     /// <exception cref="ArgumentException">The path is malformed.</exception>
     public bool HasMember(string path) => TryResolve(path, out _, out _);

@@ -48,11 +48,9 @@ public sealed class KernelLayouts
     {
         offset = 0;
         if (_btf is null) return _inferred.TryGetValue((structName, path), out offset) || _vmcoreInfo?.TryGetOffset(structName, path, out offset) == true;
-        if (_btf.FindStruct(structName) is not { } s || !s.HasMember(path)) return false;
-        long value = s.Offset(path);
         // A flexible array member (pid.numbers[]) starts where its struct ends.
-        if (value < 0 || value > s.Size) return false;
-        offset = (int)value;
+        if (_btf.FindStruct(structName)?.OffsetInside(path) is not { } value) return false;
+        offset = value;
         return true;
     }
 

@@ -34,12 +34,7 @@ public sealed record NamespaceOffsets
 
     public static NamespaceOffsets FromBtf(BtfTypes btf)
     {
-        int? O(string structName, string path)
-        {
-            if (btf.FindStruct(structName) is not { } s || !s.HasMember(path)) return null;
-            long v = s.Offset(path);
-            return v >= 0 && v < s.Size ? (int)v : null;
-        }
+        int? O(string structName, string path) => btf.FindStruct(structName)?.OffsetInside(path);
         var nsproxy = new Dictionary<string, int>();
         foreach (var (_, member, _, _) in NsproxyMembers) if (O("nsproxy", member) is { } v) nsproxy[member] = v;
         var inum = new Dictionary<string, int>();

@@ -27,7 +27,7 @@ public sealed record OpenFileOffsets
     public int? DentryHashPprev { get; init; }
 
     /// <summary>From BTF; null when a struct or required member is missing.</summary>
-    public static OpenFileOffsets? FromBtf(BtfTypes btf) => From((structName, path) => BtfMember.Offset(btf, structName, path));
+    public static OpenFileOffsets? FromBtf(BtfTypes btf) => From((structName, path) => btf.FindStruct(structName)?.OffsetInside(path));
 
     /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache).</summary>
     public static OpenFileOffsets? FromReport(Inference.InferenceReport report) => From((structName, path) => report.Find(structName, path)?.Offset);
@@ -74,7 +74,7 @@ public sealed record SocketFileOffsets
     public int SocketAllocVfsInode { get; init; }
     public int SockSkSocket { get; init; }
 
-    public static SocketFileOffsets? FromBtf(BtfTypes btf) => From((structName, path) => BtfMember.Offset(btf, structName, path));
+    public static SocketFileOffsets? FromBtf(BtfTypes btf) => From((structName, path) => btf.FindStruct(structName)?.OffsetInside(path));
 
     /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache).</summary>
     public static SocketFileOffsets? FromReport(Inference.InferenceReport report) => From((structName, path) => report.Find(structName, path)?.Offset);
@@ -97,19 +97,5 @@ public sealed record SocketFileOffsets
         add("file", "private_data", FilePrivateData); add("socket", "state", SocketState); add("socket", "file", SocketFile);
         add("socket", "sk", SocketSk); add("socket_alloc", "socket", SocketAllocSocket); add("socket_alloc", "vfs_inode", SocketAllocVfsInode);
         add("sock", "sk_socket", SockSkSocket);
-    }
-}
-
-/// <summary>A member's offset in BTF when its struct has it and it lies inside the struct; else null.</summary>
-internal static class BtfMember
-{
-    public static int? Offset(BtfTypes btf, string structName, string path)
-    {
-        if (btf.FindStruct(structName) is not { } s) return null;
-        if (path == Inference.InferenceReport.SizeOfMember) return s.Size;
-        if (!s.HasMember(path)) return null;
-        long v = s.Offset(path);
-        // A flexible array member (unix_address.name[]) starts where its struct ends.
-        return v >= 0 && v <= s.Size ? (int)v : null;
     }
 }

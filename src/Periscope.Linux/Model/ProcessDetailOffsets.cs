@@ -25,8 +25,8 @@ public sealed record ProcessDetailOffsets
     {
         var result = new Dictionary<(string, string), int>();
         foreach (var (s, m) in Members)
-            if (btf.FindStruct(s) is { } layout && layout.HasMember(m) && layout.Offset(m) is var v && v >= 0 && v < layout.Size)
-                result[(s, m)] = (int)v;
+            if (btf.FindStruct(s)?.OffsetInside(m) is { } v)
+                result[(s, m)] = v;
         return new ProcessDetailOffsets { Offsets = result };
     }
 

@@ -51,12 +51,7 @@ public sealed record SchedulerOffsets
         var dlSe = btf.FindStruct("sched_dl_entity");
         var rb = btf.FindStruct("rb_node");
         if (rq is null || cfs is null || se is null || task is null || rt is null || rtSe is null || dl is null || dlSe is null || rb is null) return null;
-        int? O(StructLayout s, string path)
-        {
-            if (!s.HasMember(path)) return null;
-            long v = s.Offset(path);
-            return v >= 0 && v < s.Size ? (int)v : null;
-        }
+        static int? O(StructLayout s, string path) => s.OffsetInside(path);
         if (O(rq, "cfs") is not { } rqCfs || O(rq, "rt") is not { } rqRt || O(rq, "dl") is not { } rqDl
             || O(cfs, "tasks_timeline.rb_root.rb_node") is not { } cfsRoot || O(se, "run_node") is not { } runNode || O(task, "se") is not { } taskSe
             || O(rt, "active.queue") is not { } rtQueue || O(rtSe, "run_list") is not { } runList || O(task, "rt") is not { } taskRt

@@ -44,7 +44,8 @@ public sealed record SocketTableOffsets
     private const string Common = "__sk_common.";
 
     /// <summary>From BTF (only for listing: with BTF the views ask BTF directly); members BTF lacks stay null.</summary>
-    public static SocketTableOffsets FromBtf(BtfTypes btf) => From((structName, path) => BtfMember.Offset(btf, structName, path));
+    public static SocketTableOffsets FromBtf(BtfTypes btf) => From((structName, path) =>
+        path == InferenceReport.SizeOfMember ? btf.FindStruct(structName)?.Size : btf.FindStruct(structName)?.OffsetInside(path));
 
     /// <summary>From the inference report's known members (inferred now, or loaded from the offsets cache); null when it
     /// knows none of the three tables' anchors.</summary>
