@@ -49,9 +49,16 @@ public static class RecordReplayCommandLine
             "-device", "virtio-blk-pci,drive=img-blkreplay",
             "-icount", $"shift={layout.IcountShift},rr={rr},rrfile={Path.Combine(files.RecordingFolder, RecordingLayout.EventLogFile)},rrsnapshot={startSnapshot}",
         };
-        // A replay starts paused: the snapshot is loaded at start-up, and nothing runs before the first replay-break
-        // is set (loading a snapshot after the vCPU ran deadlocks QEMU 7.2).
-        if (mode == ReplayMode.Replay) args.Add("-S");
+        if (mode == ReplayMode.Replay)
+        {
+            // A replay starts paused: the snapshot is loaded at start-up, and nothing runs before the first replay-break
+            // is set (loading a snapshot after the vCPU ran deadlocks QEMU 7.2).
+            args.Add("-S");
+            // The log ends with the recorder's own quit, a shutdown request QEMU replays once it reaches the end icount
+            // (from the vCPU, or from a host-clock timer while paused there): with the default action it would exit under
+            // the command running at the end. Paused in state "shutdown", the guest stays readable at that icount.
+            args.AddRange(["-action", "shutdown=pause"]);
+        }
         return args;
     }
 }

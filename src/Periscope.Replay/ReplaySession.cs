@@ -82,7 +82,7 @@ public sealed class ReplaySession : IDisposable
         ulong lastIcount = Icount;
         var lastProgress = sw.Elapsed;
         int sleepMs = 5;
-        while (qmp.QueryStatus() != "paused")
+        while (!IsStopped(qmp.QueryStatus()))
         {
             if (_qemu.HasExited) throw new IOException($"{Recording.Folder}: replay QEMU exited before icount {icount}: {_qemu.StandardError}");
             ulong now = qmp.QueryReplayIcount();
@@ -98,6 +98,12 @@ public sealed class ReplaySession : IDisposable
         if (reached != icount) throw new IOException($"replay stopped at icount {reached}, not at the break point {icount}");
         Icount = icount;
     }
+
+    /// <summary>
+    /// "paused" after a replay-break; "shutdown" once the recorded quit at the end of the log was replayed (QEMU runs
+    /// with shutdown=pause, see <see cref="RecordReplayCommandLine"/>): the replay stops at the end icount either way.
+    /// </summary>
+    private static bool IsStopped(string status) => status is "paused" or "shutdown";
 
     /// <summary>A command given the tool QMP socket could resume the guest; the replay must still stand where it was left.</summary>
     public void CheckStillPaused()

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Periscope.Memory;
 using Periscope.Memory.Formats;
 using Periscope.Replay;
 using Periscope.Targets;
@@ -159,6 +161,29 @@ public sealed class ReplayTests(RecordedAttack run, ITestOutputHelper output) : 
         // The seek's cost is reported: at a snapshot itself, nothing is replayed.
         Assert.Contains($"replay: snapshot {Recorder.ReadySnapshot} loaded in ", err);
         Assert.Contains(" s (image copy, QEMU start, load); 0 instructions replayed in ", err);
+    }
+
+    /// <summary>
+    /// The log ends with the recorder's quit. Replayed to its very end with no break point, QEMU replays that shutdown
+    /// request: it must stay up, stopped at the end icount, with the guest readable there (it used to exit, racing the
+    /// command that `replay --at-end` runs).
+    /// </summary>
+    [Fact]
+    public void AReplayRunPastTheLastEventStaysUpAtTheEnd()
+    {
+        using var session = ReplaySession.StartNear(run.Recording, run.Manifest.EndIcount);
+        session.Qmp.Continue();
+        // A bound, not a wait: the replay stops by itself at the end of the log.
+        var limit = ReplaySession.SeekTimeLimit(run.Manifest, IntrospectionLimits.Default);
+        var clock = Stopwatch.StartNew();
+        string status;
+        while ((status = session.Qmp.QueryStatus()) == "running" && clock.Elapsed < limit) Thread.Sleep(100);
+        Assert.Equal("shutdown", status);
+        Assert.Equal(run.Manifest.EndIcount, session.Qmp.QueryReplayIcount());
+        var (code, text, err) = CliRun.Run("modules", "--qemu", session.RamFile, "--qmp", session.ToolQmpSocket);
+        Assert.True(code == 0, err);
+        Assert.DoesNotContain("warning", err);
+        Assert.Contains("periscope_tamper", text);
     }
 
     /// <summary>A whole replay of the short recording reproduces the recorded serial output and the RAM hash at its end.</summary>

@@ -131,6 +131,10 @@ public sealed class RecordingManifestTests : IDisposable
         Assert.Contains("shift=auto,rr=replay,rrfile=/rec/events.rr,rrsnapshot=p1", replay);
         Assert.DoesNotContain("-S", record);
         Assert.Contains("-S", replay);
+        // The recorded quit at the end of the log must pause a replay, not end it.
+        int action = replay.ToList().IndexOf("-action");
+        Assert.Equal("shutdown=pause", replay[action + 1]);
+        Assert.DoesNotContain("-action", record);
         Assert.Contains("driver=blkreplay,if=none,image=img-direct,id=img-blkreplay", replay);
         Assert.Contains("file=/work/snapshots.qcow2,if=none,id=img-direct,format=qcow2", replay);
         int nic = replay.ToList().IndexOf("-nic");
