@@ -2,6 +2,7 @@ using Periscope.Linux;
 using Periscope.Linux.Inference;
 using Periscope.Linux.Model;
 using Periscope.Targets;
+using Periscope.Tests.Shared;
 using Xunit.Abstractions;
 
 namespace Periscope.GuestTests;
@@ -72,6 +73,39 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             (mi.CoreLayout, mi.Mem, mi.MemCount, mi.Mem is null ? 0 : mi.MemSize, mi.MemText, mi.MemRodata, mi.LayoutBase, mi.LayoutSize));
         Assert.Equal(WithBtf.Offsets.Maple, k.Offsets.Maple);
         Assert.Equal(WithBtf.InitTask, k.InitTask);
+    }
+
+    /// <summary>`info --offsets` shows every offset with its evidence, the ones inferred only when a view asks (timeline's
+    /// start_time and timekeeper) included: each row without BTF equals the BTF run's row of the same name.</summary>
+    [Fact]
+    public void Info_offsets_without_BTF_lists_every_row_equal_to_BTF_timeline_members_included()
+    {
+        static Dictionary<string, (int? Offset, string Source)> Rows(params string[] extra)
+        {
+            var (code, text, error) = CliRun.Run(["info", "--offsets", "--json", .. extra]);
+            Assert.True(code == 0, error);
+            using var doc = System.Text.Json.JsonDocument.Parse(text);
+            return doc.RootElement.GetProperty("offsets").EnumerateArray().ToDictionary(
+                e => e.GetProperty("name").GetString()!,
+                e => (e.GetProperty("offset").ValueKind == System.Text.Json.JsonValueKind.Null ? (int?)null : e.GetProperty("offset").GetInt32(), e.GetProperty("source").GetString()!));
+        }
+        var btf = Rows("--dump", guest.DumpPath);
+        var inferred = Rows("--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        foreach (var name in new[] { "task_struct.start_time", "timekeeper.tkr_mono.base", "timekeeper.offs_real" })
+        {
+            Assert.Equal("Btf", btf[name].Source);
+            Assert.Equal("Inferred", inferred[name].Source);
+            Assert.NotNull(inferred[name].Offset);
+        }
+        Assert.NotNull(inferred["task_struct.start_boottime"].Offset);
+        int compared = 0;
+        foreach (var (name, row) in inferred)
+            if (row.Offset is { } offset && btf.TryGetValue(name, out var b) && b.Offset is { } expected)
+            {
+                Assert.True(offset == expected, $"{name}: 0x{offset:x} without BTF, 0x{expected:x} with BTF");
+                compared++;
+            }
+        Assert.True(compared >= 50, $"only {compared} rows in common");
     }
 
     /// <summary>lsof without BTF: every process's open files (path, kind, flags, mode, position, inode) are the BTF run's,

@@ -3,6 +3,7 @@ using Periscope.Cli.Output;
 using Periscope.Linux;
 using Periscope.Linux.Discovery;
 using Periscope.Linux.Inference;
+using Periscope.Linux.Model;
 using Periscope.Targets;
 
 namespace Periscope.Cli.Commands;
@@ -118,16 +119,16 @@ internal static class OffsetsView
         catch (OffsetInferenceException e)
         {
             // The search failed for some member: show all it found, then fail as any open does.
-            Write(context, r, null, e.Report, OffsetSource.Inferred);
+            Write(context, r, null, e.Report, OffsetSource.Inferred, null);
             throw;
         }
-        Write(context, r, k.Offsets, k.Inference, k.OffsetSource);
+        Write(context, r, k.Offsets, k.Inference, k.OffsetSource, TimelineLayout.For(k));
         Warnings.Print(context, k);
         return 0;
     }
 
     private static IEnumerable<(string Name, int? Offset, string Source, string Decision, string Candidates, string Rule)> Rows(
-        Periscope.Linux.Model.KernelOffsets? offsets, InferenceReport? report, OffsetSource source)
+        Periscope.Linux.Model.KernelOffsets? offsets, InferenceReport? report, OffsetSource source, TimelineLayout? timeline)
     {
         var seen = new HashSet<string>();
         if (report is not null)
@@ -141,11 +142,30 @@ internal static class OffsetsView
             foreach (var e in OffsetTable.Of(offsets))
                 if (seen.Add(e.Name))
                     yield return (e.Name, e.Offset, report is null ? source.ToString() : "constant", report is null ? "BTF" : "Structural", "", report is null ? "read from BTF" : "a fixed layout fact (StructuralFacts)");
+        if (timeline is not null)
+            foreach (var row in TimelineRows(timeline)) yield return row;
     }
 
-    private static void Write(CommandContext context, System.CommandLine.ParseResult r, Periscope.Linux.Model.KernelOffsets? offsets, InferenceReport? report, OffsetSource source)
+    /// <summary>What `timeline` and `ps --full` read: inferred when first asked, not at attach (nothing else needs them), so
+    /// never from the offsets cache; listed here with their evidence like the rest.</summary>
+    private static IEnumerable<(string Name, int? Offset, string Source, string Decision, string Candidates, string Rule)> TimelineRows(TimelineLayout t)
     {
-        var rows = Rows(offsets, report, source).ToList();
+        const string whenAsked = " (inferred when a view asks, not cached)";
+        string source = t.StartTimeEvidence is null ? OffsetSource.Btf.ToString() : OffsetSource.Inferred.ToString();
+        string Decision(int? offset) => offset is null ? "unknown" : t.StartTimeEvidence is null ? "BTF" : "Unique";
+        string candidates = t.StartTimeEvidence is { } e ? string.Join(" ", e.Candidates.Select(c => $"0x{c:x}")) : "";
+        string startRule = t.StartTimeEvidence is { } ev ? ev.Rule + whenAsked : t.StartTimeMissing ?? "read from BTF";
+        yield return ("task_struct.start_time", t.StartTime, source, Decision(t.StartTime), candidates, startRule);
+        if (t.StartTimeEvidence is { } d) yield return ("task_struct.start_boottime", d.StartBootTime, source, Decision(d.StartBootTime), candidates, startRule);
+        string tkRule = t.Timekeeper is { } tk ? $"timekeeper at 0x{tk.Address:x}: {tk.How}" + (t.StartTimeEvidence is null ? "" : whenAsked) : t.TimekeeperMissing ?? "";
+        yield return ("timekeeper.tkr_mono.base", t.Timekeeper?.MonoBase, source, Decision(t.Timekeeper?.MonoBase), "", tkRule);
+        yield return ("timekeeper.offs_real", t.Timekeeper?.OffsReal, source, Decision(t.Timekeeper?.OffsReal), "", tkRule);
+    }
+
+    private static void Write(CommandContext context, System.CommandLine.ParseResult r, Periscope.Linux.Model.KernelOffsets? offsets, InferenceReport? report, OffsetSource source,
+        TimelineLayout? timeline)
+    {
+        var rows = Rows(offsets, report, source, timeline).ToList();
         if (context.Json(r))
         {
             Json.Write(context.Output, w =>
