@@ -108,6 +108,29 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.True(compared >= 50, $"only {compared} rows in common");
     }
 
+    /// <summary>`struct` without BTF has no types: it shows the struct's inferred members, each as the word at its offset,
+    /// at the addresses BTF gives them; a struct with no inferred member is an incomplete result.</summary>
+    [Fact]
+    public void Struct_without_BTF_shows_the_inferred_members_at_their_BTF_addresses()
+    {
+        var (code, text, error) = CliRun.Run("struct", "task_struct", "init_task", "--json", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        ulong init = WithBtf.Symbols.GetAddress("init_task");
+        var btf = WithBtf.Btf!.FindStruct("task_struct")!;
+        using var doc = System.Text.Json.JsonDocument.Parse(text);
+        var members = doc.RootElement.GetProperty("members").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!);
+        Assert.True(members.Count >= 20, $"only {members.Count} members");
+        foreach (var (name, m) in members)
+            Assert.Equal($"0x{init + (ulong)btf.Offset(name):x}", m.GetProperty("address").GetString());
+        // init_task is its own parent and group leader; it has no mm.
+        foreach (var self in new[] { "real_parent", "parent", "group_leader" })
+            Assert.Equal($"0x{init:x16}", members[self].GetProperty("value").GetString());
+        Assert.Equal($"0x{0:x16}", members["mm"].GetProperty("value").GetString());
+        var (unknownCode, _, unknownError) = CliRun.Run("struct", "no_such_struct", "init_task", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        Assert.Equal(3, unknownCode);
+        Assert.Contains("no member of struct no_such_struct was inferred", unknownError);
+    }
+
     /// <summary>lsof without BTF: every process's open files (path, kind, flags, mode, position, inode) are the BTF run's,
     /// netfiles' pipes, eventfd and sockets among them (the members themselves are compared with BTF by name above).</summary>
     [Fact]

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Text;
 using System.Text.Json;
 using Periscope.Cli.Output;
+using Periscope.Linux;
+using Periscope.Linux.Inference;
 using Periscope.Linux.Objects;
 
 namespace Periscope.Cli.Commands;
@@ -24,6 +26,7 @@ public sealed class StructCommand : ICliCommand
             var kernel = target.Kernel;
             if (r.GetValue(depth) < 0) throw new CliUsageException("--depth must be 0 or more");
             ulong at = KernelAddressParser.Parse(r.GetValue(address)!, kernel.Symbols);
+            if (kernel.Btf is null) return WithoutBtf(context, r, kernel, r.GetValue(type)!, at);
             var obj = kernel.Object(r.GetValue(type)!, at);
             var options = new ObjectPrintOptions
             {
@@ -45,6 +48,45 @@ public sealed class StructCommand : ICliCommand
         }));
         return command;
     }
+
+    /// <summary>
+    /// Without BTF there are no types, only the offsets Periscope inferred (the constraint search's and the fixed
+    /// layout facts'): the struct's known members in offset order, each shown as the pointer-size word at its offset, since the
+    /// member's own size and type are BTF's to say. A type with no known member is an incomplete result (exit 3).
+    /// </summary>
+    private static int WithoutBtf(CommandContext context, ParseResult r, LinuxKernel kernel, string typeName, ulong at)
+    {
+        string name = typeName.StartsWith("struct ", StringComparison.Ordinal) ? typeName["struct ".Length..].Trim() : typeName.Trim();
+        var known = new SortedSet<(int Offset, string Member)>();
+        foreach (var m in kernel.Inference?.Members ?? [])
+            if (m.Struct == name && m.Offset is { } o && m.Member != InferenceReport.SizeOfMember) known.Add((o, m.Member));
+        foreach (var e in OffsetTable.Of(kernel.Offsets))
+            if (e.Struct == name) known.Add((e.Offset, e.Member));
+        int size = kernel.Reader.PointerSize;
+        var children = known.DistinctBy(k => k.Member).Select(k =>
+        {
+            ulong address = at + (ulong)k.Offset;
+            bool read = kernel.Reader.TryPointer(address, out ulong word);
+            return new ObjectNode(k.Member, RawWordType, ObjectKind.Integer, address, 0, 0, read ? $"0x{word.ToString(size == 8 ? "x16" : "x8")}" : null, [],
+                read ? null : $"unreadable at 0x{address:x}", false);
+        }).ToList();
+        var root = new ObjectNode("", "struct " + name, ObjectKind.Struct, at, 0, 0, null, children, null, false);
+        if (context.Json(r)) Json.Write(context.Output, w => WriteJson(w, root));
+        else
+        {
+            var sb = new StringBuilder();
+            Render(sb, root, 0);
+            context.Output.Write(sb.ToString());
+        }
+        context.Error.WriteLine(children.Count == 0
+            ? $"periscope: no BTF, and no member of struct {TerminalText.Escape(name)} was inferred (periscope info --offsets lists what was)"
+            : $"periscope: no BTF: the {children.Count} members of struct {TerminalText.Escape(name)} Periscope inferred, each as the {size}-byte word at its offset");
+        Warnings.Print(context, kernel);
+        return children.Count == 0 || HasErrors(root) || kernel.IsIncomplete ? 3 : 0;
+    }
+
+    /// <summary>The type shown for a member printed without BTF: a pointer-size word read at its inferred offset.</summary>
+    internal const string RawWordType = "word at inferred offset";
 
     private static bool HasErrors(ObjectNode n) => n.Error is not null && !n.Cut || n.Children.Any(HasErrors);
 
