@@ -432,7 +432,8 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
     /// gate is Linux's own): exit 0.</summary>
     /// <summary>sockets' kernel-table view on i386 (no BTF, no data symbols: tcp_hashinfo, udp_table and init_net found
     /// by code, offsets inferred for 4-byte pointers) lists exactly the sockets of /proc/net/tcp, tcp6, udp, udp6, and
-    /// unix's bound and listening flags, types and paths.</summary>
+    /// unix's bound and listening flags, types and paths, and the user sockets of /proc/net/netlink (nl_table found by
+    /// netlink_has_listeners' code): protocol, port id and inode.</summary>
     [Fact]
     public void Sockets_in_the_kernel_tables_equal_proc_net()
     {
@@ -452,6 +453,14 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         var ourUnix = table.Where(s => s.Kind == Periscope.Linux.Network.SocketKind.Unix)
             .Select(s => $"{(s.Listening ? Periscope.Linux.Network.Sockets.SoAcceptCon : 0):x} {s.Type} {s.Local}".TrimEnd()).Order().ToList();
         Assert.Equal(unix, ourUnix);
+        // /proc/net/netlink: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode. The view takes user sockets (with a file)
+        // from nl_table; the kernel's own have port id 0.
+        var netlink = guest.Net["netlink"].Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f[2] != "0").Select(f => $"{f[1]} {f[2]} {f[9]}").Order().ToList();
+        var ourNetlink = table.Where(s => s.Kind == Periscope.Linux.Network.SocketKind.Netlink).Select(s => $"{s.Protocol} {s.PortId} {s.Inode}").Order().ToList();
+        Assert.Equal(netlink, ourNetlink);
+        Assert.NotEmpty(ourNetlink); // netfiles' NETLINK_ROUTE socket
+        Assert.DoesNotContain(report.Unavailable, u => u.StartsWith("netlink table", StringComparison.Ordinal));
     }
 
     [Fact]

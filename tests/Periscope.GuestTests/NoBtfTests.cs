@@ -310,14 +310,14 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
     }
 
     /// <summary>sockets' kernel-table view on inferred offsets: the same sockets (address, kind, state, addresses, type,
-    /// protocol, unix path) as through BTF, read from tcp_hashinfo, udp_table and init_net's unix hash.</summary>
+    /// protocol, unix path, netlink port id) as through BTF, read from tcp_hashinfo, udp_table, init_net's unix hash and nl_table.</summary>
     [Fact]
     public void Sockets_kernel_tables_without_BTF_equal_those_with_BTF()
     {
         using var t = OpenNoBtf();
         static List<string> Rows(Periscope.Linux.Network.SocketReport r) => r.Sockets
-            .Where(s => (s.Seen & Periscope.Linux.Network.SocketViews.KernelTable) != 0 && s.Kind != Periscope.Linux.Network.SocketKind.Netlink)
-            .Select(s => $"0x{s.Sock:x} {s.Kind} {s.State:X2} {s.Local} {s.Remote} {s.Type} {s.Protocol} {s.Listening}").Order().ToList();
+            .Where(s => (s.Seen & Periscope.Linux.Network.SocketViews.KernelTable) != 0)
+            .Select(s => $"0x{s.Sock:x} {s.Kind} {s.State:X2} {s.Local} {s.Remote} {s.Type} {s.Protocol} {s.Listening} {s.PortId}").Order().ToList();
         var withBtf = Rows(new Periscope.Linux.Network.Sockets(WithBtf).Read());
         var without = new Periscope.Linux.Network.Sockets(t.Kernel).Read();
         Assert.Empty(without.Gaps);
@@ -327,6 +327,10 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Equal(2, withBtf.Count(r => r.Contains(" Tcp 01 ", StringComparison.Ordinal)));
         Assert.Contains(withBtf, r => r.Contains(" Udp 07 0100007F:1B5B ", StringComparison.Ordinal));
         Assert.Contains(withBtf, r => r.Contains(" Unix ", StringComparison.Ordinal) && r.Contains("/tmp/periscope-views.sock", StringComparison.Ordinal));
+        // netfiles' NETLINK_ROUTE socket, from nl_table (found, and its members inferred, without BTF), with its port id.
+        var netlink = Assert.Single(withBtf, r => r.Contains(" Netlink ", StringComparison.Ordinal));
+        Assert.EndsWith($" 0 False {guest.Truth.Processes.Values.Single(p => p.Leader.Comm == "netfiles").Leader.Pid}", netlink, StringComparison.Ordinal);
+        Assert.DoesNotContain(without.Unavailable, u => u.StartsWith("netlink table", StringComparison.Ordinal));
         output.WriteLine(string.Join('\n', withBtf));
     }
 }

@@ -8,7 +8,8 @@ namespace Periscope.UnitTests;
 
 /// <summary>
 /// The socket-table rules without BTF (SocketRules) on a synthetic x86-64 guest laid out as Debian 6.12's BTF says:
-/// tcp_hashinfo with its established and listening hashes, udp_table, init_net's unix hash, and one socket of each kind.
+/// tcp_hashinfo with its established and listening hashes, udp_table, init_net's unix hash, one socket of each kind, and
+/// nl_table (6.1's layout: 32 netlink_tables of 0xd0 bytes, bucket tables with buckets[] at 0x40) with three netlink sockets.
 /// Every member must come out as BTF has it; hostile tables (a cycle, a wild pointer, an absurd mask, no sockets) must
 /// stop, bounded, and leave members unknown rather than guessed.
 /// </summary>
@@ -21,6 +22,14 @@ public class InferenceSocketTests
     private const uint EhashMask = 255, LhashMask = 31, UdpMask = 255;
     private const int Node = 0x68, SkType = 0x23c, SkProtocol = 0x23e, UnixAddr = 0x308, NetUnix = 0x250;
     private const uint EstablishedBucket = 77, ListenerBucket = 5, UdpSlot = 126, UnixBucket = 300;
+
+    private const ulong NlTableVar = B + 0x6000, NlArray = B + 0x20_0000, BucketTables = B + 0x21_0000;
+    private const ulong NlKernel = B + 0x22_0000, NlUser = B + 0x22_2000, NlAudit = B + 0x22_4000;
+    private const int NlStride = 0xd0, NlBuckets = 0x40, NlNode = 0x428;
+    private const uint NlSize = 64, RouteBucket = 3, AuditBucket = 10;
+
+    private static ulong BucketTable(int protocol) => BucketTables + (ulong)protocol * 0x400;
+    private static ulong NlMarker(int protocol, uint bucket) => (BucketTable(protocol) + NlBuckets + bucket * 8) | 1;
 
     private static ulong EhashMarker(ulong i) => (i << 1) | 1;
     private static ulong ListenMarker(ulong i) => ((i + (1UL << 29)) << 1) | 1;
@@ -58,9 +67,29 @@ public class InferenceSocketTests
         g.I32(UnixAddress + 4, 2 + 7);
         g.U32(UnixAddress + 8, 1);
         g.Text(UnixAddress + 10, "/tmp/x");
+        // nl_table → netlink_table[32] { rhashtable hash { tbl, ... }, ... }; bucket_table { size, nest, hash_rnd, walkers
+        // (empty: pointing to itself), rcu, future_tbl @0x30, buckets[] @0x40 }: route's bucket 3 chains a kernel socket
+        // then a user one, audit's bucket 10 a kernel socket; each chain ends in its bucket's own marker.
+        g.U64(NlTableVar, NlArray);
+        for (int i = 0; i < 32; i++)
+        {
+            ulong t = BucketTable(i);
+            g.U64(NlArray + (ulong)(i * NlStride), t);
+            g.U32(t, NlSize);
+            g.U32(t + 8, 0x6a12_2c1a);
+            g.U64(t + 0x10, t + 0x10);
+            g.U64(t + 0x18, t + 0x10);
+        }
+        g.U64(BucketTable(0) + NlBuckets + RouteBucket * 8, NlKernel + NlNode);
+        g.U64(BucketTable(9) + NlBuckets + AuditBucket * 8, NlAudit + NlNode);
+        foreach (var (sk, protocol, next) in new[] { (NlKernel, 0, NlUser + NlNode), (NlUser, 0, NlMarker(0, RouteBucket)), (NlAudit, 9, NlMarker(9, AuditBucket)) })
+        {
+            Sock(g, sk, family: 16, state: 7, hash: 0, localPort: 0, next: 0, type: 3, protocol: protocol);
+            g.U64(sk + NlNode, next);
+        }
         tamper?.Invoke(g);
         var limitsUsed = limits ?? new IntrospectionLimits();
-        var symbols = new KernelSymbols([new(HashInfo, 'D', "tcp_hashinfo"), new(UdpTable, 'D', "udp_table"), new(InitNet, 'D', "init_net")]);
+        var symbols = new KernelSymbols([new(HashInfo, 'D', "tcp_hashinfo"), new(UdpTable, 'D', "udp_table"), new(InitNet, 'D', "init_net"), new(NlTableVar, 'D', "nl_table")]);
         return OffsetInference.InferSocketTables(g.Reader(limitsUsed), symbols, limitsUsed);
     }
 
@@ -164,5 +193,53 @@ public class InferenceSocketTests
     public void The_step_budget_bounds_the_search()
     {
         Assert.Throws<KernelModelException>(() => Infer(limits: new IntrospectionLimits { MaxInferenceSteps = 50 }));
+    }
+
+    [Fact]
+    public void The_netlink_table_members_come_out_as_btf_has_them()
+    {
+        var r = Infer();
+        var expected = new (string, string, int)[]
+        {
+            ("netlink_table", InferenceReport.SizeOfMember, NlStride), ("netlink_table", "hash", 0), ("rhashtable", "tbl", 0),
+            ("bucket_table", "size", 0), ("bucket_table", "nest", 4), ("bucket_table", "future_tbl", 0x30), ("bucket_table", "buckets", NlBuckets),
+            ("netlink_sock", "node", NlNode),
+        };
+        foreach (var (s, m, v) in expected) Assert.True(Offset(r, s, m) == v, $"{s}.{m}: {Offset(r, s, m)?.ToString("x") ?? "unknown"}, expected 0x{v:x}");
+        // Whole-bucket shifts fit the marker rule too: the cache-line alignment decides, and says so.
+        Assert.Equal(InferenceDecision.TieBreak, r.Find("bucket_table", "buckets")!.Decision);
+        // The socket rules alone know no struct socket or file: no evidence tells a port id from any other u32.
+        Assert.Null(Offset(r, "netlink_sock", "portid"));
+    }
+
+    [Fact]
+    public void A_netlink_chain_that_cycles_is_no_bucket_array_and_stops()
+    {
+        var r = Infer(g => g.U64(NlUser + NlNode, NlKernel + NlNode));
+        Assert.Equal(NlStride, Offset(r, "netlink_table", InferenceReport.SizeOfMember));
+        // Only offsets past route's bucket 3 (reading zeroes beyond the array) still fit: none is the array's start.
+        Assert.Null(Offset(r, "bucket_table", "buckets"));
+        Assert.DoesNotContain(NlBuckets, r.Find("bucket_table", "buckets")!.Candidates);
+        // The intact audit chain alone still settles netlink_sock.node.
+        Assert.Equal(NlNode, Offset(r, "netlink_sock", "node"));
+        Assert.True(r.Steps < new IntrospectionLimits().MaxInferenceSteps);
+    }
+
+    [Fact]
+    public void A_huge_bucket_count_is_no_bucket_table_and_nothing_huge_is_read()
+    {
+        var r = Infer(g => g.U32(BucketTable(5), 1u << 30));
+        Assert.Null(Offset(r, "netlink_table", InferenceReport.SizeOfMember));
+        Assert.Null(Offset(r, "bucket_table", "buckets"));
+        Assert.Null(Offset(r, "netlink_sock", "node"));
+        // The other tables are untouched.
+        Assert.Equal(Node, Offset(r, "sock", "__sk_common.skc_nulls_node"));
+    }
+
+    [Fact]
+    public void A_chain_ending_in_another_buckets_marker_is_not_the_bucket_array()
+    {
+        var r = Infer(g => g.U64(NlAudit + NlNode, NlMarker(9, AuditBucket + 1)));
+        Assert.Null(Offset(r, "bucket_table", "buckets"));
     }
 }

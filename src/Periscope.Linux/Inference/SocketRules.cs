@@ -72,6 +72,7 @@ public sealed partial class OffsetInference
         var tcp = node is { } at ? nodes.Where(c => IsFullTcp(c.Link - (ulong)at)).Select(c => c.Link - (ulong)at).Distinct().Take(SocketSamples).ToList() : [];
         InferSockTypes(tcp, udp, unix);
         InferUnixAddress(unix);
+        InferNetlinkTable();
     }
 
     private int SocketSamples => Math.Min(_limits.MaxInferenceSamples, 256);

@@ -54,7 +54,7 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         "vmap_area_list" => Inference.VmapAreaListSearch.Find(kernel.Reader, kernel.Symbols, kernel.Limits.MaxVmapAreas, out string why) is { } list ? new DataAddress(name, list, $"by code: {why}") : null,
         "init_pid_ns" => Inference.InitPidNamespaceSearch.Find(kernel),
         "runqueues" or "__per_cpu_offset" => RunQueueCodeDecoder.FindAddress(kernel, name),
-        "tcp_hashinfo" or "udp_table" or "init_net" => SocketTablesCode.Find(kernel.Reader, kernel.Symbols, name, out string how) is { } at ? new DataAddress(name, at, $"by code: {how}") : null,
+        "tcp_hashinfo" or "udp_table" or "init_net" or "nl_table" => SocketTablesCode.Find(kernel.Reader, kernel.Symbols, name, out string how) is { } at ? new DataAddress(name, at, $"by code: {how}") : null,
         "tk_core" => TimekeeperCode.Find(kernel, name),
         _ => null,
     };

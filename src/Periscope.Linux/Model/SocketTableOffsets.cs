@@ -6,7 +6,7 @@ namespace Periscope.Linux.Model;
 /// <summary>
 /// What the kernel-table side of `sockets` reads: struct sock_common and a few struct sock members, tcp_hashinfo's
 /// established and listening hashes, udp_table and its slots, the initial network namespace's unix hash and unix
-/// addresses. From BTF, or inferred from the tables themselves without it (<see cref="OffsetInference"/>, SocketRules).
+/// addresses, nl_table's rhashtables and netlink_sock's node and port id. From BTF, or inferred from the tables themselves without it (<see cref="OffsetInference"/>, SocketRules).
 /// Every member is null when its source does not know it; `sockets` then names what it lacks.
 /// </summary>
 public sealed record SocketTableOffsets
@@ -40,6 +40,15 @@ public sealed record SocketTableOffsets
     public int? UnixAddrName { get; init; }
     public int? UnixSockAddr { get; init; }
     public int? NetUnixBuckets { get; init; }
+    public int? NetlinkTableSize { get; init; }
+    public int? NetlinkTableHash { get; init; }
+    public int? RhashtableTbl { get; init; }
+    public int? BucketTableSize { get; init; }
+    public int? BucketTableNest { get; init; }
+    public int? BucketTableFuture { get; init; }
+    public int? BucketTableBuckets { get; init; }
+    public int? NetlinkSockNode { get; init; }
+    public int? NetlinkSockPortId { get; init; }
 
     private const string Common = "__sk_common.";
 
@@ -72,6 +81,9 @@ public sealed record SocketTableOffsets
             UdpHash = O("udp_table", "hash"), UdpMask = O("udp_table", "mask"), UdpSlotSize = Size("udp_hslot"), UdpSlotHead = O("udp_hslot", "head"),
             UnixAddrLen = O("unix_address", "len"), UnixAddrName = O("unix_address", "name"), UnixSockAddr = O("unix_sock", "addr"),
             NetUnixBuckets = O("net", "unx.table.buckets"),
+            NetlinkTableSize = Size("netlink_table"), NetlinkTableHash = O("netlink_table", "hash"), RhashtableTbl = O("rhashtable", "tbl"),
+            BucketTableSize = O("bucket_table", "size"), BucketTableNest = O("bucket_table", "nest"), BucketTableFuture = O("bucket_table", "future_tbl"),
+            BucketTableBuckets = O("bucket_table", "buckets"), NetlinkSockNode = O("netlink_sock", "node"), NetlinkSockPortId = O("netlink_sock", "portid"),
         };
     }
 
@@ -91,5 +103,8 @@ public sealed record SocketTableOffsets
         add("udp_hslot", InferenceReport.SizeOfMember, UdpSlotSize); add("udp_hslot", "head", UdpSlotHead);
         add("unix_address", "len", UnixAddrLen); add("unix_address", "name", UnixAddrName); add("unix_sock", "addr", UnixSockAddr);
         add("net", "unx.table.buckets", NetUnixBuckets);
+        add("netlink_table", InferenceReport.SizeOfMember, NetlinkTableSize); add("netlink_table", "hash", NetlinkTableHash); add("rhashtable", "tbl", RhashtableTbl);
+        add("bucket_table", "size", BucketTableSize); add("bucket_table", "nest", BucketTableNest); add("bucket_table", "future_tbl", BucketTableFuture);
+        add("bucket_table", "buckets", BucketTableBuckets); add("netlink_sock", "node", NetlinkSockNode); add("netlink_sock", "portid", NetlinkSockPortId);
     }
 }

@@ -10,7 +10,8 @@ namespace Periscope.Linux.Model;
 /// kernels), read from the code of small functions that use them, decoded with Iced:
 /// <c>udp_rcv</c> is <c>__udp4_lib_rcv(skb, &amp;udp_table, IPPROTO_UDP)</c> (its one data address);
 /// <c>tcp_twsk_purge</c> passes <c>&amp;tcp_hashinfo</c> to <c>inet_twsk_purge</c>, and <c>tcp_sk_init</c> loads it too;
-/// <c>tcp_sk_init</c> compares the namespace with <c>&amp;init_net</c> (tcp_set_hashinfo's net_eq).
+/// <c>tcp_sk_init</c> compares the namespace with <c>&amp;init_net</c> (tcp_set_hashinfo's net_eq);
+/// <c>netlink_has_listeners</c> loads the pointer <c>nl_table</c> (its one data address).
 /// Every address taken is a kernel pointer past _etext, and tcp_hashinfo and udp_table must have their table's shape
 /// (a nulls-marked ehash; a slot array with mask and log); a function that yields no such address yields nothing.
 /// </summary>
@@ -38,6 +39,7 @@ public static class SocketTablesCode
         {
             "tcp_hashinfo" => IsHashinfo(reader, a),
             "udp_table" => IsUdpTable(reader, a),
+            "nl_table" => IsNetlinkTablePointer(reader, a),
             _ => true,
         }, out how);
     }
@@ -53,6 +55,7 @@ public static class SocketTablesCode
             "udp_table" => [("udp_rcv", _ => true)],
             "tcp_hashinfo" => [("tcp_twsk_purge", _ => true), ("tcp_sk_init", i => i.Mnemonic != Mnemonic.Cmp)],
             "init_net" => [("tcp_sk_init", i => i.Mnemonic == Mnemonic.Cmp)],
+            "nl_table" => [("netlink_has_listeners", _ => true)],
             _ => [],
         };
         foreach (var (function, use) in sources)
@@ -106,6 +109,12 @@ public static class SocketTablesCode
         }
         return markers > 0;
     }
+
+    /// <summary>nl_table points to the kcalloc'ed netlink_table array, whose first member (hash.tbl) is a bucket table
+    /// { u32 size (a power of two), u32 nest, ... }.</summary>
+    internal static bool IsNetlinkTablePointer(GuestReader r, ulong at) =>
+        r.TryPointer(at, out ulong array) && r.IsKernelPointer(array) && r.TryPointer(array, out ulong tbl) && r.IsKernelPointer(tbl)
+        && r.TryU32(tbl, out uint size) && size != 0 && BitOperations.IsPow2(size);
 
     /// <summary>udp_table { hash, hash2, [hash4,] u32 mask, u32 log }: a mask whose log follows it, with hash2 right after
     /// hash's mask + 1 slots.</summary>

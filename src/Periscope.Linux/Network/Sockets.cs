@@ -182,7 +182,7 @@ public sealed class Sockets
             _unavailable.Add($"netlink table: {MemberOffsets.Lacks(b)}");
             return;
         }
-        if (!_kernel.Symbols.TryGetAddress("nl_table", out ulong nlTableVar)) { _unavailable.Add("netlink table: kallsyms lists no nl_table"); return; }
+        if (!_kernel.DataAddresses.TryGetAddress("nl_table", out ulong nlTableVar)) { _unavailable.Add("netlink table: nl_table not found (kallsyms, code)"); return; }
         if (!_r.TryPointer(nlTableVar, out ulong nlTable) || !_r.IsKernelPointer(nlTable)) { _gaps.Add("netlink table: nl_table is unreadable"); return; }
         for (int protocol = 0; protocol < NetlinkProtocols; protocol++)
         {
