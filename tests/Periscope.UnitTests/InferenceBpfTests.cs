@@ -28,7 +28,7 @@ public class InferenceBpfTests
 
     private static readonly byte[] ReturnZero = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
 
-    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null, bool withMaps = true)
+    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null, bool withMaps = true, ulong aux2 = Aux2)
     {
         using var g = new SyntheticGuest();
         Idr(g, ProgIdr, ProgNode, [(3, Prog1), (7, Prog2)]);
@@ -37,11 +37,11 @@ public class InferenceBpfTests
         Program(g, Prog1, Aux1, id: 3, type: 2, "pscope_kp", [0xa0, 0x4f, 0x5e, 0xef, 0x06, 0xa7, 0xf5, 0x55], ReturnZero, jit: Jit, loadTime: 5_000_000_000);
         // ld_imm64 r1, map; mov r0, 0; exit
         byte[] withMap = [0x18, 0x01, 0, 0, 0, 0, 0x30, 0x00, 0, 0, 0, 0, 0x80, 0x88, 0xff, 0xff, .. ReturnZero];
-        Program(g, Prog2, Aux2, id: 7, type: 1, "pscope_sf", [0x45, 0x62, 0xe7, 0xd0, 0x2f, 0x2e, 0x0f, 0x12], withMap, jit: Jit + 0x40, loadTime: 4_000_000_000);
+        Program(g, Prog2, aux2, id: 7, type: 1, "pscope_sf", [0x45, 0x62, 0xe7, 0xd0, 0x2f, 0x2e, 0x0f, 0x12], withMap, jit: Jit + 0x40, loadTime: 4_000_000_000);
         if (withMaps)
         {
-            g.U32(Aux2 + UsedMapCnt, 1);
-            g.U64(Aux2 + UsedMapsPtr, UsedMaps);
+            g.U32(aux2 + UsedMapCnt, 1);
+            g.U64(aux2 + UsedMapsPtr, UsedMaps);
             g.U64(UsedMaps, Map);
             g.U64(Map, B + 0x9_0000); // ops
             g.U32(Map + MapType, 2);  // array
@@ -109,6 +109,17 @@ public class InferenceBpfTests
         Assert.NotNull(offsets?.Prog);
         Assert.NotNull(offsets.Map);
         Assert.NotNull(offsets.Link);
+    }
+
+    [Fact]
+    public void A_slab_neighbours_members_do_not_make_the_used_maps_ambiguous()
+    {
+        // The second program's aux is the first one's slab neighbour (kmalloc-2k): the first aux's window holds its
+        // used_map_cnt/used_maps pair too, 0x800 further on.
+        var r = Infer(aux2: Aux1 + 0x800);
+        Assert.Equal(UsedMapCnt, Offset(r, "bpf_prog_aux", "used_map_cnt"));
+        Assert.Equal(InferenceDecision.TieBreak, r.Find("bpf_prog_aux", "used_map_cnt")!.Decision);
+        Assert.Equal(UsedMapsPtr, Offset(r, "bpf_prog_aux", "used_maps"));
     }
 
     [Fact]

@@ -163,7 +163,7 @@ public sealed partial class OffsetInference
             if (common is null) common = here; else common.IntersectWith(here);
         }
         const string ksymRule = "the kallsyms name \"bpf_prog_<tag in hex>[_<name>]\" (bpf_get_prog_name) at one offset of every listed program's bpf_prog_aux (a JIT-ed program's aux->ksym)";
-        int? ksym = _report.Add("bpf_prog_aux", "ksym.name", common?.ToList() ?? [], ksymRule);
+        int? ksym = _report.Add("bpf_prog_aux", "ksym.name", common?.ToList() ?? [], ksymRule, c => c.Min(), SlabNeighbourTieBreak);
         if (ksym is not { } k)
         {
             ReportUnknown("needs bpf_prog_aux.ksym.name (programs not JIT-ed, or no program)", ("bpf_prog", "tag"), ("bpf_prog_aux", "name"), ("bpf_prog", "bpf_func"));
@@ -256,7 +256,10 @@ public sealed partial class OffsetInference
                 }
             }
         const string rule = "u32 count (at most 64, non-zero in some program) and pointer to that many listed maps (map_idr), in every listed program";
-        int? count = _report.Add("bpf_prog_aux", "used_map_cnt", pairs.Select(p => p.Count).Distinct().ToList(), maps.Count == 0 ? "needs a listed map: " + rule : rule);
+        // The 4 KiB window of a bpf_prog_aux (a kmalloc-2k object on 6.1 x86-64) reaches into its slab neighbour, another
+        // program's aux, whose own used_map_cnt/used_maps pair fits too when that program uses maps.
+        int? count = _report.Add("bpf_prog_aux", "used_map_cnt", pairs.Select(p => p.Count).Distinct().ToList(), maps.Count == 0 ? "needs a listed map: " + rule : rule,
+            c => c.Min(), SlabNeighbourTieBreak);
         _report.Add("bpf_prog_aux", "used_maps", pairs.Where(p => p.Count == count).Select(p => p.Array).Distinct().ToList(), rule);
     }
 
@@ -280,7 +283,8 @@ public sealed partial class OffsetInference
                     candidates.Add(t);
             }
         _report.Add("bpf_prog_aux", "load_time", candidates, aws.Count < 2 ? "needs two listed programs"
-            : "word-aligned u64 nanoseconds (1 ms .. 2^58), overlapping neither the id nor the kallsyms name's text, different in every listed program");
+            : "word-aligned u64 nanoseconds (1 ms .. 2^58), overlapping neither the id nor the kallsyms name's text, different in every listed program",
+            c => c.Min(), SlabNeighbourTieBreak);
     }
 
     private void InferBpfMaps(List<BpfObject> maps)

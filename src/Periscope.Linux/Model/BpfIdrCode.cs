@@ -28,15 +28,9 @@ public static class BpfIdrCode
     /// <summary>The IDR's address, or null (with the reason) when no function yields one agreed address.</summary>
     public static ulong? Find(GuestReader reader, KernelSymbols symbols, string name, int xaHead, out string how)
     {
-        ulong? Symbol(string s) => symbols.TryGetAddress(s, out ulong a) ? a : null;
-        byte[]? Read(ulong at)
-        {
-            var b = new byte[MaxCodeBytes];
-            int n = reader.Space.Read(at, b);
-            return n < 16 ? null : b[..n];
-        }
-        ulong textEnd = Symbol("_etext") ?? 0;
-        return Find(name, Symbol, Read, reader.PointerSize, a => a > textEnd && reader.IsKernelPointer(a) && IsIdr(reader, a, xaHead), out how);
+        var symbol = KernelCodeBytes.Symbols(symbols);
+        ulong textEnd = symbol("_etext") ?? 0;
+        return Find(name, symbol, KernelCodeBytes.Reader(reader, MaxCodeBytes), reader.PointerSize, a => a > textEnd && reader.IsKernelPointer(a) && IsIdr(reader, a, xaHead), out how);
     }
 
     /// <summary>The decoding alone (unit-tested on synthetic code).</summary>
