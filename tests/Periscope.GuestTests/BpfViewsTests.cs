@@ -158,6 +158,45 @@ public sealed class BpfViewsTests(BpfGuest guest, ITestOutputHelper output) : IC
         output.WriteLine(string.Join("\n", report.Programs.Select(p => $"{p.Id} {p.TypeName} {p.Name} {string.Join("; ", p.Attachments)}")));
     }
 
+    /// <summary>
+    /// `bpf --no-btf` on the same dump: every bpf member the view reads is inferred from the IDRs' objects at BTF's offset
+    /// (bpf_map.id aside: with one map its id is one of several equal u32s, so it stays unknown and the IDR index, which
+    /// bpf_map_alloc_id makes the id, is shown), and the ID lists equal BTF's field by field; the attach points whose
+    /// members are not inferred are gaps (the report is incomplete), never an empty "nothing attached".
+    /// </summary>
+    [Fact]
+    public void Bpf_without_btf_lists_what_btf_lists_from_offsets_equal_to_btfs()
+    {
+        using var t = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
+        var noBtf = t.Kernel;
+        Assert.Null(noBtf.Btf);
+        var btfMembers = new Dictionary<string, int>();
+        Kernel.Offsets.Bpf!.List((s, m, v) => { if (v is { } x) btfMembers[$"{s}.{m}"] = x; });
+        var inferred = new Dictionary<string, int>();
+        Assert.NotNull(noBtf.Offsets.Bpf);
+        noBtf.Offsets.Bpf.List((s, m, v) => { if (v is { } x) inferred[$"{s}.{m}"] = x; });
+        foreach (var m in noBtf.Inference!.Members.Where(m => m.Struct.StartsWith("bpf_", StringComparison.Ordinal) && !m.IsKnown))
+            output.WriteLine($"{m.Name}: {m.Decision} [{string.Join(" ", m.Candidates.Select(c => $"0x{c:x}"))}] {m.Rule}");
+        Assert.Equal(btfMembers.Keys.Where(k => k != "bpf_map.id").Order(), inferred.Keys.Order());
+        Assert.All(inferred, kv => Assert.Equal(btfMembers[kv.Key], kv.Value));
+
+        var withBtf = new BpfView(Kernel).Read();
+        var without = new BpfView(noBtf).Read();
+        static object P(BpfProgram p) => (p.Id, p.Type, p.TypeName, p.Name, p.Tag, p.InstructionCount, p.JitAddress, p.JitLength, p.LoadTimeNs,
+            string.Join(",", p.MapIds), string.Join(",", p.Helpers), p.Risky, p.Seen.HasFlag(BpfProgramViews.IdList));
+        Assert.Equal(9, without.Programs.Count);
+        Assert.Equal(withBtf.Programs.Select(P), without.Programs.Select(P));
+        Assert.Equal(withBtf.Maps, without.Maps);
+        Assert.Equal(withBtf.Links, without.Links);
+        Assert.Equal([BpfAttachPoint.Link], without.AttachPointsRead);
+        Assert.True(without.IsIncomplete);
+        Assert.All(without.Gaps, g => Assert.Contains("not read without BTF", g, StringComparison.Ordinal));
+        Assert.Equal(6, without.Gaps.Count);
+        // The links are read without BTF: the programs they hold are attached there.
+        Assert.All(without.Links, l => Assert.Contains(without.Programs.Single(p => p.Id == l.ProgramId).Attachments, a => a.Point == BpfAttachPoint.Link));
+        Assert.Contains(noBtf.Inference!.Members, m => m.Name == "bpf_map.id" && m.Decision == Periscope.Linux.Inference.InferenceDecision.Ambiguous);
+    }
+
     [Fact]
     public void Bpf_cli_live_and_dump_json_agree_and_exit_1_for_the_probe_write_user_program()
     {

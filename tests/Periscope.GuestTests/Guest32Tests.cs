@@ -430,6 +430,32 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
     /// <summary>`check` on i386 (no BTF, no data symbols): every check runs from inferred offsets and objects found by
     /// structure, code or VMCOREINFO, complete and with nothing above info on an untouched guest (the double fault's task
     /// gate is Linux's own): exit 0.</summary>
+    /// <summary>`bpf` on i386 (no BTF, no data symbols): prog_idr, map_idr and link_idr are found by the code that passes
+    /// them to idr_find/idr_get_next (kallsyms has none of them) and are empty — the guest loads no BPF program (without
+    /// BTF it cannot build bpfload's fentry program, and no other loader runs) — so the ID lists are exactly empty; the
+    /// attach points, whose members are not inferred without BTF, are gaps (exit 3), never "nothing attached".</summary>
+    [Fact]
+    public void Bpf_finds_the_empty_idrs_by_code_and_reports_the_attach_points_as_gaps()
+    {
+        var k = guest.Dump.Kernel;
+        Assert.Null(k.Btf);
+        foreach (string idr in new[] { "prog_idr", "map_idr", "link_idr" })
+        {
+            Assert.False(k.Symbols.TryGetAddress(idr, out _));
+            Assert.True(k.DataAddresses.TryGet(idr, out var found), idr);
+            Assert.StartsWith("by code:", found.How, StringComparison.Ordinal);
+        }
+        var report = new Periscope.Linux.Bpf.BpfView(k).Read();
+        Assert.Empty(report.Programs);
+        Assert.Empty(report.Maps);
+        Assert.Empty(report.Links);
+        Assert.Equal([Periscope.Linux.Bpf.BpfAttachPoint.Link], report.AttachPointsRead);
+        Assert.Equal(6, report.Gaps.Count);
+        Assert.All(report.Gaps, g => Assert.Contains("not read without BTF", g, StringComparison.Ordinal));
+        var (code, _, error) = Run(["bpf", "--dump", guest.DumpPath]);
+        Assert.True(code == 3, error);
+    }
+
     /// <summary>sockets' kernel-table view on i386 (no BTF, no data symbols: tcp_hashinfo, udp_table and init_net found
     /// by code, offsets inferred for 4-byte pointers) lists exactly the sockets of /proc/net/tcp, tcp6, udp, udp6, and
     /// unix's bound and listening flags, types and paths, and the user sockets of /proc/net/netlink (nl_table found by

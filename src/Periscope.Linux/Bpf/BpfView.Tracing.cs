@@ -203,13 +203,13 @@ public sealed partial class BpfView
     /// </summary>
     public BpfTrampolineTable ReadTrampolineTable()
     {
-        if (kernel.Btf is not { } btf || btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null)
-            return new([], false, []);
-        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
-        if (xa is null) return new([], false, [$"bpf: {why}"]);
+        if (kernel.Btf is null) return new([], false, []);
+        // A kernel without bpf_prog has no trampolines to vouch for; any other reason not to read is a gap.
+        if (Prepare() is { } unavailable)
+            return new([], false, [.. unavailable.Gaps, .. unavailable.Unavailable.Where(u => !u.Contains("CONFIG_BPF_SYSCALL", StringComparison.Ordinal))]);
         var walked = WalkTrampolines();
         if (!_pointsRead.Contains(BpfAttachPoint.Trampoline)) return new([], false, _gaps);
-        var listed = walked.Count == 0 ? [] : ReadIdr(xa, "prog_idr").ToHashSet();
+        var listed = walked.Count == 0 ? [] : ReadIdr("prog_idr", _progIndex).Select(e => e.Address).ToHashSet();
         var result = new List<BpfTrampoline>();
         foreach (var t in walked)
         {

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Periscope.Linux.Inference;
 using Periscope.Linux.Model;
 using Periscope.Linux.Network;
 using Periscope.Linux.Objects;
@@ -141,94 +142,148 @@ public sealed partial class BpfView(LinuxKernel kernel)
     private int _classicSocketFilters;
     private readonly Dictionary<ulong, BpfRiskyHelpers> _riskyAddresses = [];
     private ulong _callBase;
+    private BpfOffsets? _o;
+    private XArrayReader? _xa;
+    private string? _xaWhy;
+    private BpfTypeNames _typeNames = new([], [], []);
+    /// <summary>IDR index by object: the id each object was allocated (bpf_*_alloc_id).</summary>
+    private readonly Dictionary<ulong, uint> _progIndex = [], _mapIndex = [];
+    private readonly HashSet<string> _idrsFound = [];
 
     public BpfReport Read()
     {
-        if (kernel.Btf is not { } btf)
-            // Not a kernel without BPF: nothing could be looked at, so the (empty) answer is incomplete, never "none".
-            return new([], [], [], [], [], ["bpf: programs, maps and links are read through the kernel's BTF (none found, or --no-btf)"]);
-        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
-        if (xa is null) return new([], [], [], [], [$"bpf: {why}"], []);
-        if (btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null)
-            return new([], [], [], [], ["bpf: BTF lacks struct bpf_prog (a kernel without CONFIG_BPF_SYSCALL)"], []);
+        if (Prepare() is { } unavailable) return unavailable;
         PrepareHelpers();
 
-        var listedProgs = ReadIdr(xa, "prog_idr");
-        var listedMaps = ReadIdr(xa, "map_idr");
-        var listedLinks = ReadIdr(xa, "link_idr");
+        var listedProgs = ReadIdr("prog_idr", _progIndex);
+        var listedMaps = ReadIdr("map_idr", _mapIndex);
+        var listedLinks = ReadIdr("link_idr", null);
 
         var links = new List<BpfLink>();
-        foreach (ulong l in listedLinks) if (DescribeLink(l) is { } link) links.Add(link);
+        foreach (var (index, l) in listedLinks) if (DescribeLink(l, index) is { } link) links.Add(link);
         foreach (var link in links.Where(l => l.Program != 0))
             Attach(link.Program, BpfAttachPoint.Link, $"link {link.Id} ({link.TypeName})");
-        if (listedLinks.Count > 0 || kernel.Symbols.TryGetAddress("link_idr", out _)) _pointsRead.Add(BpfAttachPoint.Link);
+        if (_idrsFound.Contains("link_idr") && (listedLinks.Count == 0 || _o!.Link is not null)) _pointsRead.Add(BpfAttachPoint.Link);
 
-        ReadSocketFilters();
-        ReadCgroups();
-        ReadXdp();
-        ReadTraceEvents();
-        ReadTrampolines();
-        ReadTc();
+        if (kernel.Btf is null) NotReadWithoutBtf();
+        else
+        {
+            ReadSocketFilters();
+            ReadCgroups();
+            ReadXdp();
+            ReadTraceEvents();
+            ReadTrampolines();
+            ReadTc();
+        }
 
         var programs = new List<BpfProgram>();
-        var listedSet = listedProgs.ToHashSet();
-        foreach (ulong p in listedProgs.Concat(_attached.Keys.Where(a => !listedSet.Contains(a))))
+        var listedSet = listedProgs.Select(p => p.Address).ToHashSet();
+        foreach (ulong p in listedProgs.Select(p => p.Address).Concat(_attached.Keys.Where(a => !listedSet.Contains(a))))
         {
             var seen = (listedSet.Contains(p) ? BpfProgramViews.IdList : BpfProgramViews.None)
                        | (_attached.ContainsKey(p) ? BpfProgramViews.Attached : BpfProgramViews.None);
             if (DescribeProgram(p, seen) is { } prog) programs.Add(prog);
         }
         var maps = new List<BpfMap>();
-        foreach (ulong m in listedMaps) if (DescribeMap(m) is { } map) maps.Add(map);
+        foreach (var (index, m) in listedMaps) if (DescribeMap(m, index) is { } map) maps.Add(map);
         return new(programs.OrderBy(p => p.Id).ToList(), maps.OrderBy(m => m.Id).ToList(), links.OrderBy(l => l.Id).ToList(),
             _pointsRead, _unavailable, _gaps.Distinct().ToList(), _classicSocketFilters);
     }
 
     /// <summary>Only the programs prog_idr lists, without their helpers or attach points (for measuring JIT code into a
-    /// baseline: no socket, cgroup or device walks). Empty, with the reason in <paramref name="gaps"/>, when BTF lacks the types.</summary>
+    /// baseline: no socket, cgroup or device walks). Empty, with the reason in <paramref name="gaps"/>, when the layouts are unknown.</summary>
     public IReadOnlyList<BpfProgram> ListedPrograms(out IReadOnlyList<string> gaps)
     {
         gaps = _gaps;
-        if (kernel.Btf is not { } btf || btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null) return [];
-        var xa = XArrayReader.Create(kernel.Reader, btf, out string? why);
-        if (xa is null) { _gaps.Add(why!); return []; }
-        if (!kernel.Symbols.TryGetAddress("prog_idr", out _)) return [];
+        if (Prepare() is not null) return [];
         var result = new List<BpfProgram>();
-        foreach (ulong p in ReadIdr(xa, "prog_idr"))
+        foreach (var (_, p) in ReadIdr("prog_idr", _progIndex))
             if (DescribeProgram(p, BpfProgramViews.IdList, scanHelpers: false) is { } prog) result.Add(prog);
         return result.OrderBy(p => p.Id).ToList();
     }
 
+    /// <summary>The layouts and the xarray reader; null when ready, else the (empty) report saying why not.</summary>
+    private BpfReport? Prepare()
+    {
+        var btf = kernel.Btf;
+        if (btf is not null && (btf.FindStruct("bpf_prog") is null || btf.FindStruct("bpf_prog_aux") is null))
+            return new([], [], [], [], ["bpf: BTF lacks struct bpf_prog (a kernel without CONFIG_BPF_SYSCALL)"], []);
+        if (btf is null && !SyscallFunctions.Any(f => kernel.Symbols.TryGetAddress(f, out _)))
+            return new([], [], [], [], [$"bpf: kallsyms has none of {string.Join(", ", SyscallFunctions)} (a kernel without CONFIG_BPF_SYSCALL)"], []);
+        if (kernel.Offsets.Bpf is not { } o)
+            // Not a kernel without BPF: nothing could be looked at, so the (empty) answer is incomplete, never "none".
+            return new([], [], [], [], [], [btf is null
+                ? $"bpf: the BPF IDRs were not found or their layout not inferred ({InferenceReason("idr", "idr_rt.xa_head")}; see `periscope info --offsets --no-btf`)"
+                : "bpf: BTF lacks struct idr"]);
+        _o = o;
+        _xa = btf is null ? XArrayReader.FromAbi(kernel.Reader) : XArrayReader.Create(kernel.Reader, btf, out _xaWhy);
+        if (_xa is null) return new([], [], [], [], [$"bpf: {_xaWhy}"], []);
+        if (o.Prog is { AuxLoadTime: null }) _unavailable.Add("load times: bpf_prog_aux.load_time is not known (shown as 0)");
+        _typeNames = btf is null ? new(BpfUapi.ProgramTypes, BpfUapi.MapTypes, BpfUapi.LinkTypes)
+            : new(EnumNames(btf, "bpf_prog_type", "BPF_PROG_TYPE_"), EnumNames(btf, "bpf_map_type", "BPF_MAP_TYPE_"), EnumNames(btf, "bpf_link_type", "BPF_LINK_TYPE_"));
+        return null;
+    }
+
+    /// <summary>Functions only a kernel with the bpf() syscall has (kallsyms lists functions on every kernel).</summary>
+    private static readonly string[] SyscallFunctions = ["__sys_bpf", "bpf_prog_by_id"];
+
+    private string InferenceReason(string structName, string member) =>
+        kernel.Inference?.Find(structName, member) is { IsKnown: false } m ? $"{structName}.{member}: {m.Rule}" : $"{structName}.{member} unknown";
+
+    /// <summary>An enum's enumerators by value, as bpftool prints them (prefix dropped, lower case); empty when BTF lacks it.</summary>
+    private static IReadOnlyList<string> EnumNames(Btf.BtfTypes btf, string name, string prefix)
+    {
+        if (btf.FindTypeId(name, Btf.BtfKind.Enum) is not { } id) return [];
+        var values = btf.GetEnumValues(id).Where(v => v.Value is >= 0 and < 1024).ToList();
+        var names = new string[values.Count == 0 ? 0 : (int)values.Max(v => v.Value) + 1];
+        // The first enumerator of a value names it (an alias added later, as BPF_MAP_TYPE_CGROUP_STORAGE, does not).
+        foreach (var v in values) names[(int)v.Value] ??= Lower(v.Name, prefix);
+        return names;
+    }
+
+    /// <summary>The attach points whose members only BTF gives: each is a gap, so that a program attached there and hidden
+    /// from prog_idr is never taken for "nothing attached".</summary>
+    private void NotReadWithoutBtf()
+    {
+        foreach (var (point, members) in new[]
+        {
+            ("socket filters", "sock.sk_filter, sk_filter.prog"), ("cgroup programs", "cgroup.bpf.effective, bpf_prog_array"),
+            ("xdp", "net_device.xdp_state, xdp_prog"), ("tc", "net_device.tcx_ingress/miniq_ingress"),
+            ("perf events and trace events", "perf_event.prog, trace_event_call.prog_array"), ("trampolines", "bpf_trampoline"),
+        })
+            _gaps.Add($"{point}: not read without BTF ({members} not inferred): a program attached there and missing from prog_idr would not be seen");
+    }
+
     // ---------------------------------------------------------------- ID lists
 
-    private List<ulong> ReadIdr(XArrayReader xa, string symbol)
+    /// <summary>The IDR's entries (index, object), each index also kept in <paramref name="indices"/> by object.</summary>
+    private List<(uint Index, ulong Address)> ReadIdr(string symbol, Dictionary<ulong, uint>? indices)
     {
-        if (!kernel.Symbols.TryGetAddress(symbol, out ulong idr))
+        if (!kernel.DataAddresses.TryGetAddress(symbol, out ulong idr))
         {
-            _unavailable.Add($"{symbol}: kallsyms lists no {symbol}");
+            // Kallsyms with data symbols lists every IDR of a kernel with BPF; without them the code must give it.
+            _gaps.Add($"{symbol}: not found (kallsyms lists no {symbol}, and no function using it yields it)");
             return [];
         }
-        try
+        _idrsFound.Add(symbol);
+        if (!kernel.Reader.TryPointer(idr + (ulong)_o!.IdrXaHead, out ulong head))
         {
-            var root = kernel.Object("idr", idr)["idr_rt.xa_head"];
-            var entries = xa.Read(root.ReadPointer(), kernel.Limits.MaxXarrayEntries, symbol, _gaps);
-            var result = new List<ulong>();
-            foreach (var e in entries)
+            _gaps.Add($"{symbol}: its xa_head at 0x{idr + (ulong)_o.IdrXaHead:x} is unreadable");
+            return [];
+        }
+        var entries = _xa!.Read(head, kernel.Limits.MaxXarrayEntries, symbol, _gaps);
+        var result = new List<(uint, ulong)>();
+        foreach (var e in entries)
+        {
+            if (e.Kind != XArrayEntryKind.Pointer || !kernel.Reader.IsKernelPointer(e.Entry) || e.Index > uint.MaxValue)
             {
-                if (e.Kind != XArrayEntryKind.Pointer || !kernel.Reader.IsKernelPointer(e.Entry))
-                {
-                    _gaps.Add($"{symbol}: entry {e.Index} (0x{e.Entry:x}) is not a kernel pointer");
-                    continue;
-                }
-                result.Add(e.Entry);
+                _gaps.Add($"{symbol}: entry {e.Index} (0x{e.Entry:x}) is not a kernel pointer");
+                continue;
             }
-            return result;
+            result.Add(((uint)e.Index, e.Entry));
+            if (indices is not null) indices[e.Entry] = (uint)e.Index;
         }
-        catch (ObjectFaultException e)
-        {
-            _gaps.Add($"{symbol}: {e.Message}");
-            return [];
-        }
+        return result;
     }
 
     // ---------------------------------------------------------------- attach points
@@ -417,10 +472,10 @@ public sealed partial class BpfView(LinuxKernel kernel)
     {
         if (!kernel.Symbols.TryGetAddress("__bpf_call_base", out _callBase))
             _unavailable.Add("helper calls: kallsyms lists no __bpf_call_base (helper targets cannot be named)");
-        var btf = kernel.Btf!;
         foreach (var (enumerator, flag) in RiskyEnumerators)
         {
-            if (!btf.TryFindEnumerator(enumerator, out _))
+            // With BTF the kernel's enum bpf_func_id says whether the helper exists; without it the function's name does.
+            if (kernel.Btf is { } btf && !btf.TryFindEnumerator(enumerator, out _))
             {
                 _unavailable.Add($"helper calls: enum bpf_func_id has no {enumerator}");
                 continue;
@@ -432,56 +487,104 @@ public sealed partial class BpfView(LinuxKernel kernel)
         }
     }
 
+    /// <summary>A field of a guest object that could not be read: the object is then a gap.</summary>
+    private sealed class BpfFieldFault(string message) : Exception(message);
+
+    private uint U32(ulong at, string what) => kernel.Reader.TryU32(at, out uint v) ? v : throw new BpfFieldFault($"{what} at 0x{at:x} is unreadable");
+    private ulong Pointer(ulong at, string what) => kernel.Reader.TryPointer(at, out ulong v) ? v : throw new BpfFieldFault($"{what} at 0x{at:x} is unreadable");
+    private byte[] Bytes(ulong at, int count, string what)
+    {
+        var b = new byte[count];
+        return kernel.Reader.Read(at, b) == count ? b : throw new BpfFieldFault($"{what} at 0x{at:x} is unreadable");
+    }
+
+    /// <summary>A 16-byte object name (up to its NUL), as the guest wrote it (printing escapes it).</summary>
+    private string Name(ulong at, string what)
+    {
+        var b = Bytes(at, BpfRule.ObjectNameLength, what);
+        int n = Array.IndexOf(b, (byte)0);
+        return System.Text.Encoding.Latin1.GetString(b, 0, n < 0 ? b.Length : n);
+    }
+
+    /// <summary>The object's id: the member when known (checked against the IDR index: bpf_*_alloc_id stores the index it
+    /// got, so a difference is a rewritten object), else the IDR index; 0 with a gap when neither is known.</summary>
+    private uint Id(string what, ulong address, ulong? idAt, uint? index)
+    {
+        if (idAt is { } at)
+        {
+            uint id = U32(at, $"{what} id");
+            if (index is { } i && i != id) _gaps.Add($"{what} 0x{address:x}: id {id}, but the IDR holds it at index {i}");
+            return id;
+        }
+        if (index is { } idx) return idx;
+        _gaps.Add($"{what} 0x{address:x}: not in its IDR and its id member is not known: shown as id 0");
+        return 0;
+    }
+
     private BpfProgram? DescribeProgram(ulong address, BpfProgramViews seen, bool scanHelpers = true)
     {
+        if (_o!.Prog is not { } o)
+        {
+            _gaps.Add($"bpf prog 0x{address:x}: struct bpf_prog's members are not known ({InferenceReason("bpf_prog", "aux")})");
+            return null;
+        }
         try
         {
-            var p = kernel.Object("bpf_prog", address);
-            var aux = p["aux"].Deref();
-            var typeObj = p["type"];
-            int type = (int)typeObj.ReadInt64();
-            string typeName = Lower(typeObj.ReadEnumName(), "BPF_PROG_TYPE_");
-            var tag = p["tag"].ReadBytes();
-            uint len = (uint)p["len"].ReadUInt64();
+            ulong aux = Pointer(address + (ulong)o.Aux, "aux");
+            if (!kernel.Reader.IsKernelPointer(aux)) throw new BpfFieldFault($"aux 0x{aux:x} is not a kernel pointer");
+            int type = (int)U32(address + (ulong)o.Type, "type");
+            var tag = Bytes(address + (ulong)o.Tag, BpfRule.TagSize, "tag");
+            uint len = U32(address + (ulong)o.Len, "len");
             var mapIds = new List<uint>();
-            uint mapCount = (uint)aux["used_map_cnt"].ReadUInt64();
-            if (mapCount > 0 && aux["used_maps"].TryDeref(out _))
+            if (o.AuxUsedMapCount is { } countAt && o.AuxUsedMaps is { } mapsAt)
             {
-                var used = aux["used_maps"];
-                for (uint i = 0; i < Math.Min(mapCount, 64u); i++)
+                uint mapCount = U32(aux + (ulong)countAt, "used_map_cnt");
+                ulong used = mapCount > 0 ? Pointer(aux + (ulong)mapsAt, "used_maps") : 0;
+                for (uint i = 0; i < Math.Min(mapCount, 64u) && used != 0; i++)
                 {
-                    ulong map = used[i].ReadPointer();
-                    if (map != 0) mapIds.Add((uint)kernel.Object("bpf_map", map)["id"].ReadUInt64());
+                    ulong map = Pointer(used + i * (ulong)kernel.Reader.PointerSize, "used_maps[]");
+                    if (map != 0) mapIds.Add(Id("bpf map", map, _o.Map?.Id is { } mid ? map + (ulong)mid : null, _mapIndex.TryGetValue(map, out uint mi) ? mi : null));
                 }
                 if (mapCount > 64) _gaps.Add($"bpf prog 0x{address:x}: {mapCount} maps, only 64 read");
             }
-            var (helpers, risky) = scanHelpers ? ScanHelpers(address, p, len) : ([], BpfRiskyHelpers.None);
-            return new BpfProgram(address, (uint)aux["id"].ReadUInt64(), type, typeName, aux["name"].ReadString(), Convert.ToHexStringLower(tag), (int)len,
-                p["bpf_func"].ReadPointer(), (uint)p["jited_len"].ReadUInt64(), aux.TryMember("load_time", out var lt) ? lt.ReadUInt64() : 0,
+            else _gaps.Add($"bpf prog 0x{address:x}: its map ids are not read (bpf_prog_aux.used_maps not known)");
+            var (helpers, risky) = scanHelpers ? ScanHelpers(address, o.Insnsi, len) : ([], BpfRiskyHelpers.None);
+            uint id = Id("bpf prog", address, o.AuxId is { } idAt ? aux + (ulong)idAt : null, _progIndex.TryGetValue(address, out uint pi) ? pi : null);
+            return new BpfProgram(address, id, type, TypeName(_typeNames.Programs, type), Name(aux + (ulong)o.AuxName, "name"), Convert.ToHexStringLower(tag), (int)len,
+                Pointer(address + (ulong)o.BpfFunc, "bpf_func"), U32(address + (ulong)o.JitedLen, "jited_len"),
+                o.AuxLoadTime is { } lt ? ReadU64(aux + (ulong)lt) : 0,
                 mapIds, helpers, risky, seen, _attached.GetValueOrDefault(address) ?? []);
         }
-        catch (ObjectFaultException e)
+        catch (BpfFieldFault e)
         {
             _gaps.Add($"bpf prog 0x{address:x}: {e.Message}");
             return null;
         }
     }
 
+    private ulong ReadU64(ulong at) => BinaryPrimitives.ReadUInt64LittleEndian(Bytes(at, 8, "load_time"));
+
     /// <summary>The helper calls of the translated program (insnsi[0..len]).</summary>
-    private (List<string> Helpers, BpfRiskyHelpers Risky) ScanHelpers(ulong address, KernelObject prog, uint count)
+    private (List<string> Helpers, BpfRiskyHelpers Risky) ScanHelpers(ulong address, int? insnsi, uint count)
     {
         var helpers = new List<string>();
         var risky = BpfRiskyHelpers.None;
-        if (_callBase == 0 || !prog.TryMember("insnsi", out var insns)) return (helpers, risky);
+        if (_callBase == 0) return (helpers, risky);
+        if (insnsi is not { } insnsAt)
+        {
+            _gaps.Add($"bpf prog 0x{address:x}: its instructions are not scanned for helper calls (bpf_prog.insnsi not known)");
+            return (helpers, risky);
+        }
         if (count > (uint)kernel.Limits.MaxBpfInstructions)
         {
             _gaps.Add($"bpf prog 0x{address:x}: {count} instructions, more than MaxBpfInstructions = {kernel.Limits.MaxBpfInstructions}; only those scanned");
             count = (uint)kernel.Limits.MaxBpfInstructions;
         }
         var bytes = new byte[count * InsnSize];
-        if (kernel.Reader.Read(insns.Address, bytes) != bytes.Length)
+        ulong insns = address + (ulong)insnsAt;
+        if (kernel.Reader.Read(insns, bytes) != bytes.Length)
         {
-            _gaps.Add($"bpf prog 0x{address:x}: instructions at 0x{insns.Address:x} are unreadable");
+            _gaps.Add($"bpf prog 0x{address:x}: instructions at 0x{insns:x} are unreadable");
             return (helpers, risky);
         }
         var seenTargets = new HashSet<ulong>();
@@ -490,6 +593,7 @@ public sealed partial class BpfView(LinuxKernel kernel)
             if (bytes[i] != OpCall || (bytes[i + 1] >> 4) != 0) continue;
             int imm = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(i + 4));
             ulong target = unchecked(_callBase + (ulong)(long)imm);
+            if (kernel.Reader.PointerSize == 4) target &= 0xffff_ffff;
             if (!seenTargets.Add(target)) continue;
             if (_riskyAddresses.TryGetValue(target, out var flag)) risky |= flag;
             helpers.Add(kernel.Symbols.TryFindContaining(target, out var sym, out ulong off) && off == 0 ? sym.Name : $"0x{target:x}");
@@ -497,38 +601,57 @@ public sealed partial class BpfView(LinuxKernel kernel)
         return (helpers, risky);
     }
 
-    private BpfMap? DescribeMap(ulong address)
+    private BpfMap? DescribeMap(ulong address, uint index)
     {
+        if (_o!.Map is not { } o)
+        {
+            _gaps.Add($"bpf map 0x{address:x}: struct bpf_map's members are not known ({InferenceReason("bpf_map", "map_type")})");
+            return null;
+        }
         try
         {
-            var m = kernel.Object("bpf_map", address);
-            var typeObj = m["map_type"];
-            return new BpfMap(address, (uint)m["id"].ReadUInt64(), (int)typeObj.ReadInt64(), Lower(typeObj.ReadEnumName(), "BPF_MAP_TYPE_"),
-                m["name"].ReadString(), (uint)m["key_size"].ReadUInt64(), (uint)m["value_size"].ReadUInt64(), (uint)m["max_entries"].ReadUInt64());
+            int type = (int)U32(address + (ulong)o.MapType, "map_type");
+            return new BpfMap(address, Id("bpf map", address, o.Id is { } idAt ? address + (ulong)idAt : null, index), type, TypeName(_typeNames.Maps, type),
+                Name(address + (ulong)o.Name, "name"), U32(address + (ulong)o.KeySize, "key_size"), U32(address + (ulong)o.ValueSize, "value_size"),
+                U32(address + (ulong)o.MaxEntries, "max_entries"));
         }
-        catch (ObjectFaultException e)
+        catch (BpfFieldFault e)
         {
             _gaps.Add($"bpf map 0x{address:x}: {e.Message}");
             return null;
         }
     }
 
-    private BpfLink? DescribeLink(ulong address)
+    private BpfLink? DescribeLink(ulong address, uint index)
     {
+        if (_o!.Link is not { } o)
+        {
+            _gaps.Add($"bpf link 0x{address:x}: struct bpf_link's members are not known ({InferenceReason("bpf_link", "prog")})");
+            return null;
+        }
         try
         {
-            var l = kernel.Object("bpf_link", address);
-            var typeObj = l["type"];
-            ulong prog = l["prog"].ReadPointer();
-            uint progId = prog != 0 && kernel.Reader.IsKernelPointer(prog) ? (uint)kernel.Object("bpf_prog", prog)["aux"]["id"].ReadUInt64() : 0;
-            return new BpfLink(address, (uint)l["id"].ReadUInt64(), (int)typeObj.ReadInt64(), Lower(typeObj.ReadEnumName(), "BPF_LINK_TYPE_"), progId, prog);
+            int type = (int)U32(address + (ulong)o.Type, "type");
+            ulong prog = Pointer(address + (ulong)o.Prog, "prog");
+            uint progId = 0;
+            if (prog != 0 && kernel.Reader.IsKernelPointer(prog))
+            {
+                ulong? progIdAt = _o.Prog is { AuxId: { } idAt } po && kernel.Reader.TryPointer(prog + (ulong)po.Aux, out ulong aux) ? aux + (ulong)idAt : null;
+                progId = Id("bpf prog", prog, progIdAt, _progIndex.TryGetValue(prog, out uint pi) ? pi : null);
+            }
+            return new BpfLink(address, Id("bpf link", address, o.Id is { } id ? address + (ulong)id : null, index), type, TypeName(_typeNames.Links, type), progId, prog);
         }
-        catch (ObjectFaultException e)
+        catch (BpfFieldFault e)
         {
             _gaps.Add($"bpf link 0x{address:x}: {e.Message}");
             return null;
         }
     }
+
+    private static string TypeName(IReadOnlyList<string> names, int value) =>
+        value >= 0 && value < names.Count && names[value] is { } n ? n : value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private sealed record BpfTypeNames(IReadOnlyList<string> Programs, IReadOnlyList<string> Maps, IReadOnlyList<string> Links);
 
     /// <summary>An enumerator as bpftool prints it: prefix dropped, lower case ("BPF_PROG_TYPE_SOCKET_FILTER" → "socket_filter").</summary>
     private static string Lower(string? enumerator, string prefix) =>

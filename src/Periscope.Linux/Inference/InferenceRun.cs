@@ -23,6 +23,7 @@ public sealed partial class OffsetInference
         InferSuperBlockDev(m.Files, p);
         InferOpenFiles(t, m, p);
         InferSocketTables();
+        InferBpf();
         ReportNotInferred();
         _report.Steps = _steps; // before Build, whose error report shows the evidence too
         return Build(_report, _limits);
@@ -124,6 +125,7 @@ public sealed partial class OffsetInference
             OpenFiles = OpenFileOffsets.FromReport(report), SocketFiles = SocketFileOffsets.FromReport(report),
             SocketTables = SocketTableOffsets.FromReport(report),
             Namespaces = NamespaceOffsets.FromReport(report, tw),
+            Bpf = BpfOffsets.FromReport(report),
             ProcessDetails = ProcessDetailOffsets.FromReport(report, sw),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {

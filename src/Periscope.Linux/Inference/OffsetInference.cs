@@ -70,6 +70,9 @@ public sealed partial class OffsetInference
 
     private sealed class StepBudgetExhausted : Exception;
 
+    /// <summary>The tie-break of rules whose window reaches past a slab object into its neighbour, an object of the same kind.</summary>
+    private const string SlabNeighbourTieBreak = "lowest offset (a higher one is the same member of the next object in the slab)";
+
     private void Step(long n = 1)
     {
         _steps += n;

@@ -229,7 +229,7 @@ public sealed partial class OffsetInference
         }
         const string rule = "pointer in open files' dentries (0 or a kernel pointer in all) to an ops table whose slot is sockfs_dname, pipefs_dname or anon_inodefs_dname (kallsyms functions)";
         int? dop = _report.Add("dentry", "d_op", pairs.Select(c => c.Op).Distinct().ToList(), rule, c => c.Min(),
-            "lowest offset (a higher one is the same member of the next object in the slab)");
+            SlabNeighbourTieBreak);
         int? dname = _report.Add("dentry_operations", "d_dname", pairs.Where(c => c.Op == dop).Select(c => c.Dname).Distinct().ToList(), rule);
 
         // d_hash (struct hlist_bl_node { next, pprev }) is declared right before d_parent: a hashed dentry's *pprev (its

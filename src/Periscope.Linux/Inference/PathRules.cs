@@ -52,7 +52,7 @@ public sealed partial class OffsetInference
             }
         }
         const string pathRule = "f_path.dentry in every mapped file; from it, d_name qstrs (len bytes without NUL or '/', then NUL) and d_parent links climb to a root that is its own parent and is named \"/\"";
-        const string slabTieBreak = "lowest offset (a higher one is the same member of the next object in the slab)";
+        const string slabTieBreak = SlabNeighbourTieBreak;
         int? dentryOff = _report.Add("file", "f_path.dentry", triples.Select(t => t.Fd).Distinct().ToList(), pathRule, c => c.Min(), slabTieBreak);
         var t1 = triples.Where(t => t.Fd == dentryOff).ToList();
         ev.DentryName = _report.Add("dentry", "d_name", t1.Select(t => t.Q).Distinct().ToList(), pathRule, c => c.Min(), slabTieBreak);

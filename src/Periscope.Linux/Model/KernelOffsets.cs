@@ -55,6 +55,8 @@ public sealed class KernelOffsets
     public NamespaceOffsets? Namespaces { get; init; }
     /// <summary>mm_struct's argument and environment bounds, the credential ids and capability sets (ps --full).</summary>
     public ProcessDetailOffsets? ProcessDetails { get; init; }
+    /// <summary>The BPF IDRs' head and struct bpf_prog, bpf_prog_aux, bpf_map and bpf_link (`bpf`).</summary>
+    public BpfOffsets? Bpf { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -236,6 +238,7 @@ public sealed class KernelOffsets
             ModuleSymbols = ReadModuleSymbols(b, module),
             PatchTables = PatchTableOffsets.FromBtf(b.Btf),
             Namespaces = NamespaceOffsets.FromBtf(b.Btf),
+            Bpf = BpfOffsets.FromBtf(b.Btf),
             ProcessDetails = ProcessDetailOffsets.FromBtf(b.Btf),
         };
     }

@@ -26,16 +26,10 @@ public static class SocketTablesCode
     /// <summary>The object's address, or null (with the reason) when no function yields it.</summary>
     public static ulong? Find(GuestReader reader, KernelSymbols symbols, string name, out string how)
     {
-        ulong? Symbol(string s) => symbols.TryGetAddress(s, out ulong a) ? a : null;
-        byte[]? Read(ulong at)
-        {
-            var b = new byte[MaxCodeBytes];
-            int n = reader.Space.Read(at, b);
-            return n < 16 ? null : b[..n];
-        }
-        ulong textEnd = Symbol("_etext") ?? 0;
+        var symbol = KernelCodeBytes.Symbols(symbols);
+        ulong textEnd = symbol("_etext") ?? 0;
         bool IsData(ulong a) => a > textEnd && reader.IsKernelPointer(a);
-        return Find(name, Symbol, Read, reader.PointerSize, a => IsData(a) && name switch
+        return Find(name, symbol, KernelCodeBytes.Reader(reader, MaxCodeBytes), reader.PointerSize, a => IsData(a) && name switch
         {
             "tcp_hashinfo" => IsHashinfo(reader, a),
             "udp_table" => IsUdpTable(reader, a),
