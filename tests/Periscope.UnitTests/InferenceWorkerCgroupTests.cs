@@ -62,11 +62,18 @@ public class InferenceWorkerCgroupTests
         return kn;
     }
 
+    /// <summary>A guest with the hierarchy's root node (no parent, the empty name) in slot 0.</summary>
+    private static SyntheticGuest WithRoot(out ulong root)
+    {
+        var g = new SyntheticGuest();
+        root = Node(g, 0, 0, "");
+        return g;
+    }
+
     [Fact]
     public void A_node_walks_up_to_the_root_and_its_path_leaves_the_root_name_out()
     {
-        using var g = new SyntheticGuest();
-        ulong root = Node(g, 0, 0, "");
+        using var g = WithRoot(out ulong root);
         ulong slice = Node(g, 1, root, "system.slice");
         ulong scope = Node(g, 2, slice, "docker-0123.scope");
         var r = g.Reader(Limits);
@@ -78,37 +85,36 @@ public class InferenceWorkerCgroupTests
     [Fact]
     public void A_cycle_in_the_parent_chain_is_a_problem_and_settles_no_offsets()
     {
-        using var g = new SyntheticGuest();
-        ulong root = Node(g, 0, 0, "");
+        using var g = WithRoot(out ulong root);
         ulong a = Node(g, 1, 0, "a");
         ulong b = Node(g, 2, a, "b");
         g.U64(a + Parent, b); // a -> b -> a -> ...
+        AssertRefused(g, root, b, "more than 256 kernfs levels");
+    }
+
+    /// <summary>The walk from <paramref name="node"/> gives no path but the problem, and the rule settles no offsets.</summary>
+    private static void AssertRefused(SyntheticGuest g, ulong root, ulong node, string problem)
+    {
         var r = g.Reader(Limits);
-        var path = KernfsPath.Read(r, b, Parent, Name, 256);
+        var path = KernfsPath.Read(r, node, Parent, Name, 256);
         Assert.Null(path.Path);
-        Assert.Contains("more than 256 kernfs levels", path.Problem);
-        Assert.Empty(KernfsRule.ParentAndName(r, root, [b], 0x80, Priv, 256));
+        Assert.Contains(problem, path.Problem);
+        Assert.Empty(KernfsRule.ParentAndName(r, root, [node], 0x80, Priv, 256));
     }
 
     [Fact]
     public void An_unterminated_name_is_a_problem_and_settles_no_offsets()
     {
-        using var g = new SyntheticGuest();
-        ulong root = Node(g, 0, 0, "");
+        using var g = WithRoot(out ulong root);
         ulong child = Node(g, 1, root, "x");
         g.Text(Texts + 0x200, new string('n', KernfsPath.MaxNameBytes + 10)); // runs past NAME_MAX before its NUL
-        var r = g.Reader(Limits);
-        var path = KernfsPath.Read(r, child, Parent, Name, 256);
-        Assert.Null(path.Path);
-        Assert.Contains("not NUL-terminated", path.Problem);
-        Assert.Empty(KernfsRule.ParentAndName(r, root, [child], 0x80, Priv, 256));
+        AssertRefused(g, root, child, "not NUL-terminated");
     }
 
     [Fact]
     public void A_chain_deeper_than_the_cap_is_cut_with_a_problem()
     {
-        using var g = new SyntheticGuest();
-        ulong root = Node(g, 0, 0, "");
+        using var g = WithRoot(out ulong root);
         ulong node = root;
         for (int i = 1; i <= 40; i++) node = Node(g, i, node, $"level{i}");
         var r = g.Reader(Limits);
@@ -121,8 +127,7 @@ public class InferenceWorkerCgroupTests
     [Fact]
     public void A_parent_that_is_no_kernel_pointer_or_an_unprintable_name_is_refused()
     {
-        using var g = new SyntheticGuest();
-        ulong root = Node(g, 0, 0, "");
+        using var g = WithRoot(out ulong root);
         ulong child = Node(g, 1, 0x0000_7fff_0000_1000, "user");
         ulong odd = Node(g, 2, root, "tab\there");
         var r = g.Reader(Limits);
