@@ -588,8 +588,8 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
     }
 
     /// <summary>namespaces on i386 (no BTF: nsproxy, ns.inum and cred.user_ns inferred with 4-byte pointers): every
-    /// process's namespace links equal its /proc/PID/ns (truth.d/views.sh), its cmdline, environ, Uid/Gid and Cap* lines
-    /// its /proc (ps --full), and `namespaces` lists init's eight.</summary>
+    /// process's namespace links equal its /proc/PID/ns (truth.d/views.sh), its cmdline, environ, Uid/Gid and Cap* lines,
+    /// name and cgroup its /proc (ps --full), and `namespaces` lists init's eight.</summary>
     [Fact]
     public void Namespaces_and_ps_full_details_of_every_process_equal_proc()
     {
@@ -623,6 +623,8 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
             foreach (var ns in lines.Where(l => l.StartsWith("ns ", StringComparison.Ordinal)).Select(l => l[3..].Split(' ', 2))) proc["ns " + ns[0]] = ns[1];
             ViewsTests.AssertEqualsProc(details.Read(task, withEnvironment: true), proc);
         }
+        // Names as /proc/PID/stat shows them (kworkers' "-workqueue", long kernel-thread names) and cgroup paths (inferred).
+        ProcComparisons.NamesAndCgroupsMatch(sections, kernel);
         var (code, output, error) = Run(["namespaces", "--no-offsets-cache", "--dump", guest.DumpPath]);
         Assert.True(code == 0, error);
         foreach (var type in new[] { "cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts" })

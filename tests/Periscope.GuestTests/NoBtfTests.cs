@@ -61,6 +61,10 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             compared++;
         }
         Assert.True(compared >= 50, $"only {compared} members inferred");
+        // kworker names and ps --full's cgroup path: every member they read was inferred (and compared above).
+        foreach (var name in new[] { "task_struct.worker_private", "kthread.data", "kthread.full_name", "worker.task", "worker.current_work", "worker.pool",
+                     "worker.desc", "task_struct.cgroups", "css_set.dom_cset", "css_set.dfl_cgrp", "cgroup.kn", "kernfs_node.priv", "kernfs_node.parent", "kernfs_node.name" })
+            Assert.True(report.Members.Any(m => m.Name == name && m.IsKnown), $"{name} was not inferred");
         // Everything the model reads, by name, is what BTF gives (the members without BTF-only counterparts aside).
         var fromBtf = OffsetTable.Of(WithBtf.Offsets).ToDictionary(e => e.Name, e => e.Offset);
         foreach (var e in OffsetTable.Of(k.Offsets))
@@ -162,7 +166,7 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         using var t = OpenNoBtf();
         var k = t.Kernel;
         static string Task(LinuxTask x) =>
-            $"{x.Pid} {x.Tgid} {x.ParentPid} {x.Uid} {x.Gid} {x.State} {x.IsKernelThread} {x.Comm} {x.ExePath} [{string.Join(",", x.Threads.Select(th => $"{th.Tid}:{th.Comm}:{th.State}"))}]";
+            $"{x.Pid} {x.Tgid} {x.ParentPid} {x.Uid} {x.Gid} {x.State} {x.IsKernelThread} {x.Comm} {x.Name} {x.ExePath} [{string.Join(",", x.Threads.Select(th => $"{th.Tid}:{th.Comm}:{th.Name}:{th.State}"))}]";
         Assert.Equal(WithBtf.Tasks.Select(Task), k.Tasks.Select(Task));
         static string Module(KernelModule m) => $"{m.Name} {m.Address:x} {m.Base:x} {m.Size} {m.State} {m.References} {m.TextSize} [{string.Join(",", m.UsedBy ?? ["?"])}] {m.Permanent}";
         Assert.Equal(WithBtf.Modules.Select(Module), k.Modules.Select(Module));

@@ -31,4 +31,48 @@ internal static class ProcComparisons
         }
         Assert.True(compared >= 6, $"compared maps of only {compared} processes");
     }
+
+    /// <summary>
+    /// Every process's name as /proc/PID/stat shows it (truth.d/views.sh) and its cgroup as /proc/PID/cgroup's "0::" line.
+    /// A workqueue worker's "-desc" names the workqueue it served last, which may change between the guest's listing and
+    /// the dump: for a worker the comm must match and, where /proc showed a description, Periscope must show one too.
+    /// At least two described workers, one kernel thread with a name longer than its comm and the container's cgroup.
+    /// </summary>
+    public static void NamesAndCgroupsMatch(Dictionary<(string Name, int Pid), List<string>> sections, LinuxKernel kernel)
+    {
+        var details = new ProcessDetailsReader(kernel);
+        Assert.Empty(details.Unavailable);
+        int compared = 0, described = 0, longNames = 0;
+        bool container = false;
+        foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))
+        {
+            if (!sections.TryGetValue(("views-proc", task.Pid), out var lines) || lines.FirstOrDefault(l => l.StartsWith("stat ", StringComparison.Ordinal)) is not { } stat)
+                continue; // started after the guest printed its view
+            string name = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+            if (!name.StartsWith(task.Comm, StringComparison.Ordinal)) continue; // a pid of the truth script's helpers, reused
+            if ((task.Flags & KernelMacros.PF_WQ_WORKER) != 0)
+            {
+                bool ours = task.Name.Length > task.Comm.Length + 1 && task.Name[task.Comm.Length] is '-' or '+';
+                Assert.True(task.Name.StartsWith(task.Comm, StringComparison.Ordinal) && (ours || name == task.Comm),
+                    $"pid {task.Pid}: /proc showed {name}, Periscope {task.Name}");
+                if (ours) described++;
+            }
+            else
+            {
+                Assert.Equal(name, task.Name);
+                if (task.IsKernelThread && name.Length > task.Comm.Length) longNames++;
+            }
+            if (lines.FirstOrDefault(l => l.StartsWith("cgroup ", StringComparison.Ordinal)) is { } cgroup)
+            {
+                var d = details.Read(task, withEnvironment: false);
+                Assert.Equal(cgroup["cgroup ".Length..], $"0::{d.CgroupPath}");
+                container |= d.ContainerId is not null;
+            }
+            compared++;
+        }
+        Assert.True(compared > 40, $"only {compared} processes compared");
+        Assert.True(described >= 2, $"only {described} workqueue workers with a description");
+        Assert.True(longNames >= 1, "no kernel thread with a name longer than its comm");
+        Assert.True(container, "the container's cgroup (start.d/50-views.sh) was not found");
+    }
 }

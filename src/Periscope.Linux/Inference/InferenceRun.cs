@@ -19,6 +19,8 @@ public sealed partial class OffsetInference
         InferCredIds();
         InferNamespaces(t);
         InferProcessDetails(t);
+        InferWorkers(t);
+        InferCgroups(t);
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         InferOpenFiles(t, m, p);
@@ -126,7 +128,10 @@ public sealed partial class OffsetInference
             SocketTables = SocketTableOffsets.FromReport(report),
             Namespaces = NamespaceOffsets.FromReport(report, tw),
             Bpf = BpfOffsets.FromReport(report),
-            ProcessDetails = ProcessDetailOffsets.FromReport(report, sw),
+            ProcessDetails = ProcessDetailOffsets.FromReport(report, tw, sw),
+            Kthread = Opt(T, "worker_private", tw) is { } kthreadLink && Opt("kthread", "data", small) is { } kthreadData
+                ? new KthreadOffsets { TaskKthread = kthreadLink, Data = kthreadData, FullName = Opt("kthread", "full_name", small) } : null,
+            Workqueue = WorkqueueFrom(report, small),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),
@@ -156,11 +161,18 @@ public sealed partial class OffsetInference
         return offsets;
     }
 
+    /// <summary>The worker members wq_worker_comm() reads (desc, current_work, pool), when all were inferred; the 6.10+
+    /// worker ids' members (id, rescue_wq, the pool's cpu, id and attrs) are not.</summary>
+    private static WorkqueueOffsets? WorkqueueFrom(InferenceReport report, int window)
+    {
+        int? Get(string member) => report.Find("worker", member)?.Offset is { } v && v >= 0 && v < window ? v : null;
+        if (Get("desc") is not { } desc || Get("current_work") is not { } current || Get("pool") is not { } pool) return null;
+        return new WorkqueueOffsets { WorkerDesc = desc, WorkerDescSize = WorkerRule.DescLength, WorkerCurrentWork = current, WorkerPool = pool, WorkerTask = Get("task") };
+    }
+
     /// <summary>Views that stay unavailable without BTF, each with its reason (shown by `info --offsets`).</summary>
     private void ReportNotInferred()
     {
-        _report.AddUnknown("worker", "desc", "not inferred: struct worker and worker_pool are private to kernel/workqueue.c; kworker names show the comm (no -<workqueue> suffix)");
-        _report.AddUnknown("kthread", "full_name", "not inferred: struct kthread is private to kernel/kthread.c; kernel threads show their 15-character comm");
         _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");
     }
 

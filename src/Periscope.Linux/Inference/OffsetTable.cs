@@ -87,6 +87,12 @@ public static class OffsetTable
         o.Namespaces?.List(Add);
         o.ProcessDetails?.List(Add);
         o.Bpf?.List(Add);
+        if (o.Kthread is { } k) { Add("task_struct", "worker_private", k.TaskKthread); Add("kthread", "data", k.Data); Add("kthread", "full_name", k.FullName); }
+        if (o.Workqueue is { } w)
+        {
+            Add("worker", "desc", w.WorkerDesc); Add("worker", "current_work", w.WorkerCurrentWork); Add("worker", "pool", w.WorkerPool);
+            Add("worker", "task", w.WorkerTask);
+        }
         return list;
     }
 

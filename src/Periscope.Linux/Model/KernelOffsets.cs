@@ -311,7 +311,7 @@ public sealed class KernelOffsets
         return new WorkqueueOffsets
         {
             WorkerDesc = b.O(worker, "desc"), WorkerDescSize = b.Count(worker, "desc", 1, 1, maxString),
-            WorkerCurrentWork = b.O(worker, "current_work"), WorkerPool = b.O(worker, "pool"),
+            WorkerCurrentWork = b.O(worker, "current_work"), WorkerPool = b.O(worker, "pool"), WorkerTask = b.Opt(worker, "task"),
             WorkerId = b.Opt(worker, "id"), WorkerRescueWq = b.Opt(worker, "rescue_wq"),
             PoolCpu = b.Opt(pool, "cpu"), PoolId = b.Opt(pool, "id"), PoolAttrs = b.Opt(pool, "attrs"),
             AttrsNice = attrs is not null ? b.Opt(attrs, "nice") : null,
@@ -584,6 +584,8 @@ public sealed record WorkqueueOffsets
     public int WorkerDescSize { get; init; }
     public int WorkerCurrentWork { get; init; }
     public int WorkerPool { get; init; }
+    /// <summary>worker.task (the worker's own task_struct): not read by the names, the inference's closing constraint.</summary>
+    public int? WorkerTask { get; init; }
     public int? WorkerId { get; init; }
     public int? WorkerRescueWq { get; init; }
     public int? PoolCpu { get; init; }

@@ -5,7 +5,7 @@ namespace Periscope.Linux.Model;
 
 /// <summary>
 /// What `ps --full` reads beyond the task list: mm_struct's argument and environment bounds, the credential ids and
-/// capability sets /proc/PID/status prints. From BTF, or inferred without it (<see cref="OffsetInference"/>: declaration
+/// capability sets /proc/PID/status prints, and the cgroup path's members (task->cgroups->dfl_cgrp->kn, kernfs names). From BTF, or inferred without it (<see cref="OffsetInference"/>: declaration
 /// orders next to members the search already settled, each checked against the data). Null when not known.
 /// </summary>
 public sealed record ProcessDetailOffsets
@@ -16,6 +16,8 @@ public sealed record ProcessDetailOffsets
         ("mm_struct", "arg_start"), ("mm_struct", "arg_end"), ("mm_struct", "env_start"), ("mm_struct", "env_end"),
         ("cred", "suid"), ("cred", "sgid"), ("cred", "egid"), ("cred", "fsuid"), ("cred", "fsgid"),
         ("cred", "cap_inheritable"), ("cred", "cap_permitted"), ("cred", "cap_effective"), ("cred", "cap_bset"), ("cred", "cap_ambient"),
+        ("task_struct", "cgroups"), ("css_set", "dom_cset"), ("css_set", "dfl_cgrp"), ("cgroup", "kn"),
+        ("kernfs_node", "priv"), ("kernfs_node", "parent"), ("kernfs_node", "name"),
     ];
 
     /// <summary>(struct, member) → offset, for the members this kernel has and that are known.</summary>
@@ -30,11 +32,12 @@ public sealed record ProcessDetailOffsets
         return new ProcessDetailOffsets { Offsets = result };
     }
 
-    public static ProcessDetailOffsets FromReport(InferenceReport report, int window)
+    /// <summary>The members a report knows, each inside its search window (<paramref name="taskWindow"/> for task_struct's).</summary>
+    public static ProcessDetailOffsets FromReport(InferenceReport report, int taskWindow, int structWindow)
     {
         var result = new Dictionary<(string, string), int>();
         foreach (var (s, m) in Members)
-            if (report.Find(s, m)?.Offset is { } v && v >= 0 && v < window) result[(s, m)] = v;
+            if (report.Find(s, m)?.Offset is { } v && v >= 0 && v < (s == "task_struct" ? taskWindow : structWindow)) result[(s, m)] = v;
         return new ProcessDetailOffsets { Offsets = result };
     }
 

@@ -288,25 +288,8 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
         if (!R.TryPointer(task + (ulong)cgroups, out ulong cssSet) || cssSet == 0 || !R.TryPointer(cssSet + (ulong)dfl, out ulong cgroup) || cgroup == 0
             || !R.TryPointer(cgroup + (ulong)knAt, out ulong kn) || kn == 0)
             return null;
-        var names = new List<string>();
-        for (int depth = 0; depth < kernel.Limits.MaxPathComponents; depth++)
-        {
-            if (!R.TryPointer(kn + (ulong)parentAt, out ulong parent))
-            {
-                problems.Add($"cgroup: kernfs_node 0x{kn:x} is unreadable");
-                return null;
-            }
-            if (parent == 0) // the root: its name is the hierarchy's, not part of the path
-                return "/" + string.Join('/', Enumerable.Reverse(names));
-            if (!R.TryPointer(kn + (ulong)nameAt, out ulong name) || R.ReadCString(name, kernel.Limits.MaxStringLength) is not { } text)
-            {
-                problems.Add($"cgroup: the name of kernfs_node 0x{kn:x} is unreadable");
-                return null;
-            }
-            names.Add(text);
-            kn = parent;
-        }
-        problems.Add($"cgroup path of task 0x{task:x}: more than MaxPathComponents = {kernel.Limits.MaxPathComponents} levels (a cycle?)");
-        return null;
+        var path = KernfsPath.Read(R, kn, parentAt, nameAt, kernel.Limits.MaxPathComponents);
+        if (path.Problem is { } problem) problems.Add($"cgroup path of task 0x{task:x}: {problem}");
+        return path.Path;
     }
 }
