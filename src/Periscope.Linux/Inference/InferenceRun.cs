@@ -22,6 +22,7 @@ public sealed partial class OffsetInference
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         InferOpenFiles(t, m, p);
+        InferMounts(t, p);
         InferSocketTables();
         ReportNotInferred();
         _report.Steps = _steps; // before Build, whose error report shows the evidence too
@@ -125,6 +126,7 @@ public sealed partial class OffsetInference
             SocketTables = SocketTableOffsets.FromReport(report),
             Namespaces = NamespaceOffsets.FromReport(report, tw),
             ProcessDetails = ProcessDetailOffsets.FromReport(report, sw),
+            Mounts = MountOffsets.FromReport(report, tw, small),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

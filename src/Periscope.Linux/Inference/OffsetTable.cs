@@ -86,6 +86,7 @@ public static class OffsetTable
         o.SocketTables?.List(Add);
         o.Namespaces?.List(Add);
         o.ProcessDetails?.List(Add);
+        o.Mounts?.List(Add);
         return list;
     }
 

@@ -55,6 +55,8 @@ public sealed class KernelOffsets
     public NamespaceOffsets? Namespaces { get; init; }
     /// <summary>mm_struct's argument and environment bounds, the credential ids and capability sets (ps --full).</summary>
     public ProcessDetailOffsets? ProcessDetails { get; init; }
+    /// <summary>The mount list or tree of a mount namespace, struct mount's and the super block's members, task->fs->root (mounts).</summary>
+    public MountOffsets? Mounts { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -237,6 +239,7 @@ public sealed class KernelOffsets
             PatchTables = PatchTableOffsets.FromBtf(b.Btf),
             Namespaces = NamespaceOffsets.FromBtf(b.Btf),
             ProcessDetails = ProcessDetailOffsets.FromBtf(b.Btf),
+            Mounts = MountOffsets.FromBtf(b.Btf),
         };
     }
 
