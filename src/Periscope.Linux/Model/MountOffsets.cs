@@ -10,7 +10,7 @@ namespace Periscope.Linux.Model;
 /// flags, the super block's flags, type and subtype, the type's name, and task->fs->root. From BTF, or inferred without it
 /// (<see cref="OffsetInference"/>, MountRules). Members are absent when the kernel lacks them or they were not inferred.
 /// </summary>
-public sealed record MountOffsets
+public sealed record MountOffsets : MemberOffsetGroup
 {
     /// <summary>The members by the kernel's struct and member names, in this order.</summary>
     public static readonly (string Struct, string Member)[] Members =
@@ -22,28 +22,14 @@ public sealed record MountOffsets
         ("task_struct", "fs"), ("fs_struct", "root"),
     ];
 
-    /// <summary>(struct, member) → offset, for the members this kernel has and that are known.</summary>
-    public IReadOnlyDictionary<(string Struct, string Member), int> Offsets { get; init; } = new Dictionary<(string, string), int>();
+    protected override IReadOnlyList<(string Struct, string Member)> MemberNames => Members;
 
-    public static MountOffsets FromBtf(BtfTypes btf) => From((s, m) => btf.FindStruct(s)?.OffsetInside(m));
+    public static MountOffsets FromBtf(BtfTypes btf) => new() { Offsets = Collect(Members, (s, m) => btf.FindStruct(s)?.OffsetInside(m)) };
 
     /// <summary>The members a report (inferred now, or from the offsets cache) knows, each inside its search window
     /// (<paramref name="taskWindow"/> for task_struct, <paramref name="window"/> for the others).</summary>
-    public static MountOffsets FromReport(InferenceReport report, int taskWindow, int window) =>
-        From((s, m) => report.Find(s, m)?.Offset is { } v && v >= 0 && v < (s == "task_struct" ? taskWindow : window) ? v : null);
-
-    private static MountOffsets From(Func<string, string, int?> offsetOf)
+    public static MountOffsets FromReport(InferenceReport report, int taskWindow, int window) => new()
     {
-        var result = new Dictionary<(string, string), int>();
-        foreach (var (s, m) in Members)
-            if (offsetOf(s, m) is { } v)
-                result[(s, m)] = v;
-        return new MountOffsets { Offsets = result };
-    }
-
-    /// <summary>Every member under the kernel's struct and member names (<see cref="OffsetTable"/>).</summary>
-    public void List(Action<string, string, int?> add)
-    {
-        foreach (var (s, m) in Members) add(s, m, Offsets.TryGetValue((s, m), out int v) ? v : null);
-    }
+        Offsets = Collect(Members, (s, m) => report.Find(s, m)?.Offset is { } v && v >= 0 && v < (s == "task_struct" ? taskWindow : window) ? v : null),
+    };
 }
