@@ -630,6 +630,25 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         foreach (var type in new[] { "cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts" })
             Assert.Contains(output.Split('\n'), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [_, var t, _, "1", "init"] && t == type);
     }
+    /// <summary>mounts on i386 (no BTF: the mount list, struct mount, super_block and fs_struct members inferred with
+    /// 4-byte pointers): init's and the unshared process's mounts equal their /proc/PID/mountinfo (truth.d/views.sh).</summary>
+    [Fact]
+    public void Mounts_of_init_and_the_unshared_process_equal_proc_mountinfo()
+    {
+        string text;
+        using (var fs = new FileStream(guest.Guest.DataLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            text = new StreamReader(fs).ReadToEnd();
+        var sections = ViewsTruth.Parse(text).Where(s => s.Key.Item1 == "views-mountinfo").ToList();
+        Assert.Equal(2, sections.Count);
+        foreach (var ((_, pid), lines) in sections)
+        {
+            var expected = ViewsTruth.MountInfoAsShown(lines);
+            var (code, output, error) = Run(["mounts", pid.ToString(CultureInfo.InvariantCulture), "--no-offsets-cache", "--dump", guest.DumpPath]);
+            Assert.True(code == 0, error);
+            Assert.Equal(expected, output.TrimEnd('\n').Split('\n'));
+            Assert.True(expected.Count >= 4);
+        }
+    }
 }
 
 [Collection("686-pae guest")]

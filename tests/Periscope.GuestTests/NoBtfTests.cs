@@ -144,7 +144,7 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         var ours = new Periscope.Linux.Files.OpenFiles(t.Kernel);
         var theirs = new Periscope.Linux.Files.OpenFiles(WithBtf);
         Assert.Null(ours.Unavailable);
-        static string Line(Periscope.Linux.Files.OpenFile f) => $"{f.Pid} {f.Fd} {f.File:x} {f.Path} {f.Kind} {f.Flags:x} {f.Mode:x} {f.Position} {f.Inode}";
+        static string Line(Periscope.Linux.Files.OpenFile f) => $"{f.Pid} {f.Fd} {f.File:x} {f.Path} {f.Kind} {f.Flags:x} {f.Mode:x} {f.Position} {f.Inode} {f.MountId}";
         var all = new List<Periscope.Linux.Files.OpenFile>();
         foreach (var task in WithBtf.Tasks)
         {
@@ -154,10 +154,44 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             all.AddRange(actual.Files);
         }
         Assert.True(all.Count >= 30, $"only {all.Count} open files");
+        Assert.All(all, f => Assert.NotNull(f.MountId)); // mount.mnt_id is inferred (for `mounts`)
         var netfiles = all.Where(f => f.Pid == Assert.Single(WithBtf.Tasks, x => x.Comm == "netfiles").Pid).ToList();
         Assert.Equal(2, netfiles.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Pipe));
         Assert.Single(netfiles, f => f.Path == "anon_inode:[eventfd]");
         Assert.True(netfiles.Count(f => f.Kind == Periscope.Linux.Files.OpenFileKind.Socket) >= 9);
+    }
+
+    /// <summary>mounts without BTF: every process's mount namespace, root mount and mountinfo lines are the BTF run's
+    /// (the init namespace and the one views.sh's unshared process made), and the CLI prints the same.</summary>
+    [Fact]
+    public void Mounts_of_every_process_equal_mounts_with_BTF()
+    {
+        using var t = OpenNoBtf();
+        var ours = new MountReader(t.Kernel);
+        var theirs = new MountReader(WithBtf);
+        Assert.Null(ours.Unavailable);
+        var namespaces = new HashSet<ulong>();
+        int lines = 0;
+        foreach (var task in WithBtf.Tasks.Where(x => x.Pid != 0))
+        {
+            var same = t.Kernel.Tasks.Single(x => x.Address == task.Address);
+            Assert.Equal(theirs.NamespaceOf(task), ours.NamespaceOf(same));
+            Assert.Equal(theirs.RootMountOf(task), ours.RootMountOf(same));
+            if (theirs.NamespaceOf(task) is not { } ns) continue;
+            namespaces.Add(ns);
+            var expected = theirs.Read(ns, theirs.RootMountOf(task));
+            Assert.Equal(expected, ours.Read(ns, ours.RootMountOf(same)));
+            lines += expected.Count;
+        }
+        Assert.True(namespaces.Count >= 2, $"only {namespaces.Count} mount namespace(s)");
+        Assert.True(lines > 100, $"only {lines} mount lines");
+        Assert.False(t.Kernel.IsIncomplete, string.Join("; ", t.Kernel.IncompleteReasons));
+        var (code, output, error) = Periscope.Tests.Shared.CliRun.Run("mounts", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
+        var (btfCode, btfOutput, _) = Periscope.Tests.Shared.CliRun.Run("mounts", "--dump", guest.DumpPath);
+        Assert.True(code == 0, error);
+        Assert.Equal(0, btfCode);
+        Assert.Equal(btfOutput, output);
+        Assert.StartsWith("1 1 0:2 / / rw - rootfs rootfs rw\n", output);
     }
 
     [Fact]

@@ -18,6 +18,15 @@ public sealed class ViewsGuest : GuestFixture
 
 internal static class ViewsTruth
 {
+    /// <summary>/proc/PID/mountinfo lines as `mounts` prints them: ours stop after the super block's ro/rw (the rest
+    /// comes from each file system's show_options()).</summary>
+    public static List<string> MountInfoAsShown(IEnumerable<string> lines) => lines.Where(l => l.Length > 0).Select(l =>
+    {
+        int dash = l.IndexOf(" - ", StringComparison.Ordinal);
+        var right = l[(dash + 3)..].Split(' ');
+        return $"{l[..dash]} - {right[0]} {right[1]} {right[2].Split(',')[0]}";
+    }).ToList();
+
     public static Dictionary<(string, int), List<string>> Parse(string text)
     {
         var sections = new Dictionary<(string, int), List<string>>();
@@ -278,13 +287,7 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         Assert.Equal(2, sections.Count);
         foreach (var (pid, lines) in sections)
         {
-            // Ours stop after the super block's ro/rw: the rest comes from each file system's show_options().
-            var expected = lines.Where(l => l.Length > 0).Select(l =>
-            {
-                int dash = l.IndexOf(" - ", StringComparison.Ordinal);
-                var right = l[(dash + 3)..].Split(' ');
-                return $"{l[..dash]} - {right[0]} {right[1]} {right[2].Split(',')[0]}";
-            }).ToList();
+            var expected = ViewsTruth.MountInfoAsShown(lines);
             var (code, output, error) = CliRun.Run("mounts", pid.ToString(CultureInfo.InvariantCulture), "--dump", guest.DumpPath);
             Assert.True(code == 0, error);
             Assert.Equal(expected, output.TrimEnd('\n').Split('\n'));

@@ -18,6 +18,7 @@ public sealed class MountsCommand : ICliCommand
             int id = r.GetValue(pid) ?? 1;
             var task = kernel.Tasks.FirstOrDefault(t => t.Pid == id) ?? throw new CliUsageException($"no process with pid {id}");
             var reader = new MountReader(kernel);
+            if (reader.Unavailable is { } why) throw new KernelModelException(why);
             ulong ns = reader.NamespaceOf(task) ?? throw new CliUsageException($"pid {id} has no mount namespace (it has exited)");
             var mounts = reader.Read(ns, reader.RootMountOf(task));
             if (context.Json(r))

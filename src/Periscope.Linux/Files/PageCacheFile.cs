@@ -69,9 +69,10 @@ public sealed class PageCacheFile(LinuxKernel kernel)
     {
         var result = new List<(ulong, ulong, ulong, ulong)>();
         ulong ns = init["nsproxy"]["mnt_ns"].ReadPointer();
-        foreach (var m in new MountReader(kernel).Mounts(ns))
+        var walk = new MountReader(kernel).Mounts(ns);
+        if (!walk.Complete) throw new ObjectFaultException($"mount namespace 0x{ns:x}: {walk.Fault}", walk.FaultAt);
+        foreach (var m in walk.Nodes.Select(address => kernel.Object("mount", address)))
         {
-            if (result.Count >= kernel.Limits.MaxMountsPerNamespace) break;
             result.Add((m["mnt_parent"].ReadPointer(), m["mnt_mountpoint"].ReadPointer(), m.Address, m["mnt.mnt_root"].ReadPointer()));
         }
         return result;

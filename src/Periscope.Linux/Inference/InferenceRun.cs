@@ -24,6 +24,7 @@ public sealed partial class OffsetInference
         var p = InferPaths(m.Files);
         InferSuperBlockDev(m.Files, p);
         InferOpenFiles(t, m, p);
+        InferMounts(t, p);
         InferSocketTables();
         InferBpf();
         ReportNotInferred();
@@ -132,6 +133,7 @@ public sealed partial class OffsetInference
             Kthread = Opt(T, "worker_private", tw) is { } kthreadLink && Opt("kthread", "data", small) is { } kthreadData
                 ? new KthreadOffsets { TaskKthread = kthreadLink, Data = kthreadData, FullName = Opt("kthread", "full_name", small) } : null,
             Workqueue = WorkqueueFrom(report, small),
+            Mounts = MountOffsets.FromReport(report, tw, small),
             ModuleUse = Opt("module", "source_list", sw) is { } sourceList ? new ModuleUseOffsets
             {
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),

@@ -3,11 +3,21 @@ namespace Periscope.Linux.Inference;
 /// <summary>Candidate struct mount layout: where the embedded vfsmount sits, mnt_parent, mnt_mountpoint, and vfsmount.mnt_root.</summary>
 public readonly record struct MountLayout(int Mnt, int Parent, int Mountpoint, int MntRoot);
 
+/// <summary>The nodes of a namespace's mount list or tree in the kernel's order, and why the walk stopped early (null when
+/// it reached the end): a bad link, a cycle, or more nodes than the cap. The nodes before the fault are kept.</summary>
+public sealed record MountWalk(IReadOnlyList<ulong> Nodes, string? Fault, ulong FaultAt)
+{
+    public bool Complete => Fault is null;
+}
+
 /// <summary>
-/// The struct mount check: from a file's vfsmount, climb mnt_parent through mounts whose mountpoints are named dentries
-/// to a root mount that is its own parent with its mountpoint at its own root. Since Linux 7.x the initramfs is no
-/// longer the root mount: it is mounted on nullfs's root, so the root mount is reached one level up (before, the file's
-/// own mount was the root). Bounded by <see cref="MaxDepth"/> levels; a cycle that never reaches a self-parent fails.
+/// The struct mount facts. <see cref="ClimbsToRoot"/>: from a file's vfsmount, climb mnt_parent through mounts whose
+/// mountpoints are named dentries to a root mount that is its own parent with its mountpoint at its own root. Since Linux
+/// 7.x the initramfs is no longer the root mount: it is mounted on nullfs's root, so the root mount is reached one level
+/// up (before, the file's own mount was the root). Bounded by <see cref="MaxDepth"/> levels; a cycle that never reaches
+/// a self-parent fails. <see cref="ListNodes"/> and <see cref="TreeNodes"/> walk a mount namespace's mounts (the
+/// mnt_namespace.list of mount.mnt_list up to 6.7, the mnt_namespace.mounts rb-tree of mount.mnt_node since 6.8), checking
+/// every link, and <see cref="ParentsWithin"/> is the check that the nodes are mounts: every mount's parent is one of them.
 /// </summary>
 public static class MountRule
 {
@@ -25,5 +35,76 @@ public static class MountRule
             mount = parent;
         }
         return false;
+    }
+
+    /// <summary>
+    /// The list_head nodes after <paramref name="head"/> up to its return, each a kernel pointer whose prev links back
+    /// (list_head { next, prev }); stops at the first bad link, at a node met twice (a cycle that does not pass the head)
+    /// or after <paramref name="max"/> nodes.
+    /// </summary>
+    public static MountWalk ListNodes(ulong head, int pointerSize, int max, Func<ulong, ulong?> word, Func<ulong, bool> isKernel)
+    {
+        var nodes = new List<ulong>();
+        var seen = new HashSet<ulong>();
+        ulong at = head;
+        while (true)
+        {
+            if (word(at) is not { } next || !isKernel(next)) return new MountWalk(nodes, $"list node 0x{at:x}: unreadable or not a kernel pointer", at);
+            if (word(next + (ulong)pointerSize) != at) return new MountWalk(nodes, $"list node 0x{next:x}: prev does not link back to 0x{at:x}", next);
+            if (next == head) return new MountWalk(nodes, null, 0);
+            if (!seen.Add(next)) return new MountWalk(nodes, $"list node 0x{next:x} reached twice (a cycle)", next);
+            if (nodes.Count >= max) return new MountWalk(nodes, $"more than {max} nodes", next);
+            nodes.Add(next);
+            at = next;
+        }
+    }
+
+    /// <summary>
+    /// The rb_nodes of the tree rooted at <paramref name="root"/> in order (rb_node { unsigned long __rb_parent_color;
+    /// rb_right; rb_left; } since 2.6.18): each node a kernel pointer whose parent bits name the node it hangs from (the
+    /// root: none); stops at the first bad link, a node met twice or after <paramref name="max"/> nodes.
+    /// </summary>
+    public static MountWalk TreeNodes(ulong root, int pointerSize, int max, Func<ulong, ulong?> word, Func<ulong, bool> isKernel)
+    {
+        ulong p = (ulong)pointerSize;
+        var nodes = new List<ulong>();
+        var seen = new HashSet<ulong>();
+        var stack = new Stack<ulong>();
+        ulong at = root, parent = 0;
+        while (stack.Count > 0 || at != 0)
+        {
+            while (at != 0)
+            {
+                if (!isKernel(at)) return new MountWalk(nodes, $"rb-tree node 0x{at:x} is not a kernel pointer", at);
+                if (!seen.Add(at)) return new MountWalk(nodes, $"rb-tree node 0x{at:x} reached twice (a cycle)", at);
+                if (seen.Count > max) return new MountWalk(nodes, $"more than {max} nodes", at);
+                if (word(at) is not { } parentColor || (parentColor & ~3UL) != parent)
+                    return new MountWalk(nodes, $"rb-tree node 0x{at:x}: its parent link does not name 0x{parent:x}", at);
+                if (word(at + 2 * p) is not { } left) return new MountWalk(nodes, $"rb-tree node 0x{at:x} is unreadable", at);
+                stack.Push(at);
+                parent = at;
+                at = left;
+            }
+            ulong current = stack.Pop();
+            nodes.Add(current);
+            if (word(current + p) is not { } right) return new MountWalk(nodes, $"rb-tree node 0x{current:x} is unreadable", current);
+            at = right;
+            parent = current;
+        }
+        return new MountWalk(nodes, null, 0);
+    }
+
+    /// <summary>At least one mount is its own parent (the namespace's root) and every mount's mnt_parent (at
+    /// <paramref name="parentOffset"/>) is one of <paramref name="mounts"/>.</summary>
+    public static bool ParentsWithin(IReadOnlyList<ulong> mounts, int parentOffset, Func<ulong, ulong?> word)
+    {
+        var set = mounts.ToHashSet();
+        bool root = false;
+        foreach (ulong m in mounts)
+        {
+            if (word(m + (ulong)parentOffset) is not { } parent || !set.Contains(parent)) return false;
+            root |= parent == m;
+        }
+        return root;
     }
 }

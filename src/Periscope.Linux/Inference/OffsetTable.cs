@@ -93,6 +93,7 @@ public static class OffsetTable
             Add("worker", "desc", w.WorkerDesc); Add("worker", "current_work", w.WorkerCurrentWork); Add("worker", "pool", w.WorkerPool);
             Add("worker", "task", w.WorkerTask);
         }
+        o.Mounts?.List(Add);
         return list;
     }
 

@@ -57,6 +57,8 @@ public sealed class KernelOffsets
     public ProcessDetailOffsets? ProcessDetails { get; init; }
     /// <summary>The BPF IDRs' head and struct bpf_prog, bpf_prog_aux, bpf_map and bpf_link (`bpf`).</summary>
     public BpfOffsets? Bpf { get; init; }
+    /// <summary>The mount list or tree of a mount namespace, struct mount's and the super block's members, task->fs->root (mounts).</summary>
+    public MountOffsets? Mounts { get; init; }
 
     /// <summary>
     /// Reads every offset, size and enum value from BTF, checking each against the struct that holds it: an offset
@@ -240,6 +242,7 @@ public sealed class KernelOffsets
             Namespaces = NamespaceOffsets.FromBtf(b.Btf),
             Bpf = BpfOffsets.FromBtf(b.Btf),
             ProcessDetails = ProcessDetailOffsets.FromBtf(b.Btf),
+            Mounts = MountOffsets.FromBtf(b.Btf),
         };
     }
 

@@ -8,7 +8,7 @@ namespace Periscope.Linux.Model;
 /// capability sets /proc/PID/status prints, and the cgroup path's members (task->cgroups->dfl_cgrp->kn, kernfs names). From BTF, or inferred without it (<see cref="OffsetInference"/>: declaration
 /// orders next to members the search already settled, each checked against the data). Null when not known.
 /// </summary>
-public sealed record ProcessDetailOffsets
+public sealed record ProcessDetailOffsets : MemberOffsetGroup
 {
     /// <summary>The members by the kernel's struct and member names, in this order.</summary>
     public static readonly (string Struct, string Member)[] Members =
@@ -20,30 +20,12 @@ public sealed record ProcessDetailOffsets
         ("kernfs_node", "priv"), ("kernfs_node", "parent"), ("kernfs_node", "name"),
     ];
 
-    /// <summary>(struct, member) → offset, for the members this kernel has and that are known.</summary>
-    public IReadOnlyDictionary<(string Struct, string Member), int> Offsets { get; init; } = new Dictionary<(string, string), int>();
+    protected override IReadOnlyList<(string Struct, string Member)> MemberNames => Members;
 
-    public static ProcessDetailOffsets FromBtf(BtfTypes btf)
-    {
-        var result = new Dictionary<(string, string), int>();
-        foreach (var (s, m) in Members)
-            if (btf.FindStruct(s)?.OffsetInside(m) is { } v)
-                result[(s, m)] = v;
-        return new ProcessDetailOffsets { Offsets = result };
-    }
+    public static ProcessDetailOffsets FromBtf(BtfTypes btf) =>
+        new() { Offsets = Collect(Members, (s, m) => btf.FindStruct(s)?.OffsetInside(m)) };
 
     /// <summary>The members a report knows, each inside its search window (<paramref name="taskWindow"/> for task_struct's).</summary>
-    public static ProcessDetailOffsets FromReport(InferenceReport report, int taskWindow, int structWindow)
-    {
-        var result = new Dictionary<(string, string), int>();
-        foreach (var (s, m) in Members)
-            if (report.Find(s, m)?.Offset is { } v && v >= 0 && v < (s == "task_struct" ? taskWindow : structWindow)) result[(s, m)] = v;
-        return new ProcessDetailOffsets { Offsets = result };
-    }
-
-    /// <summary>Every member under the kernel's struct and member names (<see cref="OffsetTable"/>).</summary>
-    public void List(Action<string, string, int?> add)
-    {
-        foreach (var (s, m) in Members) add(s, m, Offsets.TryGetValue((s, m), out int v) ? v : null);
-    }
+    public static ProcessDetailOffsets FromReport(InferenceReport report, int taskWindow, int structWindow) =>
+        new() { Offsets = Collect(Members, (s, m) => report.Find(s, m)?.Offset is { } v && v >= 0 && v < (s == "task_struct" ? taskWindow : structWindow) ? v : null) };
 }
