@@ -137,4 +137,90 @@ public class InferenceWorkerCgroupTests
         Assert.Equal("/tab\there", KernfsPath.Read(r, odd, Parent, Name, 256).Path);
         Assert.Empty(KernfsRule.ParentAndName(r, root, [odd], 0x80, Priv, 256));
     }
+
+    // task_struct.cgroups on synthetic tasks: init_task, a task in the root css_set, and one whose css_set was allocated
+    // right after its task_struct (inside the 16 KiB task window, outside the task).
+    private const int CgroupsAt = 0x800, PtracedAt = 0x900, DomCsetAt = 0x78;
+    private const ulong InitTask = SyntheticGuest.Base + 0x10000, RootTask = SyntheticGuest.Base + 0x20000, ScopeTask = SyntheticGuest.Base + 0x30000;
+    private const ulong InitCssSet = SyntheticGuest.Base + 0x100000, RootCgroup = SyntheticGuest.Base + 0x110000, ScopeCgroup = SyntheticGuest.Base + 0x120000;
+
+    private static void Task(SyntheticGuest g, ulong task, ulong cssSet)
+    {
+        g.U64(task + CgroupsAt, cssSet);
+        // Every task's own empty ptraced list followed by an empty ptrace_entry: a pointer to a word that points back,
+        // then a pointer to itself, the shape a css_set has at dom_cset. Only a pointer outside init_task may count.
+        ulong ptraced = task + PtracedAt;
+        g.U64(ptraced, ptraced);
+        g.U64(ptraced + 8, ptraced);
+        g.U64(ptraced + 16, ptraced + 16);
+        g.U64(ptraced + 24, ptraced + 16);
+    }
+
+    private static void CssSet(SyntheticGuest g, ulong set, ulong cgroup)
+    {
+        g.U64(set + DomCsetAt, set);
+        g.U64(set + DomCsetAt + 8, cgroup);
+        g.U64(cgroup, cgroup); // css.cgroup, the cgroup's first member, points back to it
+    }
+
+    [Fact]
+    public void Task_cgroups_holds_when_a_css_set_sits_right_after_its_task_struct_and_a_tasks_own_empty_lists_do_not_count()
+    {
+        using var g = new SyntheticGuest();
+        ulong scopeSet = ScopeTask + 0x2000;
+        Task(g, InitTask, InitCssSet);
+        Task(g, RootTask, InitCssSet);
+        Task(g, ScopeTask, scopeSet);
+        CssSet(g, InitCssSet, RootCgroup);
+        CssSet(g, scopeSet, ScopeCgroup);
+        var report = OffsetInference.InferCgroupMembers(g.Reader(Limits), Limits, InitTask, [InitTask, RootTask, ScopeTask]);
+        var cgroups = report.Find("task_struct", "cgroups");
+        Assert.NotNull(cgroups);
+        Assert.Equal(CgroupsAt, cgroups.Offset);
+        Assert.Equal([CgroupsAt], cgroups.Candidates);
+        Assert.Equal(DomCsetAt, report.Find("css_set", "dom_cset")?.Offset);
+        Assert.Equal(DomCsetAt + 8, report.Find("css_set", "dfl_cgrp")?.Offset);
+    }
+
+    [Fact]
+    public void Kernfs_name_is_the_nodes_own_when_the_next_nodes_of_the_slab_walk_as_well()
+    {
+        // kernfs_nodes 0x80 apart, as in a slab: the 512-byte window of each also holds the two after it. Behind the root
+        // node lies another hierarchy's root (the empty name too), behind each cgroup's node some other named node, so
+        // "the name member two nodes on" walks from the scope up to the root as well as the node's own name does.
+        const int KnAt = 0xf8, KnStride = 0x80;
+        const ulong Kns = SyntheticGuest.Base + 0x200000, KnTexts = SyntheticGuest.Base + 0x280000, SliceCgroup = SyntheticGuest.Base + 0x130000;
+        using var g = new SyntheticGuest();
+        ulong KernfsNode(int slot, ulong parent, string name, ulong cgroup)
+        {
+            ulong kn = Kns + (ulong)(slot * KnStride), text = KnTexts + (ulong)slot * 0x40;
+            g.U32(kn, 1);
+            g.U64(kn + Parent, parent);
+            g.U64(kn + Name, text);
+            g.U64(kn + Priv, cgroup);
+            g.Text(text, name);
+            return kn;
+        }
+        ulong rootKn = KernfsNode(0, 0, "", RootCgroup);
+        KernfsNode(2, 0, "", 0);
+        ulong sliceKn = KernfsNode(4, rootKn, "system.slice", SliceCgroup);
+        KernfsNode(6, 0, "cpu.max", 0);
+        ulong scopeKn = KernfsNode(8, sliceKn, "docker-0123.scope", ScopeCgroup);
+        KernfsNode(10, 0, "memory.max", 0);
+        ulong scopeSet = ScopeTask + 0x2000;
+        Task(g, InitTask, InitCssSet);
+        Task(g, ScopeTask, scopeSet);
+        CssSet(g, InitCssSet, RootCgroup);
+        CssSet(g, scopeSet, ScopeCgroup);
+        g.U64(RootCgroup + KnAt, rootKn);
+        g.U64(ScopeCgroup + KnAt, scopeKn);
+        var report = OffsetInference.InferCgroupMembers(g.Reader(Limits), Limits, InitTask, [InitTask, ScopeTask]);
+        Assert.Equal(KnAt, report.Find("cgroup", "kn")?.Offset);
+        Assert.Equal(Priv, report.Find("kernfs_node", "priv")?.Offset);
+        Assert.Equal(Parent, report.Find("kernfs_node", "parent")?.Offset);
+        var name = report.Find("kernfs_node", "name");
+        Assert.NotNull(name);
+        Assert.Equal([Name, Name + 2 * KnStride], name.Candidates);
+        Assert.Equal(Name, name.Offset);
+    }
 }

@@ -42,20 +42,8 @@ public sealed partial class OffsetInference
 
     /// <summary>The bpf rules alone, on their own step budget, given struct idr's xa_head offset (for tests).</summary>
     /// <exception cref="KernelModelException">The search exceeded MaxInferenceSteps.</exception>
-    public static InferenceReport InferBpfObjects(GuestReader reader, Kallsyms.KernelSymbols symbols, Memory.IntrospectionLimits limits, int idrXaHead)
-    {
-        var search = new OffsetInference(reader, symbols, layout: null!, limits, default);
-        try
-        {
-            search.InferBpf(idrXaHead);
-        }
-        catch (StepBudgetExhausted)
-        {
-            throw new KernelModelException($"bpf inference stopped after {search._steps} candidate tests (IntrospectionLimits.MaxInferenceSteps = {limits.MaxInferenceSteps})");
-        }
-        search._report.Steps = search._steps;
-        return search._report;
-    }
+    public static InferenceReport InferBpfObjects(GuestReader reader, Kallsyms.KernelSymbols symbols, Memory.IntrospectionLimits limits, int idrXaHead) =>
+        RulesAlone(reader, symbols, limits, "bpf", search => search.InferBpf(idrXaHead));
 
     private void InferBpf() => InferBpf(_report.Find("pid_namespace", "idr.idr_rt.xa_head")?.Offset);
 

@@ -56,12 +56,25 @@ public sealed partial class OffsetInference
     /// <summary>struct cgroup starts with its css, whose first member (css.cgroup) points back to the cgroup.</summary>
     private bool IsCgroup(ulong cgroup) => IsKernel(cgroup) && Ptr(cgroup) == cgroup;
 
+    /// <summary>
+    /// The other tasks confirm init's column; a pointer into the task itself is not refused here. init's column already
+    /// points outside init_task (which rules out a task's own empty lists: ptraced's prev points to ptraced, and
+    /// ptrace_entry right after it points to itself), and a task's real css_set is a slab object that may sit within
+    /// MaxInferenceTaskBytes after the task_struct (a task_struct ends well before that window does): refusing those
+    /// lost task_struct.cgroups on some boots.
+    /// </summary>
     private bool LeadsToCgroup(ulong task, int column, int domCset)
     {
         Step();
         ulong set = Ptr(task + (ulong)column);
-        return IsKernel(set) && set - task >= (ulong)_taskBytes && Ptr(set + (ulong)domCset) == set && IsCgroup(Ptr(set + (ulong)(domCset + _p)));
+        return IsKernel(set) && Ptr(set + (ulong)domCset) == set && IsCgroup(Ptr(set + (ulong)(domCset + _p)));
     }
+
+    /// <summary>The cgroup rules alone, on their own step budget, given init_task and every thread-group leader (for tests).</summary>
+    /// <exception cref="KernelModelException">The search exceeded MaxInferenceSteps.</exception>
+    public static InferenceReport InferCgroupMembers(GuestReader reader, Memory.IntrospectionLimits limits, ulong init, IReadOnlyList<ulong> leaders) =>
+        RulesAlone(reader, new Kallsyms.KernelSymbols([]), limits, "cgroup",
+            search => search.InferCgroups(new TaskEvidence { Init = init, Leaders = [.. leaders], AllLeaders = [.. leaders], Threads = [] }));
 
     /// <summary>cgroup.kn and kernfs_node.priv (the node points back to its cgroup, in every cgroup seen), then parent and
     /// name: the root's node has no parent and the empty name, every other cgroup's node walks up to it with printable
@@ -98,7 +111,9 @@ public sealed partial class OffsetInference
         const string walkRule = "the root cgroup's node has parent NULL and the empty name; every other cgroup's node walks up to it through parent, "
             + "each name on the way printable, non-empty and without '/'";
         if (_report.Add("kernfs_node", "parent", found.Select(f => f.pa).Distinct().ToList(), walkRule) is { } parent)
-            _report.Add("kernfs_node", "name", found.Where(f => f.pa == parent).Select(f => f.na).Distinct().ToList(), walkRule);
+            // The 512-byte window reaches into the next kernfs_nodes of the slab, whose names are printable too: with few
+            // cgroups their name member walks as well as the node's own (seen: 0x10 and 0x160, two 0xa8-byte nodes on).
+            _report.Add("kernfs_node", "name", found.Where(f => f.pa == parent).Select(f => f.na).Distinct().ToList(), walkRule, c => c.Min(), SlabNeighbourTieBreak);
         else _report.AddUnknown("kernfs_node", "name", "needs kernfs_node.parent");
     }
 }

@@ -70,6 +70,24 @@ public sealed partial class OffsetInference
 
     private sealed class StepBudgetExhausted : Exception;
 
+    /// <summary>One family of rules alone, on its own step budget, reading neither the kernel's layout nor the module
+    /// area (for tests and tools that need only those members).</summary>
+    /// <exception cref="KernelModelException">The search exceeded MaxInferenceSteps.</exception>
+    private static InferenceReport RulesAlone(GuestReader reader, KernelSymbols symbols, IntrospectionLimits limits, string family, Action<OffsetInference> rules)
+    {
+        var search = new OffsetInference(reader, symbols, layout: null!, limits, default);
+        try
+        {
+            rules(search);
+        }
+        catch (StepBudgetExhausted)
+        {
+            throw new KernelModelException($"{family} inference stopped after {search._steps} candidate tests (IntrospectionLimits.MaxInferenceSteps = {limits.MaxInferenceSteps})");
+        }
+        search._report.Steps = search._steps;
+        return search._report;
+    }
+
     /// <summary>The tie-break of rules whose window reaches past a slab object into its neighbour, an object of the same kind.</summary>
     private const string SlabNeighbourTieBreak = "lowest offset (a higher one is the same member of the next object in the slab)";
 

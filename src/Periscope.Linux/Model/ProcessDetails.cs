@@ -176,7 +176,10 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             // kernfs_node.parent became __parent in 6.15 (RCU-protected since; the same pointer).
             int? knParent = b.Optional("kernfs_node", "parent") ?? b.Optional("kernfs_node", "__parent");
             if (!layouts.FromBtf && (cgroups is null || dfl is null || kn is null || knName is null || knParent is null))
-                unavailable.Add("cgroup: not inferred (no BTF): task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, parent");
+            {
+                var missing = new (string Name, int? Offset)[] { ("task_struct.cgroups", cgroups), ("css_set.dfl_cgrp", dfl), ("cgroup.kn", kn), ("kernfs_node.name", knName), ("kernfs_node.parent", knParent) };
+                unavailable.Add($"cgroup: not inferred (no BTF): {string.Join(", ", missing.Where(m => m.Offset is null).Select(m => m.Name))}");
+            }
             return new Layout(argStart, argEnd, envStart, envEnd, realCred,
                 ids.All(i => i is not null) ? ids.Select(i => i!.Value).ToArray() : null, caps.All(c => c is not null) ? caps.Select(c => c!.Value).ToArray() : null,
                 b.Optional("cred", "cap_ambient"), startTime, bootTime, cgroups, dfl, kn, knName, knParent, unavailable);
