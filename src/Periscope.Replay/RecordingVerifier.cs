@@ -49,7 +49,7 @@ public static class RecordingVerifier
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         using var session = ReplaySession.StartAt(recording, recording.Manifest.Snapshots[0], limits);
-        session.RunTo(recording.Manifest.EndIcount);
+        session.RunToEndOfLog();
         string ram = Recorder.HashFile(session.RamFile);
         var serial = new List<(string, bool, long, long)>();
         foreach (var (name, replayed) in new[] { (RecordingLayout.ConsoleLogFile, session.Files.ConsoleLog), (RecordingLayout.DataLogFile, session.Files.DataLog) })

@@ -74,29 +74,50 @@ public sealed class ReplaySession : IDisposable
         if (icount > Recording.Manifest.EndIcount)
             throw new InvalidOperationException($"icount {icount} is past the end of the recording ({Recording.Manifest.EndIcount})");
         if (icount == Icount) return;
+        _qemu.Qmp.ReplayBreak(icount);
+        ulong reached = ContinueUntilStopped(icount, out _);
+        if (reached != icount) throw new IOException($"replay stopped at icount {reached}, not at the break point {icount}");
+        Icount = icount;
+    }
+
+    /// <summary>
+    /// Replays the whole rest of the log, with no break point: up to the recorder's quit, the last event, which leaves
+    /// the replay in state "shutdown" at the end icount. A break at the end icount stops the vCPU there before the
+    /// events logged at that same count (what the devices did while the recorded guest idled at its last instruction,
+    /// and the drain when the recorder stopped it) are replayed; the RAM the recorder hashed after its stop holds them.
+    /// </summary>
+    public void RunToEndOfLog()
+    {
+        ulong end = Recording.Manifest.EndIcount;
+        ulong reached = ContinueUntilStopped(end, out string status);
+        if (status != "shutdown" || reached != end)
+            throw new IOException($"{Recording.Folder}: the replay stopped ({status}) at icount {reached}, not at the recorded quit at the end icount {end}");
+        Icount = end;
+    }
+
+    /// <summary>Resumes the replay and waits, bounded by the seek time limit and the stall check, until it stops.</summary>
+    private ulong ContinueUntilStopped(ulong target, out string status)
+    {
         var qmp = _qemu.Qmp;
-        qmp.ReplayBreak(icount);
         qmp.Continue();
         TimeSpan limit = SeekTimeLimit(Recording.Manifest, _limits);
         var sw = Stopwatch.StartNew();
         ulong lastIcount = Icount;
         var lastProgress = sw.Elapsed;
         int sleepMs = 5;
-        while (!IsStopped(qmp.QueryStatus()))
+        while (!IsStopped(status = qmp.QueryStatus()))
         {
-            if (_qemu.HasExited) throw new IOException($"{Recording.Folder}: replay QEMU exited before icount {icount}: {_qemu.StandardError}");
+            if (_qemu.HasExited) throw new IOException($"{Recording.Folder}: replay QEMU exited before icount {target}: {_qemu.StandardError}");
             ulong now = qmp.QueryReplayIcount();
             if (now != lastIcount) { lastIcount = now; lastProgress = sw.Elapsed; }
             else if ((sw.Elapsed - lastProgress).TotalSeconds > _limits.MaxReplayStallSeconds)
-                throw new TimeoutException($"{Recording.Folder}: replay stuck at icount {now} for {_limits.MaxReplayStallSeconds} s on its way to {icount}");
+                throw new TimeoutException($"{Recording.Folder}: replay stuck at icount {now} for {_limits.MaxReplayStallSeconds} s on its way to {target}");
             if (sw.Elapsed > limit)
-                throw new TimeoutException($"{Recording.Folder}: replay did not reach icount {icount} within {limit.TotalSeconds:0} s (at icount {now}; the whole recording took {Recording.Manifest.RecordedTime.TotalSeconds:0} s)");
+                throw new TimeoutException($"{Recording.Folder}: replay did not reach icount {target} within {limit.TotalSeconds:0} s (at icount {now}; the whole recording took {Recording.Manifest.RecordedTime.TotalSeconds:0} s)");
             Thread.Sleep(sleepMs);
             sleepMs = Math.Min(sleepMs * 2, 200);
         }
-        ulong reached = qmp.QueryReplayIcount();
-        if (reached != icount) throw new IOException($"replay stopped at icount {reached}, not at the break point {icount}");
-        Icount = icount;
+        return qmp.QueryReplayIcount();
     }
 
     /// <summary>
