@@ -33,6 +33,27 @@ internal static class ProcComparisons
     }
 
     /// <summary>
+    /// Whether /proc's name of a workqueue worker, taken before the dump, and Periscope's name of it from the dump name the
+    /// same worker: both begin with one worker id (the comm, or since 6.10 the full id the comm may cut, such as
+    /// "kworker/R-rcu_gp" for the comm "kworker/R-rcu_g"; an id may itself hold '-'), and each goes on with nothing or with
+    /// "+desc"/"-desc", the work it runs or ran last, which may change in between. Where Periscope shows no description,
+    /// /proc must have shown none either. <paramref name="described"/>: Periscope's name goes on with one.
+    /// </summary>
+    internal static bool SameWorker(string proc, string ours, string comm, out bool described)
+    {
+        described = false;
+        // The ids a name can begin with: the whole name, or the part before any '+' or '-' (the description's mark).
+        // The shortest such id at least as long as the comm is the worker's: the rest is the description.
+        static IEnumerable<string> Ids(string name) =>
+            Enumerable.Range(1, Math.Max(0, name.Length - 1)).Where(i => name[i] is '+' or '-').Select(i => name[..i]).Append(name);
+        var id = Ids(ours).Intersect(Ids(proc)).Where(i => i.Length >= comm.Length && i.StartsWith(comm, StringComparison.Ordinal))
+            .OrderBy(i => i.Length).FirstOrDefault();
+        if (id is null) return false;
+        described = ours.Length > id.Length;
+        return described || proc == id;
+    }
+
+    /// <summary>
     /// Every process's name as /proc/PID/stat shows it (truth.d/views.sh) and its cgroup as /proc/PID/cgroup's "0::" line.
     /// A workqueue worker's "-desc" names the workqueue it served last, which may change between the guest's listing and
     /// the dump: for a worker the comm must match and, where /proc showed a description, Periscope must show one too.
@@ -52,9 +73,7 @@ internal static class ProcComparisons
             if (!name.StartsWith(task.Comm, StringComparison.Ordinal)) continue; // a pid of the truth script's helpers, reused
             if ((task.Flags & KernelMacros.PF_WQ_WORKER) != 0)
             {
-                bool ours = task.Name.Length > task.Comm.Length + 1 && task.Name[task.Comm.Length] is '-' or '+';
-                Assert.True(task.Name.StartsWith(task.Comm, StringComparison.Ordinal) && (ours || name == task.Comm),
-                    $"pid {task.Pid}: /proc showed {name}, Periscope {task.Name}");
+                Assert.True(SameWorker(name, task.Name, task.Comm, out bool ours), $"pid {task.Pid}: /proc showed {name}, Periscope {task.Name}");
                 if (ours) described++;
             }
             else

@@ -162,6 +162,8 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
         var (code, output, error) = CliRun.Run("ps", "--full", "--comm", "sleep", "-o", "pid,container,cmdline", "--dump", guest.DumpPath);
         Assert.True(code == 0, error);
         Assert.Contains(output.Split('\n'), l => l.EndsWith("0123456789ab  sleep 100003", StringComparison.Ordinal));
+        // Every name as /proc/PID/stat showed it (6.10+ rescuers: "kworker/R-rcu_gp", which the comm cuts).
+        ProcComparisons.NamesAndCgroupsMatch(guest.Sections, Kernel);
     }
 
     /// <summary>cmdline and environ (hex), the Uid/Gid/Cap* lines and every ns link of one process as its /proc shows them.</summary>

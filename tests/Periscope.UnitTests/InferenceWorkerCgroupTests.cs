@@ -14,7 +14,7 @@ public class InferenceWorkerCgroupTests
 {
     private static readonly IntrospectionLimits Limits = new();
 
-    private static byte[] Desc(string text, int length = WorkerRule.DescLength)
+    private static byte[] Desc(string text, int length = WorkerRule.MaxDescLength)
     {
         var b = new byte[length];
         System.Text.Encoding.ASCII.GetBytes(text).CopyTo(b, 0);
@@ -22,24 +22,25 @@ public class InferenceWorkerCgroupTests
     }
 
     [Fact]
-    public void Desc_is_printable_text_terminated_inside_its_24_bytes()
+    public void Desc_is_printable_text_terminated_inside_its_32_bytes()
     {
         Assert.True(WorkerRule.IsDesc(Desc("events_unbound"), out bool empty));
         Assert.False(empty);
         Assert.True(WorkerRule.IsDesc(Desc(""), out empty));
         Assert.True(empty);
-        // 24 characters leave no room for the NUL: not a desc, whatever follows.
-        Assert.False(WorkerRule.IsDesc(Desc(new string('a', 24), 32), out _));
+        // 32 characters leave no room for the NUL (WORKER_DESC_LEN is 24 or 32): not a desc, whatever follows.
+        Assert.False(WorkerRule.IsDesc(Desc(new string('a', 32), 40), out _));
+        Assert.True(WorkerRule.IsDesc(Desc("events_freezable_pwr_efficient"), out _)); // 30 characters: 6.12's char[32]
         Assert.False(WorkerRule.IsDesc(Desc("ev\x01nts"), out _));
-        Assert.False(WorkerRule.IsDesc([0x40, 0x12, 0x34, 0x81, 0x88, 0xff, 0xff, 0xff, .. new byte[16]], out _)); // a pointer
+        Assert.False(WorkerRule.IsDesc([0x40, 0x12, 0x34, 0x81, 0x88, 0xff, 0xff, 0xff, .. new byte[24]], out _)); // a pointer
         Assert.False(WorkerRule.IsDesc(Desc("short", 8), out _)); // a field shorter than WORKER_DESC_LEN
     }
 
     [Fact]
-    public void Full_name_is_longer_than_the_comm_and_starts_with_it()
+    public void Full_name_is_the_comm_or_longer_than_it_and_starts_with_it()
     {
         Assert.True(WorkerRule.IsFullNameOf("rcu_tasks_trace_kthread", "rcu_tasks_trace"));
-        Assert.False(WorkerRule.IsFullNameOf("rcu_tasks_trace", "rcu_tasks_trace")); // not longer: no full name kept
+        Assert.True(WorkerRule.IsFullNameOf("rcu_tasks_trace", "rcu_tasks_trace")); // Debian 6.12+ keeps names that fit too
         Assert.False(WorkerRule.IsFullNameOf("rcu_tasks_rude_kthread", "rcu_tasks_trace"));
         Assert.False(WorkerRule.IsFullNameOf("kthreadd_and_more", "kthreadd")); // a short comm was never cut
         Assert.False(WorkerRule.IsFullNameOf(null, "rcu_tasks_trace"));

@@ -163,13 +163,22 @@ public sealed partial class OffsetInference
         return offsets;
     }
 
-    /// <summary>The worker members wq_worker_comm() reads (desc, current_work, pool), when all were inferred; the 6.10+
-    /// worker ids' members (id, rescue_wq, the pool's cpu, id and attrs) are not.</summary>
+    /// <summary>The worker members wq_worker_comm() reads (desc, current_work, pool), when all were inferred, and a 6.10+
+    /// rescuer's (rescue_wq, the workqueue's name); the other 6.10+ worker ids' members (id, the pool's cpu, id and attrs)
+    /// are not inferred: those ids are the comms unless the comm cut them. desc is read up to rescue_wq, declared right
+    /// after it (WORKER_DESC_LEN differs between kernels: <see cref="WorkerRule.DescLength"/>).</summary>
     private static WorkqueueOffsets? WorkqueueFrom(InferenceReport report, int window)
     {
         int? Get(string member) => report.Find("worker", member)?.Offset is { } v && v >= 0 && v < window ? v : null;
         if (Get("desc") is not { } desc || Get("current_work") is not { } current || Get("pool") is not { } pool) return null;
-        return new WorkqueueOffsets { WorkerDesc = desc, WorkerDescSize = WorkerRule.DescLength, WorkerCurrentWork = current, WorkerPool = pool, WorkerTask = Get("task") };
+        int? rescueWq = Get("rescue_wq");
+        int? wqName = rescueWq is not null && report.Find("workqueue_struct", "name")?.Offset is { } n && n >= 0 && n < window ? n : null;
+        int descSize = rescueWq is { } r && r > desc && r - desc <= WorkerRule.MaxDescLength + 7 ? r - desc : WorkerRule.DescLength;
+        return new WorkqueueOffsets
+        {
+            WorkerDesc = desc, WorkerDescSize = descSize, WorkerCurrentWork = current, WorkerPool = pool, WorkerTask = Get("task"),
+            WorkerRescueWq = wqName is null ? null : rescueWq, WqName = wqName, WqNameSize = wqName is null ? 0 : WorkerRule.MaxWqNameRead,
+        };
     }
 
     /// <summary>Views that stay unavailable without BTF, each with its reason (shown by `info --offsets`).</summary>

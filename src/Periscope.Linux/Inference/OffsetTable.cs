@@ -91,7 +91,7 @@ public static class OffsetTable
         if (o.Workqueue is { } w)
         {
             Add("worker", "desc", w.WorkerDesc); Add("worker", "current_work", w.WorkerCurrentWork); Add("worker", "pool", w.WorkerPool);
-            Add("worker", "task", w.WorkerTask);
+            Add("worker", "task", w.WorkerTask); Add("worker", "rescue_wq", w.WorkerRescueWq); Add("workqueue_struct", "name", w.WqName);
         }
         o.Mounts?.List(Add);
         return list;

@@ -7,15 +7,14 @@ namespace Periscope.Linux.Inference;
 /// (worker_private since 5.17), kthread.data (the worker), worker.task, current_work, pool and desc, and kthread.full_name.
 /// The evidence is the workers themselves (PF_WQ_WORKER, which the flags rule already settled): the link, kthread.data
 /// and worker.task form a cycle back to each worker's own task_struct, the closing constraint that settles all three.
+/// kthread.data must lead to another object (struct worker is its own allocation): since 7.x struct kthread points back
+/// to its task, and a cycle through one of its own empty list heads would otherwise close too (through
+/// task->vfork_done, which points to kthread.exited: a tie seen on 7.3.4).
 /// </summary>
 public sealed partial class OffsetInference
 {
     /// <summary>struct kthread declares flags, cpu, result, threadfn, then data: data lies within its first words.</summary>
     private const int MaxKthreadDataWords = 8;
-    /// <summary>How much of a kthread full_name is read (proc_task_name shows 63 characters).</summary>
-    private const int MaxFullNameRead = 64;
-
-    private readonly record struct WorkerCycle(int Link, int Data, int Task);
 
     private void InferWorkers(TaskEvidence ev)
     {
@@ -48,40 +47,27 @@ public sealed partial class OffsetInference
                 {
                     workerObjects = workers.Select(w => Ptr(Ptr(w + (ulong)l) + (ulong)d)).ToList();
                     InferWorkerFields(workerObjects, back);
+                    InferRescuers(workerObjects.Zip(workers, (o, t) => (o, _r.ReadCString(t + (ulong)ev.Comm, StructuralFacts.TaskCommLength) ?? "")).ToList());
                 }
             }
         }
         else _report.AddUnknown(Task, "worker_private", "needs a workqueue worker (PF_WQ_WORKER) on the task list");
         if (data is null) _report.AddUnknown("kthread", "data", "needs task_struct.worker_private");
         if (workerObjects.Count == 0)
-            foreach (var m in new[] { "task", "current_work", "pool", "desc" }.Where(m => _report.Find("worker", m) is null))
+        {
+            foreach (var m in new[] { "task", "current_work", "pool", "desc", "rescue_wq" }.Where(m => _report.Find("worker", m) is null))
                 _report.AddUnknown("worker", m, "needs task_struct.worker_private and kthread.data");
+            foreach (var m in new[] { "rescuer", "name" })
+                _report.AddUnknown("workqueue_struct", m, "needs task_struct.worker_private and kthread.data");
+        }
         InferKthreadFullName(ev, kthreads.Select(k => k.Task).ToList(), link, data);
     }
 
     /// <summary>Every (link, data, task) offset triple that leads from <paramref name="worker"/> back to itself.</summary>
-    private List<WorkerCycle> WorkerCycles(ulong worker)
-    {
-        var found = new List<WorkerCycle>();
-        if (TaskWindow(worker) is not { } tw) return found;
-        for (int x = 0; x + _p <= tw.Length; x += _p)
-        {
-            Step();
-            ulong kthread = Word(tw, x);
-            // struct kthread is its own allocation: a pointer into the task_struct itself is a list head or the like.
-            if (!IsKernel(kthread) || kthread - worker < (ulong)tw.Length || SmallWindow(kthread) is not { } kw) continue;
-            for (int d = 0; d < MaxKthreadDataWords && (d + 1) * _p <= kw.Length; d++)
-            {
-                ulong w = Word(kw, d * _p);
-                if (!IsKernel(w) || w == kthread || w == worker || SmallWindow(w) is not { } ww) continue;
-                for (int b = 0; b + _p <= ww.Length; b += _p)
-                    if (Word(ww, b) == worker) found.Add(new WorkerCycle(x, d * _p, b));
-            }
-        }
-        return found;
-    }
+    private List<WorkerRule.WorkerCycle> WorkerCycles(ulong worker) =>
+        WorkerRule.WorkerCycles(_r, worker, _taskBytes, _smallBytes, MaxKthreadDataWords, Step);
 
-    private bool ClosesCycle(ulong task, WorkerCycle c)
+    private bool ClosesCycle(ulong task, WorkerRule.WorkerCycle c)
     {
         Step();
         ulong kthread = Ptr(task + (ulong)c.Link);
@@ -133,7 +119,7 @@ public sealed partial class OffsetInference
         // NUL-terminated in every worker, non-empty in one. In 6.1 the lower place is sleeping (0 or 1: never a non-empty
         // string); where desc is the lower one, the higher lies inside it: the lower is the string's start.
         int flags = node + 3 * _p;
-        var field = new byte[WorkerRule.DescLength];
+        var field = new byte[WorkerRule.MaxDescLength];
         var candidates = new[] { flags + 8, flags + 12 }.Where(o =>
         {
             bool any = false;
@@ -146,12 +132,42 @@ public sealed partial class OffsetInference
             return any;
         }).ToList();
         _report.Add("worker", "desc", candidates,
-            "char[24] after node, last_active, flags, id (and sleeping before 6.6): printable and NUL-terminated in every worker, a workqueue name in one",
+            "char[WORKER_DESC_LEN] (24 in 6.1, 32 in 6.12) after node, last_active, flags, id (and sleeping before 6.6): printable and NUL-terminated within 32 bytes in every worker, a workqueue name in one",
             c => c.Min(), "the lowest: the string's start (a higher candidate lies inside the same text)");
     }
 
+    /// <summary>
+    /// worker.rescue_wq, workqueue_struct.rescuer and workqueue_struct.name, which /proc's name of a 6.10+ rescuer is made
+    /// of ("kworker/R-" and the workqueue's name, which the comm cuts): <see cref="WorkerRule.RescuerLayouts"/> on every
+    /// worker; the rescuers are the workers it finds a workqueue for, the others must hold NULL there.
+    /// </summary>
+    private void InferRescuers(List<(ulong Worker, string Comm)> workers)
+    {
+        const string rule = "every worker holds NULL there or (a rescuer, some but not all workers) its own workqueue, which points back to it "
+            + "at one offset (wq->rescuer) and holds at one offset the name its comm was made from (\"kworker/R-<name>\" since 6.8, the bare name before, cut to 15 characters)";
+        var layouts = WorkerRule.RescuerLayouts(_r, workers, _smallBytes, _smallBytes, () => Step());
+        if (layouts.Count == 0)
+        {
+            const string why = "no worker offset leads to a workqueue that points back to the worker and holds the name of its comm (no rescuer, or another layout)";
+            _report.AddUnknown("worker", "rescue_wq", why);
+            _report.AddUnknown("workqueue_struct", "rescuer", why);
+            _report.AddUnknown("workqueue_struct", "name", why);
+            return;
+        }
+        if (_report.Add("worker", "rescue_wq", layouts.Select(l => l.RescueWq).Distinct().ToList(), rule) is not { } rescueWq)
+        {
+            _report.AddUnknown("workqueue_struct", "rescuer", "needs worker.rescue_wq");
+            _report.AddUnknown("workqueue_struct", "name", "needs worker.rescue_wq");
+            return;
+        }
+        var withLink = layouts.Where(l => l.RescueWq == rescueWq).ToList();
+        _report.Add("workqueue_struct", "rescuer", withLink.Select(l => l.Rescuer).Distinct().ToList(), rule);
+        _report.Add("workqueue_struct", "name", withLink.Select(l => l.Name).Distinct().ToList(), rule);
+    }
+
     /// <summary>kthread.full_name: the pointer every kernel thread's struct kthread holds after data, NULL or its whole name
-    /// (longer than its comm, which it starts with); some kernel thread must have one.</summary>
+    /// (its comm, or longer than its full comm, which it starts with: <see cref="WorkerRule.IsFullNameOf"/>); some kernel
+    /// thread must have one.</summary>
     private void InferKthreadFullName(TaskEvidence ev, List<ulong> kthreads, int? link, int? data)
     {
         if (link is not { } l || data is not { } d)
@@ -160,23 +176,10 @@ public sealed partial class OffsetInference
             return;
         }
         var objects = kthreads.Select(t => (Kthread: Ptr(t + (ulong)l), Comm: _r.ReadCString(t + (ulong)ev.Comm, StructuralFacts.TaskCommLength) ?? "")).ToList();
-        var candidates = new List<int>();
-        for (int o = d + _p; o + _p <= _smallBytes; o += _p)
-        {
-            bool any = false, holds = true;
-            foreach (var (kthread, comm) in objects)
-            {
-                Step();
-                ulong name = Ptr(kthread + (ulong)o);
-                if (name == 0) continue;
-                if (!IsKernel(name) || !WorkerRule.IsFullNameOf(_r.ReadCString(name, MaxFullNameRead), comm)) { holds = false; break; }
-                any = true;
-            }
-            if (holds && any) candidates.Add(o);
-        }
+        var candidates = WorkerRule.FullNameCandidates(_r, objects, d + _p, _smallBytes, () => Step());
         if (candidates.Count == 0 && !objects.Any(k => k.Comm.Length == StructuralFacts.TaskCommLength - 1))
             _report.AddUnknown("kthread", "full_name", "no kernel thread's comm is full (15 characters): no long name to find; names are the comms");
         else _report.Add("kthread", "full_name", candidates,
-            "after data: in every kernel thread's struct kthread NULL or its whole name (longer than its 15-character comm, which it starts with), set in one");
+            "after data: in every kernel thread's struct kthread NULL or its whole name (its comm, or longer than its 15-character comm, which it starts with), set in one");
     }
 }

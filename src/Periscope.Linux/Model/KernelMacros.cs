@@ -46,6 +46,14 @@ public static class KernelMacros
     public static readonly Version WorkerIdFormatSince = new(6, 10);
 
     /// <summary>
+    /// A rescuer's comm: "kworker/R-" and its workqueue's name since the commit "workqueue: Rename rescuer kworker" (6.8),
+    /// the bare name before (cut to 15 characters either way). format_worker_id() of 6.10+ builds /proc's name of a
+    /// rescuer the same way from workqueue_struct.name. Checked where the rescuer rule meets the data: a rescuer's comm
+    /// must be one of the two forms of its workqueue's name, or rescue_wq and the name are not inferred.
+    /// </summary>
+    public const string RescuerCommPrefix = "kworker/R-";
+
+    /// <summary>
     /// Task state bits (include/linux/sched.h) as task_state_index() reports them: TASK_REPORT covers the low seven
     /// bits, in the order of fs/proc/array.c's task_state_array ("R", "S", "D", "T", "t", "X", "Z", "P"), and
     /// TASK_IDLE (TASK_UNINTERRUPTIBLE | TASK_NOLOAD) reports as "I". Unchanged since 4.14. Confirmed against the

@@ -81,7 +81,7 @@ public sealed class TaskNames(GuestReader reader, KernelOffsets offsets, Diagnos
         if (w.WorkerRescueWq is { } rescueAt && reader.TryPointer(worker + (ulong)rescueAt, out ulong rescueWq) && rescueWq != 0)
         {
             if (!reader.IsKernelPointer(rescueWq) || w.WqName is not { } nameAt) return null;
-            return reader.ReadFixedString(rescueWq + (ulong)nameAt, w.WqNameSize) is { } wq ? $"kworker/R-{wq}" : null;
+            return reader.ReadFixedString(rescueWq + (ulong)nameAt, w.WqNameSize) is { } wq ? KernelMacros.RescuerCommPrefix + wq : null;
         }
         if (pool == 0) return "kworker/dying";
         if (w.WorkerId is not { } idAt || w.PoolCpu is not { } cpuAt || !reader.TryI32(worker + (ulong)idAt, out int id)
