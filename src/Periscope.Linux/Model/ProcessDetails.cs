@@ -173,10 +173,13 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             // The cgroup v2 path: task->cgroups->dfl_cgrp->kn; kernels without CONFIG_CGROUPS have no task->cgroups.
             int? cgroups = b.Optional("task_struct", "cgroups"), dfl = b.Optional("css_set", "dfl_cgrp"), kn = b.Optional("cgroup", "kn");
             int? knName = b.Optional("kernfs_node", "name");
-            // kernfs_node.parent became __parent in 6.15 (RCU-protected since; the same pointer).
-            int? knParent = b.Optional("kernfs_node", "parent") ?? b.Optional("kernfs_node", "__parent");
+            // kernfs_node.parent became __parent in 6.15 (KernelMacros.KernfsParentRenamedSince: RCU-protected since, the same
+            // pointer). The release names the member; BTF, when the kernel has it, is taken at its word for a kernel that
+            // backported the rename (KernelMacros.ConfirmKernfsParent warns about that at open).
+            string parentName = KernelMacros.KernfsParentMember(LinuxKernel.ReleaseVersion(kernel.Release));
+            int? knParent = b.Optional("kernfs_node", parentName) ?? (layouts.FromBtf ? b.Optional("kernfs_node", parentName == "parent" ? "__parent" : "parent") : null);
             if (!layouts.FromBtf && (cgroups is null || dfl is null || kn is null || knName is null || knParent is null))
-                unavailable.Add("cgroup: not inferred (no BTF): task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, parent");
+                unavailable.Add($"cgroup: not inferred (no BTF): task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, {parentName}");
             return new Layout(argStart, argEnd, envStart, envEnd, realCred,
                 ids.All(i => i is not null) ? ids.Select(i => i!.Value).ToArray() : null, caps.All(c => c is not null) ? caps.Select(c => c!.Value).ToArray() : null,
                 b.Optional("cred", "cap_ambient"), startTime, bootTime, cgroups, dfl, kn, knName, knParent, unavailable);
