@@ -83,6 +83,20 @@ public class InferenceWorkerCgroupTests
     }
 
     [Fact]
+    public void A_name_pointer_past_priv_is_no_candidate()
+    {
+        // As a slab neighbour's name can (7.3: 0x98 beside 0x10): past priv, a pointer to each node's own name and the
+        // root's empty one. parent and name are declared before priv, so only (8, 16) fits.
+        using var g = WithRoot(out ulong root);
+        ulong slice = Node(g, 1, root, "system.slice");
+        ulong scope = Node(g, 2, slice, "docker-0123.scope");
+        foreach (var kn in new[] { root, slice, scope }) g.U64(kn + Priv + 0x10, g.Reader(Limits).TryPointer(kn + Name, out ulong text) ? text : 0);
+        var r = g.Reader(Limits);
+        Assert.Equal(KernfsPath.Read(r, scope, Parent, Name, 256), KernfsPath.Read(r, scope, Parent, Priv + 0x10, 256));
+        Assert.Equal([(Parent, Name)], KernfsRule.ParentAndName(r, root, [scope, slice], 0x80, Priv, 256));
+    }
+
+    [Fact]
     public void A_cycle_in_the_parent_chain_is_a_problem_and_settles_no_offsets()
     {
         using var g = WithRoot(out ulong root);

@@ -96,8 +96,8 @@ public sealed partial class OffsetInference
         var childKns = children.Select(g => Ptr(g + (ulong)knAt)).ToList();
         Step((childKns.Count + 1) * (_smallBytes / _p) * 4);
         var found = KernfsRule.ParentAndName(_r, rootKn, childKns, _smallBytes, priv, _limits.MaxPathComponents).Select(f => (pa: f.Parent, na: f.Name)).ToList();
-        const string walkRule = "the root cgroup's node has parent NULL and the empty name; every other cgroup's node walks up to it through parent, "
-            + "each name on the way printable, non-empty and without '/'";
+        const string walkRule = "below priv (both are declared before it), the root cgroup's node has parent NULL and the empty name; every other cgroup's "
+            + "node walks up to it through parent, each name on the way printable, non-empty and without '/'";
         if (_report.Add("kernfs_node", _kernfsParent, found.Select(f => f.pa).Distinct().ToList(), walkRule) is { } parent)
             _report.Add("kernfs_node", "name", found.Where(f => f.pa == parent).Select(f => f.na).Distinct().ToList(), walkRule);
         else _report.AddUnknown("kernfs_node", "name", $"needs kernfs_node.{_kernfsParent}");
