@@ -48,6 +48,8 @@ public sealed class LinuxKernel
         KernelSpace = reader.Space;
         ModuleArea = KernelMacros.ModuleArea(symbols, layout, memory.Map.RamEnd);
         foreach (var problem in KernelMacros.Confirm(symbols, reader, ModuleArea, offsets)) log.Warn($"kernel macro check: {problem}");
+        if (btf?.FindStruct("kernfs_node") is { } kernfsNode && KernelMacros.ConfirmKernfsParent(kernfsNode.HasMember, ReleaseVersion(Release)) is { } renamed)
+            log.Warn($"kernel macro check: {renamed}");
         Lists = new ListWalker(Reader, Diagnostics, offsets.ListHeadPrev);
         _paths = new PathResolver(Reader, offsets, limits, Diagnostics);
         InitTask = inference?.InitTask is { } found && found != 0 ? found : symbols.GetAddress("init_task");
@@ -125,15 +127,15 @@ public sealed class LinuxKernel
             .ToArray();
 
     /// <summary>Release string, e.g. "6.1.0-56-amd64", taken from the banner.</summary>
-    public string Release
+    public string Release => ReleaseOf(Banner);
+
+    /// <summary>The release in a banner ("Linux version 6.1.0-56-amd64 (...)" → "6.1.0-56-amd64"); "?" when it is no banner.</summary>
+    public static string ReleaseOf(string banner)
     {
-        get
-        {
-            const string prefix = "Linux version ";
-            if (!Banner.StartsWith(prefix, StringComparison.Ordinal)) return "?";
-            int end = Banner.IndexOf(' ', prefix.Length);
-            return end < 0 ? Banner[prefix.Length..] : Banner[prefix.Length..end];
-        }
+        const string prefix = "Linux version ";
+        if (!banner.StartsWith(prefix, StringComparison.Ordinal)) return "?";
+        int end = banner.IndexOf(' ', prefix.Length);
+        return end < 0 ? banner[prefix.Length..] : banner[prefix.Length..end];
     }
 
     public IReadOnlyList<LinuxTask> Tasks => _tasks ??= Log.Time("task walk", ReadTasks);
@@ -304,7 +306,8 @@ public sealed class LinuxKernel
             }
             else
             {
-                using (log.Stage("offset inference")) (offsets, inference) = KernelOffsets.FromInference(reader, symbols, layout, limits, moduleArea);
+                using (log.Stage("offset inference")) (offsets, inference) = KernelOffsets.FromInference(reader, symbols, layout, limits, moduleArea,
+                    ReleaseVersion(ReleaseOf(banner)));
                 source = OffsetSource.Inferred;
                 log.Fact("offsets", $"{inference.Members.Count(m => m.IsKnown)} members inferred, {inference.Unknown.Count()} unknown",
                     $"constraint search over {inference.Tasks} tasks, {inference.Threads} threads, {inference.Mms} mms, {inference.Vmas} VMAs, {inference.Files} files, {inference.Modules} modules ({inference.Steps} tests)");

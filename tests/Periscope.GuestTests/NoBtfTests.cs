@@ -63,7 +63,8 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.True(compared >= 50, $"only {compared} members inferred");
         // kworker names (rescuers' too) and ps --full's cgroup path: every member they read was inferred (and compared above).
         foreach (var name in new[] { "task_struct.worker_private", "kthread.data", "kthread.full_name", "worker.task", "worker.current_work", "worker.pool",
-                     "worker.desc", "worker.rescue_wq", "workqueue_struct.name", "task_struct.cgroups", "css_set.dom_cset", "css_set.dfl_cgrp", "cgroup.kn", "kernfs_node.priv", "kernfs_node.parent", "kernfs_node.name" })
+                     "worker.desc", "worker.rescue_wq", "workqueue_struct.name", "task_struct.cgroups", "css_set.dom_cset", "css_set.dfl_cgrp", "cgroup.kn", "kernfs_node.priv",
+                     $"kernfs_node.{KernelMacros.KernfsParentMember(LinuxKernel.ReleaseVersion(k.Release))}", "kernfs_node.name" })
             Assert.True(report.Members.Any(m => m.Name == name && m.IsKnown), $"{name} was not inferred");
         // Everything the model reads, by name, is what BTF gives (the members without BTF-only counterparts aside).
         var fromBtf = OffsetTable.Of(WithBtf.Offsets).ToDictionary(e => e.Name, e => e.Offset);

@@ -204,7 +204,9 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
     {
         using var target = Periscope.Targets.Target.OpenDump(guest.DumpPath, new Periscope.Targets.TargetOptions { NoBtf = true });
         var reader = new ProcessDetailsReader(target.Kernel);
-        Assert.True(reader.Unavailable.Count == 0, string.Join("; ", reader.Unavailable));
+        Assert.True(reader.Unavailable.Count == 0, string.Join("; ", reader.Unavailable) + " | inferred: "
+            + string.Join(", ", target.Kernel.Inference!.Members.Where(m => m.Struct is "task_struct" or "css_set" or "cgroup" or "kernfs_node" && m.Member is not "parent")
+                .Where(m => m.Struct != "task_struct" || m.Member == "cgroups").Select(m => $"{m.Name} {m.Offset?.ToString("x") ?? "-"} {m.Decision} [{string.Join(" ", m.Candidates.Select(c => c.ToString("x")))}] {m.Rule}")));
         using var withBtf = Periscope.Targets.Target.OpenDump(guest.DumpPath);
         var btfReader = new ProcessDetailsReader(withBtf.Kernel);
         var btfTasks = withBtf.Kernel.Tasks.ToDictionary(t => t.Address);

@@ -236,6 +236,44 @@ public class InferenceSocketTests
         Assert.Equal(Node, Offset(r, "sock", "__sk_common.skc_nulls_node"));
     }
 
+    /// <summary>netlink_sock windows as 6.12 lays them out: sk_protocol a u16 at 0x23e (two bytes short of a word boundary),
+    /// flags at <paramref name="flagsAt"/>, portid right after it: route's kernel socket, a user one bound to port 0x1234,
+    /// audit's kernel socket.</summary>
+    private static List<NetlinkPortIdRule.Socket> NetlinkSockets(int flagsAt, int portidAt)
+    {
+        var socks = new List<NetlinkPortIdRule.Socket>();
+        foreach (var (user, protocol, portid) in new[] { (false, 0, 0u), (true, 0, 0x1234u), (false, 9, 0u) })
+        {
+            var w = new byte[NlNode];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(w.AsSpan(SkProtocol), (ushort)protocol);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(w.AsSpan(flagsAt), user ? 0x4UL : 0x5UL);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(w.AsSpan(portidAt), portid);
+            socks.Add(new NetlinkPortIdRule.Socket(w, user, protocol, InitNet));
+        }
+        return socks;
+    }
+
+    [Fact]
+    public void Netlink_portid_after_a_u16_sk_protocol_off_a_word_boundary_is_found()
+    {
+        // 6.12.117: sk_protocol at 0x23e; struct sock ends at 0x3f8, flags then portid.
+        Assert.Equal([0x400], NetlinkPortIdRule.Candidates(NetlinkSockets(flagsAt: 0x3f8, portidAt: 0x400), SkProtocol, 8));
+        // The same with sk_protocol at a 4-byte boundary (sk_type's place: the 7.x order).
+        Assert.Equal([0x400], NetlinkPortIdRule.Candidates(NetlinkSockets(flagsAt: 0x3f8, portidAt: 0x400), SkType, 8));
+    }
+
+    [Fact]
+    public void Netlink_portid_needs_a_flags_word_after_sk_protocol_and_both_kinds_of_socket()
+    {
+        // flags in the word that holds sk_protocol is not netlink_sock's own member: nothing fits.
+        Assert.Empty(NetlinkPortIdRule.Candidates(NetlinkSockets(flagsAt: 0x238, portidAt: 0x240), SkProtocol, 8));
+        // Kernel sockets alone say nothing about a port id.
+        Assert.Empty(NetlinkPortIdRule.Candidates(NetlinkSockets(flagsAt: 0x3f8, portidAt: 0x400).Where(s => !s.User).ToList(), SkProtocol, 8));
+        // A window too short for the u32 is no candidate, and nothing is read past it.
+        var cut = NetlinkSockets(flagsAt: 0x3f8, portidAt: 0x400).Select(s => s with { Window = s.Window[..0x403] }).ToList();
+        Assert.Empty(NetlinkPortIdRule.Candidates(cut, SkProtocol, 8));
+    }
+
     [Fact]
     public void A_chain_ending_in_another_buckets_marker_is_not_the_bucket_array()
     {

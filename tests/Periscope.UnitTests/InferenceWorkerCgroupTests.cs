@@ -84,6 +84,20 @@ public class InferenceWorkerCgroupTests
     }
 
     [Fact]
+    public void A_name_pointer_past_priv_is_no_candidate()
+    {
+        // As a slab neighbour's name can (7.3: 0x98 beside 0x10): past priv, a pointer to each node's own name and the
+        // root's empty one. parent and name are declared before priv, so only (8, 16) fits.
+        using var g = WithRoot(out ulong root);
+        ulong slice = Node(g, 1, root, "system.slice");
+        ulong scope = Node(g, 2, slice, "docker-0123.scope");
+        foreach (var kn in new[] { root, slice, scope }) g.U64(kn + Priv + 0x10, g.Reader(Limits).TryPointer(kn + Name, out ulong text) ? text : 0);
+        var r = g.Reader(Limits);
+        Assert.Equal(KernfsPath.Read(r, scope, Parent, Name, 256), KernfsPath.Read(r, scope, Parent, Priv + 0x10, 256));
+        Assert.Equal([(Parent, Name)], KernfsRule.ParentAndName(r, root, [scope, slice], 0x80, Priv, 256));
+    }
+
+    [Fact]
     public void A_cycle_in_the_parent_chain_is_a_problem_and_settles_no_offsets()
     {
         using var g = WithRoot(out ulong root);
@@ -188,7 +202,8 @@ public class InferenceWorkerCgroupTests
     {
         // kernfs_nodes 0x80 apart, as in a slab: the 512-byte window of each also holds the two after it. Behind the root
         // node lies another hierarchy's root (the empty name too), behind each cgroup's node some other named node, so
-        // "the name member two nodes on" walks from the scope up to the root as well as the node's own name does.
+        // "the name member two nodes on" walks from the scope up to the root as well as the node's own name does (seen on
+        // 6.1: 0x10 and 0x160, two 0xa8-byte nodes on).
         const int KnAt = 0xf8, KnStride = 0x80;
         const ulong Kns = SyntheticGuest.Base + 0x200000, KnTexts = SyntheticGuest.Base + 0x280000, SliceCgroup = SyntheticGuest.Base + 0x130000;
         using var g = new SyntheticGuest();
@@ -221,7 +236,7 @@ public class InferenceWorkerCgroupTests
         Assert.Equal(Parent, report.Find("kernfs_node", "parent")?.Offset);
         var name = report.Find("kernfs_node", "name");
         Assert.NotNull(name);
-        Assert.Equal([Name, Name + 2 * KnStride], name.Candidates);
         Assert.Equal(Name, name.Offset);
+        Assert.Equal([Name], name.Candidates); // the nodes two on lie past priv, where neither parent nor name is declared
     }
 }

@@ -4,14 +4,15 @@ namespace Periscope.Linux.Inference;
 
 /// <summary>
 /// ps --full's cgroup path without BTF (/proc/PID/cgroup's "0::/path"): task_struct.cgroups, css_set.dom_cset and
-/// dfl_cgrp, cgroup.kn, and kernfs_node's priv, parent and name. The evidence: a domain css_set points to itself
+/// dfl_cgrp, cgroup.kn, and kernfs_node's priv, parent (__parent since 6.15: <see cref="KernelMacros.KernfsParentMember"/>) and name. The evidence: a domain css_set points to itself
 /// (dom_cset), dfl_cgrp (declared right after it) is a cgroup whose css self.cgroup points back to it, the cgroup's
 /// kernfs_node points back to it (priv), init_css_set's cgroup is the root, whose node has no parent and the empty name,
 /// and every other cgroup's node reaches that root through its parents, with printable names on the way.
 /// </summary>
 public sealed partial class OffsetInference
 {
-    private static readonly string[] KernfsMembers = ["priv", "parent", "name"];
+    /// <summary>kernfs_node's members, the parent under this kernel's name (__parent since 6.15).</summary>
+    private string[] KernfsMembers => ["priv", _kernfsParent, "name"];
     /// <summary>Cgroups other than the root whose nodes are walked as evidence (a host with thousands of cgroups gives
     /// no better evidence than its first few dozen, and each walk costs up to MaxPathComponents reads).</summary>
     private const int MaxCgroupEvidence = 64;
@@ -100,7 +101,7 @@ public sealed partial class OffsetInference
         }
         if (children.Count == 0)
         {
-            _report.AddUnknown("kernfs_node", "parent", "every task is in the root cgroup: no node to walk up from");
+            _report.AddUnknown("kernfs_node", _kernfsParent, "every task is in the root cgroup: no node to walk up from");
             _report.AddUnknown("kernfs_node", "name", "every task is in the root cgroup: no named node");
             return;
         }
@@ -108,12 +109,10 @@ public sealed partial class OffsetInference
         var childKns = children.Select(g => Ptr(g + (ulong)knAt)).ToList();
         Step((childKns.Count + 1) * (_smallBytes / _p) * 4);
         var found = KernfsRule.ParentAndName(_r, rootKn, childKns, _smallBytes, priv, _limits.MaxPathComponents).Select(f => (pa: f.Parent, na: f.Name)).ToList();
-        const string walkRule = "the root cgroup's node has parent NULL and the empty name; every other cgroup's node walks up to it through parent, "
-            + "each name on the way printable, non-empty and without '/'";
-        if (_report.Add("kernfs_node", "parent", found.Select(f => f.pa).Distinct().ToList(), walkRule) is { } parent)
-            // The 512-byte window reaches into the next kernfs_nodes of the slab, whose names are printable too: with few
-            // cgroups their name member walks as well as the node's own (seen: 0x10 and 0x160, two 0xa8-byte nodes on).
-            _report.Add("kernfs_node", "name", found.Where(f => f.pa == parent).Select(f => f.na).Distinct().ToList(), walkRule, c => c.Min(), SlabNeighbourTieBreak);
-        else _report.AddUnknown("kernfs_node", "name", "needs kernfs_node.parent");
+        const string walkRule = "below priv (both are declared before it), the root cgroup's node has parent NULL and the empty name; every other cgroup's "
+            + "node walks up to it through parent, each name on the way printable, non-empty and without '/'";
+        if (_report.Add("kernfs_node", _kernfsParent, found.Select(f => f.pa).Distinct().ToList(), walkRule) is { } parent)
+            _report.Add("kernfs_node", "name", found.Where(f => f.pa == parent).Select(f => f.na).Distinct().ToList(), walkRule);
+        else _report.AddUnknown("kernfs_node", "name", $"needs kernfs_node.{_kernfsParent}");
     }
 }

@@ -28,8 +28,6 @@ public sealed partial class OffsetInference
     private const int BucketSize = 0, BucketNest = 4, BucketHashRnd = 8;
     /// <summary>L1_CACHE_BYTES on x86 (CONFIG_X86_L1_CACHE_SHIFT 6): ____cacheline_aligned_in_smp's alignment.</summary>
     private const int CacheLineBytes = 64;
-    /// <summary>NETLINK_F_KERNEL_SOCKET (net/netlink/af_netlink.h): netlink_sock.flags' bit for sockets the kernel made.</summary>
-    private const ulong NetlinkKernelSocket = 1;
 
     private static readonly (string Struct, string Member)[] NetlinkMembers =
     [
@@ -196,12 +194,11 @@ public sealed partial class OffsetInference
             "buckets[] is cache-line aligned: the multiple of 64 within 64 bytes after future_tbl");
     }
 
-    /// <summary>netlink_sock.portid: the u32 after struct sock and before node that is 0 in every kernel socket (no file)
-    /// and not 0 in every user socket (netlink_autobind or bind gave it a port), unique per protocol and namespace, and
-    /// declared right after the word `flags`, whose NETLINK_F_KERNEL_SOCKET bit is set exactly in the kernel sockets.</summary>
+    /// <summary>netlink_sock.portid (<see cref="NetlinkPortIdRule"/>): the sockets chained in nl_table, each read up to
+    /// netlink_sock.node, told apart as kernel or user sockets by their struct socket's file.</summary>
     private void InferNetlinkPortId(List<NetlinkLink> links, int? node)
     {
-        const string Rule = "the u32 after sk_protocol and before netlink_sock.node that is 0 in every kernel netlink socket (struct socket without a file), not 0 in every user one, unique per protocol and network namespace, right after the word flags with NETLINK_F_KERNEL_SOCKET (bit 0) set exactly in the kernel sockets";
+        const string Rule = "the word-aligned u32 after sk_protocol (past the first word boundary after it) and before netlink_sock.node that is 0 in every kernel netlink socket (struct socket without a file), not 0 in every user one, unique per protocol and network namespace, right after the word flags with NETLINK_F_KERNEL_SOCKET (bit 0) set exactly in the kernel sockets";
         int? skSocket = _report.Find(SockStruct, "sk_socket")?.Offset, socketFile = _report.Find("socket", "file")?.Offset, protocolAt = _report.Find(SockStruct, "sk_protocol")?.Offset;
         if (node is not { } n || skSocket is not { } ss || socketFile is not { } sf || protocolAt is not { } pa || _socketNet is null)
         {
@@ -209,25 +206,19 @@ public sealed partial class OffsetInference
             return;
         }
         int netAt = SockBindNode + 3 * _p;
-        var socks = new List<(byte[] W, bool User, NetlinkLink Link)>();
+        var socks = new List<NetlinkPortIdRule.Socket>();
         foreach (var l in links)
         {
             var w = new byte[n];
             Step(n / 64 + 1);
-            if (_r.Read(l.Link - (ulong)n, w) != w.Length || ss + _p > n) continue;
+            if (_r.Read(l.Link - (ulong)n, w) != w.Length || ss + _p > n || netAt + _p > n) continue;
             ulong socket = Word(w, ss);
             bool user = socket != 0 && IsKernel(socket) && _r.TryPointer(socket + (ulong)sf, out ulong file) && file != 0;
-            socks.Add((w, user, l));
+            socks.Add(new NetlinkPortIdRule.Socket(w, user, l.Table.Protocol, Word(w, netAt)));
         }
-        var candidates = new List<int>();
         bool evidence = socks.Any(s => s.User) && socks.Any(s => !s.User);
-        for (int x = pa + 4; x + 4 <= n && evidence; x += 4)
-        {
-            Step(socks.Count);
-            if (x % _p == 0 && socks.All(s => (U32(s.W, x) != 0) == s.User && ((Word(s.W, x - _p) & NetlinkKernelSocket) != 0) == !s.User)
-                && socks.Select(s => (s.Link.Table.Protocol, Word(s.W, netAt), U32(s.W, x))).Distinct().Count() == socks.Count)
-                candidates.Add(x);
-        }
+        Step((long)socks.Count * (n / _p + 1));
+        var candidates = NetlinkPortIdRule.Candidates(socks, pa, _p);
         _report.Add("netlink_sock", "portid", candidates, evidence ? Rule : "needs kernel and user netlink sockets: " + Rule);
     }
 }

@@ -31,8 +31,13 @@ public sealed partial class OffsetInference
     private readonly int _p;
     private long _steps;
 
-    private OffsetInference(GuestReader reader, KernelSymbols symbols, KernelLayout layout, IntrospectionLimits limits, VirtualRange moduleArea)
+    /// <summary>kernfs_node's parent member under this kernel's name (<see cref="KernelMacros.KernfsParentMember"/>).</summary>
+    private readonly string _kernfsParent;
+
+    private OffsetInference(GuestReader reader, KernelSymbols symbols, KernelLayout layout, IntrospectionLimits limits, VirtualRange moduleArea,
+        Version? release = null)
     {
+        _kernfsParent = KernelMacros.KernfsParentMember(release ?? new Version(0, 0));
         // Its own budget: the search must not spend what the model's walks are allowed.
         _r = new GuestReader(reader.Space, limits, new WorkBudget(limits));
         _symbols = symbols;
@@ -50,11 +55,12 @@ public sealed partial class OffsetInference
     /// <summary>
     /// Infers the offsets the model uses. Throws <see cref="KernelModelException"/> (one line) when a member nothing
     /// works without (task list, comm, pid, tgid) cannot be settled, or when the search exceeds its step budget.
+    /// <paramref name="release"/> is the kernel's major.minor (from its banner), for members a version renamed; 0.0 when unknown.
     /// </summary>
     public static (KernelOffsets Offsets, InferenceReport Report) Infer(GuestReader reader, KernelSymbols symbols, KernelLayout layout,
-        IntrospectionLimits limits, VirtualRange moduleArea)
+        IntrospectionLimits limits, VirtualRange moduleArea, Version release)
     {
-        var search = new OffsetInference(reader, symbols, layout, limits, moduleArea);
+        var search = new OffsetInference(reader, symbols, layout, limits, moduleArea, release);
         try
         {
             var offsets = search.Run();

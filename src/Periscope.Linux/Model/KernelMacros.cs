@@ -54,6 +54,18 @@ public static class KernelMacros
     public const string RescuerCommPrefix = "kworker/R-";
 
     /// <summary>
+    /// Linux 6.15 (commit "kernfs: Use RCU to access kernfs_node::parent") renamed kernfs_node.parent to __parent: the
+    /// same pointer in the same place, now read under RCU. BTF names whichever member the kernel has; without BTF the
+    /// inferred member must carry the kernel's own name (so it compares with BTF and `info --offsets` lists what the
+    /// source calls it), and only the release can say which that is. Checked: BTF of 6.1 and 6.12 has parent, 7.x __parent
+    /// (the guest tests compare the inferred name with BTF's on each).
+    /// </summary>
+    public static readonly Version KernfsParentRenamedSince = new(6, 15);
+
+    /// <summary>kernfs_node's parent member as the kernel of <paramref name="release"/> names it (<see cref="KernfsParentRenamedSince"/>).</summary>
+    public static string KernfsParentMember(Version release) => release >= KernfsParentRenamedSince ? "__parent" : "parent";
+
+    /// <summary>
     /// Task state bits (include/linux/sched.h) as task_state_index() reports them: TASK_REPORT covers the low seven
     /// bits, in the order of fs/proc/array.c's task_state_array ("R", "S", "D", "T", "t", "X", "Z", "P"), and
     /// TASK_IDLE (TASK_UNINTERRUPTIBLE | TASK_NOLOAD) reports as "I". Unchanged since 4.14. Confirmed against the
@@ -186,6 +198,19 @@ public static class KernelMacros
             }
         }
         return problems;
+    }
+
+    /// <summary>
+    /// The <see cref="KernfsParentRenamedSince"/> check, where the kernel has BTF: its kernfs_node (<paramref name="kernfsNodeHas"/>
+    /// answers for its members) must have the parent member the release names. Null when it does, or when BTF has
+    /// neither name (no kernfs_node to check).
+    /// </summary>
+    public static string? ConfirmKernfsParent(Func<string, bool> kernfsNodeHas, Version release)
+    {
+        string expected = KernfsParentMember(release), other = expected == "parent" ? "__parent" : "parent";
+        return kernfsNodeHas(expected) || !kernfsNodeHas(other) ? null
+            : $"BTF's kernfs_node has {other}, not {expected} as release {release} should (renamed in {KernfsParentRenamedSince}): "
+              + $"offsets inferred for this release would be named differently from BTF's";
     }
 
     /// <summary>

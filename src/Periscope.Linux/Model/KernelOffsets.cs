@@ -81,11 +81,12 @@ public sealed class KernelOffsets
     /// <summary>
     /// Infers the offsets from the live data when the kernel has no BTF (or it is not to be used): see
     /// <see cref="Inference.OffsetInference"/>. The report carries every member's candidates and the rule that decided.
+    /// <paramref name="release"/> (major.minor) names the members a kernel version renamed (<see cref="KernelMacros.KernfsParentMember"/>).
     /// </summary>
     /// <exception cref="KernelModelException">A member the model needs could not be settled.</exception>
     public static (KernelOffsets Offsets, Inference.InferenceReport Report) FromInference(GuestReader reader, Kallsyms.KernelSymbols symbols,
-        Discovery.KernelLayout layout, Periscope.Memory.IntrospectionLimits limits, VirtualRange moduleArea) =>
-        Inference.OffsetInference.Infer(reader, symbols, layout, limits, moduleArea);
+        Discovery.KernelLayout layout, Periscope.Memory.IntrospectionLimits limits, VirtualRange moduleArea, Version release) =>
+        Inference.OffsetInference.Infer(reader, symbols, layout, limits, moduleArea, release);
 
     private static KernelOffsets Read(BtfReader b)
     {

@@ -17,7 +17,9 @@ public sealed record ProcessDetailOffsets : MemberOffsetGroup
         ("cred", "suid"), ("cred", "sgid"), ("cred", "egid"), ("cred", "fsuid"), ("cred", "fsgid"),
         ("cred", "cap_inheritable"), ("cred", "cap_permitted"), ("cred", "cap_effective"), ("cred", "cap_bset"), ("cred", "cap_ambient"),
         ("task_struct", "cgroups"), ("css_set", "dom_cset"), ("css_set", "dfl_cgrp"), ("cgroup", "kn"),
-        ("kernfs_node", "priv"), ("kernfs_node", "parent"), ("kernfs_node", "name"),
+        // parent was renamed __parent in 6.15 (KernelMacros.KernfsParentRenamedSince): a kernel has one of the two, BTF
+        // and inference (which names it by the release) alike.
+        ("kernfs_node", "priv"), ("kernfs_node", "parent"), ("kernfs_node", "__parent"), ("kernfs_node", "name"),
     ];
 
     protected override IReadOnlyList<(string Struct, string Member)> MemberNames => Members;

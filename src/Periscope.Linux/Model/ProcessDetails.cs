@@ -173,11 +173,14 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             // The cgroup v2 path: task->cgroups->dfl_cgrp->kn; kernels without CONFIG_CGROUPS have no task->cgroups.
             int? cgroups = b.Optional("task_struct", "cgroups"), dfl = b.Optional("css_set", "dfl_cgrp"), kn = b.Optional("cgroup", "kn");
             int? knName = b.Optional("kernfs_node", "name");
-            // kernfs_node.parent became __parent in 6.15 (RCU-protected since; the same pointer).
-            int? knParent = b.Optional("kernfs_node", "parent") ?? b.Optional("kernfs_node", "__parent");
+            // kernfs_node.parent became __parent in 6.15 (KernelMacros.KernfsParentRenamedSince: RCU-protected since, the same
+            // pointer). The release names the member; BTF, when the kernel has it, is taken at its word for a kernel that
+            // backported the rename (KernelMacros.ConfirmKernfsParent warns about that at open).
+            string parentName = KernelMacros.KernfsParentMember(LinuxKernel.ReleaseVersion(kernel.Release));
+            int? knParent = b.Optional("kernfs_node", parentName) ?? (layouts.FromBtf ? b.Optional("kernfs_node", parentName == "parent" ? "__parent" : "parent") : null);
             if (!layouts.FromBtf && (cgroups is null || dfl is null || kn is null || knName is null || knParent is null))
             {
-                var missing = new (string Name, int? Offset)[] { ("task_struct.cgroups", cgroups), ("css_set.dfl_cgrp", dfl), ("cgroup.kn", kn), ("kernfs_node.name", knName), ("kernfs_node.parent", knParent) };
+                var missing = new (string Name, int? Offset)[] { ("task_struct.cgroups", cgroups), ("css_set.dfl_cgrp", dfl), ("cgroup.kn", kn), ("kernfs_node.name", knName), ($"kernfs_node.{parentName}", knParent) };
                 unavailable.Add($"cgroup: not inferred (no BTF): {string.Join(", ", missing.Where(m => m.Offset is null).Select(m => m.Name))}");
             }
             return new Layout(argStart, argEnd, envStart, envEnd, realCred,

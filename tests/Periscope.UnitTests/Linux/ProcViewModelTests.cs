@@ -390,4 +390,32 @@ public class ProcViewModelTests
         Assert.True(Periscope.Linux.LinuxKernel.ReleaseVersion("7.0.13-amd64") >= KernelMacros.WorkerIdFormatSince);
         Assert.Equal(new Version(0, 0), Periscope.Linux.LinuxKernel.ReleaseVersion("?"));
     }
+
+    [Theory]
+    [InlineData("6.1.0-57-amd64", "parent")]
+    [InlineData("6.12.117+deb13-amd64", "parent")]
+    [InlineData("6.14.11-amd64", "parent")]
+    [InlineData("6.15.0-1-amd64", "__parent")]
+    [InlineData("7.3.4+deb13-amd64", "__parent")]
+    [InlineData("?", "parent")]
+    public void The_release_names_kernfs_nodes_parent_member(string release, string member)
+    {
+        Assert.Equal(member, KernelMacros.KernfsParentMember(Periscope.Linux.LinuxKernel.ReleaseVersion(release)));
+        Assert.Equal(release, Periscope.Linux.LinuxKernel.ReleaseOf($"Linux version {release} (debian-kernel@lists.debian.org) #1 SMP"));
+    }
+
+    [Fact]
+    public void A_btf_kernfs_node_that_disagrees_with_the_release_is_reported()
+    {
+        var v7 = new Version(7, 3);
+        var v6 = new Version(6, 12);
+        Assert.Null(KernelMacros.ConfirmKernfsParent(m => m == "__parent", v7));
+        Assert.Null(KernelMacros.ConfirmKernfsParent(m => m == "parent", v6));
+        Assert.Null(KernelMacros.ConfirmKernfsParent(_ => false, v7));
+        Assert.Contains("has parent, not __parent", KernelMacros.ConfirmKernfsParent(m => m == "parent", v7));
+        Assert.Contains("has __parent, not parent", KernelMacros.ConfirmKernfsParent(m => m == "__parent", v6));
+        // ps --full's members list both names: a kernel has one, and the offset table lists the one it has.
+        Assert.Contains(("kernfs_node", "parent"), ProcessDetailOffsets.Members);
+        Assert.Contains(("kernfs_node", "__parent"), ProcessDetailOffsets.Members);
+    }
 }
