@@ -34,21 +34,8 @@ public sealed partial class OffsetInference
 
     /// <summary>The socket rules alone, on their own step budget (for tests and tools that need only these members).</summary>
     /// <exception cref="Model.KernelModelException">The search exceeded MaxInferenceSteps.</exception>
-    public static InferenceReport InferSocketTables(Model.GuestReader reader, Kallsyms.KernelSymbols symbols, Memory.IntrospectionLimits limits)
-    {
-        // The socket rules read neither the kernel's layout nor the module area.
-        var search = new OffsetInference(reader, symbols, layout: null!, limits, default);
-        try
-        {
-            search.InferSocketTables();
-        }
-        catch (StepBudgetExhausted)
-        {
-            throw new Model.KernelModelException($"socket inference stopped after {search._steps} candidate tests (IntrospectionLimits.MaxInferenceSteps = {limits.MaxInferenceSteps})");
-        }
-        search._report.Steps = search._steps;
-        return search._report;
-    }
+    public static InferenceReport InferSocketTables(Model.GuestReader reader, Kallsyms.KernelSymbols symbols, Memory.IntrospectionLimits limits) =>
+        RulesAlone(reader, symbols, limits, "socket", search => search.InferSocketTables());
 
     private void InferSocketTables()
     {
