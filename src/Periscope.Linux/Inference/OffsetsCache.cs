@@ -17,9 +17,10 @@ namespace Periscope.Linux.Inference;
 public sealed class OffsetsCache(string directory)
 {
     /// <summary>Bumped whenever the rules settle new members (3: the pid cross-views', run queues', vmalloc areas' and
-    /// integrity evidence's members; 6: the mounts members): an entry written by older rules lacks them, and its key (which includes the format)
+    /// integrity evidence's members; 6: the mounts members; 8: the mounts members on 7.x, where format-7 rules left mnt_ns,
+    /// mnt_master, mnt_id, mnt_group_id, s_flags, fs_struct.root and task_struct.fs unknown): an entry written by older rules lacks them, and its key (which includes the format)
     /// no longer matches, so the search runs again.</summary>
-    public const string Format = "periscope-offsets/7";
+    public const string Format = "periscope-offsets/8";
     private const int MaxMembers = 512, MaxText = 2048, MaxCandidates = 256;
 
     public string Directory { get; } = directory;
