@@ -181,10 +181,12 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             namespaces.Add(ns);
             var expected = theirs.Read(ns, theirs.RootMountOf(task));
             Assert.Equal(expected, ours.Read(ns, ours.RootMountOf(same)));
-            lines += expected.Count;
+            if (!task.IsKernelThread) lines += expected.Count;
         }
         Assert.True(namespaces.Count >= 2, $"only {namespaces.Count} mount namespace(s)");
-        Assert.True(lines > 100, $"only {lines} mount lines");
+        // User processes only: each sees /, /proc, /sys, /dev and /sys/fs/cgroup. Kernel threads see them too up to 6.x, and
+        // none since 7.0 (init_fs, which they share, is rooted on the kernel's internal rootfs mount, under no namespace).
+        Assert.True(lines >= 50, $"only {lines} mount lines of user processes");
         Assert.False(t.Kernel.IsIncomplete, string.Join("; ", t.Kernel.IncompleteReasons));
         var (code, output, error) = Periscope.Tests.Shared.CliRun.Run("mounts", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
         var (btfCode, btfOutput, _) = Periscope.Tests.Shared.CliRun.Run("mounts", "--dump", guest.DumpPath);
