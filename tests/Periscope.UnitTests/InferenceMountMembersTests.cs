@@ -86,15 +86,23 @@ public class InferenceMountMembersTests
     public void Super_block_flags_of_nullfs_carry_sb_nouser_and_its_sign_extension()
     {
         const ulong born = MountRule.SbBorn | MountRule.SbActive;
-        Assert.True(MountRule.IsMountedSuperBlockFlags(born, 8));
-        Assert.True(MountRule.IsMountedSuperBlockFlags(born | 0x70, 8));
-        Assert.True(MountRule.IsMountedSuperBlockFlags(0xffff_ffff_e000_0000, 8)); // 7.3.4's nullfs, as read
-        Assert.False(MountRule.IsMountedSuperBlockFlags(0xffff_ffff_6000_0000, 8)); // high bits without SB_NOUSER
-        Assert.False(MountRule.IsMountedSuperBlockFlags(0x0000_0001_6000_0000, 8)); // a stray high bit
-        Assert.False(MountRule.IsMountedSuperBlockFlags(MountRule.SbActive, 8)); // not SB_BORN
-        Assert.False(MountRule.IsMountedSuperBlockFlags(0xffff_8880_6000_0000, 8)); // a pointer's worth of bits
-        Assert.True(MountRule.IsMountedSuperBlockFlags(0xe000_0000, 4));
-        Assert.False(MountRule.IsMountedSuperBlockFlags(0x2000_0000, 4));
+        foreach (bool root in new[] { false, true })
+        {
+            Assert.True(MountRule.IsMountedSuperBlockFlags(born, 8, root));
+            Assert.True(MountRule.IsMountedSuperBlockFlags(born | 0x70, 8, root));
+            Assert.False(MountRule.IsMountedSuperBlockFlags(0xffff_ffff_6000_0000, 8, root)); // high bits without SB_NOUSER
+            Assert.False(MountRule.IsMountedSuperBlockFlags(0x0000_0001_6000_0000, 8, root)); // a stray high bit
+            Assert.False(MountRule.IsMountedSuperBlockFlags(MountRule.SbActive, 8, root)); // not SB_BORN
+            Assert.False(MountRule.IsMountedSuperBlockFlags(0xffff_8880_6000_0000, 8, root)); // a pointer's worth of bits
+            Assert.False(MountRule.IsMountedSuperBlockFlags(0x2000_0000, 4, root));
+        }
+        // 7.3.4's nullfs, as read: only a namespace root's super block may carry SB_NOUSER (a 32-bit kernel pointer
+        // above 0xe0000000 would look the same on any other).
+        Assert.True(MountRule.IsMountedSuperBlockFlags(0xffff_ffff_e000_0000, 8, namespaceRoot: true));
+        Assert.False(MountRule.IsMountedSuperBlockFlags(0xffff_ffff_e000_0000, 8, namespaceRoot: false));
+        Assert.True(MountRule.IsMountedSuperBlockFlags(0xe000_0000, 4, namespaceRoot: true));
+        Assert.False(MountRule.IsMountedSuperBlockFlags(0xe000_0000, 4, namespaceRoot: false));
+        Assert.True(MountRule.IsMountedSuperBlockFlags(0xe000_0000, 8, namespaceRoot: true)); // an unsigned SB_NOUSER: no sign extension
     }
 
     [Fact]

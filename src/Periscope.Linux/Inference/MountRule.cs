@@ -105,14 +105,17 @@ public static class MountRule
     public const uint MntShared = 0x1000, TShared = 1;
 
     /// <summary>Whether <paramref name="flags"/> (an unsigned long read at one offset of a mounted super block) can be
-    /// s_flags: SB_BORN and SB_ACTIVE set, and the bits above 31 either all clear or, with SB_NOUSER set, all set (its
-    /// sign extension, nullfs since 7.0).</summary>
-    public static bool IsMountedSuperBlockFlags(ulong flags, int pointerSize)
+    /// s_flags: SB_BORN and SB_ACTIVE set; SB_NOUSER clear, unless the super block is a namespace root's
+    /// (<paramref name="namespaceRoot"/>: nullfs since 7.0), and the bits above 31 clear, or all set with SB_NOUSER
+    /// (its sign extension).</summary>
+    public static bool IsMountedSuperBlockFlags(ulong flags, int pointerSize, bool namespaceRoot)
     {
         if ((flags & (SbBorn | SbActive)) != (SbBorn | SbActive)) return false;
+        bool noUser = (flags & SbNoUser) != 0;
+        if (noUser && !namespaceRoot) return false;
         if (pointerSize == 4) return flags <= uint.MaxValue;
         ulong high = flags >> 32;
-        return high == 0 || (high == uint.MaxValue && (flags & SbNoUser) != 0);
+        return high == 0 || (high == uint.MaxValue && noUser);
     }
 
     /// <summary>

@@ -47,7 +47,8 @@ public sealed partial class OffsetInference
         else _report.AddUnknown("mount", "mnt_master", "needs mount.mnt_ns, and a NULL or kernel pointer right before it in every mount");
 
         var sbs = mounts.Select(m => Ptr(m.Mount + (ulong)(mnt + mntSb))).Distinct().ToList();
-        var typeName = InferSuperBlocks(sbs);
+        var rootSbs = mounts.Where(m => Ptr(m.Mount + (ulong)parent) == m.Mount).Select(m => Ptr(m.Mount + (ulong)(mnt + mntSb))).ToHashSet();
+        var typeName = InferSuperBlocks(sbs, rootSbs);
         InferDeviceName(mounts, ev.InitialRoot, mnt + mntSb, typeName);
         int flags = mntSb + _p;
         if (mounts.All(m => _r.TryU32(m.Mount + (ulong)(mnt + flags), out uint f) && f < MountFlagsLimit))
@@ -122,7 +123,7 @@ public sealed partial class OffsetInference
 
     /// <summary>super_block.s_type (and file_system_type.name), s_flags; s_subtype stays unknown. Returns each super block's
     /// type name (empty when s_type was not settled).</summary>
-    private Dictionary<ulong, string> InferSuperBlocks(List<ulong> sbs)
+    private Dictionary<ulong, string> InferSuperBlocks(List<ulong> sbs, HashSet<ulong> rootSbs)
     {
         var names = new Dictionary<ulong, string>();
         const string typeRule = "pointer in every mounted super block to a struct whose first member (file_system_type.name) points to a short lower-case name, one of them a type every Linux mounts (rootfs, proc, sysfs, tmpfs...)";
@@ -138,13 +139,9 @@ public sealed partial class OffsetInference
         }
         else _report.AddUnknown("file_system_type", "name", "needs super_block.s_type");
         // SB_NOUSER marks the kernel's internal super blocks; since 7.0 nullfs, every namespace's root, is one of them.
-        var flagOffsets = Offsets(o =>
-        {
-            var read = sbs.Select(sb => _r.TryPointer(sb + (ulong)o, out ulong f) ? f : (ulong?)null).ToList();
-            return read.All(f => f is { } v && MountRule.IsMountedSuperBlockFlags(v, _p)) && read.Any(f => (f!.Value & MountRule.SbNoUser) == 0);
-        });
-        _report.Add("super_block", "s_flags", flagOffsets, "unsigned long with SB_BORN and SB_ACTIVE set in every mounted super block, "
-            + "the bits above 31 clear or (SB_NOUSER, nullfs since 7.0) its sign extension, and SB_NOUSER clear in at least one");
+        var flagOffsets = Offsets(o => sbs.All(sb => _r.TryPointer(sb + (ulong)o, out ulong f) && MountRule.IsMountedSuperBlockFlags(f, _p, rootSbs.Contains(sb))));
+        _report.Add("super_block", "s_flags", flagOffsets, "unsigned long with SB_BORN and SB_ACTIVE set in every mounted super block, SB_NOUSER "
+            + "and the bits above 31 clear but in a namespace root's (nullfs since 7.0: SB_NOUSER and its sign extension)");
         _report.AddUnknown("super_block", "s_subtype", "not inferred: NULL in every super block but a FUSE one's; a FUSE mount's type lacks its .subtype");
         return names;
     }
