@@ -182,17 +182,20 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
             namespaces.Add(ns);
             var expected = theirs.Read(ns, theirs.RootMountOf(task));
             Assert.Equal(expected, ours.Read(ns, ours.RootMountOf(same)));
-            lines += expected.Count;
+            if (!task.IsKernelThread) lines += expected.Count;
         }
         Assert.True(namespaces.Count >= 2, $"only {namespaces.Count} mount namespace(s)");
-        Assert.True(lines > 100, $"only {lines} mount lines");
+        // User processes only: each sees /, /proc, /sys, /dev and /sys/fs/cgroup. Kernel threads see them too up to 6.x, and
+        // none since 7.0 (init_fs, which they share, is rooted on the kernel's internal rootfs mount, under no namespace).
+        Assert.True(lines >= 50, $"only {lines} mount lines of user processes");
         Assert.False(t.Kernel.IsIncomplete, string.Join("; ", t.Kernel.IncompleteReasons));
         var (code, output, error) = Periscope.Tests.Shared.CliRun.Run("mounts", "--no-btf", "--no-offsets-cache", "--dump", guest.DumpPath);
         var (btfCode, btfOutput, _) = Periscope.Tests.Shared.CliRun.Run("mounts", "--dump", guest.DumpPath);
         Assert.True(code == 0, error);
         Assert.Equal(0, btfCode);
         Assert.Equal(btfOutput, output);
-        Assert.StartsWith("1 1 0:2 / / rw - rootfs rootfs rw\n", output);
+        // init's root: the initramfs, the namespace's root mount up to 6.x ("1 1 0:2"), mounted on nullfs since 7.0 ("2 1 0:3").
+        Assert.Matches(@"^\d+ \d+ 0:\d+ / / rw - rootfs rootfs rw\n", output);
     }
 
     [Fact]

@@ -94,6 +94,74 @@ public static class MountRule
         return new MountWalk(nodes, null, 0);
     }
 
+    /// <summary>SB_BORN and SB_ACTIVE (include/linux/fs.h, unchanged 2.6..7.x): set in s_flags of every super block a mount
+    /// in a namespace uses. SB_NOUSER: set on the kernel's internal super blocks (kern_mount), and since 7.0 on nullfs,
+    /// which is every mount namespace's root; fs.h declares it as the int (1 &lt;&lt; 31), so an unsigned long s_flags holding
+    /// it carries the sign extension: every bit above 31 set.</summary>
+    public const ulong SbBorn = 1UL << 29, SbActive = 1UL << 30, SbNoUser = 1UL << 31;
+
+    /// <summary>MNT_SHARED (include/linux/mount.h) in vfsmount.mnt_flags up to 6.16; T_SHARED (fs/mount.h) in
+    /// mount.mnt_t_flags, the int declared right before mnt_id, since 6.17 (MNT_SHARED moved there).</summary>
+    public const uint MntShared = 0x1000, TShared = 1;
+
+    /// <summary>Whether <paramref name="flags"/> (an unsigned long read at one offset of a mounted super block) can be
+    /// s_flags: SB_BORN and SB_ACTIVE set; SB_NOUSER clear, unless the super block is a namespace root's
+    /// (<paramref name="namespaceRoot"/>: nullfs since 7.0), and the bits above 31 clear, or all set with SB_NOUSER
+    /// (its sign extension).</summary>
+    public static bool IsMountedSuperBlockFlags(ulong flags, int pointerSize, bool namespaceRoot)
+    {
+        if ((flags & (SbBorn | SbActive)) != (SbBorn | SbActive)) return false;
+        bool noUser = (flags & SbNoUser) != 0;
+        if (noUser && !namespaceRoot) return false;
+        if (pointerSize == 4) return flags <= uint.MaxValue;
+        ulong high = flags >> 32;
+        return high == 0 || (high == uint.MaxValue && noUser);
+    }
+
+    /// <summary>
+    /// Whether the word right before <paramref name="nsOffset"/> can be mount.mnt_master in every mount: NULL or a kernel
+    /// pointer to another mount, so never into the mount itself. Since 6.15 (CONFIG_FSNOTIFY) struct mount also holds
+    /// prev_ns, equal to mnt_ns whenever no mount notification is pending, declared right after the list_head to_notify:
+    /// the word before prev_ns is to_notify.prev, which points back into its own mount while that list is empty.
+    /// </summary>
+    public static bool MasterBefore(IEnumerable<ulong> mounts, int nsOffset, int pointerSize, Func<ulong, ulong?> word, Func<ulong, bool> isKernel)
+    {
+        foreach (ulong m in mounts)
+        {
+            if (word(m + (ulong)(nsOffset - pointerSize)) is not { } master) return false;
+            if (master == 0) continue;
+            if (!isKernel(master) || (master >= m && master < m + (ulong)nsOffset)) return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Whether the ints read as mount.mnt_group_id are peer group ids: below <paramref name="maxId"/>, and non-zero exactly
+    /// in the shared mounts, by MNT_SHARED in vfsmount.mnt_flags (up to 6.16) or by T_SHARED in mnt_t_flags, the int right
+    /// before mnt_id (6.17+); either flag source must agree with every mount.
+    /// </summary>
+    public static bool GroupIdsMatchShared(IReadOnlyList<(uint Group, uint MntFlags, uint TFlags)> mounts, uint maxId) =>
+        mounts.All(m => m.Group < maxId)
+        && (mounts.All(m => (m.Group != 0) == ((m.MntFlags & MntShared) != 0)) || mounts.All(m => (m.Group != 0) == ((m.TFlags & TShared) != 0)));
+
+    /// <summary>
+    /// The offsets r (pointer-aligned, struct path { mnt, dentry } fitting in <paramref name="window"/>) where every user
+    /// process's fs_struct holds the vfsmount of a namespace mount (one of <paramref name="vfsmounts"/>) and a kernel
+    /// dentry pointer after it. Kernel threads (no mm) are left out: they share init_fs, whose root since 7.0 is the
+    /// kernel's internal rootfs mount, in no namespace (the namespaces' root is nullfs).
+    /// </summary>
+    public static List<int> FsRootSlots(IEnumerable<(ulong Fs, ulong Mm)> leaders, ISet<ulong> vfsmounts, int pointerSize, int window,
+        Func<ulong, ulong?> word, Func<ulong, bool> isKernel)
+    {
+        var fss = leaders.Where(l => l.Mm != 0 && l.Fs != 0).Select(l => l.Fs).Distinct().ToList();
+        var slots = new List<int>();
+        if (fss.Count == 0 || !fss.All(isKernel)) return slots;
+        for (int r = 0; r + 2 * pointerSize <= window; r += pointerSize)
+            if (fss.All(f => word(f + (ulong)r) is { } mnt && vfsmounts.Contains(mnt) && word(f + (ulong)(r + pointerSize)) is { } dentry && isKernel(dentry)))
+                slots.Add(r);
+        return slots;
+    }
+
     /// <summary>At least one mount is its own parent (the namespace's root) and every mount's mnt_parent (at
     /// <paramref name="parentOffset"/>) is one of <paramref name="mounts"/>.</summary>
     public static bool ParentsWithin(IReadOnlyList<ulong> mounts, int parentOffset, Func<ulong, ulong?> word)

@@ -12,16 +12,11 @@ namespace Periscope.Linux.Inference;
 /// </summary>
 public sealed partial class OffsetInference
 {
-    /// <summary>SB_BORN and SB_ACTIVE (include/linux/fs.h, unchanged 2.6..7.x): set in s_flags of every super block a mount
-    /// in a namespace uses; SB_NOUSER, set only on the kernel's internal ones (kern_mount), which no namespace holds.</summary>
-    private const ulong SbBorn = 1UL << 29, SbActive = 1UL << 30, SbNoUser = 1UL << 31;
     /// <summary>Mount ids come from an IDA that hands out the lowest free number: a guest with 16 million live mounts is not one
     /// this view reads, and anything above is not an id.</summary>
     private const uint MaxMountId = 1 << 24;
     /// <summary>MNT_* bits in vfsmount.mnt_flags stay below 1 &lt;&lt; 29 (MNT_ONRB 0x10000000 is the highest, 6.8+).</summary>
     private const uint MountFlagsLimit = 1u << 29;
-    /// <summary>MNT_SHARED (include/linux/mount.h): the mount is in a peer group, and mnt_group_id names it.</summary>
-    private const uint MntShared = 0x1000;
     /// <summary>File system type names the root or the usual mounts of any Linux carry; at least one must be among the
     /// type names read (a string any other pointer chain leads to would not name these).</summary>
     private static readonly string[] WellKnownFsTypes = ["rootfs", "nullfs", "proc", "sysfs", "tmpfs", "devtmpfs", "ramfs"];
@@ -42,14 +37,18 @@ public sealed partial class OffsetInference
         ulong? WordAt(ulong va) { Step(); return _r.TryPointer(va, out ulong v) ? v : null; }
 
         // mnt_ns: the pointer every mount holds to the namespace it was found in; mnt_master is declared right before it (3.x..7.x).
-        var nsOffsets = Offsets(o => mounts.All(m => WordAt(m.Mount + (ulong)o) == m.Ns));
-        int? mntNs = _report.Add("mount", "mnt_ns", nsOffsets, "pointer in every mount of every namespace to that namespace");
-        if (mntNs is { } at && mounts.All(m => WordAt(m.Mount + (ulong)(at - _p)) is { } master && (master == 0 || IsKernel(master))))
-            _report.AddStructural("mount", "mnt_master", at - _p, "declared right before mnt_ns (checked: NULL or a kernel pointer in every mount)");
+        // prev_ns (6.15+) holds the same namespace, after to_notify, an empty list_head pointing back into its own mount.
+        var nsOffsets = Offsets(o => o >= _p && mounts.All(m => WordAt(m.Mount + (ulong)o) == m.Ns)
+            && MountRule.MasterBefore(mounts.Select(m => m.Mount), o, _p, WordAt, IsKernel));
+        int? mntNs = _report.Add("mount", "mnt_ns", nsOffsets, "pointer in every mount of every namespace to that namespace, "
+            + "after a word that is NULL or a pointer out of its own mount in every one (mnt_master; not to_notify.prev before the 6.15+ prev_ns)");
+        if (mntNs is { } at)
+            _report.AddStructural("mount", "mnt_master", at - _p, "declared right before mnt_ns (checked: NULL or a kernel pointer out of its own mount in every mount)");
         else _report.AddUnknown("mount", "mnt_master", "needs mount.mnt_ns, and a NULL or kernel pointer right before it in every mount");
 
         var sbs = mounts.Select(m => Ptr(m.Mount + (ulong)(mnt + mntSb))).Distinct().ToList();
-        var typeName = InferSuperBlocks(sbs);
+        var rootSbs = mounts.Where(m => Ptr(m.Mount + (ulong)parent) == m.Mount).Select(m => Ptr(m.Mount + (ulong)(mnt + mntSb))).ToHashSet();
+        var typeName = InferSuperBlocks(sbs, rootSbs);
         InferDeviceName(mounts, ev.InitialRoot, mnt + mntSb, typeName);
         int flags = mntSb + _p;
         if (mounts.All(m => _r.TryU32(m.Mount + (ulong)(mnt + flags), out uint f) && f < MountFlagsLimit))
@@ -124,7 +123,7 @@ public sealed partial class OffsetInference
 
     /// <summary>super_block.s_type (and file_system_type.name), s_flags; s_subtype stays unknown. Returns each super block's
     /// type name (empty when s_type was not settled).</summary>
-    private Dictionary<ulong, string> InferSuperBlocks(List<ulong> sbs)
+    private Dictionary<ulong, string> InferSuperBlocks(List<ulong> sbs, HashSet<ulong> rootSbs)
     {
         var names = new Dictionary<ulong, string>();
         const string typeRule = "pointer in every mounted super block to a struct whose first member (file_system_type.name) points to a short lower-case name, one of them a type every Linux mounts (rootfs, proc, sysfs, tmpfs...)";
@@ -139,9 +138,10 @@ public sealed partial class OffsetInference
             foreach (ulong sb in sbs) names[sb] = FsTypeName(Ptr(sb + (ulong)sType))!;
         }
         else _report.AddUnknown("file_system_type", "name", "needs super_block.s_type");
-        var flagOffsets = Offsets(o => sbs.All(sb => _r.TryPointer(sb + (ulong)o, out ulong f) && (f & (SbBorn | SbActive)) == (SbBorn | SbActive)
-            && (f & SbNoUser) == 0 && f < 1UL << 32));
-        _report.Add("super_block", "s_flags", flagOffsets, "unsigned long with SB_BORN and SB_ACTIVE set and SB_NOUSER (and every bit above 31) clear in every mounted super block");
+        // SB_NOUSER marks the kernel's internal super blocks; since 7.0 nullfs, every namespace's root, is one of them.
+        var flagOffsets = Offsets(o => sbs.All(sb => _r.TryPointer(sb + (ulong)o, out ulong f) && MountRule.IsMountedSuperBlockFlags(f, _p, rootSbs.Contains(sb))));
+        _report.Add("super_block", "s_flags", flagOffsets, "unsigned long with SB_BORN and SB_ACTIVE set in every mounted super block, SB_NOUSER "
+            + "and the bits above 31 clear but in a namespace root's (nullfs since 7.0: SB_NOUSER and its sign extension)");
         _report.AddUnknown("super_block", "s_subtype", "not inferred: NULL in every super block but a FUSE one's; a FUSE mount's type lacks its .subtype");
         return names;
     }
@@ -188,16 +188,25 @@ public sealed partial class OffsetInference
         var seenUnique = new HashSet<ulong>();
         bool hasUnique = mounts.All(m => _r.TryU64(m.Mount + (ulong)uniqueAt, out ulong u) && u != 0 && seenUnique.Add(u));
         int group = hasUnique ? uniqueAt + 8 : id + 4;
-        // Checked: a peer group id is non-zero exactly on the mounts flagged MNT_SHARED.
-        if (mounts.All(m => _r.TryU32(m.Mount + (ulong)group, out uint g) && _r.TryU32(m.Mount + (ulong)flagsAt, out uint f) && g < MaxMountId && (g != 0) == ((f & MntShared) != 0)))
+        // Checked: a peer group id is non-zero exactly on the shared mounts (MNT_SHARED up to 6.16, T_SHARED since 6.17).
+        var groups = new List<(uint, uint, uint)>();
+        foreach (var (m, _) in mounts)
+        {
+            Step();
+            if (!_r.TryU32(m + (ulong)group, out uint g) || !_r.TryU32(m + (ulong)flagsAt, out uint f) || !_r.TryU32(m + (ulong)(id - 4), out uint tf)) break;
+            groups.Add((g, f, tf));
+        }
+        if (groups.Count == mounts.Count && MountRule.GroupIdsMatchShared(groups, MaxMountId))
             _report.AddStructural("mount", "mnt_group_id", group, (hasUnique
                 ? "int declared after the u64 mnt_id_unique that follows mnt_id (6.8+: distinct and non-zero in every mount)"
-                : "int declared right after mnt_id (up to 6.7; no u64 mnt_id_unique follows it)") + "; checked: non-zero exactly in the mounts flagged MNT_SHARED");
-        else _report.AddUnknown("mount", "mnt_group_id", $"the int at 0x{group:x} is not non-zero exactly in the mounts flagged MNT_SHARED");
+                : "int declared right after mnt_id (up to 6.7; no u64 mnt_id_unique follows it)")
+                + "; checked: non-zero exactly in the shared mounts (MNT_SHARED in mnt_flags, or T_SHARED in the 6.17+ mnt_t_flags before mnt_id)");
+        else _report.AddUnknown("mount", "mnt_group_id", $"the int at 0x{group:x} is not non-zero exactly in the shared mounts");
     }
 
-    /// <summary>task_struct.fs (declared right before files) and fs_struct.root: the first struct path in every process's
-    /// fs_struct whose mnt is the vfsmount of a mount found in the namespaces (pwd, declared after root, is one too).</summary>
+    /// <summary>task_struct.fs (declared right before files) and fs_struct.root: the first struct path in every user
+    /// process's fs_struct whose mnt is the vfsmount of a mount found in the namespaces (pwd, declared after root, is one
+    /// too; kernel threads share init_fs, whose root is no namespace's mount since 7.0: <see cref="MountRule.FsRootSlots"/>).</summary>
     private void InferFsRoot(TaskEvidence t, HashSet<ulong> vfsmounts)
     {
         if (_report.Find(Task, "files")?.Offset is not { } files)
@@ -207,16 +216,12 @@ public sealed partial class OffsetInference
             return;
         }
         int fsAt = files - _p;
-        var fss = t.AllLeaders.Select(l => Ptr(l + (ulong)fsAt)).Where(f => f != 0).Distinct().ToList();
-        var roots = new List<int>();
-        for (int r = 0; fss.Count > 0 && fss.All(IsKernel) && r + 2 * _p <= _smallBytes; r += _p)
-        {
-            Step(fss.Count);
-            if (fss.All(f => vfsmounts.Contains(Ptr(f + (ulong)r)) && IsKernel(Ptr(f + (ulong)(r + _p))))) roots.Add(r);
-        }
-        int? root = _report.Add("fs_struct", "root", roots, "struct path in every process's fs_struct whose mnt is a mount of the namespaces and whose dentry is a kernel pointer",
+        ulong? WordAt(ulong va) { Step(); return _r.TryPointer(va, out ulong v) ? v : null; }
+        var leaders = t.AllLeaders.Select(l => (Fs: Ptr(l + (ulong)fsAt), Mm: Ptr(l + (ulong)t.Mm))).ToList();
+        var roots = MountRule.FsRootSlots(leaders, vfsmounts, _p, _smallBytes, WordAt, IsKernel);
+        int? root = _report.Add("fs_struct", "root", roots, "struct path in every user process's fs_struct whose mnt is a mount of the namespaces and whose dentry is a kernel pointer",
             c => c.Min(), "lowest (root is declared before pwd)");
-        if (root is not null) _report.AddStructural(Task, "fs", fsAt, "declared right before files (checked: every process's pointer there is NULL or an fs_struct whose root is a mount)");
+        if (root is not null) _report.AddStructural(Task, "fs", fsAt, "declared right before files (checked: every user process's pointer there is NULL or an fs_struct whose root is a mount)");
         else _report.AddUnknown(Task, "fs", "needs fs_struct.root");
     }
 
