@@ -11,26 +11,16 @@ namespace Periscope.UnitTests;
 /// </summary>
 public class InferenceMountMembersTests
 {
-    private const ulong Kernel = 0xffff_8880_0000_0000;
-    private const ulong Kernel32 = 0xc000_0000;
-
-    private sealed class Memory(int pointerSize)
-    {
-        public readonly Dictionary<ulong, ulong> Words = [];
-        public ulong? Word(ulong va) => Words.TryGetValue(va, out ulong v) ? v : null;
-        public bool IsKernel(ulong va) => va >= (pointerSize == 8 ? Kernel : Kernel32);
-    }
-
-    private static ulong Base(int pointerSize) => (pointerSize == 8 ? Kernel : Kernel32) + 0x10000;
+    private static ulong Base(int pointerSize) => MountWords.Base(pointerSize);
 
     /// <summary>
     /// Three mounts laid out as 7.3's struct mount (scaled to the pointer size): mnt_master, mnt_ns at slot 29, and
     /// to_notify (an empty list_head) and prev_ns, equal to mnt_ns, at slots 35..37. The second mount is a slave of the
     /// first (its mnt_master points to that mount's base).
     /// </summary>
-    private static (Memory M, ulong[] Mounts, int MntNs, int PrevNs) SevenThreeMounts(int pointerSize)
+    private static (MountWords M, ulong[] Mounts, int MntNs, int PrevNs) SevenThreeMounts(int pointerSize)
     {
-        var m = new Memory(pointerSize);
+        var m = new MountWords(pointerSize);
         int p = pointerSize, mntNs = 29 * p, toNotify = 35 * p, prevNs = 37 * p;
         ulong b = Base(pointerSize), ns = b + 0x8000;
         ulong[] mounts = [b + 0x1000, b + 0x2000, b + 0x3000];
@@ -126,7 +116,7 @@ public class InferenceMountMembersTests
     [InlineData(4)]
     public void Fs_root_is_found_from_user_processes_while_kernel_threads_share_an_fs_rooted_elsewhere(int pointerSize)
     {
-        var m = new Memory(pointerSize);
+        var m = new MountWords(pointerSize);
         int p = pointerSize, root = 3 * p;
         ulong b = Base(pointerSize), initFs = b + 0x100, userFs = b + 0x200, otherFs = b + 0x300, mm = b + 0x5000;
         ulong internalMount = b + 0x1020, nsMount = b + 0x2020, nsMount2 = b + 0x3020, dentry = b + 0x7000;

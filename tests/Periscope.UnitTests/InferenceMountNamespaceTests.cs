@@ -10,44 +10,14 @@ namespace Periscope.UnitTests;
 /// </summary>
 public class InferenceMountNamespaceTests
 {
-    private const ulong Kernel = 0xffff_8880_0000_0000;
-    private const ulong Kernel32 = 0xc000_0000;
-
-    private sealed class Memory(int pointerSize)
-    {
-        public readonly Dictionary<ulong, ulong> Words = [];
-        public ulong? Word(ulong va) => Words.TryGetValue(va, out ulong v) ? v : null;
-        public bool IsKernel(ulong va) => va >= (pointerSize == 8 ? Kernel : Kernel32);
-        private ulong P => (ulong)pointerSize;
-
-        /// <summary>A circular list_head through <paramref name="head"/> and <paramref name="nodes"/>, in this order.</summary>
-        public void List(ulong head, params ulong[] nodes)
-        {
-            var ring = new[] { head }.Concat(nodes).ToArray();
-            for (int i = 0; i < ring.Length; i++)
-            {
-                Words[ring[i]] = ring[(i + 1) % ring.Length];
-                Words[ring[i] + P] = ring[(i + ring.Length - 1) % ring.Length];
-            }
-        }
-
-        /// <summary>rb_node { __rb_parent_color, rb_right, rb_left } at <paramref name="node"/> (colour bit set: black).</summary>
-        public void Node(ulong node, ulong parent, ulong left, ulong right)
-        {
-            Words[node] = parent | 1;
-            Words[node + P] = right;
-            Words[node + 2 * P] = left;
-        }
-    }
-
-    private static ulong Base(int pointerSize) => (pointerSize == 8 ? Kernel : Kernel32) + 0x10000;
+    private static ulong Base(int pointerSize) => MountWords.Base(pointerSize);
 
     [Theory]
     [InlineData(8)]
     [InlineData(4)]
     public void A_mount_list_is_walked_in_order_and_its_nodes_are_mounts_at_one_offset_only(int pointerSize)
     {
-        var m = new Memory(pointerSize);
+        var m = new MountWords(pointerSize);
         ulong b = Base(pointerSize), head = b + 0x20, node = 0x90, parent = 0x10;
         ulong[] mounts = [b + 0x1000, b + 0x2000, b + 0x3000];
         m.List(head, mounts.Select(x => x + node).ToArray());
@@ -70,7 +40,7 @@ public class InferenceMountNamespaceTests
     [InlineData(4)]
     public void A_list_with_a_broken_back_link_a_cycle_past_its_head_or_too_many_nodes_faults(int pointerSize)
     {
-        var m = new Memory(pointerSize);
+        var m = new MountWords(pointerSize);
         ulong b = Base(pointerSize), head = b, p = (ulong)pointerSize;
         ulong[] nodes = [b + 0x100, b + 0x200, b + 0x300, b + 0x400];
         m.List(head, nodes);
@@ -109,7 +79,7 @@ public class InferenceMountNamespaceTests
     [InlineData(4)]
     public void A_mount_tree_is_walked_in_order_with_every_parent_link_checked(int pointerSize)
     {
-        var m = new Memory(pointerSize);
+        var m = new MountWords(pointerSize);
         ulong b = Base(pointerSize);
         ulong n1 = b + 0x100, n2 = b + 0x200, n3 = b + 0x300, n4 = b + 0x400, n5 = b + 0x500;
         //        n2
@@ -143,7 +113,7 @@ public class InferenceMountNamespaceTests
     [Fact]
     public void A_self_linked_node_is_a_cycle_not_a_tree_of_a_million_nodes()
     {
-        var m = new Memory(8);
+        var m = new MountWords(8);
         ulong n = Base(8);
         m.Node(n, 0, n, n);
         var walk = MountRule.TreeNodes(n, 8, int.MaxValue, m.Word, m.IsKernel);
