@@ -22,9 +22,10 @@ public sealed record MountInfo(int MountId, int ParentId, uint Major, uint Minor
 /// </summary>
 public sealed class MountReader
 {
-    // include/linux/mount.h MNT_* flags (macros, not in BTF), stable since 2.6 except MNT_NOSYMFOLLOW (5.10).
+    // include/linux/mount.h MNT_* flags (macros, not in BTF), stable since 2.6 except MNT_NOSYMFOLLOW (5.10); MNT_SHARED
+    // and 6.17+'s T_SHARED: MountRule.MntShared and TShared.
     private const uint MntNosuid = 0x01, MntNodev = 0x02, MntNoexec = 0x04, MntNoatime = 0x08, MntNodiratime = 0x10,
-        MntRelatime = 0x20, MntReadonly = 0x40, MntNosymfollow = 0x80, MntShared = 0x1000;
+        MntRelatime = 0x20, MntReadonly = 0x40, MntNosymfollow = 0x80;
     // include/linux/fs.h SB_RDONLY (super_block.s_flags).
     private const ulong SbRdonly = 1;
     /// <summary>kdev_t.h: MINORBITS = 20.</summary>
@@ -37,7 +38,8 @@ public sealed class MountReader
     private readonly GuestReader _r;
     private readonly PathResolver _paths;
     private readonly int? _nsproxy, _mntNs, _fs, _fsRoot, _list, _mounts, _mntList, _mntNode, _mnt, _parent, _mountpoint, _id, _groupId,
-        _master, _devname, _mntRoot, _mntSb, _mntFlags, _sFlags, _sDev, _sType, _sSubtype, _typeName, _dParent;
+        _master, _devname, _mntRoot, _mntSb, _mntFlags, _sFlags, _sDev, _sType, _sSubtype, _typeName, _dParent, _tFlags;
+    private readonly bool _fromBtf;
 
     public MountReader(LinuxKernel kernel)
     {
@@ -67,6 +69,9 @@ public sealed class MountReader
         _sDev = b.Offset("super_block", "s_dev");
         _sType = b.Offset("super_block", "s_type");
         _sSubtype = b.Optional("super_block", "s_subtype");
+        // 6.17 moved the shared flag from vfsmount.mnt_flags to mount.mnt_t_flags (T_SHARED).
+        _tFlags = b.Optional("mount", "mnt_t_flags");
+        _fromBtf = kernel.Layouts.FromBtf;
         _typeName = b.Offset("file_system_type", "name");
         _dParent = b.Offset("dentry", "d_parent");
         Unavailable = b.Missing.Count > 0 ? $"mounts: {MemberOffsets.Lacks(b)}" : null;
@@ -155,7 +160,12 @@ public sealed class MountReader
                      (MntNodiratime, "nodiratime"), (MntRelatime, "relatime"), (MntNosymfollow, "nosymfollow") })
             if ((flags & bit) != 0) options.Append(',').Append(name);
         var optional = new List<string>();
-        if ((flags & MntShared) != 0) optional.Add($"shared:{groupId}");
+        // Without BTF the flag's place is not inferred; the peer group id is non-zero exactly on shared mounts, which the
+        // inference checked on every mount when it settled mnt_group_id (MountRule), on either side of 6.17.
+        bool shared = !_fromBtf ? groupId != 0
+            : _tFlags is { } tAt ? _r.TryU32(m + (ulong)tAt, out uint tFlags) && (tFlags & MountRule.TShared) != 0
+            : (flags & MountRule.MntShared) != 0;
+        if (shared) optional.Add($"shared:{groupId}");
         if (master != 0 && _r.TryI32(master + (ulong)_groupId.Value, out int masterGroup)) optional.Add($"master:{masterGroup}");
 
         string fsType = _r.ReadCString(typeName, MaxNameLength) ?? "?";
