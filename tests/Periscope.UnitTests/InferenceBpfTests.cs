@@ -28,11 +28,11 @@ public class InferenceBpfTests
 
     private static readonly byte[] ReturnZero = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
 
-    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null, bool withMaps = true, ulong aux2 = Aux2)
+    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null, bool withMaps = true, ulong aux2 = Aux2, uint mapId = 11)
     {
         using var g = new SyntheticGuest();
         Idr(g, ProgIdr, ProgNode, [(3, Prog1), (7, Prog2)]);
-        Idr(g, MapIdr, MapNode, withMaps ? [(11, Map)] : []);
+        Idr(g, MapIdr, MapNode, withMaps ? [((int)mapId, Map)] : []);
         Idr(g, LinkIdr, LinkNode, [(5, Link)]);
         Program(g, Prog1, Aux1, id: 3, type: 2, "pscope_kp", [0xa0, 0x4f, 0x5e, 0xef, 0x06, 0xa7, 0xf5, 0x55], ReturnZero, jit: Jit, loadTime: 5_000_000_000);
         // ld_imm64 r1, map; mov r0, 0; exit
@@ -48,7 +48,7 @@ public class InferenceBpfTests
             g.U32(Map + MapType + 4, 4);
             g.U32(Map + MapType + 8, 8);
             g.U32(Map + MapType + 12, 4);
-            g.U32(Map + MapId, 11);
+            g.U32(Map + MapId, mapId);
             g.Text(Map + MapName, "pscope_map");
         }
         g.U32(Link + LinkId, 5);
@@ -120,6 +120,25 @@ public class InferenceBpfTests
         Assert.Equal(UsedMapCnt, Offset(r, "bpf_prog_aux", "used_map_cnt"));
         Assert.Equal(InferenceDecision.TieBreak, r.Find("bpf_prog_aux", "used_map_cnt")!.Decision);
         Assert.Equal(UsedMapsPtr, Offset(r, "bpf_prog_aux", "used_maps"));
+    }
+
+    [Fact]
+    public void A_map_id_of_1_before_zeros_does_not_read_as_a_second_map_type()
+    {
+        // Debian 6.12: { u32 map_flags; u32 id = 1; struct btf_record *record = NULL; int numa_node = -1; } after the
+        // attributes, and past the bpf_map the bpf_array's { 1, 0, elem_size 8, index_mask 3 }: both read as
+        // { hash, key_size 0, ... } with the first map's id 1, which no hash map has.
+        var r = Infer(g =>
+        {
+            g.U32(Map + 0x34, 1);
+            g.U32(Map + 0x40, uint.MaxValue);
+            g.U32(Map + 0xf0, 1);
+            g.U32(Map + 0xf8, 8);
+            g.U32(Map + 0xfc, 3);
+        }, mapId: 1);
+        Assert.Equal(MapType, Offset(r, "bpf_map", "map_type"));
+        Assert.Equal(InferenceDecision.Unique, r.Find("bpf_map", "map_type")!.Decision);
+        Assert.Equal(MapType + 12, Offset(r, "bpf_map", "max_entries"));
     }
 
     [Fact]
@@ -224,6 +243,15 @@ public class InferenceBpfTests
         Assert.False(BpfRule.IsMapAttributes(1, 4, 8, 0));   // no entries
         Assert.False(BpfRule.IsMapAttributes(0, 4, 8, 4));   // unspec
         Assert.False(BpfRule.IsMapAttributes(1, 4096, 8, 4)); // a key larger than the stack
+        Assert.False(BpfRule.IsMapAttributes(1, 0, 0, uint.MaxValue)); // a hash map needs a key and a value
+        Assert.False(BpfRule.IsMapAttributes(1, 0, 8, 3));
+        Assert.False(BpfRule.IsMapAttributes(2, 4, 0, 4));   // an array needs a value
+        Assert.True(BpfRule.IsMapAttributes(27, 0, 0, 4096)); // ringbuf: neither key nor value
+        Assert.False(BpfRule.IsMapAttributes(27, 4, 0, 4096));
+        Assert.True(BpfRule.IsMapAttributes(22, 0, 8, 16));   // queue: a value, no key
+        Assert.False(BpfRule.IsMapAttributes(22, 0, 0, 16));
+        Assert.False(BpfRule.IsMapAttributes(22, 4, 8, 16));
+        Assert.True(BpfRule.IsMapAttributes(40, 0, 0, 1));    // a type newer than the lists: only the generic bounds
     }
 }
 

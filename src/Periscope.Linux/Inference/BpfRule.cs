@@ -89,6 +89,16 @@ public static class BpfRule
     /// <summary>enum bpf_map_type values whose keys are a u32 index (array, prog_array, perf_event_array, percpu_array,
     /// cgroup_array, array_of_maps: array_map_alloc_check and fd_array_map_alloc_check insist on key_size 4).</summary>
     private static readonly HashSet<uint> IndexKeyedMaps = [2, 3, 4, 6, 8, 12];
+    /// <summary>The map types that take no key (queue, stack, ringbuf, bloom_filter, user_ringbuf, arena: their alloc checks
+    /// insist on key_size 0); every other type up to BPF_MAP_TYPE_ARENA (33, the last one this list was checked against)
+    /// refuses a zero key_size (htab_map_alloc_check, array_map_alloc_check, trie_alloc, ...).</summary>
+    private static readonly HashSet<uint> KeylessMaps = [22, 23, 27, 30, 31, 33];
+    /// <summary>The map types that hold no values (ringbuf, user_ringbuf, arena: value_size 0 or -EINVAL); every other
+    /// type up to 33 refuses a zero value_size.</summary>
+    private static readonly HashSet<uint> ValuelessMaps = [27, 31, 33];
+    /// <summary>BPF_MAP_TYPE_ARENA: the keyless and valueless lists above are complete up to here; a newer type's rules
+    /// are not known, so only the generic bounds apply to it.</summary>
+    private const uint LastCheckedMapType = 33;
     /// <summary>A map type's number is small (33 in 6.1; the enum only grows): a larger u32 is not a map type.</summary>
     public const uint MaxMapType = 64;
     /// <summary>KMALLOC_MAX_SIZE-bound value sizes: a larger value_size is not one.</summary>
@@ -97,8 +107,11 @@ public static class BpfRule
     private const uint MaxKeySize = 512;
 
     /// <summary>{ map_type, key_size, value_size, max_entries } (declared together, in this order, since 3.18) as a map's
-    /// attributes allow: a known type, a key that fits the stack (a u32 for index-keyed maps), at least one entry.</summary>
+    /// attributes allow: a known type, a key that fits the stack (a u32 for index-keyed maps), at least one entry, and a
+    /// zero key or value size only for the types that take none. (A small map id followed by zeros, e.g. id 1 then a NULL
+    /// pointer, reads as a hash map of zero-sized keys otherwise: 6.12's bpf_map has its id before the NULL record.)</summary>
     public static bool IsMapAttributes(uint type, uint keySize, uint valueSize, uint maxEntries) =>
         type is >= 1 and < MaxMapType && keySize <= MaxKeySize && valueSize <= MaxValueSize && maxEntries >= 1
-        && (!IndexKeyedMaps.Contains(type) || keySize == 4);
+        && (!IndexKeyedMaps.Contains(type) || keySize == 4)
+        && (type > LastCheckedMapType || ((keySize == 0) == KeylessMaps.Contains(type) && (valueSize == 0) == ValuelessMaps.Contains(type)));
 }

@@ -285,7 +285,7 @@ public sealed partial class OffsetInference
             Step(windows.Count);
             if (windows.All(x => BpfRule.IsMapAttributes(U32(x.W!, t), U32(x.W!, t + 4), U32(x.W!, t + 8), U32(x.W!, t + 12)))) types.Add(t);
         }
-        const string typeRule = "{ map_type, key_size, value_size, max_entries } (declared together since 3.18) as map attributes allow (a type 1..63, a key of at most 512 bytes, a u32 key for index-keyed maps, an entry at least) in every listed map";
+        const string typeRule = "{ map_type, key_size, value_size, max_entries } (declared together since 3.18) as map attributes allow (a type 1..63, a key of at most 512 bytes, a u32 key for index-keyed maps, a zero key or value size only for the types without, an entry at least) in every listed map";
         if (_report.Add("bpf_map", "map_type", types, typeRule) is { } type)
         {
             _report.AddStructural("bpf_map", "key_size", type + 4, typeRule);
