@@ -64,6 +64,9 @@ public static class StructuralFacts
 
     /// <summary>mm_struct declares start_code, end_code, start_data, end_data, start_brk, brk, start_stack (u64 each) in this order.</summary>
     public const int MmEndCode = 8, MmStartBrk = 32, MmBrk = 40, MmStartStack = 48;
+    /// <summary>struct inode starts with umode_t i_mode (u16), unsigned short i_opflags, then kuid_t i_uid (u32), for every
+    /// word size (include/linux/fs.h since 3.2; i_mode is checked at 0 by its own rule).</summary>
+    public const int InodeUid = 4;
     /// <summary>super_block starts with struct list_head s_list, then dev_t s_dev.</summary>
     public const int SuperBlockDev = 16;
 
