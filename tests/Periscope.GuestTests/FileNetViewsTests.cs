@@ -238,10 +238,13 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         var (code, json, err) = CliRun.Run("sockets", "--qemu", guest.Guest.RamFilePath, "--qmp", guest.Guest.ToolQmpSocketPath, "--pause", "--json");
         Assert.True(code == 0, err);
         using var doc = JsonDocument.Parse(json);
-        var listener = Assert.Single(doc.RootElement.EnumerateArray(), s => s.GetProperty("kind").GetString() == "Tcp" && s.GetProperty("state").GetInt32() == 10);
-        Assert.Equal("0100007F:1B59", listener.GetProperty("local").GetString()); // 127.0.0.1:7001
+        var listeners = doc.RootElement.EnumerateArray().Where(s => s.GetProperty("kind").GetString() == "Tcp" && s.GetProperty("state").GetInt32() == 10).ToList();
+        var listener = Assert.Single(listeners, s => s.GetProperty("local").GetString() == "0100007F:1B59"); // 127.0.0.1:7001
         Assert.Equal(netfiles, Assert.Single(listener.GetProperty("pids").EnumerateArray()).GetInt32());
         Assert.True(listener.GetProperty("inKernelTable").GetBoolean());
+        Assert.Equal(0u, listener.GetProperty("uid").GetUInt32());
+        // /bin/uidsocks' listener on 127.0.0.1:7005 belongs to uid 4242.
+        Assert.Equal(4242u, Assert.Single(listeners, s => s.GetProperty("local").GetString() == "0100007F:1B5D").GetProperty("uid").GetUInt32());
     }
 
     [Fact]

@@ -378,7 +378,7 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Contains(withBtf, r => r.Contains(" Unix ", StringComparison.Ordinal) && r.Contains("/tmp/periscope-views.sock", StringComparison.Ordinal));
         // netfiles' NETLINK_ROUTE socket, from nl_table (found, and its members inferred, without BTF), with its port id.
         var netlink = Assert.Single(withBtf, r => r.Contains(" Netlink ", StringComparison.Ordinal));
-        Assert.EndsWith($" 0 False {guest.Truth.Processes.Values.Single(p => p.Leader.Comm == "netfiles").Leader.Pid}", netlink, StringComparison.Ordinal);
+        Assert.EndsWith($" 0 False uid 0 {guest.Truth.Processes.Values.Single(p => p.Leader.Comm == "netfiles").Leader.Pid}", netlink, StringComparison.Ordinal);
         Assert.DoesNotContain(without.Unavailable, u => u.StartsWith("netlink table", StringComparison.Ordinal));
         output.WriteLine(string.Join('\n', withBtf));
     }

@@ -6,7 +6,7 @@ namespace Periscope.UnitTests;
 
 /// <summary>
 /// sock.sk_uid and inode.i_uid without BTF (SocketOwnerRules) on synthetic memory laid out as Debian 6.1's BTF says
-/// (sk_uid at 0x2d8, i_uid at 4, cred.euid 0x14 and fsuid 0x1c): root's sockets and a uid-4242 process's. The member
+/// (sk_uid at 0x2d8, i_uid at 4 — 0x18 as in 7.x in one test —, cred.euid 0x14 and fsuid 0x1c): root's sockets and a uid-4242 process's. The member
 /// must come out only where the evidence tells it: root-only evidence, a second word holding the uids, or a uid no
 /// holder has leave it unknown, never guessed.
 /// </summary>
@@ -20,7 +20,7 @@ public class InferenceSocketOwnerTests
 
     /// <summary>Sockets 0 and 1 held by root, 2 and 3 created and held by uid 4242 (gid 4343); <paramref name="tamper"/>
     /// may change anything before the reader is opened.</summary>
-    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, ulong[]? holderOf = null, int? fsuid = CredFsuid)
+    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, ulong[]? holderOf = null, int? fsuid = CredFsuid, int inodeUid = 4)
     {
         using var g = new SyntheticGuest();
         Cred(g, RootCred, 0, 0);
@@ -30,8 +30,8 @@ public class InferenceSocketOwnerTests
         {
             uint uid = holderOf[i] == UserCred ? 4242u : 0u;
             g.U32(Inodes[i], 0xc1ff); // i_mode S_IFSOCK | 0777
-            g.U32(Inodes[i] + 4, uid);
-            g.U32(Inodes[i] + 8, uid == 0 ? 0u : 4343u);
+            g.U32(Inodes[i] + (ulong)inodeUid, uid);
+            g.U32(Inodes[i] + (ulong)inodeUid + 4, uid == 0 ? 0u : 4343u);
             // sock: a few words that are not uids (pointers, a port, a family), then sk_uid.
             g.U64(Socks[i] + 0x30, B + 0x9_0000);
             g.U32(Socks[i] + 0x10, 2 | 10 << 16);
@@ -55,6 +55,14 @@ public class InferenceSocketOwnerTests
         var r = Infer();
         Assert.Equal(SkUid, r.Find("sock", "sk_uid")?.Offset);
         Assert.Equal(4, r.Find("inode", "i_uid")?.Offset);
+    }
+
+    [Fact]
+    public void I_uid_after_i_flags_and_the_acl_pointers_as_in_7_x_is_found_too()
+    {
+        var r = Infer(inodeUid: 0x18, tamper: g => { foreach (var i in Inodes) { g.U64(i + 8, ulong.MaxValue); g.U64(i + 16, ulong.MaxValue); } });
+        Assert.Equal(SkUid, r.Find("sock", "sk_uid")?.Offset);
+        Assert.Equal(0x18, r.Find("inode", "i_uid")?.Offset);
     }
 
     [Fact]

@@ -5,10 +5,11 @@ namespace Periscope.Linux.Inference;
 /// <summary>
 /// The socket owner's uid without BTF: sock.sk_uid and the socket inode's inode.i_uid. The kernel keeps the two equal:
 /// sock_alloc gives the socket inode the creator's fsuid, sock_init_data and sock_graft (accept) copy the inode's i_uid
-/// into sk_uid, and sockfs_setattr (fchown) changes both. The evidence is every socket a process's file table holds: its
-/// inode's i_uid must equal sk_uid in every one of them, and some socket must belong to a uid other than root's (root's 0
-/// is in most words of struct sock, so root-only evidence leaves the member unknown). That non-zero i_uid is checked
-/// against a process holding the socket: its fsuid or euid, as when it created the socket.
+/// into sk_uid, and sockfs_setattr (fchown) changes both. The evidence is every socket a process's file table holds: the
+/// pair of words must be equal in every one of them, and in some socket non-zero and the fsuid or euid of a process
+/// holding it (as when it created the socket). Root's 0 is in most words of struct sock: root-only evidence leaves both
+/// members unknown. i_uid is searched among struct inode's first words: 4 in 6.1 (after i_mode and i_opflags), 0x18 in
+/// 7.x (i_flags and the two ACL pointers moved before it).
 /// </summary>
 public sealed partial class OffsetInference
 {
@@ -44,36 +45,40 @@ public sealed partial class OffsetInference
 
     private void InferSocketUid(List<SocketHolding> sockets, int? credFsuid, int? credEuid)
     {
-        const string InodeRule = "kuid_t i_uid follows umode_t i_mode and unsigned short i_opflags; checked: some open socket's inode holds a non-zero uid equal to the fsuid or euid of a process holding it";
-        const string SockRule = "the u32 equal to the socket inode's i_uid in every open socket (sock_init_data and sock_graft copy it, fchown changes both), non-zero in some";
+        const string Rule = "the u32 pair (sock.sk_uid, inode.i_uid) equal in every open socket and its inode (sock_init_data and sock_graft copy i_uid into sk_uid, fchown changes both), non-zero in some socket where it is the fsuid or euid of a process holding it";
         if (credFsuid is null && credEuid is null)
         {
             ReportUnknown("needs cred.fsuid or cred.euid", ("inode", "i_uid"), (SockStruct, "sk_uid"));
             return;
         }
-        var owned = new List<(byte[] Window, uint Uid)>();
-        bool nonRoot = false;
+        var seen = new List<(byte[] Sock, byte[] Inode, IReadOnlyList<ulong> Creds)>();
         foreach (var s in sockets)
         {
-            Step(s.HolderCreds.Count + 1);
-            if (!_r.TryU32(s.Inode + InodeUid, out uint uid) || StructWindow(s.Sock) is not { } w) continue;
-            owned.Add((w, uid));
-            nonRoot |= uid != 0 && s.HolderCreds.Any(c => HoldsUid(c, credFsuid, uid) || HoldsUid(c, credEuid, uid));
+            Step();
+            if (StructWindow(s.Sock) is not { } sw || SmallWindow(s.Inode) is not { } iw) continue;
+            seen.Add((sw, iw, s.HolderCreds));
         }
-        if (!nonRoot)
+        var pairs = new List<(int Sk, int Inode)>();
+        for (int y = InodeFirstUid; y + 4 <= Math.Min(MaxInodeUidOffset, _smallBytes); y += 4)
         {
-            ReportUnknown($"no evidence: none of the {owned.Count} readable open socket(s) belongs to a uid other than root's that a process holding it has (root's 0 is in most words of struct sock)",
+            // Evidence first: some socket whose inode word y is non-zero and a uid of a process holding it.
+            Step(seen.Count);
+            if (!seen.Any(o => U32(o.Inode, y) is var uid && uid != 0 && o.Creds.Any(c => HoldsUid(c, credFsuid, uid) || HoldsUid(c, credEuid, uid)))) continue;
+            for (int x = 0; x + 4 <= _structBytes; x += 4)
+            {
+                Step(seen.Count);
+                if (seen.All(o => U32(o.Sock, x) == U32(o.Inode, y))) pairs.Add((x, y));
+            }
+        }
+        if (pairs.Count == 0)
+        {
+            ReportUnknown($"no evidence: none of the {seen.Count} readable open socket(s) has a non-zero uid (a uid other than root's) that a process holding it has, in a word equal in its sock and its inode (root's 0 is in most words of struct sock)",
                 ("inode", "i_uid"), (SockStruct, "sk_uid"));
             return;
         }
-        _report.AddStructural("inode", "i_uid", InodeUid, InodeRule);
-        var candidates = new List<int>();
-        for (int x = 0; x + 4 <= _structBytes; x += 4)
-        {
-            Step(owned.Count);
-            if (owned.All(o => U32(o.Window, x) == o.Uid)) candidates.Add(x);
-        }
-        _report.Add(SockStruct, "sk_uid", candidates, SockRule);
+        int? inodeUid = _report.Add("inode", "i_uid", pairs.Select(p => p.Inode).Distinct().ToList(), Rule);
+        if (inodeUid is null) _report.AddUnknown(SockStruct, "sk_uid", "needs inode.i_uid: " + Rule);
+        else _report.Add(SockStruct, "sk_uid", pairs.Where(p => p.Inode == inodeUid).Select(p => p.Sk).Distinct().ToList(), Rule);
     }
 
     private bool HoldsUid(ulong cred, int? idAt, uint uid) => idAt is { } at && _r.TryU32(cred + (ulong)at, out uint id) && id == uid;
