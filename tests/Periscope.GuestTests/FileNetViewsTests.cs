@@ -189,7 +189,7 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
             foreach (var line in guest.Views.Net[kind].Skip(1))
             {
                 var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                rows.Add($"{kind} {f[1]} {f[2]} {f[3]} {f[9]}");
+                rows.Add($"{kind} {f[1]} {f[2]} {f[3]} {f[9]} uid {f[7]}"); // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
             }
         return rows;
     }
@@ -202,9 +202,11 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         Assert.Empty(report.Gaps);
         Assert.DoesNotContain(report.Sockets, s => s.IsFinding);
         var ours = report.Sockets.Where(s => s.Kind is SocketKind.Tcp or SocketKind.Tcp6 or SocketKind.Udp or SocketKind.Udp6)
-            .Select(s => $"{s.Kind.ToString().ToLowerInvariant()} {s.Local} {s.Remote} {s.State:X2} {s.Inode}").Order().ToList();
+            .Select(s => $"{s.Kind.ToString().ToLowerInvariant()} {s.Local} {s.Remote} {s.State:X2} {s.Inode} uid {s.Uid}").Order().ToList();
         Assert.Equal(ProcNetInet().Order(), ours);
-        Assert.Equal(6, ours.Count); // netfiles: tcp listener + established pair, tcp6 listener, udp, udp6
+        // netfiles: tcp listener + established pair, tcp6 listener, udp, udp6; uidsocks (uid 4242): tcp listener, udp.
+        Assert.Equal(8, ours.Count);
+        Assert.Equal(2, ours.Count(r => r.EndsWith(" uid 4242", StringComparison.Ordinal)));
 
         // /proc/net/unix: Flags Type St Inode Path.
         var unix = guest.Views.Net["unix"].Skip(1).Select(line =>
@@ -217,7 +219,8 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         Assert.Equal(unix, ourUnix);
 
         int netfiles = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "netfiles").Key;
-        Assert.All(report.Sockets, s => Assert.Equal([netfiles], s.Owners));
+        int uidsocks = guest.Truth.Processes.Single(p => p.Value.Leader.Comm == "uidsocks").Key;
+        Assert.All(report.Sockets, s => Assert.Equal([s.Uid == 4242 ? uidsocks : netfiles], s.Owners));
         Assert.All(report.Sockets.Where(s => s.Kind != SocketKind.Netlink), s => Assert.Equal(SocketViews.FileTable | SocketViews.KernelTable, s.Seen));
         // netlink through the file table: protocol, port id and inode as /proc/net/netlink prints them (Eth, Pid, Inode).
         var netlink = guest.Views.Net["netlink"].Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(f => $"{f[1]} {f[2]} {f[9]}").ToHashSet();
@@ -235,10 +238,13 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         var (code, json, err) = CliRun.Run("sockets", "--qemu", guest.Guest.RamFilePath, "--qmp", guest.Guest.ToolQmpSocketPath, "--pause", "--json");
         Assert.True(code == 0, err);
         using var doc = JsonDocument.Parse(json);
-        var listener = Assert.Single(doc.RootElement.EnumerateArray(), s => s.GetProperty("kind").GetString() == "Tcp" && s.GetProperty("state").GetInt32() == 10);
-        Assert.Equal("0100007F:1B59", listener.GetProperty("local").GetString()); // 127.0.0.1:7001
+        var listeners = doc.RootElement.EnumerateArray().Where(s => s.GetProperty("kind").GetString() == "Tcp" && s.GetProperty("state").GetInt32() == 10).ToList();
+        var listener = Assert.Single(listeners, s => s.GetProperty("local").GetString() == "0100007F:1B59"); // 127.0.0.1:7001
         Assert.Equal(netfiles, Assert.Single(listener.GetProperty("pids").EnumerateArray()).GetInt32());
         Assert.True(listener.GetProperty("inKernelTable").GetBoolean());
+        Assert.Equal(0u, listener.GetProperty("uid").GetUInt32());
+        // /bin/uidsocks' listener on 127.0.0.1:7005 belongs to uid 4242.
+        Assert.Equal(4242u, Assert.Single(listeners, s => s.GetProperty("local").GetString() == "0100007F:1B5D").GetProperty("uid").GetUInt32());
     }
 
     [Fact]

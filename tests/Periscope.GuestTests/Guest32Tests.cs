@@ -472,7 +472,7 @@ public abstract class Guest32Tests<TGuest>(TGuest guest) where TGuest : Guest32F
         var truth = new[] { "tcp", "tcp6", "udp", "udp6" }.SelectMany(kind => guest.Net[kind].Skip(1)
             .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(f => $"{kind} {f[1]} {f[2]} {f[3]}")).Order().ToList();
         Assert.Equal(truth, inet);
-        Assert.Equal(6, inet.Count); // netfiles: tcp listener + established pair, tcp6 listener, udp, udp6
+        Assert.Equal(8, inet.Count); // netfiles: tcp listener + established pair, tcp6 listener, udp, udp6; uidsocks: tcp, udp
         // /proc/net/unix: Flags (__SO_ACCEPTCON for a listener), Type, Path.
         var unix = guest.Net["unix"].Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
             .Select(f => $"{int.Parse(f[3], NumberStyles.HexNumber, CultureInfo.InvariantCulture):x} {int.Parse(f[4], NumberStyles.HexNumber, CultureInfo.InvariantCulture)} {(f.Length > 7 ? f[7] : "")}".TrimEnd()).Order().ToList();

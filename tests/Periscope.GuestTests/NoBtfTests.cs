@@ -66,6 +66,9 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
                      "worker.desc", "worker.rescue_wq", "workqueue_struct.name", "task_struct.cgroups", "css_set.dom_cset", "css_set.dfl_cgrp", "cgroup.kn", "kernfs_node.priv",
                      $"kernfs_node.{KernelMacros.KernfsParentMember(LinuxKernel.ReleaseVersion(k.Release))}", "kernfs_node.name" })
             Assert.True(report.Members.Any(m => m.Name == name && m.IsKnown), $"{name} was not inferred");
+        // The sockets' uid column: /bin/uidsocks (uid 4242) gives the evidence.
+        foreach (var name in new[] { "sock.sk_uid", "inode.i_uid" })
+            Assert.True(report.Members.Any(m => m.Name == name && m.IsKnown), $"{name} was not inferred");
         // Everything the model reads, by name, is what BTF gives (the members without BTF-only counterparts aside).
         var fromBtf = OffsetTable.Of(WithBtf.Offsets).ToDictionary(e => e.Name, e => e.Offset);
         foreach (var e in OffsetTable.Of(k.Offsets))
@@ -352,18 +355,22 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
     }
 
     /// <summary>sockets' kernel-table view on inferred offsets: the same sockets (address, kind, state, addresses, type,
-    /// protocol, unix path, netlink port id) as through BTF, read from tcp_hashinfo, udp_table, init_net's unix hash and nl_table.</summary>
+    /// protocol, unix path, owner uid, netlink port id) as through BTF, read from tcp_hashinfo, udp_table, init_net's unix hash and nl_table.</summary>
     [Fact]
     public void Sockets_kernel_tables_without_BTF_equal_those_with_BTF()
     {
         using var t = OpenNoBtf();
         static List<string> Rows(Periscope.Linux.Network.SocketReport r) => r.Sockets
             .Where(s => (s.Seen & Periscope.Linux.Network.SocketViews.KernelTable) != 0)
-            .Select(s => $"0x{s.Sock:x} {s.Kind} {s.State:X2} {s.Local} {s.Remote} {s.Type} {s.Protocol} {s.Listening} {s.PortId}").Order().ToList();
+            .Select(s => $"0x{s.Sock:x} {s.Kind} {s.State:X2} {s.Local} {s.Remote} {s.Type} {s.Protocol} {s.Listening} uid {s.Uid} {s.PortId}").Order().ToList();
         var withBtf = Rows(new Periscope.Linux.Network.Sockets(WithBtf).Read());
         var without = new Periscope.Linux.Network.Sockets(t.Kernel).Read();
         Assert.Empty(without.Gaps);
+        Assert.DoesNotContain(without.Unavailable, u => u.StartsWith("socket uids", StringComparison.Ordinal));
         Assert.Equal(withBtf, Rows(without));
+        // The uid column is inferred (sock.sk_uid): /bin/uidsocks' sockets (uid 4242) on 127.0.0.1:7005 (tcp) and :7006 (udp).
+        Assert.Contains(withBtf, r => r.Contains(" Tcp 0A 0100007F:1B5D ", StringComparison.Ordinal) && r.Contains(" uid 4242 ", StringComparison.Ordinal));
+        Assert.Contains(withBtf, r => r.Contains(" Udp 07 0100007F:1B5E ", StringComparison.Ordinal) && r.Contains(" uid 4242 ", StringComparison.Ordinal));
         // Not vacuous: /bin/netfiles' tcp listener (127.0.0.1:7001), its established pair, udp and a bound unix socket.
         Assert.Contains(withBtf, r => r.Contains(" Tcp 0A 0100007F:1B59 ", StringComparison.Ordinal));
         Assert.Equal(2, withBtf.Count(r => r.Contains(" Tcp 01 ", StringComparison.Ordinal)));
@@ -371,7 +378,7 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Contains(withBtf, r => r.Contains(" Unix ", StringComparison.Ordinal) && r.Contains("/tmp/periscope-views.sock", StringComparison.Ordinal));
         // netfiles' NETLINK_ROUTE socket, from nl_table (found, and its members inferred, without BTF), with its port id.
         var netlink = Assert.Single(withBtf, r => r.Contains(" Netlink ", StringComparison.Ordinal));
-        Assert.EndsWith($" 0 False {guest.Truth.Processes.Values.Single(p => p.Leader.Comm == "netfiles").Leader.Pid}", netlink, StringComparison.Ordinal);
+        Assert.EndsWith($" 0 False uid 0 {guest.Truth.Processes.Values.Single(p => p.Leader.Comm == "netfiles").Leader.Pid}", netlink, StringComparison.Ordinal);
         Assert.DoesNotContain(without.Unavailable, u => u.StartsWith("netlink table", StringComparison.Ordinal));
         output.WriteLine(string.Join('\n', withBtf));
     }

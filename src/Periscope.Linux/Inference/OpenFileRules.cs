@@ -25,7 +25,8 @@ public sealed partial class OffsetInference
     private void InferOpenFiles(TaskEvidence t, MmEvidence m, PathEvidence p)
     {
         var users = t.AllLeaders.Where(l => IsKernel(Ptr(l + (ulong)t.Mm))).Take(_limits.MaxInferenceTaskSamples).ToList();
-        var fds = InferFileTable(t, users);
+        var holders = new Dictionary<ulong, List<ulong>>();
+        var fds = InferFileTable(t, users, holders);
         var mapped = m.Files.Where(f => SmallWindow(f) is not null).Distinct().ToList();
         var all = fds.Concat(mapped).Distinct().Where(f => SmallWindow(f) is not null).ToList();
         InferFileFlags(all);
@@ -33,11 +34,13 @@ public sealed partial class OffsetInference
         InferInodeMode(fds, mapped, p);
         var socketFiles = InferDentryOps(fds, p);
         InferSocketLinks(socketFiles, p);
+        InferSocketOwner(socketFiles, holders, t, p);
     }
 
     /// <summary>task_struct.files and files_struct.fdt, then the fdtable's members as checked declaration-order facts; returns
-    /// the struct files the file tables hold (the evidence for the struct file rules).</summary>
-    private List<ulong> InferFileTable(TaskEvidence t, List<ulong> users)
+    /// the struct files the file tables hold (the evidence for the struct file rules), and in <paramref name="holders"/> the
+    /// processes whose tables hold each one.</summary>
+    private List<ulong> InferFileTable(TaskEvidence t, List<ulong> users, Dictionary<ulong, List<ulong>> holders)
     {
         const string rule = "pointer in every user process's task_struct to a files_struct whose fdt points either right after itself (the embedded fdtab: max_fds == BITS_PER_LONG, fd/close_on_exec/open_fds/full_fds_bits into the files_struct's own arrays) or to a grown fdtable; embedded in at least one";
         if (users.Count == 0 || TaskWindow(users[0]) is not { } first)
@@ -95,6 +98,8 @@ public sealed partial class OffsetInference
                     break;
                 }
                 files.Add(file);
+                if (!holders.TryGetValue(file, out var by)) holders[file] = by = [];
+                if (!by.Contains(u)) by.Add(u);
             }
         }
         files = files.Distinct().ToList();

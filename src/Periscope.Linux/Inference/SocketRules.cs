@@ -431,7 +431,6 @@ public sealed partial class OffsetInference
         int? protocol = _report.Add(SockStruct, "sk_protocol", Search(ProtocolFits, _ => true), evidence ? ProtocolRule : "needs TCP and UDP or unix sockets: " + ProtocolRule);
         if (protocol is { } p) _report.Add(SockStruct, "sk_type", Search(TypeFits, x => x == p - 2 || x == p + 2), TypeRule);
         else _report.AddUnknown(SockStruct, "sk_type", "needs sock.sk_protocol");
-        _report.AddUnknown(SockStruct, "sk_uid", "not inferred: every socket's owner in the evidence may be root (uid 0, like most words of struct sock); the uid is then not shown");
     }
 
     private static bool ProtocolFits(int kind, int protocol) => kind switch

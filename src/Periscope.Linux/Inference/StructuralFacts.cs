@@ -64,6 +64,9 @@ public static class StructuralFacts
 
     /// <summary>mm_struct declares start_code, end_code, start_data, end_data, start_brk, brk, start_stack (u64 each) in this order.</summary>
     public const int MmEndCode = 8, MmStartBrk = 32, MmBrk = 40, MmStartStack = 48;
+    /// <summary>struct inode's i_uid is one of its first words, after umode_t i_mode and unsigned short i_opflags: at 4
+    /// in 6.1, at 0x18 in 7.x (i_flags, i_acl and i_default_acl moved before it); the i_uid rule searches [4, 64).</summary>
+    public const int InodeFirstUid = 4, MaxInodeUidOffset = 64;
     /// <summary>super_block starts with struct list_head s_list, then dev_t s_dev.</summary>
     public const int SuperBlockDev = 16;
 
