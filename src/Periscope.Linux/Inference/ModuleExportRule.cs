@@ -38,7 +38,7 @@ public static class ModuleExportRule
     public static bool Fits(IReadOnlyList<byte[]> modules, int s, int numAfter, bool relative, WordLayout w, VirtualRange area, GuestReader r, int maxSymbols)
     {
         int p = w.PointerSize;
-        ulong Word(byte[] b, int o) => p == 8 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(o)) : System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(o));
+        ulong Word(byte[] b, int o) => WordLayout.ReadWord(b, o, p);
         bool any = false;
         foreach (var m in modules)
         {

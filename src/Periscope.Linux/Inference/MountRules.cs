@@ -34,12 +34,11 @@ public sealed partial class OffsetInference
         }
         if (MountNodes(namespaces, parent) is not { } ev) return;
         var mounts = ev.Mounts;
-        ulong? WordAt(ulong va) { Step(); return _r.TryPointer(va, out ulong v) ? v : null; }
 
         // mnt_ns: the pointer every mount holds to the namespace it was found in; mnt_master is declared right before it (3.x..7.x).
         // prev_ns (6.15+) holds the same namespace, after to_notify, an empty list_head pointing back into its own mount.
-        var nsOffsets = Offsets(o => o >= _p && mounts.All(m => WordAt(m.Mount + (ulong)o) == m.Ns)
-            && MountRule.MasterBefore(mounts.Select(m => m.Mount), o, _p, WordAt, IsKernel));
+        var nsOffsets = Offsets(o => o >= _p && mounts.All(m => SteppedWord(m.Mount + (ulong)o) == m.Ns)
+            && MountRule.MasterBefore(mounts.Select(m => m.Mount), o, _p, SteppedWord, IsKernel));
         int? mntNs = _report.Add("mount", "mnt_ns", nsOffsets, "pointer in every mount of every namespace to that namespace, "
             + "after a word that is NULL or a pointer out of its own mount in every one (mnt_master; not to_notify.prev before the 6.15+ prev_ns)");
         if (mntNs is { } at)
@@ -73,7 +72,6 @@ public sealed partial class OffsetInference
     /// </summary>
     private MountEvidence? MountNodes(List<ulong> namespaces, int parent)
     {
-        ulong? WordAt(ulong va) { Step(); return _r.TryPointer(va, out ulong v) ? v : null; }
         int max = _limits.MaxMountsPerNamespace;
         var found = new Dictionary<(bool Tree, int Head, int Node), List<MountWalk>>();
         byte[]? first = SmallWindow(namespaces[0]);
@@ -85,7 +83,7 @@ public sealed partial class OffsetInference
                 var walks = new List<MountWalk>();
                 foreach (ulong ns in namespaces)
                 {
-                    var walk = tree ? MountRule.TreeNodes(Ptr(ns + (ulong)h), _p, max, WordAt, IsKernel) : MountRule.ListNodes(ns + (ulong)h, _p, max, WordAt, IsKernel);
+                    var walk = tree ? MountRule.TreeNodes(Ptr(ns + (ulong)h), _p, max, SteppedWord, IsKernel) : MountRule.ListNodes(ns + (ulong)h, _p, max, SteppedWord, IsKernel);
                     if (!walk.Complete || walk.Nodes.Count == 0) break;
                     walks.Add(walk);
                 }
@@ -94,7 +92,7 @@ public sealed partial class OffsetInference
                 {
                     Step(walks.Count);
                     int node = n;
-                    if (walks.All(w => MountRule.ParentsWithin(w.Nodes.Select(x => x - (ulong)node).ToList(), parent, WordAt))) found[(tree, h, n)] = walks;
+                    if (walks.All(w => MountRule.ParentsWithin(w.Nodes.Select(x => x - (ulong)node).ToList(), parent, SteppedWord))) found[(tree, h, n)] = walks;
                 }
             }
         }
@@ -216,9 +214,8 @@ public sealed partial class OffsetInference
             return;
         }
         int fsAt = files - _p;
-        ulong? WordAt(ulong va) { Step(); return _r.TryPointer(va, out ulong v) ? v : null; }
         var leaders = t.AllLeaders.Select(l => (Fs: Ptr(l + (ulong)fsAt), Mm: Ptr(l + (ulong)t.Mm))).ToList();
-        var roots = MountRule.FsRootSlots(leaders, vfsmounts, _p, _smallBytes, WordAt, IsKernel);
+        var roots = MountRule.FsRootSlots(leaders, vfsmounts, _p, _smallBytes, SteppedWord, IsKernel);
         int? root = _report.Add("fs_struct", "root", roots, "struct path in every user process's fs_struct whose mnt is a mount of the namespaces and whose dentry is a kernel pointer",
             c => c.Min(), "lowest (root is declared before pwd)");
         if (root is not null) _report.AddStructural(Task, "fs", fsAt, "declared right before files (checked: every user process's pointer there is NULL or an fs_struct whose root is a mount)");

@@ -29,14 +29,11 @@ public static class NetlinkPortIdRule
         int length = socks.Min(s => s.Window.Length);
         // flags is the word at x - pointerSize, at or after the first word boundary past sk_protocol.
         for (int x = afterProtocol + pointerSize; x + 4 <= length; x += pointerSize)
-            if (socks.All(s => (U32(s.Window, x) != 0) == s.User && ((Word(s.Window, x - pointerSize, pointerSize) & KernelSocketFlag) != 0) == !s.User)
+            if (socks.All(s => (U32(s.Window, x) != 0) == s.User && ((WordLayout.ReadWord(s.Window, x - pointerSize, pointerSize) & KernelSocketFlag) != 0) == !s.User)
                 && socks.Select(s => (s.Protocol, s.Net, U32(s.Window, x))).Distinct().Count() == socks.Count)
                 found.Add(x);
         return found;
     }
 
     private static uint U32(byte[] w, int at) => BinaryPrimitives.ReadUInt32LittleEndian(w.AsSpan(at, 4));
-
-    private static ulong Word(byte[] w, int at, int pointerSize) =>
-        pointerSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(w.AsSpan(at, 8)) : U32(w, at);
 }

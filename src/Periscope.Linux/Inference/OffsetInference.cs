@@ -125,13 +125,21 @@ public sealed partial class OffsetInference
 
     private static ulong U64(byte[] w, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(w.AsSpan(offset, 8));
     /// <summary>A pointer or unsigned long in a window: the guest's word (4 bytes on i386), zero-extended.</summary>
-    private ulong Word(byte[] w, int offset) => _p == 8 ? U64(w, offset) : U32(w, offset);
+    private ulong Word(byte[] w, int offset) => WordLayout.ReadWord(w, offset, _p);
     private static uint U32(byte[] w, int offset) => BinaryPrimitives.ReadUInt32LittleEndian(w.AsSpan(offset, 4));
     private static int I32(byte[] w, int offset) => BinaryPrimitives.ReadInt32LittleEndian(w.AsSpan(offset, 4));
 
     private bool IsKernel(ulong va) => va > 0xfff && _r.IsKernelPointer(va);
 
     private ulong Ptr(ulong va) => _r.TryPointer(va, out ulong v) ? v : 0;
+
+    /// <summary>A word of the guest read as one step of the search's budget; null when unreadable (for the rules that
+    /// take a word reader, MountRule's).</summary>
+    private ulong? SteppedWord(ulong va)
+    {
+        Step();
+        return _r.TryPointer(va, out ulong v) ? v : null;
+    }
 
     private static List<int> FindAll(byte[] w, ReadOnlySpan<byte> needle)
     {

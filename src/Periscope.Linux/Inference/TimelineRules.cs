@@ -100,7 +100,7 @@ public static class TimelineRules
     public static TimekeeperDecision? InferTimekeeper(ReadOnlySpan<byte> core, int pointerSize, Func<ulong, bool> isKernelPointer, out string why)
     {
         int start = pointerSize;
-        if (core.Length < start + pointerSize || !isKernelPointer(Word(core, start, pointerSize)))
+        if (core.Length < start + pointerSize || !isKernelPointer(WordLayout.ReadWord(core, start, pointerSize)))
         {
             why = $"tk_core+{start}: no clocksource pointer where the timekeeper's tkr_mono.clock belongs";
             return null;
@@ -142,6 +142,4 @@ public static class TimelineRules
 
     private static ulong U64(byte[] w, int o) => BinaryPrimitives.ReadUInt64LittleEndian(w.AsSpan(o, 8));
     private static long I64(ReadOnlySpan<byte> w, int o) => BinaryPrimitives.ReadInt64LittleEndian(w[o..]);
-    private static ulong Word(ReadOnlySpan<byte> w, int o, int size) =>
-        size == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(w[o..]) : BinaryPrimitives.ReadUInt32LittleEndian(w[o..]);
 }

@@ -21,6 +21,12 @@ public sealed record WordLayout
         _ => throw new ArgumentOutOfRangeException(nameof(pointerSize), pointerSize, "x86 Linux pointers are 4 or 8 bytes"),
     };
 
+    /// <summary>A pointer or unsigned long of <paramref name="pointerSize"/> bytes (4 or 8) at <paramref name="at"/> in a
+    /// window read from the guest, zero-extended: the one word reader of the rules that work on copied windows.</summary>
+    public static ulong ReadWord(ReadOnlySpan<byte> window, int at, int pointerSize) => pointerSize == 8
+        ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(window[at..])
+        : System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(window[at..]);
+
     /// <summary>sizeof(void *) == sizeof(unsigned long).</summary>
     public int PointerSize { get; }
     private int P => PointerSize;

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using Periscope.Linux.Model;
 
 namespace Periscope.Linux.Inference;
@@ -72,15 +71,15 @@ public static class WorkerRule
         for (int x = 0; x + p <= tw.Length; x += p)
         {
             step(1);
-            ulong kthread = Word(tw, x, p);
+            ulong kthread = WordLayout.ReadWord(tw, x, p);
             // struct kthread is its own allocation: a pointer into the task_struct itself is a list head or the like.
             if (kthread <= 0xfff || kthread - task < (ulong)tw.Length || Window(kthread, objectBytes) is not { } kw) continue;
             for (int d = 0; d < maxDataWords && (d + 1) * p <= kw.Length; d++)
             {
-                ulong w = Word(kw, d * p, p), at = kthread + (ulong)(d * p);
+                ulong w = WordLayout.ReadWord(kw, d * p, p), at = kthread + (ulong)(d * p);
                 if (w <= 0xfff || w == kthread || w == task || w == at || w + (ulong)p == at || Window(w, objectBytes) is not { } ww) continue;
                 for (int b = 0; b + p <= ww.Length; b += p)
-                    if (Word(ww, b, p) == task) found.Add(new WorkerCycle(x, d * p, b));
+                    if (WordLayout.ReadWord(ww, b, p) == task) found.Add(new WorkerCycle(x, d * p, b));
             }
         }
         return found;
@@ -170,7 +169,7 @@ public static class WorkerRule
             if (!holds || rescuers.Count == 0 || rescuers.Count == workers.Count) continue;
             var rescuerAt = new List<int>();
             for (int q = 0; q + p <= wqBytes; q += p)
-                if (rescuers.All(r => Word(r.Wq, q, p) == r.Worker)) rescuerAt.Add(q);
+                if (rescuers.All(r => WordLayout.ReadWord(r.Wq, q, p) == r.Worker)) rescuerAt.Add(q);
             if (rescuerAt.Count == 0) continue;
             var nameAt = new List<int>();
             for (int n = 0; n < wqBytes; n++)
@@ -184,9 +183,6 @@ public static class WorkerRule
         }
         return found;
     }
-
-    private static ulong Word(byte[] window, int at, int size) => size == 8
-        ? BinaryPrimitives.ReadUInt64LittleEndian(window.AsSpan(at)) : BinaryPrimitives.ReadUInt32LittleEndian(window.AsSpan(at));
 
     /// <summary>The NUL-terminated text at <paramref name="at"/>, null if no NUL ends it within <see cref="MaxWqNameRead"/> bytes.</summary>
     private static string? Text(byte[] window, int at)

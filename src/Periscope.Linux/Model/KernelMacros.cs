@@ -65,6 +65,10 @@ public static class KernelMacros
     /// <summary>kernfs_node's parent member as the kernel of <paramref name="release"/> names it (<see cref="KernfsParentRenamedSince"/>).</summary>
     public static string KernfsParentMember(Version release) => release >= KernfsParentRenamedSince ? "__parent" : "parent";
 
+    /// <summary>The parent member's name on the other side of <see cref="KernfsParentRenamedSince"/> (a backported rename
+    /// shows in BTF under it).</summary>
+    public static string OtherKernfsParentMember(string member) => member == "parent" ? "__parent" : "parent";
+
     /// <summary>
     /// Task state bits (include/linux/sched.h) as task_state_index() reports them: TASK_REPORT covers the low seven
     /// bits, in the order of fs/proc/array.c's task_state_array ("R", "S", "D", "T", "t", "X", "Z", "P"), and
@@ -207,7 +211,7 @@ public static class KernelMacros
     /// </summary>
     public static string? ConfirmKernfsParent(Func<string, bool> kernfsNodeHas, Version release)
     {
-        string expected = KernfsParentMember(release), other = expected == "parent" ? "__parent" : "parent";
+        string expected = KernfsParentMember(release), other = OtherKernfsParentMember(expected);
         return kernfsNodeHas(expected) || !kernfsNodeHas(other) ? null
             : $"BTF's kernfs_node has {other}, not {expected} as release {release} should (renamed in {KernfsParentRenamedSince}): "
               + $"offsets inferred for this release would be named differently from BTF's";

@@ -177,7 +177,7 @@ public sealed class ProcessDetailsReader(LinuxKernel kernel)
             // pointer). The release names the member; BTF, when the kernel has it, is taken at its word for a kernel that
             // backported the rename (KernelMacros.ConfirmKernfsParent warns about that at open).
             string parentName = KernelMacros.KernfsParentMember(LinuxKernel.ReleaseVersion(kernel.Release));
-            int? knParent = b.Optional("kernfs_node", parentName) ?? (layouts.FromBtf ? b.Optional("kernfs_node", parentName == "parent" ? "__parent" : "parent") : null);
+            int? knParent = b.Optional("kernfs_node", parentName) ?? (layouts.FromBtf ? b.Optional("kernfs_node", KernelMacros.OtherKernfsParentMember(parentName)) : null);
             if (!layouts.FromBtf && (cgroups is null || dfl is null || kn is null || knName is null || knParent is null))
             {
                 var missing = new (string Name, int? Offset)[] { ("task_struct.cgroups", cgroups), ("css_set.dfl_cgrp", dfl), ("cgroup.kn", kn), ("kernfs_node.name", knName), ($"kernfs_node.{parentName}", knParent) };
