@@ -247,6 +247,25 @@ public sealed class FileNetViewsTests(FileNetGuest guest, ITestOutputHelper outp
         Assert.Equal(4242u, Assert.Single(listeners, s => s.GetProperty("local").GetString() == "0100007F:1B5D").GetProperty("uid").GetUInt32());
     }
 
+    /// <summary>The text table's UID column: sk_uid from BTF, and inferred without it (uidsocks runs as uid 4242).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Sockets_cli_text_shows_each_sockets_owner_uid(bool noBtf)
+    {
+        string[] args = noBtf ? ["sockets", "--dump", guest.DumpPath, "--no-btf", "--no-offsets-cache"] : ["sockets", "--dump", guest.DumpPath];
+        var (code, text, err) = CliRun.Run(args);
+        output.WriteLine(text + err);
+        Assert.True(code == 0, err);
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var header = lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        int uidColumn = Array.IndexOf(header, "UID"), localColumn = Array.IndexOf(header, "LOCAL");
+        Assert.True(uidColumn > 0 && localColumn >= 0, lines[0]);
+        var rows = lines.Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == header.Length).ToList();
+        Assert.Equal("4242", Assert.Single(rows, f => f[0] == "tcp" && f[localColumn] == "0100007F:1B5D")[uidColumn]); // 127.0.0.1:7005
+        Assert.Equal("0", Assert.Single(rows, f => f[0] == "tcp" && f[localColumn] == "0100007F:1B59")[uidColumn]); // netfiles, root
+    }
+
     [Fact]
     public void Dump_process_writes_a_core_gdb_loads_with_the_known_variable_and_registers()
     {

@@ -14,7 +14,7 @@ public sealed class SocketsCommand : ICliCommand
 {
     public Command Build(CommandContext context)
     {
-        var command = new Command("sockets", "List sockets: kind, state, local and remote address (as /proc/net prints them), inode, owning pids, views (file table, kernel table), finding");
+        var command = new Command("sockets", "List sockets: kind, state, local and remote address (as /proc/net prints them), inode, owner uid, owning pids, views (file table, kernel table), finding");
         command.SetAction(r => context.WithTarget(r, target =>
         {
             var report = new Sockets(target.Kernel).Read();
@@ -43,10 +43,10 @@ public sealed class SocketsCommand : ICliCommand
             }
             else
             {
-                var table = TableWriter.Plain("KIND", "ST", "LOCAL", "REMOTE", "INODE", "PIDS", "FILES", "KTABLE", "FINDING", "SOCK");
+                var table = TableWriter.Plain("KIND", "ST", "LOCAL", "REMOTE", "INODE", "UID", "PIDS", "FILES", "KTABLE", "FINDING", "SOCK");
                 foreach (var s in report.Sockets)
                     table.AddRow(s.Kind.ToString().ToLowerInvariant(), s.State.ToString("X2", CultureInfo.InvariantCulture), TableWriter.Esc(s.Local), s.Remote,
-                        s.Inode.ToString(CultureInfo.InvariantCulture), string.Join(",", s.Owners), (s.Seen & SocketViews.FileTable) != 0 ? "x" : "-",
+                        s.Inode.ToString(CultureInfo.InvariantCulture), s.Uid is { } uid ? uid.ToString(CultureInfo.InvariantCulture) : "-", string.Join(",", s.Owners), (s.Seen & SocketViews.FileTable) != 0 ? "x" : "-",
                         (s.Seen & SocketViews.KernelTable) != 0 ? "x" : "-", s.Finding == SocketFinding.None ? "" : s.Finding.ToString(), TableWriter.Hex(s.Sock));
                 TableWriter.Write(context.Output, table);
                 foreach (var s in report.Sockets.Where(s => s.IsFinding))

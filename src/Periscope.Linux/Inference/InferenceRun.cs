@@ -165,7 +165,8 @@ public sealed partial class OffsetInference
 
     /// <summary>The worker members wq_worker_comm() reads (desc, current_work, pool), when all were inferred, and a 6.10+
     /// rescuer's (rescue_wq, the workqueue's name); the other 6.10+ worker ids' members (id, the pool's cpu, id and attrs)
-    /// are not inferred: those ids are the comms unless the comm cut them. desc is read up to rescue_wq, declared right
+    /// are not inferred: those ids are the threads' creation names, the comm or, where the comm cut one, struct kthread's
+    /// full_name (<see cref="TaskNames"/>). desc is read up to rescue_wq, declared right
     /// after it (WORKER_DESC_LEN differs between kernels: <see cref="WorkerRule.DescLength"/>).</summary>
     private static WorkqueueOffsets? WorkqueueFrom(InferenceReport report, int window)
     {

@@ -2,7 +2,8 @@ namespace Periscope.Linux.Model;
 
 /// <summary>
 /// Task names as /proc/PID/stat and status show them (fs/proc/array.c, proc_task_name): a workqueue worker
-/// (PF_WQ_WORKER) is named by wq_worker_comm(), its comm (or, since 6.10, its full worker id) plus "+desc" while it
+/// (PF_WQ_WORKER) is named by wq_worker_comm(), its comm (or, since 6.10, its full worker id: from the worker and its
+/// pool, or, where those members are unknown, from the thread's creation name in struct kthread) plus "+desc" while it
 /// runs a work item or "-desc" after, desc being the workqueue it last served; another kernel thread by its
 /// struct kthread's full_name when it has one (names longer than the 16-byte comm); everything else by its comm.
 /// Every pointer on the way is checked; a bad one leaves the comm, with a diagnostic.
@@ -67,7 +68,10 @@ public sealed class TaskNames(GuestReader reader, KernelOffsets offsets, Diagnos
             diagnostics.Report(Area, $"pid {pid}: worker 0x{worker:x} has pool 0x{pool:x}, not a kernel pointer", task);
             return null;
         }
-        string name = fullWorkerIds ? WorkerId(worker, pool, w) ?? comm : comm;
+        // 6.10+ created the worker's thread with its full id as the name (kthread_create_on_node(..., "%s", id_buf)), so
+        // where the id's own members are unknown (inferred offsets lack them) struct kthread's full_name still holds the
+        // part the 16-byte comm cut.
+        string name = fullWorkerIds ? WorkerId(worker, pool, w) ?? KthreadFullName(task, pid) ?? comm : comm;
         if (pool == 0) return name;
         string? desc = reader.ReadFixedString(worker + (ulong)w.WorkerDesc, w.WorkerDescSize);
         if (string.IsNullOrEmpty(desc)) return name;

@@ -65,6 +65,27 @@ public class ProcViewModelTests
         Assert.Equal("kworker/u257:1000-events_unbound", Name(g, "kworker/u257:10", WorkerFlags, fullWorkerIds: true).Name);
     }
 
+    /// <summary>Inferred offsets have no worker id members: a 6.10+ id the comm cut comes from the thread's full_name,
+    /// the name it was created with.</summary>
+    [Fact]
+    public void Since_6_10_without_the_id_members_a_cut_worker_id_comes_from_the_kthread_full_name()
+    {
+        using var g = new SyntheticGuest();
+        WriteWorker(g, -1, 257, 1000, "events_unbound", running: true);
+        var inferred = new KernelOffsets
+        {
+            Task = Views.Task, Mm = Views.Mm, Vma = Views.Vma, Module = Views.Module, Path = Views.Path, Maple = Views.Maple,
+            CredUid = Views.CredUid, CredGid = Views.CredGid, CredEuid = Views.CredEuid, ListHeadPrev = Views.ListHeadPrev,
+            SpecialMappingName = Views.SpecialMappingName, Pid = Views.Pid, Kthread = Views.Kthread,
+            Workqueue = Views.Workqueue! with { WorkerId = null, PoolCpu = null, PoolId = null, PoolAttrs = null, AttrsNice = null },
+        };
+        string Named() => new TaskNames(g.Reader(IntrospectionLimits.Default), inferred, new Diagnostics(), true).ProcName(Task, 42, "kworker/u257:10", WorkerFlags);
+        Assert.Equal("kworker/u257:10+events_unbound", Named()); // no full_name: the comm
+        g.Text(Text, "kworker/u257:1000");
+        g.U64(Kthread + KthreadFullName, Text);
+        Assert.Equal("kworker/u257:1000+events_unbound", Named());
+    }
+
     [Fact]
     public void Since_6_10_a_high_priority_worker_has_H_and_a_rescuer_is_kworker_R_wq()
     {
