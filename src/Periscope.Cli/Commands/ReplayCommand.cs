@@ -50,7 +50,10 @@ public sealed class ReplayCommand : ICliCommand
                 ulong icount = recording.ParsePoint(point);
                 using var session = ReplaySession.StartNear(recording, icount, limits);
                 var replayed = Stopwatch.StartNew();
-                session.RunTo(icount);
+                // "end" is the state the recorder left and hashed: the whole log, with the events logged at the end
+                // icount itself; a break there would stop before them (ReplaySession.RunToEndOfLog).
+                if (point == "end") session.RunToEndOfLog();
+                else session.RunTo(icount);
                 // Where a seek's time goes (stderr, so the command's own output stays as it is).
                 context.Error.WriteLine($"replay: snapshot {session.Start.Name} loaded in {session.StartTime.TotalSeconds:0.00} s (image copy, QEMU start, load); " +
                     $"{icount - session.Start.Icount} instructions replayed in {replayed.Elapsed.TotalSeconds:0.00} s");
