@@ -190,7 +190,8 @@ public sealed class EvidenceCollector
         var r = _kernel.Reader;
         if (!_kernel.DataAddresses.TryGetAddress("ftrace_pages_start", out ulong startVar) || !r.TryPointer(startVar, out ulong page))
         {
-            _gaps.Add(new(EvidenceFamily.FtraceRecords, "ftrace_pages_start not found or unreadable"));
+            string why = _kernel.DataAddresses.WhyMissing("ftrace_pages_start");
+            _gaps.Add(new(EvidenceFamily.FtraceRecords, "ftrace_pages_start not found or unreadable" + (why.Length > 0 ? $": {why}" : "")));
             return sites;
         }
         var seen = new HashSet<ulong>();

@@ -14,8 +14,9 @@ namespace Periscope.Linux.Inference;
 /// both to __jump_label_text_reserved. Checked: the span is a whole number of jump entries whose code lies in kernel text
 /// (or the freed init text), each in text starting a jmp or NOP, with its target in text.</item>
 /// <item>ftrace_pages_start: ftrace_location_range() walks it (lookup_rec, out of line on i386: its direct callees are
-/// searched too). Checked: it points to a chain of ftrace_page whose first page's first ip lies in kernel text, and every
-/// later page's in kernel text or module code.</item>
+/// searched too). Checked: it points to a chain of ftrace_page as the kernel builds it (a non-empty first page whose
+/// first ip lies in kernel text, every page's sorted records within its block, later pages' ips kernel addresses); of
+/// several such chains, the one holding the others' heads.</item>
 /// <item>ftrace_ops_list / ftrace_list_end: arch_ftrace_ops_list_func() walks the one until the other. Checked: from the
 /// list, next (the second word) reaches the sentinel, whose func (first word) is code.</item>
 /// </list>
@@ -77,7 +78,11 @@ public static class PatchTableDataSearch
             for (int i = 0; i < ins.OpCount; i++)
             {
                 var kind = ins.GetOpKind(i);
-                if (kind == OpKind.Memory && ins.MemoryIndex == Register.None && ins.MemoryBase is Register.None or Register.RIP or Register.EIP)
+                // A %fs:/%gs: operand is a per-CPU variable (i386's stack protector canary and preempt count, x86-64's
+                // since percpu stopped being zero-based): its address is only the offset into each CPU's area, and on
+                // i386 it lies in the init section, freed after boot and reused, so reading it there gives junk.
+                if (kind == OpKind.Memory && ins.MemoryIndex == Register.None && ins.MemoryBase is Register.None or Register.RIP or Register.EIP
+                    && ins.SegmentPrefix is not (Register.FS or Register.GS))
                 {
                     ulong a = ins.MemoryDisplacement64 & mask;
                     if (isKernel(a)) found.Add((a, true));
@@ -132,31 +137,91 @@ public static class PatchTableDataSearch
 
     private static ulong Wrap(GuestReader r, ulong va) => r.PointerSize == 8 ? va : va & uint.MaxValue;
 
-    public static ulong? FtracePagesStart(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits)
+    public static ulong? FtracePagesStart(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits) => FtracePagesStart(r, symbols, limits, out _);
+
+    /// <summary>ftrace_pages_start: among the variables ftrace_location_range's code (and its direct callees': i386's gcc
+    /// leaves lookup_rec() out of line) loads, the one heading a chain of ftrace pages as the kernel builds it
+    /// (<see cref="FtracePageChainFault"/>). A variable pointing into the list also heads a chain (ftrace_pages, the last
+    /// page, does), a suffix of the start's: the start is the one chain holding every fitting chain's head. Null when no
+    /// chain fits or no single one holds the others; <paramref name="why"/> says what each candidate heads or why it failed.</summary>
+    public static ulong? FtracePagesStart(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits, out string why)
     {
-        if (!symbols.TryGetAddress("_stext", out ulong textStart) || !symbols.TryGetAddress("_etext", out ulong textEnd)) return null;
-        int p = r.PointerSize;
-        var fits = new List<ulong>();
-        // i386's gcc leaves lookup_rec() out of line: its loads count as ftrace_location_range's own.
-        var loads = References(r, symbols, "ftrace_location_range", limits)
-            .Concat(Callees(r, symbols, "ftrace_location_range", limits).SelectMany(c => References(r, c, limits)));
-        foreach (ulong v in loads.Where(x => x.IsLoad).Select(x => x.Address).Distinct())
+        if (!symbols.TryGetAddress("_stext", out ulong textStart) || !symbols.TryGetAddress("_etext", out ulong textEnd))
         {
-            if (!r.TryPointer(v, out ulong page) || !r.IsKernelPointer(page)) continue;
-            bool ok = true;
-            int pages = 0;
-            for (var seen = new HashSet<ulong>(); page != 0 && ok; pages++)
-            {
-                if (pages >= limits.MaxFtraceNodes || !seen.Add(page)) { ok = false; break; }
-                ok = r.TryPointer(page + (ulong)X86PatchTableAbi.FtracePageRecords(p), out ulong records) && r.TryI32(page + (ulong)X86PatchTableAbi.FtracePageIndex(p), out int index)
-                    // The first pages hold the kernel's own records; modules' pages follow, their ips in module code.
-                    && index >= 0 && (index == 0 || r.TryPointer(records + X86PatchTableAbi.DynFtraceIp, out ulong ip)
-                        && (ip >= textStart && ip < textEnd || pages > 0 && r.IsKernelPointer(ip)))
-                    && r.TryPointer(page + X86PatchTableAbi.FtracePageNext, out page);
-            }
-            if (ok && pages > 0) fits.Add(v);
+            why = "no _stext or _etext in kallsyms";
+            return null;
         }
-        return fits.Count == 1 ? fits[0] : null;
+        var loads = References(r, symbols, "ftrace_location_range", limits)
+            .Concat(Callees(r, symbols, "ftrace_location_range", limits).SelectMany(c => References(r, c, limits)))
+            .Where(x => x.IsLoad).Select(x => x.Address).Distinct().ToList();
+        var chains = new List<(ulong Variable, ulong Head, HashSet<ulong> Pages)>();
+        var verdicts = new List<string>();
+        foreach (ulong v in loads)
+        {
+            if (FtracePageChainFault(r, v, textStart, textEnd, limits, out ulong head, out var pages, out long records) is { } fault)
+                verdicts.Add($"0x{v:x}: {fault}");
+            else
+            {
+                chains.Add((v, head, pages));
+                verdicts.Add($"0x{v:x}: heads {pages.Count} pages, {records} records");
+            }
+        }
+        var starts = chains.Where(c => chains.All(o => c.Pages.Contains(o.Head))).ToList();
+        string each = $"{loads.Count} variables loaded by ftrace_location_range and its callees: {string.Join("; ", verdicts)}";
+        if (starts.Count == 1)
+        {
+            why = each;
+            return starts[0].Variable;
+        }
+        why = (chains.Count == 0 ? "no variable heads a chain of ftrace pages"
+            : starts.Count == 0 ? $"{chains.Count} variables head chains of ftrace pages, none holding the others' heads"
+            : $"{starts.Count} variables head the same chain of ftrace pages") + $" ({each})";
+        return null;
+    }
+
+    /// <summary>
+    /// Null when <paramref name="variable"/> points to a chain of struct ftrace_page as kernel/trace/ftrace.c (6.1..7.x)
+    /// leaves it, else what does not fit. ftrace_process_locs() fills the kernel's own pages first from its sorted
+    /// mcount locations (the NULL ones sort first and are skipped, so the first page is never empty and its first ip is
+    /// the lowest traced one, in kernel text; ftrace_free_mem() unlinks any page it empties), then each module appends its
+    /// own, their ips in module code. Within a page the records are sorted and fill at most the 4 KiB &lt;&lt; order
+    /// block ftrace_allocate_pages() got; a later page may be empty (its records skipped).
+    /// </summary>
+    private static string? FtracePageChainFault(GuestReader r, ulong variable, ulong textStart, ulong textEnd, IntrospectionLimits limits,
+        out ulong head, out HashSet<ulong> pages, out long records)
+    {
+        pages = [];
+        records = 0;
+        int p = r.PointerSize, size = X86PatchTableAbi.DynFtraceSize(p);
+        if (!r.TryPointer(variable, out head)) return "unreadable";
+        for (ulong page = head; page != 0;)
+        {
+            if (pages.Count >= limits.MaxFtraceNodes) return $"more than {limits.MaxFtraceNodes} pages";
+            if (!pages.Add(page)) return $"loops at 0x{page:x}";
+            string at = $"page {pages.Count} at 0x{page:x}";
+            if (!r.IsKernelPointer(page)) return $"{at}: not a kernel address";
+            if (!r.TryPointer(page + (ulong)X86PatchTableAbi.FtracePageRecords(p), out ulong table) || !r.TryI32(page + (ulong)X86PatchTableAbi.FtracePageIndex(p), out int index)
+                || !r.TryI32(page + (ulong)X86PatchTableAbi.FtracePageOrder(p), out int order) || !r.TryPointer(page + X86PatchTableAbi.FtracePageNext, out ulong next))
+                return $"{at}: unreadable";
+            if (order is < 0 or > KernelMacros.MAX_PAGE_ORDER) return $"{at}: order {order}";
+            if (index < 0 || (long)index * size > 1L << (KernelMacros.PAGE_SHIFT + order)) return $"{at}: {index} records in an order-{order} block";
+            if (index == 0)
+            {
+                if (pages.Count == 1) return $"{at}: empty, as the kernel's first page never is";
+            }
+            else
+            {
+                if (!r.IsKernelPointer(table) || !r.TryPointer(table + X86PatchTableAbi.DynFtraceIp, out ulong first)
+                    || !r.TryPointer(table + (ulong)((long)(index - 1) * size) + X86PatchTableAbi.DynFtraceIp, out ulong last))
+                    return $"{at}: records at 0x{table:x} unreadable";
+                if (first > last) return $"{at}: records not sorted (first ip 0x{first:x}, last 0x{last:x})";
+                if (pages.Count == 1 && (first < textStart || first >= textEnd)) return $"{at}: first ip 0x{first:x} not in kernel text";
+                if (!r.IsKernelPointer(first)) return $"{at}: first ip 0x{first:x} not a kernel address";
+                records += index;
+            }
+            page = next;
+        }
+        return pages.Count == 0 ? "null" : null;
     }
 
     public static (ulong List, ulong End)? FtraceOpsList(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits)
@@ -178,16 +243,17 @@ public static class PatchTableDataSearch
     }
 
     /// <summary>One of the five objects above for <see cref="KernelDataAddresses"/>, with how it was found; null when the
-    /// code or the data does not settle it.</summary>
-    public static DataAddress? Find(LinuxKernel kernel, string name)
+    /// code or the data does not settle it, and <paramref name="why"/> says why.</summary>
+    public static DataAddress? Find(LinuxKernel kernel, string name, out string why)
     {
         var (r, symbols, limits) = (kernel.Reader, kernel.Symbols, kernel.Limits);
+        why = "no single candidate in the code fits the data";
         return name switch
         {
             "__start___jump_table" or "__stop___jump_table" => JumpTable(r, symbols, limits) is { } t
                 ? new DataAddress(name, name == "__start___jump_table" ? t.Start : t.Stop, "the one pair of addresses in jump_label_text_reserved's code bounding valid jump entries") : null,
-            "ftrace_pages_start" => FtracePagesStart(r, symbols, limits) is { } f
-                ? new DataAddress(name, f, "the one variable ftrace_location_range's code loads that heads a chain of ftrace pages with records in kernel text") : null,
+            "ftrace_pages_start" => FtracePagesStart(r, symbols, limits, out why) is { } f
+                ? new DataAddress(name, f, $"the one variable ftrace_location_range's code loads that heads a chain of ftrace pages holding every other such chain ({why})") : null,
             "ftrace_ops_list" or "ftrace_list_end" => FtraceOpsList(r, symbols, limits) is { } o
                 ? new DataAddress(name, name == "ftrace_ops_list" ? o.List : o.End, "the one (list, sentinel) pair in arch_ftrace_ops_list_func's code whose next chain reaches the sentinel") : null,
             _ => null,

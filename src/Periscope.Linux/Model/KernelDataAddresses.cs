@@ -13,6 +13,7 @@ public readonly record struct DataAddress(string Name, ulong Address, string How
 public sealed class KernelDataAddresses(LinuxKernel kernel)
 {
     private readonly Dictionary<string, DataAddress?> _found = [];
+    private readonly Dictionary<string, string> _whyMissing = [];
 
     public bool TryGet(string name, out DataAddress found)
     {
@@ -27,6 +28,9 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         address = found.Address;
         return ok;
     }
+
+    /// <summary>Why the search for <paramref name="name"/> found nothing, when its finder says (for a gap's reason); empty otherwise.</summary>
+    public string WhyMissing(string name) => TryGet(name, out _) ? "" : _whyMissing.GetValueOrDefault(name, "");
 
     private DataAddress? Find(string name)
     {
@@ -44,13 +48,19 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         }
     }
 
+    private DataAddress? Missing(string name, DataAddress? found, string why)
+    {
+        if (found is null) _whyMissing[name] = why;
+        return found;
+    }
+
     /// <summary>The structural finders, one per object a kernel without data symbols still lets us find.</summary>
     private DataAddress? FindByStructure(string name) => name switch
     {
         "modules" => kernel.Inference?.ModulesHead is { } head
             ? new DataAddress(name, head, "the one list_head in the kernel's data cycling through module-area nodes shaped like struct module") : null,
         "__start___jump_table" or "__stop___jump_table" or "ftrace_pages_start" or "ftrace_ops_list" or "ftrace_list_end"
-            => Inference.PatchTableDataSearch.Find(kernel, name),
+            => Missing(name, Inference.PatchTableDataSearch.Find(kernel, name, out string why), why),
         "vmap_area_list" => Inference.VmapAreaListSearch.Find(kernel.Reader, kernel.Symbols, kernel.Limits.MaxVmapAreas, out string why) is { } list ? new DataAddress(name, list, $"by code: {why}") : null,
         "init_pid_ns" => Inference.InitPidNamespaceSearch.Find(kernel),
         "runqueues" or "__per_cpu_offset" => RunQueueCodeDecoder.FindAddress(kernel, name),

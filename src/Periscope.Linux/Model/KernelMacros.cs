@@ -113,6 +113,15 @@ public static class KernelMacros
     public const int PAGE_SHIFT = 12;
     public const ulong PAGE_MASK_LOW = (1UL << PAGE_SHIFT) - 1;
 
+    /// <summary>
+    /// The largest order the buddy allocator hands out on x86 (include/linux/mmzone.h): MAX_ORDER - 1 = 10 before 6.4,
+    /// MAX_ORDER (inclusive since "mm: reinterpret MAX_ORDER as inclusive", 6.4) = 10 after, MAX_PAGE_ORDER since 6.8;
+    /// x86 has no ARCH_FORCE_MAX_ORDER, so 10 throughout 6.1..7.x. ftrace_allocate_pages() halves a failing order, so a
+    /// ftrace_page.order above it is not the kernel's: checked where ftrace pages are walked without symbols
+    /// (PatchTableDataSearch.FtracePagesStart), where a real page must fit it.
+    /// </summary>
+    public const int MAX_PAGE_ORDER = 10;
+
     /// <summary>MINORBITS (include/linux/kdev_t.h): an in-kernel dev_t is major &lt;&lt; 20 | minor, as maps prints it.</summary>
     public const int MINORBITS = 20;
 

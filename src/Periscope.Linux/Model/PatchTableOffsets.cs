@@ -59,6 +59,7 @@ public static class X86PatchTableAbi
     public const int FtracePageNext = 0;
     public static int FtracePageRecords(int pointerSize) => pointerSize;
     public static int FtracePageIndex(int pointerSize) => 2 * pointerSize;
+    public static int FtracePageOrder(int pointerSize) => 2 * pointerSize + 4;
     public static int FtracePageSize(int pointerSize) => 2 * pointerSize + 8;
 
     /// <summary>Elf64_Sym { u32 st_name; u8 st_info, st_other; u16 st_shndx; u64 st_value; u64 st_size; } and
