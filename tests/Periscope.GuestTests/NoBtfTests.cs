@@ -273,6 +273,23 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         Assert.Equal(k.Symbols.GetAddress("init_task"), found);
     }
 
+    /// <summary>Without data symbols (a kernel built without KALLSYMS_ALL) the integrity evidence's tables are found from
+    /// the code that uses them, checked against their data (PatchTableDataSearch): each must be the address kallsyms
+    /// names, or its miss must say why; on every kernel of the matrix, x86-64 (this) and i386 (Guest32Tests).</summary>
+    [Fact]
+    public void Without_data_symbols_the_patch_tables_found_from_code_are_the_ones_kallsyms_names()
+    {
+        using var t = Target.OpenDump(guest.DumpPath, new TargetOptions { NoBtf = true, NoDataSymbols = true });
+        var found = t.Kernel.DataAddresses;
+        foreach (string name in new[] { "ftrace_pages_start", "__start___jump_table", "__stop___jump_table", "ftrace_ops_list", "ftrace_list_end" })
+        {
+            Assert.False(t.Kernel.Symbols.TryGetAddress(name, out _), name);
+            Assert.True(found.TryGet(name, out var at), $"{name} not found from code: {found.WhyMissing(name)}");
+            output.WriteLine($"{name} 0x{at.Address:x}: {at.How}");
+            Assert.Equal(WithBtf.Symbols.GetAddress(name), at.Address);
+        }
+    }
+
     [Fact]
     public void Without_data_symbols_init_task_and_init_cred_come_from_structure_and_ps_and_maps_are_those_with_BTF()
     {
