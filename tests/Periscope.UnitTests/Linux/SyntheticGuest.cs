@@ -19,8 +19,8 @@ internal sealed class SyntheticGuest : IDisposable
     public const ulong WindowSize = 6UL << 20;
     private const ulong WindowPa = 2UL << 20;
     private readonly PageTableBuilder _tables;
-    private TempFile? _file;
-    private MemoryImage? _image;
+    /// <summary>Every snapshot a reader was opened on (tests call Reader again after writing more): all are released on dispose.</summary>
+    private readonly List<(TempFile File, MemoryImage Image)> _snapshots = [];
 
     public SyntheticGuest()
     {
@@ -49,17 +49,22 @@ internal sealed class SyntheticGuest : IDisposable
         }
     }
 
-    /// <summary>A reader over the memory as written so far (call once, after writing).</summary>
+    /// <summary>A reader over the memory as written so far (a snapshot: later writes need a new reader).</summary>
     public GuestReader Reader(IntrospectionLimits limits)
     {
-        _file = new TempFile(_tables.Memory);
-        _image = MemoryImage.Open(_file.Path);
-        return new GuestReader(new AddressSpace(_image, _tables.Root, PagingMode.FourLevel), limits, new WorkBudget(limits));
+        var file = new TempFile(_tables.Memory);
+        var image = MemoryImage.Open(file.Path);
+        _snapshots.Add((file, image));
+        return new GuestReader(new AddressSpace(image, _tables.Root, PagingMode.FourLevel), limits, new WorkBudget(limits));
     }
 
     public void Dispose()
     {
-        _image?.Dispose();
-        _file?.Dispose();
+        foreach (var (file, image) in _snapshots)
+        {
+            image.Dispose();
+            file.Dispose();
+        }
+        _snapshots.Clear();
     }
 }
