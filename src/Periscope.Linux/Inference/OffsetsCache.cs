@@ -22,7 +22,7 @@ public sealed class OffsetsCache(string directory)
     /// netlink_sock.portid after a u16 sk_protocol, and the mounts members on 7.x; 9: bpf_map's attributes where a map id of 1
     /// left them ambiguous, sock.sk_uid and inode.i_uid): an entry written by older rules lacks them, and its key (which includes the format)
     /// no longer matches, so the search runs again.</summary>
-    public const string Format = "periscope-offsets/9";
+    public const string Format = "periscope-offsets/10";
     private const int MaxMembers = 512, MaxText = 2048, MaxCandidates = 256;
 
     public string Directory { get; } = directory;

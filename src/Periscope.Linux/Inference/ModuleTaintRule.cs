@@ -1,0 +1,106 @@
+using Periscope.Linux.Model;
+
+namespace Periscope.Linux.Inference;
+
+/// <summary>One layout of struct taint_flag that kernel/panic.c's taint_flags[] table fits: its stride and where c_true,
+/// c_false and module sit in an entry.</summary>
+public sealed record TaintFlagLayout(int Stride, int CTrue, int CFalse, int Module);
+
+/// <summary>
+/// module->taints and the taint_flags[] table without BTF, from what the data satisfies.
+/// The table: struct taint_flag { char c_true; char c_false; bool module; [const char *desc; (6.12+)] } indexed by TAINT_*
+/// number, so entry i holds <see cref="KernelMacros.TaintFlagLetters"/>[i] at one offset of one stride, 'G' then ' ' at
+/// another, and the module flag (1 exactly for P, F, C, O, E) at a third. Every stride and offset up to
+/// <see cref="MaxStride"/> is tried, so two layouts that fit both show up.
+/// module->taints: an unsigned long whose value in every listed module uses only the table's module bits and lies within
+/// the kernel's tainted_mask (add_taint_module sets both), non-zero in at least one module.
+/// </summary>
+public static class ModuleTaintRule
+{
+    /// <summary>struct taint_flag is 3 bytes in 6.1 and 16 with its desc pointer (6.12+); a larger stride is not that table.</summary>
+    public const int MaxStride = 64;
+
+    /// <summary>Entries read to learn which TAINT_* bits are module flags: module->taints is an unsigned long.</summary>
+    public const int MaxEntries = 64;
+
+    /// <summary>Bytes of the table the rule reads: at most <see cref="MaxEntries"/> entries of the largest stride.</summary>
+    public const int TableBytes = MaxEntries * MaxStride;
+
+    /// <summary>Every (stride, c_true, c_false, module) the table's bytes fit. <paramref name="table"/> holds the bytes read
+    /// from taint_flags (shorter when the read stopped early: a stride whose entries it does not hold fits nothing).</summary>
+    public static List<TaintFlagLayout> Layouts(ReadOnlySpan<byte> table, Action<long> step)
+    {
+        var found = new List<TaintFlagLayout>();
+        string letters = KernelMacros.TaintFlagLetters;
+        for (int stride = 3; stride <= MaxStride && letters.Length * stride <= table.Length; stride++)
+        {
+            step(stride);
+            for (int c = 0; c < stride; c++)
+            {
+                if (!Column(table, stride, c, i => letters[i])) continue;
+                for (int f = 0; f < stride; f++)
+                {
+                    if (f == c || !Column(table, stride, f, i => i == 0 ? KernelMacros.TaintFlagProprietaryFalse : KernelMacros.TaintFlagOtherFalse)) continue;
+                    for (int m = 0; m < stride; m++)
+                        if (m != c && m != f && Column(table, stride, m, i => KernelMacros.TaintFlagModuleLetters.Contains(letters[i]) ? (char)1 : (char)0))
+                            found.Add(new TaintFlagLayout(stride, c, f, m));
+                }
+            }
+        }
+        return found;
+    }
+
+    private static bool Column(ReadOnlySpan<byte> table, int stride, int at, Func<int, char> expected)
+    {
+        for (int i = 0; i < KernelMacros.TaintFlagLetters.Length; i++)
+            if (table[i * stride + at] != expected(i)) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// The TAINT_* bits whose taint_flags entry says module = true, over the entries that look like taint_flag entries
+    /// (an ASCII capital for c_true, a printable c_false, module 0 or 1); the first entry that does not ends the table.
+    /// </summary>
+    public static ulong ModuleBits(ReadOnlySpan<byte> table, TaintFlagLayout l)
+    {
+        ulong bits = 0;
+        for (int i = 0; i < MaxEntries && (i + 1) * l.Stride <= table.Length; i++)
+        {
+            var e = table.Slice(i * l.Stride, l.Stride);
+            if (e[l.CTrue] is < (byte)'A' or > (byte)'Z' || e[l.CFalse] is < 0x20 or > 0x7e || e[l.Module] > 1) break;
+            if (e[l.Module] == 1) bits |= 1UL << i;
+        }
+        return bits;
+    }
+
+    /// <summary>
+    /// Offsets (pointer-aligned, from <paramref name="from"/>) of a word that in every module window uses only
+    /// <paramref name="moduleBits"/> and, when known, lies within <paramref name="taintedMask"/>, non-zero in at least
+    /// one. <paramref name="zeroEverywhere"/> counts the words that pass all but the last test: the candidates when no
+    /// listed module is tainted, which no evidence tells apart.
+    /// </summary>
+    public static List<int> Candidates(IReadOnlyList<byte[]> modules, int from, int pointerSize, ulong moduleBits, ulong? taintedMask,
+        Action<long> step, out int zeroEverywhere)
+    {
+        var found = new List<int>();
+        zeroEverywhere = 0;
+        if (modules.Count == 0) return found;
+        ulong allowed = moduleBits & (taintedMask ?? ulong.MaxValue);
+        int length = modules.Min(w => w.Length);
+        for (int o = from; o + pointerSize <= length; o += pointerSize)
+        {
+            step(modules.Count);
+            bool fits = true, set = false;
+            foreach (var w in modules)
+            {
+                ulong v = WordLayout.ReadWord(w, o, pointerSize);
+                if ((v & ~allowed) != 0) { fits = false; break; }
+                set |= v != 0;
+            }
+            if (!fits) continue;
+            if (set) found.Add(o);
+            else zeroEverywhere++;
+        }
+        return found;
+    }
+}
