@@ -35,7 +35,7 @@ public class InferenceModuleTaintTests
 
     /// <summary>Three modules; <paramref name="taints"/>[i] at module.taints, a bug_list (an empty list) after it.</summary>
     private static InferenceReport Infer(ulong[] taints, int stride = 3, ulong? mask = OE, Action<SyntheticGuest>? tamper = null, int? kallsyms = Kallsyms,
-        string? letters = "PFSRMBUDAWCIOELKXTN")
+        string? letters = "PFSRMBUDAWCIOELKXTN", ulong? codeRefersTo = null)
     {
         using var g = new SyntheticGuest();
         if (letters is not null) WriteTable(g, stride, letters);
@@ -49,10 +49,49 @@ public class InferenceModuleTaintTests
             g.U64(mod + Taints + 24, mod + Taints + 16);
         }
         tamper?.Invoke(g);
-        var symbols = new List<KernelSymbol> { new(Table, 'R', "taint_flags") };
+        var symbols = new List<KernelSymbol>();
+        if (codeRefersTo is { } target) symbols.Add(PrintTainted(g, target));
+        else symbols.Add(new(Table, 'R', "taint_flags"));
         if (mask is not null) symbols.Add(new(TaintedMask, 'b', "tainted_mask"));
         var limits = new IntrospectionLimits();
         return OffsetInference.InferModuleTaints(g.Reader(limits), new KernelSymbols(symbols), limits, Modules, kallsyms);
+    }
+
+    private const ulong Code = B + 0x40_0000;
+
+    /// <summary>print_tainted as a kernel without data symbols has it: a text symbol whose code loads
+    /// <paramref name="target"/> (lea rax, [rip + disp32]; ret) — the table, or a member of its first entry.</summary>
+    private static KernelSymbol PrintTainted(SyntheticGuest g, ulong target)
+    {
+        g.U32(Code, 0x00_05_8d_48); // 48 8d 05: lea rax, [rip + disp32]
+        g.U32(Code + 3, (uint)(int)(long)(target - (Code + 7)));
+        g.U32(Code + 7, 0xc3); // ret
+        return new(Code, 't', "print_tainted");
+    }
+
+    [Theory]
+    [InlineData(3, 0)]
+    [InlineData(3, 1)]   // the code refers to taint_flags[0].c_false
+    [InlineData(16, 2)]  // taint_flags[0].module, 6.12+ entries
+    public void Without_data_symbols_the_table_is_the_one_address_print_tainted_refers_to(int stride, int member)
+    {
+        using var g = new SyntheticGuest();
+        WriteTable(g, stride);
+        var symbols = new KernelSymbols([PrintTainted(g, Table + (ulong)member)]);
+        var limits = new IntrospectionLimits();
+        Assert.Equal(Table, ModuleTaintRule.FindTable(g.Reader(limits), symbols, limits));
+        var r = Infer([0, OE, 0], stride, codeRefersTo: Table + (ulong)member);
+        Assert.Equal(stride, r.Find("taint_flag", InferenceReport.SizeOfMember)?.Offset);
+        Assert.Equal(Taints, r.Find("module", "taints")?.Offset);
+    }
+
+    [Fact]
+    public void Without_data_symbols_code_referring_to_no_table_finds_none()
+    {
+        var r = Infer([0, OE, 0], codeRefersTo: B + 0x38_0000);
+        Assert.False(r.Find("taint_flag", InferenceReport.SizeOfMember)!.IsKnown);
+        Assert.Contains("print_tainted", r.Find("taint_flag", InferenceReport.SizeOfMember)!.Rule);
+        Assert.False(r.Find("module", "taints")!.IsKnown);
     }
 
     [Theory]

@@ -1,4 +1,6 @@
+using Periscope.Linux.Kallsyms;
 using Periscope.Linux.Model;
+using Periscope.Memory;
 
 namespace Periscope.Linux.Inference;
 
@@ -25,6 +27,42 @@ public static class ModuleTaintRule
 
     /// <summary>Bytes of the table the rule reads: at most <see cref="MaxEntries"/> entries of the largest stride.</summary>
     public const int TableBytes = MaxEntries * MaxStride;
+
+    /// <summary>Functions whose code indexes taint_flags: print_tainted (its loop, out of line as _print_tainted since 6.12)
+    /// and module_flags_taint (kernel/module/main.c; inlined into module_flags on some builds).</summary>
+    public static readonly string[] TableUsers = ["print_tainted", "_print_tainted", "module_flags_taint", "module_flags"];
+
+    /// <summary>
+    /// The taint_flags table: kallsyms' data symbol, else (a kernel without data symbols) the one address that the code
+    /// of <see cref="TableUsers"/> refers to, possibly at a member of the first entry, whose bytes fit one layout with a
+    /// member at offset 0 (struct taint_flag starts with its chars: a layout shifted by a byte would fit the same bytes).
+    /// Null when none or several fit. Bounded: the functions' code (MaxDataFinderCodeBytes each) and one
+    /// <see cref="TableBytes"/> read per referenced address.
+    /// </summary>
+    public static ulong? FindTable(GuestReader r, KernelSymbols symbols, IntrospectionLimits limits, Action<long>? step = null)
+    {
+        if (symbols.TryGetAddress("taint_flags", out ulong table)) return table;
+        step ??= _ => { };
+        var fits = new HashSet<ulong>();
+        var refs = TableUsers.SelectMany(f => PatchTableDataSearch.References(r, symbols, f, limits)).Select(x => x.Address).Distinct().Take(MaxReferences);
+        var bytes = new byte[TableBytes + MaxStride];
+        foreach (ulong at in refs)
+        {
+            ulong start = at - MaxStride + 1;
+            int n = r.Space.Read(start, bytes);
+            if (n < MaxStride) continue;
+            for (int k = 0; k < MaxStride; k++)
+            {
+                var span = bytes.AsSpan(MaxStride - 1 - k, n - (MaxStride - 1 - k));
+                if (span[0] is not ((byte)'P' or (byte)'G')) continue; // a member at offset 0: c_true 'P' or c_false 'G'
+                if (Layouts(span, step).Any(l => Math.Min(l.CTrue, Math.Min(l.CFalse, l.Module)) == 0)) fits.Add(at - (ulong)k);
+            }
+        }
+        return fits.Count == 1 ? fits.First() : null;
+    }
+
+    /// <summary>Distinct addresses the table users' code refers to that are tried as the table.</summary>
+    private const int MaxReferences = 64;
 
     /// <summary>Every (stride, c_true, c_false, module) the table's bytes fit. <paramref name="table"/> holds the bytes read
     /// from taint_flags (shorter when the read stopped early: a stride whose entries it does not hold fits nothing).</summary>

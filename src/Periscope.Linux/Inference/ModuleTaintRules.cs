@@ -26,9 +26,10 @@ public sealed partial class OffsetInference
 
     private void InferTaintFlags()
     {
-        if (!_symbols.TryGetAddress("taint_flags", out ulong table))
+        if (ModuleTaintRule.FindTable(_r, _symbols, _limits, n => Step(n)) is not { } table)
         {
-            _report.AddUnknown("taint_flag", InferenceReport.SizeOfMember, "needs taint_flags (a data symbol, not in kallsyms here)");
+            _report.AddUnknown("taint_flag", InferenceReport.SizeOfMember,
+                $"needs taint_flags: not in kallsyms, and no one address the code of {string.Join(", ", ModuleTaintRule.TableUsers)} refers to fits the table");
             return;
         }
         var bytes = new byte[ModuleTaintRule.TableBytes];
