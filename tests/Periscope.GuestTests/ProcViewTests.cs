@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Periscope.Linux;
+using Periscope.Linux.Inference;
 using Periscope.Linux.Model;
 using Periscope.Tests.Shared;
 using Xunit.Abstractions;
@@ -70,7 +71,8 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
     }
 
     /// <summary>Without BTF the taint markers come from the inferred module.taints and taint_flag layout: they must equal
-    /// BTF's and /proc/modules' markers, and the inferred offsets BTF's, with the out-of-tree unsigned tamper module loaded.</summary>
+    /// BTF's and /proc/modules' markers, and the inferred offsets BTF's, with the out-of-tree unsigned tamper module loaded;
+    /// also without data symbols, where the taint_flags table is found through code.</summary>
     [Fact]
     public void Taint_markers_without_BTF_equal_BTFs_and_proc_modules_with_a_tainted_module_loaded()
     {
@@ -107,6 +109,21 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
             Assert.Equal(btfOffsets, k.Offsets.ModuleTaint);
             Assert.Equal(btfCFalse, report.Find("taint_flag", "c_false")?.Offset);
             inferredModules = k.Modules;
+        }
+        // Without data symbols (Debian's i386 kernels): taint_flags is the table print_tainted's code refers to, and its
+        // layout is BTF's. (The x86-64 guest simulated so finds no modules list head: then there are no markers to compare.)
+        using (var noData = guest.AttachLive(new Periscope.Targets.TargetOptions { NoBtf = true, NoDataSymbols = true }))
+        using (noData.Pause())
+        {
+            var report = noData.Kernel.Inference!;
+            Assert.Equal((btfOffsets!.FlagSize, btfOffsets.FlagLetter, btfOffsets.FlagModule),
+                (report.Find("taint_flag", InferenceReport.SizeOfMember)?.Offset, report.Find("taint_flag", "c_true")?.Offset, report.Find("taint_flag", "module")?.Offset));
+            if (report.Find("module", "name")?.IsKnown == true)
+            {
+                Assert.Equal(btfOffsets, noData.Kernel.Offsets.ModuleTaint);
+                Assert.Equal(btfModules.Select(m => (m.Name, m.ProcFlags)), noData.Kernel.Modules.Select(m => (m.Name, m.ProcFlags)));
+            }
+            else output.WriteLine($"without data symbols: {report.Find("module", "name")?.Rule}");
         }
         Assert.Equal(truth, inferredModules.ToDictionary(m => m.Name, m => m.ProcFlags));
         Assert.Equal(btfModules.Select(m => (m.Name, m.Taints, m.ProcFlags)), inferredModules.Select(m => (m.Name, m.Taints, m.ProcFlags)));

@@ -60,12 +60,15 @@ public class InferenceModuleTaintTests
     private const ulong Code = B + 0x40_0000;
 
     /// <summary>print_tainted as a kernel without data symbols has it: a text symbol whose code loads
-    /// <paramref name="target"/> (lea rax, [rip + disp32]; ret) — the table, or a member of its first entry.</summary>
-    private static KernelSymbol PrintTainted(SyntheticGuest g, ulong target)
+    /// <paramref name="target"/> (lea rax, [rip + disp32]; ret) — the table, or a member of its first entry; with
+    /// <paramref name="returnFirst"/> after an early ret (6.1's "Not tainted" branch returns before the loop).</summary>
+    private static KernelSymbol PrintTainted(SyntheticGuest g, ulong target, bool returnFirst = false)
     {
-        g.U32(Code, 0x00_05_8d_48); // 48 8d 05: lea rax, [rip + disp32]
-        g.U32(Code + 3, (uint)(int)(long)(target - (Code + 7)));
-        g.U32(Code + 7, 0xc3); // ret
+        ulong lea = returnFirst ? Code + 1 : Code;
+        if (returnFirst) g.U32(Code, 0xc3);
+        g.U32(lea, 0x00_05_8d_48); // 48 8d 05: lea rax, [rip + disp32]
+        g.U32(lea + 3, (uint)(int)(long)(target - (lea + 7)));
+        g.U32(lea + 7, 0xc3); // ret
         return new(Code, 't', "print_tainted");
     }
 
@@ -80,6 +83,8 @@ public class InferenceModuleTaintTests
         var symbols = new KernelSymbols([PrintTainted(g, Table + (ulong)member)]);
         var limits = new IntrospectionLimits();
         Assert.Equal(Table, ModuleTaintRule.FindTable(g.Reader(limits), symbols, limits));
+        var afterRet = new KernelSymbols([PrintTainted(g, Table + (ulong)member, returnFirst: true)]);
+        Assert.Equal(Table, ModuleTaintRule.FindTable(g.Reader(limits), afterRet, limits));
         var r = Infer([0, OE, 0], stride, codeRefersTo: Table + (ulong)member);
         Assert.Equal(stride, r.Find("taint_flag", InferenceReport.SizeOfMember)?.Offset);
         Assert.Equal(Taints, r.Find("module", "taints")?.Offset);

@@ -44,7 +44,7 @@ public static class ModuleTaintRule
         if (symbols.TryGetAddress("taint_flags", out ulong table)) return table;
         step ??= _ => { };
         var fits = new HashSet<ulong>();
-        var refs = TableUsers.SelectMany(f => PatchTableDataSearch.References(r, symbols, f, limits)).Select(x => x.Address).Distinct().Take(MaxReferences);
+        var refs = TableUsers.SelectMany(f => References(r, symbols, f, limits)).Distinct().Take(MaxReferences);
         var bytes = new byte[TableBytes + MaxStride];
         foreach (ulong at in refs)
         {
@@ -61,8 +61,38 @@ public static class ModuleTaintRule
         return fits.Count == 1 ? fits.First() : null;
     }
 
+    /// <summary>
+    /// Kernel addresses in <paramref name="function"/>'s first MaxDataFinderCodeBytes of code: immediates and memory
+    /// displacements, indexed ones included (print_tainted's loop reads taint_flags[i].c_true as
+    /// [table + i*3] on 6.1), and past the first ret (its "Not tainted" branch returns before the loop). Code past the
+    /// function's end only adds candidates, each checked against the table's bytes.
+    /// </summary>
+    private static IEnumerable<ulong> References(GuestReader r, KernelSymbols symbols, string function, IntrospectionLimits limits)
+    {
+        if (!symbols.TryGetAddress(function, out ulong at)) return [];
+        var code = new byte[limits.MaxDataFinderCodeBytes];
+        int n = r.Space.Read(at, code);
+        if (n < 16) return [];
+        var found = new List<ulong>();
+        ulong mask = r.PointerSize == 8 ? ulong.MaxValue : uint.MaxValue;
+        var decoder = Iced.Intel.Decoder.Create(r.PointerSize * 8, new Iced.Intel.ByteArrayCodeReader(code, 0, n), at);
+        while (decoder.IP < at + (ulong)n)
+        {
+            decoder.Decode(out var ins);
+            if (ins.IsInvalid) continue;
+            for (int i = 0; i < ins.OpCount; i++)
+            {
+                var kind = ins.GetOpKind(i);
+                ulong a = kind == Iced.Intel.OpKind.Memory ? ins.MemoryDisplacement64 & mask
+                    : kind is Iced.Intel.OpKind.Immediate32 or Iced.Intel.OpKind.Immediate32to64 or Iced.Intel.OpKind.Immediate64 ? ins.GetImmediate(i) & mask : 0;
+                if (a > 0xfff && r.IsKernelPointer(a)) found.Add(a);
+            }
+        }
+        return found;
+    }
+
     /// <summary>Distinct addresses the table users' code refers to that are tried as the table.</summary>
-    private const int MaxReferences = 64;
+    private const int MaxReferences = 256;
 
     /// <summary>Every (stride, c_true, c_false, module) the table's bytes fit. <paramref name="table"/> holds the bytes read
     /// from taint_flags (shorter when the read stopped early: a stride whose entries it does not hold fits nothing).</summary>
