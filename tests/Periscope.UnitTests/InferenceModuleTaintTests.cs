@@ -21,24 +21,24 @@ public class InferenceModuleTaintTests
 
     /// <summary>kernel/panic.c's taint_flags[] of 6.1+ (19 entries, P .. N) with entries of <paramref name="stride"/> bytes:
     /// { c_true, c_false, module } then, at 8, the desc pointer of 6.12+.</summary>
-    private static void WriteTable(SyntheticGuest g, int stride, string letters = "PFSRMBUDAWCIOELKXTN")
+    private static void WriteTable(SyntheticGuest g, int stride, string letters = "PFSRMBUDAWCIOELKXTN", bool moduleMember = true)
     {
         const string moduleFlags = "PFCOEKXTN";
         for (int i = 0; i < letters.Length; i++)
         {
             ulong e = Table + (ulong)(i * stride);
             g.Text(e, $"{letters[i]}{(i == 0 ? 'G' : ' ')}");
-            g.Text(e + 2, moduleFlags.Contains(letters[i]) ? "\u0001" : "");
+            g.Text(e + 2, moduleMember && moduleFlags.Contains(letters[i]) ? "\u0001" : "");
             if (stride >= 16) g.U64(e + 8, B + 0x32_0000 + (ulong)(i * 0x40));
         }
     }
 
     /// <summary>Three modules; <paramref name="taints"/>[i] at module.taints, a bug_list (an empty list) after it.</summary>
     private static InferenceReport Infer(ulong[] taints, int stride = 3, ulong? mask = OE, Action<SyntheticGuest>? tamper = null, int? kallsyms = Kallsyms,
-        string? letters = "PFSRMBUDAWCIOELKXTN", ulong? codeRefersTo = null)
+        string? letters = "PFSRMBUDAWCIOELKXTN", ulong? codeRefersTo = null, bool moduleMember = true)
     {
         using var g = new SyntheticGuest();
-        if (letters is not null) WriteTable(g, stride, letters);
+        if (letters is not null) WriteTable(g, stride, letters, moduleMember);
         if (mask is { } m) g.U64(TaintedMask, m);
         for (int i = 0; i < Modules.Length; i++)
         {
@@ -128,6 +128,25 @@ public class InferenceModuleTaintTests
     }
 
     [Fact]
+    public void A_7_x_table_without_the_module_member_is_found_and_every_taint_bit_counts_as_a_modules()
+    {
+        // 7.x: struct taint_flag { char c_true; char c_false; const char *desc; }; module_flags_taint prints every set bit.
+        var r = Infer([0, 1UL << 10, 0], stride: 16, mask: 1UL << 10 | 1UL << 9, moduleMember: false);
+        Assert.Equal(16, r.Find("taint_flag", InferenceReport.SizeOfMember)?.Offset);
+        Assert.Equal(1, r.Find("taint_flag", "c_false")?.Offset);
+        Assert.Equal(InferenceDecision.NotFound, r.Find("taint_flag", "module")!.Decision);
+        Assert.Equal(Taints, r.Find("module", "taints")?.Offset);
+
+        using var g = new SyntheticGuest();
+        WriteTable(g, 16, moduleMember: false);
+        var bytes = new byte[ModuleTaintRule.TableBytes];
+        g.Reader(new IntrospectionLimits()).Read(Table, bytes);
+        var layout = Assert.Single(ModuleTaintRule.Layouts(bytes, _ => { }));
+        Assert.Equal(new TaintFlagLayout(16, 0, 1, null), layout);
+        Assert.Equal((1UL << 19) - 1, ModuleTaintRule.ModuleBits(bytes, layout));
+    }
+
+    [Fact]
     public void With_no_tainted_module_taints_stays_unknown_and_says_no_module_carries_taint_evidence()
     {
         var r = Infer([0, 0, 0]);
@@ -202,6 +221,16 @@ public class InferenceModuleTaintTests
         Assert.True(report is not null, error);
         Assert.Equal(new ModuleTaintOffsets { Taints = 0x1d0, FlagSize = 16, FlagLetter = 0, FlagModule = 2 },
             OffsetInference.Build(report!, IntrospectionLimits.Default).ModuleTaint);
+        // 7.x: no module member (reported not found): every set bit is printed.
+        var entry = InferenceCacheTests.Entry(members.Where(m => m.Item2 != "module"));
+        entry["members"]!.AsArray().Add(new System.Text.Json.Nodes.JsonObject
+        {
+            ["struct"] = "taint_flag", ["member"] = "module", ["offset"] = null, ["decision"] = "NotFound", ["candidates"] = new System.Text.Json.Nodes.JsonArray(), ["rule"] = "test",
+        });
+        var noModule = InferenceCacheTests.Parse(entry, out error);
+        Assert.True(noModule is not null, error);
+        Assert.Equal(new ModuleTaintOffsets { Taints = 0x1d0, FlagSize = 16, FlagLetter = 0, FlagModule = null },
+            OffsetInference.Build(noModule!, IntrospectionLimits.Default).ModuleTaint);
         var without = InferenceCacheTests.Parse(InferenceCacheTests.Entry(InferenceCacheTests.Debian61), out _)!;
         Assert.Null(OffsetInference.Build(without, IntrospectionLimits.Default).ModuleTaint);
     }

@@ -143,7 +143,9 @@ public sealed partial class OffsetInference
             ModuleTaint = Opt("module", "taints", sw) is { } taints && Opt("taint_flag", InferenceReport.SizeOfMember, ModuleTaintRule.MaxStride + 1) is { } flagSize and >= 3
                 ? new ModuleTaintOffsets
                 {
-                    Taints = taints, FlagSize = flagSize, FlagLetter = Need("taint_flag", "c_true", flagSize), FlagModule = Need("taint_flag", "module", flagSize),
+                    Taints = taints, FlagSize = flagSize, FlagLetter = Need("taint_flag", "c_true", flagSize),
+                    // Not found (no offset holds module flags: 7.x has no such member) prints every bit; ambiguous is missing.
+                    FlagModule = report.Find("taint_flag", "module") is { Decision: InferenceDecision.NotFound } ? null : Need("taint_flag", "module", flagSize),
                 } : null,
             ModuleSymbols = Opt("module", "kallsyms", sw) is { } kallsyms ? new ModuleSymbolOffsets
             {

@@ -6,14 +6,20 @@ namespace Periscope.Linux.Inference;
 
 /// <summary>One layout of struct taint_flag that kernel/panic.c's taint_flags[] table fits: its stride and where c_true,
 /// c_false and module sit in an entry.</summary>
-public sealed record TaintFlagLayout(int Stride, int CTrue, int CFalse, int Module);
+public sealed record TaintFlagLayout(int Stride, int CTrue, int CFalse, int? Module)
+{
+    /// <summary>The lowest member offset (struct taint_flag starts with its chars).</summary>
+    public int First => Math.Min(CTrue, Math.Min(CFalse, Module ?? int.MaxValue));
+}
 
 /// <summary>
 /// module->taints and the taint_flags[] table without BTF, from what the data satisfies.
 /// The table: struct taint_flag { char c_true; char c_false; bool module; [const char *desc; (6.12+)] } indexed by TAINT_*
 /// number, so entry i holds <see cref="KernelMacros.TaintFlagLetters"/>[i] at one offset of one stride, 'G' then ' ' at
-/// another, and the module flag (1 exactly for P, F, C, O, E) at a third. Every stride and offset up to
-/// <see cref="MaxStride"/> is tried, so two layouts that fit both show up.
+/// another, and the module flag (1 exactly for P, F, C, O, E) at a third — until 7.x, whose struct taint_flag has no
+/// module member (module_flags_taint prints every set bit): when no offset holds the module flags, the layouts of c_true
+/// and c_false alone are returned, with Module null. Every stride and offset up to <see cref="MaxStride"/> is tried, so
+/// two layouts that fit both show up.
 /// module->taints: an unsigned long whose value in every listed module uses only the table's module bits and lies within
 /// the kernel's tainted_mask (add_taint_module sets both), non-zero in at least one module.
 /// </summary>
@@ -55,7 +61,7 @@ public static class ModuleTaintRule
             {
                 var span = bytes.AsSpan(MaxStride - 1 - k, n - (MaxStride - 1 - k));
                 if (span[0] is not ((byte)'P' or (byte)'G')) continue; // a member at offset 0: c_true 'P' or c_false 'G'
-                if (Layouts(span, step).Any(l => Math.Min(l.CTrue, Math.Min(l.CFalse, l.Module)) == 0)) fits.Add(at - (ulong)k);
+                if (Layouts(span, step).Any(l => l.First == 0)) fits.Add(at - (ulong)k);
             }
         }
         return fits.Count == 1 ? fits.First() : null;
@@ -99,6 +105,7 @@ public static class ModuleTaintRule
     public static List<TaintFlagLayout> Layouts(ReadOnlySpan<byte> table, Action<long> step)
     {
         var found = new List<TaintFlagLayout>();
+        var withoutModule = new List<TaintFlagLayout>();
         string letters = KernelMacros.TaintFlagLetters;
         for (int stride = 3; stride <= MaxStride && letters.Length * stride <= table.Length; stride++)
         {
@@ -109,13 +116,14 @@ public static class ModuleTaintRule
                 for (int f = 0; f < stride; f++)
                 {
                     if (f == c || !Column(table, stride, f, i => i == 0 ? KernelMacros.TaintFlagProprietaryFalse : KernelMacros.TaintFlagOtherFalse)) continue;
+                    withoutModule.Add(new TaintFlagLayout(stride, c, f, null));
                     for (int m = 0; m < stride; m++)
                         if (m != c && m != f && Column(table, stride, m, i => KernelMacros.TaintFlagModuleLetters.Contains(letters[i]) ? (char)1 : (char)0))
                             found.Add(new TaintFlagLayout(stride, c, f, m));
                 }
             }
         }
-        return found;
+        return found.Count > 0 ? found : withoutModule;
     }
 
     private static bool Column(ReadOnlySpan<byte> table, int stride, int at, Func<int, char> expected)
@@ -128,6 +136,7 @@ public static class ModuleTaintRule
     /// <summary>
     /// The TAINT_* bits whose taint_flags entry says module = true, over the entries that look like taint_flag entries
     /// (an ASCII capital for c_true, a printable c_false, module 0 or 1); the first entry that does not ends the table.
+    /// Without a module member (7.x) every entry's bit: any taint may then be a module's.
     /// </summary>
     public static ulong ModuleBits(ReadOnlySpan<byte> table, TaintFlagLayout l)
     {
@@ -135,8 +144,8 @@ public static class ModuleTaintRule
         for (int i = 0; i < MaxEntries && (i + 1) * l.Stride <= table.Length; i++)
         {
             var e = table.Slice(i * l.Stride, l.Stride);
-            if (e[l.CTrue] is < (byte)'A' or > (byte)'Z' || e[l.CFalse] is < 0x20 or > 0x7e || e[l.Module] > 1) break;
-            if (e[l.Module] == 1) bits |= 1UL << i;
+            if (e[l.CTrue] is < (byte)'A' or > (byte)'Z' || e[l.CFalse] is < 0x20 or > 0x7e || (l.Module is { } m && e[m] > 1)) break;
+            if (l.Module is not { } module || e[module] == 1) bits |= 1UL << i;
         }
         return bits;
     }

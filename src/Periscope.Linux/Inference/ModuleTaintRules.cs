@@ -38,19 +38,20 @@ public sealed partial class OffsetInference
         var span = bytes.AsSpan(0, Math.Max(read, 0));
         var layouts = ModuleTaintRule.Layouts(span, n => Step(n));
         const string rule = "taint_flags[] entries in TAINT_* order: c_true P F S R M B U D A W C I O E at one offset of one stride, "
-            + "c_false 'G' then ' ', module 1 exactly for P F C O E";
+            + "c_false 'G' then ' ', module 1 exactly for P F C O E (no such member since 7.x)";
         if (layouts.Count != 1)
         {
             _report.Add("taint_flag", InferenceReport.SizeOfMember, layouts.Select(l => l.Stride).Distinct().ToList(),
                 layouts.Count == 0 ? $"{rule} (read {read} bytes at 0x{table:x})" : $"{rule}; {layouts.Count} layouts fit: "
-                    + string.Join(", ", layouts.Select(l => $"stride {l.Stride} c_true +{l.CTrue} c_false +{l.CFalse} module +{l.Module}")));
+                    + string.Join(", ", layouts.Select(l => $"stride {l.Stride} c_true +{l.CTrue} c_false +{l.CFalse} module {(l.Module is { } m ? $"+{m}" : "none")}")));
             return;
         }
         var found = layouts[0];
         _report.Add("taint_flag", InferenceReport.SizeOfMember, [found.Stride], rule);
         _report.Add("taint_flag", "c_true", [found.CTrue], rule);
         _report.Add("taint_flag", "c_false", [found.CFalse], rule);
-        _report.Add("taint_flag", "module", [found.Module], rule);
+        if (found.Module is { } module) _report.Add("taint_flag", "module", [module], rule);
+        else _report.AddUnknown("taint_flag", "module", $"{rule}: no offset holds the module flags, so the struct has no module member (7.x: every set bit of module.taints is printed)");
         _taintFlags = (found, ModuleTaintRule.ModuleBits(span, found));
     }
 
