@@ -83,7 +83,7 @@ public abstract class GuestFixture : IDisposable
     public double DumpSeconds { get; }
 
     /// <summary>A fresh live target (RAM file + its own QMP connection); the caller disposes it.</summary>
-    public Target AttachLive() => Target.AttachLive(Guest.RamFilePath, QmpVmControl.Connect(Guest.ToolQmpSocketPath));
+    public Target AttachLive(TargetOptions? options = null) => Target.AttachLive(Guest.RamFilePath, QmpVmControl.Connect(Guest.ToolQmpSocketPath), options);
 
     private static string ReadShared(string path)
     {

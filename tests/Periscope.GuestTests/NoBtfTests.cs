@@ -69,6 +69,13 @@ public sealed class NoBtfTests(FiveLevelGuest guest, ITestOutputHelper output)
         // The sockets' uid column: /bin/uidsocks (uid 4242) gives the evidence.
         foreach (var name in new[] { "sock.sk_uid", "inode.i_uid" })
             Assert.True(report.Members.Any(m => m.Name == name && m.IsKnown), $"{name} was not inferred");
+        // The taint markers: the taint_flags table is found whenever kallsyms names it; module.taints needs a tainted module
+        // (then it was compared above), without one it stays unknown and says why.
+        if (WithBtf.Symbols.TryGetAddress("taint_flags", out _))
+            Assert.True(report.Find("taint_flag", InferenceReport.SizeOfMember)?.IsKnown == true, "the taint_flags layout was not inferred");
+        var taints = report.Find("module", "taints")!;
+        if (WithBtf.Modules.Any(m => m.Tainted)) Assert.True(taints.IsKnown, $"module.taints not inferred with a tainted module loaded: {taints.Rule}");
+        else Assert.Contains("no listed module carries taint evidence", taints.Rule);
         // Everything the model reads, by name, is what BTF gives (the members without BTF-only counterparts aside).
         var fromBtf = OffsetTable.Of(WithBtf.Offsets).ToDictionary(e => e.Name, e => e.Offset);
         foreach (var e in OffsetTable.Of(k.Offsets))

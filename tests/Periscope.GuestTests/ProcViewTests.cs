@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Periscope.Linux;
+using Periscope.Linux.Inference;
 using Periscope.Linux.Model;
 using Periscope.Tests.Shared;
 using Xunit.Abstractions;
@@ -67,6 +68,65 @@ public sealed class ProcViewTests(TwoCpuGuest guest, ITestOutputHelper output)
         (code, text, err) = CliRun.Run("modules", "--dump", guest.DumpPath);
         Assert.True(code == 0, err);
         Assert.Contains(text.Split('\n'), l => l.StartsWith("crc_itu_t ", StringComparison.Ordinal) && l.TrimEnd().EndsWith(" omfs,", StringComparison.Ordinal));
+    }
+
+    /// <summary>Without BTF the taint markers come from the inferred module.taints and taint_flag layout: they must equal
+    /// BTF's and /proc/modules' markers, and the inferred offsets BTF's, with the out-of-tree unsigned tamper module loaded;
+    /// also without data symbols, where the taint_flags table is found through code.</summary>
+    [Fact]
+    public void Taint_markers_without_BTF_equal_BTFs_and_proc_modules_with_a_tainted_module_loaded()
+    {
+        bool tamper = Run("test -f /lib/modules/periscope_tamper.ko && echo yes || echo no").Trim() == "yes";
+        if (!tamper)
+        {
+            output.WriteLine("no tamper module in this guest: no tainted module to take evidence from");
+            return;
+        }
+        Run("grep -q '^periscope_tamper ' /proc/modules || insmod /lib/modules/periscope_tamper.ko");
+        var truth = Run("cat /proc/modules").Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .ToDictionary(l => l.Split(' ')[0], l => l.EndsWith(')') ? l[l.LastIndexOf(" (", StringComparison.Ordinal)..].Trim() : null);
+        Assert.Equal("(OE)", truth["periscope_tamper"]);
+        // One live attach at a time (the guest's tool QMP socket takes one client): with BTF, then without.
+        ModuleTaintOffsets? btfOffsets;
+        int btfCFalse;
+        IReadOnlyList<KernelModule> btfModules, inferredModules;
+        using (var withBtf = guest.AttachLive())
+        using (withBtf.Pause())
+        {
+            btfOffsets = withBtf.Kernel.Offsets.ModuleTaint;
+            btfCFalse = (int)withBtf.Kernel.Btf!.FindStruct("taint_flag")!.Offset("c_false");
+            btfModules = withBtf.Kernel.Modules;
+        }
+        using (var noBtf = guest.AttachLive(new Periscope.Targets.TargetOptions { NoBtf = true }))
+        using (noBtf.Pause())
+        {
+            var k = noBtf.Kernel;
+            Assert.Null(k.Btf);
+            var report = k.Inference!;
+            foreach (var m in report.Members.Where(m => m.Struct == "taint_flag" || m.Name == "module.taints"))
+                output.WriteLine($"{m.Name} {(m.Offset is { } o ? $"0x{o:x}" : "-")} {m.Decision}: {m.Rule}");
+            Assert.NotNull(k.Offsets.ModuleTaint);
+            Assert.Equal(btfOffsets, k.Offsets.ModuleTaint);
+            Assert.Equal(btfCFalse, report.Find("taint_flag", "c_false")?.Offset);
+            inferredModules = k.Modules;
+        }
+        // Without data symbols (Debian's i386 kernels): taint_flags is the table print_tainted's code refers to, and its
+        // layout is BTF's. (The x86-64 guest simulated so finds no modules list head: then there are no markers to compare.)
+        using (var noData = guest.AttachLive(new Periscope.Targets.TargetOptions { NoBtf = true, NoDataSymbols = true }))
+        using (noData.Pause())
+        {
+            var report = noData.Kernel.Inference!;
+            Assert.Equal((btfOffsets!.FlagSize, btfOffsets.FlagLetter, btfOffsets.FlagModule),
+                (report.Find("taint_flag", InferenceReport.SizeOfMember)?.Offset, report.Find("taint_flag", "c_true")?.Offset, report.Find("taint_flag", "module")?.Offset));
+            if (report.Find("module", "name")?.IsKnown == true)
+            {
+                Assert.Equal(btfOffsets, noData.Kernel.Offsets.ModuleTaint);
+                Assert.Equal(btfModules.Select(m => (m.Name, m.ProcFlags)), noData.Kernel.Modules.Select(m => (m.Name, m.ProcFlags)));
+            }
+            else output.WriteLine($"without data symbols: {report.Find("module", "name")?.Rule}");
+        }
+        Assert.Equal(truth, inferredModules.ToDictionary(m => m.Name, m => m.ProcFlags));
+        Assert.Equal(btfModules.Select(m => (m.Name, m.Taints, m.ProcFlags)), inferredModules.Select(m => (m.Name, m.Taints, m.ProcFlags)));
     }
 
     [Fact]

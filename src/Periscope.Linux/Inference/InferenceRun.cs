@@ -13,6 +13,7 @@ public sealed partial class OffsetInference
         InferPids(t);
         InferRunQueues(t);
         var m = InferMmAndVmas(t);
+        InferTaintFlags();
         InferModules();
         InferFtraceOps(FtraceOpsListAndEnd());
         InferVmalloc();
@@ -139,6 +140,13 @@ public sealed partial class OffsetInference
                 SourceList = sourceList, UseSourceList = Need("module_use", "source_list", small), UseSource = Need("module_use", "source", small),
                 Init = Opt("module", "init", sw), Exit = Opt("module", "exit", sw),
             } : null,
+            ModuleTaint = Opt("module", "taints", sw) is { } taints && Opt("taint_flag", InferenceReport.SizeOfMember, ModuleTaintRule.MaxStride + 1) is { } flagSize and >= 3
+                ? new ModuleTaintOffsets
+                {
+                    Taints = taints, FlagSize = flagSize, FlagLetter = Need("taint_flag", "c_true", flagSize),
+                    // Not found (no offset holds module flags: 7.x has no such member) prints every bit; ambiguous is missing.
+                    FlagModule = report.Find("taint_flag", "module") is { Decision: InferenceDecision.NotFound } ? null : Need("taint_flag", "module", flagSize),
+                } : null,
             ModuleSymbols = Opt("module", "kallsyms", sw) is { } kallsyms ? new ModuleSymbolOffsets
             {
                 Kallsyms = kallsyms, Symtab = Need("mod_kallsyms", "symtab", small), NumSymtab = Need("mod_kallsyms", "num_symtab", small),
@@ -182,10 +190,12 @@ public sealed partial class OffsetInference
         };
     }
 
-    /// <summary>Views that stay unavailable without BTF, each with its reason (shown by `info --offsets`).</summary>
+    /// <summary>Views that stay unavailable without BTF for want of evidence, each with its reason (shown by `info --offsets`).</summary>
     private void ReportNotInferred()
     {
-        _report.AddUnknown("module", "taints", "not inferred: a bit word among many; the (OE) taint markers of /proc/modules are not shown");
+        // module.taints is settled by the module rules when there is a module list; without one there is no evidence.
+        if (_report.Find("module", "taints") is null)
+            _report.AddUnknown("module", "taints", "needs the module list (see module.name): the (OE) taint markers of /proc/modules are not shown");
     }
 
     private void InferSuperBlockDev(List<ulong> files, PathEvidence p)

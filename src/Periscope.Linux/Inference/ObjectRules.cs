@@ -128,6 +128,7 @@ public sealed partial class OffsetInference
         InferModuleUse(ev, modules);
         InferModuleSymbols(ev, modules);
         InferModulePatchTables(ev, modules);
+        InferModuleTaints(ev, modules);
     }
 
     private bool IsListNode(ulong objectAddress, byte[] w, int offset)

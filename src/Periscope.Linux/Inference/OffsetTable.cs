@@ -59,6 +59,11 @@ public static class OffsetTable
                 Add("kernel_symbol", InferenceReport.SizeOfMember, ms.KernelSymbolSize);
             }
         }
+        if (o.ModuleTaint is { } mt2)
+        {
+            Add("module", "taints", mt2.Taints); Add("taint_flag", InferenceReport.SizeOfMember, mt2.FlagSize);
+            Add("taint_flag", "c_true", mt2.FlagLetter); Add("taint_flag", "module", mt2.FlagModule);
+        }
         if (o.PatchTables is { } pt)
         {
             Add("module", "jump_entries", pt.ModuleJumpEntries); Add("module", "num_jump_entries", pt.ModuleNumJumpEntries);

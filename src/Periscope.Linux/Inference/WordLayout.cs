@@ -67,6 +67,11 @@ public sealed record WordLayout
     /// <summary>struct module { ... const struct kernel_symbol *syms; const s32 *crcs; [const u8 *flagstab; (7.0+)] unsigned int num_syms; }.</summary>
     public int KernelSymbolNumAfterSyms => 2 * P;
     public int KernelSymbolNumAfterSymsWithFlags => 3 * P;
+    /// <summary>struct module { ... unsigned long taints; unsigned num_bugs; struct list_head bug_list; struct bug_entry *bug_table;
+    /// struct mod_kallsyms *kallsyms; ... } (CONFIG_GENERIC_BUG, which every x86 kernel with CONFIG_BUG has): kallsyms is 5
+    /// words after taints (num_bugs padded to a word), bug_list 2 words after.</summary>
+    public int KallsymsAfterTaints => 5 * P;
+    public int BugListAfterTaints => 2 * P;
     /// <summary>struct path is { struct vfsmount *mnt; struct dentry *dentry; }.</summary>
     public int PathMnt => 0;
     public int PathDentry => P;

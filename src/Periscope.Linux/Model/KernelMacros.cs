@@ -129,6 +129,19 @@ public static class KernelMacros
     public const int MODULE_REF_BASE = 1;
 
     /// <summary>
+    /// The c_true letters of kernel/panic.c's taint_flags[] for TAINT_PROPRIETARY_MODULE (0) .. TAINT_UNSIGNED_MODULE (13),
+    /// in TAINT_* order (include/linux/panic.h). These numbers are ABI (the bits of /proc/sys/kernel/tainted,
+    /// Documentation/admin-guide/tainted-kernels.rst) and unchanged since 3.15; later TAINT_* numbers (L, K, X, T, N, ...)
+    /// are only appended. Entry 0 alone has a c_false ('G'); the others print ' '. Only the table's layout is found from
+    /// them (without BTF); the letters printed are always the guest's own. Confirmed by the table: every one of these
+    /// entries must carry its letter at one offset of one stride.
+    /// </summary>
+    public const string TaintFlagLetters = "PFSRMBUDAWCIOE";
+    public const char TaintFlagProprietaryFalse = 'G', TaintFlagOtherFalse = ' ';
+    /// <summary>Among <see cref="TaintFlagLetters"/>, the entries with module = true (a module can carry them): P, F, C, O, E.</summary>
+    public const string TaintFlagModuleLetters = "PFCOE";
+
+    /// <summary>
     /// Maple-tree node pointer encoding (include/linux/maple_tree.h, lib/maple_tree.c): the node type (an enum
     /// maple_type value, from BTF) sits in bits 3..6 (MAPLE_NODE_TYPE_SHIFT, MAPLE_NODE_TYPE_MASK), the node address
     /// is the pointer with the low byte cleared (MAPLE_NODE_MASK), and only the root carries the xarray "internal

@@ -324,13 +324,17 @@ public sealed class KernelOffsets
         };
     }
 
-    /// <summary>module->taints (a bit per TAINT_* number) and kernel/panic.c's struct taint_flag { c_true, c_false, module }.</summary>
+    /// <summary>module->taints (a bit per TAINT_* number) and kernel/panic.c's struct taint_flag { c_true, c_false, [module,]
+    /// ... }: 7.x dropped `module` (module_flags_taint prints every set bit of module->taints).</summary>
     private static ModuleTaintOffsets? ReadModuleTaint(BtfReader b, StructLayout module)
     {
         var flag = b.Btf.FindStruct("taint_flag");
-        if (flag is null || !module.HasMember("taints") || !flag.HasMember("c_true") || !flag.HasMember("module") || flag.Size is < 1 or > MaxTaintFlagSize)
+        if (flag is null || !module.HasMember("taints") || !flag.HasMember("c_true") || flag.Size is < 1 or > MaxTaintFlagSize)
             return null;
-        return new ModuleTaintOffsets { Taints = b.O(module, "taints"), FlagSize = flag.Size, FlagLetter = b.O(flag, "c_true"), FlagModule = b.O(flag, "module") };
+        return new ModuleTaintOffsets
+        {
+            Taints = b.O(module, "taints"), FlagSize = flag.Size, FlagLetter = b.O(flag, "c_true"), FlagModule = flag.HasMember("module") ? b.O(flag, "module") : null,
+        };
     }
 
     /// <summary>struct taint_flag is 3 bytes in 6.1 and 16 with its desc pointer (6.12); more is not that struct.</summary>
@@ -606,7 +610,8 @@ public sealed record ModuleTaintOffsets
     public int Taints { get; init; }
     public int FlagSize { get; init; }
     public int FlagLetter { get; init; }
-    public int FlagModule { get; init; }
+    /// <summary>taint_flag.module; null on 7.x, whose struct has none: every set bit of module->taints is printed.</summary>
+    public int? FlagModule { get; init; }
 }
 
 /// <summary>struct rq: cpu (the owner, checked against the per-CPU slot), curr, idle.</summary>

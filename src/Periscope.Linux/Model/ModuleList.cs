@@ -91,7 +91,7 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
 
     /// <summary>
     /// module_flags_taint(): the letter (c_true) of every set bit of module->taints whose taint_flags entry is a
-    /// module flag, in bit order. Only set bits are looked up (at most 64 entries); a letter that is not a printable
+    /// module flag (every set bit on 7.x, whose taint_flag has no module member), in bit order. Only set bits are looked up (at most 64 entries); a letter that is not a printable
     /// ASCII character is not a taint_flag entry: the taints are then unavailable, with a diagnostic.
     /// </summary>
     private (string? Letters, bool Tainted) ReadTaints(ulong module, string name)
@@ -103,7 +103,8 @@ public sealed class ModuleList(GuestReader reader, KernelOffsets offsets, ListWa
         {
             if ((bits >> bit & 1) == 0) continue;
             ulong entry = table + (ulong)(bit * t.FlagSize);
-            if (!reader.TryU8(entry + (ulong)t.FlagLetter, out byte letter) || !reader.TryU8(entry + (ulong)t.FlagModule, out byte isModule)
+            byte isModule = 1; // 7.x: no module flag, every set bit is printed
+            if (!reader.TryU8(entry + (ulong)t.FlagLetter, out byte letter) || (t.FlagModule is { } fm && !reader.TryU8(entry + (ulong)fm, out isModule))
                 || letter is < 0x21 or > 0x7e)
             {
                 diagnostics.Report(Area, $"module '{name}': taint bit {bit} has no readable taint_flags entry at 0x{entry:x}", module);
