@@ -170,7 +170,7 @@ public sealed class ViewsTests(ViewsGuest guest) : IClassFixture<ViewsGuest>
     internal static void AssertEqualsProc(ProcessDetails d, Dictionary<string, string> proc)
     {
         int pid = d.Task.Pid;
-        Assert.Empty(d.Problems);
+        Assert.True(d.Problems.Count == 0, string.Join("\n", d.Problems));
         string Hex(ProcessMemoryText? t)
         {
             if (t is null) return "";
