@@ -183,7 +183,7 @@ public sealed class LinuxKernel
 
     public IReadOnlyList<KernelModule> Modules => _modules ??= Log.Time("module walk",
         () => new ModuleList(Reader, Offsets, Lists, Limits, Diagnostics, ModuleArea,
-            ModuleTaintRule.FindTable(Reader, Symbols, Limits)).Read(ModulesHead()));
+            DataAddresses.TryGetAddress("taint_flags", out ulong taintFlags) ? taintFlags : null).Read(ModulesHead()));
 
     /// <summary>The `modules` list head; a kernel whose kallsyms lacks data symbols has none to start from (reported).</summary>
     private ulong ModulesHead()

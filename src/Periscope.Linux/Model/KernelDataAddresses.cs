@@ -66,6 +66,8 @@ public sealed class KernelDataAddresses(LinuxKernel kernel)
         "runqueues" or "__per_cpu_offset" => RunQueueCodeDecoder.FindAddress(kernel, name),
         "tcp_hashinfo" or "udp_table" or "init_net" or "nl_table" => SocketTablesCode.Find(kernel.Reader, kernel.Symbols, name, out string how) is { } at ? new DataAddress(name, at, $"by code: {how}") : null,
         "tk_core" => TimekeeperCode.Find(kernel, name),
+        "taint_flags" => Inference.ModuleTaintRule.FindTable(kernel.Reader, kernel.Symbols, kernel.Limits) is { } table
+            ? new DataAddress(name, table, $"by code: the one address {string.Join("/", Inference.ModuleTaintRule.TableUsers)} refer to whose bytes fit one taint_flag layout") : null,
         "prog_idr" or "map_idr" or "link_idr" => kernel.Layouts.TryOffset("idr", "idr_rt.xa_head", out int head)
             && BpfIdrCode.Find(kernel.Reader, kernel.Symbols, name, head, out string found) is { } idr ? new DataAddress(name, idr, $"by code: {found}") : null,
         _ => null,
