@@ -62,7 +62,9 @@ internal static class ProcComparisons
     public static void NamesAndCgroupsMatch(Dictionary<(string Name, int Pid), List<string>> sections, LinuxKernel kernel)
     {
         var details = new ProcessDetailsReader(kernel);
-        Assert.Empty(details.Unavailable);
+        // The inference report's rows (candidates and the rule that decided) say why a member stayed unknown.
+        Assert.True(details.Unavailable.Count == 0, string.Join("\n", details.Unavailable.Concat(
+            kernel.Inference?.Unknown.Select(m => $"{m.Name}: {m.Decision} [{string.Join(", ", m.Candidates.Select(c => $"0x{c:x}"))}] {m.Rule}") ?? [])));
         int compared = 0, described = 0, longNames = 0;
         bool container = false;
         foreach (var task in kernel.Tasks.Where(t => t.Pid != 0))

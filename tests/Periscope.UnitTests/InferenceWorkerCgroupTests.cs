@@ -197,6 +197,21 @@ public class InferenceWorkerCgroupTests
         Assert.Equal(DomCsetAt + 8, report.Find("css_set", "dfl_cgrp")?.Offset);
     }
 
+    // kernfs_nodes KnStride apart, as in a slab: the 512-byte window of each also holds the next ones.
+    private const int KnStride = 0x80;
+    private const ulong Kns = SyntheticGuest.Base + 0x200000, KnTexts = SyntheticGuest.Base + 0x280000, SliceCgroup = SyntheticGuest.Base + 0x130000;
+
+    private static ulong KernfsNodeAt(SyntheticGuest g, int slot, ulong parent, string name, ulong priv)
+    {
+        ulong kn = Kns + (ulong)(slot * KnStride), text = KnTexts + (ulong)slot * 0x40;
+        g.U32(kn, 1);
+        g.U64(kn + Parent, parent);
+        g.U64(kn + Name, text);
+        g.U64(kn + Priv, priv);
+        g.Text(text, name);
+        return kn;
+    }
+
     [Fact]
     public void Kernfs_name_is_the_nodes_own_when_the_next_nodes_of_the_slab_walk_as_well()
     {
@@ -204,19 +219,9 @@ public class InferenceWorkerCgroupTests
         // node lies another hierarchy's root (the empty name too), behind each cgroup's node some other named node, so
         // "the name member two nodes on" walks from the scope up to the root as well as the node's own name does (seen on
         // 6.1: 0x10 and 0x160, two 0xa8-byte nodes on).
-        const int KnAt = 0xf8, KnStride = 0x80;
-        const ulong Kns = SyntheticGuest.Base + 0x200000, KnTexts = SyntheticGuest.Base + 0x280000, SliceCgroup = SyntheticGuest.Base + 0x130000;
+        const int KnAt = 0xf8;
         using var g = new SyntheticGuest();
-        ulong KernfsNode(int slot, ulong parent, string name, ulong cgroup)
-        {
-            ulong kn = Kns + (ulong)(slot * KnStride), text = KnTexts + (ulong)slot * 0x40;
-            g.U32(kn, 1);
-            g.U64(kn + Parent, parent);
-            g.U64(kn + Name, text);
-            g.U64(kn + Priv, cgroup);
-            g.Text(text, name);
-            return kn;
-        }
+        ulong KernfsNode(int slot, ulong parent, string name, ulong cgroup) => KernfsNodeAt(g, slot, parent, name, cgroup);
         ulong rootKn = KernfsNode(0, 0, "", RootCgroup);
         KernfsNode(2, 0, "", 0);
         ulong sliceKn = KernfsNode(4, rootKn, "system.slice", SliceCgroup);
@@ -238,5 +243,44 @@ public class InferenceWorkerCgroupTests
         Assert.NotNull(name);
         Assert.Equal(Name, name.Offset);
         Assert.Equal([Name], name.Candidates); // the nodes two on lie past priv, where neither parent nor name is declared
+    }
+
+    [Fact]
+    public void Cgroup_kn_is_the_node_that_makes_a_kernfs_tree_when_other_pointers_reach_the_cgroup_too()
+    {
+        // Each cgroup also points to its cgroup.procs node (cgroup_file.kn, right after kn), allocated one slab object
+        // before its directory's node: through the file node's 512-byte window the directory's priv shows again, one
+        // stride further. And it points to its refcount's data, a small object whose neighbour in the slab holds the
+        // cgroup at a lower offset than priv (seen on i386: 0xc besides 0x98, in about one boot of six). In the root and in
+        // the scope alike: only the directory's node has a parent and a name that walk up to the root's node.
+        const int KnAt = 0x98, RefDataAt = 0xc, RefNeighbourAt = 0x40;
+        const ulong CfType = SyntheticGuest.Base + 0x300000, RefData = SyntheticGuest.Base + 0x310000;
+        using var g = new SyntheticGuest();
+        ulong KernfsNode(int slot, ulong parent, string name, ulong priv) => KernfsNodeAt(g, slot, parent, name, priv);
+        ulong rootKn = KernfsNode(1, 0, "", RootCgroup);
+        ulong rootProcs = KernfsNode(0, rootKn, "cgroup.procs", CfType);
+        ulong sliceKn = KernfsNode(4, rootKn, "system.slice", SliceCgroup);
+        ulong scopeKn = KernfsNode(7, sliceKn, "docker-0123.scope", ScopeCgroup);
+        ulong scopeProcs = KernfsNode(6, scopeKn, "cgroup.procs", CfType);
+        ulong scopeSet = ScopeTask + 0x2000;
+        Task(g, InitTask, InitCssSet);
+        Task(g, ScopeTask, scopeSet);
+        CssSet(g, InitCssSet, RootCgroup);
+        CssSet(g, scopeSet, ScopeCgroup);
+        foreach (var (cgroup, node, procs, data) in new[] { (RootCgroup, rootKn, rootProcs, RefData), (ScopeCgroup, scopeKn, scopeProcs, RefData + 0x100) })
+        {
+            g.U64(cgroup + KnAt, node);
+            g.U64(cgroup + KnAt + 8, procs);
+            g.U64(cgroup + RefDataAt, data);
+            g.U64(data + RefNeighbourAt, cgroup);
+        }
+        var report = OffsetInference.InferCgroupMembers(g.Reader(Limits), Limits, InitTask, [InitTask, ScopeTask]);
+        var kn = report.Find("cgroup", "kn");
+        Assert.NotNull(kn);
+        Assert.Equal(KnAt, kn.Offset);
+        Assert.Equal([KnAt], kn.Candidates);
+        Assert.Equal(Priv, report.Find("kernfs_node", "priv")?.Offset);
+        Assert.Equal(Parent, report.Find("kernfs_node", "parent")?.Offset);
+        Assert.Equal(Name, report.Find("kernfs_node", "name")?.Offset);
     }
 }

@@ -16,6 +16,9 @@ public sealed partial class OffsetInference
     /// <summary>Cgroups other than the root whose nodes are walked as evidence (a host with thousands of cgroups gives
     /// no better evidence than its first few dozen, and each walk costs up to MaxPathComponents reads).</summary>
     private const int MaxCgroupEvidence = 64;
+    /// <summary>The tie-break of cgroup.kn and kernfs_node.priv: a pointer that reaches the cgroup at a higher offset reaches
+    /// it through a neighbouring node in the slab.</summary>
+    private const string KernfsPrivTieBreak = "the pointer reaching the cgroup at the lowest offset (a higher one is the directory node's priv seen from one of its file nodes, its neighbour in the slab)";
 
     private void InferCgroups(TaskEvidence ev)
     {
@@ -77,13 +80,17 @@ public sealed partial class OffsetInference
         RulesAlone(reader, new Kallsyms.KernelSymbols([]), limits, "cgroup",
             search => search.InferCgroups(new TaskEvidence { Init = init, Leaders = [.. leaders], AllLeaders = [.. leaders], Threads = [] }));
 
-    /// <summary>cgroup.kn and kernfs_node.priv (the node points back to its cgroup, in every cgroup seen), then parent and
-    /// name: the root's node has no parent and the empty name, every other cgroup's node walks up to it with printable
-    /// names (<see cref="KernfsPath"/>).</summary>
+    /// <summary>cgroup.kn and kernfs_node.priv (the node points back to its cgroup, in every cgroup seen, and its parent and
+    /// name, declared before priv, make a tree: the root's node has no parent and the empty name, every other cgroup's
+    /// node walks up to it with printable names, <see cref="KernfsPath"/>), then parent and name from that walk.</summary>
     private void InferKernfs(ulong root, List<ulong> children)
     {
-        const string knRule = "a pointer in the root cgroup (and every other cgroup a task is in) to a kernfs_node whose priv points back to the cgroup";
-        var links = new List<(int Kn, int Priv)>();
+        const string knRule = "a pointer in the root cgroup (and every other cgroup a task is in) to a kernfs_node whose priv points back to the cgroup, "
+            + "and below priv a parent and a name through which the root cgroup's node has no parent and the empty name and every other cgroup's node walks up to it";
+        // A back pointer alone is not enough: a cgroup also points to other objects (its files' nodes, its refcount's data)
+        // whose slab neighbours may hold the cgroup, in the root and in every child alike on some boots (seen on i386: 0xc
+        // besides 0x98, about one boot in six). Only the directory's node also makes a kernfs tree.
+        var links = new List<(int Kn, int Priv, List<(int Parent, int Name)> Walks)>();
         if (StructWindow(root) is { } gw)
             for (int k = 0; k + _p <= gw.Length; k += _p)
             {
@@ -91,10 +98,18 @@ public sealed partial class OffsetInference
                 ulong kn = Word(gw, k);
                 if (!IsKernel(kn) || kn - root < (ulong)gw.Length || SmallWindow(kn) is not { } kw) continue;
                 for (int q = 0; q + _p <= kw.Length; q += _p)
-                    if (Word(kw, q) == root && children.All(g => Ptr(Ptr(g + (ulong)k) + (ulong)q) == g)) links.Add((k, q));
+                    if (Word(kw, q) == root && children.All(g => Ptr(Ptr(g + (ulong)k) + (ulong)q) == g)
+                        && KernfsWalks(root, children, k, q) is { Count: > 0 } walks)
+                        links.Add((k, q, walks));
             }
-        if (_report.Add("cgroup", "kn", links.Select(l => l.Kn).Distinct().ToList(), knRule) is not { } knAt
-            || _report.Add("kernfs_node", "priv", links.Where(l => l.Kn == knAt).Select(l => l.Priv).Distinct().ToList(), knRule) is not { } priv)
+        // A cgroup file's node may lie beside the directory's in the slab, its window reaching the directory's priv
+        // further on: of several pointers the one reaching the cgroup at the lowest offset is the node's own.
+        int lowest = links.Count == 0 ? 0 : links.Min(l => l.Priv);
+        var atLowest = links.Where(l => l.Priv == lowest).Select(l => l.Kn).Distinct().ToList();
+        if (_report.Add("cgroup", "kn", links.Select(l => l.Kn).Distinct().ToList(), knRule,
+                atLowest.Count == 1 ? _ => atLowest[0] : null, KernfsPrivTieBreak) is not { } knAt
+            || _report.Add("kernfs_node", "priv", links.Where(l => l.Kn == knAt).Select(l => l.Priv).Distinct().Order().ToList(), knRule,
+                c => c.Min(), KernfsPrivTieBreak) is not { } priv)
         {
             foreach (var m in KernfsMembers.Where(m => _report.Find("kernfs_node", m) is null)) _report.AddUnknown("kernfs_node", m, "needs cgroup.kn");
             return;
@@ -105,14 +120,19 @@ public sealed partial class OffsetInference
             _report.AddUnknown("kernfs_node", "name", "every task is in the root cgroup: no named node");
             return;
         }
-        ulong rootKn = Ptr(root + (ulong)knAt);
-        var childKns = children.Select(g => Ptr(g + (ulong)knAt)).ToList();
-        Step((childKns.Count + 1) * (_smallBytes / _p) * 4);
-        var found = KernfsRule.ParentAndName(_r, rootKn, childKns, _smallBytes, priv, _limits.MaxPathComponents).Select(f => (pa: f.Parent, na: f.Name)).ToList();
+        var found = links.First(l => l.Kn == knAt && l.Priv == priv).Walks;
         const string walkRule = "below priv (both are declared before it), the root cgroup's node has parent NULL and the empty name; every other cgroup's "
             + "node walks up to it through parent, each name on the way printable, non-empty and without '/'";
-        if (_report.Add("kernfs_node", _kernfsParent, found.Select(f => f.pa).Distinct().ToList(), walkRule) is { } parent)
-            _report.Add("kernfs_node", "name", found.Where(f => f.pa == parent).Select(f => f.na).Distinct().ToList(), walkRule);
+        if (_report.Add("kernfs_node", _kernfsParent, found.Select(f => f.Parent).Distinct().ToList(), walkRule) is { } parent)
+            _report.Add("kernfs_node", "name", found.Where(f => f.Parent == parent).Select(f => f.Name).Distinct().ToList(), walkRule);
         else _report.AddUnknown("kernfs_node", "name", $"needs kernfs_node.{_kernfsParent}");
+    }
+
+    /// <summary>The (parent, name) offset pairs below <paramref name="privAt"/> through which the nodes that cgroup.kn at
+    /// <paramref name="knAt"/> gives make a tree (<see cref="KernfsRule.ParentAndName"/>).</summary>
+    private List<(int Parent, int Name)> KernfsWalks(ulong root, List<ulong> children, int knAt, int privAt)
+    {
+        Step((children.Count + 1) * (_smallBytes / _p) * 4);
+        return KernfsRule.ParentAndName(_r, Ptr(root + (ulong)knAt), children.Select(g => Ptr(g + (ulong)knAt)).ToList(), _smallBytes, privAt, _limits.MaxPathComponents);
     }
 }
