@@ -7,8 +7,11 @@ public sealed record QemuGuestOptions
     public required string Kernel { get; init; }
     public required string Initrd { get; init; }
     /// <summary>Kernel command line. no_timer_check: under TCG on a loaded host the IO-APIC timer check (check_timer)
-    /// misses its ticks and newer kernels (seen on 7.3.4) panic with "IO-APIC + timer doesn't work".</summary>
-    public string Append { get; init; } = "console=ttyS0 pti=on panic=-1 no_timer_check";
+    /// misses its ticks and newer kernels (seen on 7.3.4) panic with "IO-APIC + timer doesn't work". noirqdebug: on
+    /// PREEMPT_RT kernels the serial ports' interrupt handlers run in threads, and under TCG the spurious-interrupt
+    /// detector counted IRQ 3 (ttyS1, the data port) as unhandled and disabled it (7.3.4-rt: "irq 3: nobody cared",
+    /// "Disabling IRQ #3" at 41 s), after which the guest's ground truth never finished.</summary>
+    public string Append { get; init; } = "console=ttyS0 pti=on panic=-1 no_timer_check noirqdebug";
     public int MemoryMiB { get; init; } = 256;
     /// <summary>"max" offers LA57 under TCG (5-level paging); "qemu64" gives a 4-level guest.</summary>
     public string Cpu { get; init; } = "max";

@@ -20,7 +20,7 @@ public class InferenceBpfTests
     private const ulong ProgNode = B + 0x2000, MapNode = B + 0x2400, LinkNode = B + 0x2800;
     private const ulong Prog1 = B + 0x10_0000, Prog2 = B + 0x11_0000, Aux1 = B + 0x20_0000, Aux2 = B + 0x21_0000;
     private const ulong Map = B + 0x30_0000, UsedMaps = B + 0x31_0000, Link = B + 0x40_0000, Jit = B + 0x50_0000;
-    private const int XaHead = 8;
+    private const int XaHead = 8, RtXaHead = 40;
     // bpf_prog, bpf_prog_aux, bpf_map and bpf_link members (Debian 6.1 x86-64 BTF).
     private const int Type = 4, Len = 0xc, JitedLen = 0x10, Tag = 0x14, BpfFunc = 0x30, AuxPtr = 0x38, Insnsi = 0x48;
     private const int AuxId = 0x20, UsedMapCnt = 8, UsedMapsPtr = 0x358, AuxProg = 0x388, LoadTime = 0x398, AuxName = 0x3b8, KsymName = 0x108;
@@ -28,12 +28,14 @@ public class InferenceBpfTests
 
     private static readonly byte[] ReturnZero = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
 
-    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null, bool withMaps = true, ulong aux2 = Aux2, uint mapId = 11)
+    private static InferenceReport Infer(Action<SyntheticGuest>? tamper = null, IntrospectionLimits? limits = null, bool withMaps = true, ulong aux2 = Aux2, uint mapId = 11,
+        bool rtXa = false)
     {
         using var g = new SyntheticGuest();
-        Idr(g, ProgIdr, ProgNode, [(3, Prog1), (7, Prog2)]);
-        Idr(g, MapIdr, MapNode, withMaps ? [((int)mapId, Map)] : []);
-        Idr(g, LinkIdr, LinkNode, [(5, Link)]);
+        int xaHead = rtXa ? RtXaHead : XaHead;
+        Idr(g, ProgIdr, ProgNode, [(3, Prog1), (7, Prog2)], xaHead);
+        Idr(g, MapIdr, MapNode, withMaps ? [((int)mapId, Map)] : [], xaHead);
+        Idr(g, LinkIdr, LinkNode, [(5, Link)], xaHead);
         Program(g, Prog1, Aux1, id: 3, type: 2, "pscope_kp", [0xa0, 0x4f, 0x5e, 0xef, 0x06, 0xa7, 0xf5, 0x55], ReturnZero, jit: Jit, loadTime: 5_000_000_000);
         // ld_imm64 r1, map; mov r0, 0; exit
         byte[] withMap = [0x18, 0x01, 0, 0, 0, 0, 0x30, 0x00, 0, 0, 0, 0, 0x80, 0x88, 0xff, 0xff, .. ReturnZero];
@@ -57,15 +59,16 @@ public class InferenceBpfTests
         tamper?.Invoke(g);
         var limitsUsed = limits ?? new IntrospectionLimits();
         var symbols = new KernelSymbols([new(ProgIdr, 'd', "prog_idr"), new(MapIdr, 'd', "map_idr"), new(LinkIdr, 'd', "link_idr")]);
-        return OffsetInference.InferBpfObjects(g.Reader(limitsUsed), symbols, limitsUsed, XaHead);
+        return OffsetInference.InferBpfObjects(g.Reader(limitsUsed), symbols, limitsUsed, xaHead);
     }
 
-    /// <summary>struct idr { xarray { spinlock, gfp_t xa_flags (IDR_RT_MARKER), xa_head } }; one xa_node (shift 0) holding the objects.</summary>
-    private static void Idr(SyntheticGuest g, ulong idr, ulong node, (int Index, ulong Object)[] objects)
+    /// <summary>struct idr { xarray { spinlock, gfp_t xa_flags (IDR_RT_MARKER), xa_head } }; one xa_node (shift 0) holding
+    /// the objects. xa_flags follows the spinlock: 4 bytes, or on PREEMPT_RT 32 (then padding before xa_head).</summary>
+    private static void Idr(SyntheticGuest g, ulong idr, ulong node, (int Index, ulong Object)[] objects, int xaHead)
     {
-        g.U32(idr + 4, 0x0400_0004);
+        g.U32(idr + (xaHead == XaHead ? 4UL : 32UL), 0x0400_0004);
         if (objects.Length == 0) return;
-        g.U64(idr + XaHead, node | 2);
+        g.U64(idr + (ulong)xaHead, node | 2);
         g.U64(node + 16, idr); // array
         foreach (var (i, o) in objects) g.U64(node + 40 + (ulong)i * 8, o);
         g.U32(node, (uint)objects.Length << 16); // shift 0, offset 0, count
@@ -192,6 +195,27 @@ public class InferenceBpfTests
         }, limits);
         Assert.True(r.Steps <= limits.MaxInferenceSteps);
         Assert.Null(Offset(r, "bpf_prog", "aux"));
+    }
+
+    /// <summary>With one map its id (1) is also usercnt's value; usercnt is declared after name (after PREEMPT_RT's larger
+    /// freeze_mutex too), id before it.</summary>
+    [Fact]
+    public void A_counter_equal_to_the_map_id_after_the_name_is_not_the_id()
+    {
+        var r = Infer(g => g.U64(Map + MapName + 0x30, 11), mapId: 11);
+        Assert.Equal(MapId, Offset(r, "bpf_map", "id"));
+        Assert.Equal(InferenceDecision.Unique, r.Find("bpf_map", "id")!.Decision);
+    }
+
+    /// <summary>PREEMPT_RT: struct xarray { spinlock_t (a 32-byte rt_mutex), gfp_t xa_flags, 4 bytes of padding, xa_head @40 }.</summary>
+    [Fact]
+    public void Preempt_rt_idrs_have_their_flags_before_the_padding()
+    {
+        var r = Infer(rtXa: true);
+        Assert.Equal(RtXaHead, Offset(r, "idr", "idr_rt.xa_head"));
+        Assert.Equal(Len, Offset(r, "bpf_prog", "len"));
+        // Padding that is not zero is no padding: the word before xa_head must then be xa_flags itself.
+        Assert.Null(Offset(Infer(g => g.U32(ProgIdr + RtXaHead - 4, 0x10), rtXa: true), "idr", "idr_rt.xa_head"));
     }
 
     [Fact]

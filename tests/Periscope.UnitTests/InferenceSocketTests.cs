@@ -127,6 +127,46 @@ public class InferenceSocketTests
         foreach (var (s, m, v) in expected) Assert.True(Offset(r, s, m) == v, $"{s}.{m}: {Offset(r, s, m)?.ToString("x") ?? "unknown"}, expected 0x{v:x}");
     }
 
+    /// <summary>PREEMPT_RT (Debian's -rt kernels): spinlock_t is a 32-byte rt_mutex, so udp_hslot { head, count, lock } is
+    /// 48 bytes, and ehash_locks_mask (sized by that lock) can hold lhash2_mask's value: the tables then fit both mask
+    /// words, and lhash2_mask is the one declared right before lhash2 (a tie-break, said so).</summary>
+    [Fact]
+    public void Preempt_rt_udp_slots_and_an_ehash_locks_mask_equal_to_lhash2_mask_come_out_as_btf_has_them()
+    {
+        const int RtSlot = 48;
+        var r = Infer(g =>
+        {
+            g.U32(HashInfo + 0x14, LhashMask);
+            g.U64(UdpTable + 8, UdpSlots + (UdpMask + 1) * RtSlot);
+            g.U64(UdpSlots + UdpSlot * 16, 0);
+            g.U32(UdpSlots + UdpSlot * 16 + 8, 0);
+            g.U64(UdpSlots + UdpSlot * RtSlot, Udp + Node);
+            g.U32(UdpSlots + UdpSlot * RtSlot + 8, 1);
+        });
+        Assert.Equal(0x3c, Offset(r, "inet_hashinfo", "lhash2_mask"));
+        Assert.Equal(InferenceDecision.TieBreak, r.Find("inet_hashinfo", "lhash2_mask")!.Decision);
+        Assert.Equal([0x14, 0x3c], r.Find("inet_hashinfo", "lhash2_mask")!.Candidates.Order());
+        Assert.Equal(0x40, Offset(r, "inet_hashinfo", "lhash2"));
+        Assert.Equal(0x10, Offset(r, "inet_hashinfo", "ehash_mask"));
+        Assert.Equal(RtSlot, Offset(r, "udp_hslot", InferenceReport.SizeOfMember));
+        Assert.Equal(0, Offset(r, "udp_hslot", "head"));
+        Assert.Equal(0, Offset(r, "udp_table", "hash"));
+    }
+
+    [Fact]
+    public void Two_mask_words_with_different_values_that_both_fit_stay_ambiguous()
+    {
+        // Bucket 15's marker is what a 16-bucket table ends in; make the 32-bucket table's buckets 16..31 look used so
+        // that both masks (15 at 0x14, 31 at 0x3c) fit: their values differ, so no declaration-order tie-break applies.
+        var r = Infer(g =>
+        {
+            for (ulong i = 16; i <= LhashMask; i++) g.U64(Lhash + i * 16 + 8, Listener + Node);
+        });
+        Assert.Equal(InferenceDecision.Ambiguous, r.Find("inet_hashinfo", "lhash2_mask")!.Decision);
+        Assert.Equal([0x14, 0x3c], r.Find("inet_hashinfo", "lhash2_mask")!.Candidates.Order());
+        Assert.Null(Offset(r, "inet_hashinfo", "lhash2_mask"));
+    }
+
     [Fact]
     public void Sk_protocol_before_sk_type_as_in_7_x_is_found_too()
     {

@@ -293,13 +293,6 @@ public sealed partial class OffsetInference
             _report.AddStructural("bpf_map", "max_entries", type + 12, typeRule);
         }
         else ReportUnknown("needs bpf_map.map_type", ("bpf_map", "key_size"), ("bpf_map", "value_size"), ("bpf_map", "max_entries"));
-        var ids = new List<int>();
-        for (int y = 0; y + 4 <= BpfMapWindow; y += 4)
-        {
-            Step(windows.Count);
-            if (windows.All(x => U32(x.W!, y) == x.M.Id)) ids.Add(y);
-        }
-        _report.Add("bpf_map", "id", ids, "u32 equal to the map's map_idr index in every listed map (bpf_map_alloc_id stores the index it got)");
         var names = new List<int>();
         for (int n = 0; n + BpfRule.ObjectNameLength <= BpfMapWindow; n++)
         {
@@ -308,7 +301,18 @@ public sealed partial class OffsetInference
         }
         // A name's tail is a name too: only the first of a run of offsets starts the field.
         var starts = names.Where(n => !names.Contains(n - 1)).ToList();
-        _report.Add("bpf_map", "name", starts, "char[16] object name (letters, digits, '_', '.', NUL-terminated, zero after) in every listed map, non-empty in some; the first offset of a run");
+        int? name = _report.Add("bpf_map", "name", starts, "char[16] object name (letters, digits, '_', '.', NUL-terminated, zero after) in every listed map, non-empty in some; the first offset of a run");
+        // struct bpf_map has declared id after max_entries and before name since both came (4.13, 4.15): with few maps a
+        // small id is also a counter's value elsewhere (usercnt after PREEMPT_RT's larger freeze_mutex, past name).
+        int idFrom = _report.Find("bpf_map", "map_type")?.Offset is { } mapType ? mapType + 16 : 0, idBefore = name ?? BpfMapWindow;
+        var ids = new List<int>();
+        for (int y = idFrom; y + 4 <= idBefore; y += 4)
+        {
+            Step(windows.Count);
+            if (windows.All(x => U32(x.W!, y) == x.M.Id)) ids.Add(y);
+        }
+        _report.Add("bpf_map", "id", ids, "u32 equal to the map's map_idr index in every listed map (bpf_map_alloc_id stores the index it got), "
+            + "declared after max_entries and before name");
     }
 
     private void InferBpfLinks(List<BpfObject> links, List<BpfObject> progs)

@@ -20,9 +20,11 @@ public sealed class OffsetsCache(string directory)
     /// integrity evidence's members; 6: the mounts members; 8: rescuers' workqueue names, kthread full names equal to the
     /// comm, task_struct.cgroups and kernfs_node.name where 7 left them unknown, kernfs_node.__parent named by the release,
     /// netlink_sock.portid after a u16 sk_protocol, and the mounts members on 7.x; 9: bpf_map's attributes where a map id of 1
-    /// left them ambiguous, sock.sk_uid and inode.i_uid; 10: ftrace_pages_start found from code without per-CPU candidates; 11: module.taints and the taint_flags layout; 12: cgroup.kn where a pointer to another object reaching the cgroup left it ambiguous): an entry written by older rules lacks them, and its key (which includes the format)
+    /// left them ambiguous, sock.sk_uid and inode.i_uid; 10: ftrace_pages_start found from code without per-CPU candidates; 11: module.taints and the taint_flags layout; 12: cgroup.kn where a pointer to another object reaching the cgroup left it ambiguous;
+    /// 13: PREEMPT_RT's layouts: the xarray head after a larger spinlock_t, tk_core with its seqcount's lock pointer, 48-byte
+    /// udp slots, lhash2_mask equal to ehash_locks_mask, f_pos after an rt_mutex, and bpf_map.id before name): an entry written by older rules lacks them, and its key (which includes the format)
     /// no longer matches, so the search runs again.</summary>
-    public const string Format = "periscope-offsets/12";
+    public const string Format = "periscope-offsets/13";
     private const int MaxMembers = 512, MaxText = 2048, MaxCandidates = 256;
 
     public string Directory { get; } = directory;

@@ -153,11 +153,19 @@ public sealed partial class OffsetInference
     /// f_pos: loff_t declared right after struct mutex f_pos_lock, which is unlocked in a quiet guest. Two mutex shapes:
     /// up to 6.x its last member is wait_list (an empty list_head: next == prev == itself); since 7.0 it ends with
     /// first_waiter (NULL), and struct file declares f_pos_lock right after f_path (so from f_path's end: the owner word —
-    /// or a pipe's f_pipe —, then zero words up to f_pos, which is non-zero in a file that was read).
+    /// or a pipe's f_pipe —, then zero words up to f_pos, which is non-zero in a file that was read). PREEMPT_RT's mutex is
+    /// an rt_mutex_base (wait_lock, the waiters' rb_root_cached, owner: four words, all zero when unlocked); since 6.12
+    /// the f_path shape covers it, before that struct file declares f_pos_lock right after f_mode.
     /// </summary>
+    /// <summary>struct rt_mutex_base { raw_spinlock_t wait_lock; struct rb_root_cached waiters; struct task_struct *owner; }
+    /// in words (wait_lock padded to one): PREEMPT_RT's struct mutex without lock debugging.</summary>
+    private const int RtMutexWords = 4;
+
     private void InferFilePos(List<ulong> files, PathEvidence p)
     {
-        const string rule = "loff_t (0..2^48 in every file) right after the unlocked mutex f_pos_lock: after an empty wait_list list_head in every file (up to 6.x), or (7.x) after f_path, an owner word and words that are zero in every file, non-zero in some file";
+        const string rule = "loff_t (0..2^48 in every file) right after the unlocked mutex f_pos_lock: after an empty wait_list list_head in every file (up to 6.x), "
+            + "or a PREEMPT_RT mutex (four words, zero in every file) declared right after f_mode (before 6.12), "
+            + "or (6.12+) after f_path, an owner word and words that are zero in every file, non-zero in some file";
         var windows = files.Select(f => (F: f, W: SmallWindow(f)!)).ToList();
         var candidates = new List<int>();
         bool IsPosition(int at) => at + 8 <= _smallBytes && windows.All(x => U64(x.W, at) < 1UL << 48);
@@ -166,6 +174,14 @@ public sealed partial class OffsetInference
             Step(windows.Count);
             if (windows.All(x => OpenFileRule.IsEmptyList(x.F + (ulong)l, _p, va => Word(x.W, (int)(va - x.F)))) && IsPosition(l + 2 * _p))
                 candidates.Add(l + 2 * _p);
+        }
+        if (_report.Find("file", "f_mode")?.Offset is { } mode && windows.Count > 0)
+        {
+            int mutex = (mode + 4 + _p - 1) / _p * _p, at = mutex + RtMutexWords * _p;
+            Step(windows.Count);
+            if (Enumerable.Range(0, RtMutexWords).All(i => windows.All(x => mutex + (i + 1) * _p <= _smallBytes && Word(x.W, mutex + i * _p) == 0))
+                && IsPosition(at) && windows.Any(x => U64(x.W, at) != 0) && !candidates.Contains(at))
+                candidates.Add(at);
         }
         if (p.FilePath is { } path && windows.Count > 0)
         {

@@ -81,8 +81,9 @@ public sealed partial class OffsetInference
                 ulong head = Word(nw, x);
                 if (!PidAbi.IsNode(head)) continue;
                 ulong node = PidAbi.NodeOf(head), xarray = Ptr(node + (ulong)abi.XaNodeArray), at = ns + (ulong)x;
-                // xa_head is struct xarray's last member after a spinlock and gfp_t flags: a few words after the array's start.
-                if (xarray > at || at - xarray > (ulong)(4 * _p) || Ptr(node + (ulong)abi.XaNodeParent) != 0) continue;
+                // xa_head is struct xarray's last member, after xa_lock and the gfp_t xa_flags: a few words after the array's
+                // start (one word behind a 4-byte spinlock_t; five behind PREEMPT_RT's rt_mutex-based one, more with lock debugging).
+                if (xarray > at || at - xarray > (ulong)(PidAbi.MaxXaHeadWords * _p) || Ptr(node + (ulong)abi.XaNodeParent) != 0) continue;
                 var gaps = new List<string>();
                 var entries = xa.Read(head, Math.Max(_limits.MaxTasks, allocated.Count) * 2, "pid IDR", gaps);
                 Step(entries.Count);

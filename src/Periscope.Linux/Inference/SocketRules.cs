@@ -29,6 +29,9 @@ public sealed partial class OffsetInference
     /// (1), flags (1), skc_bound_dev_if (4) — the same 24 bytes for every word size.</summary>
     private const int SockFamily = 16, SockState = 18, SockPortPair = 12, SockRcvSaddr = 4, SockDaddr = 0, SockHash = 8, SockBindNode = 24;
     private const int MaxChainLength = 64;
+    /// <summary>udp_hslot { head; int count; spinlock_t lock; } in words at most: 2 with a 4-byte spinlock_t, 6 with
+    /// PREEMPT_RT's on x86-64, more with lock debugging.</summary>
+    private const int MaxUdpSlotWords = 16;
 
     private readonly record struct ChainNode(ulong Link, uint Bucket, bool Listening);
 
@@ -115,7 +118,7 @@ public sealed partial class OffsetInference
             // counts may be equal, so the marker test alone cannot tell the two masks apart).
             lhash.RemoveAll(t => t.PointerAt == eh.PointerAt || t.MaskAt == eh.MaskAt);
         }
-        if (AddTable(lhash, "inet_hashinfo", "lhash2", "lhash2_mask", "inet_listen_hashbucket", "nulls_head", LhashRule) is { } l)
+        if (AddTable(lhash, "inet_hashinfo", "lhash2", "lhash2_mask", "inet_listen_hashbucket", "nulls_head", LhashRule, maskDeclaredBeforePointer: true) is { } l)
             CollectNulls(l, listening: true, nodes);
     }
 
@@ -166,10 +169,20 @@ public sealed partial class OffsetInference
         return !_r.TryPointer(lastAt + (ulong)stride, out ulong past) || past != marker(mask + 1UL);
     }
 
-    private HashTable? AddTable(List<HashTable> found, string structName, string pointer, string mask, string bucket, string head, string rule)
+    /// <param name="maskDeclaredBeforePointer">The mask is the u32 declared right before the pointer (inet_hashinfo's
+    /// <c>unsigned int lhash2_mask; struct inet_listen_hashbucket *lhash2;</c> since lhash2 came, 4.16). Only used when
+    /// the tables cannot tell: several mask words with the same value describe the same buckets (on PREEMPT_RT,
+    /// ehash_locks_mask, sized by the 32-byte spinlock_t, can equal lhash2_mask).</param>
+    private HashTable? AddTable(List<HashTable> found, string structName, string pointer, string mask, string bucket, string head, string rule,
+        bool maskDeclaredBeforePointer = false)
     {
         int? p = _report.Add(structName, pointer, found.Select(t => t.PointerAt).Distinct().ToList(), rule);
-        int? m = _report.Add(structName, mask, found.Select(t => t.MaskAt).Distinct().ToList(), rule);
+        Func<IReadOnlyList<int>, int>? beforePointer = null;
+        if (maskDeclaredBeforePointer && p is { } pointerAt && found.Where(t => t.PointerAt == pointerAt).Select(t => t.Mask).Distinct().Count() == 1
+            && found.Any(t => t.PointerAt == pointerAt && t.MaskAt == pointerAt - 4))
+            beforePointer = _ => pointerAt - 4;
+        int? m = _report.Add(structName, mask, found.Where(t => p is null || t.PointerAt == p).Select(t => t.MaskAt).Distinct().ToList(), rule,
+            beforePointer, $"the mask words hold the same value (the same buckets), and {mask} is the u32 declared right before {pointer}");
         int? s = _report.Add(bucket, InferenceReport.SizeOfMember, found.Select(t => t.Stride).Distinct().ToList(), "the bucket stride of: " + rule);
         int? h = _report.Add(bucket, head, found.Select(t => t.Head).Distinct().ToList(), "where the markers sit in each bucket of: " + rule);
         return p is null || m is null || s is null || h is null ? null : found.First(t => t.PointerAt == p && t.MaskAt == m && t.Stride == s && t.Head == h);
@@ -306,14 +319,17 @@ public sealed partial class OffsetInference
                 {
                     ulong slots = Word(w, o), hash2 = Word(w, o + _p);
                     if (!IsKernel(slots) || hash2 <= slots || (hash2 - slots) % (mask + 1UL) != 0) continue;
-                    int slotSize = (int)Math.Min((hash2 - slots) / (mask + 1UL), int.MaxValue);
+                    // The slot size is exact (hash2 - hash over the slot count); it is bounded, not assumed: head and count,
+                    // then spinlock_t (4 bytes, or PREEMPT_RT's 32-byte rt_mutex: 48-byte slots), aligned to two words.
+                    ulong slotSize = (hash2 - slots) / (mask + 1UL);
+                    if (slotSize < (ulong)(2 * _p) || slotSize > MaxUdpSlotWords * (ulong)_p || slotSize % (ulong)_p != 0) continue;
+                    int stride = (int)slotSize;
                     long count = Math.Min(mask + 1L, _limits.MaxInferenceSocketBuckets);
-                    var b = new byte[count * 4 * _p];
+                    var b = new byte[count * stride];
                     Step(b.Length / 64 + 1);
                     if (_r.Read(slots, b) != b.Length) continue;
-                    for (int stride = 2 * _p; stride <= 4 * _p; stride += _p)
-                        for (int head = 0; head + _p + 4 <= stride && stride == slotSize; head += _p)
-                            if (UdpSlots(b, (int)count, stride, head, node) is { } socks) found.Add((o, m, stride, head, socks));
+                    for (int head = 0; head + _p + 4 <= stride; head += _p)
+                        if (UdpSlots(b, (int)count, stride, head, node) is { } socks) found.Add((o, m, stride, head, socks));
                 }
             }
         int? hash = _report.Add("udp_table", "hash", found.Select(f => f.Hash).Distinct().ToList(), Rule);

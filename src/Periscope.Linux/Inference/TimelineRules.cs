@@ -92,14 +92,36 @@ public static class TimelineRules
     }
 
     /// <summary>
-    /// The timekeeper in tk_core's bytes (<paramref name="core"/>): it follows the u32 seqcount at the next pointer
-    /// boundary and starts with tkr_mono.clock, a kernel pointer. tkr_mono.base is the s64 at B and base_real the u64 at
-    /// B + 8 with base_real − base = offs_real &gt; 0, where offs_real is the s64 at R after B whose preceding timespec64
-    /// (wall_to_monotonic: tv_sec, then a long tv_nsec) equals −offs_real in nanoseconds. Exactly one (B, R) decides.
+    /// The timekeeper in tk_core's bytes (<paramref name="core"/>): it follows the seqcount_raw_spinlock_t, which is the
+    /// u32 seqcount padded to a pointer, or with PREEMPT_RT (or lockdep) the u32 and a pointer to its raw spinlock
+    /// (__SEQ_LOCK, include/linux/seqlock.h), and starts with tkr_mono.clock, a kernel pointer. tkr_mono.base is the s64
+    /// at B and base_real the u64 at B + 8 with base_real − base = offs_real &gt; 0, where offs_real is the s64 at R after B
+    /// whose preceding timespec64 (wall_to_monotonic: tv_sec, then a long tv_nsec) equals −offs_real in nanoseconds.
+    /// Exactly one (start, B, R) decides.
     /// </summary>
     public static TimekeeperDecision? InferTimekeeper(ReadOnlySpan<byte> core, int pointerSize, Func<ulong, bool> isKernelPointer, out string why)
     {
-        int start = pointerSize;
+        var decisions = new List<TimekeeperDecision>();
+        var rejected = new List<string>();
+        foreach (int start in new[] { pointerSize, 2 * pointerSize })
+        {
+            // With the lock pointer, the word after the seqcount points at that raw spinlock.
+            if (start == 2 * pointerSize && (core.Length < start || !isKernelPointer(WordLayout.ReadWord(core, pointerSize, pointerSize)))) continue;
+            if (InferTimekeeperAt(core, start, pointerSize, isKernelPointer, out string whyNot) is { } d) decisions.Add(d);
+            else rejected.Add(whyNot);
+        }
+        if (decisions.Count == 1)
+        {
+            why = "";
+            return decisions[0];
+        }
+        why = decisions.Count == 0 ? string.Join("; ", rejected)
+            : $"ambiguous: a timekeeper fits both after a padded seqcount (tk_core+{decisions[0].TimekeeperInCore}) and after one with a lock pointer (tk_core+{decisions[1].TimekeeperInCore})";
+        return null;
+    }
+
+    private static TimekeeperDecision? InferTimekeeperAt(ReadOnlySpan<byte> core, int start, int pointerSize, Func<ulong, bool> isKernelPointer, out string why)
+    {
         if (core.Length < start + pointerSize || !isKernelPointer(WordLayout.ReadWord(core, start, pointerSize)))
         {
             why = $"tk_core+{start}: no clocksource pointer where the timekeeper's tkr_mono.clock belongs";
@@ -137,7 +159,7 @@ public static class TimelineRules
         }
         why = "";
         return new TimekeeperDecision(start, found[0].Base, found[0].OffsReal,
-            $"tkr_mono.clock a kernel pointer at tk_core+{start} and mask 2^bits - 1 after it; tkr_mono.base_real = tkr_mono.base + offs_real; wall_to_monotonic = -offs_real");
+            $"tkr_mono.clock a kernel pointer at tk_core+{start}{(start > pointerSize ? " (after the seqcount and its lock pointer)" : "")} and mask 2^bits - 1 after it; tkr_mono.base_real = tkr_mono.base + offs_real; wall_to_monotonic = -offs_real");
     }
 
     private static ulong U64(byte[] w, int o) => BinaryPrimitives.ReadUInt64LittleEndian(w.AsSpan(o, 8));

@@ -87,10 +87,19 @@ public static class BpfIdrCode
 
     /// <summary>An idr's xa_head is NULL (an empty IDR) or a root xa_node (parent NULL) whose array pointer names the idr
     /// (struct idr starts with its xarray); the ids start at 1, so a non-empty IDR never holds its one entry in the head.</summary>
+    /// <summary>xa_flags carries ROOT_IS_IDR in every IDR (IDR_RT_MARKER; idr_init_base). It is the gfp_t right after
+    /// xa_lock: right before xa_head, or on x86-64 four bytes earlier when spinlock_t's size is a multiple of 8
+    /// (PREEMPT_RT's rt_mutex-based lock, 32 bytes), the padding before xa_head then being zero.</summary>
+    private static bool HasIdrFlags(GuestReader r, ulong idr, int xaHead)
+    {
+        if (xaHead < 4 || !r.TryU32(idr + (ulong)xaHead - 4, out uint before)) return false;
+        if ((before & RootIsIdr) != 0) return true;
+        return before == 0 && r.PointerSize == 8 && xaHead >= 8 && r.TryU32(idr + (ulong)xaHead - 8, out uint flags) && (flags & RootIsIdr) != 0;
+    }
+
     internal static bool IsIdr(GuestReader r, ulong idr, int xaHead)
     {
-        // xa_flags, the gfp_t right before xa_head, carries ROOT_IS_IDR in every IDR (IDR_RT_MARKER; idr_init_base).
-        if (xaHead < 4 || !r.TryU32(idr + (ulong)xaHead - 4, out uint flags) || (flags & RootIsIdr) == 0) return false;
+        if (!HasIdrFlags(r, idr, xaHead)) return false;
         if (!r.TryPointer(idr + (ulong)xaHead, out ulong head)) return false;
         if (head == 0) return true;
         if (!PidAbi.IsNode(head)) return false;

@@ -50,6 +50,11 @@ public sealed record PidAbi
     public int XaNodeArray => 2 * P;
     public int XaNodeSlots => 5 * P;
 
+    /// <summary>struct xarray { spinlock_t xa_lock; gfp_t xa_flags; void *xa_head; }: how many words at most xa_head lies
+    /// after the xarray's start. spinlock_t is 4 bytes (xa_head at one word), an rt_mutex on PREEMPT_RT (32 bytes on
+    /// x86-64: xa_head at five words) and larger with lock debugging; sixteen words bound them all.</summary>
+    public const int MaxXaHeadWords = 16;
+
     /// <summary>XA_CHUNK_SHIFT 6, XA_CHUNK_SIZE 64 slots per node (4 and 16 only with CONFIG_BASE_SMALL, which no
     /// distribution kernel sets; the walk checks each node's count against its 64 slots and shift against the 6).</summary>
     public const int XaChunkShift = 6, XaChunkSize = 1 << XaChunkShift;

@@ -121,11 +121,13 @@ public class TimelineRulesTests
     private const long OffsReal = 1_796_000_000_123_456_789, MonoBase = 42_000_000_500;
 
     /// <summary>tk_core: seq, then the timekeeper (clock, mask, …, tkr_mono.base, base_real, …, wall_to_monotonic, offs_real).</summary>
-    private static byte[] TkCore(int p, int monoBase, int offsReal, bool consistent = true)
+    /// <param name="seqLock">seqcount_raw_spinlock_t with its lock pointer (PREEMPT_RT or lockdep): the timekeeper one word later.</param>
+    private static byte[] TkCore(int p, int monoBase, int offsReal, bool consistent = true, bool seqLock = false)
     {
         var b = new byte[TimelineRules.TimekeeperWindow];
         BinaryPrimitives.WriteUInt32LittleEndian(b, 1234); // seq
-        int tk = p;
+        int tk = seqLock ? 2 * p : p;
+        if (seqLock && p == 8) Put(b, p, 0xffff_ffff_8300_0250); else if (seqLock) BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(p), 0xc300_0250);
         if (p == 8) Put(b, tk, 0xffff_ffff_8200_1000); else BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(tk), 0xc200_1000);
         Put(b, tk + p, ulong.MaxValue); // CLOCKSOURCE_MASK(64)
         Put(b, tk + p + 8, 0x1234_5678_9abc); // cycle_last
@@ -150,11 +152,14 @@ public class TimelineRulesTests
     [InlineData(8, 40, 0x90)] // before 6.13: tkr_mono, tkr_raw, xtime_sec, ktime_sec, wall_to_monotonic, offs_real
     [InlineData(8, 40, 0x58)] // 6.13+: tkr_mono, xtime_sec, ktime_sec, wall_to_monotonic, offs_real
     [InlineData(4, 36, 0x80)] // i386: u64s 4-aligned, timespec64 of 12 bytes
-    public void Timekeeper_offsets_come_from_its_two_equations(int p, int monoBase, int offsReal)
+    [InlineData(8, 40, 0x58, true)] // PREEMPT_RT 7.3: the seqcount's lock pointer before the timekeeper
+    [InlineData(8, 40, 0x90, true)] // PREEMPT_RT 6.1
+    [InlineData(4, 36, 0x80, true)]
+    public void Timekeeper_offsets_come_from_its_two_equations(int p, int monoBase, int offsReal, bool seqLock = false)
     {
-        var d = TimelineRules.InferTimekeeper(TkCore(p, monoBase, offsReal), p, p == 8 ? Kernel8 : Kernel4, out string why);
+        var d = TimelineRules.InferTimekeeper(TkCore(p, monoBase, offsReal, seqLock: seqLock), p, p == 8 ? Kernel8 : Kernel4, out string why);
         Assert.True(d is not null, why);
-        Assert.Equal((p, monoBase, offsReal), (d.TimekeeperInCore, d.MonoBase, d.OffsReal));
+        Assert.Equal((seqLock ? 2 * p : p, monoBase, offsReal), (d.TimekeeperInCore, d.MonoBase, d.OffsReal));
     }
 
     [Fact]
