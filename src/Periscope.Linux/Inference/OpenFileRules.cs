@@ -149,6 +149,10 @@ public sealed partial class OffsetInference
         _report.Add("file", "f_mode", pairs.Where(c => c.Flags == flagsOff).Select(c => c.Mode).Distinct().ToList(), rule);
     }
 
+    /// <summary>struct rt_mutex_base { raw_spinlock_t wait_lock; struct rb_root_cached waiters; struct task_struct *owner; }
+    /// in words (wait_lock padded to one): PREEMPT_RT's struct mutex without lock debugging.</summary>
+    private const int RtMutexWords = 4;
+
     /// <summary>
     /// f_pos: loff_t declared right after struct mutex f_pos_lock, which is unlocked in a quiet guest. Two mutex shapes:
     /// up to 6.x its last member is wait_list (an empty list_head: next == prev == itself); since 7.0 it ends with
@@ -157,10 +161,6 @@ public sealed partial class OffsetInference
     /// an rt_mutex_base (wait_lock, the waiters' rb_root_cached, owner: four words, all zero when unlocked); since 6.12
     /// the f_path shape covers it, before that struct file declares f_pos_lock right after f_mode.
     /// </summary>
-    /// <summary>struct rt_mutex_base { raw_spinlock_t wait_lock; struct rb_root_cached waiters; struct task_struct *owner; }
-    /// in words (wait_lock padded to one): PREEMPT_RT's struct mutex without lock debugging.</summary>
-    private const int RtMutexWords = 4;
-
     private void InferFilePos(List<ulong> files, PathEvidence p)
     {
         const string rule = "loff_t (0..2^48 in every file) right after the unlocked mutex f_pos_lock: after an empty wait_list list_head in every file (up to 6.x), "

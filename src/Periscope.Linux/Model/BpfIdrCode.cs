@@ -85,8 +85,6 @@ public static class BpfIdrCode
         }
     }
 
-    /// <summary>An idr's xa_head is NULL (an empty IDR) or a root xa_node (parent NULL) whose array pointer names the idr
-    /// (struct idr starts with its xarray); the ids start at 1, so a non-empty IDR never holds its one entry in the head.</summary>
     /// <summary>xa_flags carries ROOT_IS_IDR in every IDR (IDR_RT_MARKER; idr_init_base). It is the gfp_t right after
     /// xa_lock: right before xa_head, or on x86-64 four bytes earlier when spinlock_t's size is a multiple of 8
     /// (PREEMPT_RT's rt_mutex-based lock, 32 bytes), the padding before xa_head then being zero.</summary>
@@ -97,6 +95,8 @@ public static class BpfIdrCode
         return before == 0 && r.PointerSize == 8 && xaHead >= 8 && r.TryU32(idr + (ulong)xaHead - 8, out uint flags) && (flags & RootIsIdr) != 0;
     }
 
+    /// <summary>An idr's xa_head is NULL (an empty IDR) or a root xa_node (parent NULL) whose array pointer names the idr
+    /// (struct idr starts with its xarray); the ids start at 1, so a non-empty IDR never holds its one entry in the head.</summary>
     internal static bool IsIdr(GuestReader r, ulong idr, int xaHead)
     {
         if (!HasIdrFlags(r, idr, xaHead)) return false;
