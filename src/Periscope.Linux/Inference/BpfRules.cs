@@ -286,7 +286,8 @@ public sealed partial class OffsetInference
             if (windows.All(x => BpfRule.IsMapAttributes(U32(x.W!, t), U32(x.W!, t + 4), U32(x.W!, t + 8), U32(x.W!, t + 12)))) types.Add(t);
         }
         const string typeRule = "{ map_type, key_size, value_size, max_entries } (declared together since 3.18) as map attributes allow (a type 1..63, a key of at most 512 bytes, a u32 key for index-keyed maps, a zero key or value size only for the types without, an entry at least) in every listed map";
-        if (_report.Add("bpf_map", "map_type", types, typeRule) is { } type)
+        int? mapType = _report.Add("bpf_map", "map_type", types, typeRule);
+        if (mapType is { } type)
         {
             _report.AddStructural("bpf_map", "key_size", type + 4, typeRule);
             _report.AddStructural("bpf_map", "value_size", type + 8, typeRule);
@@ -304,7 +305,7 @@ public sealed partial class OffsetInference
         int? name = _report.Add("bpf_map", "name", starts, "char[16] object name (letters, digits, '_', '.', NUL-terminated, zero after) in every listed map, non-empty in some; the first offset of a run");
         // struct bpf_map has declared id after max_entries and before name since both came (4.13, 4.15): with few maps a
         // small id is also a counter's value elsewhere (usercnt after PREEMPT_RT's larger freeze_mutex, past name).
-        int idFrom = _report.Find("bpf_map", "map_type")?.Offset is { } mapType ? mapType + 16 : 0, idBefore = name ?? BpfMapWindow;
+        int idFrom = mapType + 16 ?? 0, idBefore = name ?? BpfMapWindow; // past the four u32 attributes
         var ids = new List<int>();
         for (int y = idFrom; y + 4 <= idBefore; y += 4)
         {
